@@ -1,0 +1,246 @@
+//! JSON types of Ollama's native API (`/api/*`), shared by the server and the client.
+//!
+//! Field names, `omitempty` behaviour and the deprecated aliases (`name` for `model`,
+//! `quantization` for `quantize`) follow Ollama's `api/types.go`; unknown fields are ignored on
+//! input, as Go's decoder does.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Local};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// The body of every native error response.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorResponse {
+    pub error: String,
+}
+
+/// `GET /api/version`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VersionResponse {
+    pub version: String,
+}
+
+/// The `details` object of list, show and ps.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelDetails {
+    #[serde(default)]
+    pub parent_model: String,
+    #[serde(default)]
+    pub format: String,
+    #[serde(default)]
+    pub family: String,
+    #[serde(default)]
+    pub families: Option<Vec<String>>,
+    #[serde(default)]
+    pub parameter_size: String,
+    #[serde(default)]
+    pub quantization_level: String,
+}
+
+/// One entry of `GET /api/tags`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListModel {
+    pub name: String,
+    pub model: String,
+    pub modified_at: DateTime<Local>,
+    pub size: u64,
+    /// Hex sha256 of the manifest file, without the `sha256:` prefix.
+    pub digest: String,
+    pub details: ModelDetails,
+}
+
+/// `GET /api/tags`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ListResponse {
+    pub models: Vec<ListModel>,
+}
+
+/// A chat message, as stored in a model's messages layer and sent to `/api/chat`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Message {
+    pub role: String,
+    #[serde(default)]
+    pub content: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub images: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_calls: Option<Vec<Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tool_call_id: Option<String>,
+}
+
+impl Message {
+    /// A plain text message.
+    pub fn new(role: &str, content: &str) -> Self {
+        Message { role: role.to_string(), content: content.to_string(), ..Default::default() }
+    }
+}
+
+/// `POST /api/show`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShowRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Deprecated alias of `model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub verbose: bool,
+    /// Replaces the model's SYSTEM in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    /// Merged over the model's parameters in the answer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub options: Option<Map<String, Value>>,
+}
+
+/// One tensor in `show --verbose`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TensorInfo {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    pub shape: Vec<u64>,
+}
+
+/// `POST /api/show` answer.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct ShowResponse {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub license: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub modelfile: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub parameters: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub template: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub system: String,
+    #[serde(default)]
+    pub details: ModelDetails,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub messages: Vec<Message>,
+    #[serde(default)]
+    pub model_info: Map<String, Value>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tensors: Vec<TensorInfo>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub capabilities: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub modified_at: Option<DateTime<Local>>,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub requires: String,
+}
+
+/// A string or a list of strings (`license` in create requests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    /// The strings, in order.
+    pub fn into_vec(self) -> Vec<String> {
+        match self {
+            OneOrMany::One(s) => vec![s],
+            OneOrMany::Many(v) => v,
+        }
+    }
+}
+
+/// `POST /api/create`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CreateRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Deprecated alias of `model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// An existing model (or `sha256:<hex>` blob) to build on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// Relative file name → `sha256:<hex>` of an uploaded blob. Digests stay strings here so a bad
+    /// one is reported with Ollama's message instead of a JSON decoding error.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub files: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub adapters: Option<BTreeMap<String, String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub system: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub license: Option<OneOrMany>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parameters: Option<Map<String, Value>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<Message>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requires: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renderer: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parser: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantize: Option<String>,
+    /// Deprecated alias of `quantize`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quantization: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}
+
+/// One line of a streamed create / pull / push.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProgressResponse {
+    pub status: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub digest: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub total: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed: Option<u64>,
+}
+
+impl ProgressResponse {
+    /// A status-only line.
+    pub fn status(s: impl Into<String>) -> Self {
+        ProgressResponse { status: s.into(), ..Default::default() }
+    }
+}
+
+/// `POST /api/copy`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CopyRequest {
+    #[serde(default)]
+    pub source: String,
+    #[serde(default)]
+    pub destination: String,
+}
+
+/// `DELETE /api/delete`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DeleteRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Deprecated alias of `model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+}
+
+/// Picks `model`, falling back to the deprecated `name`.
+pub fn model_or_name<'a>(model: &'a str, name: &'a str) -> &'a str {
+    if model.is_empty() {
+        name
+    } else {
+        model
+    }
+}

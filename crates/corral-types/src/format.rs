@@ -1,0 +1,205 @@
+//! Text formats users see in Ollama's output and that Corral reproduces: human byte sizes and
+//! parameter counts, relative times, and Go's `%v` / `%#v` rendering of parameter values (used by
+//! `show --parameters` and generated Modelfiles).
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+
+/// `format.HumanBytes`: decimal units, no decimals from 10 up, one decimal below when fractional.
+pub fn human_bytes(b: u64) -> String {
+    const UNITS: [(u64, &str); 4] = [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
+    let Some((scale, unit)) = UNITS.iter().find(|(scale, _)| b >= *scale) else {
+        return format!("{b} B");
+    };
+    let value = b as f64 / *scale as f64;
+    if value >= 10.0 || value == value.trunc() {
+        format!("{} {unit}", value as u64)
+    } else {
+        format!("{value:.1} {unit}")
+    }
+}
+
+/// `format.HumanNumber`: parameter counts such as `134.52M`, `3.2B`, `8B`.
+pub fn human_number(n: u64) -> String {
+    let f = n as f64;
+    if n >= 1_000_000_000 {
+        let v = f / 1e9;
+        if v == v.floor() {
+            format!("{v:.0}B")
+        } else {
+            format!("{v:.1}B")
+        }
+    } else if n >= 1_000_000 {
+        let v = f / 1e6;
+        if v == v.floor() {
+            format!("{v:.0}M")
+        } else {
+            format!("{v:.2}M")
+        }
+    } else if n >= 1_000 {
+        format!("{:.0}K", f / 1e3)
+    } else {
+        n.to_string()
+    }
+}
+
+fn human_duration(seconds: f64) -> String {
+    let secs = seconds as i64;
+    match secs {
+        i64::MIN..=0 => return "Less than a second".into(),
+        1 => return "1 second".into(),
+        2..=59 => return format!("{secs} seconds"),
+        _ => {}
+    }
+    let minutes = secs / 60;
+    if minutes == 1 {
+        return "About a minute".into();
+    }
+    if minutes < 60 {
+        return format!("{minutes} minutes");
+    }
+    let hours = (seconds / 3600.0).round() as i64;
+    match hours {
+        1 => "About an hour".into(),
+        h if h < 48 => format!("{h} hours"),
+        h if h < 24 * 7 * 2 => format!("{} days", h / 24),
+        h if h < 24 * 30 * 2 => format!("{} weeks", h / 24 / 7),
+        h if h < 24 * 365 * 2 => format!("{} months", h / 24 / 30),
+        _ => format!("{} years", (seconds / 3600.0 / 24.0 / 365.0) as i64),
+    }
+}
+
+/// `format.HumanTime`: `2 days ago`, `4 minutes from now`, `Forever` beyond 20 years ahead.
+pub fn human_time(t: DateTime<Utc>, now: DateTime<Utc>) -> String {
+    let delta = (now - t).num_milliseconds() as f64 / 1000.0;
+    if delta / 3600.0 / 24.0 / 365.0 < -20.0 {
+        "Forever".into()
+    } else if delta < 0.0 {
+        format!("{} from now", human_duration(-delta))
+    } else {
+        format!("{} ago", human_duration(delta))
+    }
+}
+
+/// Go's `%v` for a float64: shortest round-trip digits, exponent form below 1e-4 or from 1e21
+/// up... except that Go switches at 1e6 for shortest formatting, which is what users see.
+pub fn go_float(f: f64) -> String {
+    if f == 0.0 {
+        return "0".into();
+    }
+    // `{:e}` gives the shortest round-trip mantissa and exponent, e.g. "1.5e-7".
+    let sci = format!("{f:e}");
+    let (mantissa, exp) = sci.split_once('e').expect("{:e} always has an exponent");
+    let exp: i32 = exp.parse().expect("exponent is an integer");
+    if !(-4..6).contains(&exp) {
+        let sign = if exp < 0 { '-' } else { '+' };
+        return format!("{mantissa}e{sign}{:02}", exp.abs());
+    }
+    // Plain notation with exactly the shortest digits.
+    format!("{f}")
+}
+
+/// Go's `strconv.Quote`.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\x07' => out.push_str("\\a"),
+            '\x08' => out.push_str("\\b"),
+            '\x0b' => out.push_str("\\v"),
+            '\x0c' => out.push_str("\\f"),
+            c if (c as u32) < 0x20 || c == '\x7f' => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `%v` of a decoded JSON scalar (numbers are float64 after decoding, as in Ollama).
+pub fn go_value(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Number(n) => go_float(n.as_f64().unwrap_or(0.0)),
+        Value::Bool(b) => b.to_string(),
+        Value::Null => "<nil>".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Go's `%#v` of a decoded JSON scalar: like [`go_value`] but strings are quoted.
+pub fn go_value_sharp(v: &Value) -> String {
+    match v {
+        Value::String(s) => go_quote(s),
+        other => go_value(other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn bytes() {
+        assert_eq!(human_bytes(0), "0 B");
+        assert_eq!(human_bytes(999), "999 B");
+        assert_eq!(human_bytes(1000), "1 KB");
+        assert_eq!(human_bytes(1500), "1.5 KB");
+        assert_eq!(human_bytes(98_362_432), "98 MB");
+        assert_eq!(human_bytes(2_019_377_376), "2.0 GB");
+        assert_eq!(human_bytes(2_000_000_000), "2 GB");
+        assert_eq!(human_bytes(12_345_678_901_234), "12 TB");
+    }
+
+    #[test]
+    fn numbers() {
+        assert_eq!(human_number(134_515_008), "134.52M");
+        assert_eq!(human_number(3_212_749_888), "3.2B");
+        assert_eq!(human_number(8_000_000_000), "8B");
+        assert_eq!(human_number(7_000_000), "7M");
+        assert_eq!(human_number(27_432), "27K");
+        assert_eq!(human_number(999), "999");
+    }
+
+    #[test]
+    fn times() {
+        let now = Utc::now();
+        let ago = |d: Duration| human_time(now - d, now);
+        assert_eq!(ago(Duration::milliseconds(10)), "Less than a second ago");
+        assert_eq!(ago(Duration::seconds(1)), "1 second ago");
+        assert_eq!(ago(Duration::seconds(30)), "30 seconds ago");
+        assert_eq!(ago(Duration::seconds(90)), "About a minute ago");
+        assert_eq!(ago(Duration::minutes(5)), "5 minutes ago");
+        assert_eq!(ago(Duration::minutes(61)), "About an hour ago");
+        assert_eq!(ago(Duration::hours(5)), "5 hours ago");
+        assert_eq!(ago(Duration::days(3)), "3 days ago");
+        assert_eq!(ago(Duration::days(20)), "2 weeks ago");
+        assert_eq!(ago(Duration::days(90)), "3 months ago");
+        assert_eq!(ago(Duration::days(800)), "2 years ago");
+        assert_eq!(human_time(now + Duration::minutes(4) + Duration::seconds(30), now), "4 minutes from now");
+        assert_eq!(human_time(now + Duration::days(365 * 30), now), "Forever");
+    }
+
+    #[test]
+    fn go_formats() {
+        assert_eq!(go_float(4096.0), "4096");
+        assert_eq!(go_float(0.7), "0.7");
+        assert_eq!(go_float(-1.0), "-1");
+        assert_eq!(go_float(131072.0), "131072");
+        assert_eq!(go_float(1e6), "1e+06");
+        assert_eq!(go_float(1e-5), "1e-05");
+        assert_eq!(go_float(0.0001), "0.0001");
+        assert_eq!(go_quote("<|im_end|>"), "\"<|im_end|>\"");
+        assert_eq!(go_quote("a\"b\\c\nd\x01"), "\"a\\\"b\\\\c\\nd\\x01\"");
+        assert_eq!(go_value_sharp(&Value::from("x")), "\"x\"");
+        assert_eq!(go_value_sharp(&Value::from(true)), "true");
+    }
+}
