@@ -1,0 +1,144 @@
+//! Fixtures for Corral's tests.
+//!
+//! - [`tiny_llama`]: a llama-architecture GGUF with random weights, written by the project's own
+//!   GGUF writer. With SmolLM2's tokenizer copied in it is a real, loadable model of about 8.5 MB
+//!   whose greedy output still depends on the prompt; without one it is a valid GGUF for tests
+//!   that only need the file format.
+//! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
+
+use std::path::PathBuf;
+
+use corral_gguf::{ArrayValue, Gguf, GgufWriter, MetaValue};
+use rand::{Rng, SeedableRng};
+
+/// Where `scripts/fetch-models.sh` puts the models: `$CORRAL_TEST_MODELS`, else
+/// `$XDG_CACHE_HOME/corral/test-models`, else `~/.cache/corral/test-models`.
+pub fn models_dir() -> PathBuf {
+    if let Some(dir) = std::env::var_os("CORRAL_TEST_MODELS") {
+        return dir.into();
+    }
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
+    cache.join("corral/test-models")
+}
+
+/// Path of SmolLM2-135M-Instruct Q4_1. Panics with instructions when it has not been fetched: a
+/// test that needs a real model must not pass without one.
+pub fn smollm2() -> PathBuf {
+    let p = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
+    p
+}
+
+/// Shape of a tiny llama model.
+#[derive(Debug, Clone)]
+pub struct TinySpec {
+    pub embd: u64,
+    pub layers: u64,
+    pub heads: u64,
+    pub kv_heads: u64,
+    pub ffn: u64,
+    pub context: u32,
+    pub seed: u64,
+}
+
+impl Default for TinySpec {
+    fn default() -> Self {
+        TinySpec { embd: 64, layers: 2, heads: 4, kv_heads: 2, ffn: 128, context: 2048, seed: 42 }
+    }
+}
+
+/// Writes a tiny llama GGUF. `tokenizer` supplies every `tokenizer.*` key (normally SmolLM2's
+/// header); without it a 32-token placeholder vocabulary is used.
+pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    let vocab = match tokenizer {
+        Some(t) => {
+            let mut n = 0;
+            for (k, v) in t.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+                if k == "tokenizer.ggml.tokens" {
+                    n = v.as_array().map_or(0, ArrayValue::len) as u64;
+                }
+                w.set(k, v.clone());
+            }
+            n
+        }
+        None => {
+            let tokens: Vec<String> = (0..32).map(|i| format!("<t{i}>")).collect();
+            w.set("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
+            w.set("tokenizer.ggml.tokens", MetaValue::Array(ArrayValue::String(tokens)));
+            32
+        }
+    };
+    assert!(vocab > 0, "tokenizer source has no tokens");
+    let s = spec;
+    w.set("general.architecture", MetaValue::String("llama".into()))
+        .set("general.name", MetaValue::String("corral-tiny".into()))
+        .set("general.file_type", MetaValue::U32(7))
+        .set("llama.context_length", MetaValue::U32(s.context))
+        .set("llama.embedding_length", MetaValue::U32(s.embd as u32))
+        .set("llama.block_count", MetaValue::U32(s.layers as u32))
+        .set("llama.feed_forward_length", MetaValue::U32(s.ffn as u32))
+        .set("llama.attention.head_count", MetaValue::U32(s.heads as u32))
+        .set("llama.attention.head_count_kv", MetaValue::U32(s.kv_heads as u32))
+        .set("llama.rope.dimension_count", MetaValue::U32((s.embd / s.heads) as u32))
+        .set("llama.rope.freq_base", MetaValue::F32(10000.0))
+        .set("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-5))
+        .set("llama.vocab_size", MetaValue::U32(vocab as u32));
+
+    let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
+    let mut random = |n: u64, fan_in: u64| -> Vec<f32> {
+        let a = (3.0 / fan_in as f32).sqrt();
+        (0..n).map(|_| rng.gen_range(-a..a)).collect()
+    };
+    let kv = s.embd / s.heads * s.kv_heads;
+    w.add_q8_0("token_embd.weight", &[s.embd, vocab], &random(s.embd * vocab, 1));
+    for i in 0..s.layers {
+        let ones = vec![1.0f32; s.embd as usize];
+        w.add_f32(&format!("blk.{i}.attn_norm.weight"), &[s.embd], &ones);
+        for (name, out) in [("attn_q", s.embd), ("attn_k", kv), ("attn_v", kv), ("attn_output", s.embd)] {
+            w.add_q8_0(&format!("blk.{i}.{name}.weight"), &[s.embd, out], &random(s.embd * out, s.embd));
+        }
+        w.add_f32(&format!("blk.{i}.ffn_norm.weight"), &[s.embd], &ones);
+        w.add_q8_0(&format!("blk.{i}.ffn_gate.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        w.add_q8_0(&format!("blk.{i}.ffn_up.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        w.add_q8_0(&format!("blk.{i}.ffn_down.weight"), &[s.ffn, s.embd], &random(s.ffn * s.embd, s.ffn));
+    }
+    w.add_f32("output_norm.weight", &[s.embd], &vec![1.0; s.embd as usize]);
+    // An untied output head: a tied one only repeats the last token.
+    w.add_q8_0("output.weight", &[s.embd, vocab], &random(s.embd * vocab, s.embd));
+    let mut out = Vec::new();
+    w.write_to(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
+/// The tiny model with SmolLM2's tokenizer: real enough for llama.cpp to load and run.
+pub fn tiny_llama_with_smollm2_tokenizer(spec: &TinySpec) -> Vec<u8> {
+    let tok = corral_gguf::read_path(&smollm2()).expect("SmolLM2 header parses");
+    tiny_llama(spec, Some(&tok))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tiny_model_is_valid_gguf() {
+        let bytes = tiny_llama(&TinySpec::default(), None);
+        let g = corral_gguf::read_bytes(&bytes).unwrap();
+        assert_eq!(g.architecture(), Some("llama"));
+        assert_eq!(g.file_type().as_deref(), Some("Q8_0"));
+        assert_eq!(g.tensors.len(), 2 + 2 * 9 + 1);
+    }
+
+    #[test]
+    fn tiny_model_with_real_tokenizer() {
+        let bytes = tiny_llama_with_smollm2_tokenizer(&TinySpec::default());
+        let g = corral_gguf::read_bytes(&bytes).unwrap();
+        assert_eq!(g.arch_u64("vocab_size"), Some(49152));
+        assert!(g.get_str("tokenizer.chat_template").is_some());
+        // About 8.5 MB, as the model notes say.
+        assert!((7_000_000..10_000_000).contains(&bytes.len()), "{} bytes", bytes.len());
+    }
+}
