@@ -1,0 +1,222 @@
+//! A typed client of the native API, used by the CLI and the tests.
+//!
+//! Architecture invariant: this crate knows the wire format only (it shares the types in
+//! `corral-types` with the server) and nothing of the server's internals; it works against Ollama
+//! as well as Corral.
+
+use std::path::Path;
+
+use corral_types::api::{
+    CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ListResponse, ProgressResponse, ShowRequest, ShowResponse,
+    VersionResponse,
+};
+use corral_types::Digest;
+use futures_util::{Stream, StreamExt, TryStreamExt};
+use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+
+/// What a client call can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Nothing listens at the address.
+    #[error("could not connect to corral server at {base}, run 'corral serve' to start it")]
+    Connect { base: String },
+    /// The server answered with an error.
+    #[error("{message}")]
+    Api { status: StatusCode, message: String },
+    #[error("{0}")]
+    Http(#[from] reqwest::Error),
+    #[error("unexpected response from server: {0}")]
+    Decode(String),
+    #[error("{}: {source}", path.display())]
+    File { path: std::path::PathBuf, source: std::io::Error },
+}
+
+impl ClientError {
+    /// The HTTP status of an API error.
+    pub fn status(&self) -> Option<StatusCode> {
+        match self {
+            ClientError::Api { status, .. } => Some(*status),
+            _ => None,
+        }
+    }
+}
+
+pub type Result<T, E = ClientError> = std::result::Result<T, E>;
+
+/// A client bound to one server.
+#[derive(Debug, Clone)]
+pub struct Client {
+    base: String,
+    http: reqwest::Client,
+}
+
+impl Client {
+    /// A client for the server at `base` (`http://host:port`, no trailing slash).
+    pub fn new(base: impl Into<String>) -> Self {
+        let http = reqwest::Client::builder()
+            .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
+            // The server is local; a proxy from the environment would only get in the way.
+            .no_proxy()
+            .build()
+            .expect("reqwest client builds");
+        Client { base: base.into().trim_end_matches('/').to_string(), http }
+    }
+
+    /// The server's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.base))
+    }
+
+    /// Sends and turns non-2xx answers into [`ClientError::Api`].
+    async fn send(&self, rb: RequestBuilder) -> Result<Response> {
+        let resp = rb.send().await.map_err(|e| {
+            if e.is_connect() {
+                ClientError::Connect { base: self.base.clone() }
+            } else {
+                ClientError::Http(e)
+            }
+        })?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        let message = serde_json::from_str::<ErrorResponse>(&text)
+            .map(|e| e.error)
+            .unwrap_or_else(|_| if text.trim().is_empty() { status.to_string() } else { text.trim().to_string() });
+        Err(ClientError::Api { status, message })
+    }
+
+    async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
+        let resp = self.send(rb).await?;
+        let bytes = resp.bytes().await?;
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    /// `HEAD /`: is a server there?
+    pub async fn heartbeat(&self) -> Result<()> {
+        self.send(self.request(Method::HEAD, "/")).await.map(drop)
+    }
+
+    pub async fn version(&self) -> Result<String> {
+        Ok(self.json::<VersionResponse>(self.request(Method::GET, "/api/version")).await?.version)
+    }
+
+    pub async fn list(&self) -> Result<ListResponse> {
+        self.json(self.request(Method::GET, "/api/tags")).await
+    }
+
+    pub async fn show(&self, req: &ShowRequest) -> Result<ShowResponse> {
+        self.json(self.request(Method::POST, "/api/show").json(req)).await
+    }
+
+    pub async fn copy(&self, source: &str, destination: &str) -> Result<()> {
+        let req = CopyRequest { source: source.into(), destination: destination.into() };
+        self.send(self.request(Method::POST, "/api/copy").json(&req)).await.map(drop)
+    }
+
+    pub async fn delete(&self, model: &str) -> Result<()> {
+        let req = DeleteRequest { model: model.into(), name: String::new() };
+        self.send(self.request(Method::DELETE, "/api/delete").json(&req)).await.map(drop)
+    }
+
+    /// Creates a model, calling `progress` for each streamed status.
+    pub async fn create(&self, req: &CreateRequest, mut progress: impl FnMut(ProgressResponse)) -> Result<()> {
+        let mut lines = Box::pin(self.stream::<_, ProgressResponse>("/api/create", req).await?);
+        while let Some(p) = lines.next().await {
+            progress(p?);
+        }
+        Ok(())
+    }
+
+    /// Posts `body` and yields each NDJSON line as `T`; an `{"error": …}` line becomes an error.
+    pub async fn stream<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<impl Stream<Item = Result<T>>> {
+        let resp = self.send(self.request(Method::POST, path).json(body)).await?;
+        let status = resp.status();
+        Ok(ndjson_lines(resp.bytes_stream()).map(move |line| {
+            let line = line?;
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| ClientError::Decode(format!("{e}: {line}")))?;
+            if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
+                return Err(ClientError::Api { status, message: err.to_string() });
+            }
+            serde_json::from_value(value).map_err(|e| ClientError::Decode(format!("{e}: {line}")))
+        }))
+    }
+
+    /// Whether the server has a blob.
+    pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
+        match self.send(self.request(Method::HEAD, &format!("/api/blobs/{digest}"))).await {
+            Ok(_) => Ok(true),
+            Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Uploads a file as the blob `digest`, calling `progress(bytes_sent)` as it goes.
+    pub async fn upload_blob(
+        &self,
+        digest: &Digest,
+        path: &Path,
+        progress: impl FnMut(u64) + Send + Sync + 'static,
+    ) -> Result<()> {
+        let file_err = |source| ClientError::File { path: path.to_path_buf(), source };
+        let file = tokio::fs::File::open(path).await.map_err(file_err)?;
+        let len = file.metadata().await.map_err(file_err)?.len();
+        let progress = std::sync::Mutex::new(progress);
+        let mut sent = 0u64;
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect_ok(move |chunk| {
+            sent += chunk.len() as u64;
+            if let Ok(mut p) = progress.lock() {
+                p(sent);
+            }
+        });
+        let rb = self
+            .request(Method::POST, &format!("/api/blobs/{digest}"))
+            .header(reqwest::header::CONTENT_LENGTH, len)
+            .body(reqwest::Body::wrap_stream(body));
+        self.send(rb).await.map(drop)
+    }
+}
+
+/// Splits a byte stream into lines (without the `\n`), skipping empty ones.
+fn ndjson_lines(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>>,
+) -> impl Stream<Item = Result<String>> {
+    futures_util::stream::unfold((Box::pin(bytes), Vec::<u8>::new(), false), |(mut bytes, mut buf, mut done)| async move {
+        loop {
+            if let Some(i) = buf.iter().position(|b| *b == b'\n') {
+                let line: Vec<u8> = buf.drain(..=i).collect();
+                let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim().to_string();
+                if text.is_empty() {
+                    continue;
+                }
+                return Some((Ok(text), (bytes, buf, done)));
+            }
+            if done {
+                let text = String::from_utf8_lossy(&buf).trim().to_string();
+                buf.clear();
+                return (!text.is_empty()).then_some((Ok(text), (bytes, buf, done)));
+            }
+            match bytes.next().await {
+                Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
+                Some(Err(e)) => {
+                    done = true;
+                    buf.clear();
+                    return Some((Err(ClientError::Http(e)), (bytes, buf, done)));
+                }
+                None => done = true,
+            }
+        }
+    })
+}

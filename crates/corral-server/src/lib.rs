@@ -1,0 +1,119 @@
+//! Corral's HTTP server: Ollama's native API (`/api/*`) over the model store.
+//!
+//! The entry points are testable in-process: [`app`] builds the router from an [`AppState`], and
+//! [`run`] serves it on a listener the caller bound, until a shutdown future resolves.
+//!
+//! Architecture invariant: handlers are thin. They parse and validate the request, call the
+//! store (on the blocking pool: the store does synchronous file I/O), and map the outcome to
+//! Ollama's JSON and status codes through the one error type, [`ApiError`].
+//!
+//! Architecture invariant: the server reads configuration only from [`ServerConfig`]; it never
+//! looks at environment variables itself.
+
+mod error;
+mod extract;
+mod guard;
+mod routes;
+mod show;
+mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use corral_store::Store;
+use tokio::net::TcpListener;
+
+pub use error::ApiError;
+
+/// The version reported by `/api/version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Settings the server runs with, resolved once by the binary from flags and environment.
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// The models directory (`OLLAMA_MODELS`).
+    pub models_dir: PathBuf,
+    /// Extra CORS origins (`OLLAMA_ORIGINS`), before the built-in defaults.
+    pub origins: Vec<String>,
+    /// Keep unreferenced blobs (`OLLAMA_NOPRUNE`).
+    pub noprune: bool,
+    /// Largest JSON request body accepted.
+    pub max_body_bytes: usize,
+    /// This machine's host name, accepted in `Host` headers on a loopback listener.
+    pub hostname: Option<String>,
+}
+
+impl ServerConfig {
+    /// Defaults for a models directory.
+    pub fn new(models_dir: impl Into<PathBuf>) -> Self {
+        ServerConfig {
+            models_dir: models_dir.into(),
+            origins: Vec::new(),
+            noprune: false,
+            max_body_bytes: 64 << 20,
+            hostname: None,
+        }
+    }
+}
+
+/// Shared state of every handler.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub config: Arc<ServerConfig>,
+    /// Whether the listener is on a loopback address, which turns on the `Host` header guard.
+    pub loopback: bool,
+    /// Allowed CORS origin patterns (configured ones first, then the defaults).
+    origins: Arc<Vec<String>>,
+}
+
+impl AppState {
+    /// Opens the store and prepares the state for a listener bound to `addr`.
+    pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, corral_store::StoreError> {
+        let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
+        let origins = Arc::new(guard::allowed_origins(&config.origins));
+        Ok(AppState { store, config: Arc::new(config), loopback: addr.ip().is_loopback(), origins })
+    }
+}
+
+/// Blobs modified within this window are never pruned at start-up: another process may be in
+/// the middle of creating or pulling a model that will reference them.
+pub const PRUNE_GRACE: Duration = Duration::from_secs(3600);
+
+/// Start-up housekeeping: prune unreferenced blobs unless `noprune`.
+pub fn startup(state: &AppState) {
+    if state.config.noprune {
+        tracing::info!("OLLAMA_NOPRUNE set: not pruning unused blobs");
+        return;
+    }
+    match state.store.prune(PRUNE_GRACE) {
+        Ok(r) => tracing::info!(
+            removed_blobs = r.removed_blobs,
+            removed_other = r.removed_other,
+            renamed = r.renamed,
+            "pruned models directory"
+        ),
+        Err(e) => tracing::warn!("could not prune models directory: {e}"),
+    }
+}
+
+/// The router with every route and middleware.
+pub fn app(state: AppState) -> Router {
+    routes::router(state.clone())
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cors))
+        .layer(axum::middleware::from_fn_with_state(state, guard::allowed_hosts))
+        .layer(axum::middleware::from_fn(guard::log_requests))
+}
+
+/// Serves `app(state)` on `listener` until `shutdown` resolves, then drains open connections.
+pub async fn run(
+    listener: TcpListener,
+    state: AppState,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+}

@@ -1,0 +1,46 @@
+//! `HEAD|POST /api/blobs/:digest`: the upload half of `create`.
+
+use axum::body::Body;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use corral_types::Digest;
+use futures_util::StreamExt;
+
+use crate::{ApiError, AppState};
+
+fn parse(digest: &str) -> Result<Digest, ApiError> {
+    Digest::parse(digest).map_err(|_| ApiError::bad_request("invalid digest format"))
+}
+
+pub(super) async fn head(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
+    let d = parse(&digest)?;
+    if state.store.has_blob(&d) {
+        Ok(StatusCode::OK)
+    } else {
+        Err(ApiError::not_found(format!("blob \"{digest}\" not found")))
+    }
+}
+
+/// Streams the body into the store, verifying it against the digest in the path. A body that
+/// does not match, or a client that disconnects, leaves nothing behind.
+pub(super) async fn upload(
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+    body: Body,
+) -> Result<StatusCode, ApiError> {
+    let expected = parse(&digest)?;
+    if state.store.has_blob(&expected) {
+        return Ok(StatusCode::OK);
+    }
+    let mut writer = state.store.blob_writer()?;
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
+        // The write is a plain file write; block_in_place keeps it off the other tasks' threads
+        // without a round trip to the blocking pool per chunk.
+        tokio::task::block_in_place(|| writer.write(&chunk))?;
+    }
+    let committed = tokio::task::spawn_blocking(move || writer.commit(Some(&expected))).await??;
+    tracing::info!(digest = %committed.digest, size = committed.size, "stored uploaded blob");
+    Ok(if committed.existed { StatusCode::OK } else { StatusCode::CREATED })
+}

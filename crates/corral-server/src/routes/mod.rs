@@ -1,0 +1,56 @@
+//! The route table.
+
+mod blobs;
+mod create;
+mod models;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::{delete, get, post};
+use axum::{Json, Router};
+use corral_types::api::VersionResponse;
+use corral_types::{ModelName, NameError};
+
+use crate::{ApiError, AppState, VERSION};
+
+pub(crate) fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/", get(root).head(root))
+        .route("/api/version", get(version).head(version))
+        .route("/api/tags", get(models::list).head(models::list))
+        .route("/api/show", post(models::show))
+        .route("/api/copy", post(models::copy))
+        .route("/api/delete", delete(models::delete))
+        .route("/api/create", post(create::create))
+        .route("/api/blobs/{digest}", post(blobs::upload).head(blobs::head))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn root() -> impl IntoResponse {
+    // Clients probe this text to recognise an Ollama-compatible server.
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Ollama is running")
+}
+
+async fn version() -> Json<VersionResponse> {
+    Json(VersionResponse { version: VERSION.to_string() })
+}
+
+async fn not_found() -> impl IntoResponse {
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "404 page not found")
+}
+
+/// Parses a model name from a request, with Ollama's messages for empty and invalid names.
+pub(crate) fn parse_name(raw: &str) -> Result<ModelName, ApiError> {
+    ModelName::parse(raw).map_err(|e| match e {
+        NameError::Empty => ApiError::bad_request("model is required"),
+        NameError::Invalid { .. } => ApiError::bad_request("invalid model name"),
+    })
+}
+
+/// Runs blocking store work off the async threads.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f).await?
+}

@@ -1,0 +1,103 @@
+//! `/api/tags`, `/api/show`, `/api/copy`, `/api/delete`.
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::Json;
+use chrono::{DateTime, Local};
+use corral_types::api::{
+    model_or_name, CopyRequest, DeleteRequest, ListModel, ListResponse, ModelDetails, ShowRequest, ShowResponse,
+};
+use corral_types::{ModelConfig, ModelName};
+
+use super::{blocking, parse_name};
+use crate::extract::JsonBody;
+use crate::{ApiError, AppState};
+
+pub(super) async fn list(State(state): State<AppState>) -> Result<Json<ListResponse>, ApiError> {
+    blocking(move || {
+        let mut models = Vec::new();
+        for m in state.store.list()? {
+            let config: ModelConfig = match state.store.read_blob(&m.manifest.config) {
+                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                Err(e) => {
+                    tracing::warn!("skipping {} in list: {e}", m.name);
+                    continue;
+                }
+            };
+            let short = m.name.display_shortest();
+            models.push(ListModel {
+                name: short.clone(),
+                model: short,
+                modified_at: DateTime::<Local>::from(m.modified),
+                size: m.manifest.total_size(),
+                digest: m.digest.hex(),
+                details: ModelDetails {
+                    parent_model: String::new(),
+                    format: config.model_format,
+                    family: config.model_family,
+                    families: config.model_families,
+                    parameter_size: config.model_type,
+                    quantization_level: config.file_type,
+                },
+            });
+        }
+        Ok(Json(ListResponse { models }))
+    })
+    .await
+}
+
+pub(super) async fn show(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ShowRequest>,
+) -> Result<Json<ShowResponse>, ApiError> {
+    let raw = model_or_name(&req.model, &req.name).to_string();
+    let name = parse_name(&raw)?;
+    blocking(move || {
+        let model = state.store.load_model(&name).map_err(|e| match e {
+            corral_store::ModelError::Store(corral_store::StoreError::ModelNotFound(_)) => {
+                ApiError::not_found(format!("model '{raw}' not found"))
+            }
+            other => other.into(),
+        })?;
+        let gguf = match &model.model_path {
+            Some(p) => Some(
+                corral_gguf::read_path(p)
+                    .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?,
+            ),
+            None => None,
+        };
+        Ok(Json(crate::show::show(model, gguf.as_ref(), req.verbose, req.system, req.options)))
+    })
+    .await
+}
+
+pub(super) async fn copy(State(state): State<AppState>, JsonBody(req): JsonBody<CopyRequest>) -> Result<StatusCode, ApiError> {
+    let src = ModelName::parse(&req.source)
+        .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", req.source)))?;
+    let dst = ModelName::parse(&req.destination)
+        .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", req.destination)))?;
+    blocking(move || {
+        state.store.copy(&src, &dst).map_err(|e| match e {
+            corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model \"{}\" not found", req.source)),
+            other => other.into(),
+        })
+    })
+    .await?;
+    Ok(StatusCode::OK)
+}
+
+pub(super) async fn delete(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<DeleteRequest>,
+) -> Result<StatusCode, ApiError> {
+    let raw = model_or_name(&req.model, &req.name).to_string();
+    let name = ModelName::parse(&raw).map_err(|_| ApiError::bad_request(format!("name \"{raw}\" is invalid")))?;
+    blocking(move || {
+        state.store.delete(&name).map_err(|e| match e {
+            corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model '{raw}' not found")),
+            other => other.into(),
+        })
+    })
+    .await?;
+    Ok(StatusCode::OK)
+}

@@ -1,0 +1,165 @@
+//! `corral create NAME -f Modelfile`: parse the Modelfile here, upload local files as blobs (only
+//! those the server lacks), then ask the server to assemble the model.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use corral_client::Client;
+use corral_modelfile::{expand_path, Modelfile, Sourced};
+use corral_types::api::{CreateRequest, OneOrMany};
+use corral_types::Digest;
+use sha2::{Digest as _, Sha256};
+
+use crate::progress::Progress;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Name of the model to create
+    model: String,
+    /// Name of the Modelfile
+    #[arg(short, long, default_value = "Modelfile")]
+    file: PathBuf,
+    /// Quantize model to this level (e.g. q4_K_M)
+    #[arg(short, long)]
+    quantize: Option<String>,
+}
+
+/// Whether a FROM argument is meant as a path even though nothing is there, so the user gets
+/// "no such file" instead of "invalid model name".
+fn looks_like_path(arg: &str) -> bool {
+    arg.starts_with(['.', '/', '~', '\\'])
+        || [".gguf", ".bin", ".safetensors"].iter().any(|ext| arg.to_ascii_lowercase().ends_with(ext))
+}
+
+/// A local file to upload, under the name the server will see.
+struct LocalFile {
+    key: String,
+    path: PathBuf,
+}
+
+/// Resolves a FROM/ADAPTER argument: `Ok(Some(file))` for a local file, `Ok(None)` for a model
+/// name, an error for a path that does not exist or is a directory.
+fn local_file(arg: &Sourced, dir: &Path, home: Option<&Path>, what: &str) -> anyhow::Result<Option<LocalFile>> {
+    let path = expand_path(&arg.value, dir, home);
+    if path.is_dir() {
+        bail!(
+            "(line {}): {what} {:?} is a directory; importing safetensors directories is not supported yet, point at a GGUF file",
+            arg.line,
+            arg.value
+        );
+    }
+    if path.is_file() {
+        let key = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
+        return Ok(Some(LocalFile { key, path }));
+    }
+    if looks_like_path(&arg.value) {
+        bail!("(line {}): {what} file {:?} does not exist (looked for {})", arg.line, arg.value, path.display());
+    }
+    Ok(None)
+}
+
+fn sha256_file(path: &Path) -> anyhow::Result<Digest> {
+    let mut f = std::fs::File::open(path).with_context(|| format!("open {}", path.display()))?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).with_context(|| format!("read {}", path.display()))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+    }
+    Ok(Digest::from_hasher(hasher))
+}
+
+/// Hashes and, unless the server already has it, uploads a file. Returns its digest.
+async fn upload(client: &Client, progress: &Progress, file: &LocalFile) -> anyhow::Result<Digest> {
+    let path = file.path.clone();
+    let digest = tokio::task::spawn_blocking(move || sha256_file(&path)).await??;
+    let label = format!("copying file {digest}");
+    if client.has_blob(&digest).await? {
+        progress.status(format!("{label} 100%"));
+        return Ok(digest);
+    }
+    let total = std::fs::metadata(&file.path)?.len().max(1);
+    progress.status(format!("{label} 0%"));
+    let update = progress.updater();
+    client
+        .upload_blob(&digest, &file.path, move |sent| update(format!("{label} {}%", sent * 100 / total)))
+        .await?;
+    Ok(digest)
+}
+
+pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Result<()> {
+    // The server checks too; checking here fails before any file is hashed or uploaded.
+    corral_types::ModelName::parse(&args.model)?;
+    let bytes = match std::fs::read(&args.file) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            bail!("specified Modelfile wasn't found: {}", args.file.display())
+        }
+        Err(e) => return Err(e).with_context(|| format!("read {}", args.file.display())),
+    };
+    let modelfile = Modelfile::parse_bytes(&bytes).with_context(|| format!("{}", args.file.display()))?;
+    let recipe = modelfile.recipe().with_context(|| format!("{}", args.file.display()))?;
+    for w in &recipe.warnings {
+        eprintln!("{w}");
+    }
+    // An empty parent means the current directory; joining onto it keeps paths as the user wrote them.
+    let dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
+    if !recipe.drafts.is_empty() {
+        bail!("(line {}): DRAFT models are not supported yet", recipe.drafts[0].line);
+    }
+
+    // Resolve every path before showing progress, so a typo fails at once with its line.
+    let mut froms = Vec::new();
+    for from in &recipe.from {
+        froms.push((from, local_file(from, &dir, home, "FROM")?));
+    }
+    let adapter = match recipe.adapters.last() {
+        Some(a) => match local_file(a, &dir, home, "ADAPTER")? {
+            Some(f) => Some(f),
+            None => bail!("(line {}): ADAPTER must name a local GGUF file, got {:?}", a.line, a.value),
+        },
+        None => None,
+    };
+
+    client.heartbeat().await?;
+    let progress = Progress::new();
+    progress.status("gathering model components");
+
+    let mut req = CreateRequest { model: args.model.clone(), quantize: args.quantize.clone(), ..Default::default() };
+    let mut files = BTreeMap::new();
+    for (from, local) in froms {
+        match local {
+            Some(f) => {
+                let d = upload(client, &progress, &f).await?;
+                if files.insert(f.key.clone(), d.to_string()).is_some() {
+                    bail!("(line {}): two FROM files are named {:?}", from.line, f.key);
+                }
+            }
+            None => req.from = Some(from.value.clone()),
+        }
+    }
+    if !files.is_empty() {
+        req.files = Some(files);
+    }
+    if let Some(f) = adapter {
+        let d = upload(client, &progress, &f).await?;
+        req.adapters = Some(BTreeMap::from([(f.key, d.to_string())]));
+    }
+    req.template = recipe.template;
+    req.system = recipe.system;
+    req.license = (!recipe.license.is_empty()).then_some(OneOrMany::Many(recipe.license));
+    req.parameters = (!recipe.parameters.is_empty()).then_some(recipe.parameters);
+    req.messages = (!recipe.messages.is_empty()).then_some(recipe.messages);
+    req.requires = recipe.requires;
+    req.renderer = recipe.renderer;
+    req.parser = recipe.parser;
+
+    client.create(&req, |p| progress.status(p.status)).await?;
+    progress.finish();
+    Ok(())
+}

@@ -1,0 +1,6 @@
+//! One module per subcommand.
+
+pub mod create;
+pub mod manage;
+pub mod serve;
+pub mod show;

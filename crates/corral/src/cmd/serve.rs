@@ -1,0 +1,55 @@
+//! `corral serve`.
+
+use anyhow::Context;
+use corral_server::{AppState, ServerConfig};
+use tokio::net::TcpListener;
+
+use crate::settings::Settings;
+
+pub async fn run(settings: Settings) -> anyhow::Result<()> {
+    let filter = if settings.debug { "debug" } else { "info" };
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_ansi(!settings.no_color && std::io::stderr().is_terminal())
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| filter.into()))
+        .init();
+
+    let bind = settings.host.bind_addr();
+    let listener = TcpListener::bind(&bind).await.with_context(|| format!("could not listen on {bind}"))?;
+    let addr = listener.local_addr()?;
+    let config = ServerConfig {
+        origins: settings.origins.clone(),
+        noprune: settings.noprune,
+        hostname: settings.hostname.clone(),
+        ..ServerConfig::new(&settings.models_dir)
+    };
+    let state = AppState::new(config, addr)
+        .with_context(|| format!("could not open models directory {}", settings.models_dir.display()))?;
+    tracing::info!(models = %settings.models_dir.display(), "models directory");
+    let prune_state = state.clone();
+    tokio::task::spawn_blocking(move || corral_server::startup(&prune_state)).await?;
+    // Tests and scripts wait for this line to learn the bound port.
+    tracing::info!("Listening on {addr} (version {})", corral_server::VERSION);
+    corral_server::run(listener, state, shutdown_signal()).await?;
+    tracing::info!("server stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+}

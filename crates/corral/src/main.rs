@@ -1,0 +1,80 @@
+//! The `corral` command: a thin CLI over the HTTP API, plus `serve`.
+//!
+//! `main` parses arguments, resolves [`settings::Settings`] once, runs one command, and maps an
+//! error to `Error: <message>` on stderr with exit code 1. Nothing else exits the process.
+
+mod cmd;
+mod progress;
+mod settings;
+mod table;
+
+use clap::{Parser, Subcommand};
+
+/// Large language models on your own machine.
+#[derive(Parser)]
+#[command(name = "corral", version, disable_version_flag = true, about)]
+struct Cli {
+    /// Show version information
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Start the server
+    #[command(alias = "start")]
+    Serve,
+    /// Create a model from a Modelfile
+    Create(cmd::create::Args),
+    /// Show information for a model
+    Show(cmd::show::Args),
+    /// List models
+    #[command(alias = "ls")]
+    List {
+        /// Only list models whose name starts with this (case-insensitive)
+        prefix: Option<String>,
+    },
+    /// Copy a model
+    Cp { source: String, destination: String },
+    /// Remove a model
+    Rm {
+        #[arg(required = true)]
+        models: Vec<String>,
+    },
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let settings = match settings::Settings::from_env() {
+        Ok(s) => s,
+        Err(e) => fail(anyhow::anyhow!(e)),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
+    let result = runtime.block_on(async {
+        let client = corral_client::Client::new(settings.host.client_url());
+        match cli.command {
+            _ if cli.version => cmd::manage::version(&client).await,
+            None => {
+                use clap::CommandFactory;
+                Cli::command().print_help()?;
+                Ok(())
+            }
+            Some(Command::Serve) => cmd::serve::run(settings).await,
+            Some(Command::Create(args)) => cmd::create::run(&client, args, settings.home.as_deref()).await,
+            Some(Command::Show(args)) => cmd::show::run(&client, args).await,
+            Some(Command::List { prefix }) => cmd::manage::list(&client, prefix.as_deref()).await,
+            Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
+            Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
+        }
+    });
+    if let Err(e) = result {
+        fail(e);
+    }
+}
+
+fn fail(e: anyhow::Error) -> ! {
+    eprintln!("Error: {e:#}");
+    std::process::exit(1);
+}

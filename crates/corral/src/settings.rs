@@ -1,0 +1,194 @@
+//! Every environment variable Corral reads, resolved once into [`Settings`] at start-up.
+//!
+//! Nothing else in the program calls `std::env::var`. Names and parsing rules follow Ollama's
+//! `envconfig`, so an environment set up for Ollama works unchanged.
+
+use std::path::PathBuf;
+
+/// Bind address of the server and target of the CLI.
+pub const OLLAMA_HOST: &str = "OLLAMA_HOST";
+/// Models directory.
+pub const OLLAMA_MODELS: &str = "OLLAMA_MODELS";
+/// Extra allowed CORS origins, comma separated.
+pub const OLLAMA_ORIGINS: &str = "OLLAMA_ORIGINS";
+/// Keep unreferenced blobs.
+pub const OLLAMA_NOPRUNE: &str = "OLLAMA_NOPRUNE";
+/// Debug logging.
+pub const OLLAMA_DEBUG: &str = "OLLAMA_DEBUG";
+/// Any value turns colour off (<https://no-color.org>).
+pub const NO_COLOR: &str = "NO_COLOR";
+
+const DEFAULT_PORT: u16 = 11434;
+
+/// Settings of one invocation.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub host: HostAddr,
+    pub models_dir: PathBuf,
+    pub origins: Vec<String>,
+    pub noprune: bool,
+    pub debug: bool,
+    pub hostname: Option<String>,
+    /// `$HOME`, for `~` in Modelfile paths.
+    pub home: Option<PathBuf>,
+    /// `NO_COLOR` is set.
+    pub no_color: bool,
+}
+
+/// A parsed `OLLAMA_HOST`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostAddr {
+    pub scheme: String,
+    /// Host without brackets (an IPv6 address is bare here).
+    pub host: String,
+    pub port: u16,
+}
+
+impl HostAddr {
+    /// `[scheme://]host[:port][/path]`, Ollama's rules: no scheme means http and port 11434; an
+    /// explicit scheme without a port means 80 or 443.
+    pub fn parse(raw: &str) -> Result<HostAddr, String> {
+        let s = raw.trim().trim_matches(|c| c == '"' || c == '\'');
+        if s.is_empty() {
+            return Ok(HostAddr { scheme: "http".into(), host: "127.0.0.1".into(), port: DEFAULT_PORT });
+        }
+        let (scheme, rest, explicit) = match s.split_once("://") {
+            Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest, true),
+            None => ("http".to_string(), s, false),
+        };
+        if scheme != "http" && scheme != "https" {
+            return Err(format!("{OLLAMA_HOST}={raw:?}: unsupported scheme {scheme:?}"));
+        }
+        let authority = rest.split('/').next().unwrap_or_default();
+        let default_port = match (explicit, scheme.as_str()) {
+            (true, "https") => 443,
+            (true, _) => 80,
+            _ => DEFAULT_PORT,
+        };
+        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+            let (h, after) = v6.split_once(']').ok_or_else(|| format!("{OLLAMA_HOST}={raw:?}: unclosed '['"))?;
+            (h.to_string(), after.strip_prefix(':'))
+        } else {
+            match authority.rsplit_once(':') {
+                Some((h, p)) => (h.to_string(), Some(p)),
+                None => (authority.to_string(), None),
+            }
+        };
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) => p.parse().map_err(|_| format!("{OLLAMA_HOST}={raw:?}: invalid port {p:?}"))?,
+        };
+        let host = if host.is_empty() { "127.0.0.1".to_string() } else { host };
+        Ok(HostAddr { scheme, host, port })
+    }
+
+    /// `host:port` to bind.
+    pub fn bind_addr(&self) -> String {
+        if self.host.contains(':') {
+            format!("[{}]:{}", self.host, self.port)
+        } else {
+            format!("{}:{}", self.host, self.port)
+        }
+    }
+
+    /// Base URL for clients; a wildcard bind address is reached through loopback.
+    pub fn client_url(&self) -> String {
+        let host = match self.host.as_str() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" => "::1",
+            h => h,
+        };
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
+        format!("{}://{host}:{}", self.scheme, self.port)
+    }
+}
+
+/// Ollama's boolean rule: unset or empty is false, an unparsable non-empty value is true.
+fn env_bool(value: Option<String>) -> bool {
+    match value.as_deref().map(str::trim) {
+        None | Some("") => false,
+        Some(v) => corral_types::params::parse_go_bool(v).unwrap_or(true),
+    }
+}
+
+fn hostname() -> Option<String> {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .iter()
+        .find_map(|p| std::fs::read_to_string(p).ok())
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+}
+
+impl Settings {
+    /// Reads the environment.
+    pub fn from_env() -> Result<Settings, String> {
+        Self::from_lookup(|k| std::env::var(k).ok())
+    }
+
+    /// Resolves settings from any variable source (the environment, or a map in tests).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Settings, String> {
+        let host = HostAddr::parse(&get(OLLAMA_HOST).unwrap_or_default())?;
+        let models_dir = match get(OLLAMA_MODELS).filter(|s| !s.trim().is_empty()) {
+            Some(dir) => PathBuf::from(dir.trim()),
+            None => {
+                let home = get("HOME").ok_or("HOME is not set; set OLLAMA_MODELS to choose a models directory")?;
+                PathBuf::from(home).join(".ollama").join("models")
+            }
+        };
+        let origins =
+            get(OLLAMA_ORIGINS).map(|o| o.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
+        Ok(Settings {
+            host,
+            models_dir,
+            origins: origins.unwrap_or_default(),
+            noprune: env_bool(get(OLLAMA_NOPRUNE)),
+            debug: env_bool(get(OLLAMA_DEBUG)),
+            hostname: hostname(),
+            home: get("HOME").map(PathBuf::from),
+            no_color: get(NO_COLOR).is_some_and(|v| !v.is_empty()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn host(s: &str) -> (String, String, u16) {
+        let h = HostAddr::parse(s).unwrap();
+        (h.scheme, h.host, h.port)
+    }
+
+    #[test]
+    fn ollama_host_forms() {
+        assert_eq!(host(""), ("http".into(), "127.0.0.1".into(), 11434));
+        assert_eq!(host("0.0.0.0"), ("http".into(), "0.0.0.0".into(), 11434));
+        assert_eq!(host("127.0.0.1:8080"), ("http".into(), "127.0.0.1".into(), 8080));
+        assert_eq!(host("http://example.com"), ("http".into(), "example.com".into(), 80));
+        assert_eq!(host("https://example.com"), ("https".into(), "example.com".into(), 443));
+        assert_eq!(host("https://example.com:1234/path"), ("https".into(), "example.com".into(), 1234));
+        assert_eq!(host("[::1]:11435"), ("http".into(), "::1".into(), 11435));
+        assert_eq!(host("\"localhost:9\""), ("http".into(), "localhost".into(), 9));
+        assert_eq!(host(":7000"), ("http".into(), "127.0.0.1".into(), 7000));
+        assert!(HostAddr::parse("localhost:port").is_err());
+        assert!(HostAddr::parse("ftp://x").is_err());
+        assert_eq!(HostAddr::parse("0.0.0.0:1").unwrap().client_url(), "http://127.0.0.1:1");
+        assert_eq!(HostAddr::parse("[::]:1").unwrap().bind_addr(), "[::]:1");
+        assert_eq!(HostAddr::parse("[::]:1").unwrap().client_url(), "http://[::1]:1");
+    }
+
+    #[test]
+    fn env_rules() {
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let s = Settings::from_lookup(vars(&[("HOME", "/h"), ("OLLAMA_NOPRUNE", "yes"), ("OLLAMA_ORIGINS", "a, b,,")]))
+            .unwrap();
+        assert_eq!(s.models_dir, PathBuf::from("/h/.ollama/models"));
+        assert!(s.noprune, "unparsable non-empty booleans count as true");
+        assert_eq!(s.origins, vec!["a", "b"]);
+        let s = Settings::from_lookup(vars(&[("OLLAMA_MODELS", "/m"), ("OLLAMA_NOPRUNE", "0")])).unwrap();
+        assert_eq!(s.models_dir, PathBuf::from("/m"));
+        assert!(!s.noprune);
+    }
+}
