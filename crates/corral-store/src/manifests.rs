@@ -48,7 +48,8 @@ impl Store {
             dir.push(&found);
             parts.push(found);
         }
-        dir.is_file().then(|| name.with_parts([&parts[0], &parts[1], &parts[2], &parts[3]]))
+        dir.is_file()
+            .then(|| name.with_parts([&parts[0], &parts[1], &parts[2], &parts[3]]))
     }
 
     /// The name a new manifest for `name` should be written under: each existing directory level
@@ -58,7 +59,11 @@ impl Store {
         let mut parts: Vec<String> = Vec::with_capacity(4);
         let mut existing = true;
         for part in name.path_parts() {
-            let chosen = if existing { find_entry(&dir, part) } else { None };
+            let chosen = if existing {
+                find_entry(&dir, part)
+            } else {
+                None
+            };
             existing = chosen.is_some();
             let chosen = chosen.unwrap_or_else(|| part.to_string());
             dir.push(&chosen);
@@ -70,15 +75,27 @@ impl Store {
     fn read_manifest_at(&self, name: ModelName) -> Result<StoredManifest> {
         let path = self.manifest_path(&name);
         let bytes = read_bounded(&path, MAX_MANIFEST, "manifest")?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| StoreError::CorruptManifest { path: path.clone(), reason: e.to_string() })?;
-        let modified = fs::metadata(&path).and_then(|m| m.modified()).map_err(|e| StoreError::io(&path, e))?;
-        Ok(StoredManifest { name, manifest, digest: Digest::of(&bytes), modified })
+        let manifest: Manifest =
+            serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(|e| StoreError::io(&path, e))?;
+        Ok(StoredManifest {
+            name,
+            manifest,
+            digest: Digest::of(&bytes),
+            modified,
+        })
     }
 
     /// Reads the manifest of `name` (case-insensitively).
     pub fn read_manifest(&self, name: &ModelName) -> Result<StoredManifest> {
-        let stored = self.resolve(name).ok_or_else(|| StoreError::ModelNotFound(name.display_shortest()))?;
+        let stored = self
+            .resolve(name)
+            .ok_or_else(|| StoreError::ModelNotFound(name.display_shortest()))?;
         self.read_manifest_at(stored)
     }
 
@@ -92,7 +109,7 @@ impl Store {
                 Err(e) => tracing::warn!("skipping manifest: {e}"),
             }
         }
-        out.sort_by(|a, b| b.modified.cmp(&a.modified));
+        out.sort_by_key(|m| std::cmp::Reverse(m.modified));
         Ok(out)
     }
 
@@ -106,7 +123,10 @@ impl Store {
             };
             Ok(rd
                 .filter_map(|e| e.ok())
-                .filter(|e| e.file_type().is_ok_and(|t| if want_dir { t.is_dir() } else { t.is_file() }))
+                .filter(|e| {
+                    e.file_type()
+                        .is_ok_and(|t| if want_dir { t.is_dir() } else { t.is_file() })
+                })
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect())
         }
@@ -119,7 +139,9 @@ impl Store {
                         match ModelName::from_parts(&host, &ns, &model, &tag) {
                             Some(n) => names.push(n),
                             None if tag.starts_with(fsutil::TEMP_PREFIX) => {}
-                            None => tracing::warn!("ignoring manifest with an invalid name: {host}/{ns}/{model}/{tag}"),
+                            None => tracing::warn!(
+                                "ignoring manifest with an invalid name: {host}/{ns}/{model}/{tag}"
+                            ),
                         }
                     }
                 }
@@ -130,7 +152,11 @@ impl Store {
 
     /// Writes `manifest` under `name` after checking that every blob it lists exists. Returns the
     /// manifest it replaced, if any. The caller's pins must cover blobs not yet referenced.
-    pub fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<Option<StoredManifest>> {
+    pub fn write_manifest(
+        &self,
+        name: &ModelName,
+        manifest: &Manifest,
+    ) -> Result<Option<StoredManifest>> {
         let locked = self.pins.lock();
         self.write_manifest_locked(&locked, name, manifest.to_bytes(), manifest)
     }
@@ -146,7 +172,9 @@ impl Store {
             return Err(StoreError::BlobNotFound(missing.digest));
         }
         let target = self.resolve_for_write(name);
-        let old = self.resolve(&target).and_then(|n| self.read_manifest_at(n).ok());
+        let old = self
+            .resolve(&target)
+            .and_then(|n| self.read_manifest_at(n).ok());
         fsutil::atomic_write(&self.manifest_path(&target), &bytes)?;
         Ok(old)
     }
@@ -200,7 +228,9 @@ impl Store {
         let refs = match self.referenced(locked) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!("not removing unused blobs because a manifest could not be read: {e}");
+                tracing::warn!(
+                    "not removing unused blobs because a manifest could not be read: {e}"
+                );
                 return Ok(());
             }
         };
@@ -218,7 +248,8 @@ impl Store {
     /// Removes now-empty directories from `dir` up to (not including) `manifests/`.
     pub(crate) fn remove_empty_dirs(&self, mut dir: Option<&Path>) {
         while let Some(d) = dir {
-            if d == self.manifests || !d.starts_with(&self.manifests) || fs::remove_dir(d).is_err() {
+            if d == self.manifests || !d.starts_with(&self.manifests) || fs::remove_dir(d).is_err()
+            {
                 break;
             }
             dir = d.parent();

@@ -32,7 +32,9 @@ impl Store {
         let rd = fs::read_dir(&self.blobs).map_err(|e| StoreError::io(&self.blobs, e))?;
         let mut files = Vec::new();
         for entry in rd.filter_map(|e| e.ok()) {
-            let Ok(name) = entry.file_name().into_string() else { continue };
+            let Ok(name) = entry.file_name().into_string() else {
+                continue;
+            };
             let path = entry.path();
             if let Some(hex) = name.strip_prefix("sha256:") {
                 if let Ok(d) = Digest::parse(&format!("sha256:{hex}")) {
@@ -57,11 +59,17 @@ impl Store {
         };
         let now = SystemTime::now();
         for (name, path) in files {
-            let Ok(meta) = fs::symlink_metadata(&path) else { continue };
+            let Ok(meta) = fs::symlink_metadata(&path) else {
+                continue;
+            };
             if !meta.is_file() {
                 continue;
             }
-            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
+            let age = meta
+                .modified()
+                .ok()
+                .and_then(|m| now.duration_since(m).ok())
+                .unwrap_or_default();
             if age < grace {
                 continue;
             }
@@ -96,7 +104,7 @@ impl Store {
     }
 
     fn remove_empty_manifest_dirs(&self) {
-        fn walk(store: &Store, dir: &std::path::Path, depth: usize) {
+        fn walk(dir: &std::path::Path, depth: usize) {
             if depth > 3 {
                 return;
             }
@@ -104,11 +112,11 @@ impl Store {
             for entry in rd.filter_map(|e| e.ok()) {
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
                     let p = entry.path();
-                    walk(store, &p, depth + 1);
+                    walk(&p, depth + 1);
                     let _ = fs::remove_dir(&p); // only succeeds when empty
                 }
             }
         }
-        walk(self, &self.manifests, 0);
+        walk(&self.manifests, 0);
     }
 }

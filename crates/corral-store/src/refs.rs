@@ -40,7 +40,10 @@ impl PinGuard {
         for d in &digests {
             *locked.entry(*d).or_insert(0) += 1;
         }
-        PinGuard { pins: pins.clone(), digests }
+        PinGuard {
+            pins: pins.clone(),
+            digests,
+        }
     }
 
     /// Moves `other`'s pins into this guard.
@@ -50,7 +53,10 @@ impl PinGuard {
 
     /// An empty guard.
     pub(crate) fn empty(pins: &Arc<Pins>) -> Self {
-        PinGuard { pins: pins.clone(), digests: Vec::new() }
+        PinGuard {
+            pins: pins.clone(),
+            digests: Vec::new(),
+        }
     }
 }
 

@@ -78,7 +78,11 @@ pub struct Message {
 impl Message {
     /// A plain text message.
     pub fn new(role: &str, content: &str) -> Self {
-        Message { role: role.to_string(), content: content.to_string(), ..Default::default() }
+        Message {
+            role: role.to_string(),
+            content: content.to_string(),
+            ..Default::default()
+        }
     }
 }
 
@@ -213,7 +217,10 @@ pub struct ProgressResponse {
 impl ProgressResponse {
     /// A status-only line.
     pub fn status(s: impl Into<String>) -> Self {
-        ProgressResponse { status: s.into(), ..Default::default() }
+        ProgressResponse {
+            status: s.into(),
+            ..Default::default()
+        }
     }
 }
 

@@ -12,7 +12,10 @@ fn parse(digest: &str) -> Result<Digest, ApiError> {
     Digest::parse(digest).map_err(|_| ApiError::bad_request("invalid digest format"))
 }
 
-pub(super) async fn head(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
+pub(super) async fn head(
+    State(state): State<AppState>,
+    Path(digest): Path<String>,
+) -> Result<StatusCode, ApiError> {
     let d = parse(&digest)?;
     if state.store.has_blob(&d) {
         Ok(StatusCode::OK)
@@ -35,12 +38,17 @@ pub(super) async fn upload(
     let mut writer = state.store.blob_writer()?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
+        let chunk =
+            chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
         // The write is a plain file write; block_in_place keeps it off the other tasks' threads
         // without a round trip to the blocking pool per chunk.
         tokio::task::block_in_place(|| writer.write(&chunk))?;
     }
     let committed = tokio::task::spawn_blocking(move || writer.commit(Some(&expected))).await??;
     tracing::info!(digest = %committed.digest, size = committed.size, "stored uploaded blob");
-    Ok(if committed.existed { StatusCode::OK } else { StatusCode::CREATED })
+    Ok(if committed.existed {
+        StatusCode::OK
+    } else {
+        StatusCode::CREATED
+    })
 }
