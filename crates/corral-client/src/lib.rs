@@ -7,8 +7,8 @@
 use std::path::Path;
 
 use corral_types::api::{
-    CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ListResponse, ProgressResponse,
-    ShowRequest, ShowResponse, VersionResponse,
+    CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ListResponse, ProgressResponse, ShowRequest,
+    ShowResponse, VersionResponse,
 };
 use corral_types::Digest;
 use futures_util::{Stream, StreamExt, TryStreamExt};
@@ -30,10 +30,7 @@ pub enum ClientError {
     #[error("unexpected response from server: {0}")]
     Decode(String),
     #[error("{}: {source}", path.display())]
-    File {
-        path: std::path::PathBuf,
-        source: std::io::Error,
-    },
+    File { path: std::path::PathBuf, source: std::io::Error },
 }
 
 impl ClientError {
@@ -64,10 +61,7 @@ impl Client {
             .no_proxy()
             .build()
             .expect("reqwest client builds");
-        Client {
-            base: base.into().trim_end_matches('/').to_string(),
-            http,
-        }
+        Client { base: base.into().trim_end_matches('/').to_string(), http }
     }
 
     /// The server's base URL.
@@ -83,9 +77,7 @@ impl Client {
     async fn send(&self, rb: RequestBuilder) -> Result<Response> {
         let resp = rb.send().await.map_err(|e| {
             if e.is_connect() {
-                ClientError::Connect {
-                    base: self.base.clone(),
-                }
+                ClientError::Connect { base: self.base.clone() }
             } else {
                 ClientError::Http(e)
             }
@@ -95,15 +87,13 @@ impl Client {
         }
         let status = resp.status();
         let text = resp.text().await.unwrap_or_default();
-        let message = serde_json::from_str::<ErrorResponse>(&text)
-            .map(|e| e.error)
-            .unwrap_or_else(|_| {
-                if text.trim().is_empty() {
-                    status.to_string()
-                } else {
-                    text.trim().to_string()
-                }
-            });
+        let message = serde_json::from_str::<ErrorResponse>(&text).map(|e| e.error).unwrap_or_else(|_| {
+            if text.trim().is_empty() {
+                status.to_string()
+            } else {
+                text.trim().to_string()
+            }
+        });
         Err(ClientError::Api { status, message })
     }
 
@@ -119,10 +109,7 @@ impl Client {
     }
 
     pub async fn version(&self) -> Result<String> {
-        Ok(self
-            .json::<VersionResponse>(self.request(Method::GET, "/api/version"))
-            .await?
-            .version)
+        Ok(self.json::<VersionResponse>(self.request(Method::GET, "/api/version")).await?.version)
     }
 
     pub async fn list(&self) -> Result<ListResponse> {
@@ -130,40 +117,22 @@ impl Client {
     }
 
     pub async fn show(&self, req: &ShowRequest) -> Result<ShowResponse> {
-        self.json(self.request(Method::POST, "/api/show").json(req))
-            .await
+        self.json(self.request(Method::POST, "/api/show").json(req)).await
     }
 
     pub async fn copy(&self, source: &str, destination: &str) -> Result<()> {
-        let req = CopyRequest {
-            source: source.into(),
-            destination: destination.into(),
-        };
-        self.send(self.request(Method::POST, "/api/copy").json(&req))
-            .await
-            .map(drop)
+        let req = CopyRequest { source: source.into(), destination: destination.into() };
+        self.send(self.request(Method::POST, "/api/copy").json(&req)).await.map(drop)
     }
 
     pub async fn delete(&self, model: &str) -> Result<()> {
-        let req = DeleteRequest {
-            model: model.into(),
-            name: String::new(),
-        };
-        self.send(self.request(Method::DELETE, "/api/delete").json(&req))
-            .await
-            .map(drop)
+        let req = DeleteRequest { model: model.into(), name: String::new() };
+        self.send(self.request(Method::DELETE, "/api/delete").json(&req)).await.map(drop)
     }
 
     /// Creates a model, calling `progress` for each streamed status.
-    pub async fn create(
-        &self,
-        req: &CreateRequest,
-        mut progress: impl FnMut(ProgressResponse),
-    ) -> Result<()> {
-        let mut lines = Box::pin(
-            self.stream::<_, ProgressResponse>("/api/create", req)
-                .await?,
-        );
+    pub async fn create(&self, req: &CreateRequest, mut progress: impl FnMut(ProgressResponse)) -> Result<()> {
+        let mut lines = Box::pin(self.stream::<_, ProgressResponse>("/api/create", req).await?);
         while let Some(p) = lines.next().await {
             progress(p?);
         }
@@ -176,19 +145,14 @@ impl Client {
         path: &str,
         body: &B,
     ) -> Result<impl Stream<Item = Result<T>>> {
-        let resp = self
-            .send(self.request(Method::POST, path).json(body))
-            .await?;
+        let resp = self.send(self.request(Method::POST, path).json(body)).await?;
         let status = resp.status();
         Ok(ndjson_lines(resp.bytes_stream()).map(move |line| {
             let line = line?;
-            let value: serde_json::Value = serde_json::from_str(&line)
-                .map_err(|e| ClientError::Decode(format!("{e}: {line}")))?;
+            let value: serde_json::Value =
+                serde_json::from_str(&line).map_err(|e| ClientError::Decode(format!("{e}: {line}")))?;
             if let Some(err) = value.get("error").and_then(|e| e.as_str()) {
-                return Err(ClientError::Api {
-                    status,
-                    message: err.to_string(),
-                });
+                return Err(ClientError::Api { status, message: err.to_string() });
             }
             serde_json::from_value(value).map_err(|e| ClientError::Decode(format!("{e}: {line}")))
         }))
@@ -196,15 +160,9 @@ impl Client {
 
     /// Whether the server has a blob.
     pub async fn has_blob(&self, digest: &Digest) -> Result<bool> {
-        match self
-            .send(self.request(Method::HEAD, &format!("/api/blobs/{digest}")))
-            .await
-        {
+        match self.send(self.request(Method::HEAD, &format!("/api/blobs/{digest}"))).await {
             Ok(_) => Ok(true),
-            Err(ClientError::Api {
-                status: StatusCode::NOT_FOUND,
-                ..
-            }) => Ok(false),
+            Err(ClientError::Api { status: StatusCode::NOT_FOUND, .. }) => Ok(false),
             Err(e) => Err(e),
         }
     }
@@ -216,21 +174,17 @@ impl Client {
         path: &Path,
         progress: impl FnMut(u64) + Send + Sync + 'static,
     ) -> Result<()> {
-        let file_err = |source| ClientError::File {
-            path: path.to_path_buf(),
-            source,
-        };
+        let file_err = |source| ClientError::File { path: path.to_path_buf(), source };
         let file = tokio::fs::File::open(path).await.map_err(file_err)?;
         let len = file.metadata().await.map_err(file_err)?.len();
         let progress = std::sync::Mutex::new(progress);
         let mut sent = 0u64;
-        let body =
-            tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect_ok(move |chunk| {
-                sent += chunk.len() as u64;
-                if let Ok(mut p) = progress.lock() {
-                    p(sent);
-                }
-            });
+        let body = tokio_util::io::ReaderStream::with_capacity(file, 1 << 20).inspect_ok(move |chunk| {
+            sent += chunk.len() as u64;
+            if let Ok(mut p) = progress.lock() {
+                p(sent);
+            }
+        });
         let rb = self
             .request(Method::POST, &format!("/api/blobs/{digest}"))
             .header(reqwest::header::CONTENT_LENGTH, len)
@@ -240,18 +194,14 @@ impl Client {
 }
 
 /// Splits a byte stream into lines (without the `\n`), skipping empty ones.
-fn ndjson_lines(
-    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>>,
-) -> impl Stream<Item = Result<String>> {
+fn ndjson_lines(bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>>) -> impl Stream<Item = Result<String>> {
     futures_util::stream::unfold(
         (Box::pin(bytes), Vec::<u8>::new(), false),
         |(mut bytes, mut buf, mut done)| async move {
             loop {
                 if let Some(i) = buf.iter().position(|b| *b == b'\n') {
                     let line: Vec<u8> = buf.drain(..=i).collect();
-                    let text = String::from_utf8_lossy(&line[..line.len() - 1])
-                        .trim()
-                        .to_string();
+                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim().to_string();
                     if text.is_empty() {
                         continue;
                     }

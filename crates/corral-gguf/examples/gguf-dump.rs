@@ -9,10 +9,7 @@ fn main() {
             std::process::exit(1);
         }
     };
-    println!(
-        "version {} alignment {} data at {}",
-        g.version, g.alignment, g.data_offset
-    );
+    println!("version {} alignment {} data at {}", g.version, g.alignment, g.data_offset);
     for (k, v) in &g.metadata {
         match v.as_array() {
             Some(a) => println!("{k} = [{} elements]", a.len()),
@@ -20,18 +17,7 @@ fn main() {
         }
     }
     for t in &g.tensors {
-        println!(
-            "{} {} {:?} @{} ({} bytes)",
-            t.name,
-            t.kind.name(),
-            t.dims,
-            t.offset,
-            t.size
-        );
+        println!("{} {} {:?} @{} ({} bytes)", t.name, t.kind.name(), t.dims, t.offset, t.size);
     }
-    println!(
-        "parameters {} file type {:?}",
-        g.parameter_count(),
-        g.file_type()
-    );
+    println!("parameters {} file type {:?}", g.parameter_count(), g.file_type());
 }

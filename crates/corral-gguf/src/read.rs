@@ -42,20 +42,10 @@ pub enum GgufError {
     BadMagic,
     #[error("unsupported GGUF version {0} (only versions 2 and 3 are supported)")]
     UnsupportedVersion(u32),
-    #[error(
-        "file is truncated: needs {needed} more bytes at offset {offset} while reading {what}"
-    )]
-    Truncated {
-        offset: u64,
-        needed: u64,
-        what: String,
-    },
+    #[error("file is truncated: needs {needed} more bytes at offset {offset} while reading {what}")]
+    Truncated { offset: u64, needed: u64, what: String },
     #[error("{what} is {value}, over the limit of {limit}")]
-    OverLimit {
-        what: String,
-        value: u64,
-        limit: u64,
-    },
+    OverLimit { what: String, value: u64, limit: u64 },
     #[error("metadata key {key:?} has unknown value type {kind}")]
     UnknownValueType { key: String, kind: u32 },
     #[error("duplicate {what} {name:?}")]
@@ -127,19 +117,13 @@ impl Gguf {
 
     /// Total number of weights over all tensors.
     pub fn parameter_count(&self) -> u64 {
-        self.tensors
-            .iter()
-            .map(|t| t.elements())
-            .fold(0u64, u64::saturating_add)
+        self.tensors.iter().map(|t| t.elements()).fold(0u64, u64::saturating_add)
     }
 
     /// The quantisation name: `general.file_type` if it is known, else the most common tensor
     /// type among multi-dimensional tensors (the way a file without the key is usually labelled).
     pub fn file_type(&self) -> Option<String> {
-        if let Some(name) = self
-            .get_u64("general.file_type")
-            .and_then(crate::file_type_name)
-        {
+        if let Some(name) = self.get_u64("general.file_type").and_then(crate::file_type_name) {
             return Some(name.to_string());
         }
         let mut counts: Vec<(GgmlType, usize)> = Vec::new();
@@ -149,10 +133,7 @@ impl Gguf {
                 None => counts.push((t.kind, 1)),
             }
         }
-        counts
-            .into_iter()
-            .max_by_key(|(_, n)| *n)
-            .map(|(k, _)| k.name().to_string())
+        counts.into_iter().max_by_key(|(_, n)| *n).map(|(k, _)| k.name().to_string())
     }
 }
 
@@ -160,11 +141,7 @@ impl Gguf {
 pub fn read_path(path: &Path) -> Result<Gguf, GgufError> {
     let file = File::open(path)?;
     let len = file.metadata()?.len();
-    read(
-        BufReader::with_capacity(1 << 16, file),
-        len,
-        &Limits::default(),
-    )
+    read(BufReader::with_capacity(1 << 16, file), len, &Limits::default())
 }
 
 /// Reads a GGUF file held in memory.
@@ -174,12 +151,7 @@ pub fn read_bytes(data: &[u8]) -> Result<Gguf, GgufError> {
 
 /// Reads the header and index from `r`, which yields a file of `file_len` bytes.
 pub fn read<R: Read>(r: R, file_len: u64, limits: &Limits) -> Result<Gguf, GgufError> {
-    let mut c = Cursor {
-        inner: r,
-        pos: 0,
-        len: file_len,
-        limits,
-    };
+    let mut c = Cursor { inner: r, pos: 0, len: file_len, limits };
     c.read_file()
 }
 
@@ -191,11 +163,7 @@ struct Cursor<'a, R> {
 }
 
 fn over(what: impl Into<String>, value: u64, limit: u64) -> GgufError {
-    GgufError::OverLimit {
-        what: what.into(),
-        value,
-        limit,
-    }
+    GgufError::OverLimit { what: what.into(), value, limit }
 }
 
 impl<R: Read> Cursor<'_, R> {
@@ -207,11 +175,7 @@ impl<R: Read> Cursor<'_, R> {
     /// before every allocation whose size comes from the file.
     fn need(&self, n: u64, what: &str) -> Result<(), GgufError> {
         if n > self.remaining() {
-            return Err(GgufError::Truncated {
-                offset: self.pos,
-                needed: n,
-                what: what.to_string(),
-            });
+            return Err(GgufError::Truncated { offset: self.pos, needed: n, what: what.to_string() });
         }
         let end = self.pos.saturating_add(n);
         if end > self.limits.max_header_bytes {
@@ -223,20 +187,14 @@ impl<R: Read> Cursor<'_, R> {
     fn bytes<const N: usize>(&mut self, what: &str) -> Result<[u8; N], GgufError> {
         self.need(N as u64, what)?;
         let mut buf = [0u8; N];
-        self.inner
-            .read_exact(&mut buf)
-            .map_err(|e| self.eof(e, N as u64, what))?;
+        self.inner.read_exact(&mut buf).map_err(|e| self.eof(e, N as u64, what))?;
         self.pos += N as u64;
         Ok(buf)
     }
 
     fn eof(&self, e: io::Error, needed: u64, what: &str) -> GgufError {
         if e.kind() == io::ErrorKind::UnexpectedEof {
-            GgufError::Truncated {
-                offset: self.pos,
-                needed,
-                what: what.to_string(),
-            }
+            GgufError::Truncated { offset: self.pos, needed, what: what.to_string() }
         } else {
             GgufError::Io(e)
         }
@@ -253,17 +211,11 @@ impl<R: Read> Cursor<'_, R> {
     fn string(&mut self, what: &str) -> Result<String, GgufError> {
         let len = self.u64(what)?;
         if len > self.limits.max_string_len {
-            return Err(over(
-                format!("length of {what}"),
-                len,
-                self.limits.max_string_len,
-            ));
+            return Err(over(format!("length of {what}"), len, self.limits.max_string_len));
         }
         self.need(len, what)?;
         let mut buf = vec![0u8; len as usize];
-        self.inner
-            .read_exact(&mut buf)
-            .map_err(|e| self.eof(e, len, what))?;
+        self.inner.read_exact(&mut buf).map_err(|e| self.eof(e, len, what))?;
         self.pos += len;
         Ok(match String::from_utf8(buf) {
             Ok(s) => s,
@@ -300,10 +252,7 @@ impl<R: Read> Cursor<'_, R> {
             let kind = self.u32("metadata value type")?;
             let value = self.value(&key, kind, 0)?;
             if !keys.insert(key.clone()) {
-                return Err(GgufError::Duplicate {
-                    what: "metadata key",
-                    name: key,
-                });
+                return Err(GgufError::Duplicate { what: "metadata key", name: key });
             }
             metadata.push((key, value));
         }
@@ -321,32 +270,21 @@ impl<R: Read> Cursor<'_, R> {
         for _ in 0..n_tensors {
             let t = self.tensor_info()?;
             if !names.insert(t.name.clone()) {
-                return Err(GgufError::Duplicate {
-                    what: "tensor",
-                    name: t.name,
-                });
+                return Err(GgufError::Duplicate { what: "tensor", name: t.name });
             }
             tensors.push(t);
         }
 
-        let data_offset = self
-            .pos
-            .checked_next_multiple_of(alignment)
-            .filter(|off| *off <= self.len)
-            .ok_or_else(|| GgufError::Truncated {
-                offset: self.pos,
-                needed: alignment,
-                what: "padding before tensor data".into(),
+        let data_offset =
+            self.pos.checked_next_multiple_of(alignment).filter(|off| *off <= self.len).ok_or_else(|| {
+                GgufError::Truncated { offset: self.pos, needed: alignment, what: "padding before tensor data".into() }
             })?;
         let data_len = self.len - data_offset;
         for t in &tensors {
             if t.offset % alignment != 0 {
                 return Err(GgufError::BadTensor {
                     name: t.name.clone(),
-                    problem: format!(
-                        "offset {} is not a multiple of the alignment {alignment}",
-                        t.offset
-                    ),
+                    problem: format!("offset {} is not a multiple of the alignment {alignment}", t.offset),
                 });
             }
             let end = t.offset.checked_add(t.size);
@@ -361,21 +299,12 @@ impl<R: Read> Cursor<'_, R> {
             }
         }
 
-        Ok(Gguf {
-            version,
-            metadata,
-            tensors,
-            alignment,
-            data_offset,
-        })
+        Ok(Gguf { version, metadata, tensors, alignment, data_offset })
     }
 
     fn tensor_info(&mut self) -> Result<TensorInfo, GgufError> {
         let name = self.string("tensor name")?;
-        let bad = |problem: String| GgufError::BadTensor {
-            name: name.clone(),
-            problem,
-        };
+        let bad = |problem: String| GgufError::BadTensor { name: name.clone(), problem };
         let n_dims = self.u32("tensor dimension count")?;
         if !(1..=4).contains(&n_dims) {
             return Err(bad(format!("has {n_dims} dimensions (1 to 4 allowed)")));
@@ -392,8 +321,7 @@ impl<R: Read> Cursor<'_, R> {
             dims.push(d);
         }
         let type_id = self.u32("tensor type")?;
-        let kind = GgmlType::from_id(type_id)
-            .ok_or_else(|| bad(format!("unknown ggml type {type_id}")))?;
+        let kind = GgmlType::from_id(type_id).ok_or_else(|| bad(format!("unknown ggml type {type_id}")))?;
         if dims[0] % kind.block_elements() != 0 {
             return Err(bad(format!(
                 "first dimension {} is not a multiple of the {} block size {}",
@@ -406,13 +334,7 @@ impl<R: Read> Cursor<'_, R> {
             .checked_mul(kind.block_bytes())
             .ok_or_else(|| bad("byte size overflows".into()))?;
         let offset = self.u64("tensor offset")?;
-        Ok(TensorInfo {
-            name,
-            dims,
-            kind,
-            offset,
-            size,
-        })
+        Ok(TensorInfo { name, dims, kind, offset, size })
     }
 
     fn value(&mut self, key: &str, kind: u32, depth: u32) -> Result<MetaValue, GgufError> {
@@ -430,12 +352,7 @@ impl<R: Read> Cursor<'_, R> {
             10 => MetaValue::U64(u64::from_le_bytes(self.bytes(key)?)),
             11 => MetaValue::I64(i64::from_le_bytes(self.bytes(key)?)),
             12 => MetaValue::F64(f64::from_le_bytes(self.bytes(key)?)),
-            _ => {
-                return Err(GgufError::UnknownValueType {
-                    key: key.to_string(),
-                    kind,
-                })
-            }
+            _ => return Err(GgufError::UnknownValueType { key: key.to_string(), kind }),
         })
     }
 
@@ -450,11 +367,7 @@ impl<R: Read> Cursor<'_, R> {
         let kind = self.u32(key)?;
         let len = self.u64(key)?;
         if len > self.limits.max_array_len {
-            return Err(over(
-                format!("length of array {key:?}"),
-                len,
-                self.limits.max_array_len,
-            ));
+            return Err(over(format!("length of array {key:?}"), len, self.limits.max_array_len));
         }
         let elem_size: u64 = match kind {
             0 | 1 | 7 => 1,
@@ -463,12 +376,7 @@ impl<R: Read> Cursor<'_, R> {
             10..=12 => 8,
             8 => 8,  // at least the length prefix
             9 => 12, // at least the type and length
-            _ => {
-                return Err(GgufError::UnknownValueType {
-                    key: key.to_string(),
-                    kind,
-                })
-            }
+            _ => return Err(GgufError::UnknownValueType { key: key.to_string(), kind }),
         };
         self.need(len.saturating_mul(elem_size), key)?;
         let n = len as usize;

@@ -52,10 +52,7 @@ impl GgmlType {
     }
 
     fn entry(self) -> &'static (u32, &'static str, u64, u64) {
-        TYPES
-            .iter()
-            .find(|t| t.0 == self.0)
-            .expect("GgmlType is only built from known ids")
+        TYPES.iter().find(|t| t.0 == self.0).expect("GgmlType is only built from known ids")
     }
 
     pub fn id(self) -> u32 {

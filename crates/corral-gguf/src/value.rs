@@ -79,9 +79,7 @@ impl ArrayValue {
             ArrayValue::I32(v) => nums(v, Value::from),
             ArrayValue::F32(v) => nums(v, f32_json),
             ArrayValue::Bool(v) => nums(v, Value::from),
-            ArrayValue::String(v) => {
-                Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect())
-            }
+            ArrayValue::String(v) => Value::Array(v.iter().map(|s| Value::from(s.as_str())).collect()),
             ArrayValue::Array(v) => Value::Array(v.iter().map(ArrayValue::to_json).collect()),
             ArrayValue::U64(v) => nums(v, Value::from),
             ArrayValue::I64(v) => nums(v, Value::from),

@@ -27,11 +27,7 @@ impl Default for GgufWriter {
 
 impl GgufWriter {
     pub fn new() -> Self {
-        GgufWriter {
-            metadata: Vec::new(),
-            tensors: Vec::new(),
-            alignment: 32,
-        }
+        GgufWriter { metadata: Vec::new(), tensors: Vec::new(), alignment: 32 }
     }
 
     /// Sets `key`, replacing an earlier value of the same key.
@@ -53,26 +49,11 @@ impl GgufWriter {
     ///
     /// # Panics
     /// If `data` does not have the size `kind` and `dims` imply: that is a bug in the caller.
-    pub fn add_tensor(
-        &mut self,
-        name: &str,
-        dims: &[u64],
-        kind: GgmlType,
-        data: Vec<u8>,
-    ) -> &mut Self {
+    pub fn add_tensor(&mut self, name: &str, dims: &[u64], kind: GgmlType, data: Vec<u8>) -> &mut Self {
         let elements: u64 = dims.iter().product();
         let expected = elements / kind.block_elements() * kind.block_bytes();
-        assert_eq!(
-            data.len() as u64,
-            expected,
-            "tensor {name}: wrong data size"
-        );
-        self.tensors.push(PendingTensor {
-            name: name.to_string(),
-            dims: dims.to_vec(),
-            kind,
-            data,
-        });
+        assert_eq!(data.len() as u64, expected, "tensor {name}: wrong data size");
+        self.tensors.push(PendingTensor { name: name.to_string(), dims: dims.to_vec(), kind, data });
         self
     }
 
@@ -230,21 +211,14 @@ fn write_array<W: Write>(w: &mut W, a: &ArrayValue) -> io::Result<u64> {
 /// # Panics
 /// If `values.len()` is not a multiple of 32.
 pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
-    assert!(
-        values.len().is_multiple_of(32),
-        "Q8_0 needs a multiple of 32 values"
-    );
+    assert!(values.len().is_multiple_of(32), "Q8_0 needs a multiple of 32 values");
     let mut out = Vec::with_capacity(values.len() / 32 * 34);
     for block in values.chunks_exact(32) {
         let amax = block.iter().fold(0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let inv = if d == 0.0 { 0.0 } else { 1.0 / d };
         out.extend_from_slice(&half::f16::from_f32(d).to_le_bytes());
-        out.extend(
-            block
-                .iter()
-                .map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8),
-        );
+        out.extend(block.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8));
     }
     out
 }

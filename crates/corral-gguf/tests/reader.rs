@@ -10,28 +10,15 @@ fn sample() -> Vec<u8> {
         .set("general.file_type", MetaValue::U32(7))
         .set("llama.context_length", MetaValue::U32(128))
         .set("llama.rope.freq_base", MetaValue::F32(10000.0))
-        .set(
-            "llama.attention.layer_norm_rms_epsilon",
-            MetaValue::F32(1e-5),
-        )
+        .set("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-5))
         .set("flag", MetaValue::Bool(true))
         .set("i64", MetaValue::I64(-5))
         .set("f64", MetaValue::F64(0.25))
-        .set(
-            "tokens",
-            MetaValue::Array(ArrayValue::String(vec![
-                "<s>".into(),
-                "a".into(),
-                "ü".into(),
-            ])),
-        )
+        .set("tokens", MetaValue::Array(ArrayValue::String(vec!["<s>".into(), "a".into(), "ü".into()])))
         .set("scores", MetaValue::Array(ArrayValue::F32(vec![0.0, -1.5])))
         .set(
             "nested",
-            MetaValue::Array(ArrayValue::Array(vec![
-                ArrayValue::U8(vec![1, 2]),
-                ArrayValue::I16(vec![-3]),
-            ])),
+            MetaValue::Array(ArrayValue::Array(vec![ArrayValue::U8(vec![1, 2]), ArrayValue::I16(vec![-3])])),
         );
     let values: Vec<f32> = (0..64 * 2).map(|i| (i as f32 - 64.0) / 10.0).collect();
     w.add_q8_0("blk.0.attn_q.weight", &[64, 2], &values);
@@ -53,21 +40,10 @@ fn round_trip_through_writer() {
     assert_eq!(g.get("i64"), Some(&MetaValue::I64(-5)));
     assert_eq!(
         g.get("nested"),
-        Some(&MetaValue::Array(ArrayValue::Array(vec![
-            ArrayValue::U8(vec![1, 2]),
-            ArrayValue::I16(vec![-3])
-        ])))
+        Some(&MetaValue::Array(ArrayValue::Array(vec![ArrayValue::U8(vec![1, 2]), ArrayValue::I16(vec![-3])])))
     );
-    assert_eq!(
-        g.get("tokens").unwrap().to_json(),
-        serde_json::json!(["<s>", "a", "ü"])
-    );
-    assert_eq!(
-        g.get("llama.attention.layer_norm_rms_epsilon")
-            .unwrap()
-            .to_json(),
-        serde_json::json!(1e-5)
-    );
+    assert_eq!(g.get("tokens").unwrap().to_json(), serde_json::json!(["<s>", "a", "ü"]));
+    assert_eq!(g.get("llama.attention.layer_norm_rms_epsilon").unwrap().to_json(), serde_json::json!(1e-5));
     assert_eq!(g.tensors.len(), 2);
     assert_eq!(g.tensors[0].kind, GgmlType::Q8_0);
     assert_eq!(g.tensors[0].size, 2 * 2 * 34);
@@ -92,22 +68,13 @@ fn version_2_is_read() {
 fn wrong_magic_and_versions() {
     assert!(matches!(read_bytes(b""), Err(GgufError::BadMagic)));
     assert!(matches!(read_bytes(b"GGU"), Err(GgufError::BadMagic)));
-    assert!(matches!(
-        read_bytes(b"GGML\x03\0\0\0"),
-        Err(GgufError::BadMagic)
-    ));
+    assert!(matches!(read_bytes(b"GGML\x03\0\0\0"), Err(GgufError::BadMagic)));
     let mut bytes = sample();
     bytes[4..8].copy_from_slice(&1u32.to_le_bytes());
-    assert!(matches!(
-        read_bytes(&bytes),
-        Err(GgufError::UnsupportedVersion(1))
-    ));
+    assert!(matches!(read_bytes(&bytes), Err(GgufError::UnsupportedVersion(1))));
     // A big-endian v3 file.
     bytes[4..8].copy_from_slice(&3u32.to_be_bytes());
-    assert!(matches!(
-        read_bytes(&bytes),
-        Err(GgufError::UnsupportedVersion(_))
-    ));
+    assert!(matches!(read_bytes(&bytes), Err(GgufError::UnsupportedVersion(_))));
 }
 
 /// CVE-2024-39720 was a 4-byte file crashing Ollama; every prefix of a valid file must fail cleanly.
@@ -117,10 +84,7 @@ fn every_truncation_is_an_error() {
     for len in 0..bytes.len() {
         let err = read_bytes(&bytes[..len]).expect_err(&format!("prefix of {len} bytes parsed"));
         assert!(
-            matches!(
-                err,
-                GgufError::BadMagic | GgufError::Truncated { .. } | GgufError::BadTensor { .. }
-            ),
+            matches!(err, GgufError::BadMagic | GgufError::Truncated { .. } | GgufError::BadTensor { .. }),
             "prefix {len}: {err}"
         );
     }
@@ -160,71 +124,31 @@ impl Raw {
 
 #[test]
 fn absurd_counts_are_refused_before_allocating() {
-    assert!(matches!(
-        Raw::new(1 << 60, 0).read(),
-        GgufError::OverLimit { .. }
-    ));
-    assert!(matches!(
-        Raw::new(0, 1 << 40).read(),
-        GgufError::OverLimit { .. }
-    ));
+    assert!(matches!(Raw::new(1 << 60, 0).read(), GgufError::OverLimit { .. }));
+    assert!(matches!(Raw::new(0, 1 << 40).read(), GgufError::OverLimit { .. }));
     // Within the limits but more than the file could hold.
-    assert!(matches!(
-        Raw::new(1000, 0).read(),
-        GgufError::Truncated { .. }
-    ));
-    assert!(matches!(
-        Raw::new(0, 1000).read(),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(Raw::new(1000, 0).read(), GgufError::Truncated { .. }));
+    assert!(matches!(Raw::new(0, 1000).read(), GgufError::Truncated { .. }));
     // A key whose length is 2^63.
-    assert!(matches!(
-        Raw::new(0, 1).u64(1 << 63).pad(16).read(),
-        GgufError::OverLimit { .. }
-    ));
+    assert!(matches!(Raw::new(0, 1).u64(1 << 63).pad(16).read(), GgufError::OverLimit { .. }));
     // A string value claiming 10 MB in a tiny file.
-    assert!(matches!(
-        Raw::new(0, 1).str("k").u32(8).u64(10_000_000).read(),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(Raw::new(0, 1).str("k").u32(8).u64(10_000_000).read(), GgufError::Truncated { .. }));
     // Arrays: 2^50 elements, and 1M u64s in a tiny file.
-    assert!(matches!(
-        Raw::new(0, 1).str("k").u32(9).u32(0).u64(1 << 50).read(),
-        GgufError::OverLimit { .. }
-    ));
-    assert!(matches!(
-        Raw::new(0, 1).str("k").u32(9).u32(10).u64(1 << 20).read(),
-        GgufError::Truncated { .. }
-    ));
+    assert!(matches!(Raw::new(0, 1).str("k").u32(9).u32(0).u64(1 << 50).read(), GgufError::OverLimit { .. }));
+    assert!(matches!(Raw::new(0, 1).str("k").u32(9).u32(10).u64(1 << 20).read(), GgufError::Truncated { .. }));
     // Arrays nested deeper than the limit.
-    let deep = Raw::new(0, 1)
-        .str("k")
-        .u32(9)
-        .u32(9)
-        .u64(1)
-        .u32(9)
-        .u64(1)
-        .u32(9)
-        .u64(1)
-        .u32(0)
-        .u64(0);
+    let deep = Raw::new(0, 1).str("k").u32(9).u32(9).u64(1).u32(9).u64(1).u32(9).u64(1).u32(0).u64(0);
     assert!(matches!(deep.read(), GgufError::OverLimit { .. }));
 }
 
 #[test]
 fn bad_metadata() {
-    assert!(matches!(
-        Raw::new(0, 1).str("k").u32(13).pad(8).read(),
-        GgufError::UnknownValueType { .. }
-    ));
+    assert!(matches!(Raw::new(0, 1).str("k").u32(13).pad(8).read(), GgufError::UnknownValueType { .. }));
     let dup = Raw::new(0, 2).str("k").u32(4).u32(1).str("k").u32(4).u32(2);
     assert!(matches!(dup.read(), GgufError::Duplicate { .. }));
     for bad in [0u32, 3, 48] {
         let r = Raw::new(0, 1).str("general.alignment").u32(4).u32(bad);
-        assert!(
-            matches!(r.read(), GgufError::BadAlignment(_)),
-            "alignment {bad}"
-        );
+        assert!(matches!(r.read(), GgufError::BadAlignment(_)), "alignment {bad}");
     }
     // Alignment given with the wrong type.
     let r = Raw::new(0, 1).str("general.alignment").u32(10).u64(32);
@@ -249,21 +173,12 @@ fn bad_tensors() {
     assert!(bad(one_tensor(&[4], 0, 0, 15)), "data past end of file");
     assert!(bad(one_tensor(&[4], 0, 32, 16)), "offset past end of file");
     assert!(bad(one_tensor(&[4], 0, 8, 64)), "misaligned offset");
-    assert!(
-        bad(one_tensor(&[4], 0, u64::MAX - 7, 16)),
-        "offset + size overflows"
-    );
+    assert!(bad(one_tensor(&[4], 0, u64::MAX - 7, 16)), "offset + size overflows");
     assert!(bad(one_tensor(&[4], 4, 0, 16)), "removed type id");
     assert!(bad(one_tensor(&[4], 999, 0, 16)), "unknown type id");
     assert!(bad(one_tensor(&[], 0, 0, 16)), "zero dimensions");
-    assert!(
-        bad(one_tensor(&[1, 1, 1, 1, 1], 0, 0, 16)),
-        "five dimensions"
-    );
-    assert!(
-        bad(one_tensor(&[1 << 32, 1 << 32], 0, 0, 16)),
-        "element count overflow"
-    );
+    assert!(bad(one_tensor(&[1, 1, 1, 1, 1], 0, 0, 16)), "five dimensions");
+    assert!(bad(one_tensor(&[1 << 32, 1 << 32], 0, 0, 16)), "element count overflow");
     assert!(bad(one_tensor(&[33], 8, 0, 64)), "not a whole Q8_0 block");
     let mut dup = Raw::new(2, 0);
     for _ in 0..2 {

@@ -71,10 +71,7 @@ pub struct Command {
 
 impl Command {
     pub fn new(instruction: Instruction, args: impl Into<String>) -> Self {
-        Command {
-            instruction,
-            args: args.into(),
-        }
+        Command { instruction, args: args.into() }
     }
 }
 
@@ -97,10 +94,7 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn at(line: usize, message: impl Into<String>) -> Self {
-        ParseError {
-            line: Some(line),
-            message: message.into(),
-        }
+        ParseError { line: Some(line), message: message.into() }
     }
 }
 
@@ -159,14 +153,8 @@ impl Lexer {
             return Ok(false);
         };
         let value = value.to_string();
-        let instruction = self
-            .instruction
-            .take()
-            .expect("a value always follows an instruction");
-        self.out.commands.push(Command {
-            instruction,
-            args: value,
-        });
+        let instruction = self.instruction.take().expect("a value always follows an instruction");
+        self.out.commands.push(Command { instruction, args: value });
         self.out.lines.push(self.start_line);
         self.buf.clear();
         self.state = State::Nil;
@@ -188,10 +176,7 @@ impl Lexer {
             ));
         };
         if !c.is_some_and(is_space) {
-            return Err(ParseError::at(
-                self.start_line,
-                format!("{} needs an argument", instruction.keyword()),
-            ));
+            return Err(ParseError::at(self.start_line, format!("{} needs an argument", instruction.keyword())));
         }
         self.state = match instruction {
             Instruction::Parameter(_) => State::ParamName,
@@ -235,18 +220,13 @@ impl Lexer {
                     self.instruction = Some(Instruction::Parameter(name));
                     self.state = State::Value;
                 } else if is_newline(c) {
-                    return Err(ParseError::at(
-                        self.start_line,
-                        "PARAMETER needs a name and a value",
-                    ));
+                    return Err(ParseError::at(self.start_line, "PARAMETER needs a name and a value"));
                 } else {
                     let mut shown = std::mem::take(&mut self.buf);
                     shown.push(c);
                     return Err(ParseError::at(
                         self.line,
-                        format!(
-                            "invalid parameter name {shown:?}: names are letters, digits and '_'"
-                        ),
+                        format!("invalid parameter name {shown:?}: names are letters, digits and '_'"),
                     ));
                 }
             }
@@ -265,9 +245,7 @@ impl Lexer {
                     }
                     return Err(ParseError::at(
                         self.line,
-                        format!(
-                            r#"message role must be one of "system", "user", or "assistant", got {shown:?}"#
-                        ),
+                        format!(r#"message role must be one of "system", "user", or "assistant", got {shown:?}"#),
                     ));
                 }
             }
@@ -290,30 +268,13 @@ impl Lexer {
             State::Nil | State::Comment => {}
             State::Value => {
                 if !self.finish_value()? {
-                    let quote = if self.buf.trim_start().starts_with(r#"""""#) {
-                        r#"""""#
-                    } else {
-                        "\""
-                    };
-                    return Err(ParseError::at(
-                        self.start_line,
-                        format!("unexpected EOF: unterminated {quote} quote"),
-                    ));
+                    let quote = if self.buf.trim_start().starts_with(r#"""""#) { r#"""""# } else { "\"" };
+                    return Err(ParseError::at(self.start_line, format!("unexpected EOF: unterminated {quote} quote")));
                 }
             }
             State::Name => self.finish_keyword(None)?,
-            State::ParamName => {
-                return Err(ParseError::at(
-                    self.start_line,
-                    "PARAMETER needs a name and a value",
-                ))
-            }
-            State::Role => {
-                return Err(ParseError::at(
-                    self.start_line,
-                    "MESSAGE needs a role and a message",
-                ))
-            }
+            State::ParamName => return Err(ParseError::at(self.start_line, "PARAMETER needs a name and a value")),
+            State::Role => return Err(ParseError::at(self.start_line, "MESSAGE needs a role and a message")),
         }
         Ok(self.out)
     }
@@ -346,28 +307,14 @@ impl Modelfile {
     /// Parses a file's bytes: UTF-8 with or without a BOM, or UTF-16 with a BOM.
     pub fn parse_bytes(bytes: &[u8]) -> Result<Modelfile, ParseError> {
         let utf16 = |units: Vec<u16>| {
-            String::from_utf16(&units).map_err(|_| ParseError {
-                line: None,
-                message: "invalid UTF-16 text".into(),
-            })
+            String::from_utf16(&units).map_err(|_| ParseError { line: None, message: "invalid UTF-16 text".into() })
         };
         let text = match bytes {
-            [0xff, 0xfe, rest @ ..] => utf16(
-                rest.chunks_exact(2)
-                    .map(|c| u16::from_le_bytes([c[0], c[1]]))
-                    .collect(),
-            )?,
-            [0xfe, 0xff, rest @ ..] => utf16(
-                rest.chunks_exact(2)
-                    .map(|c| u16::from_be_bytes([c[0], c[1]]))
-                    .collect(),
-            )?,
+            [0xff, 0xfe, rest @ ..] => utf16(rest.chunks_exact(2).map(|c| u16::from_le_bytes([c[0], c[1]])).collect())?,
+            [0xfe, 0xff, rest @ ..] => utf16(rest.chunks_exact(2).map(|c| u16::from_be_bytes([c[0], c[1]])).collect())?,
             _ => String::from_utf8(bytes.to_vec()).map_err(|e| ParseError {
                 line: None,
-                message: format!(
-                    "Modelfile is not valid UTF-8 (at byte {})",
-                    e.utf8_error().valid_up_to()
-                ),
+                message: format!("Modelfile is not valid UTF-8 (at byte {})", e.utf8_error().valid_up_to()),
             })?,
         };
         Modelfile::parse(&text)
@@ -421,9 +368,7 @@ pub(crate) fn check_parameter(name: &str, value: &str, line: usize) -> Result<()
     if params::is_deprecated(name) {
         return Ok(());
     }
-    params::parse_text_value(name, value)
-        .map(|_| ())
-        .map_err(|e| ParseError::at(line, e.to_string()))
+    params::parse_text_value(name, value).map(|_| ()).map_err(|e| ParseError::at(line, e.to_string()))
 }
 
 #[cfg(test)]
@@ -431,12 +376,7 @@ mod tests {
     use super::*;
 
     fn cmds(text: &str) -> Vec<(Instruction, String)> {
-        Modelfile::parse(text)
-            .unwrap()
-            .commands
-            .into_iter()
-            .map(|c| (c.instruction, c.args))
-            .collect()
+        Modelfile::parse(text).unwrap().commands.into_iter().map(|c| (c.instruction, c.args)).collect()
     }
 
     fn err(text: &str) -> String {
@@ -473,10 +413,7 @@ PARSER qwen3-coder
                 (Instruction::Parameter("stop".into()), "<|im_end|>".into()),
                 (Instruction::Parameter("stop".into()), "User:".into()),
                 (Instruction::License, "MIT".into()),
-                (
-                    Instruction::Message("user".into()),
-                    "Is Paris in France?".into()
-                ),
+                (Instruction::Message("user".into()), "Is Paris in France?".into()),
                 (Instruction::Message("assistant".into()), "Yes.".into()),
                 (Instruction::Requires, "0.14.0".into()),
                 (Instruction::Draft, "./draft.gguf".into()),
@@ -491,28 +428,19 @@ PARSER qwen3-coder
         // Comments only where an instruction could start; '#' inside a value is literal.
         assert_eq!(
             cmds("FROM m\nSYSTEM use # freely\n  # indented comment\n"),
-            vec![
-                (Instruction::From, "m".into()),
-                (Instruction::System, "use # freely".into())
-            ]
+            vec![(Instruction::From, "m".into()), (Instruction::System, "use # freely".into())]
         );
         // Inner spaces and tabs are kept; surrounding ones trimmed.
         assert_eq!(cmds("FROM m\nSYSTEM   a  b\tc   \n")[1].1, "a  b\tc");
         // Quotes may span lines and keep inner whitespace.
-        assert_eq!(
-            cmds("FROM m\nSYSTEM \"\"\"\n  line one\n  line two\n\"\"\"")[1].1,
-            "\n  line one\n  line two\n"
-        );
+        assert_eq!(cmds("FROM m\nSYSTEM \"\"\"\n  line one\n  line two\n\"\"\"")[1].1, "\n  line one\n  line two\n");
         assert_eq!(cmds("FROM m\nSYSTEM \"two\nlines\"")[1].1, "two\nlines");
         // Single quotes are not special.
         assert_eq!(cmds("FROM m\nSYSTEM 'x'")[1].1, "'x'");
         // CRLF line endings, BOM.
         assert_eq!(cmds("\u{feff}FROM m\r\nSYSTEM s\r\n").len(), 2);
         // Extra spaces after PARAMETER.
-        assert_eq!(
-            cmds("FROM m\nPARAMETER   top_k 5")[1].0,
-            Instruction::Parameter("top_k".into())
-        );
+        assert_eq!(cmds("FROM m\nPARAMETER   top_k 5")[1].0, Instruction::Parameter("top_k".into()));
         // No trailing newline.
         assert_eq!(cmds("FROM m"), vec![(Instruction::From, "m".into())]);
     }
@@ -525,15 +453,10 @@ PARSER qwen3-coder
         let mut be = vec![0xfe, 0xff];
         be.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
         for bytes in [le, be] {
-            assert_eq!(
-                Modelfile::parse_bytes(&bytes).unwrap().commands[1].args,
-                "héllo"
-            );
+            assert_eq!(Modelfile::parse_bytes(&bytes).unwrap().commands[1].args, "héllo");
         }
         assert_eq!(
-            Modelfile::parse_bytes(b"FROM m\nSYSTEM \xc3\x28")
-                .unwrap_err()
-                .to_string(),
+            Modelfile::parse_bytes(b"FROM m\nSYSTEM \xc3\x28").unwrap_err().to_string(),
             "Modelfile is not valid UTF-8 (at byte 14)"
         );
     }
@@ -542,20 +465,13 @@ PARSER qwen3-coder
     fn errors_name_line_and_problem() {
         assert_eq!(
             err("FROM m\nFORM x"),
-            format!(
-                "(line 2): unknown instruction \"FORM\": command must be one of {INSTRUCTIONS}"
-            )
+            format!("(line 2): unknown instruction \"FORM\": command must be one of {INSTRUCTIONS}")
         );
         assert_eq!(
             err("FROM m\nFROM2 x"),
-            format!(
-                "(line 2): unknown instruction \"FROM2\": command must be one of {INSTRUCTIONS}"
-            )
+            format!("(line 2): unknown instruction \"FROM2\": command must be one of {INSTRUCTIONS}")
         );
-        assert_eq!(
-            err("FROM m\nSYSTEM\n"),
-            "(line 2): SYSTEM needs an argument"
-        );
+        assert_eq!(err("FROM m\nSYSTEM\n"), "(line 2): SYSTEM needs an argument");
         assert_eq!(err("FROM"), "(line 1): FROM needs an argument");
         assert_eq!(
             err("FROM m\nMESSAGE robot hi"),
@@ -565,26 +481,17 @@ PARSER qwen3-coder
             err("FROM m\nMESSAGE User hi"),
             "(line 2): message role must be one of \"system\", \"user\", or \"assistant\", got \"User\""
         );
-        assert_eq!(
-            err("FROM m\nMESSAGE user"),
-            "(line 2): MESSAGE needs a role and a message"
-        );
+        assert_eq!(err("FROM m\nMESSAGE user"), "(line 2): MESSAGE needs a role and a message");
         assert_eq!(
             err("FROM m\nPARAMETER num-ctx 4"),
             "(line 2): invalid parameter name \"num-\": names are letters, digits and '_'"
         );
-        assert_eq!(
-            err("FROM m\nPARAMETER top_k\n"),
-            "(line 2): PARAMETER needs a name and a value"
-        );
+        assert_eq!(err("FROM m\nPARAMETER top_k\n"), "(line 2): PARAMETER needs a name and a value");
         assert_eq!(
             err("FROM m\n\nSYSTEM \"\"\"open\nstill open"),
             "(line 3): unexpected EOF: unterminated \"\"\" quote"
         );
-        assert_eq!(
-            err("FROM m\nSYSTEM \"open"),
-            "(line 2): unexpected EOF: unterminated \" quote"
-        );
+        assert_eq!(err("FROM m\nSYSTEM \"open"), "(line 2): unexpected EOF: unterminated \" quote");
     }
 
     #[test]
@@ -625,8 +532,7 @@ PARSER qwen3-coder
             mf.push(Instruction::System, v);
             mf.push(Instruction::Message("user".into()), v);
             mf.push(Instruction::Parameter("stop".into()), v);
-            let back =
-                Modelfile::parse(&mf.to_string()).unwrap_or_else(|e| panic!("{v:?}: {e}\n{mf}"));
+            let back = Modelfile::parse(&mf.to_string()).unwrap_or_else(|e| panic!("{v:?}: {e}\n{mf}"));
             assert_eq!(back.commands, mf.commands, "{v:?}");
         }
     }

@@ -45,10 +45,7 @@ impl Modelfile {
     pub fn recipe(&self) -> Result<Recipe, ParseError> {
         let mut r = Recipe::default();
         for (cmd, &line) in self.commands.iter().zip(&self.lines) {
-            let sourced = || Sourced {
-                value: cmd.args.clone(),
-                line,
-            };
+            let sourced = || Sourced { value: cmd.args.clone(), line };
             match &cmd.instruction {
                 Instruction::From => r.from.push(sourced()),
                 Instruction::Adapter => r.adapters.push(sourced()),
@@ -64,10 +61,7 @@ impl Modelfile {
                     if !is_semver(v) {
                         return Err(ParseError::at(
                             line,
-                            format!(
-                                "requires must be a valid semver (e.g. 0.14.0), got {:?}",
-                                cmd.args
-                            ),
+                            format!("requires must be a valid semver (e.g. 0.14.0), got {:?}", cmd.args),
                         ));
                     }
                     r.requires = Some(v.to_string());
@@ -75,8 +69,7 @@ impl Modelfile {
                 Instruction::Parameter(name) => {
                     check_parameter(name, &cmd.args, line)?;
                     if params::is_deprecated(name) {
-                        r.warnings
-                            .push(format!("warning: parameter {name} is deprecated"));
+                        r.warnings.push(format!("warning: parameter {name} is deprecated"));
                     } else {
                         params::insert_text_param(&mut r.parameters, name, &cmd.args)
                             .map_err(|e| ParseError::at(line, e.to_string()))?;
@@ -85,10 +78,7 @@ impl Modelfile {
             }
         }
         if r.from.is_empty() {
-            return Err(ParseError {
-                line: None,
-                message: "no FROM line".into(),
-            });
+            return Err(ParseError { line: None, message: "no FROM line".into() });
         }
         Ok(r)
     }
@@ -101,17 +91,13 @@ fn is_semver(v: &str) -> bool {
         Some((c, p)) => (c, Some(p)),
         None => (core, None),
     };
-    let numeric = |s: &str| {
-        !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'))
-    };
+    let numeric = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) && (s == "0" || !s.starts_with('0'));
     let parts: Vec<&str> = core.split('.').collect();
     parts.len() <= 3
         && parts.iter().all(|p| numeric(p))
         && pre.is_none_or(|p| {
             !p.is_empty()
-                && p.split('.').all(|id| {
-                    !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                })
+                && p.split('.').all(|id| !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'))
         })
 }
 
@@ -140,10 +126,7 @@ mod tests {
     use serde_json::json;
 
     fn recipe(text: &str) -> Result<Recipe, String> {
-        Modelfile::parse(text)
-            .unwrap()
-            .recipe()
-            .map_err(|e| e.to_string())
+        Modelfile::parse(text).unwrap().recipe().map_err(|e| e.to_string())
     }
 
     #[test]
@@ -153,48 +136,24 @@ mod tests {
              PARAMETER num_ctx 2048\nPARAMETER mirostat 2\nMESSAGE user hi\nREQUIRES v0.14.0\nADAPTER ./l.gguf",
         )
         .unwrap();
-        assert_eq!(
-            r.from,
-            vec![Sourced {
-                value: "base".into(),
-                line: 1
-            }]
-        );
+        assert_eq!(r.from, vec![Sourced { value: "base".into(), line: 1 }]);
         assert_eq!(r.system.as_deref(), Some("two"));
         assert_eq!(r.license, vec!["a", "b"]);
-        assert_eq!(
-            Value::Object(r.parameters),
-            json!({"stop": ["x", "y"], "num_ctx": 2048})
-        );
+        assert_eq!(Value::Object(r.parameters), json!({"stop": ["x", "y"], "num_ctx": 2048}));
         assert_eq!(r.messages, vec![Message::new("user", "hi")]);
         assert_eq!(r.requires.as_deref(), Some("0.14.0"));
         assert_eq!(r.adapters[0].line, 12);
-        assert_eq!(
-            r.warnings,
-            vec!["warning: parameter mirostat is deprecated"]
-        );
+        assert_eq!(r.warnings, vec!["warning: parameter mirostat is deprecated"]);
     }
 
     #[test]
     fn meaning_errors() {
         assert_eq!(recipe("SYSTEM s").unwrap_err(), "no FROM line");
         assert_eq!(recipe("# only a comment\n").unwrap_err(), "no FROM line");
-        assert_eq!(
-            recipe("FROM m\nPARAMETER numa true").unwrap_err(),
-            "(line 2): unknown parameter 'numa'"
-        );
-        assert_eq!(
-            recipe("FROM m\n\nPARAMETER num_ctx big").unwrap_err(),
-            "(line 3): invalid int value [big]"
-        );
-        assert_eq!(
-            recipe("FROM m\nPARAMETER top_p x").unwrap_err(),
-            "(line 2): invalid float value [x]"
-        );
-        assert_eq!(
-            recipe("FROM m\nPARAMETER use_mmap maybe").unwrap_err(),
-            "(line 2): invalid bool value [maybe]"
-        );
+        assert_eq!(recipe("FROM m\nPARAMETER numa true").unwrap_err(), "(line 2): unknown parameter 'numa'");
+        assert_eq!(recipe("FROM m\n\nPARAMETER num_ctx big").unwrap_err(), "(line 3): invalid int value [big]");
+        assert_eq!(recipe("FROM m\nPARAMETER top_p x").unwrap_err(), "(line 2): invalid float value [x]");
+        assert_eq!(recipe("FROM m\nPARAMETER use_mmap maybe").unwrap_err(), "(line 2): invalid bool value [maybe]");
         assert_eq!(
             recipe("FROM m\nREQUIRES latest").unwrap_err(),
             "(line 2): requires must be a valid semver (e.g. 0.14.0), got \"latest\""
@@ -203,25 +162,10 @@ mod tests {
 
     #[test]
     fn semver_forms() {
-        for ok in [
-            "0.14.0",
-            "1",
-            "1.2",
-            "1.2.3-rc.1",
-            "1.2.3+build.5",
-            "10.0.0-alpha-1",
-        ] {
+        for ok in ["0.14.0", "1", "1.2", "1.2.3-rc.1", "1.2.3+build.5", "10.0.0-alpha-1"] {
             assert!(is_semver(ok), "{ok}");
         }
-        for bad in [
-            "",
-            "a.b.c",
-            "1.2.3.4",
-            "01.2.3",
-            "1.2.3-",
-            "1..2",
-            "1.2.3-rc..1",
-        ] {
+        for bad in ["", "a.b.c", "1.2.3.4", "01.2.3", "1.2.3-", "1..2", "1.2.3-rc..1"] {
             assert!(!is_semver(bad), "{bad}");
         }
     }
@@ -230,22 +174,10 @@ mod tests {
     fn paths() {
         let dir = Path::new("/work/models");
         let home = Path::new("/home/u");
-        assert_eq!(
-            expand_path("./m.gguf", dir, Some(home)),
-            Path::new("/work/models/./m.gguf")
-        );
-        assert_eq!(
-            expand_path("m.gguf", dir, Some(home)),
-            Path::new("/work/models/m.gguf")
-        );
-        assert_eq!(
-            expand_path("/abs/m.gguf", dir, Some(home)),
-            Path::new("/abs/m.gguf")
-        );
-        assert_eq!(
-            expand_path("~/m.gguf", dir, Some(home)),
-            Path::new("/home/u/m.gguf")
-        );
+        assert_eq!(expand_path("./m.gguf", dir, Some(home)), Path::new("/work/models/./m.gguf"));
+        assert_eq!(expand_path("m.gguf", dir, Some(home)), Path::new("/work/models/m.gguf"));
+        assert_eq!(expand_path("/abs/m.gguf", dir, Some(home)), Path::new("/abs/m.gguf"));
+        assert_eq!(expand_path("~/m.gguf", dir, Some(home)), Path::new("/home/u/m.gguf"));
         assert_eq!(expand_path("~", dir, Some(home)), Path::new("/home/u"));
     }
 }

@@ -26,27 +26,14 @@ const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
 
 /// Configured origins first, then Ollama's defaults.
 pub(crate) fn allowed_origins(configured: &[String]) -> Vec<String> {
-    let mut out: Vec<String> = configured
-        .iter()
-        .map(|o| o.trim().to_string())
-        .filter(|o| !o.is_empty())
-        .collect();
+    let mut out: Vec<String> = configured.iter().map(|o| o.trim().to_string()).filter(|o| !o.is_empty()).collect();
     for host in ["localhost", "127.0.0.1", "0.0.0.0"] {
         for scheme in ["http", "https"] {
             out.push(format!("{scheme}://{host}"));
             out.push(format!("{scheme}://{host}:*"));
         }
     }
-    out.extend(
-        [
-            "app://*",
-            "file://*",
-            "tauri://*",
-            "vscode-webview://*",
-            "vscode-file://*",
-        ]
-        .map(String::from),
-    );
+    out.extend(["app://*", "file://*", "tauri://*", "vscode-webview://*", "vscode-file://*"].map(String::from));
     out
 }
 
@@ -56,50 +43,28 @@ fn origin_matches(pattern: &str, origin: &str) -> bool {
         None => pattern.eq_ignore_ascii_case(origin),
         Some(("", "")) => true,
         Some((prefix, suffix)) => {
-            if origin.len() < prefix.len() + suffix.len()
-                || !origin.starts_with(prefix)
-                || !origin.ends_with(suffix)
-            {
+            if origin.len() < prefix.len() + suffix.len() || !origin.starts_with(prefix) || !origin.ends_with(suffix) {
                 return false;
             }
             // What the `*` stands for: never a path, and only digits where it is a port, so
             // `http://localhost:*` does not admit `http://localhost:1.evil.com`.
             let wild = &origin[prefix.len()..origin.len() - suffix.len()];
-            !wild.contains('/')
-                && (!prefix.ends_with(':') || wild.bytes().all(|b| b.is_ascii_digit()))
+            !wild.contains('/') && (!prefix.ends_with(':') || wild.bytes().all(|b| b.is_ascii_digit()))
         }
     }
 }
 
 fn origin_allowed(patterns: &[String], origin: &str) -> bool {
-    const EXTENSIONS: [&str; 3] = [
-        "chrome-extension://",
-        "moz-extension://",
-        "safari-web-extension://",
-    ];
-    EXTENSIONS.iter().any(|p| origin.starts_with(p))
-        || patterns.iter().any(|p| origin_matches(p, origin))
+    const EXTENSIONS: [&str; 3] = ["chrome-extension://", "moz-extension://", "safari-web-extension://"];
+    EXTENSIONS.iter().any(|p| origin.starts_with(p)) || patterns.iter().any(|p| origin_matches(p, origin))
 }
 
 /// The CORS middleware (see the module docs).
-pub(crate) async fn cors(
-    State(state): State<AppState>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
-    let Some(origin) = req
-        .headers()
-        .get(header::ORIGIN)
-        .and_then(|o| o.to_str().ok())
-        .map(str::to_string)
-    else {
+pub(crate) async fn cors(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
+    let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string) else {
         return next.run(req).await;
     };
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if origin == format!("http://{host}") || origin == format!("https://{host}") {
         // Same origin: not a cross-site request.
         return next.run(req).await;
@@ -109,34 +74,19 @@ pub(crate) async fn cors(
         return StatusCode::FORBIDDEN.into_response();
     }
     let allow_origin = HeaderValue::from_str(&origin).unwrap_or(HeaderValue::from_static("null"));
-    if req.method() == Method::OPTIONS
-        && req
-            .headers()
-            .contains_key(header::ACCESS_CONTROL_REQUEST_METHOD)
-    {
+    if req.method() == Method::OPTIONS && req.headers().contains_key(header::ACCESS_CONTROL_REQUEST_METHOD) {
         let mut resp = StatusCode::NO_CONTENT.into_response();
         let h = resp.headers_mut();
         h.insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_METHODS,
-            HeaderValue::from_static(ALLOWED_METHODS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_ALLOW_HEADERS,
-            HeaderValue::from_static(ALLOWED_HEADERS),
-        );
-        h.insert(
-            header::ACCESS_CONTROL_MAX_AGE,
-            HeaderValue::from_static("43200"),
-        );
+        h.insert(header::ACCESS_CONTROL_ALLOW_METHODS, HeaderValue::from_static(ALLOWED_METHODS));
+        h.insert(header::ACCESS_CONTROL_ALLOW_HEADERS, HeaderValue::from_static(ALLOWED_HEADERS));
+        h.insert(header::ACCESS_CONTROL_MAX_AGE, HeaderValue::from_static("43200"));
         h.insert(header::VARY, HeaderValue::from_static("Origin"));
         return resp;
     }
     let mut resp = next.run(req).await;
-    resp.headers_mut()
-        .insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
-    resp.headers_mut()
-        .append(header::VARY, HeaderValue::from_static("Origin"));
+    resp.headers_mut().insert(header::ACCESS_CONTROL_ALLOW_ORIGIN, allow_origin);
+    resp.headers_mut().append(header::VARY, HeaderValue::from_static("Origin"));
     resp
 }
 
@@ -155,26 +105,18 @@ fn is_private(ip: IpAddr) -> bool {
     match ip {
         IpAddr::V4(v4) => v4.is_private() || v4.is_link_local(),
         // fc00::/7 (unique local) and fe80::/10 (link local).
-        IpAddr::V6(v6) => {
-            (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80
-        }
+        IpAddr::V6(v6) => (v6.segments()[0] & 0xfe00) == 0xfc00 || (v6.segments()[0] & 0xffc0) == 0xfe80,
     }
 }
 
 /// Whether a `Host` header may reach a loopback listener.
 pub(crate) fn host_allowed(host: &str, hostname: Option<&str>) -> bool {
     let h = host_part(host).trim_end_matches('.');
-    if h.is_empty()
-        || h.eq_ignore_ascii_case("localhost")
-        || hostname.is_some_and(|n| h.eq_ignore_ascii_case(n))
-    {
+    if h.is_empty() || h.eq_ignore_ascii_case("localhost") || hostname.is_some_and(|n| h.eq_ignore_ascii_case(n)) {
         return true;
     }
     let lower = h.to_ascii_lowercase();
-    if [".localhost", ".local", ".internal"]
-        .iter()
-        .any(|s| lower.ends_with(s))
-    {
+    if [".localhost", ".local", ".internal"].iter().any(|s| lower.ends_with(s)) {
         return true;
     }
     match h.parse::<IpAddr>() {
@@ -184,19 +126,11 @@ pub(crate) fn host_allowed(host: &str, hostname: Option<&str>) -> bool {
 }
 
 /// The DNS-rebinding guard (see the module docs).
-pub(crate) async fn allowed_hosts(
-    State(state): State<AppState>,
-    req: Request<Body>,
-    next: Next,
-) -> Response {
+pub(crate) async fn allowed_hosts(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
     if !state.loopback {
         return next.run(req).await;
     }
-    let host = req
-        .headers()
-        .get(header::HOST)
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
+    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
     if !host_allowed(host, state.config.hostname.as_deref()) {
         tracing::warn!(host, "refused request with a Host header that is not local");
         return StatusCode::FORBIDDEN.into_response();
@@ -209,11 +143,7 @@ pub(crate) async fn log_requests(req: Request<Body>, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let path = req.uri().path().to_string();
-    let peer = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string())
-        .unwrap_or_default();
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string()).unwrap_or_default();
     let resp = next.run(req).await;
     tracing::info!(status = resp.status().as_u16(), elapsed = ?start.elapsed(), peer, "{method} {path}");
     resp
@@ -243,24 +173,16 @@ mod tests {
         ] {
             assert!(host_allowed(ok, Some("my-box")), "{ok}");
         }
-        for bad in [
-            "evil.com",
-            "evil.com:11434",
-            "8.8.8.8",
-            "localhost.evil.com",
-            "[2001:db8::1]:11434",
-            "127.0.0.1.nip.io",
-        ] {
+        for bad in
+            ["evil.com", "evil.com:11434", "8.8.8.8", "localhost.evil.com", "[2001:db8::1]:11434", "127.0.0.1.nip.io"]
+        {
             assert!(!host_allowed(bad, Some("my-box")), "{bad}");
         }
     }
 
     #[test]
     fn origins() {
-        let allowed = allowed_origins(&[
-            "https://webui.example".into(),
-            "http://*.corp.example".into(),
-        ]);
+        let allowed = allowed_origins(&["https://webui.example".into(), "http://*.corp.example".into()]);
         for ok in [
             "http://localhost",
             "http://localhost:3000",
@@ -282,9 +204,6 @@ mod tests {
         ] {
             assert!(!origin_allowed(&allowed, bad), "{bad}");
         }
-        assert!(origin_allowed(
-            &allowed_origins(&["*".into()]),
-            "https://anything"
-        ));
+        assert!(origin_allowed(&allowed_origins(&["*".into()]), "https://anything"));
     }
 }

@@ -73,19 +73,9 @@ pub struct AppState {
 impl AppState {
     /// Opens the store and prepares the state for a listener bound to `addr`.
     pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, corral_store::StoreError> {
-        let store = Store::open(
-            &config.models_dir,
-            corral_store::StoreOptions {
-                noprune: config.noprune,
-            },
-        )?;
+        let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
         let origins = Arc::new(guard::allowed_origins(&config.origins));
-        Ok(AppState {
-            store,
-            config: Arc::new(config),
-            loopback: addr.ip().is_loopback(),
-            origins,
-        })
+        Ok(AppState { store, config: Arc::new(config), loopback: addr.ip().is_loopback(), origins })
     }
 }
 
@@ -113,14 +103,8 @@ pub fn startup(state: &AppState) {
 /// The router with every route and middleware.
 pub fn app(state: AppState) -> Router {
     routes::router(state.clone())
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            guard::cors,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state,
-            guard::allowed_hosts,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cors))
+        .layer(axum::middleware::from_fn_with_state(state, guard::allowed_hosts))
         .layer(axum::middleware::from_fn(guard::log_requests))
 }
 
@@ -131,7 +115,5 @@ pub async fn run(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
     let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
 }

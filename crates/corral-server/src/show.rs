@@ -29,10 +29,7 @@ fn flat_params(params: &Map<String, Value>) -> Vec<(&str, &Value)> {
 pub(crate) fn modelfile(model: &Model, params: &Map<String, Value>) -> String {
     let short = model.name.display_shortest();
     let mut mf = Modelfile::default();
-    let from = model
-        .model_path
-        .as_ref()
-        .map_or(short.clone(), |p| p.display().to_string());
+    let from = model.model_path.as_ref().map_or(short.clone(), |p| p.display().to_string());
     mf.push(Instruction::From, from);
     for a in &model.adapter_paths {
         mf.push(Instruction::Adapter, a.display().to_string());
@@ -81,18 +78,14 @@ fn model_info(gguf: &Gguf, verbose: bool) -> Map<String, Value> {
         };
         info.insert(k.clone(), json);
     }
-    info.insert(
-        "general.parameter_count".into(),
-        gguf.parameter_count().into(),
-    );
+    info.insert("general.parameter_count".into(), gguf.parameter_count().into());
     info
 }
 
 /// What the model can do, judged from its metadata and templates (Ollama's rules).
 fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
     let mut caps = Vec::new();
-    let arch_key =
-        |suffix: &str| gguf.and_then(|g| g.architecture().map(|a| format!("{a}.{suffix}")));
+    let arch_key = |suffix: &str| gguf.and_then(|g| g.architecture().map(|a| format!("{a}.{suffix}")));
     let has = |key: Option<String>| key.is_some_and(|k| gguf.is_some_and(|g| g.get(&k).is_some()));
     if has(arch_key("pooling_type")) {
         caps.push("embedding");
@@ -157,10 +150,7 @@ pub(crate) fn show(
     let template = model
         .template
         .clone()
-        .or_else(|| {
-            gguf.and_then(|g| g.get_str("tokenizer.chat_template"))
-                .map(String::from)
-        })
+        .or_else(|| gguf.and_then(|g| g.get_str("tokenizer.chat_template")).map(String::from))
         .unwrap_or_default();
     ShowResponse {
         license: model.license.join("\n"),
@@ -175,11 +165,7 @@ pub(crate) fn show(
             Some(g) if verbose => g
                 .tensors
                 .iter()
-                .map(|t| TensorInfo {
-                    name: t.name.clone(),
-                    kind: t.kind.name().into(),
-                    shape: t.dims.clone(),
-                })
+                .map(|t| TensorInfo { name: t.name.clone(), kind: t.kind.name().into(), shape: t.dims.clone() })
                 .collect(),
             _ => Vec::new(),
         },

@@ -11,8 +11,7 @@ use tokio::sync::mpsc;
 use crate::ApiError;
 
 /// A unit of blocking work that reports progress through the callback.
-pub(crate) type Work =
-    Box<dyn FnOnce(&mut dyn FnMut(ProgressResponse)) -> Result<(), ApiError> + Send>;
+pub(crate) type Work = Box<dyn FnOnce(&mut dyn FnMut(ProgressResponse)) -> Result<(), ApiError> + Send>;
 
 /// Runs `work` on the blocking pool. Streaming: each progress update is a line, and a failure a
 /// final `{"error": …}` line (the status is already 200 by then, as in Ollama). Not streaming: the
@@ -26,9 +25,7 @@ pub(crate) async fn progress(streaming: bool, work: Work) -> Response {
         })
         .await;
         return match result {
-            Ok(Ok(last)) => {
-                Json(last.unwrap_or_else(|| ProgressResponse::status("success"))).into_response()
-            }
+            Ok(Ok(last)) => Json(last.unwrap_or_else(|| ProgressResponse::status("success"))).into_response(),
             Ok(Err(e)) => e.into_response(),
             Err(join) => ApiError::from(join).into_response(),
         };
@@ -60,14 +57,7 @@ pub(crate) fn to_line<T: serde::Serialize>(value: &T) -> String {
 /// A 200 response whose body is the lines from `rx`, flushed as they come.
 pub(crate) fn ndjson(rx: mpsc::Receiver<String>) -> Response {
     let body = stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
+        rx.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
     });
-    (
-        StatusCode::OK,
-        [(header::CONTENT_TYPE, "application/x-ndjson")],
-        Body::from_stream(body),
-    )
-        .into_response()
+    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
 }

@@ -34,9 +34,7 @@ pub struct Committed {
 impl BlobWriter {
     /// Appends bytes.
     pub fn write(&mut self, buf: &[u8]) -> Result<()> {
-        self.file
-            .write_all(buf)
-            .map_err(|e| StoreError::io(self.file.path(), e))?;
+        self.file.write_all(buf).map_err(|e| StoreError::io(self.file.path(), e))?;
         self.hasher.update(buf);
         self.size += buf.len() as u64;
         Ok(())
@@ -50,24 +48,14 @@ impl BlobWriter {
     /// Verifies the digest (against `expected`, if given), makes the blob durable and visible, and
     /// pins it. On a mismatch the temp file is removed and the store is unchanged.
     pub fn commit(self, expected: Option<&Digest>) -> Result<Committed> {
-        let BlobWriter {
-            store,
-            file,
-            hasher,
-            size,
-        } = self;
+        let BlobWriter { store, file, hasher, size } = self;
         let digest = Digest::from_hasher(hasher);
         if let Some(expected) = expected {
             if *expected != digest {
-                return Err(StoreError::DigestMismatch {
-                    expected: *expected,
-                    actual: digest,
-                });
+                return Err(StoreError::DigestMismatch { expected: *expected, actual: digest });
             }
         }
-        file.as_file()
-            .sync_all()
-            .map_err(|e| StoreError::io(file.path(), e))?;
+        file.as_file().sync_all().map_err(|e| StoreError::io(file.path(), e))?;
         let path = store.blob_path(&digest);
         let mut locked = store.pins.lock();
         let existed = path.is_file();
@@ -75,17 +63,11 @@ impl BlobWriter {
             fsutil::touch(&path);
             // `file` is dropped (deleted) at the end of this scope.
         } else {
-            file.persist(&path)
-                .map_err(|e| StoreError::io(&path, e.error))?;
+            file.persist(&path).map_err(|e| StoreError::io(&path, e.error))?;
             fsutil::sync_dir(&store.blobs)?;
         }
         let pin = PinGuard::new(&store.pins, &mut locked, vec![digest]);
-        Ok(Committed {
-            digest,
-            size,
-            existed,
-            pin,
-        })
+        Ok(Committed { digest, size, existed, pin })
     }
 }
 
@@ -99,20 +81,11 @@ impl Store {
             .prefix(TEMP_PREFIX)
             .tempfile_in(&self.blobs)
             .map_err(|e| StoreError::io(&self.blobs, e))?;
-        Ok(BlobWriter {
-            store: self.clone(),
-            file,
-            hasher: Sha256::new(),
-            size: 0,
-        })
+        Ok(BlobWriter { store: self.clone(), file, hasher: Sha256::new(), size: 0 })
     }
 
     /// Copies `reader` into a new blob, verifying it against `expected` if given.
-    pub fn import_blob<R: Read>(
-        &self,
-        mut reader: R,
-        expected: Option<&Digest>,
-    ) -> Result<Committed> {
+    pub fn import_blob<R: Read>(&self, mut reader: R, expected: Option<&Digest>) -> Result<Committed> {
         let mut w = self.blob_writer()?;
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -141,6 +114,12 @@ impl Store {
             return Err(StoreError::BlobNotFound(*missing));
         }
         Ok(PinGuard::new(&self.pins, &mut locked, digests.to_vec()))
+    }
+
+    /// Keeps `digest` from being garbage-collected for `ttl`, even though no manifest references
+    /// it yet (see [`crate::Pins`]).
+    pub fn lease(&self, digest: &Digest, ttl: std::time::Duration) {
+        self.pins.lease(*digest, ttl);
     }
 
     /// Reads a small layer's bytes, refusing ones over [`MAX_TEXT_LAYER`].

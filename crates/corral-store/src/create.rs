@@ -85,8 +85,7 @@ fn check_relative(path: &str) -> Result<(), CreateError> {
     let ok = !path.is_empty()
         && !path.contains('\0')
         && !path.contains('\\')
-        && p.components()
-            .all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
+        && p.components().all(|c| matches!(c, Component::Normal(_) | Component::CurDir));
     if ok {
         Ok(())
     } else {
@@ -98,23 +97,15 @@ fn check_relative(path: &str) -> Result<(), CreateError> {
 fn inspect(store: &Store, file: &str, digest: &Digest) -> Result<Option<Gguf>, CreateError> {
     let path = store.blob_path(digest);
     let mut head = [0u8; 4];
-    let n = File::open(&path)
-        .and_then(|mut f| f.read(&mut head))
-        .map_err(|e| StoreError::io(&path, e))?;
+    let n = File::open(&path).and_then(|mut f| f.read(&mut head)).map_err(|e| StoreError::io(&path, e))?;
     if !corral_gguf::has_magic(&head[..n]) {
         return Ok(None);
     }
-    corral_gguf::read_path(&path)
-        .map(Some)
-        .map_err(|error| CreateError::InvalidGguf {
-            file: file.to_string(),
-            error,
-        })
+    corral_gguf::read_path(&path).map(Some).map_err(|error| CreateError::InvalidGguf { file: file.to_string(), error })
 }
 
 fn is_projector(g: &Gguf) -> bool {
-    g.architecture() == Some("clip")
-        || matches!(g.get_str("general.type"), Some("mmproj" | "projector"))
+    g.architecture() == Some("clip") || matches!(g.get_str("general.type"), Some("mmproj" | "projector"))
 }
 
 /// Fills config fields the base did not set from the weights' header (base values win, as in
@@ -161,34 +152,20 @@ impl Store {
                 let digests: Vec<Digest> = model.manifest.layers.iter().map(|l| l.digest).collect();
                 pins.absorb(self.pin_existing(&digests).map_err(blob_error)?);
                 let short = model.name.display_shortest();
-                base = model
-                    .manifest
-                    .layers
-                    .iter()
-                    .map(|l| Layer {
-                        from: Some(short.clone()),
-                        ..l.clone()
-                    })
-                    .collect();
+                base = model.manifest.layers.iter().map(|l| Layer { from: Some(short.clone()), ..l.clone() }).collect();
                 config = model.config;
                 base_params = model.parameters;
                 if config.model_family.is_empty() {
                     if let Some(path) = &model.model_path {
-                        let g = corral_gguf::read_path(path).map_err(|error| {
-                            CreateError::InvalidGguf {
-                                file: short.clone(),
-                                error,
-                            }
-                        })?;
+                        let g = corral_gguf::read_path(path)
+                            .map_err(|error| CreateError::InvalidGguf { file: short.clone(), error })?;
                         weights = Some(g);
                     }
                 }
             }
             ModelSource::Files(files) => {
                 if files.is_empty() {
-                    return Err(CreateError::Unsupported(
-                        "neither 'from' or 'files' was specified".into(),
-                    ));
+                    return Err(CreateError::Unsupported("neither 'from' or 'files' was specified".into()));
                 }
                 for (file, digest) in files {
                     check_relative(file)?;
@@ -212,9 +189,7 @@ impl Store {
                     }
                 }
                 if weights.is_none() {
-                    return Err(CreateError::Unsupported(
-                        "no GGUF model among the files".into(),
-                    ));
+                    return Err(CreateError::Unsupported("no GGUF model among the files".into()));
                 }
             }
         }
@@ -223,35 +198,23 @@ impl Store {
         }
 
         if spec.adapters.len() > 1 {
-            return Err(CreateError::Unsupported(
-                "only one adapter is currently supported".into(),
-            ));
+            return Err(CreateError::Unsupported("only one adapter is currently supported".into()));
         }
         if let Some((file, digest)) = spec.adapters.first() {
             check_relative(file)?;
             pins.absorb(self.pin_existing(&[*digest]).map_err(blob_error)?);
             match inspect(self, file, digest)? {
                 Some(g) if g.get_str("general.type") == Some("adapter") => {}
-                _ => {
-                    return Err(CreateError::Unsupported(format!(
-                        "{file} is not a GGUF LoRA adapter"
-                    )))
-                }
+                _ => return Err(CreateError::Unsupported(format!("{file} is not a GGUF LoRA adapter"))),
             }
             ggufs_parsed += 1;
             base.retain(|l| l.media_type != MEDIA_TYPE_ADAPTER);
-            base.push(Layer::new(
-                MEDIA_TYPE_ADAPTER,
-                *digest,
-                self.blob_size(digest)?,
-            ));
+            base.push(Layer::new(MEDIA_TYPE_ADAPTER, *digest, self.blob_size(digest)?));
         }
 
         let mut new: Vec<(&'static str, Vec<u8>)> = Vec::new();
         if let Some(t) = spec.template {
-            base.retain(|l| {
-                l.media_type != MEDIA_TYPE_TEMPLATE && l.media_type != MEDIA_TYPE_PROMPT
-            });
+            base.retain(|l| l.media_type != MEDIA_TYPE_TEMPLATE && l.media_type != MEDIA_TYPE_PROMPT);
             new.push((MEDIA_TYPE_TEMPLATE, t.into_bytes()));
         }
         if let Some(s) = spec.system {
@@ -269,17 +232,11 @@ impl Store {
             // Go marshals maps with sorted keys; doing the same keeps the layer digest stable.
             let sorted: std::collections::BTreeMap<_, _> = base_params.into_iter().collect();
             base.retain(|l| l.media_type != MEDIA_TYPE_PARAMS);
-            new.push((
-                MEDIA_TYPE_PARAMS,
-                serde_json::to_vec(&sorted).expect("params serialise"),
-            ));
+            new.push((MEDIA_TYPE_PARAMS, serde_json::to_vec(&sorted).expect("params serialise")));
         }
         if !spec.messages.is_empty() {
             base.retain(|l| l.media_type != MEDIA_TYPE_MESSAGES);
-            new.push((
-                MEDIA_TYPE_MESSAGES,
-                serde_json::to_vec(&spec.messages).expect("messages serialise"),
-            ));
+            new.push((MEDIA_TYPE_MESSAGES, serde_json::to_vec(&spec.messages).expect("messages serialise")));
         }
 
         if let Some(r) = spec.requires {
@@ -294,15 +251,7 @@ impl Store {
         config.architecture = "amd64".into();
         config.os = "linux".into();
 
-        Ok(Prepared {
-            store: self.clone(),
-            name: spec.name,
-            base,
-            new,
-            config,
-            ggufs_parsed,
-            _pins: pins,
-        })
+        Ok(Prepared { store: self.clone(), name: spec.name, base, new, config, ggufs_parsed, _pins: pins })
     }
 }
 
@@ -317,15 +266,7 @@ impl Prepared {
     /// Writes the new layers, the config and the manifest, reporting each step. Releases blobs
     /// only the replaced manifest (if any) used.
     pub fn commit(self, progress: &mut dyn FnMut(String)) -> Result<(), StoreError> {
-        let Prepared {
-            store,
-            name,
-            base,
-            new,
-            config,
-            ggufs_parsed,
-            _pins: mut pins,
-        } = self;
+        let Prepared { store, name, base, new, config, ggufs_parsed, _pins: mut pins } = self;
         for _ in 0..ggufs_parsed {
             progress("parsing GGUF".into());
         }
@@ -335,15 +276,7 @@ impl Prepared {
         }
         for (media_type, bytes) in new {
             let c = store.write_blob(&bytes)?;
-            progress(format!(
-                "{} layer {}",
-                if c.existed {
-                    "using existing"
-                } else {
-                    "creating new"
-                },
-                c.digest
-            ));
+            progress(format!("{} layer {}", if c.existed { "using existing" } else { "creating new" }, c.digest));
             layers.push(Layer::new(media_type, c.digest, c.size));
             pins.absorb(c.pin);
         }
@@ -371,14 +304,7 @@ mod tests {
         for ok in ["model.gguf", "sub/dir/model.gguf", "./model.gguf"] {
             assert!(check_relative(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "",
-            "/etc/passwd",
-            "../x.gguf",
-            "a/../../x",
-            "a\\..\\x",
-            "x\0y",
-        ] {
+        for bad in ["", "/etc/passwd", "../x.gguf", "a/../../x", "a\\..\\x", "x\0y"] {
             assert!(check_relative(bad).is_err(), "{bad:?}");
         }
     }

@@ -16,25 +16,16 @@ pub(crate) const TEMP_PREFIX: &str = ".tmp-";
 pub(crate) fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
     let dir = path.parent().expect("store paths always have a parent");
     fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(TEMP_PREFIX)
-        .tempfile_in(dir)
-        .map_err(|e| StoreError::io(dir, e))?;
-    tmp.write_all(bytes)
-        .map_err(|e| StoreError::io(tmp.path(), e))?;
-    tmp.as_file()
-        .sync_all()
-        .map_err(|e| StoreError::io(tmp.path(), e))?;
-    tmp.persist(path)
-        .map_err(|e| StoreError::io(path, e.error))?;
+    let mut tmp = tempfile::Builder::new().prefix(TEMP_PREFIX).tempfile_in(dir).map_err(|e| StoreError::io(dir, e))?;
+    tmp.write_all(bytes).map_err(|e| StoreError::io(tmp.path(), e))?;
+    tmp.as_file().sync_all().map_err(|e| StoreError::io(tmp.path(), e))?;
+    tmp.persist(path).map_err(|e| StoreError::io(path, e.error))?;
     sync_dir(dir)
 }
 
 /// Makes a rename in `dir` durable.
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
-    File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(|e| StoreError::io(dir, e))
+    File::open(dir).and_then(|d| d.sync_all()).map_err(|e| StoreError::io(dir, e))
 }
 
 /// Sets a file's mtime to now: a reused blob counts as fresh for the prune grace period.
@@ -48,11 +39,7 @@ pub(crate) fn touch(path: &Path) {
 pub(crate) fn read_bounded(path: &Path, limit: u64, what: &str) -> Result<Vec<u8>> {
     let meta = fs::metadata(path).map_err(|e| StoreError::io(path, e))?;
     if meta.len() > limit {
-        return Err(StoreError::TooLarge {
-            what: what.to_string(),
-            size: meta.len(),
-            limit,
-        });
+        return Err(StoreError::TooLarge { what: what.to_string(), size: meta.len(), limit });
     }
     fs::read(path).map_err(|e| StoreError::io(path, e))
 }

@@ -42,10 +42,7 @@ pub use refs::{PinGuard, Pins};
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("{}: {source}", path.display())]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("model '{0}' not found")]
     ModelNotFound(String),
     #[error("blob \"{0}\" not found")]
@@ -60,10 +57,7 @@ pub enum StoreError {
 
 impl StoreError {
     pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
-        StoreError::Io {
-            path: path.to_path_buf(),
-            source,
-        }
+        StoreError::Io { path: path.to_path_buf(), source }
     }
 }
 
@@ -96,13 +90,7 @@ impl Store {
         for dir in [&blobs, &manifests] {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::io(dir, e))?;
         }
-        Ok(Store {
-            root,
-            blobs,
-            manifests,
-            options,
-            pins: Arc::new(Pins::default()),
-        })
+        Ok(Store { root, blobs, manifests, options, pins: Arc::new(Pins::default()) })
     }
 
     /// The models directory.

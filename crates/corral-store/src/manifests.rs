@@ -32,9 +32,7 @@ fn find_entry(dir: &Path, want: &str) -> Option<String> {
         return Some(want.to_string());
     }
     let entries = fs::read_dir(dir).ok()?;
-    entries
-        .filter_map(|e| e.ok()?.file_name().into_string().ok())
-        .find(|n| n.eq_ignore_ascii_case(want))
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).find(|n| n.eq_ignore_ascii_case(want))
 }
 
 impl Store {
@@ -48,8 +46,7 @@ impl Store {
             dir.push(&found);
             parts.push(found);
         }
-        dir.is_file()
-            .then(|| name.with_parts([&parts[0], &parts[1], &parts[2], &parts[3]]))
+        dir.is_file().then(|| name.with_parts([&parts[0], &parts[1], &parts[2], &parts[3]]))
     }
 
     /// The name a new manifest for `name` should be written under: each existing directory level
@@ -59,11 +56,7 @@ impl Store {
         let mut parts: Vec<String> = Vec::with_capacity(4);
         let mut existing = true;
         for part in name.path_parts() {
-            let chosen = if existing {
-                find_entry(&dir, part)
-            } else {
-                None
-            };
+            let chosen = if existing { find_entry(&dir, part) } else { None };
             existing = chosen.is_some();
             let chosen = chosen.unwrap_or_else(|| part.to_string());
             dir.push(&chosen);
@@ -75,27 +68,15 @@ impl Store {
     fn read_manifest_at(&self, name: ModelName) -> Result<StoredManifest> {
         let path = self.manifest_path(&name);
         let bytes = read_bounded(&path, MAX_MANIFEST, "manifest")?;
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| StoreError::CorruptManifest {
-                path: path.clone(),
-                reason: e.to_string(),
-            })?;
-        let modified = fs::metadata(&path)
-            .and_then(|m| m.modified())
-            .map_err(|e| StoreError::io(&path, e))?;
-        Ok(StoredManifest {
-            name,
-            manifest,
-            digest: Digest::of(&bytes),
-            modified,
-        })
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::CorruptManifest { path: path.clone(), reason: e.to_string() })?;
+        let modified = fs::metadata(&path).and_then(|m| m.modified()).map_err(|e| StoreError::io(&path, e))?;
+        Ok(StoredManifest { name, manifest, digest: Digest::of(&bytes), modified })
     }
 
     /// Reads the manifest of `name` (case-insensitively).
     pub fn read_manifest(&self, name: &ModelName) -> Result<StoredManifest> {
-        let stored = self
-            .resolve(name)
-            .ok_or_else(|| StoreError::ModelNotFound(name.display_shortest()))?;
+        let stored = self.resolve(name).ok_or_else(|| StoreError::ModelNotFound(name.display_shortest()))?;
         self.read_manifest_at(stored)
     }
 
@@ -123,10 +104,7 @@ impl Store {
             };
             Ok(rd
                 .filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_type()
-                        .is_ok_and(|t| if want_dir { t.is_dir() } else { t.is_file() })
-                })
+                .filter(|e| e.file_type().is_ok_and(|t| if want_dir { t.is_dir() } else { t.is_file() }))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .collect())
         }
@@ -139,9 +117,7 @@ impl Store {
                         match ModelName::from_parts(&host, &ns, &model, &tag) {
                             Some(n) => names.push(n),
                             None if tag.starts_with(fsutil::TEMP_PREFIX) => {}
-                            None => tracing::warn!(
-                                "ignoring manifest with an invalid name: {host}/{ns}/{model}/{tag}"
-                            ),
+                            None => tracing::warn!("ignoring manifest with an invalid name: {host}/{ns}/{model}/{tag}"),
                         }
                     }
                 }
@@ -152,11 +128,7 @@ impl Store {
 
     /// Writes `manifest` under `name` after checking that every blob it lists exists. Returns the
     /// manifest it replaced, if any. The caller's pins must cover blobs not yet referenced.
-    pub fn write_manifest(
-        &self,
-        name: &ModelName,
-        manifest: &Manifest,
-    ) -> Result<Option<StoredManifest>> {
+    pub fn write_manifest(&self, name: &ModelName, manifest: &Manifest) -> Result<Option<StoredManifest>> {
         let locked = self.pins.lock();
         self.write_manifest_locked(&locked, name, manifest.to_bytes(), manifest)
     }
@@ -172,9 +144,7 @@ impl Store {
             return Err(StoreError::BlobNotFound(missing.digest));
         }
         let target = self.resolve_for_write(name);
-        let old = self
-            .resolve(&target)
-            .and_then(|n| self.read_manifest_at(n).ok());
+        let old = self.resolve(&target).and_then(|n| self.read_manifest_at(n).ok());
         fsutil::atomic_write(&self.manifest_path(&target), &bytes)?;
         Ok(old)
     }
@@ -190,13 +160,13 @@ impl Store {
 
     /// Deletes a model's manifest, then those of its blobs no other manifest (or pin) references.
     pub fn delete(&self, name: &ModelName) -> Result<()> {
-        let locked = self.pins.lock();
+        let mut locked = self.pins.lock();
         let stored = self.read_manifest(name)?;
         let path = self.manifest_path(&stored.name);
         fs::remove_file(&path).map_err(|e| StoreError::io(&path, e))?;
         self.remove_empty_dirs(path.parent());
         let candidates: Vec<Digest> = stored.manifest.blobs().map(|l| l.digest).collect();
-        self.remove_unreferenced(&locked, &candidates)?;
+        self.remove_unreferenced(&mut locked, &candidates)?;
         Ok(())
     }
 
@@ -206,14 +176,14 @@ impl Store {
         if self.options.noprune {
             return Ok(());
         }
-        let locked = self.pins.lock();
+        let mut locked = self.pins.lock();
         let candidates: Vec<Digest> = old.manifest.blobs().map(|l| l.digest).collect();
-        self.remove_unreferenced(&locked, &candidates)
+        self.remove_unreferenced(&mut locked, &candidates)
     }
 
-    /// Every digest referenced by a readable manifest, plus the pinned ones.
-    pub(crate) fn referenced(&self, locked: &Locked<'_>) -> Result<HashSet<Digest>> {
-        let mut refs: HashSet<Digest> = locked.keys().copied().collect();
+    /// Every digest referenced by a readable manifest, plus the pinned and leased ones.
+    pub(crate) fn referenced(&self, locked: &mut Locked<'_>) -> Result<HashSet<Digest>> {
+        let mut refs: HashSet<Digest> = locked.protected().collect();
         for name in self.manifest_names()? {
             match self.read_manifest_at(name) {
                 Ok(m) => refs.extend(m.manifest.blobs().map(|l| l.digest)),
@@ -224,13 +194,11 @@ impl Store {
         Ok(refs)
     }
 
-    fn remove_unreferenced(&self, locked: &Locked<'_>, candidates: &[Digest]) -> Result<()> {
+    fn remove_unreferenced(&self, locked: &mut Locked<'_>, candidates: &[Digest]) -> Result<()> {
         let refs = match self.referenced(locked) {
             Ok(r) => r,
             Err(e) => {
-                tracing::warn!(
-                    "not removing unused blobs because a manifest could not be read: {e}"
-                );
+                tracing::warn!("not removing unused blobs because a manifest could not be read: {e}");
                 return Ok(());
             }
         };
@@ -248,8 +216,7 @@ impl Store {
     /// Removes now-empty directories from `dir` up to (not including) `manifests/`.
     pub(crate) fn remove_empty_dirs(&self, mut dir: Option<&Path>) {
         while let Some(d) = dir {
-            if d == self.manifests || !d.starts_with(&self.manifests) || fs::remove_dir(d).is_err()
-            {
+            if d == self.manifests || !d.starts_with(&self.manifests) || fs::remove_dir(d).is_err() {
                 break;
             }
             dir = d.parent();

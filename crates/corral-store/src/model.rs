@@ -17,11 +17,7 @@ pub enum ModelError {
     #[error(transparent)]
     Store(#[from] StoreError),
     #[error("layer {digest} ({media_type}) is corrupt: {reason}")]
-    BadLayer {
-        digest: Digest,
-        media_type: String,
-        reason: String,
-    },
+    BadLayer { digest: Digest, media_type: String, reason: String },
 }
 
 /// Everything a manifest says about a model, with the small layers read.
@@ -49,11 +45,7 @@ pub struct Model {
 }
 
 fn bad(layer: &Layer, reason: impl ToString) -> ModelError {
-    ModelError::BadLayer {
-        digest: layer.digest,
-        media_type: layer.media_type.clone(),
-        reason: reason.to_string(),
-    }
+    ModelError::BadLayer { digest: layer.digest, media_type: layer.media_type.clone(), reason: reason.to_string() }
 }
 
 impl Store {
@@ -62,8 +54,7 @@ impl Store {
         let stored = self.read_manifest(name)?;
         let manifest = stored.manifest;
         let config_bytes = self.read_blob(&manifest.config)?;
-        let config: ModelConfig =
-            serde_json::from_slice(&config_bytes).map_err(|e| bad(&manifest.config, e))?;
+        let config: ModelConfig = serde_json::from_slice(&config_bytes).map_err(|e| bad(&manifest.config, e))?;
         let mut m = Model {
             name: stored.name,
             digest: stored.digest,
@@ -98,12 +89,10 @@ impl Store {
                 MEDIA_TYPE_SYSTEM => m.system = Some(text(layer)?),
                 MEDIA_TYPE_LICENSE => m.license.push(text(layer)?),
                 MEDIA_TYPE_PARAMS => {
-                    m.parameters = serde_json::from_slice(&self.read_blob(layer)?)
-                        .map_err(|e| bad(layer, e))?;
+                    m.parameters = serde_json::from_slice(&self.read_blob(layer)?).map_err(|e| bad(layer, e))?;
                 }
                 MEDIA_TYPE_MESSAGES => {
-                    m.messages = serde_json::from_slice(&self.read_blob(layer)?)
-                        .map_err(|e| bad(layer, e))?;
+                    m.messages = serde_json::from_slice(&self.read_blob(layer)?).map_err(|e| bad(layer, e))?;
                 }
                 other => tracing::debug!("ignoring layer of type {other}"),
             }

@@ -28,7 +28,7 @@ impl Store {
     /// unreadable, since that manifest might reference them.
     pub fn prune(&self, grace: Duration) -> Result<PruneReport> {
         let mut report = PruneReport::default();
-        let locked = self.pins.lock();
+        let mut locked = self.pins.lock();
         let rd = fs::read_dir(&self.blobs).map_err(|e| StoreError::io(&self.blobs, e))?;
         let mut files = Vec::new();
         for entry in rd.filter_map(|e| e.ok()) {
@@ -49,7 +49,7 @@ impl Store {
             files.push((name, path));
         }
 
-        let refs = match self.referenced(&locked) {
+        let refs = match self.referenced(&mut locked) {
             Ok(r) => Some(r),
             Err(e) => {
                 tracing::warn!("not pruning blobs: {e}");
@@ -65,11 +65,7 @@ impl Store {
             if !meta.is_file() {
                 continue;
             }
-            let age = meta
-                .modified()
-                .ok()
-                .and_then(|m| now.duration_since(m).ok())
-                .unwrap_or_default();
+            let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
             if age < grace {
                 continue;
             }

@@ -1,4 +1,8 @@
-//! Pins: blobs that an unfinished operation is about to reference.
+//! Pins and leases: blobs that an unfinished operation is about to reference.
+//!
+//! A pin lasts as long as a guard object inside one operation. A lease lasts a fixed time and
+//! covers the gap between two requests: a client uploads (or checks with `HEAD`) a blob, then
+//! sends the create that references it; a delete of another model in between must not collect it.
 //!
 //! The lock inside [`Pins`] is the store's one lock. Everything that decides whether a blob may be
 //! deleted (delete, prune) and everything that makes a blob referenced (writing a manifest) runs
@@ -7,23 +11,50 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 use corral_types::Digest;
 
-/// Pin counts, behind the store lock.
+/// What the store lock protects.
+#[derive(Debug, Default)]
+pub(crate) struct Refs {
+    /// Pin counts.
+    counts: HashMap<Digest, usize>,
+    /// Lease expiry times.
+    leases: HashMap<Digest, Instant>,
+}
+
+impl Refs {
+    /// Digests that garbage collection must treat as referenced right now.
+    pub(crate) fn protected(&mut self) -> impl Iterator<Item = Digest> + '_ {
+        let now = Instant::now();
+        self.leases.retain(|_, until| *until > now);
+        self.counts.keys().chain(self.leases.keys()).copied()
+    }
+}
+
+/// Pin counts and leases, behind the store lock.
 #[derive(Debug, Default)]
 pub struct Pins {
-    counts: Mutex<HashMap<Digest, usize>>,
+    refs: Mutex<Refs>,
 }
 
 /// The store lock, held. Dropping it releases the lock.
-pub(crate) type Locked<'a> = MutexGuard<'a, HashMap<Digest, usize>>;
+pub(crate) type Locked<'a> = MutexGuard<'a, Refs>;
 
 impl Pins {
     /// Takes the store lock. A poisoned lock is recovered: the map holds only counts, and a panic
     /// elsewhere cannot leave it half-updated in a way that matters more than a leaked pin.
     pub(crate) fn lock(&self) -> Locked<'_> {
-        self.counts.lock().unwrap_or_else(|p| p.into_inner())
+        self.refs.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Protects `digest` from garbage collection for `ttl` (extending an earlier lease).
+    pub(crate) fn lease(&self, digest: Digest, ttl: Duration) {
+        let until = Instant::now() + ttl;
+        let mut refs = self.lock();
+        let entry = refs.leases.entry(digest).or_insert(until);
+        *entry = (*entry).max(until);
     }
 }
 
@@ -38,12 +69,9 @@ impl PinGuard {
     /// Pins `digests` while the caller holds the lock.
     pub(crate) fn new(pins: &Arc<Pins>, locked: &mut Locked<'_>, digests: Vec<Digest>) -> Self {
         for d in &digests {
-            *locked.entry(*d).or_insert(0) += 1;
+            *locked.counts.entry(*d).or_insert(0) += 1;
         }
-        PinGuard {
-            pins: pins.clone(),
-            digests,
-        }
+        PinGuard { pins: pins.clone(), digests }
     }
 
     /// Moves `other`'s pins into this guard.
@@ -53,10 +81,7 @@ impl PinGuard {
 
     /// An empty guard.
     pub(crate) fn empty(pins: &Arc<Pins>) -> Self {
-        PinGuard {
-            pins: pins.clone(),
-            digests: Vec::new(),
-        }
+        PinGuard { pins: pins.clone(), digests: Vec::new() }
     }
 }
 
@@ -65,12 +90,12 @@ impl Drop for PinGuard {
         if self.digests.is_empty() {
             return;
         }
-        let mut counts = self.pins.lock();
+        let mut refs = self.pins.lock();
         for d in &self.digests {
-            if let Some(n) = counts.get_mut(d) {
+            if let Some(n) = refs.counts.get_mut(d) {
                 *n -= 1;
                 if *n == 0 {
-                    counts.remove(d);
+                    refs.counts.remove(d);
                 }
             }
         }

@@ -1,13 +1,12 @@
 //! The store against a real directory: Ollama's layout byte for byte, verified blobs, safe
 //! concurrent create/delete, pruning, and refusal of bad input without side effects.
 
-use std::collections::BTreeSet;
 use std::fs;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use corral_store::{CreateError, CreateSpec, ModelSource, Store, StoreError, StoreOptions};
-use corral_testkit::{tiny_llama, TinySpec};
+use corral_testkit::{tiny_llama, tree, TinySpec};
 use corral_types::api::Message;
 use corral_types::{Digest, Manifest, ModelName};
 use serde_json::{json, Map, Value};
@@ -33,14 +32,7 @@ fn spec(model: &str, source: ModelSource) -> CreateSpec {
 }
 
 fn tiny_bytes() -> Vec<u8> {
-    tiny_llama(
-        &TinySpec {
-            embd: 32,
-            ffn: 64,
-            ..Default::default()
-        },
-        None,
-    )
+    tiny_llama(&TinySpec { embd: 32, ffn: 64, ..Default::default() }, None)
 }
 
 /// Uploads the tiny GGUF and returns a `files` source for it.
@@ -51,40 +43,14 @@ fn upload(store: &Store, bytes: &[u8]) -> ModelSource {
 
 fn create(store: &Store, s: CreateSpec) -> Vec<String> {
     let mut statuses = Vec::new();
-    store
-        .prepare_create(s)
-        .unwrap()
-        .commit(&mut |st| statuses.push(st))
-        .unwrap();
+    store.prepare_create(s).unwrap().commit(&mut |st| statuses.push(st)).unwrap();
     statuses
-}
-
-/// Every file under `dir`, relative, sorted: a snapshot to prove an operation changed nothing.
-fn tree(dir: &Path) -> BTreeSet<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut BTreeSet<String>) {
-        for e in fs::read_dir(dir).unwrap().flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.insert(p.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    walk(dir, dir, &mut out);
-    out
 }
 
 fn every_manifest_is_complete(store: &Store) {
     for m in store.list().unwrap() {
         for l in m.manifest.blobs() {
-            assert!(
-                store.has_blob(&l.digest),
-                "{} points at missing {}",
-                m.name,
-                l.digest
-            );
+            assert!(store.has_blob(&l.digest), "{} points at missing {}", m.name, l.digest);
         }
     }
 }
@@ -97,49 +63,21 @@ fn layout_matches_ollama() {
     let mut s = spec("tiny", upload(&store, &gguf));
     s.system = Some("You are terse.".into());
     s.template = Some("{{ .Prompt }}".into());
-    s.parameters = json!({"temperature": 0.5, "stop": ["<|im_end|>"]})
-        .as_object()
-        .unwrap()
-        .clone();
-    s.messages = vec![
-        Message::new("user", "hi"),
-        Message::new("assistant", "hello"),
-    ];
+    s.parameters = json!({"temperature": 0.5, "stop": ["<|im_end|>"]}).as_object().unwrap().clone();
+    s.messages = vec![Message::new("user", "hi"), Message::new("assistant", "hello")];
     s.license = vec!["MIT".into()];
     let statuses = create(&store, s);
     assert_eq!(statuses.first().unwrap(), "parsing GGUF");
-    assert_eq!(
-        &statuses[statuses.len() - 2..],
-        ["writing manifest", "success"]
-    );
-    assert!(
-        statuses
-            .iter()
-            .filter(|s| s.starts_with("creating new layer sha256:"))
-            .count()
-            == 5
-    );
+    assert_eq!(&statuses[statuses.len() - 2..], ["writing manifest", "success"]);
+    assert!(statuses.iter().filter(|s| s.starts_with("creating new layer sha256:")).count() == 5);
 
-    let path = dir
-        .path()
-        .join("manifests/registry.ollama.ai/library/tiny/latest");
+    let path = dir.path().join("manifests/registry.ollama.ai/library/tiny/latest");
     let bytes = fs::read(&path).unwrap();
     let m: Value = serde_json::from_slice(&bytes).unwrap();
     assert_eq!(m["schemaVersion"], 2);
-    assert_eq!(
-        m["mediaType"],
-        "application/vnd.docker.distribution.manifest.v2+json"
-    );
-    assert_eq!(
-        m["config"]["mediaType"],
-        "application/vnd.docker.container.image.v1+json"
-    );
-    let types: Vec<&str> = m["layers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l["mediaType"].as_str().unwrap())
-        .collect();
+    assert_eq!(m["mediaType"], "application/vnd.docker.distribution.manifest.v2+json");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.docker.container.image.v1+json");
+    let types: Vec<&str> = m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap()).collect();
     assert_eq!(
         types,
         [
@@ -165,11 +103,7 @@ fn layout_matches_ollama() {
     assert_eq!(weights["digest"], Digest::of(&gguf).to_string());
     let config: Value = serde_json::from_slice(
         &fs::read(
-            dir.path().join("blobs").join(
-                Digest::parse(m["config"]["digest"].as_str().unwrap())
-                    .unwrap()
-                    .file_name(),
-            ),
+            dir.path().join("blobs").join(Digest::parse(m["config"]["digest"].as_str().unwrap()).unwrap().file_name()),
         )
         .unwrap(),
     )
@@ -180,19 +114,11 @@ fn layout_matches_ollama() {
                "file_type": "Q8_0", "architecture": "amd64", "os": "linux"})
     );
     let params = store.load_model(&name("tiny")).unwrap().parameters;
-    assert_eq!(
-        Value::Object(params),
-        json!({"stop": ["<|im_end|>"], "temperature": 0.5})
-    );
+    assert_eq!(Value::Object(params), json!({"stop": ["<|im_end|>"], "temperature": 0.5}));
     // Nothing but blobs and the manifest: no temp files left behind.
     let files = tree(dir.path());
     assert_eq!(files.len(), 1 + 1 + 6);
-    assert!(
-        files
-            .iter()
-            .all(|f| f.starts_with("blobs/sha256-") || f.starts_with("manifests/")),
-        "{files:?}"
-    );
+    assert!(files.iter().all(|f| f.starts_with("blobs/sha256-") || f.starts_with("manifests/")), "{files:?}");
 }
 
 #[test]
@@ -222,10 +148,7 @@ fn names_resolve_case_insensitively_and_keep_their_case() {
     // Re-creating under another casing overwrites the same manifest.
     create(&store, spec("TEAM/MYMODEL:v1", src));
     assert_eq!(store.list().unwrap().len(), 1);
-    assert!(dir
-        .path()
-        .join("manifests/registry.ollama.ai/Team/MyModel/V1")
-        .is_file());
+    assert!(dir.path().join("manifests/registry.ollama.ai/Team/MyModel/V1").is_file());
 }
 
 #[test]
@@ -242,27 +165,12 @@ fn copy_shares_blobs_and_delete_keeps_shared_ones() {
     let blobs = tree(&dir.path().join("blobs"));
 
     store.delete(&name("a")).unwrap();
-    assert_eq!(
-        tree(&dir.path().join("blobs")),
-        blobs,
-        "b still needs every blob"
-    );
-    assert!(
-        !dir.path()
-            .join("manifests/registry.ollama.ai/library/a")
-            .exists(),
-        "empty dirs removed"
-    );
+    assert_eq!(tree(&dir.path().join("blobs")), blobs, "b still needs every blob");
+    assert!(!dir.path().join("manifests/registry.ollama.ai/library/a").exists(), "empty dirs removed");
     store.delete(&name("b:copy")).unwrap();
     assert!(tree(&dir.path().join("blobs")).is_empty());
-    assert!(matches!(
-        store.delete(&name("b:copy")),
-        Err(StoreError::ModelNotFound(_))
-    ));
-    assert!(matches!(
-        store.copy(&name("nope"), &name("x")),
-        Err(StoreError::ModelNotFound(_))
-    ));
+    assert!(matches!(store.delete(&name("b:copy")), Err(StoreError::ModelNotFound(_))));
+    assert!(matches!(store.copy(&name("nope"), &name("x")), Err(StoreError::ModelNotFound(_))));
 }
 
 #[test]
@@ -271,10 +179,7 @@ fn create_from_model_inherits_and_overrides() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let mut s = spec("base", upload(&store, &tiny_bytes()));
     s.system = Some("base system".into());
-    s.parameters = json!({"temperature": 0.1, "top_k": 5})
-        .as_object()
-        .unwrap()
-        .clone();
+    s.parameters = json!({"temperature": 0.1, "top_k": 5}).as_object().unwrap().clone();
     s.license = vec!["L1".into()];
     create(&store, s);
     let mut s = spec("child", ModelSource::Model(name("BASE")));
@@ -284,10 +189,7 @@ fn create_from_model_inherits_and_overrides() {
     create(&store, s);
     let child = store.load_model(&name("child")).unwrap();
     assert_eq!(child.system.as_deref(), Some("child system"));
-    assert_eq!(
-        Value::Object(child.parameters),
-        json!({"temperature": 0.9, "top_k": 5})
-    );
+    assert_eq!(Value::Object(child.parameters), json!({"temperature": 0.9, "top_k": 5}));
     assert_eq!(child.license, vec!["L1", "L2"]);
     assert_eq!(child.parent_model, "base:latest");
     assert_eq!(child.config.model_family, "llama");
@@ -341,10 +243,7 @@ fn concurrent_create_and_delete_never_lose_a_referenced_blob() {
         }
     });
     every_manifest_is_complete(&store);
-    let leftovers: Vec<_> = tree(&dir.path().join("blobs"))
-        .into_iter()
-        .filter(|f| f.starts_with(".tmp"))
-        .collect();
+    let leftovers: Vec<_> = tree(&dir.path().join("blobs")).into_iter().filter(|f| f.starts_with(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
 
@@ -363,11 +262,7 @@ fn prune_removes_only_old_unreferenced_files() {
     let blobs = dir.path().join("blobs");
     fs::write(blobs.join(".tmp-crashed"), b"half a blob").unwrap();
     let legacy = Digest::of(b"legacy name");
-    fs::write(
-        blobs.join(format!("sha256:{}", legacy.hex())),
-        b"legacy name",
-    )
-    .unwrap();
+    fs::write(blobs.join(format!("sha256:{}", legacy.hex())), b"legacy name").unwrap();
     fs::create_dir_all(dir.path().join("manifests/h/n/empty")).unwrap();
     for f in fs::read_dir(&blobs).unwrap().flatten() {
         age(&f.path(), Duration::from_secs(7200));
@@ -379,10 +274,7 @@ fn prune_removes_only_old_unreferenced_files() {
     assert!(store.has_blob(&new_orphan), "inside the grace period");
     assert!(!blobs.join(".tmp-crashed").exists());
     assert_eq!(report.renamed, 1);
-    assert!(
-        !store.has_blob(&legacy),
-        "renamed, then pruned as unreferenced"
-    );
+    assert!(!store.has_blob(&legacy), "renamed, then pruned as unreferenced");
     assert!(!dir.path().join("manifests/h").exists());
     every_manifest_is_complete(&store);
     assert_eq!(report.removed_blobs, 2);
@@ -394,9 +286,7 @@ fn prune_skips_blobs_when_a_manifest_is_unreadable() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let orphan = store.write_blob(b"maybe referenced").unwrap().digest;
     age(&store.blob_path(&orphan), Duration::from_secs(7200));
-    let bad = dir
-        .path()
-        .join("manifests/registry.ollama.ai/library/broken/latest");
+    let bad = dir.path().join("manifests/registry.ollama.ai/library/broken/latest");
     fs::create_dir_all(bad.parent().unwrap()).unwrap();
     fs::write(&bad, b"{not json").unwrap();
     let report = store.prune(Duration::from_secs(3600)).unwrap();
@@ -430,9 +320,7 @@ fn reads_a_store_written_by_ollama() {
         Digest::of(params),
         params.len()
     );
-    let mpath = dir
-        .path()
-        .join("manifests/registry.ollama.ai/library/llama3.2/1b");
+    let mpath = dir.path().join("manifests/registry.ollama.ai/library/llama3.2/1b");
     fs::create_dir_all(mpath.parent().unwrap()).unwrap();
     fs::write(&mpath, &manifest).unwrap();
 
@@ -449,13 +337,7 @@ fn reads_a_store_written_by_ollama() {
     for f in fs::read_dir(&blobs).unwrap().flatten() {
         age(&f.path(), Duration::from_secs(7200));
     }
-    assert_eq!(
-        store
-            .prune(Duration::from_secs(3600))
-            .unwrap()
-            .removed_blobs,
-        0
-    );
+    assert_eq!(store.prune(Duration::from_secs(3600)).unwrap().removed_blobs, 0);
     let _: Manifest = serde_json::from_slice(&fs::read(&mpath).unwrap()).unwrap();
 }
 
@@ -476,31 +358,38 @@ fn bad_create_requests_change_nothing() {
         matches!(err(spec("x", ModelSource::Model(name("missing")))), CreateError::BaseNotFound(n) if n == "missing:latest")
     );
     let absent = Digest::of(b"never uploaded");
-    assert!(
-        matches!(err(spec("x", files("m.gguf", absent))), CreateError::BlobNotFound(d) if d == absent)
-    );
-    assert!(matches!(
-        err(spec("x", files("../m.gguf", good))),
-        CreateError::BadPath(_)
-    ));
-    assert!(matches!(
-        err(spec("x", files("/etc/m.gguf", good))),
-        CreateError::BadPath(_)
-    ));
+    assert!(matches!(err(spec("x", files("m.gguf", absent))), CreateError::BlobNotFound(d) if d == absent));
+    assert!(matches!(err(spec("x", files("../m.gguf", good))), CreateError::BadPath(_)));
+    assert!(matches!(err(spec("x", files("/etc/m.gguf", good))), CreateError::BadPath(_)));
     let e = err(spec("x", files("model.gguf", truncated)));
     assert!(matches!(&e, CreateError::InvalidGguf { .. }), "{e}");
-    assert!(
-        e.to_string().starts_with("model.gguf: invalid GGUF file: "),
-        "{e}"
-    );
+    assert!(e.to_string().starts_with("model.gguf: invalid GGUF file: "), "{e}");
     let e = err(spec("x", files("weights.safetensors", text)));
     assert!(e.to_string().contains("is not a GGUF file"), "{e}");
     let mut s = spec("x", files("m.gguf", good));
     s.adapters = vec![("lora.gguf".into(), good)];
     assert_eq!(err(s).to_string(), "lora.gguf is not a GGUF LoRA adapter");
-    assert!(matches!(
-        err(spec("x", ModelSource::Files(vec![]))),
-        CreateError::Unsupported(_)
-    ));
+    assert!(matches!(err(spec("x", ModelSource::Files(vec![]))), CreateError::Unsupported(_)));
     assert_eq!(tree(dir.path()), before);
+}
+
+/// Regression: between `POST /api/blobs` and `POST /api/create` a blob is referenced by nothing.
+/// A delete of another model that shared it used to collect it, and the create then failed with
+/// `blob not found`. A lease keeps it for the gap.
+#[test]
+fn leased_blob_survives_delete_of_its_last_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let gguf = tiny_bytes();
+    create(&store, spec("a", upload(&store, &gguf)));
+    let weights = Digest::of(&gguf);
+    store.lease(&weights, Duration::from_secs(60));
+    store.delete(&name("a")).unwrap();
+    assert!(store.has_blob(&weights), "leased");
+    create(&store, spec("b", ModelSource::Files(vec![("m.gguf".into(), weights)])));
+
+    // An expired lease protects nothing.
+    store.lease(&weights, Duration::ZERO);
+    store.delete(&name("b")).unwrap();
+    assert!(!store.has_blob(&weights));
 }

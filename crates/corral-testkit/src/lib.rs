@@ -6,7 +6,7 @@
 //!   that only need the file format.
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use corral_gguf::{ArrayValue, Gguf, GgufWriter, MetaValue};
 use rand::{Rng, SeedableRng};
@@ -19,9 +19,7 @@ pub fn models_dir() -> PathBuf {
     }
     let cache = std::env::var_os("XDG_CACHE_HOME")
         .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache")
-        });
+        .unwrap_or_else(|| PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache"));
     cache.join("corral/test-models")
 }
 
@@ -29,12 +27,28 @@ pub fn models_dir() -> PathBuf {
 /// test that needs a real model must not pass without one.
 pub fn smollm2() -> PathBuf {
     let p = models_dir().join("SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert!(
-        p.is_file(),
-        "{} is missing: run scripts/fetch-models.sh first",
-        p.display()
-    );
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
     p
+}
+
+/// Every file under `dir`, as sorted relative paths: a snapshot that proves an operation left a
+/// directory unchanged.
+pub fn tree(dir: &Path) -> Vec<String> {
+    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
+        let Ok(rd) = std::fs::read_dir(dir) else { return };
+        for e in rd.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(base, &p, out);
+            } else {
+                out.push(p.strip_prefix(base).unwrap_or(&p).display().to_string());
+            }
+        }
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out);
+    out.sort();
+    out
 }
 
 /// Shape of a tiny llama model.
@@ -51,15 +65,7 @@ pub struct TinySpec {
 
 impl Default for TinySpec {
     fn default() -> Self {
-        TinySpec {
-            embd: 64,
-            layers: 2,
-            heads: 4,
-            kv_heads: 2,
-            ffn: 128,
-            context: 2048,
-            seed: 42,
-        }
+        TinySpec { embd: 64, layers: 2, heads: 4, kv_heads: 2, ffn: 128, context: 2048, seed: 42 }
     }
 }
 
@@ -70,11 +76,7 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
     let vocab = match tokenizer {
         Some(t) => {
             let mut n = 0;
-            for (k, v) in t
-                .metadata
-                .iter()
-                .filter(|(k, _)| k.starts_with("tokenizer."))
-            {
+            for (k, v) in t.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
                 if k == "tokenizer.ggml.tokens" {
                     n = v.as_array().map_or(0, ArrayValue::len) as u64;
                 }
@@ -85,10 +87,7 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
         None => {
             let tokens: Vec<String> = (0..32).map(|i| format!("<t{i}>")).collect();
             w.set("tokenizer.ggml.model", MetaValue::String("gpt2".into()));
-            w.set(
-                "tokenizer.ggml.tokens",
-                MetaValue::Array(ArrayValue::String(tokens)),
-            );
+            w.set("tokenizer.ggml.tokens", MetaValue::Array(ArrayValue::String(tokens)));
             32
         }
     };
@@ -102,19 +101,10 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
         .set("llama.block_count", MetaValue::U32(s.layers as u32))
         .set("llama.feed_forward_length", MetaValue::U32(s.ffn as u32))
         .set("llama.attention.head_count", MetaValue::U32(s.heads as u32))
-        .set(
-            "llama.attention.head_count_kv",
-            MetaValue::U32(s.kv_heads as u32),
-        )
-        .set(
-            "llama.rope.dimension_count",
-            MetaValue::U32((s.embd / s.heads) as u32),
-        )
+        .set("llama.attention.head_count_kv", MetaValue::U32(s.kv_heads as u32))
+        .set("llama.rope.dimension_count", MetaValue::U32((s.embd / s.heads) as u32))
         .set("llama.rope.freq_base", MetaValue::F32(10000.0))
-        .set(
-            "llama.attention.layer_norm_rms_epsilon",
-            MetaValue::F32(1e-5),
-        )
+        .set("llama.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-5))
         .set("llama.vocab_size", MetaValue::U32(vocab as u32));
 
     let mut rng = rand::rngs::StdRng::seed_from_u64(s.seed);
@@ -123,50 +113,21 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
         (0..n).map(|_| rng.gen_range(-a..a)).collect()
     };
     let kv = s.embd / s.heads * s.kv_heads;
-    w.add_q8_0(
-        "token_embd.weight",
-        &[s.embd, vocab],
-        &random(s.embd * vocab, 1),
-    );
+    w.add_q8_0("token_embd.weight", &[s.embd, vocab], &random(s.embd * vocab, 1));
     for i in 0..s.layers {
         let ones = vec![1.0f32; s.embd as usize];
         w.add_f32(&format!("blk.{i}.attn_norm.weight"), &[s.embd], &ones);
-        for (name, out) in [
-            ("attn_q", s.embd),
-            ("attn_k", kv),
-            ("attn_v", kv),
-            ("attn_output", s.embd),
-        ] {
-            w.add_q8_0(
-                &format!("blk.{i}.{name}.weight"),
-                &[s.embd, out],
-                &random(s.embd * out, s.embd),
-            );
+        for (name, out) in [("attn_q", s.embd), ("attn_k", kv), ("attn_v", kv), ("attn_output", s.embd)] {
+            w.add_q8_0(&format!("blk.{i}.{name}.weight"), &[s.embd, out], &random(s.embd * out, s.embd));
         }
         w.add_f32(&format!("blk.{i}.ffn_norm.weight"), &[s.embd], &ones);
-        w.add_q8_0(
-            &format!("blk.{i}.ffn_gate.weight"),
-            &[s.embd, s.ffn],
-            &random(s.embd * s.ffn, s.embd),
-        );
-        w.add_q8_0(
-            &format!("blk.{i}.ffn_up.weight"),
-            &[s.embd, s.ffn],
-            &random(s.embd * s.ffn, s.embd),
-        );
-        w.add_q8_0(
-            &format!("blk.{i}.ffn_down.weight"),
-            &[s.ffn, s.embd],
-            &random(s.ffn * s.embd, s.ffn),
-        );
+        w.add_q8_0(&format!("blk.{i}.ffn_gate.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        w.add_q8_0(&format!("blk.{i}.ffn_up.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        w.add_q8_0(&format!("blk.{i}.ffn_down.weight"), &[s.ffn, s.embd], &random(s.ffn * s.embd, s.ffn));
     }
     w.add_f32("output_norm.weight", &[s.embd], &vec![1.0; s.embd as usize]);
     // An untied output head: a tied one only repeats the last token.
-    w.add_q8_0(
-        "output.weight",
-        &[s.embd, vocab],
-        &random(s.embd * vocab, s.embd),
-    );
+    w.add_q8_0("output.weight", &[s.embd, vocab], &random(s.embd * vocab, s.embd));
     let mut out = Vec::new();
     w.write_to(&mut out).expect("writing to a Vec cannot fail");
     out
@@ -198,10 +159,6 @@ mod tests {
         assert_eq!(g.arch_u64("vocab_size"), Some(49152));
         assert!(g.get_str("tokenizer.chat_template").is_some());
         // About 8.5 MB, as the model notes say.
-        assert!(
-            (7_000_000..10_000_000).contains(&bytes.len()),
-            "{} bytes",
-            bytes.len()
-        );
+        assert!((7_000_000..10_000_000).contains(&bytes.len()), "{} bytes", bytes.len());
     }
 }

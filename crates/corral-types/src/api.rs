@@ -78,11 +78,7 @@ pub struct Message {
 impl Message {
     /// A plain text message.
     pub fn new(role: &str, content: &str) -> Self {
-        Message {
-            role: role.to_string(),
-            content: content.to_string(),
-            ..Default::default()
-        }
+        Message { role: role.to_string(), content: content.to_string(), ..Default::default() }
     }
 }
 
@@ -217,10 +213,7 @@ pub struct ProgressResponse {
 impl ProgressResponse {
     /// A status-only line.
     pub fn status(s: impl Into<String>) -> Self {
-        ProgressResponse {
-            status: s.into(),
-            ..Default::default()
-        }
+        ProgressResponse { status: s.into(), ..Default::default() }
     }
 }
 

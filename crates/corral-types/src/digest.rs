@@ -24,13 +24,8 @@ pub struct Digest([u8; 32]);
 impl Digest {
     /// Parses `sha256:<hex>` or `sha256-<hex>` (the file-name form), 64 hex digits of either case.
     pub fn parse(s: &str) -> Result<Self, DigestError> {
-        let err = || DigestError {
-            value: s.to_string(),
-        };
-        let hex_part = s
-            .strip_prefix("sha256:")
-            .or_else(|| s.strip_prefix("sha256-"))
-            .ok_or_else(err)?;
+        let err = || DigestError { value: s.to_string() };
+        let hex_part = s.strip_prefix("sha256:").or_else(|| s.strip_prefix("sha256-")).ok_or_else(err)?;
         if hex_part.len() != 64 {
             return Err(err());
         }

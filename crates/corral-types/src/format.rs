@@ -7,12 +7,8 @@ use serde_json::Value;
 
 /// `format.HumanBytes`: decimal units, no decimals from 10 up, one decimal below when fractional.
 pub fn human_bytes(b: u64) -> String {
-    const UNITS: [(u64, &str); 4] = [
-        (1_000_000_000_000, "TB"),
-        (1_000_000_000, "GB"),
-        (1_000_000, "MB"),
-        (1_000, "KB"),
-    ];
+    const UNITS: [(u64, &str); 4] =
+        [(1_000_000_000_000, "TB"), (1_000_000_000, "GB"), (1_000_000, "MB"), (1_000, "KB")];
     let Some((scale, unit)) = UNITS.iter().find(|(scale, _)| b >= *scale) else {
         return format!("{b} B");
     };
@@ -189,10 +185,7 @@ mod tests {
         assert_eq!(ago(Duration::days(20)), "2 weeks ago");
         assert_eq!(ago(Duration::days(90)), "3 months ago");
         assert_eq!(ago(Duration::days(800)), "2 years ago");
-        assert_eq!(
-            human_time(now + Duration::minutes(4) + Duration::seconds(30), now),
-            "4 minutes from now"
-        );
+        assert_eq!(human_time(now + Duration::minutes(4) + Duration::seconds(30), now), "4 minutes from now");
         assert_eq!(human_time(now + Duration::days(365 * 30), now), "Forever");
     }
 

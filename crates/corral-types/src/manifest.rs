@@ -51,13 +51,7 @@ pub struct Layer {
 impl Layer {
     /// A descriptor with no provenance.
     pub fn new(media_type: &str, digest: Digest, size: u64) -> Self {
-        Layer {
-            media_type: media_type.to_string(),
-            digest,
-            size,
-            from: None,
-            name: None,
-        }
+        Layer { media_type: media_type.to_string(), digest, size, from: None, name: None }
     }
 }
 
@@ -76,12 +70,7 @@ pub struct Manifest {
 impl Manifest {
     /// A schema-2 manifest for `config` and `layers`.
     pub fn new(config: Layer, layers: Vec<Layer>) -> Self {
-        Manifest {
-            schema_version: 2,
-            media_type: MEDIA_TYPE_MANIFEST.to_string(),
-            config,
-            layers,
-        }
+        Manifest { schema_version: 2, media_type: MEDIA_TYPE_MANIFEST.to_string(), config, layers }
     }
 
     /// Config and layers: every blob this manifest needs.
@@ -171,15 +160,9 @@ mod tests {
         let m: Manifest = serde_json::from_str(manifest).unwrap();
         assert_eq!(m.layers.len(), 2);
         assert_eq!(m.total_size(), 561 + 2019377376 + 7711);
-        assert_eq!(
-            m.layers[0].from.as_deref(),
-            Some("registry.ollama.ai/library/llama3.2:latest")
-        );
+        assert_eq!(m.layers[0].from.as_deref(), Some("registry.ollama.ai/library/llama3.2:latest"));
         // Re-serialising gives back the same bytes: field names and order match Ollama's.
-        assert_eq!(
-            String::from_utf8(m.to_bytes()).unwrap(),
-            format!("{manifest}\n")
-        );
+        assert_eq!(String::from_utf8(m.to_bytes()).unwrap(), format!("{manifest}\n"));
 
         let config = r#"{"model_format":"gguf","model_family":"llama","model_families":["llama"],"model_type":"3.2B","file_type":"Q4_K_M","architecture":"amd64","os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:dde5aa3fc5ffc17176b5e8bdc82f587b24b2678c6c66101bf7da77af9f7ccdff"]}}"#;
         let c: ModelConfig = serde_json::from_str(config).unwrap();

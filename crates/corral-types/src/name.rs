@@ -93,9 +93,7 @@ impl ModelName {
         if s.is_empty() {
             return Err(NameError::Empty);
         }
-        let invalid = || NameError::Invalid {
-            name: raw.to_string(),
-        };
+        let invalid = || NameError::Invalid { name: raw.to_string() };
 
         let (s, digest) = match cut_last(s, '@') {
             Some((rest, d)) => (rest, Some(d.to_string())),
@@ -164,10 +162,7 @@ impl ModelName {
             && valid_part(Part::Namespace, &self.namespace)
             && valid_part(Part::Model, &self.model)
             && valid_part(Part::Tag, &self.tag)
-            && self
-                .digest
-                .as_deref()
-                .is_none_or(|d| valid_part(Part::Digest, d))
+            && self.digest.as_deref().is_none_or(|d| valid_part(Part::Digest, d))
     }
 
     pub fn host(&self) -> &str {
@@ -208,10 +203,7 @@ impl ModelName {
 
     /// Case-insensitive equality of host, namespace, model and tag.
     pub fn eq_fold(&self, other: &ModelName) -> bool {
-        self.path_parts()
-            .iter()
-            .zip(other.path_parts())
-            .all(|(a, b)| a.eq_ignore_ascii_case(b))
+        self.path_parts().iter().zip(other.path_parts()).all(|(a, b)| a.eq_ignore_ascii_case(b))
     }
 
     /// The shortest form that parses back to the same name: `model:tag` on the default registry
@@ -231,11 +223,7 @@ impl ModelName {
 
 impl fmt::Display for ModelName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}/{}/{}:{}",
-            self.host, self.namespace, self.model, self.tag
-        )
+        write!(f, "{}/{}/{}:{}", self.host, self.namespace, self.model, self.tag)
     }
 }
 
@@ -249,22 +237,13 @@ mod tests {
 
     #[test]
     fn defaults_are_filled_in() {
-        assert_eq!(
-            full("llama3.2"),
-            "registry.ollama.ai/library/llama3.2:latest"
-        );
-        assert_eq!(
-            full("llama3.2:1b"),
-            "registry.ollama.ai/library/llama3.2:1b"
-        );
+        assert_eq!(full("llama3.2"), "registry.ollama.ai/library/llama3.2:latest");
+        assert_eq!(full("llama3.2:1b"), "registry.ollama.ai/library/llama3.2:1b");
         assert_eq!(full("jmorgan/foo"), "registry.ollama.ai/jmorgan/foo:latest");
         assert_eq!(full("example.com/ns/m:t"), "example.com/ns/m:t");
         assert_eq!(full("localhost:5000/ns/m"), "localhost:5000/ns/m:latest");
         assert_eq!(full("localhost:5000/ns/m:v1"), "localhost:5000/ns/m:v1");
-        assert_eq!(
-            full("  padded:tag  "),
-            "registry.ollama.ai/library/padded:tag"
-        );
+        assert_eq!(full("  padded:tag  "), "registry.ollama.ai/library/padded:tag");
     }
 
     #[test]
@@ -331,17 +310,12 @@ mod tests {
         for name in bad {
             assert_eq!(
                 ModelName::parse(name),
-                Err(NameError::Invalid {
-                    name: name.to_string()
-                }),
+                Err(NameError::Invalid { name: name.to_string() }),
                 "{name:?} should be invalid"
             );
         }
         assert_eq!(ModelName::parse("   "), Err(NameError::Empty));
-        assert_eq!(
-            NameError::Invalid { name: "x".into() }.to_string(),
-            "invalid model name"
-        );
+        assert_eq!(NameError::Invalid { name: "x".into() }.to_string(), "invalid model name");
     }
 
     #[test]

@@ -80,10 +80,7 @@ pub enum ParamError {
     #[error("invalid bool value [{0}]")]
     InvalidBool(String),
     #[error("option \"{name}\" must be of type {expected}")]
-    WrongType {
-        name: String,
-        expected: &'static str,
-    },
+    WrongType { name: String, expected: &'static str },
 }
 
 /// The type of `name`, if it is a parameter.
@@ -102,32 +99,22 @@ pub fn parse_text_value(name: &str, raw: &str) -> Result<Value, ParamError> {
     let ty = param_type(name).ok_or_else(|| ParamError::Unknown(name.to_string()))?;
     Ok(match ty {
         ParamType::Int => {
-            let v: i64 = raw
-                .parse()
-                .map_err(|_| ParamError::InvalidInt(raw.to_string()))?;
+            let v: i64 = raw.parse().map_err(|_| ParamError::InvalidInt(raw.to_string()))?;
             Value::from(v)
         }
-        ParamType::Float => Value::Number(
-            parse_f32_range(raw).ok_or_else(|| ParamError::InvalidFloat(raw.to_string()))?,
-        ),
-        ParamType::Bool => {
-            Value::Bool(parse_go_bool(raw).ok_or_else(|| ParamError::InvalidBool(raw.to_string()))?)
+        ParamType::Float => {
+            Value::Number(parse_f32_range(raw).ok_or_else(|| ParamError::InvalidFloat(raw.to_string()))?)
         }
+        ParamType::Bool => Value::Bool(parse_go_bool(raw).ok_or_else(|| ParamError::InvalidBool(raw.to_string()))?),
         ParamType::StringList => Value::String(raw.to_string()),
     })
 }
 
 /// Parses `raw` and inserts it into `params`, appending to `stop` rather than replacing it.
-pub fn insert_text_param(
-    params: &mut Map<String, Value>,
-    name: &str,
-    raw: &str,
-) -> Result<(), ParamError> {
+pub fn insert_text_param(params: &mut Map<String, Value>, name: &str, raw: &str) -> Result<(), ParamError> {
     let value = parse_text_value(name, raw)?;
     if let Value::String(s) = value {
-        let list = params
-            .entry(name.to_string())
-            .or_insert_with(|| Value::Array(Vec::new()));
+        let list = params.entry(name.to_string()).or_insert_with(|| Value::Array(Vec::new()));
         if let Value::Array(items) = list {
             items.push(Value::String(s));
         }
@@ -141,18 +128,12 @@ pub fn insert_text_param(
 /// Ollama's coercions: numbers for integers are truncated, `stop` must be an array of strings.
 pub fn check_json_value(name: &str, value: &Value) -> Result<Value, ParamError> {
     let ty = param_type(name).ok_or_else(|| ParamError::Unknown(name.to_string()))?;
-    let wrong = || ParamError::WrongType {
-        name: name.to_string(),
-        expected: ty.api_name(),
-    };
+    let wrong = || ParamError::WrongType { name: name.to_string(), expected: ty.api_name() };
     Ok(match ty {
         ParamType::Int => match value {
             Value::Number(n) if n.is_i64() => value.clone(),
             Value::Number(n) => {
-                let f = n
-                    .as_f64()
-                    .filter(|f| f.is_finite() && f.abs() < 9.2e18)
-                    .ok_or_else(wrong)?;
+                let f = n.as_f64().filter(|f| f.is_finite() && f.abs() < 9.2e18).ok_or_else(wrong)?;
                 Value::from(f.trunc() as i64)
             }
             _ => return Err(wrong()),
@@ -180,9 +161,7 @@ pub fn check_json_value(name: &str, value: &Value) -> Result<Value, ParamError> 
 
 /// Validates a whole options object, dropping `null`s, removed options and deprecated names.
 /// Returns the normalised object and the names that were dropped (for a warning).
-pub fn check_json_options(
-    options: &Map<String, Value>,
-) -> Result<(Map<String, Value>, Vec<String>), ParamError> {
+pub fn check_json_options(options: &Map<String, Value>) -> Result<(Map<String, Value>, Vec<String>), ParamError> {
     let mut out = Map::new();
     let mut ignored = Vec::new();
     for (name, value) in options {
@@ -256,39 +235,24 @@ mod tests {
 
     #[test]
     fn json_values_follow_ollama_coercions() {
+        assert_eq!(check_json_value("num_ctx", &json!(2048.9)).unwrap(), json!(2048));
+        assert_eq!(check_json_value("temperature", &json!(1)).unwrap(), json!(1));
         assert_eq!(
-            check_json_value("num_ctx", &json!(2048.9)).unwrap(),
-            json!(2048)
-        );
-        assert_eq!(
-            check_json_value("temperature", &json!(1)).unwrap(),
-            json!(1)
-        );
-        assert_eq!(
-            check_json_value("stop", &json!("x"))
-                .unwrap_err()
-                .to_string(),
+            check_json_value("stop", &json!("x")).unwrap_err().to_string(),
             "option \"stop\" must be of type array"
         );
         assert_eq!(
-            check_json_value("num_ctx", &json!("2048"))
-                .unwrap_err()
-                .to_string(),
+            check_json_value("num_ctx", &json!("2048")).unwrap_err().to_string(),
             "option \"num_ctx\" must be of type integer"
         );
         assert_eq!(
-            check_json_value("use_mmap", &json!(1))
-                .unwrap_err()
-                .to_string(),
+            check_json_value("use_mmap", &json!(1)).unwrap_err().to_string(),
             "option \"use_mmap\" must be of type boolean"
         );
         assert!(check_json_value("stop", &json!(["a", 1])).is_err());
-        let (opts, ignored) = check_json_options(
-            json!({"seed": 1, "numa": true, "mirostat": 2, "top_k": null})
-                .as_object()
-                .unwrap(),
-        )
-        .unwrap();
+        let (opts, ignored) =
+            check_json_options(json!({"seed": 1, "numa": true, "mirostat": 2, "top_k": null}).as_object().unwrap())
+                .unwrap();
         assert_eq!(Value::Object(opts), json!({"seed": 1}));
         assert_eq!(ignored, vec!["numa", "mirostat"]);
     }

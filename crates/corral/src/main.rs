@@ -51,10 +51,7 @@ fn main() {
         Ok(s) => s,
         Err(e) => fail(anyhow::anyhow!(e)),
     };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime starts");
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async {
         let client = corral_client::Client::new(settings.host.client_url());
         match cli.command {
@@ -65,15 +62,10 @@ fn main() {
                 Ok(())
             }
             Some(Command::Serve) => cmd::serve::run(settings).await,
-            Some(Command::Create(args)) => {
-                cmd::create::run(&client, args, settings.home.as_deref()).await
-            }
+            Some(Command::Create(args)) => cmd::create::run(&client, args, settings.home.as_deref()).await,
             Some(Command::Show(args)) => cmd::show::run(&client, args).await,
             Some(Command::List { prefix }) => cmd::manage::list(&client, prefix.as_deref()).await,
-            Some(Command::Cp {
-                source,
-                destination,
-            }) => cmd::manage::copy(&client, &source, &destination).await,
+            Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
         }
     });

@@ -49,11 +49,7 @@ pub struct Progress {
 impl Progress {
     pub fn new() -> Self {
         let tty = std::io::stderr().is_terminal();
-        let state = Arc::new(Mutex::new(State {
-            current: None,
-            frame: 0,
-            tty,
-        }));
+        let state = Arc::new(Mutex::new(State { current: None, frame: 0, tty }));
         let stop = Arc::new(AtomicBool::new(false));
         let ticker = tty.then(|| {
             eprint!("\x1b[?25l");
@@ -67,11 +63,7 @@ impl Progress {
                 }
             })
         });
-        Progress {
-            state,
-            stop,
-            ticker,
-        }
+        Progress { state, stop, ticker }
     }
 
     fn with<R>(&self, f: impl FnOnce(&mut State) -> R) -> R {

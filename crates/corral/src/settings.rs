@@ -50,20 +50,14 @@ impl HostAddr {
     pub fn parse(raw: &str) -> Result<HostAddr, String> {
         let s = raw.trim().trim_matches(|c| c == '"' || c == '\'');
         if s.is_empty() {
-            return Ok(HostAddr {
-                scheme: "http".into(),
-                host: "127.0.0.1".into(),
-                port: DEFAULT_PORT,
-            });
+            return Ok(HostAddr { scheme: "http".into(), host: "127.0.0.1".into(), port: DEFAULT_PORT });
         }
         let (scheme, rest, explicit) = match s.split_once("://") {
             Some((scheme, rest)) => (scheme.to_ascii_lowercase(), rest, true),
             None => ("http".to_string(), s, false),
         };
         if scheme != "http" && scheme != "https" {
-            return Err(format!(
-                "{OLLAMA_HOST}={raw:?}: unsupported scheme {scheme:?}"
-            ));
+            return Err(format!("{OLLAMA_HOST}={raw:?}: unsupported scheme {scheme:?}"));
         }
         let authority = rest.split('/').next().unwrap_or_default();
         let default_port = match (explicit, scheme.as_str()) {
@@ -72,9 +66,7 @@ impl HostAddr {
             _ => DEFAULT_PORT,
         };
         let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| format!("{OLLAMA_HOST}={raw:?}: unclosed '['"))?;
+            let (h, after) = v6.split_once(']').ok_or_else(|| format!("{OLLAMA_HOST}={raw:?}: unclosed '['"))?;
             (h.to_string(), after.strip_prefix(':'))
         } else {
             match authority.rsplit_once(':') {
@@ -84,15 +76,9 @@ impl HostAddr {
         };
         let port = match port {
             None | Some("") => default_port,
-            Some(p) => p
-                .parse()
-                .map_err(|_| format!("{OLLAMA_HOST}={raw:?}: invalid port {p:?}"))?,
+            Some(p) => p.parse().map_err(|_| format!("{OLLAMA_HOST}={raw:?}: invalid port {p:?}"))?,
         };
-        let host = if host.is_empty() {
-            "127.0.0.1".to_string()
-        } else {
-            host
-        };
+        let host = if host.is_empty() { "127.0.0.1".to_string() } else { host };
         Ok(HostAddr { scheme, host, port })
     }
 
@@ -112,11 +98,7 @@ impl HostAddr {
             "::" => "::1",
             h => h,
         };
-        let host = if host.contains(':') {
-            format!("[{host}]")
-        } else {
-            host.to_string()
-        };
+        let host = if host.contains(':') { format!("[{host}]") } else { host.to_string() };
         format!("{}://{host}:{}", self.scheme, self.port)
     }
 }
@@ -149,17 +131,12 @@ impl Settings {
         let models_dir = match get(OLLAMA_MODELS).filter(|s| !s.trim().is_empty()) {
             Some(dir) => PathBuf::from(dir.trim()),
             None => {
-                let home = get("HOME")
-                    .ok_or("HOME is not set; set OLLAMA_MODELS to choose a models directory")?;
+                let home = get("HOME").ok_or("HOME is not set; set OLLAMA_MODELS to choose a models directory")?;
                 PathBuf::from(home).join(".ollama").join("models")
             }
         };
-        let origins = get(OLLAMA_ORIGINS).map(|o| {
-            o.split(',')
-                .map(|s| s.trim().to_string())
-                .filter(|s| !s.is_empty())
-                .collect()
-        });
+        let origins =
+            get(OLLAMA_ORIGINS).map(|o| o.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
         Ok(Settings {
             host,
             models_dir,
@@ -186,62 +163,31 @@ mod tests {
     fn ollama_host_forms() {
         assert_eq!(host(""), ("http".into(), "127.0.0.1".into(), 11434));
         assert_eq!(host("0.0.0.0"), ("http".into(), "0.0.0.0".into(), 11434));
-        assert_eq!(
-            host("127.0.0.1:8080"),
-            ("http".into(), "127.0.0.1".into(), 8080)
-        );
-        assert_eq!(
-            host("http://example.com"),
-            ("http".into(), "example.com".into(), 80)
-        );
-        assert_eq!(
-            host("https://example.com"),
-            ("https".into(), "example.com".into(), 443)
-        );
-        assert_eq!(
-            host("https://example.com:1234/path"),
-            ("https".into(), "example.com".into(), 1234)
-        );
+        assert_eq!(host("127.0.0.1:8080"), ("http".into(), "127.0.0.1".into(), 8080));
+        assert_eq!(host("http://example.com"), ("http".into(), "example.com".into(), 80));
+        assert_eq!(host("https://example.com"), ("https".into(), "example.com".into(), 443));
+        assert_eq!(host("https://example.com:1234/path"), ("https".into(), "example.com".into(), 1234));
         assert_eq!(host("[::1]:11435"), ("http".into(), "::1".into(), 11435));
-        assert_eq!(
-            host("\"localhost:9\""),
-            ("http".into(), "localhost".into(), 9)
-        );
+        assert_eq!(host("\"localhost:9\""), ("http".into(), "localhost".into(), 9));
         assert_eq!(host(":7000"), ("http".into(), "127.0.0.1".into(), 7000));
         assert!(HostAddr::parse("localhost:port").is_err());
         assert!(HostAddr::parse("ftp://x").is_err());
-        assert_eq!(
-            HostAddr::parse("0.0.0.0:1").unwrap().client_url(),
-            "http://127.0.0.1:1"
-        );
+        assert_eq!(HostAddr::parse("0.0.0.0:1").unwrap().client_url(), "http://127.0.0.1:1");
         assert_eq!(HostAddr::parse("[::]:1").unwrap().bind_addr(), "[::]:1");
-        assert_eq!(
-            HostAddr::parse("[::]:1").unwrap().client_url(),
-            "http://[::1]:1"
-        );
+        assert_eq!(HostAddr::parse("[::]:1").unwrap().client_url(), "http://[::1]:1");
     }
 
     #[test]
     fn env_rules() {
         let vars = |pairs: &'static [(&'static str, &'static str)]| {
-            move |k: &str| {
-                pairs
-                    .iter()
-                    .find(|(n, _)| *n == k)
-                    .map(|(_, v)| v.to_string())
-            }
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
         };
-        let s = Settings::from_lookup(vars(&[
-            ("HOME", "/h"),
-            ("OLLAMA_NOPRUNE", "yes"),
-            ("OLLAMA_ORIGINS", "a, b,,"),
-        ]))
-        .unwrap();
+        let s = Settings::from_lookup(vars(&[("HOME", "/h"), ("OLLAMA_NOPRUNE", "yes"), ("OLLAMA_ORIGINS", "a, b,,")]))
+            .unwrap();
         assert_eq!(s.models_dir, PathBuf::from("/h/.ollama/models"));
         assert!(s.noprune, "unparsable non-empty booleans count as true");
         assert_eq!(s.origins, vec!["a", "b"]);
-        let s = Settings::from_lookup(vars(&[("OLLAMA_MODELS", "/m"), ("OLLAMA_NOPRUNE", "0")]))
-            .unwrap();
+        let s = Settings::from_lookup(vars(&[("OLLAMA_MODELS", "/m"), ("OLLAMA_NOPRUNE", "0")])).unwrap();
         assert_eq!(s.models_dir, PathBuf::from("/m"));
         assert!(!s.noprune);
     }

@@ -7,13 +7,7 @@ const PADDING: &str = "    ";
 pub fn render(rows: &[Vec<String>]) -> String {
     let columns = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..columns)
-        .map(|c| {
-            rows.iter()
-                .filter_map(|r| r.get(c))
-                .map(|s| s.chars().count())
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
         .collect();
     let mut out = String::new();
     for row in rows {
@@ -32,13 +26,7 @@ pub fn render(rows: &[Vec<String>]) -> String {
 mod tests {
     #[test]
     fn pads_every_column() {
-        let rows = vec![
-            vec!["NAME".into(), "ID".into()],
-            vec!["a:latest".into(), "0123".into()],
-        ];
-        assert_eq!(
-            super::render(&rows),
-            "NAME        ID      \na:latest    0123    \n"
-        );
+        let rows = vec![vec!["NAME".into(), "ID".into()], vec!["a:latest".into(), "0123".into()]];
+        assert_eq!(super::render(&rows), "NAME        ID      \na:latest    0123    \n");
     }
 }

@@ -16,10 +16,7 @@ use serde_json::{json, Value};
 fn body(resp: Response) -> (StatusCode, Value) {
     let status = resp.status();
     let text = resp.text().unwrap();
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
 }
 
 fn post(server: &Server, path: &str, payload: Value) -> (StatusCode, Value) {
@@ -33,11 +30,7 @@ fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
 /// Uploads `bytes` as a blob and returns its digest.
 fn upload(server: &Server, bytes: &[u8]) -> Digest {
     let d = Digest::of(bytes);
-    let resp = http()
-        .post(server.url(&format!("/api/blobs/{d}")))
-        .body(bytes.to_vec())
-        .send()
-        .unwrap();
+    let resp = http().post(server.url(&format!("/api/blobs/{d}"))).body(bytes.to_vec()).send().unwrap();
     assert!(resp.status().is_success(), "{}", resp.status());
     d
 }
@@ -50,9 +43,7 @@ fn tiny_bytes() -> Vec<u8> {
 fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) {
     let d = upload(server, &tiny_bytes());
     let mut req = json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false});
-    req.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
+    req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
     post(server, "/api/create", req)
 }
 
@@ -70,49 +61,19 @@ fn health_version_and_routing() {
     let server = Server::start();
     let resp = http().get(server.url("/")).send().unwrap();
     assert_eq!(resp.status(), 200);
-    assert!(resp.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .starts_with("text/plain"));
+    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(resp.text().unwrap(), "Ollama is running");
     assert_eq!(http().head(server.url("/")).send().unwrap().status(), 200);
     assert_eq!(
         body(http().get(server.url("/api/version")).send().unwrap()),
         (StatusCode::OK, json!({"version": "0.1.0"}))
     );
-    assert_eq!(
-        body(http().get(server.url("/api/tags")).send().unwrap()),
-        (StatusCode::OK, json!({"models": []}))
-    );
-    assert_eq!(
-        http()
-            .head(server.url("/api/tags"))
-            .send()
-            .unwrap()
-            .status(),
-        200
-    );
+    assert_eq!(body(http().get(server.url("/api/tags")).send().unwrap()), (StatusCode::OK, json!({"models": []})));
+    assert_eq!(http().head(server.url("/api/tags")).send().unwrap().status(), 200);
     let resp = http().get(server.url("/api/nope")).send().unwrap();
-    assert_eq!(
-        (resp.status(), resp.text().unwrap()),
-        (StatusCode::NOT_FOUND, "404 page not found".into())
-    );
-    assert_eq!(
-        http()
-            .get(server.url("/api/create"))
-            .send()
-            .unwrap()
-            .status(),
-        StatusCode::METHOD_NOT_ALLOWED
-    );
-    assert_eq!(
-        http()
-            .post(server.url("/api/delete"))
-            .send()
-            .unwrap()
-            .status(),
-        StatusCode::METHOD_NOT_ALLOWED
-    );
+    assert_eq!((resp.status(), resp.text().unwrap()), (StatusCode::NOT_FOUND, "404 page not found".into()));
+    assert_eq!(http().get(server.url("/api/create")).send().unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(http().post(server.url("/api/delete")).send().unwrap().status(), StatusCode::METHOD_NOT_ALLOWED);
 }
 
 #[test]
@@ -120,82 +81,35 @@ fn blobs_are_verified() {
     let server = Server::start();
     let before = tree(&server.models);
     // Percent-encoded slashes reach the handler as one path segment; literal ones never match the route.
-    for bad in [
-        "sha256:..%2F..%2Fetc%2Fpasswd",
-        "sha512:00",
-        "sha256-abc",
-        "..%2F..%2Fetc%2Fpasswd",
-        "sha256:",
-        "sha256%00",
-    ] {
-        let resp = http()
-            .post(server.url(&format!("/api/blobs/{bad}")))
-            .body("x")
-            .send()
-            .unwrap();
-        assert_eq!(
-            body(resp),
-            error(StatusCode::BAD_REQUEST, "invalid digest format"),
-            "{bad}"
-        );
-        assert_eq!(
-            http()
-                .head(server.url(&format!("/api/blobs/{bad}")))
-                .send()
-                .unwrap()
-                .status(),
-            400
-        );
+    for bad in
+        ["sha256:..%2F..%2Fetc%2Fpasswd", "sha512:00", "sha256-abc", "..%2F..%2Fetc%2Fpasswd", "sha256:", "sha256%00"]
+    {
+        let resp = http().post(server.url(&format!("/api/blobs/{bad}"))).body("x").send().unwrap();
+        assert_eq!(body(resp), error(StatusCode::BAD_REQUEST, "invalid digest format"), "{bad}");
+        assert_eq!(http().head(server.url(&format!("/api/blobs/{bad}"))).send().unwrap().status(), 400);
     }
     let claimed = Digest::of(b"what the client claims");
-    let resp = http()
-        .post(server.url(&format!("/api/blobs/{claimed}")))
-        .body("what was sent")
-        .send()
-        .unwrap();
+    let resp = http().post(server.url(&format!("/api/blobs/{claimed}"))).body("what was sent").send().unwrap();
     assert_eq!(
         body(resp),
         error(
             StatusCode::BAD_REQUEST,
-            &format!(
-                "digest mismatch, expected \"{claimed}\", got \"{}\"",
-                Digest::of(b"what was sent")
-            )
+            &format!("digest mismatch, expected \"{claimed}\", got \"{}\"", Digest::of(b"what was sent"))
         )
     );
     let literal = raw(&server, "POST /api/blobs/sha256:../../../tmp/x HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1\r\nConnection: close\r\n\r\nx");
     assert!(literal.starts_with("HTTP/1.1 404"), "{literal}");
-    assert_eq!(
-        tree(&server.models),
-        before,
-        "nothing stored, no temp file left"
-    );
-    assert_eq!(
-        http()
-            .head(server.url(&format!("/api/blobs/{claimed}")))
-            .send()
-            .unwrap()
-            .status(),
-        404
-    );
+    assert_eq!(tree(&server.models), before, "nothing stored, no temp file left");
+    assert_eq!(http().head(server.url(&format!("/api/blobs/{claimed}"))).send().unwrap().status(), 404);
 
     let d = Digest::of(b"payload");
     let url = server.url(&format!("/api/blobs/{d}"));
-    assert_eq!(
-        http().post(&url).body("payload").send().unwrap().status(),
-        StatusCode::CREATED
-    );
-    assert_eq!(
-        http().post(&url).body("payload").send().unwrap().status(),
-        StatusCode::OK
-    );
+    assert_eq!(http().post(&url).body("payload").send().unwrap().status(), StatusCode::CREATED);
+    assert_eq!(http().post(&url).body("payload").send().unwrap().status(), StatusCode::OK);
     assert_eq!(http().head(&url).send().unwrap().status(), StatusCode::OK);
     let dash = server.url(&format!("/api/blobs/sha256-{}", d.hex()));
     assert_eq!(http().head(&dash).send().unwrap().status(), StatusCode::OK);
-    assert_eq!(
-        fs::read(server.models.join("blobs").join(d.file_name())).unwrap(),
-        b"payload"
-    );
+    assert_eq!(fs::read(server.models.join("blobs").join(d.file_name())).unwrap(), b"payload");
 }
 
 #[test]
@@ -212,51 +126,23 @@ fn create_streams_progress_and_writes_ollamas_layout() {
         "messages": [{"role": "user", "content": "hi"}],
         "license": ["A", "B"],
     });
-    let resp = http()
-        .post(server.url("/api/create"))
-        .json(&req)
-        .send()
-        .unwrap();
+    let resp = http().post(server.url("/api/create")).json(&req).send().unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["content-type"], "application/x-ndjson");
-    let lines: Vec<Value> = resp
-        .text()
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let statuses: Vec<&str> = lines
-        .iter()
-        .map(|l| l["status"].as_str().unwrap())
-        .collect();
+    let lines: Vec<Value> = resp.text().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let statuses: Vec<&str> = lines.iter().map(|l| l["status"].as_str().unwrap()).collect();
     assert_eq!(statuses[0], "parsing GGUF");
     assert_eq!(statuses[1], format!("using existing layer {d}"));
-    assert_eq!(
-        statuses
-            .iter()
-            .filter(|s| s.starts_with("creating new layer sha256:"))
-            .count(),
-        6
-    );
-    assert_eq!(
-        &statuses[statuses.len() - 2..],
-        ["writing manifest", "success"]
-    );
+    assert_eq!(statuses.iter().filter(|s| s.starts_with("creating new layer sha256:")).count(), 6);
+    assert_eq!(&statuses[statuses.len() - 2..], ["writing manifest", "success"]);
 
-    let manifest_path = server
-        .models
-        .join("manifests/registry.ollama.ai/team/tiny/v1");
+    let manifest_path = server.models.join("manifests/registry.ollama.ai/team/tiny/v1");
     let manifest: Value = serde_json::from_slice(&fs::read(&manifest_path).unwrap()).unwrap();
     let layers: Vec<(&str, u64)> = manifest["layers"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|l| {
-            (
-                l["mediaType"].as_str().unwrap(),
-                l["size"].as_u64().unwrap(),
-            )
-        })
+        .map(|l| (l["mediaType"].as_str().unwrap(), l["size"].as_u64().unwrap()))
         .collect();
     assert_eq!(
         layers,
@@ -271,13 +157,7 @@ fn create_streams_progress_and_writes_ollamas_layout() {
         ]
     );
     let blob = |v: &Value| {
-        fs::read(
-            server
-                .models
-                .join("blobs")
-                .join(Digest::parse(v.as_str().unwrap()).unwrap().file_name()),
-        )
-        .unwrap()
+        fs::read(server.models.join("blobs").join(Digest::parse(v.as_str().unwrap()).unwrap().file_name())).unwrap()
     };
     let config: Value = serde_json::from_slice(&blob(&manifest["config"]["digest"])).unwrap();
     assert_eq!(
@@ -285,34 +165,17 @@ fn create_streams_progress_and_writes_ollamas_layout() {
         json!({"model_format": "gguf", "model_family": "llama", "model_families": ["llama"], "model_type": "78K",
                "file_type": "Q8_0", "architecture": "amd64", "os": "linux"})
     );
-    assert_eq!(
-        blob(&manifest["layers"][5]["digest"]),
-        br#"{"num_ctx":512,"stop":["END"],"temperature":0.5}"#
-    );
-    assert_eq!(
-        blob(&manifest["layers"][6]["digest"]),
-        br#"[{"role":"user","content":"hi"}]"#
-    );
+    assert_eq!(blob(&manifest["layers"][5]["digest"]), br#"{"num_ctx":512,"stop":["END"],"temperature":0.5}"#);
+    assert_eq!(blob(&manifest["layers"][6]["digest"]), br#"[{"role":"user","content":"hi"}]"#);
 
     // Not streaming: just the last status.
-    assert_eq!(
-        create(&server, "again", json!({})),
-        (StatusCode::OK, json!({"status": "success"}))
-    );
+    assert_eq!(create(&server, "again", json!({})), (StatusCode::OK, json!({"status": "success"})));
     let tags = body(http().get(server.url("/api/tags")).send().unwrap()).1;
-    let names: Vec<&str> = tags["models"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["name"].as_str().unwrap())
-        .collect();
+    let names: Vec<&str> = tags["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["again:latest", "team/tiny:v1"], "most recent first");
     let m = &tags["models"][1];
     assert_eq!(m["model"], "team/tiny:v1");
-    assert_eq!(
-        m["digest"].as_str().unwrap(),
-        Digest::of(&fs::read(&manifest_path).unwrap()).hex()
-    );
+    assert_eq!(m["digest"].as_str().unwrap(), Digest::of(&fs::read(&manifest_path).unwrap()).hex());
     assert_eq!(
         m["size"].as_u64().unwrap(),
         manifest["config"]["size"].as_u64().unwrap() + layers.iter().map(|l| l.1).sum::<u64>()
@@ -328,11 +191,7 @@ fn create_streams_progress_and_writes_ollamas_layout() {
 #[test]
 fn show_fields() {
     let server = Server::start();
-    create(
-        &server,
-        "tiny",
-        json!({"system": "S", "parameters": {"top_k": 7}, "license": "MIT"}),
-    );
+    create(&server, "tiny", json!({"system": "S", "parameters": {"top_k": 7}, "license": "MIT"}));
     let (status, show) = post(&server, "/api/show", json!({"model": "TINY"}));
     assert_eq!(status, 200);
     assert_eq!(show["details"]["family"], "llama");
@@ -341,20 +200,13 @@ fn show_fields() {
     assert_eq!(show["license"], "MIT");
     assert_eq!(show["parameters"], "top_k                          7");
     assert_eq!(show["capabilities"], json!(["completion"]));
-    assert!(show["modelfile"]
-        .as_str()
-        .unwrap()
-        .starts_with("# Modelfile generated by \"corral show\"\n"));
+    assert!(show["modelfile"].as_str().unwrap().starts_with("# Modelfile generated by \"corral show\"\n"));
     assert!(show["modified_at"].is_string());
     let info = show["model_info"].as_object().unwrap();
     assert_eq!(info["general.architecture"], "llama");
     assert_eq!(info["llama.embedding_length"], 64);
     assert_eq!(info["general.parameter_count"], 78144);
-    assert_eq!(
-        info["tokenizer.ggml.tokens"],
-        json!([]),
-        "long arrays are elided unless verbose"
-    );
+    assert_eq!(info["tokenizer.ggml.tokens"], json!([]), "long arrays are elided unless verbose");
     assert!(!info.contains_key("general.name"));
     assert!(show.get("tensors").is_none());
 
@@ -364,40 +216,17 @@ fn show_fields() {
         json!({"name": "tiny", "verbose": true, "system": "override",
                                                           "options": {"temperature": 0.1}}),
     );
-    assert_eq!(
-        verbose["model_info"]["tokenizer.ggml.tokens"]
-            .as_array()
-            .unwrap()
-            .len(),
-        32
-    );
-    assert_eq!(
-        verbose["tensors"][0],
-        json!({"name": "token_embd.weight", "type": "Q8_0", "shape": [64, 32]})
-    );
+    assert_eq!(verbose["model_info"]["tokenizer.ggml.tokens"].as_array().unwrap().len(), 32);
+    assert_eq!(verbose["tensors"][0], json!({"name": "token_embd.weight", "type": "Q8_0", "shape": [64, 32]}));
     assert_eq!(verbose["system"], "override");
-    assert_eq!(
-        verbose["parameters"],
-        "temperature                    0.1\ntop_k                          7"
-    );
+    assert_eq!(verbose["parameters"], "temperature                    0.1\ntop_k                          7");
 
-    create(
-        &server,
-        "tools",
-        json!({"template": "{{ .Tools }}{{ .Suffix }}<think></think>"}),
-    );
+    create(&server, "tools", json!({"template": "{{ .Tools }}{{ .Suffix }}<think></think>"}));
     let (_, tools) = post(&server, "/api/show", json!({"model": "tools"}));
-    assert_eq!(
-        tools["capabilities"],
-        json!(["completion", "tools", "insert", "thinking"])
-    );
+    assert_eq!(tools["capabilities"], json!(["completion", "tools", "insert", "thinking"]));
 
     // A model built on another records its parent.
-    post(
-        &server,
-        "/api/create",
-        json!({"model": "child", "from": "tiny", "stream": false}),
-    );
+    post(&server, "/api/create", json!({"model": "child", "from": "tiny", "stream": false}));
     let (_, child) = post(&server, "/api/show", json!({"model": "child"}));
     assert_eq!(child["details"]["parent_model"], "tiny:latest");
     assert_eq!(child["system"], "S");
@@ -407,37 +236,16 @@ fn show_fields() {
 fn copy_and_delete() {
     let server = Server::start();
     create(&server, "tiny", json!({}));
-    let resp = http()
-        .post(server.url("/api/copy"))
-        .json(&json!({"source": "tiny", "destination": "copy"}))
-        .send()
-        .unwrap();
+    let resp =
+        http().post(server.url("/api/copy")).json(&json!({"source": "tiny", "destination": "copy"})).send().unwrap();
+    assert_eq!((resp.status(), resp.text().unwrap()), (StatusCode::OK, String::new()));
     assert_eq!(
-        (resp.status(), resp.text().unwrap()),
-        (StatusCode::OK, String::new())
-    );
-    assert_eq!(
-        post(
-            &server,
-            "/api/copy",
-            json!({"source": "missing", "destination": "x"})
-        ),
+        post(&server, "/api/copy", json!({"source": "missing", "destination": "x"})),
         error(StatusCode::NOT_FOUND, "model \"missing\" not found")
     );
-    let del = |m: &str| {
-        body(
-            http()
-                .delete(server.url("/api/delete"))
-                .json(&json!({"model": m}))
-                .send()
-                .unwrap(),
-        )
-    };
+    let del = |m: &str| body(http().delete(server.url("/api/delete")).json(&json!({"model": m})).send().unwrap());
     assert_eq!(del("tiny"), (StatusCode::OK, Value::String(String::new())));
-    assert_eq!(
-        del("tiny"),
-        error(StatusCode::NOT_FOUND, "model 'tiny' not found")
-    );
+    assert_eq!(del("tiny"), error(StatusCode::NOT_FOUND, "model 'tiny' not found"));
     let (_, show) = post(&server, "/api/show", json!({"model": "copy"}));
     assert_eq!(show["details"]["format"], "gguf");
 }
@@ -468,43 +276,19 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         assert_eq!(status, 400, "{path}");
         assert!(v["error"].as_str().unwrap().contains("EOF"), "{path}: {v}");
         let (status, v) = body(http().post(server.url(path)).send().unwrap());
-        assert_eq!(
-            (status, v),
-            error(StatusCode::BAD_REQUEST, "missing request body"),
-            "{path}"
-        );
+        assert_eq!((status, v), error(StatusCode::BAD_REQUEST, "missing request body"), "{path}");
     }
-    let (status, _) = body(
-        http()
-            .delete(server.url("/api/delete"))
-            .body("[1,2")
-            .send()
-            .unwrap(),
-    );
+    let (status, _) = body(http().delete(server.url("/api/delete")).body("[1,2").send().unwrap());
     assert_eq!(status, 400);
 
-    let traversal = [
-        "../x",
-        "../../etc/passwd",
-        "/abs",
-        "a/b/c/d/e",
-        "x:",
-        "ns/../m",
-        "m\u{0}x",
-        "..",
-        "m:../../t",
-    ];
+    let traversal = ["../x", "../../etc/passwd", "/abs", "a/b/c/d/e", "x:", "ns/../m", "m\u{0}x", "..", "m:../../t"];
     for name in traversal {
         assert_eq!(
             post(&server, "/api/show", json!({"model": name})),
             error(StatusCode::BAD_REQUEST, "invalid model name")
         );
         assert_eq!(
-            post(
-                &server,
-                "/api/create",
-                json!({"model": name, "from": "keep"})
-            ),
+            post(&server, "/api/create", json!({"model": name, "from": "keep"})),
             error(StatusCode::BAD_REQUEST, "invalid model name")
         );
         assert_eq!(
@@ -512,33 +296,13 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
             error(StatusCode::BAD_REQUEST, "invalid model name")
         );
         assert_eq!(
-            post(
-                &server,
-                "/api/copy",
-                json!({"source": "keep", "destination": name})
-            ),
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("destination \"{name}\" is invalid")
-            )
+            post(&server, "/api/copy", json!({"source": "keep", "destination": name})),
+            error(StatusCode::BAD_REQUEST, &format!("destination \"{name}\" is invalid"))
         );
-        let resp = http()
-            .delete(server.url("/api/delete"))
-            .json(&json!({"model": name}))
-            .send()
-            .unwrap();
-        assert_eq!(
-            body(resp),
-            error(
-                StatusCode::BAD_REQUEST,
-                &format!("name \"{name}\" is invalid")
-            )
-        );
+        let resp = http().delete(server.url("/api/delete")).json(&json!({"model": name})).send().unwrap();
+        assert_eq!(body(resp), error(StatusCode::BAD_REQUEST, &format!("name \"{name}\" is invalid")));
     }
-    assert_eq!(
-        post(&server, "/api/show", json!({})),
-        error(StatusCode::BAD_REQUEST, "model is required")
-    );
+    assert_eq!(post(&server, "/api/show", json!({})), error(StatusCode::BAD_REQUEST, "model is required"));
 
     let files = |f: &str, d: &str| json!({"model": "m", "files": {f: d}});
     let absent = Digest::of(b"never uploaded");
@@ -559,45 +323,21 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         (json!({"model": "m", "from": "keep", "quantize": "q4_K_M"}), "quantization is not supported by this server yet (asked for \"q4_K_M\"); import an already quantized GGUF"),
     ];
     for (req, message) in cases {
-        assert_eq!(
-            post(&server, "/api/create", req.clone()),
-            error(StatusCode::BAD_REQUEST, message),
-            "{req}"
-        );
+        assert_eq!(post(&server, "/api/create", req.clone()), error(StatusCode::BAD_REQUEST, message), "{req}");
     }
     assert_eq!(
-        post(
-            &server,
-            "/api/create",
-            json!({"model": "m", "from": "ghost"})
-        ),
+        post(&server, "/api/create", json!({"model": "m", "from": "ghost"})),
         error(StatusCode::NOT_FOUND, "model \"ghost:latest\" not found")
     );
     for (digest, what) in [(truncated, "truncated"), (four_bytes, "four bytes")] {
-        let (status, v) = post(
-            &server,
-            "/api/create",
-            files("model.gguf", &digest.to_string()),
-        );
+        let (status, v) = post(&server, "/api/create", files("model.gguf", &digest.to_string()));
         assert_eq!(status, 400, "{what}");
-        assert!(
-            v["error"]
-                .as_str()
-                .unwrap()
-                .starts_with("model.gguf: invalid GGUF file: "),
-            "{what}: {v}"
-        );
+        assert!(v["error"].as_str().unwrap().starts_with("model.gguf: invalid GGUF file: "), "{what}: {v}");
     }
 
     // A body over the limit is refused before it is read.
     let huge = format!("{{\"model\": \"{}\"}}", "a".repeat(65 << 20));
-    let (status, v) = body(
-        http()
-            .post(server.url("/api/show"))
-            .body(huge)
-            .send()
-            .unwrap(),
-    );
+    let (status, v) = body(http().post(server.url("/api/show")).body(huge).send().unwrap());
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
 
     assert!(server.alive());
@@ -609,27 +349,12 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
 #[test]
 fn host_header_guard_on_loopback() {
     let server = Server::start();
-    let get = |host: &str| {
-        raw(
-            &server,
-            &format!("GET /api/version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"),
-        )
-    };
-    for ok in [
-        "localhost",
-        "127.0.0.1:11434",
-        "[::1]:11434",
-        "app.localhost",
-        "10.1.2.3",
-    ] {
+    let get =
+        |host: &str| raw(&server, &format!("GET /api/version HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"));
+    for ok in ["localhost", "127.0.0.1:11434", "[::1]:11434", "app.localhost", "10.1.2.3"] {
         assert!(get(ok).starts_with("HTTP/1.1 200"), "{ok}");
     }
-    for bad in [
-        "evil.com",
-        "evil.com:11434",
-        "attacker.example.net",
-        "1.2.3.4",
-    ] {
+    for bad in ["evil.com", "evil.com:11434", "attacker.example.net", "1.2.3.4"] {
         let resp = get(bad);
         assert!(resp.starts_with("HTTP/1.1 403"), "{bad}: {resp}");
         assert!(!resp.contains("version"), "no body for refused hosts");
@@ -639,32 +364,19 @@ fn host_header_guard_on_loopback() {
 #[test]
 fn cors_allows_local_origins_and_refuses_others() {
     let tmp = tempfile::tempdir().unwrap();
-    let server = Server::start_in(
-        &tmp.path().join("m"),
-        &[("OLLAMA_ORIGINS", "https://webui.example")],
-    );
+    let server = Server::start_in(&tmp.path().join("m"), &[("OLLAMA_ORIGINS", "https://webui.example")]);
     let get = |origin: &str| {
-        raw(&server, &format!("GET /api/version HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"))
+        raw(
+            &server,
+            &format!("GET /api/version HTTP/1.1\r\nHost: localhost\r\nOrigin: {origin}\r\nConnection: close\r\n\r\n"),
+        )
     };
-    for ok in [
-        "http://localhost:3000",
-        "https://webui.example",
-        "chrome-extension://abcdef",
-        "app://x",
-    ] {
+    for ok in ["http://localhost:3000", "https://webui.example", "chrome-extension://abcdef", "app://x"] {
         let resp = get(ok);
         assert!(resp.starts_with("HTTP/1.1 200"), "{ok}: {resp}");
-        assert!(
-            resp.to_ascii_lowercase()
-                .contains(&format!("access-control-allow-origin: {ok}")),
-            "{resp}"
-        );
+        assert!(resp.to_ascii_lowercase().contains(&format!("access-control-allow-origin: {ok}")), "{resp}");
     }
-    for bad in [
-        "https://evil.example",
-        "http://localhost:3000.evil.example",
-        "null",
-    ] {
+    for bad in ["https://evil.example", "http://localhost:3000.evil.example", "null"] {
         assert!(get(bad).starts_with("HTTP/1.1 403"), "{bad}");
     }
     // A cross-site "simple" POST from a refused origin never reaches the handler.
@@ -688,8 +400,7 @@ fn cors_allows_local_origins_and_refuses_others() {
 fn age_all(dir: &std::path::Path) {
     for f in fs::read_dir(dir).unwrap().flatten() {
         let file = fs::File::options().write(true).open(f.path()).unwrap();
-        file.set_modified(SystemTime::now() - Duration::from_secs(7200))
-            .unwrap();
+        file.set_modified(SystemTime::now() - Duration::from_secs(7200)).unwrap();
     }
 }
 
@@ -712,10 +423,7 @@ fn unreferenced_blobs_are_pruned_at_start_unless_noprune() {
     assert!(!models.join("blobs").join(orphan.file_name()).exists());
     assert!(!models.join("blobs/.tmp-crash").exists());
     let (status, show) = post(&server, "/api/show", json!({"model": "tiny"}));
-    assert_eq!(
-        (status, show["system"].as_str()),
-        (StatusCode::OK, Some("kept"))
-    );
+    assert_eq!((status, show["system"].as_str()), (StatusCode::OK, Some("kept")));
 }
 
 /// A models directory exactly as Ollama leaves it after `ollama pull llama3.2:1b`.
@@ -747,10 +455,7 @@ fn serves_a_store_written_by_ollama() {
     let server = Server::start_in(&models, &[]);
     let tags = body(http().get(server.url("/api/tags")).send().unwrap()).1;
     assert_eq!(tags["models"][0]["name"], "llama3.2:1b");
-    assert_eq!(
-        tags["models"][0]["digest"],
-        Digest::of(manifest.as_bytes()).hex()
-    );
+    assert_eq!(tags["models"][0]["digest"], Digest::of(manifest.as_bytes()).hex());
     assert_eq!(tags["models"][0]["details"]["parameter_size"], "1.2B");
     let (status, show) = post(&server, "/api/show", json!({"model": "LLAMA3.2:1B"}));
     assert_eq!(status, 200);
@@ -758,13 +463,12 @@ fn serves_a_store_written_by_ollama() {
     assert!(server.ok(&["list"]).contains("llama3.2:1b"));
     // Start-up pruning kept every blob the manifest references.
     assert_eq!(tree(&models.join("blobs")).len(), 3);
-    assert_eq!(
-        fs::read_to_string(&path).unwrap(),
-        manifest,
-        "the manifest is untouched"
-    );
+    assert_eq!(fs::read_to_string(&path).unwrap(), manifest, "the manifest is untouched");
 }
 
+/// Each thread uploads the shared weights, creates its model and deletes its neighbour's. Before
+/// blobs checked or uploaded through `/api/blobs` were leased, a delete could collect the weights
+/// between another thread's upload and create, and that create failed with 400 `blob not found`.
 #[test]
 fn concurrent_creates_and_deletes_over_http() {
     let server = Server::start();
@@ -779,7 +483,12 @@ fn concurrent_creates_and_deletes_over_http() {
                                      "system": format!("{t}/{i}"), "stream": false});
                     assert_eq!(post(server, "/api/create", req).0, 200);
                     let victim = format!("m{}", (t + 1) % 4);
-                    let status = http().delete(server.url("/api/delete")).json(&json!({"model": victim})).send().unwrap().status();
+                    let status = http()
+                        .delete(server.url("/api/delete"))
+                        .json(&json!({"model": victim}))
+                        .send()
+                        .unwrap()
+                        .status();
                     assert!(status == 200 || status == 404, "{status}");
                 }
             });

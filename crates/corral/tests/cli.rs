@@ -13,10 +13,7 @@ fn normalize(text: &str, server: &Server) -> String {
         .map(|l| {
             // `list` rows: NAME  ID  SIZE  MODIFIED — mask the 12-hex ID and the time.
             let cols: Vec<&str> = l.split("    ").filter(|c| !c.trim().is_empty()).collect();
-            if cols.len() == 4
-                && cols[1].trim().len() == 12
-                && cols[1].trim().chars().all(|c| c.is_ascii_hexdigit())
-            {
+            if cols.len() == 4 && cols[1].trim().len() == 12 && cols[1].trim().chars().all(|c| c.is_ascii_hexdigit()) {
                 format!("{} <id> {} <modified>", cols[0].trim(), cols[2].trim())
             } else {
                 l.trim_end().to_string()
@@ -48,13 +45,8 @@ fn setup(server: &Server) -> tempfile::TempDir {
     let out = server.corral_in(Some(dir.path()), &["create", "tiny"]);
     assert!(out.status.success(), "{}", stderr(&out));
     let err = stderr(&out);
-    for status in [
-        "gathering model components",
-        "copying file sha256:",
-        "parsing GGUF",
-        "writing manifest",
-        "success",
-    ] {
+    for status in ["gathering model components", "copying file sha256:", "parsing GGUF", "writing manifest", "success"]
+    {
         assert!(err.contains(status), "missing {status:?} in:\n{err}");
     }
     dir
@@ -67,60 +59,27 @@ fn create_list_show_copy_remove() {
 
     insta::assert_snapshot!("list", normalize(&server.ok(&["list"]), &server));
     insta::assert_snapshot!("show", normalize(&server.ok(&["show", "tiny"]), &server));
-    insta::assert_snapshot!(
-        "show_parameters",
-        server.ok(&["show", "tiny", "--parameters"])
-    );
-    insta::assert_snapshot!(
-        "show_modelfile",
-        normalize(&server.ok(&["show", "TINY", "--modelfile"]), &server)
-    );
-    assert_eq!(
-        server.ok(&["show", "tiny", "--system"]),
-        "You are a terse assistant.\n"
-    );
-    assert_eq!(
-        server.ok(&["show", "tiny", "--license"]),
-        "Test License\nLine two\nLine three\n"
-    );
-    assert!(server
-        .ok(&["show", "tiny", "--template"])
-        .starts_with("{{ if .System }}"));
+    insta::assert_snapshot!("show_parameters", server.ok(&["show", "tiny", "--parameters"]));
+    insta::assert_snapshot!("show_modelfile", normalize(&server.ok(&["show", "TINY", "--modelfile"]), &server));
+    assert_eq!(server.ok(&["show", "tiny", "--system"]), "You are a terse assistant.\n");
+    assert_eq!(server.ok(&["show", "tiny", "--license"]), "Test License\nLine two\nLine three\n");
+    assert!(server.ok(&["show", "tiny", "--template"]).starts_with("{{ if .System }}"));
 
-    assert_eq!(
-        server.ok(&["cp", "tiny", "other:v2"]),
-        "copied 'tiny' to 'other:v2'\n"
-    );
+    assert_eq!(server.ok(&["cp", "tiny", "other:v2"]), "copied 'tiny' to 'other:v2'\n");
     let listed = server.ok(&["ls"]);
-    let ids: Vec<&str> = listed
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().nth(1).unwrap())
-        .collect();
+    let ids: Vec<&str> = listed.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
     assert_eq!(ids.len(), 2);
-    assert_eq!(
-        ids[0], ids[1],
-        "a copy has the same manifest, hence the same ID"
-    );
-    assert_eq!(
-        server.ok(&["ls", "OTH"]).lines().count(),
-        2,
-        "prefix filter is case-insensitive"
-    );
+    assert_eq!(ids[0], ids[1], "a copy has the same manifest, hence the same ID");
+    assert_eq!(server.ok(&["ls", "OTH"]).lines().count(), 2, "prefix filter is case-insensitive");
 
     assert_eq!(server.ok(&["rm", "tiny"]), "deleted 'tiny'\n");
     let out = server.corral(&["rm", "tiny"]);
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(stderr(&out), "Error: model 'tiny' not found\n");
     // The copy still works: its blobs were kept.
-    assert!(server
-        .ok(&["show", "other:v2"])
-        .contains("quantization        Q8_0"));
+    assert!(server.ok(&["show", "other:v2"]).contains("quantization        Q8_0"));
     server.ok(&["rm", "other:v2"]);
-    assert!(
-        tree(&server.models.join("blobs")).is_empty(),
-        "last reference gone, blobs removed"
-    );
+    assert!(tree(&server.models.join("blobs")).is_empty(), "last reference gone, blobs removed");
 }
 
 /// `show --modelfile` output fed back to `create` gives the very same model (same manifest, so
@@ -131,25 +90,12 @@ fn show_modelfile_round_trips() {
     let dir = setup(&server);
     let text = server.ok(&["show", "tiny", "--modelfile"]);
     fs::write(dir.path().join("Modelfile2"), &text).unwrap();
-    server.ok(&[
-        "create",
-        "again",
-        "-f",
-        dir.path().join("Modelfile2").to_str().unwrap(),
-    ]);
+    server.ok(&["create", "again", "-f", dir.path().join("Modelfile2").to_str().unwrap()]);
     let listed = server.ok(&["list"]);
-    let ids: Vec<&str> = listed
-        .lines()
-        .skip(1)
-        .map(|l| l.split_whitespace().nth(1).unwrap())
-        .collect();
+    let ids: Vec<&str> = listed.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
     assert_eq!(ids.len(), 2);
     assert_eq!(ids[0], ids[1], "{listed}");
-    assert_eq!(
-        server.log().matches("stored uploaded blob").count(),
-        1,
-        "weights uploaded once"
-    );
+    assert_eq!(server.log().matches("stored uploaded blob").count(), 1, "weights uploaded once");
 }
 
 #[test]
@@ -157,29 +103,16 @@ fn real_model_details() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
     let smol = corral_testkit::smollm2();
-    fs::write(
-        dir.path().join("Modelfile"),
-        format!("FROM {}\n", smol.display()),
-    )
-    .unwrap();
+    fs::write(dir.path().join("Modelfile"), format!("FROM {}\n", smol.display())).unwrap();
     let mf = dir.path().join("Modelfile");
     server.ok(&["create", "smollm2:135m", "-f", mf.to_str().unwrap()]);
     insta::assert_snapshot!("show_smollm2", server.ok(&["show", "smollm2:135m"]));
     let template = server.ok(&["show", "smollm2:135m", "--template"]);
-    assert!(
-        template.contains("<|im_start|>"),
-        "the GGUF chat template is shown: {template}"
-    );
+    assert!(template.contains("<|im_start|>"), "the GGUF chat template is shown: {template}");
     let verbose = server.ok(&["show", "smollm2:135m", "--verbose"]);
     assert!(verbose.contains("  Metadata\n") && verbose.contains("  Tensors\n"));
-    let tensor = verbose
-        .lines()
-        .find(|l| l.contains("token_embd.weight"))
-        .unwrap();
-    assert_eq!(
-        tensor.split_whitespace().collect::<Vec<_>>(),
-        ["token_embd.weight", "Q8_0", "[576", "49152]"]
-    );
+    let tensor = verbose.lines().find(|l| l.contains("token_embd.weight")).unwrap();
+    assert_eq!(tensor.split_whitespace().collect::<Vec<_>>(), ["token_embd.weight", "Q8_0", "[576", "49152]"]);
     assert!(verbose.contains("tokenizer.ggml.tokens") && verbose.contains("more]"));
 
     // The same file again, under another name: not uploaded or stored twice.
@@ -187,19 +120,11 @@ fn real_model_details() {
     assert_eq!(server.log().matches("stored uploaded blob").count(), 1);
     let ggufs = tree(&server.models.join("blobs"))
         .into_iter()
-        .filter(|b| {
-            fs::metadata(server.models.join("blobs").join(b))
-                .unwrap()
-                .len()
-                > 1_000_000
-        })
+        .filter(|b| fs::metadata(server.models.join("blobs").join(b)).unwrap().len() > 1_000_000)
         .count();
     assert_eq!(ggufs, 1);
     let listed = server.ok(&["list"]);
-    assert!(
-        listed.contains("smollm2:135m") && listed.contains("98 MB"),
-        "{listed}"
-    );
+    assert!(listed.contains("smollm2:135m") && listed.contains("98 MB"), "{listed}");
 }
 
 #[test]
@@ -218,69 +143,42 @@ fn errors_go_to_stderr_with_exit_code_1() {
     };
     let before = tree(&server.models);
 
-    assert_eq!(
-        fail(&["show", "nope"], None),
-        "Error: model 'nope' not found\n"
-    );
-    assert_eq!(
-        fail(&["show", "../../etc"], None),
-        "Error: invalid model name\n"
-    );
+    assert_eq!(fail(&["show", "nope"], None), "Error: model 'nope' not found\n");
+    assert_eq!(fail(&["show", "../../etc"], None), "Error: invalid model name\n");
     assert!(fail(&["show", "x", "--license", "--system"], None).starts_with("Error: only one of"));
-    assert!(fail(&["create", "m", "-f", "absent"], None)
-        .starts_with("Error: specified Modelfile wasn't found: absent"));
+    assert!(fail(&["create", "m", "-f", "absent"], None).starts_with("Error: specified Modelfile wasn't found: absent"));
     assert_eq!(
         fail(&["create", "m"], Some("FROM x\nPARAMETR temperature 1\n")),
         "Error: Modelfile: (line 2): unknown instruction \"PARAMETR\": command must be one of \"from\", \"license\", \
          \"template\", \"system\", \"adapter\", \"draft\", \"renderer\", \"parser\", \"parameter\", \"message\", or \"requires\"\n"
     );
     assert_eq!(
-        fail(
-            &["create", "m"],
-            Some("FROM x\nPARAMETER temperature hot\n")
-        ),
+        fail(&["create", "m"], Some("FROM x\nPARAMETER temperature hot\n")),
         "Error: Modelfile: (line 2): invalid float value [hot]\n"
     );
     let err = fail(&["create", "m"], Some("# comment\nFROM ./missing.gguf\n"));
-    assert!(
-        err.starts_with("Error: (line 2): FROM file \"./missing.gguf\" does not exist"),
-        "{err}"
-    );
+    assert!(err.starts_with("Error: (line 2): FROM file \"./missing.gguf\" does not exist"), "{err}");
     // Server-side errors come after the progress lines; the last line is the error.
     let last_line = |s: String| s.lines().last().unwrap_or_default().to_string();
     assert_eq!(
         last_line(fail(&["create", "m"], Some("FROM no-such-model\n"))),
         "Error: model \"no-such-model:latest\" not found"
     );
-    assert_eq!(
-        fail(&["create", "bad/../name"], Some("FROM x\n")),
-        "Error: invalid model name\n"
-    );
+    assert_eq!(fail(&["create", "bad/../name"], Some("FROM x\n")), "Error: invalid model name\n");
 
     // A truncated GGUF is refused by the server; the store is unchanged and the server still up.
     let mut bytes = fs::read(tiny_gguf(dir.path())).unwrap();
     bytes.truncate(bytes.len() / 2);
     fs::write(dir.path().join("tiny.gguf"), &bytes).unwrap();
     let err = last_line(fail(&["create", "m"], Some("FROM ./tiny.gguf\n")));
-    assert!(
-        err.starts_with("Error: tiny.gguf: invalid GGUF file: "),
-        "{err}"
-    );
-    let after: Vec<String> = tree(&server.models)
-        .into_iter()
-        .filter(|f| !before.contains(f) && !f.starts_with("blobs/sha256-"))
-        .collect();
-    assert!(
-        after.is_empty(),
-        "no manifest or temp file was written: {after:?}"
-    );
+    assert!(err.starts_with("Error: tiny.gguf: invalid GGUF file: "), "{err}");
+    let after: Vec<String> =
+        tree(&server.models).into_iter().filter(|f| !before.contains(f) && !f.starts_with("blobs/sha256-")).collect();
+    assert!(after.is_empty(), "no manifest or temp file was written: {after:?}");
     assert!(server.ok(&["list"]).starts_with("NAME"));
 
-    let out = std::process::Command::new(common::BIN)
-        .args(["list"])
-        .env("OLLAMA_HOST", "127.0.0.1:1")
-        .output()
-        .unwrap();
+    let out =
+        std::process::Command::new(common::BIN).args(["list"]).env("OLLAMA_HOST", "127.0.0.1:1").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     assert_eq!(
         stderr(&out),

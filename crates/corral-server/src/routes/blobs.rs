@@ -5,19 +5,22 @@ use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use corral_types::Digest;
 use futures_util::StreamExt;
+use std::time::Duration;
 
 use crate::{ApiError, AppState};
+
+/// How long a blob a client has checked or uploaded is kept from garbage collection while the
+/// client gets round to the create that references it.
+const UPLOAD_LEASE: Duration = Duration::from_secs(600);
 
 fn parse(digest: &str) -> Result<Digest, ApiError> {
     Digest::parse(digest).map_err(|_| ApiError::bad_request("invalid digest format"))
 }
 
-pub(super) async fn head(
-    State(state): State<AppState>,
-    Path(digest): Path<String>,
-) -> Result<StatusCode, ApiError> {
+pub(super) async fn head(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
     let d = parse(&digest)?;
     if state.store.has_blob(&d) {
+        state.store.lease(&d, UPLOAD_LEASE);
         Ok(StatusCode::OK)
     } else {
         Err(ApiError::not_found(format!("blob \"{digest}\" not found")))
@@ -33,22 +36,19 @@ pub(super) async fn upload(
 ) -> Result<StatusCode, ApiError> {
     let expected = parse(&digest)?;
     if state.store.has_blob(&expected) {
+        state.store.lease(&expected, UPLOAD_LEASE);
         return Ok(StatusCode::OK);
     }
     let mut writer = state.store.blob_writer()?;
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk =
-            chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
+        let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
         // The write is a plain file write; block_in_place keeps it off the other tasks' threads
         // without a round trip to the blocking pool per chunk.
         tokio::task::block_in_place(|| writer.write(&chunk))?;
     }
     let committed = tokio::task::spawn_blocking(move || writer.commit(Some(&expected))).await??;
+    state.store.lease(&committed.digest, UPLOAD_LEASE);
     tracing::info!(digest = %committed.digest, size = committed.size, "stored uploaded blob");
-    Ok(if committed.existed {
-        StatusCode::OK
-    } else {
-        StatusCode::CREATED
-    })
+    Ok(if committed.existed { StatusCode::OK } else { StatusCode::CREATED })
 }

@@ -20,9 +20,8 @@ fn digests(files: BTreeMap<String, String>) -> Result<Vec<(String, Digest)>, Api
     files
         .into_iter()
         .map(|(file, d)| {
-            let digest = Digest::parse(&d).map_err(|_| {
-                ApiError::bad_request(format!("invalid digest format for {file:?}: {d:?}"))
-            })?;
+            let digest = Digest::parse(&d)
+                .map_err(|_| ApiError::bad_request(format!("invalid digest format for {file:?}: {d:?}")))?;
             Ok((file, digest))
         })
         .collect()
@@ -34,27 +33,20 @@ fn blob_reference(from: &str) -> Option<Digest> {
 }
 
 fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
-    let name = parse_name(model_or_name(&req.model, &req.name))
-        .map_err(|_| ApiError::bad_request("invalid model name"))?;
+    let name =
+        parse_name(model_or_name(&req.model, &req.name)).map_err(|_| ApiError::bad_request("invalid model name"))?;
     if let Some(q) = req.quantize.or(req.quantization).filter(|q| !q.is_empty()) {
         return Err(ApiError::bad_request(format!(
             "quantization is not supported by this server yet (asked for {q:?}); import an already quantized GGUF"
         )));
     }
-    let source = match (
-        req.from.filter(|f| !f.trim().is_empty()),
-        req.files.filter(|f| !f.is_empty()),
-    ) {
+    let source = match (req.from.filter(|f| !f.trim().is_empty()), req.files.filter(|f| !f.is_empty())) {
         (Some(from), _) => match blob_reference(&from) {
             Some(d) => ModelSource::Files(vec![("model.gguf".into(), d)]),
             None => ModelSource::Model(parse_name(&from)?),
         },
         (None, Some(files)) => ModelSource::Files(digests(files)?),
-        (None, None) => {
-            return Err(ApiError::bad_request(
-                "neither 'from' or 'files' was specified",
-            ))
-        }
+        (None, None) => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
     };
     let (parameters, ignored) = params::check_json_options(&req.parameters.unwrap_or_default())
         .map_err(|e| ApiError::bad_request(e.to_string()))?;
@@ -76,10 +68,7 @@ fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
     })
 }
 
-pub(super) async fn create(
-    State(state): State<AppState>,
-    JsonBody(req): JsonBody<CreateRequest>,
-) -> Response {
+pub(super) async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<CreateRequest>) -> Response {
     let streaming = req.stream.unwrap_or(true);
     let spec = match spec_from_request(req) {
         Ok(s) => s,
@@ -91,9 +80,7 @@ pub(super) async fn create(
         Err(e) => return e.into_response(),
     };
     let work: Work = Box::new(move |progress| {
-        prepared
-            .commit(&mut |status| progress(ProgressResponse::status(status)))
-            .map_err(ApiError::from)
+        prepared.commit(&mut |status| progress(ProgressResponse::status(status))).map_err(ApiError::from)
     });
     stream::progress(streaming, work).await
 }

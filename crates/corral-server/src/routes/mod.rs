@@ -29,24 +29,15 @@ pub(crate) fn router(state: AppState) -> Router {
 
 async fn root() -> impl IntoResponse {
     // Clients probe this text to recognise an Ollama-compatible server.
-    (
-        [(header::CONTENT_TYPE, "text/plain; charset=utf-8")],
-        "Ollama is running",
-    )
+    ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Ollama is running")
 }
 
 async fn version() -> Json<VersionResponse> {
-    Json(VersionResponse {
-        version: VERSION.to_string(),
-    })
+    Json(VersionResponse { version: VERSION.to_string() })
 }
 
 async fn not_found() -> impl IntoResponse {
-    (
-        StatusCode::NOT_FOUND,
-        [(header::CONTENT_TYPE, "text/plain")],
-        "404 page not found",
-    )
+    (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "404 page not found")
 }
 
 /// Parses a model name from a request, with Ollama's messages for empty and invalid names.

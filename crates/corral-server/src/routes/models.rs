@@ -5,8 +5,7 @@ use axum::http::StatusCode;
 use axum::Json;
 use chrono::{DateTime, Local};
 use corral_types::api::{
-    model_or_name, CopyRequest, DeleteRequest, ListModel, ListResponse, ModelDetails, ShowRequest,
-    ShowResponse,
+    model_or_name, CopyRequest, DeleteRequest, ListModel, ListResponse, ModelDetails, ShowRequest, ShowResponse,
 };
 use corral_types::{ModelConfig, ModelName};
 
@@ -61,18 +60,13 @@ pub(super) async fn show(
             other => other.into(),
         })?;
         let gguf = match &model.model_path {
-            Some(p) => Some(corral_gguf::read_path(p).map_err(|e| {
-                ApiError::internal(format!("model '{raw}' has unreadable weights: {e}"))
-            })?),
+            Some(p) => Some(
+                corral_gguf::read_path(p)
+                    .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?,
+            ),
             None => None,
         };
-        Ok(Json(crate::show::show(
-            model,
-            gguf.as_ref(),
-            req.verbose,
-            req.system,
-            req.options,
-        )))
+        Ok(Json(crate::show::show(model, gguf.as_ref(), req.verbose, req.system, req.options)))
     })
     .await
 }
@@ -83,9 +77,8 @@ pub(super) async fn copy(
 ) -> Result<StatusCode, ApiError> {
     let src = ModelName::parse(&req.source)
         .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", req.source)))?;
-    let dst = ModelName::parse(&req.destination).map_err(|_| {
-        ApiError::bad_request(format!("destination \"{}\" is invalid", req.destination))
-    })?;
+    let dst = ModelName::parse(&req.destination)
+        .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", req.destination)))?;
     blocking(move || {
         state.store.copy(&src, &dst).map_err(|e| match e {
             corral_store::StoreError::ModelNotFound(_) => {
@@ -103,13 +96,10 @@ pub(super) async fn delete(
     JsonBody(req): JsonBody<DeleteRequest>,
 ) -> Result<StatusCode, ApiError> {
     let raw = model_or_name(&req.model, &req.name).to_string();
-    let name = ModelName::parse(&raw)
-        .map_err(|_| ApiError::bad_request(format!("name \"{raw}\" is invalid")))?;
+    let name = ModelName::parse(&raw).map_err(|_| ApiError::bad_request(format!("name \"{raw}\" is invalid")))?;
     blocking(move || {
         state.store.delete(&name).map_err(|e| match e {
-            corral_store::StoreError::ModelNotFound(_) => {
-                ApiError::not_found(format!("model '{raw}' not found"))
-            }
+            corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model '{raw}' not found")),
             other => other.into(),
         })
     })

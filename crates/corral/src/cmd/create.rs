@@ -30,9 +30,7 @@ pub struct Args {
 /// "no such file" instead of "invalid model name".
 fn looks_like_path(arg: &str) -> bool {
     arg.starts_with(['.', '/', '~', '\\'])
-        || [".gguf", ".bin", ".safetensors"]
-            .iter()
-            .any(|ext| arg.to_ascii_lowercase().ends_with(ext))
+        || [".gguf", ".bin", ".safetensors"].iter().any(|ext| arg.to_ascii_lowercase().ends_with(ext))
 }
 
 /// A local file to upload, under the name the server will see.
@@ -43,12 +41,7 @@ struct LocalFile {
 
 /// Resolves a FROM/ADAPTER argument: `Ok(Some(file))` for a local file, `Ok(None)` for a model
 /// name, an error for a path that does not exist or is a directory.
-fn local_file(
-    arg: &Sourced,
-    dir: &Path,
-    home: Option<&Path>,
-    what: &str,
-) -> anyhow::Result<Option<LocalFile>> {
+fn local_file(arg: &Sourced, dir: &Path, home: Option<&Path>, what: &str) -> anyhow::Result<Option<LocalFile>> {
     let path = expand_path(&arg.value, dir, home);
     if path.is_dir() {
         bail!(
@@ -58,19 +51,11 @@ fn local_file(
         );
     }
     if path.is_file() {
-        let key = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "model.gguf".into());
+        let key = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
         return Ok(Some(LocalFile { key, path }));
     }
     if looks_like_path(&arg.value) {
-        bail!(
-            "(line {}): {what} file {:?} does not exist (looked for {})",
-            arg.line,
-            arg.value,
-            path.display()
-        );
+        bail!("(line {}): {what} file {:?} does not exist (looked for {})", arg.line, arg.value, path.display());
     }
     Ok(None)
 }
@@ -80,9 +65,7 @@ fn sha256_file(path: &Path) -> anyhow::Result<Digest> {
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = f
-            .read(&mut buf)
-            .with_context(|| format!("read {}", path.display()))?;
+        let n = f.read(&mut buf).with_context(|| format!("read {}", path.display()))?;
         if n == 0 {
             break;
         }
@@ -103,11 +86,7 @@ async fn upload(client: &Client, progress: &Progress, file: &LocalFile) -> anyho
     let total = std::fs::metadata(&file.path)?.len().max(1);
     progress.status(format!("{label} 0%"));
     let update = progress.updater();
-    client
-        .upload_blob(&digest, &file.path, move |sent| {
-            update(format!("{label} {}%", sent * 100 / total))
-        })
-        .await?;
+    client.upload_blob(&digest, &file.path, move |sent| update(format!("{label} {}%", sent * 100 / total))).await?;
     Ok(digest)
 }
 
@@ -121,25 +100,15 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
         }
         Err(e) => return Err(e).with_context(|| format!("read {}", args.file.display())),
     };
-    let modelfile =
-        Modelfile::parse_bytes(&bytes).with_context(|| format!("{}", args.file.display()))?;
-    let recipe = modelfile
-        .recipe()
-        .with_context(|| format!("{}", args.file.display()))?;
+    let modelfile = Modelfile::parse_bytes(&bytes).with_context(|| format!("{}", args.file.display()))?;
+    let recipe = modelfile.recipe().with_context(|| format!("{}", args.file.display()))?;
     for w in &recipe.warnings {
         eprintln!("{w}");
     }
     // An empty parent means the current directory; joining onto it keeps paths as the user wrote them.
-    let dir = args
-        .file
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_default();
+    let dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
     if !recipe.drafts.is_empty() {
-        bail!(
-            "(line {}): DRAFT models are not supported yet",
-            recipe.drafts[0].line
-        );
+        bail!("(line {}): DRAFT models are not supported yet", recipe.drafts[0].line);
     }
 
     // Resolve every path before showing progress, so a typo fails at once with its line.
@@ -150,11 +119,7 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     let adapter = match recipe.adapters.last() {
         Some(a) => match local_file(a, &dir, home, "ADAPTER")? {
             Some(f) => Some(f),
-            None => bail!(
-                "(line {}): ADAPTER must name a local GGUF file, got {:?}",
-                a.line,
-                a.value
-            ),
+            None => bail!("(line {}): ADAPTER must name a local GGUF file, got {:?}", a.line, a.value),
         },
         None => None,
     };
@@ -163,11 +128,7 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     let progress = Progress::new();
     progress.status("gathering model components");
 
-    let mut req = CreateRequest {
-        model: args.model.clone(),
-        quantize: args.quantize.clone(),
-        ..Default::default()
-    };
+    let mut req = CreateRequest { model: args.model.clone(), quantize: args.quantize.clone(), ..Default::default() };
     let mut files = BTreeMap::new();
     for (from, local) in froms {
         match local {

@@ -26,18 +26,10 @@ pub async fn version(client: &Client) -> anyhow::Result<()> {
 pub async fn list(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
     let models = client.list().await?.models;
     let now = Utc::now();
-    let mut rows = vec![vec![
-        "NAME".to_string(),
-        "ID".into(),
-        "SIZE".into(),
-        "MODIFIED".into(),
-    ]];
+    let mut rows = vec![vec!["NAME".to_string(), "ID".into(), "SIZE".into(), "MODIFIED".into()]];
     let wanted = prefix.map(str::to_ascii_lowercase);
     for m in models {
-        if wanted
-            .as_ref()
-            .is_some_and(|p| !m.name.to_ascii_lowercase().starts_with(p))
-        {
+        if wanted.as_ref().is_some_and(|p| !m.name.to_ascii_lowercase().starts_with(p)) {
             continue;
         }
         rows.push(vec![

@@ -12,16 +12,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(!settings.no_color && std::io::stderr().is_terminal())
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG")
-                .unwrap_or_else(|_| filter.into()),
-        )
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| filter.into()))
         .init();
 
     let bind = settings.host.bind_addr();
-    let listener = TcpListener::bind(&bind)
-        .await
-        .with_context(|| format!("could not listen on {bind}"))?;
+    let listener = TcpListener::bind(&bind).await.with_context(|| format!("could not listen on {bind}"))?;
     let addr = listener.local_addr()?;
     let config = ServerConfig {
         origins: settings.origins.clone(),
@@ -29,12 +24,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         hostname: settings.hostname.clone(),
         ..ServerConfig::new(&settings.models_dir)
     };
-    let state = AppState::new(config, addr).with_context(|| {
-        format!(
-            "could not open models directory {}",
-            settings.models_dir.display()
-        )
-    })?;
+    let state = AppState::new(config, addr)
+        .with_context(|| format!("could not open models directory {}", settings.models_dir.display()))?;
     tracing::info!(models = %settings.models_dir.display(), "models directory");
     let prune_state = state.clone();
     tokio::task::spawn_blocking(move || corral_server::startup(&prune_state)).await?;

@@ -33,43 +33,23 @@ pub struct Args {
 }
 
 pub async fn run(client: &Client, args: Args) -> anyhow::Result<()> {
-    let selected = [
-        args.license,
-        args.modelfile,
-        args.parameters,
-        args.system,
-        args.template,
-    ];
+    let selected = [args.license, args.modelfile, args.parameters, args.system, args.template];
     if selected.iter().filter(|b| **b).count() > 1 {
         bail!("only one of '--license', '--modelfile', '--parameters', '--system', or '--template' can be specified");
     }
-    let req = ShowRequest {
-        model: args.model.clone(),
-        verbose: args.verbose,
-        ..Default::default()
-    };
+    let req = ShowRequest { model: args.model.clone(), verbose: args.verbose, ..Default::default() };
     let resp = client.show(&req).await?;
-    let field =
-        |value: &str, empty: &str| println!("{}", if value.is_empty() { empty } else { value });
+    let field = |value: &str, empty: &str| println!("{}", if value.is_empty() { empty } else { value });
     if args.license {
         field(&resp.license, "No license was specified for this model.");
     } else if args.modelfile {
         println!("{}", resp.modelfile);
     } else if args.parameters {
-        field(
-            &resp.parameters,
-            "No parameters were specified for this model.",
-        );
+        field(&resp.parameters, "No parameters were specified for this model.");
     } else if args.system {
-        field(
-            &resp.system,
-            "No system message was specified for this model.",
-        );
+        field(&resp.system, "No system message was specified for this model.");
     } else if args.template {
-        field(
-            &resp.template,
-            "No prompt template was specified for this model.",
-        );
+        field(&resp.template, "No prompt template was specified for this model.");
     } else {
         print!("{}", info(&resp, args.verbose));
     }
@@ -83,18 +63,12 @@ fn section(out: &mut String, title: &str, rows: Vec<Vec<String>>) {
 }
 
 fn row(cells: &[&str]) -> Vec<String> {
-    std::iter::once(String::new())
-        .chain(cells.iter().map(|s| s.to_string()))
-        .collect()
+    std::iter::once(String::new()).chain(cells.iter().map(|s| s.to_string())).collect()
 }
 
 /// The first `n` non-empty lines, then `...` if there were more.
 fn head(text: &str, n: usize) -> Vec<Vec<String>> {
-    let lines: Vec<&str> = text
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect();
+    let lines: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
     let mut rows: Vec<Vec<String>> = lines.iter().take(n).map(|l| row(&[l])).collect();
     if lines.len() > n {
         rows.push(row(&["..."]));
@@ -136,10 +110,7 @@ fn metadata_value(v: &Value) -> String {
 pub fn info(resp: &ShowResponse, verbose: bool) -> String {
     let mut out = String::new();
     let mut model = Vec::new();
-    let arch = resp
-        .model_info
-        .get("general.architecture")
-        .and_then(Value::as_str);
+    let arch = resp.model_info.get("general.architecture").and_then(Value::as_str);
     match arch {
         Some(arch) => {
             model.push(row(&["architecture", arch]));
@@ -153,15 +124,8 @@ pub fn info(resp: &ShowResponse, verbose: bool) -> String {
                 resp.details.parameter_size.clone()
             };
             model.push(row(&["parameters", &params]));
-            for (key, label) in [
-                ("context_length", "context length"),
-                ("embedding_length", "embedding length"),
-            ] {
-                if let Some(n) = resp
-                    .model_info
-                    .get(&format!("{arch}.{key}"))
-                    .and_then(Value::as_f64)
-                {
+            for (key, label) in [("context_length", "context length"), ("embedding_length", "embedding length")] {
+                if let Some(n) = resp.model_info.get(&format!("{arch}.{key}")).and_then(Value::as_f64) {
                     model.push(row(&[label, &go_float(n)]));
                 }
             }
@@ -178,35 +142,21 @@ pub fn info(resp: &ShowResponse, verbose: bool) -> String {
     section(&mut out, "Model", model);
 
     if !resp.capabilities.is_empty() {
-        section(
-            &mut out,
-            "Capabilities",
-            resp.capabilities.iter().map(|c| row(&[c])).collect(),
-        );
+        section(&mut out, "Capabilities", resp.capabilities.iter().map(|c| row(&[c])).collect());
     }
     if !resp.parameters.is_empty() {
         let rows = resp
             .parameters
             .lines()
             .filter(|l| !l.is_empty())
-            .map(|l| {
-                std::iter::once(String::new())
-                    .chain(l.split_whitespace().map(String::from))
-                    .collect()
-            })
+            .map(|l| std::iter::once(String::new()).chain(l.split_whitespace().map(String::from)).collect())
             .collect();
         section(&mut out, "Parameters", rows);
     }
     if verbose {
         let mut keys: Vec<&String> = resp.model_info.keys().collect();
         keys.sort();
-        section(
-            &mut out,
-            "Metadata",
-            keys.iter()
-                .map(|k| row(&[k, &metadata_value(&resp.model_info[*k])]))
-                .collect(),
-        );
+        section(&mut out, "Metadata", keys.iter().map(|k| row(&[k, &metadata_value(&resp.model_info[*k])])).collect());
         if !resp.tensors.is_empty() {
             let rows = resp
                 .tensors

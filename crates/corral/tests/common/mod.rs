@@ -55,11 +55,7 @@ impl Server {
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(rest) = line.split("Listening on ").nth(1) {
-                    let addr = rest
-                        .split_whitespace()
-                        .next()
-                        .unwrap_or_default()
-                        .to_string();
+                    let addr = rest.split_whitespace().next().unwrap_or_default().to_string();
                     let _ = tx.send(addr);
                 }
                 let mut l = log2.lock().unwrap();
@@ -74,14 +70,7 @@ impl Server {
                 panic!("server did not start:\n{}", log.lock().unwrap());
             }
         };
-        Server {
-            child,
-            base: format!("http://{addr}"),
-            addr,
-            models: models.to_path_buf(),
-            _tmp: None,
-            log,
-        }
+        Server { child, base: format!("http://{addr}"), addr, models: models.to_path_buf(), _tmp: None, log }
     }
 
     /// Everything the server logged so far.
@@ -97,9 +86,7 @@ impl Server {
     /// Runs the CLI in `dir`.
     pub fn corral_in(&self, dir: Option<&Path>, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args)
-            .env("OLLAMA_HOST", &self.addr)
-            .env("NO_COLOR", "1");
+        cmd.args(args).env("OLLAMA_HOST", &self.addr).env("NO_COLOR", "1");
         if let Some(d) = dir {
             cmd.current_dir(d);
         }
@@ -109,12 +96,7 @@ impl Server {
     /// Runs the CLI and requires success; returns stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.corral(args);
-        assert!(
-            out.status.success(),
-            "corral {args:?} failed:\n{}\n{}",
-            stderr(&out),
-            self.log()
-        );
+        assert!(out.status.success(), "corral {args:?} failed:\n{}\n{}", stderr(&out), self.log());
         String::from_utf8(out.stdout).unwrap()
     }
 
@@ -150,41 +132,14 @@ pub fn stdout(out: &Output) -> String {
 }
 
 pub fn http() -> reqwest::blocking::Client {
-    reqwest::blocking::Client::builder()
-        .no_proxy()
-        .timeout(Duration::from_secs(120))
-        .build()
-        .unwrap()
+    reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().unwrap()
 }
 
 /// Writes the tiny random model (no real tokenizer: fast) to `dir/tiny.gguf`.
 pub fn tiny_gguf(dir: &Path) -> PathBuf {
     let p = dir.join("tiny.gguf");
-    std::fs::write(
-        &p,
-        corral_testkit::tiny_llama(&corral_testkit::TinySpec::default(), None),
-    )
-    .unwrap();
+    std::fs::write(&p, corral_testkit::tiny_llama(&corral_testkit::TinySpec::default(), None)).unwrap();
     p
 }
 
-/// Every file under `dir`, relative and sorted.
-pub fn tree(dir: &Path) -> Vec<String> {
-    fn walk(base: &Path, dir: &Path, out: &mut Vec<String>) {
-        let Ok(rd) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in rd.flatten() {
-            let p = e.path();
-            if p.is_dir() {
-                walk(base, &p, out);
-            } else {
-                out.push(p.strip_prefix(base).unwrap().display().to_string());
-            }
-        }
-    }
-    let mut out = Vec::new();
-    walk(dir, dir, &mut out);
-    out.sort();
-    out
-}
+pub use corral_testkit::tree;
