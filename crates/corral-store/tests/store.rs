@@ -35,10 +35,16 @@ fn tiny_bytes() -> Vec<u8> {
     tiny_llama(&TinySpec { embd: 32, ffn: 64, ..Default::default() }, None)
 }
 
-/// Uploads the tiny GGUF and returns a `files` source for it.
+/// Uploads the tiny GGUF and returns a `files` source for it (unpinned: fine where nothing runs
+/// concurrently).
 fn upload(store: &Store, bytes: &[u8]) -> ModelSource {
+    upload_pinned(store, bytes).0
+}
+
+/// Uploads and keeps the blob pinned until the returned guard is dropped.
+fn upload_pinned(store: &Store, bytes: &[u8]) -> (ModelSource, corral_store::Committed) {
     let c = store.import_blob(bytes, None).unwrap();
-    ModelSource::Files(vec![("model.gguf".into(), c.digest)])
+    (ModelSource::Files(vec![("model.gguf".into(), c.digest)]), c)
 }
 
 fn create(store: &Store, s: CreateSpec) -> Vec<String> {
@@ -229,7 +235,9 @@ fn concurrent_create_and_delete_never_lose_a_referenced_blob() {
             let gguf = &gguf;
             scope.spawn(move || {
                 for i in 0..25 {
-                    let mut s = spec(&format!("m{t}"), upload(&store, gguf));
+                    // The upload's pin is held until the create has pinned the blob itself.
+                    let (source, _pin) = upload_pinned(&store, gguf);
+                    let mut s = spec(&format!("m{t}"), source);
                     s.system = Some(format!("thread {t} round {i}"));
                     let prepared = store.prepare_create(s).unwrap();
                     prepared.commit(&mut |_| {}).unwrap();
@@ -383,13 +391,13 @@ fn leased_blob_survives_delete_of_its_last_model() {
     let gguf = tiny_bytes();
     create(&store, spec("a", upload(&store, &gguf)));
     let weights = Digest::of(&gguf);
-    store.lease(&weights, Duration::from_secs(60));
+    store.lease(&weights, Duration::from_millis(300));
     store.delete(&name("a")).unwrap();
     assert!(store.has_blob(&weights), "leased");
     create(&store, spec("b", ModelSource::Files(vec![("m.gguf".into(), weights)])));
 
     // An expired lease protects nothing.
-    store.lease(&weights, Duration::ZERO);
+    std::thread::sleep(Duration::from_millis(400));
     store.delete(&name("b")).unwrap();
     assert!(!store.has_blob(&weights));
 }
