@@ -117,9 +117,15 @@ impl Store {
     }
 
     /// Keeps `digest` from being garbage-collected for `ttl`, even though no manifest references
-    /// it yet (see [`crate::Pins`]).
-    pub fn lease(&self, digest: &Digest, ttl: std::time::Duration) {
-        self.pins.lease(*digest, ttl);
+    /// it yet (see [`crate::Pins`]). Returns whether the blob exists; the check and the lease are
+    /// one step under the store lock, so a blob reported present cannot vanish before its create.
+    pub fn lease(&self, digest: &Digest, ttl: std::time::Duration) -> bool {
+        let mut locked = self.pins.lock();
+        let exists = self.has_blob(digest);
+        if exists {
+            crate::refs::add_lease(&mut locked, *digest, ttl);
+        }
+        exists
     }
 
     /// Reads a small layer's bytes, refusing ones over [`MAX_TEXT_LAYER`].

@@ -286,7 +286,12 @@ impl Prepared {
 
         progress("writing manifest".into());
         let manifest = Manifest::new(config_layer, layers);
-        if let Some(old) = store.write_manifest(&name, &manifest)? {
+        let old = store.write_manifest(&name, &manifest)?;
+        // The manifest holds the blobs now; the upload's lease has done its job. Other uploads of
+        // the same blob still waiting for their create keep theirs.
+        let unique: std::collections::HashSet<Digest> = manifest.blobs().map(|l| l.digest).collect();
+        store.pins.consume_leases(unique.into_iter());
+        if let Some(old) = old {
             drop(pins);
             store.release_old(&old)?;
         }

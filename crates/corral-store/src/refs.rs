@@ -20,15 +20,21 @@ use corral_types::Digest;
 pub(crate) struct Refs {
     /// Pin counts.
     counts: HashMap<Digest, usize>,
-    /// Lease expiry times.
-    leases: HashMap<Digest, Instant>,
+    /// Leases: how many uploads are still waiting for their create, and until when.
+    leases: HashMap<Digest, Lease>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Lease {
+    count: usize,
+    until: Instant,
 }
 
 impl Refs {
     /// Digests that garbage collection must treat as referenced right now.
     pub(crate) fn protected(&mut self) -> impl Iterator<Item = Digest> + '_ {
         let now = Instant::now();
-        self.leases.retain(|_, until| *until > now);
+        self.leases.retain(|_, lease| lease.until > now);
         self.counts.keys().chain(self.leases.keys()).copied()
     }
 }
@@ -49,13 +55,28 @@ impl Pins {
         self.refs.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Protects `digest` from garbage collection for `ttl` (extending an earlier lease).
-    pub(crate) fn lease(&self, digest: Digest, ttl: Duration) {
-        let until = Instant::now() + ttl;
+    /// A manifest now references `digests`: each one's lease count goes down by one, and a lease
+    /// whose count reaches zero ends (so a later delete can reclaim the space at once).
+    pub(crate) fn consume_leases(&self, digests: impl Iterator<Item = Digest>) {
         let mut refs = self.lock();
-        let entry = refs.leases.entry(digest).or_insert(until);
-        *entry = (*entry).max(until);
+        for d in digests {
+            if let Some(lease) = refs.leases.get_mut(&d) {
+                lease.count -= 1;
+                if lease.count == 0 {
+                    refs.leases.remove(&d);
+                }
+            }
+        }
     }
+}
+
+/// Protects `digest` from garbage collection for `ttl`, or until as many creates as there were
+/// leases have referenced it. Each call adds one to the count and extends the expiry.
+pub(crate) fn add_lease(locked: &mut Locked<'_>, digest: Digest, ttl: Duration) {
+    let until = Instant::now() + ttl;
+    let lease = locked.leases.entry(digest).or_insert(Lease { count: 0, until });
+    lease.count += 1;
+    lease.until = lease.until.max(until);
 }
 
 /// Releases its pins when dropped.

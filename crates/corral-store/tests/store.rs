@@ -383,21 +383,33 @@ fn bad_create_requests_change_nothing() {
 
 /// Regression: between `POST /api/blobs` and `POST /api/create` a blob is referenced by nothing.
 /// A delete of another model that shared it used to collect it, and the create then failed with
-/// `blob not found`. A lease keeps it for the gap.
+/// `blob not found`. A lease keeps it for the gap; the create that references it ends the lease.
 #[test]
 fn leased_blob_survives_delete_of_its_last_model() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let gguf = tiny_bytes();
-    create(&store, spec("a", upload(&store, &gguf)));
     let weights = Digest::of(&gguf);
-    store.lease(&weights, Duration::from_millis(300));
+    let files = || ModelSource::Files(vec![("m.gguf".into(), weights)]);
+    create(&store, spec("a", upload(&store, &gguf)));
+    store.lease(&weights, Duration::from_secs(60));
     store.delete(&name("a")).unwrap();
     assert!(store.has_blob(&weights), "leased");
-    create(&store, spec("b", ModelSource::Files(vec![("m.gguf".into(), weights)])));
+
+    // Two clients uploaded it; the first create consumes one lease, the second is still covered.
+    store.lease(&weights, Duration::from_secs(60));
+    create(&store, spec("b", files()));
+    store.delete(&name("b")).unwrap();
+    assert!(store.has_blob(&weights), "the second upload's lease remains");
+    // The second create consumes the last lease, so the next delete reclaims the space.
+    create(&store, spec("b", files()));
+    store.delete(&name("b")).unwrap();
+    assert!(!store.has_blob(&weights), "no lease left");
 
     // An expired lease protects nothing.
-    std::thread::sleep(Duration::from_millis(400));
-    store.delete(&name("b")).unwrap();
-    assert!(!store.has_blob(&weights));
+    create(&store, spec("c", upload(&store, &gguf)));
+    store.lease(&weights, Duration::from_millis(100));
+    std::thread::sleep(Duration::from_millis(200));
+    store.delete(&name("c")).unwrap();
+    assert!(!store.has_blob(&weights), "lease expired");
 }

@@ -481,7 +481,8 @@ fn concurrent_creates_and_deletes_over_http() {
                     let d = upload(server, gguf);
                     let req = json!({"model": format!("m{t}"), "files": {"model.gguf": d.to_string()},
                                      "system": format!("{t}/{i}"), "stream": false});
-                    assert_eq!(post(server, "/api/create", req).0, 200);
+                    let (status, v) = post(server, "/api/create", req);
+                    assert_eq!(status, 200, "{v}");
                     let victim = format!("m{}", (t + 1) % 4);
                     let status = http()
                         .delete(server.url("/api/delete"))

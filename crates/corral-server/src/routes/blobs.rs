@@ -19,8 +19,7 @@ fn parse(digest: &str) -> Result<Digest, ApiError> {
 
 pub(super) async fn head(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
     let d = parse(&digest)?;
-    if state.store.has_blob(&d) {
-        state.store.lease(&d, UPLOAD_LEASE);
+    if state.store.lease(&d, UPLOAD_LEASE) {
         Ok(StatusCode::OK)
     } else {
         Err(ApiError::not_found(format!("blob \"{digest}\" not found")))
@@ -35,8 +34,7 @@ pub(super) async fn upload(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let expected = parse(&digest)?;
-    if state.store.has_blob(&expected) {
-        state.store.lease(&expected, UPLOAD_LEASE);
+    if state.store.lease(&expected, UPLOAD_LEASE) {
         return Ok(StatusCode::OK);
     }
     let mut writer = state.store.blob_writer()?;
@@ -48,6 +46,7 @@ pub(super) async fn upload(
         tokio::task::block_in_place(|| writer.write(&chunk))?;
     }
     let committed = tokio::task::spawn_blocking(move || writer.commit(Some(&expected))).await??;
+    // Still pinned by `committed`, so the blob is there to lease.
     state.store.lease(&committed.digest, UPLOAD_LEASE);
     tracing::info!(digest = %committed.digest, size = committed.size, "stored uploaded blob");
     Ok(if committed.existed { StatusCode::OK } else { StatusCode::CREATED })
