@@ -133,6 +133,27 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
     out
 }
 
+/// A LoRA adapter GGUF for a llama model with `layers` blocks of width `embd`: rank-`rank`
+/// `lora_a`/`lora_b` pairs on every `attn_q`, random values times `scale`, as llama.cpp's
+/// `convert_lora_to_gguf.py` lays them out (`lora_a` is `[embd, rank]`, `lora_b` is `[rank, embd]`).
+pub fn lora_adapter(embd: u64, layers: u64, rank: u64, scale: f32, seed: u64) -> Vec<u8> {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", MetaValue::String("llama".into()))
+        .set("general.type", MetaValue::String("adapter".into()))
+        .set("general.name", MetaValue::String("corral-test-lora".into()))
+        .set("adapter.type", MetaValue::String("lora".into()))
+        .set("adapter.lora.alpha", MetaValue::F32(rank as f32));
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut random = |n: u64| -> Vec<f32> { (0..n).map(|_| rng.gen_range(-1.0f32..1.0) * scale).collect() };
+    for i in 0..layers {
+        w.add_f32(&format!("blk.{i}.attn_q.weight.lora_a"), &[embd, rank], &random(embd * rank));
+        w.add_f32(&format!("blk.{i}.attn_q.weight.lora_b"), &[rank, embd], &random(rank * embd));
+    }
+    let mut out = Vec::new();
+    w.write_to(&mut out).expect("writing to a Vec cannot fail");
+    out
+}
+
 /// The tiny model with SmolLM2's tokenizer: real enough for llama.cpp to load and run.
 pub fn tiny_llama_with_smollm2_tokenizer(spec: &TinySpec) -> Vec<u8> {
     let tok = corral_gguf::read_path(&smollm2()).expect("SmolLM2 header parses");

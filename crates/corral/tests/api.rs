@@ -233,6 +233,41 @@ fn show_fields() {
 }
 
 #[test]
+fn adapters_and_blob_references() {
+    let server = Server::start();
+    let gguf = tiny_bytes();
+    let weights = upload(&server, &gguf);
+    let lora = upload(&server, &corral_testkit::lora_adapter(64, 2, 8, 0.01, 1));
+    let req = json!({"model": "tuned", "files": {"model.gguf": weights.to_string()},
+                     "adapters": {"lora.gguf": lora.to_string()}, "stream": false});
+    assert_eq!(post(&server, "/api/create", req), (StatusCode::OK, json!({"status": "success"})));
+    let (_, show) = post(&server, "/api/show", json!({"model": "tuned"}));
+    let adapter_line = format!("ADAPTER {}", server.models.join("blobs").join(lora.file_name()).display());
+    assert!(show["modelfile"].as_str().unwrap().contains(&adapter_line), "{}", show["modelfile"]);
+
+    // Only one adapter, and it must be an adapter.
+    let two =
+        json!({"model": "x", "from": "tuned", "adapters": {"a.gguf": lora.to_string(), "b.gguf": weights.to_string()}});
+    assert_eq!(
+        post(&server, "/api/create", two),
+        error(StatusCode::BAD_REQUEST, "only one adapter is currently supported")
+    );
+    let not_lora = json!({"model": "x", "from": "tuned", "adapters": {"a.gguf": weights.to_string()}});
+    assert_eq!(
+        post(&server, "/api/create", not_lora),
+        error(StatusCode::BAD_REQUEST, "a.gguf is not a GGUF LoRA adapter")
+    );
+
+    // `from` may name an uploaded blob directly, in any of its spellings.
+    for from in [weights.to_string(), format!("@{weights}"), weights.file_name()] {
+        let (status, v) = post(&server, "/api/create", json!({"model": "by-digest", "from": from, "stream": false}));
+        assert_eq!(status, 200, "{from}: {v}");
+        let (_, show) = post(&server, "/api/show", json!({"model": "by-digest"}));
+        assert_eq!(show["details"]["family"], "llama");
+    }
+}
+
+#[test]
 fn copy_and_delete() {
     let server = Server::start();
     create(&server, "tiny", json!({}));

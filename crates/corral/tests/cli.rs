@@ -99,6 +99,26 @@ fn show_modelfile_round_trips() {
 }
 
 #[test]
+fn adapter_and_digest_in_a_modelfile() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    let weights = tiny_gguf(dir.path());
+    fs::write(dir.path().join("lora.gguf"), corral_testkit::lora_adapter(64, 2, 8, 0.01, 1)).unwrap();
+    fs::write(dir.path().join("Modelfile"), "FROM ./tiny.gguf\nADAPTER ./lora.gguf\n").unwrap();
+    let out = server.corral_in(Some(dir.path()), &["create", "tuned"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let modelfile = normalize(&server.ok(&["show", "tuned", "--modelfile"]), &server);
+    assert!(modelfile.contains("\nADAPTER <blobs>/sha256-"), "{modelfile}");
+
+    // FROM @sha256:<hex> names a blob the server already has.
+    let digest = corral_types::Digest::of(&fs::read(weights).unwrap());
+    fs::write(dir.path().join("Modelfile"), format!("FROM @{digest}\nSYSTEM by digest\n")).unwrap();
+    let out = server.corral_in(Some(dir.path()), &["create", "by-digest"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(server.ok(&["show", "by-digest", "--system"]), "by digest\n");
+}
+
+#[test]
 fn real_model_details() {
     let server = Server::start();
     let dir = tempfile::tempdir().unwrap();
