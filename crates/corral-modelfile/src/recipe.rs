@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use corral_types::api::Message;
-use corral_types::params;
-use serde_json::{Map, Value};
+use corral_types::{params, Overlay};
 
 use crate::lexer::{check_parameter, Instruction, Modelfile, ParseError};
 
@@ -23,19 +22,8 @@ pub struct Recipe {
     /// ADAPTER paths (Ollama uses the last one).
     pub adapters: Vec<Sourced>,
     pub drafts: Vec<Sourced>,
-    /// The last TEMPLATE.
-    pub template: Option<String>,
-    /// The last SYSTEM.
-    pub system: Option<String>,
-    /// Every LICENSE, in order.
-    pub license: Vec<String>,
-    /// Typed PARAMETERs; repeated `stop`s accumulate into a list.
-    pub parameters: Map<String, Value>,
-    pub messages: Vec<Message>,
-    /// REQUIRES, without a leading `v`.
-    pub requires: Option<String>,
-    pub renderer: Option<String>,
-    pub parser: Option<String>,
+    /// TEMPLATE, SYSTEM, LICENSE, PARAMETER, MESSAGE, REQUIRES, RENDERER and PARSER.
+    pub overlay: Overlay,
     /// Lines that were accepted but ignored (deprecated parameters), as `warning: …` text.
     pub warnings: Vec<String>,
 }
@@ -44,18 +32,19 @@ impl Modelfile {
     /// Checks the commands' meaning and collects them into a [`Recipe`].
     pub fn recipe(&self) -> Result<Recipe, ParseError> {
         let mut r = Recipe::default();
+        let o = &mut r.overlay;
         for (cmd, &line) in self.commands.iter().zip(&self.lines) {
             let sourced = || Sourced { value: cmd.args.clone(), line };
             match &cmd.instruction {
                 Instruction::From => r.from.push(sourced()),
                 Instruction::Adapter => r.adapters.push(sourced()),
                 Instruction::Draft => r.drafts.push(sourced()),
-                Instruction::Template => r.template = Some(cmd.args.clone()),
-                Instruction::System => r.system = Some(cmd.args.clone()),
-                Instruction::License => r.license.push(cmd.args.clone()),
-                Instruction::Renderer => r.renderer = Some(cmd.args.clone()),
-                Instruction::Parser => r.parser = Some(cmd.args.clone()),
-                Instruction::Message(role) => r.messages.push(Message::new(role, &cmd.args)),
+                Instruction::Template => o.template = Some(cmd.args.clone()),
+                Instruction::System => o.system = Some(cmd.args.clone()),
+                Instruction::License => o.license.push(cmd.args.clone()),
+                Instruction::Renderer => o.renderer = Some(cmd.args.clone()),
+                Instruction::Parser => o.parser = Some(cmd.args.clone()),
+                Instruction::Message(role) => o.messages.push(Message::new(role, &cmd.args)),
                 Instruction::Requires => {
                     let v = cmd.args.strip_prefix('v').unwrap_or(&cmd.args);
                     if !is_semver(v) {
@@ -64,14 +53,14 @@ impl Modelfile {
                             format!("requires must be a valid semver (e.g. 0.14.0), got {:?}", cmd.args),
                         ));
                     }
-                    r.requires = Some(v.to_string());
+                    o.requires = Some(v.to_string());
                 }
                 Instruction::Parameter(name) => {
                     check_parameter(name, &cmd.args, line)?;
                     if params::is_deprecated(name) {
                         r.warnings.push(format!("warning: parameter {name} is deprecated"));
                     } else {
-                        params::insert_text_param(&mut r.parameters, name, &cmd.args)
+                        params::insert_text_param(&mut o.parameters, name, &cmd.args)
                             .map_err(|e| ParseError::at(line, e.to_string()))?;
                     }
                 }
@@ -123,7 +112,7 @@ pub fn expand_path(arg: &str, modelfile_dir: &Path, home: Option<&Path>) -> Path
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde_json::json;
+    use serde_json::{json, Value};
 
     fn recipe(text: &str) -> Result<Recipe, String> {
         Modelfile::parse(text).unwrap().recipe().map_err(|e| e.to_string())
@@ -137,11 +126,11 @@ mod tests {
         )
         .unwrap();
         assert_eq!(r.from, vec![Sourced { value: "base".into(), line: 1 }]);
-        assert_eq!(r.system.as_deref(), Some("two"));
-        assert_eq!(r.license, vec!["a", "b"]);
-        assert_eq!(Value::Object(r.parameters), json!({"stop": ["x", "y"], "num_ctx": 2048}));
-        assert_eq!(r.messages, vec![Message::new("user", "hi")]);
-        assert_eq!(r.requires.as_deref(), Some("0.14.0"));
+        assert_eq!(r.overlay.system.as_deref(), Some("two"));
+        assert_eq!(r.overlay.license, vec!["a", "b"]);
+        assert_eq!(Value::Object(r.overlay.parameters), json!({"stop": ["x", "y"], "num_ctx": 2048}));
+        assert_eq!(r.overlay.messages, vec![Message::new("user", "hi")]);
+        assert_eq!(r.overlay.requires.as_deref(), Some("0.14.0"));
         assert_eq!(r.adapters[0].line, 12);
         assert_eq!(r.warnings, vec!["warning: parameter mirostat is deprecated"]);
     }

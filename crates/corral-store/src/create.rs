@@ -12,11 +12,10 @@ use std::io::Read;
 use std::path::{Component, Path};
 
 use corral_gguf::{Gguf, GgufError};
-use corral_types::api::Message;
 use corral_types::format::human_number;
 use corral_types::manifest::*;
-use corral_types::{Digest, Layer, Manifest, ModelConfig, ModelName};
-use serde_json::{Map, Value};
+use corral_types::{Digest, Layer, Manifest, ModelConfig, ModelName, Overlay};
+use serde_json::Map;
 
 use crate::refs::PinGuard;
 use crate::{Store, StoreError};
@@ -36,16 +35,8 @@ pub struct CreateSpec {
     pub name: ModelName,
     pub source: ModelSource,
     pub adapters: Vec<(String, Digest)>,
-    pub template: Option<String>,
-    pub system: Option<String>,
-    pub license: Vec<String>,
-    /// Merged over the base model's parameters.
-    pub parameters: Map<String, Value>,
-    /// Replace the base model's messages when non-empty.
-    pub messages: Vec<Message>,
-    pub requires: Option<String>,
-    pub renderer: Option<String>,
-    pub parser: Option<String>,
+    /// Template, system, licenses, parameters and messages to layer on top.
+    pub overlay: Overlay,
 }
 
 /// Why a create request cannot be carried out. Everything but `Store` is the caller's fault.
@@ -213,39 +204,39 @@ impl Store {
         }
 
         let mut new: Vec<(&'static str, Vec<u8>)> = Vec::new();
-        if let Some(t) = spec.template {
+        if let Some(t) = spec.overlay.template {
             base.retain(|l| l.media_type != MEDIA_TYPE_TEMPLATE && l.media_type != MEDIA_TYPE_PROMPT);
             new.push((MEDIA_TYPE_TEMPLATE, t.into_bytes()));
         }
-        if let Some(s) = spec.system {
+        if let Some(s) = spec.overlay.system {
             base.retain(|l| l.media_type != MEDIA_TYPE_SYSTEM);
             new.push((MEDIA_TYPE_SYSTEM, s.into_bytes()));
         }
-        for license in spec.license {
+        for license in spec.overlay.license {
             let digest = Digest::of(license.as_bytes());
             if !base.iter().any(|l| l.digest == digest) {
                 new.push((MEDIA_TYPE_LICENSE, license.into_bytes()));
             }
         }
-        if !spec.parameters.is_empty() {
-            base_params.extend(spec.parameters);
+        if !spec.overlay.parameters.is_empty() {
+            base_params.extend(spec.overlay.parameters);
             // Go marshals maps with sorted keys; doing the same keeps the layer digest stable.
             let sorted: std::collections::BTreeMap<_, _> = base_params.into_iter().collect();
             base.retain(|l| l.media_type != MEDIA_TYPE_PARAMS);
             new.push((MEDIA_TYPE_PARAMS, serde_json::to_vec(&sorted).expect("params serialise")));
         }
-        if !spec.messages.is_empty() {
+        if !spec.overlay.messages.is_empty() {
             base.retain(|l| l.media_type != MEDIA_TYPE_MESSAGES);
-            new.push((MEDIA_TYPE_MESSAGES, serde_json::to_vec(&spec.messages).expect("messages serialise")));
+            new.push((MEDIA_TYPE_MESSAGES, serde_json::to_vec(&spec.overlay.messages).expect("messages serialise")));
         }
 
-        if let Some(r) = spec.requires {
+        if let Some(r) = spec.overlay.requires {
             config.requires = r;
         }
-        if let Some(r) = spec.renderer {
+        if let Some(r) = spec.overlay.renderer {
             config.renderer = r;
         }
-        if let Some(p) = spec.parser {
+        if let Some(p) = spec.overlay.parser {
             config.parser = p;
         }
         config.architecture = "amd64".into();

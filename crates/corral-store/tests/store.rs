@@ -8,27 +8,15 @@ use std::time::{Duration, SystemTime};
 use corral_store::{CreateError, CreateSpec, ModelSource, Store, StoreError, StoreOptions};
 use corral_testkit::{tiny_llama, tree, TinySpec};
 use corral_types::api::Message;
-use corral_types::{Digest, Manifest, ModelName};
-use serde_json::{json, Map, Value};
+use corral_types::{Digest, Manifest, ModelName, Overlay};
+use serde_json::{json, Value};
 
 fn name(s: &str) -> ModelName {
     ModelName::parse(s).unwrap()
 }
 
 fn spec(model: &str, source: ModelSource) -> CreateSpec {
-    CreateSpec {
-        name: name(model),
-        source,
-        adapters: vec![],
-        template: None,
-        system: None,
-        license: vec![],
-        parameters: Map::new(),
-        messages: vec![],
-        requires: None,
-        renderer: None,
-        parser: None,
-    }
+    CreateSpec { name: name(model), source, adapters: vec![], overlay: Overlay::default() }
 }
 
 fn tiny_bytes() -> Vec<u8> {
@@ -67,11 +55,11 @@ fn layout_matches_ollama() {
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let gguf = tiny_bytes();
     let mut s = spec("tiny", upload(&store, &gguf));
-    s.system = Some("You are terse.".into());
-    s.template = Some("{{ .Prompt }}".into());
-    s.parameters = json!({"temperature": 0.5, "stop": ["<|im_end|>"]}).as_object().unwrap().clone();
-    s.messages = vec![Message::new("user", "hi"), Message::new("assistant", "hello")];
-    s.license = vec!["MIT".into()];
+    s.overlay.system = Some("You are terse.".into());
+    s.overlay.template = Some("{{ .Prompt }}".into());
+    s.overlay.parameters = json!({"temperature": 0.5, "stop": ["<|im_end|>"]}).as_object().unwrap().clone();
+    s.overlay.messages = vec![Message::new("user", "hi"), Message::new("assistant", "hello")];
+    s.overlay.license = vec!["MIT".into()];
     let statuses = create(&store, s);
     assert_eq!(statuses.first().unwrap(), "parsing GGUF");
     assert_eq!(&statuses[statuses.len() - 2..], ["writing manifest", "success"]);
@@ -162,7 +150,7 @@ fn copy_shares_blobs_and_delete_keeps_shared_ones() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let mut s = spec("a", upload(&store, &tiny_bytes()));
-    s.system = Some("sys".into());
+    s.overlay.system = Some("sys".into());
     create(&store, s);
     store.copy(&name("a"), &name("b:copy")).unwrap();
     let a = store.read_manifest(&name("a")).unwrap();
@@ -184,14 +172,14 @@ fn create_from_model_inherits_and_overrides() {
     let dir = tempfile::tempdir().unwrap();
     let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
     let mut s = spec("base", upload(&store, &tiny_bytes()));
-    s.system = Some("base system".into());
-    s.parameters = json!({"temperature": 0.1, "top_k": 5}).as_object().unwrap().clone();
-    s.license = vec!["L1".into()];
+    s.overlay.system = Some("base system".into());
+    s.overlay.parameters = json!({"temperature": 0.1, "top_k": 5}).as_object().unwrap().clone();
+    s.overlay.license = vec!["L1".into()];
     create(&store, s);
     let mut s = spec("child", ModelSource::Model(name("BASE")));
-    s.system = Some("child system".into());
-    s.parameters = json!({"temperature": 0.9}).as_object().unwrap().clone();
-    s.license = vec!["L2".into()];
+    s.overlay.system = Some("child system".into());
+    s.overlay.parameters = json!({"temperature": 0.9}).as_object().unwrap().clone();
+    s.overlay.license = vec!["L2".into()];
     create(&store, s);
     let child = store.load_model(&name("child")).unwrap();
     assert_eq!(child.system.as_deref(), Some("child system"));
@@ -209,10 +197,10 @@ fn overwriting_releases_old_layers_unless_noprune() {
         let store = Store::open(dir.path(), StoreOptions { noprune }).unwrap();
         let src = upload(&store, &tiny_bytes());
         let mut s = spec("m", src.clone());
-        s.system = Some("first".into());
+        s.overlay.system = Some("first".into());
         create(&store, s);
         let mut s = spec("m", src);
-        s.system = Some("second".into());
+        s.overlay.system = Some("second".into());
         create(&store, s);
         assert_eq!(store.has_blob(&Digest::of(b"first")), noprune);
         assert!(store.has_blob(&Digest::of(b"second")));
@@ -238,7 +226,7 @@ fn concurrent_create_and_delete_never_lose_a_referenced_blob() {
                     // The upload's pin is held until the create has pinned the blob itself.
                     let (source, _pin) = upload_pinned(&store, gguf);
                     let mut s = spec(&format!("m{t}"), source);
-                    s.system = Some(format!("thread {t} round {i}"));
+                    s.overlay.system = Some(format!("thread {t} round {i}"));
                     let prepared = store.prepare_create(s).unwrap();
                     prepared.commit(&mut |_| {}).unwrap();
                     match store.delete(&name(&format!("m{}", (t + 1) % 4))) {

@@ -10,8 +10,10 @@ pub mod digest;
 pub mod format;
 pub mod manifest;
 pub mod name;
+pub mod overlay;
 pub mod params;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Layer, Manifest, ModelConfig};
 pub use name::{ModelName, NameError};
+pub use overlay::Overlay;

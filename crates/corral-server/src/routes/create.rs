@@ -8,7 +8,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use corral_store::{CreateSpec, ModelSource};
 use corral_types::api::{model_or_name, CreateRequest, ProgressResponse};
-use corral_types::{params, Digest};
+use corral_types::{params, Digest, Overlay};
 use std::collections::BTreeMap;
 
 use super::{blocking, parse_name};
@@ -53,18 +53,21 @@ fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
     if !ignored.is_empty() {
         tracing::warn!(?ignored, "ignoring deprecated parameters");
     }
+    let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
     Ok(CreateSpec {
         name,
         source,
         adapters: digests(req.adapters.unwrap_or_default())?,
-        template: req.template.filter(|t| !t.is_empty()),
-        system: req.system.filter(|s| !s.is_empty()),
-        license: req.license.map(|l| l.into_vec()).unwrap_or_default(),
-        parameters,
-        messages: req.messages.unwrap_or_default(),
-        requires: req.requires.filter(|r| !r.is_empty()),
-        renderer: req.renderer.filter(|r| !r.is_empty()),
-        parser: req.parser.filter(|p| !p.is_empty()),
+        overlay: Overlay {
+            template: non_empty(req.template),
+            system: non_empty(req.system),
+            license: req.license.map(|l| l.into_vec()).unwrap_or_default(),
+            parameters,
+            messages: req.messages.unwrap_or_default(),
+            requires: non_empty(req.requires),
+            renderer: non_empty(req.renderer),
+            parser: non_empty(req.parser),
+        },
     })
 }
 

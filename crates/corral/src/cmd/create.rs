@@ -148,14 +148,15 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
         let d = upload(client, &progress, &f).await?;
         req.adapters = Some(BTreeMap::from([(f.key, d.to_string())]));
     }
-    req.template = recipe.template;
-    req.system = recipe.system;
-    req.license = (!recipe.license.is_empty()).then_some(OneOrMany::Many(recipe.license));
-    req.parameters = (!recipe.parameters.is_empty()).then_some(recipe.parameters);
-    req.messages = (!recipe.messages.is_empty()).then_some(recipe.messages);
-    req.requires = recipe.requires;
-    req.renderer = recipe.renderer;
-    req.parser = recipe.parser;
+    let o = recipe.overlay;
+    req.template = o.template;
+    req.system = o.system;
+    req.license = (!o.license.is_empty()).then_some(OneOrMany::Many(o.license));
+    req.parameters = (!o.parameters.is_empty()).then_some(o.parameters);
+    req.messages = (!o.messages.is_empty()).then_some(o.messages);
+    req.requires = o.requires;
+    req.renderer = o.renderer;
+    req.parser = o.parser;
 
     client.create(&req, |p| progress.status(p.status)).await?;
     progress.finish();
