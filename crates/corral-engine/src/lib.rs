@@ -1,1 +1,84 @@
-//! placeholder
+//! The inference engine.
+//!
+//! [`Engine`] is what the rest of Corral needs from a loaded model: tokenize, detokenize, and
+//! stream a completion. [`LlamaEngine`] implements it on llama.cpp (through `llama-cpp-2`) with a
+//! continuous-batching loop: one engine thread owns the model and a context with several sequence
+//! slots, and each step decodes one batch that mixes the next token of every generating sequence
+//! with chunks of new prompts, then samples each sequence on its own.
+//!
+//! Architecture invariant: the engine knows nothing about HTTP or JSON wire formats; it speaks
+//! the plain request and event types of `corral_types::runner`.
+//!
+//! Architecture invariant: llama.cpp objects never leave the engine thread (a `llama_context` is
+//! not thread-safe); other threads talk to it through channels.
+
+mod llama;
+mod sample;
+mod stop;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::Receiver;
+use std::sync::Arc;
+
+use corral_types::runner::{CompletionRequest, DoneReason, RunnerInfo, TokenLogprob, Usage};
+
+pub use llama::LlamaEngine;
+pub use stop::StopBuffer;
+
+/// What can go wrong talking to an engine.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EngineError {
+    #[error("{0}")]
+    Load(String),
+    /// The engine thread is gone (it failed or was shut down).
+    #[error("the model engine has stopped")]
+    Stopped,
+}
+
+/// One event of a completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// Text to send (already free of stop sequences, whole UTF-8 characters only).
+    Token { text: String, logprob: Option<TokenLogprob> },
+    /// The last event of a successful completion. `tokens` is prompt plus output.
+    Done { reason: DoneReason, usage: Usage, tokens: Vec<u32> },
+    /// The last event of a failed completion.
+    Error(String),
+}
+
+/// A running completion. Dropping it (or calling [`Generation::cancel`]) stops the generation at
+/// the engine's next step, prompt processing included.
+#[derive(Debug)]
+pub struct Generation {
+    pub events: Receiver<Event>,
+    cancel: Arc<AtomicBool>,
+}
+
+impl Generation {
+    pub(crate) fn new(events: Receiver<Event>, cancel: Arc<AtomicBool>) -> Self {
+        Generation { events, cancel }
+    }
+
+    /// Asks the engine to stop this generation.
+    pub fn cancel(&self) {
+        self.cancel.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for Generation {
+    fn drop(&mut self) {
+        self.cancel();
+    }
+}
+
+/// A loaded model.
+pub trait Engine: Send + Sync {
+    /// What was loaded.
+    fn info(&self) -> RunnerInfo;
+    /// Tokens of `text`, special tokens parsed, BOS added if the model wants one.
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError>;
+    /// Text of `tokens`.
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError>;
+    /// Starts a completion.
+    fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError>;
+}

@@ -12,6 +12,7 @@ pub mod manifest;
 pub mod name;
 pub mod overlay;
 pub mod params;
+pub mod runner;
 
 pub use digest::{Digest, DigestError};
 pub use manifest::{Layer, Manifest, ModelConfig};

@@ -1,0 +1,474 @@
+//! [`LlamaEngine`]: llama.cpp behind the [`Engine`] trait, with continuous batching.
+//!
+//! The engine thread owns the backend, the model, one context with `parallel` sequence slots,
+//! and the loop. Each turn of the loop:
+//!
+//! 1. takes new commands (blocking only when there is nothing to do);
+//! 2. gives waiting completions free slots (tokenizing their prompts);
+//! 3. drops cancelled jobs and frees their KV cells;
+//! 4. builds one batch: the pending token of every generating job first, then prompt chunks of
+//!    prompting jobs up to `num_batch` tokens, starting from a rotating job so no prompt starves;
+//! 5. decodes it and samples every job whose last batch entry asked for logits.
+//!
+//! Cancellation is therefore noticed within one decode step, prompt processing included.
+
+use std::collections::VecDeque;
+use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use corral_types::runner::{CompletionRequest, DoneReason, LoadOptions, RunnerInfo, TokenLogprob, Usage};
+use llama_cpp_2::context::params::LlamaContextParams;
+use llama_cpp_2::context::LlamaContext;
+use llama_cpp_2::llama_backend::LlamaBackend;
+use llama_cpp_2::llama_batch::LlamaBatch;
+use llama_cpp_2::model::params::LlamaModelParams;
+use llama_cpp_2::model::LlamaModel;
+use llama_cpp_2::token::LlamaToken;
+
+use crate::sample::{self, Picker};
+use crate::stop::StopBuffer;
+use crate::{Engine, EngineError, Event, Generation};
+
+enum Command {
+    Tokenize(String, Sender<Vec<u32>>),
+    Detokenize(Vec<u32>, Sender<Result<String, String>>),
+    Complete(CompletionRequest, Sender<Event>, Arc<AtomicBool>),
+}
+
+/// A model loaded by llama.cpp on its own thread.
+pub struct LlamaEngine {
+    commands: Mutex<Sender<Command>>,
+    info: RunnerInfo,
+}
+
+impl LlamaEngine {
+    /// Loads the model (reporting progress from 0 to 1) and starts the engine thread. Returns
+    /// once the model is ready or has failed to load.
+    pub fn load(opts: LoadOptions, progress: impl FnMut(f32) + Send + 'static) -> Result<Self, EngineError> {
+        let (cmd_tx, cmd_rx) = mpsc::channel();
+        let (ready_tx, ready_rx) = mpsc::channel();
+        std::thread::Builder::new()
+            .name("engine".into())
+            .spawn(move || engine_thread(opts, progress, ready_tx, cmd_rx))
+            .map_err(|e| EngineError::Load(format!("could not start the engine thread: {e}")))?;
+        let info = ready_rx.recv().map_err(|_| EngineError::Load("the engine thread died while loading".into()))??;
+        Ok(LlamaEngine { commands: Mutex::new(cmd_tx), info })
+    }
+
+    fn send(&self, cmd: Command) -> Result<(), EngineError> {
+        self.commands.lock().unwrap_or_else(|p| p.into_inner()).send(cmd).map_err(|_| EngineError::Stopped)
+    }
+}
+
+impl Engine for LlamaEngine {
+    fn info(&self) -> RunnerInfo {
+        self.info.clone()
+    }
+
+    fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Tokenize(text.to_string(), tx))?;
+        rx.recv().map_err(|_| EngineError::Stopped)
+    }
+
+    fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Detokenize(tokens.to_vec(), tx))?;
+        rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Load)
+    }
+
+    fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError> {
+        let (tx, rx) = mpsc::channel();
+        let cancel = Arc::new(AtomicBool::new(false));
+        self.send(Command::Complete(request, tx, cancel.clone()))?;
+        Ok(Generation::new(rx, cancel))
+    }
+}
+
+/// llama.cpp's backend can be initialised once per process; the first load decides whether its
+/// logs are shown. (A runner process loads one model; tests load several.)
+fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
+    static BACKEND: std::sync::OnceLock<Result<LlamaBackend, String>> = std::sync::OnceLock::new();
+    BACKEND
+        .get_or_init(|| {
+            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
+            if !verbose {
+                b.void_logs();
+            }
+            Ok(b)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+fn engine_thread(
+    opts: LoadOptions,
+    mut progress: impl FnMut(f32) + Send + 'static,
+    ready: Sender<Result<RunnerInfo, EngineError>>,
+    commands: Receiver<Command>,
+) {
+    let fail = |msg: String| {
+        let _ = ready.send(Err(EngineError::Load(msg)));
+    };
+    let backend = match backend(opts.verbose) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("could not initialise llama.cpp: {e}")),
+    };
+    let (progress_tx, progress_rx) = mpsc::channel::<f32>();
+    let forward = std::thread::spawn(move || {
+        for p in progress_rx {
+            progress(p);
+        }
+    });
+    let mut params = LlamaModelParams::default().with_progress_callback(move |p| {
+        let _ = progress_tx.send(p);
+        true
+    });
+    if opts.num_gpu >= 0 {
+        params = params.with_n_gpu_layers(opts.num_gpu as u32);
+    }
+    if let Some(mmap) = opts.use_mmap {
+        params = params.with_use_mmap(mmap);
+    }
+    let model = LlamaModel::load_from_file(backend, &opts.model_path, &params);
+    drop(params); // ends the progress channel
+    let _ = forward.join();
+    let mut model = match model {
+        Ok(m) => m,
+        Err(e) => return fail(format!("could not load model {}: {e}", opts.model_path)),
+    };
+    let mut adapters = Vec::new();
+    for (path, scale) in &opts.adapters {
+        match model.lora_adapter_init(path) {
+            Ok(a) => adapters.push((a, *scale)),
+            Err(e) => return fail(format!("could not load adapter {path}: {e}")),
+        }
+    }
+
+    let parallel = opts.parallel.max(1);
+    let num_ctx = opts.num_ctx.max(16);
+    let threads = if opts.num_thread > 0 {
+        opts.num_thread as i32
+    } else {
+        std::thread::available_parallelism().map_or(4, |n| n.get() as i32)
+    };
+    let num_batch = opts.num_batch.max(32);
+    let ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(num_ctx * parallel))
+        .with_n_batch(num_batch)
+        .with_n_ubatch(num_batch)
+        .with_n_seq_max(parallel)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads);
+    let mut ctx = match model.new_context(backend, ctx_params) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("could not create a context of {} tokens: {e}", num_ctx * parallel)),
+    };
+    for (adapter, scale) in &mut adapters {
+        if let Err(e) = ctx.lora_adapter_set(adapter, *scale) {
+            return fail(format!("could not apply adapter: {e}"));
+        }
+    }
+
+    // KV cache size: K and V, f16, per layer and position, for every slot.
+    let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
+    let kv_bytes =
+        2 * 2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
+    let info = RunnerInfo {
+        num_ctx,
+        n_ctx_train: model.n_ctx_train(),
+        parallel,
+        memory_bytes: model.size() + kv_bytes,
+        add_bos: model.vocab().should_add_bos(),
+    };
+    if ready.send(Ok(info)).is_err() {
+        return;
+    }
+    Loop { model: &model, ctx: &mut ctx, num_ctx, num_batch, slots: (0..parallel).map(|_| None).collect(), rotate: 0 }
+        .run(commands);
+}
+
+/// A completion occupying a slot.
+struct Job {
+    events: Sender<Event>,
+    cancel: Arc<AtomicBool>,
+    prompt: Vec<LlamaToken>,
+    /// Prompt tokens already decoded.
+    fed: usize,
+    /// KV position of the next token.
+    n_past: i32,
+    /// Sampled token waiting to be decoded.
+    next: Option<LlamaToken>,
+    output: Vec<LlamaToken>,
+    picker: Picker,
+    stop: StopBuffer,
+    num_predict: Option<u32>,
+    logprobs: Option<u32>,
+    started: Instant,
+    first_token: Option<Instant>,
+    /// Batch index of this job's logits in the current step.
+    logits_at: Option<i32>,
+}
+
+struct Loop<'m, 'c> {
+    model: &'m LlamaModel,
+    ctx: &'c mut LlamaContext<'m>,
+    num_ctx: u32,
+    num_batch: u32,
+    slots: Vec<Option<Job>>,
+    /// Where the next prompt chunk round starts (fairness between long prompts).
+    rotate: usize,
+}
+
+fn to_u32(tokens: &[LlamaToken]) -> Vec<u32> {
+    tokens.iter().map(|t| t.0 as u32).collect()
+}
+
+impl Loop<'_, '_> {
+    fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
+        let vocab = self.model.vocab();
+        let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
+        // A template that writes the BOS token itself, plus add_special, would give two.
+        if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+            tokens.remove(0);
+        }
+        tokens
+    }
+
+    fn run(mut self, commands: Receiver<Command>) {
+        let mut waiting: VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)> = VecDeque::new();
+        let mut closed = false;
+        let mut batch = LlamaBatch::new(self.num_batch as usize, 1);
+        loop {
+            let busy = self.slots.iter().any(Option::is_some) || !waiting.is_empty();
+            if !busy {
+                if closed {
+                    return;
+                }
+                match commands.recv() {
+                    Ok(cmd) => self.handle(cmd, &mut waiting),
+                    Err(_) => return,
+                }
+            }
+            loop {
+                match commands.try_recv() {
+                    Ok(cmd) => self.handle(cmd, &mut waiting),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        closed = true;
+                        break;
+                    }
+                }
+            }
+            self.admit(&mut waiting);
+            self.drop_cancelled();
+            if self.fill(&mut batch) == 0 {
+                continue;
+            }
+            if let Err(e) = self.ctx.decode(&mut batch) {
+                let msg = format!("llama.cpp failed to decode a batch: {e}");
+                for i in 0..self.slots.len() {
+                    if self.slots[i].as_ref().is_some_and(|j| j.logits_at.is_some() || j.fed > 0) {
+                        self.fail(i, &msg);
+                    }
+                }
+                continue;
+            }
+            for i in 0..self.slots.len() {
+                self.sample(i);
+            }
+        }
+    }
+
+    fn handle(&mut self, cmd: Command, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)>) {
+        match cmd {
+            Command::Tokenize(text, reply) => {
+                let _ = reply.send(to_u32(&self.tokenize(&text)));
+            }
+            Command::Detokenize(tokens, reply) => {
+                let n_vocab = self.model.n_vocab() as u32;
+                let result = match tokens.iter().find(|t| **t >= n_vocab) {
+                    Some(bad) => Err(format!("token {bad} is outside the vocabulary of {n_vocab} tokens")),
+                    None if tokens.is_empty() => Ok(String::new()),
+                    None => {
+                        let tokens: Vec<LlamaToken> = tokens.iter().map(|t| LlamaToken(*t as i32)).collect();
+                        Ok(String::from_utf8_lossy(&self.model.vocab().detokenize(&tokens, false, true)).into_owned())
+                    }
+                };
+                let _ = reply.send(result);
+            }
+            Command::Complete(req, events, cancel) => waiting.push_back((req, events, cancel)),
+        }
+    }
+
+    /// Moves waiting completions into free slots.
+    fn admit(&mut self, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)>) {
+        while let Some(free) = self.slots.iter().position(Option::is_none) {
+            let Some((req, events, cancel)) = waiting.pop_front() else { return };
+            if cancel.load(Ordering::Relaxed) {
+                continue;
+            }
+            let prompt = self.tokenize(&req.prompt);
+            let error = if prompt.is_empty() {
+                Some("the prompt is empty".to_string())
+            } else if prompt.len() >= self.num_ctx as usize {
+                Some(format!(
+                    "the prompt is {} tokens, which does not fit the context of {} tokens",
+                    prompt.len(),
+                    self.num_ctx
+                ))
+            } else {
+                None
+            };
+            if let Some(e) = error {
+                let _ = events.send(Event::Error(e));
+                continue;
+            }
+            let picker = match sample::picker(self.model, &req.sampling, req.grammar.as_deref(), self.num_ctx) {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = events.send(Event::Error(e));
+                    continue;
+                }
+            };
+            let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+            self.slots[free] = Some(Job {
+                events,
+                cancel,
+                prompt,
+                fed: 0,
+                n_past: 0,
+                next: None,
+                output: Vec::new(),
+                picker,
+                stop: StopBuffer::new(req.stop),
+                num_predict: req.num_predict,
+                logprobs: req.logprobs,
+                started: Instant::now(),
+                first_token: None,
+                logits_at: None,
+            });
+        }
+    }
+
+    fn drop_cancelled(&mut self) {
+        for i in 0..self.slots.len() {
+            if self.slots[i].as_ref().is_some_and(|j| j.cancel.load(Ordering::Relaxed)) {
+                self.free(i);
+            }
+        }
+    }
+
+    /// Fills the batch for this step; returns the number of tokens in it.
+    fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
+        batch.clear();
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            let Some(job) = slot else { continue };
+            job.logits_at = None;
+            if let Some(token) = job.next.take() {
+                batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
+                job.n_past += 1;
+                job.logits_at = Some(batch.n_tokens() - 1);
+            }
+        }
+        let mut budget = self.num_batch as usize - batch.n_tokens() as usize;
+        let n = self.slots.len();
+        self.rotate = (self.rotate + 1) % n;
+        for k in 0..n {
+            let seq = (self.rotate + k) % n;
+            let Some(job) = self.slots[seq].as_mut() else { continue };
+            let take = (job.prompt.len() - job.fed).min(budget);
+            if take == 0 {
+                continue;
+            }
+            for t in job.fed..job.fed + take {
+                let last = t == job.prompt.len() - 1;
+                batch.add(job.prompt[t], t as i32, &[seq as i32], last).expect("within the batch budget");
+                if last {
+                    job.logits_at = Some(batch.n_tokens() - 1);
+                }
+            }
+            job.fed += take;
+            job.n_past = job.fed as i32;
+            budget -= take;
+        }
+        batch.n_tokens()
+    }
+
+    fn sample(&mut self, i: usize) {
+        let Some(job) = self.slots[i].as_mut() else { return };
+        let Some(at) = job.logits_at.take() else { return };
+        let now = Instant::now();
+        job.first_token.get_or_insert(now);
+        let token = match &mut job.picker {
+            Picker::Argmax => LlamaToken(sample::argmax(self.ctx.get_logits_ith(at)) as i32),
+            Picker::Chain(s) => s.sample(self.ctx, at),
+        };
+        let vocab = self.model.vocab();
+        let piece = |t: LlamaToken| vocab.token_to_piece(t, true, None);
+        let logprob = job.logprobs.map(|top| {
+            let (lp, alternatives) = sample::logprobs(self.ctx.get_logits_ith(at), token.0 as usize, top as usize);
+            let bytes = piece(token);
+            TokenLogprob {
+                token: String::from_utf8_lossy(&bytes).into_owned(),
+                logprob: lp,
+                bytes,
+                top_logprobs: alternatives
+                    .into_iter()
+                    .map(|(t, lp)| sample::top_logprob(piece(LlamaToken(t as i32)), lp))
+                    .collect(),
+            }
+        });
+        if vocab.is_eog(token) {
+            return self.finish(i, DoneReason::Stop);
+        }
+        job.output.push(token);
+        let (text, stopped) = job.stop.push(&piece(token));
+        if (!text.is_empty() || logprob.is_some()) && job.events.send(Event::Token { text, logprob }).is_err() {
+            return self.free(i);
+        }
+        if stopped {
+            return self.finish(i, DoneReason::Stop);
+        }
+        let budget_spent = job.num_predict.is_some_and(|n| job.output.len() as u32 >= n);
+        let context_full = job.n_past + 1 >= self.num_ctx as i32;
+        if budget_spent || context_full {
+            return self.finish(i, DoneReason::Length);
+        }
+        job.next = Some(token);
+    }
+
+    fn finish(&mut self, i: usize, reason: DoneReason) {
+        let Some(mut job) = self.slots[i].take() else { return };
+        let rest = job.stop.flush();
+        if !rest.is_empty() {
+            let _ = job.events.send(Event::Token { text: rest, logprob: None });
+        }
+        let first = job.first_token.unwrap_or(job.started);
+        let usage = Usage {
+            prompt_tokens: job.prompt.len() as u32,
+            prompt_ns: (first - job.started).as_nanos() as u64,
+            generated_tokens: job.output.len() as u32,
+            generation_ns: first.elapsed().as_nanos() as u64,
+        };
+        let mut tokens = to_u32(&job.prompt);
+        tokens.extend(to_u32(&job.output));
+        let _ = job.events.send(Event::Done { reason, usage, tokens });
+        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+    }
+
+    fn fail(&mut self, i: usize, msg: &str) {
+        if let Some(job) = self.slots[i].as_ref() {
+            let _ = job.events.send(Event::Error(msg.to_string()));
+        }
+        self.free(i);
+    }
+
+    fn free(&mut self, i: usize) {
+        self.slots[i] = None;
+        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+    }
+}

@@ -1,0 +1,205 @@
+//! The protocol between the server and a runner process (`corral runner`), and the engine's
+//! request and event types it carries.
+//!
+//! Messages are JSON objects, one per line, over a Unix socket. The server assigns every request
+//! an `id`; the runner's answers carry the same `id`. A completion is answered by any number of
+//! `token` messages, then exactly one `done` or `error`.
+
+use serde::{Deserialize, Serialize};
+
+/// How to load a model. Changing any of these needs a new runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoadOptions {
+    pub model_path: String,
+    /// LoRA adapters and their scales.
+    #[serde(default)]
+    pub adapters: Vec<(String, f32)>,
+    /// Context length of each sequence.
+    pub num_ctx: u32,
+    /// Sequences decoded together (continuous batching slots).
+    pub parallel: u32,
+    pub num_batch: u32,
+    /// CPU threads; 0 lets the engine choose.
+    pub num_thread: u32,
+    /// Layers to offload to a GPU (-1 = as many as fit; 0 = CPU only).
+    pub num_gpu: i32,
+    pub use_mmap: Option<bool>,
+    /// Let llama.cpp log to stderr.
+    #[serde(default)]
+    pub verbose: bool,
+}
+
+/// Sampling settings of one request (Ollama's option names and defaults).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Sampling {
+    pub temperature: f32,
+    pub top_k: i32,
+    pub top_p: f32,
+    pub min_p: f32,
+    pub typical_p: f32,
+    pub repeat_last_n: i32,
+    pub repeat_penalty: f32,
+    pub presence_penalty: f32,
+    pub frequency_penalty: f32,
+    /// `None` draws a random seed.
+    pub seed: Option<u32>,
+}
+
+impl Default for Sampling {
+    fn default() -> Self {
+        Sampling {
+            temperature: 0.8,
+            top_k: 40,
+            top_p: 0.9,
+            min_p: 0.0,
+            typical_p: 1.0,
+            repeat_last_n: 64,
+            repeat_penalty: 1.0,
+            presence_penalty: 0.0,
+            frequency_penalty: 0.0,
+            seed: None,
+        }
+    }
+}
+
+/// One generation request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CompletionRequest {
+    /// Prompt text (special tokens in it are parsed).
+    pub prompt: String,
+    pub sampling: Sampling,
+    /// Most tokens to generate; `None` generates until the context is full.
+    pub num_predict: Option<u32>,
+    /// Generation ends before any of these strings; they are not returned.
+    #[serde(default)]
+    pub stop: Vec<String>,
+    /// A GBNF grammar the output must follow.
+    #[serde(default)]
+    pub grammar: Option<String>,
+    /// Return this many alternatives with each token's log-probability (`None`: no logprobs).
+    #[serde(default)]
+    pub logprobs: Option<u32>,
+}
+
+/// Why a generation ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DoneReason {
+    /// End-of-generation token or stop sequence.
+    Stop,
+    /// `num_predict` reached or the context is full.
+    Length,
+}
+
+impl DoneReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DoneReason::Stop => "stop",
+            DoneReason::Length => "length",
+        }
+    }
+}
+
+/// Counts and timings of a finished generation.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Usage {
+    pub prompt_tokens: u32,
+    pub prompt_ns: u64,
+    pub generated_tokens: u32,
+    pub generation_ns: u64,
+}
+
+/// One token's log-probability and its best alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TokenLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub top_logprobs: Vec<TopLogprob>,
+}
+
+/// An alternative token.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopLogprob {
+    pub token: String,
+    pub logprob: f32,
+    pub bytes: Vec<u8>,
+}
+
+/// What a loaded model reports about itself.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RunnerInfo {
+    /// Context length of each sequence, as allocated.
+    pub num_ctx: u32,
+    /// Context length the model was trained with.
+    pub n_ctx_train: u32,
+    pub parallel: u32,
+    /// Bytes of weights plus KV cache, the `size` of `/api/ps`.
+    pub memory_bytes: u64,
+    /// Whether the model adds a BOS token itself.
+    pub add_bos: bool,
+}
+
+/// Server → runner.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToRunner {
+    Tokenize { id: u64, text: String },
+    Detokenize { id: u64, tokens: Vec<u32> },
+    Complete { id: u64, request: CompletionRequest },
+    Cancel { id: u64 },
+}
+
+/// Runner → server.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum FromRunner {
+    /// Loading progress, 0 to 1.
+    Loading {
+        progress: f32,
+    },
+    Ready {
+        info: RunnerInfo,
+    },
+    LoadFailed {
+        error: String,
+    },
+    Tokens {
+        id: u64,
+        tokens: Vec<u32>,
+    },
+    Text {
+        id: u64,
+        text: String,
+    },
+    Token {
+        id: u64,
+        text: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        logprob: Option<TokenLogprob>,
+    },
+    Done {
+        id: u64,
+        reason: DoneReason,
+        usage: Usage,
+        tokens: Vec<u32>,
+    },
+    Error {
+        id: u64,
+        error: String,
+    },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_format() {
+        let m = ToRunner::Cancel { id: 7 };
+        assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"cancel","id":7}"#);
+        let m: FromRunner = serde_json::from_str(r#"{"type":"token","id":1,"text":"Hi"}"#).unwrap();
+        assert_eq!(m, FromRunner::Token { id: 1, text: "Hi".into(), logprob: None });
+    }
+}
