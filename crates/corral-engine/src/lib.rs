@@ -12,6 +12,7 @@
 //! Architecture invariant: llama.cpp objects never leave the engine thread (a `llama_context` is
 //! not thread-safe); other threads talk to it through channels.
 
+mod grammar;
 mod llama;
 mod sample;
 mod stop;

@@ -327,7 +327,14 @@ impl Loop<'_, '_> {
                 let _ = events.send(Event::Error(e));
                 continue;
             }
-            let picker = match sample::picker(self.model, &req.sampling, req.grammar.as_deref(), self.num_ctx) {
+            let grammar = match req.constraint.as_ref().map(crate::grammar::to_gbnf).transpose() {
+                Ok(g) => g,
+                Err(e) => {
+                    let _ = events.send(Event::Error(e));
+                    continue;
+                }
+            };
+            let picker = match sample::picker(self.model, &req.sampling, grammar.as_deref(), self.num_ctx) {
                 Ok(p) => p,
                 Err(e) => {
                     let _ = events.send(Event::Error(e));

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use corral_engine::{Engine, Event, LlamaEngine};
-use corral_types::runner::{CompletionRequest, DoneReason, LoadOptions, Sampling};
+use corral_types::runner::{CompletionRequest, Constraint, DoneReason, LoadOptions, Sampling};
 
 fn options(path: &str, parallel: u32) -> LoadOptions {
     LoadOptions {
@@ -38,7 +38,7 @@ fn greedy() -> Sampling {
 }
 
 fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> CompletionRequest {
-    CompletionRequest { prompt: prompt.into(), sampling, num_predict, stop: vec![], grammar: None, logprobs: None }
+    CompletionRequest { prompt: prompt.into(), sampling, num_predict, stop: vec![], constraint: None, logprobs: None }
 }
 
 /// Runs to completion: (text, reason, generated token count).
@@ -101,11 +101,37 @@ fn stop_sequences_end_generation() {
 fn grammar_forces_json() {
     let engine = tiny();
     let mut req = request("Give me JSON:", greedy(), Some(60));
-    req.grammar = Some(r#"root ::= "{\"answer\": " [1-9] [0-9]? [0-9]? "}""#.into());
+    req.constraint = Some(Constraint::Grammar(r#"root ::= "{\"answer\": " [1-9] [0-9]? [0-9]? "}""#.into()));
     let (text, reason, _) = run(engine, req);
     assert_eq!(reason, DoneReason::Stop, "{text:?}");
     let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
     assert!(v["answer"].is_u64(), "{v}");
+}
+
+#[test]
+fn json_and_schema_constraints_parse() {
+    let engine = tiny();
+    let mut req = request("Answer in JSON:", greedy(), Some(80));
+    req.constraint = Some(Constraint::Json);
+    let (text, reason, _) = run(engine, req);
+    if reason == DoneReason::Stop {
+        serde_json::from_str::<serde_json::Value>(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    }
+    let schema = r#"{"type":"object","properties":{"name":{"type":"string","maxLength":8},"age":{"type":"integer","minimum":0,"maximum":120}},"required":["name","age"],"additionalProperties":false}"#;
+    let mut req = request("Person:", greedy(), Some(120));
+    req.constraint = Some(Constraint::JsonSchema(schema.into()));
+    let (text, reason, _) = run(engine, req);
+    assert_eq!(reason, DoneReason::Stop, "{text:?}");
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+    assert!(v["name"].is_string() && v["age"].is_u64(), "{v}");
+    assert!(v["age"].as_u64().unwrap() <= 120);
+
+    let mut bad = request("x", greedy(), Some(5));
+    bad.constraint = Some(Constraint::JsonSchema("{not json".into()));
+    match engine.complete(bad).unwrap().events.recv().unwrap() {
+        Event::Error(e) => assert!(e.contains("schema"), "{e}"),
+        other => panic!("{other:?}"),
+    }
 }
 
 #[test]

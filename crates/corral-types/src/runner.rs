@@ -73,12 +73,24 @@ pub struct CompletionRequest {
     /// Generation ends before any of these strings; they are not returned.
     #[serde(default)]
     pub stop: Vec<String>,
-    /// A GBNF grammar the output must follow.
+    /// A constraint the output must follow.
     #[serde(default)]
-    pub grammar: Option<String>,
+    pub constraint: Option<Constraint>,
     /// Return this many alternatives with each token's log-probability (`None`: no logprobs).
     #[serde(default)]
     pub logprobs: Option<u32>,
+}
+
+/// Grammar-constrained output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", content = "value", rename_all = "snake_case")]
+pub enum Constraint {
+    /// Any JSON value (`"format": "json"`).
+    Json,
+    /// JSON matching this schema (`"format": {…}`), as JSON text.
+    JsonSchema(String),
+    /// A GBNF grammar.
+    Grammar(String),
 }
 
 /// Why a generation ended.
