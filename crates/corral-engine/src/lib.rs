@@ -47,26 +47,36 @@ pub enum Event {
     Error(String),
 }
 
-/// A running completion. Dropping it (or calling [`Generation::cancel`]) stops the generation at
-/// the engine's next step, prompt processing included.
+/// A running completion: its events, and the handle that cancels it when dropped.
 #[derive(Debug)]
 pub struct Generation {
     pub events: Receiver<Event>,
-    cancel: Arc<AtomicBool>,
+    pub cancel: CancelOnDrop,
 }
 
 impl Generation {
-    pub(crate) fn new(events: Receiver<Event>, cancel: Arc<AtomicBool>) -> Self {
-        Generation { events, cancel }
+    pub(crate) fn new(events: Receiver<Event>, flag: Arc<AtomicBool>) -> Self {
+        Generation { events, cancel: CancelOnDrop(flag) }
     }
 
     /// Asks the engine to stop this generation.
     pub fn cancel(&self) {
-        self.cancel.store(true, Ordering::Relaxed);
+        self.cancel.cancel();
     }
 }
 
-impl Drop for Generation {
+/// Stops a generation at the engine's next step, prompt processing included, when dropped (or
+/// when [`CancelOnDrop::cancel`] is called). Keep it alive as long as the output is wanted.
+#[derive(Debug)]
+pub struct CancelOnDrop(Arc<AtomicBool>);
+
+impl CancelOnDrop {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
+impl Drop for CancelOnDrop {
     fn drop(&mut self) {
         self.cancel();
     }

@@ -43,10 +43,20 @@ enum Command {
         #[arg(required = true)]
         models: Vec<String>,
     },
+    /// Serve one model for the server (started by `serve`, not by hand)
+    #[command(hide = true)]
+    Runner(cmd::runner::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
+    // The runner is a plain blocking process: no tokio, no settings from the environment.
+    if let Some(Command::Runner(args)) = cli.command {
+        if let Err(e) = cmd::runner::run(args) {
+            fail(e);
+        }
+        return;
+    }
     let settings = match settings::Settings::from_env() {
         Ok(s) => s,
         Err(e) => fail(anyhow::anyhow!(e)),
@@ -67,6 +77,7 @@ fn main() {
             Some(Command::List { prefix }) => cmd::manage::list(&client, prefix.as_deref()).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
+            Some(Command::Runner(_)) => unreachable!("handled before the runtime starts"),
         }
     });
     if let Err(e) = result {

@@ -2,5 +2,6 @@
 
 pub mod create;
 pub mod manage;
+pub mod runner;
 pub mod serve;
 pub mod show;

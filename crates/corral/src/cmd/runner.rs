@@ -1,0 +1,114 @@
+//! `corral runner` (hidden): one loaded model in its own process, serving the server over a Unix
+//! socket with the protocol of `corral_types::runner`.
+//!
+//! The server starts this process, listens on the socket, and reads `loading` / `ready` (or
+//! `load_failed`). If the model crashes llama.cpp, only this process dies; the server sees the
+//! socket close and fails the requests it had in flight here.
+
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use anyhow::Context;
+use corral_engine::{CancelOnDrop, Engine, Event, Generation, LlamaEngine};
+use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Unix socket the server listens on
+    #[arg(long)]
+    socket: PathBuf,
+    /// Load options, as JSON
+    #[arg(long)]
+    options: String,
+}
+
+type Writer = Arc<Mutex<BufWriter<UnixStream>>>;
+
+fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
+    let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
+    serde_json::to_writer(&mut *w, msg)?;
+    w.write_all(b"\n")?;
+    w.flush()
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let options: LoadOptions = serde_json::from_str(&args.options).context("invalid --options")?;
+    let stream = UnixStream::connect(&args.socket).with_context(|| format!("connect {}", args.socket.display()))?;
+    let writer: Writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
+
+    let progress_writer = writer.clone();
+    let engine = match LlamaEngine::load(options, move |p| {
+        let _ = send(&progress_writer, &FromRunner::Loading { progress: p });
+    }) {
+        Ok(e) => Arc::new(e),
+        Err(e) => {
+            send(&writer, &FromRunner::LoadFailed { error: e.to_string() })?;
+            return Err(e.into());
+        }
+    };
+    send(&writer, &FromRunner::Ready { info: engine.info() })?;
+
+    // Generations by request id; dropping one cancels it in the engine.
+    let running: Arc<Mutex<HashMap<u64, CancelOnDrop>>> = Arc::default();
+    for line in BufReader::new(stream).lines() {
+        let line = line?;
+        let msg: ToRunner = match serde_json::from_str(&line) {
+            Ok(m) => m,
+            Err(e) => {
+                eprintln!("runner: ignoring malformed message: {e}");
+                continue;
+            }
+        };
+        match msg {
+            ToRunner::Tokenize { id, text } => {
+                let reply = match engine.tokenize(&text) {
+                    Ok(tokens) => FromRunner::Tokens { id, tokens },
+                    Err(e) => FromRunner::Error { id, error: e.to_string() },
+                };
+                send(&writer, &reply)?;
+            }
+            ToRunner::Detokenize { id, tokens } => {
+                let reply = match engine.detokenize(&tokens) {
+                    Ok(text) => FromRunner::Text { id, text },
+                    Err(e) => FromRunner::Error { id, error: e.to_string() },
+                };
+                send(&writer, &reply)?;
+            }
+            ToRunner::Cancel { id } => {
+                running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+            }
+            ToRunner::Complete { id, request } => {
+                let generation = match engine.complete(request) {
+                    Ok(g) => g,
+                    Err(e) => {
+                        send(&writer, &FromRunner::Error { id, error: e.to_string() })?;
+                        continue;
+                    }
+                };
+                // The receiver moves to a forwarding thread; the map keeps the cancel handle.
+                let Generation { events, cancel } = generation;
+                running.lock().unwrap_or_else(|p| p.into_inner()).insert(id, cancel);
+                let (writer, running) = (writer.clone(), running.clone());
+                std::thread::spawn(move || {
+                    for event in events {
+                        let msg = match event {
+                            Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
+                            Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
+                            Event::Error(error) => FromRunner::Error { id, error },
+                        };
+                        let last = !matches!(msg, FromRunner::Token { .. });
+                        if send(&writer, &msg).is_err() || last {
+                            break;
+                        }
+                    }
+                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+                });
+            }
+        }
+    }
+    // The server closed the socket: it is gone or unloaded us.
+    Ok(())
+}
