@@ -13,7 +13,10 @@
 mod error;
 mod extract;
 mod guard;
+mod infer;
 mod routes;
+mod runner;
+mod sched;
 mod show;
 mod stream;
 
@@ -26,7 +29,9 @@ use axum::Router;
 use corral_store::Store;
 use tokio::net::TcpListener;
 
+pub use corral_types::duration::KeepAlive;
 pub use error::ApiError;
+pub use infer::options::Defaults;
 
 /// The version reported by `/api/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -44,6 +49,18 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// This machine's host name, accepted in `Host` headers on a loopback listener.
     pub hostname: Option<String>,
+    /// The `corral` binary, started as `corral runner` for each loaded model.
+    pub runner_exe: PathBuf,
+    /// `OLLAMA_KEEP_ALIVE`.
+    pub keep_alive: KeepAlive,
+    /// Per-request defaults from the environment (context length, parallelism, threads).
+    pub defaults: infer::options::Defaults,
+    /// `OLLAMA_MAX_LOADED_MODELS` (0 = 3).
+    pub max_loaded_models: usize,
+    /// `OLLAMA_MAX_QUEUE`.
+    pub max_queue: usize,
+    /// `OLLAMA_LOAD_TIMEOUT`.
+    pub load_timeout: Duration,
 }
 
 impl ServerConfig {
@@ -55,6 +72,12 @@ impl ServerConfig {
             noprune: false,
             max_body_bytes: 64 << 20,
             hostname: None,
+            runner_exe: PathBuf::from("corral"),
+            keep_alive: KeepAlive::For(Duration::from_secs(300)),
+            defaults: infer::options::Defaults { num_ctx: 4096, parallel: 1, num_thread: 0 },
+            max_loaded_models: 0,
+            max_queue: 512,
+            load_timeout: Duration::from_secs(300),
         }
     }
 }
@@ -68,14 +91,32 @@ pub struct AppState {
     pub loopback: bool,
     /// Allowed CORS origin patterns (configured ones first, then the defaults).
     origins: Arc<Vec<String>>,
+    /// Loaded models.
+    pub scheduler: Arc<sched::Scheduler>,
+    /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
+    headers: Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<corral_gguf::Gguf>>>>,
 }
 
 impl AppState {
-    /// Opens the store and prepares the state for a listener bound to `addr`.
+    /// Opens the store and prepares the state for a listener bound to `addr`. Must run inside a
+    /// tokio runtime (the scheduler starts its expiry task).
     pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, corral_store::StoreError> {
         let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
         let origins = Arc::new(guard::allowed_origins(&config.origins));
-        Ok(AppState { store, config: Arc::new(config), loopback: addr.ip().is_loopback(), origins })
+        let scheduler = sched::Scheduler::new(sched::SchedConfig {
+            runner_exe: config.runner_exe.clone(),
+            max_loaded: config.max_loaded_models,
+            max_queue: config.max_queue,
+            load_timeout: config.load_timeout,
+        });
+        Ok(AppState {
+            store,
+            config: Arc::new(config),
+            loopback: addr.ip().is_loopback(),
+            origins,
+            scheduler,
+            headers: Arc::default(),
+        })
     }
 }
 
@@ -114,6 +155,9 @@ pub async fn run(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    let scheduler = state.scheduler.clone();
     let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    axum::serve(listener, router).with_graceful_shutdown(shutdown).await
+    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
+    scheduler.shutdown();
+    result
 }

@@ -83,7 +83,7 @@ fn model_info(gguf: &Gguf, verbose: bool) -> Map<String, Value> {
 }
 
 /// What the model can do, judged from its metadata and templates (Ollama's rules).
-fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
+pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
     let mut caps = Vec::new();
     let arch_key = |suffix: &str| gguf.and_then(|g| g.architecture().map(|a| format!("{a}.{suffix}")));
     let has = |key: Option<String>| key.is_some_and(|k| gguf.is_some_and(|g| g.get(&k).is_some()));

@@ -7,6 +7,7 @@
 
 pub mod api;
 pub mod digest;
+pub mod duration;
 pub mod format;
 pub mod manifest;
 pub mod name;

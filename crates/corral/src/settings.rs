@@ -15,6 +15,20 @@ pub const OLLAMA_ORIGINS: &str = "OLLAMA_ORIGINS";
 pub const OLLAMA_NOPRUNE: &str = "OLLAMA_NOPRUNE";
 /// Debug logging.
 pub const OLLAMA_DEBUG: &str = "OLLAMA_DEBUG";
+/// Default keep-alive of loaded models.
+pub const OLLAMA_KEEP_ALIVE: &str = "OLLAMA_KEEP_ALIVE";
+/// Default context length.
+pub const OLLAMA_CONTEXT_LENGTH: &str = "OLLAMA_CONTEXT_LENGTH";
+/// Sequences decoded together per model.
+pub const OLLAMA_NUM_PARALLEL: &str = "OLLAMA_NUM_PARALLEL";
+/// Most models loaded at once (0 = 3).
+pub const OLLAMA_MAX_LOADED_MODELS: &str = "OLLAMA_MAX_LOADED_MODELS";
+/// Most requests waiting for a model.
+pub const OLLAMA_MAX_QUEUE: &str = "OLLAMA_MAX_QUEUE";
+/// Longest a model load may go without progress.
+pub const OLLAMA_LOAD_TIMEOUT: &str = "OLLAMA_LOAD_TIMEOUT";
+/// CPU threads per runner (Corral's own; 0 or unset = all cores).
+pub const CORRAL_NUM_THREAD: &str = "CORRAL_NUM_THREAD";
 /// Any value turns colour off (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -33,6 +47,13 @@ pub struct Settings {
     pub home: Option<PathBuf>,
     /// `NO_COLOR` is set.
     pub no_color: bool,
+    pub keep_alive: corral_types::duration::KeepAlive,
+    pub context_length: u32,
+    pub num_parallel: u32,
+    pub max_loaded_models: usize,
+    pub max_queue: usize,
+    pub load_timeout: std::time::Duration,
+    pub num_thread: u32,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -111,6 +132,17 @@ fn env_bool(value: Option<String>) -> bool {
     }
 }
 
+/// An unsigned number, or the default (Ollama logs and ignores values that do not parse).
+fn env_uint(name: &str, value: Option<String>, default: u64) -> u64 {
+    match value.as_deref().map(str::trim).filter(|v| !v.is_empty()) {
+        None => default,
+        Some(v) => v.parse().unwrap_or_else(|_| {
+            eprintln!("warning: invalid environment variable {name}={v:?}, using the default {default}");
+            default
+        }),
+    }
+}
+
 fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -146,6 +178,27 @@ impl Settings {
             hostname: hostname(),
             home: get("HOME").map(PathBuf::from),
             no_color: get(NO_COLOR).is_some_and(|v| !v.is_empty()),
+            keep_alive: match get(OLLAMA_KEEP_ALIVE).filter(|v| !v.trim().is_empty()) {
+                Some(v) => {
+                    corral_types::duration::KeepAlive::from_env(&v).map_err(|e| format!("{OLLAMA_KEEP_ALIVE}: {e}"))?
+                }
+                None => corral_types::duration::KeepAlive::For(std::time::Duration::from_secs(300)),
+            },
+            context_length: env_uint(OLLAMA_CONTEXT_LENGTH, get(OLLAMA_CONTEXT_LENGTH), 4096).clamp(4, u32::MAX as u64)
+                as u32,
+            num_parallel: env_uint(OLLAMA_NUM_PARALLEL, get(OLLAMA_NUM_PARALLEL), 1).clamp(1, 256) as u32,
+            max_loaded_models: env_uint(OLLAMA_MAX_LOADED_MODELS, get(OLLAMA_MAX_LOADED_MODELS), 0) as usize,
+            max_queue: env_uint(OLLAMA_MAX_QUEUE, get(OLLAMA_MAX_QUEUE), 512) as usize,
+            load_timeout: match get(OLLAMA_LOAD_TIMEOUT).filter(|v| !v.trim().is_empty()) {
+                None => std::time::Duration::from_secs(300),
+                Some(v) => match corral_types::duration::KeepAlive::from_env(&v) {
+                    // Zero or negative means no limit.
+                    Ok(corral_types::duration::KeepAlive::For(d)) if !d.is_zero() => d,
+                    Ok(_) => std::time::Duration::from_secs(u32::MAX as u64),
+                    Err(e) => return Err(format!("{OLLAMA_LOAD_TIMEOUT}: {e}")),
+                },
+            },
+            num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
         })
     }
 }

@@ -2,7 +2,9 @@
 
 mod blobs;
 mod create;
+mod generate;
 mod models;
+mod ps;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -23,6 +25,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/delete", delete(models::delete))
         .route("/api/create", post(create::create))
         .route("/api/blobs/{digest}", post(blobs::upload).head(blobs::head))
+        .route("/api/generate", post(generate::generate))
+        .route("/api/chat", post(generate::chat))
+        .route("/api/ps", get(ps::ps))
         .fallback(not_found)
         .with_state(state)
 }

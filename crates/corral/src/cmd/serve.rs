@@ -22,6 +22,16 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         origins: settings.origins.clone(),
         noprune: settings.noprune,
         hostname: settings.hostname.clone(),
+        runner_exe: std::env::current_exe().context("cannot find the corral binary to start runners")?,
+        keep_alive: settings.keep_alive,
+        defaults: corral_server::Defaults {
+            num_ctx: settings.context_length,
+            parallel: settings.num_parallel,
+            num_thread: settings.num_thread,
+        },
+        max_loaded_models: settings.max_loaded_models,
+        max_queue: settings.max_queue,
+        load_timeout: settings.load_timeout,
         ..ServerConfig::new(&settings.models_dir)
     };
     let state = AppState::new(config, addr)

@@ -1,0 +1,288 @@
+//! What `/api/generate` and `/api/chat` share: finding the model and its metadata, scheduling a
+//! runner, and streaming the runner's output as Ollama's response chunks.
+
+pub mod options;
+pub mod prompt;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use chrono::Utc;
+use corral_gguf::Gguf;
+use corral_store::{Model, ModelError, StoreError};
+use corral_types::api::{ChatResponse, GenerateResponse, Logprob, Message, Metrics};
+use corral_types::duration::KeepAlive;
+use corral_types::runner::{FromRunner, TokenLogprob, Usage};
+use corral_types::ModelName;
+use serde_json::Value;
+use tokio::sync::mpsc;
+
+use crate::runner::Completion;
+use crate::sched::{Lease, LoadRequest, SchedError};
+use crate::stream::{ndjson, to_line};
+use crate::{ApiError, AppState};
+
+impl From<SchedError> for ApiError {
+    fn from(e: SchedError) -> Self {
+        match e {
+            SchedError::Busy => ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            SchedError::Runner(e) => ApiError::internal(e.to_string()),
+        }
+    }
+}
+
+/// A stored model with its parsed GGUF header.
+pub struct Resolved {
+    pub model: Model,
+    pub gguf: Arc<Gguf>,
+}
+
+impl Resolved {
+    pub fn short_name(&self) -> String {
+        self.model.name.display_shortest()
+    }
+
+    pub fn weights(&self) -> Result<String, ApiError> {
+        self.model
+            .model_path
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .ok_or_else(|| ApiError::bad_request(format!("model '{}' has no weights to run", self.short_name())))
+    }
+
+    /// Ollama's capability list for this model.
+    pub fn capabilities(&self) -> Vec<String> {
+        crate::show::capabilities(&self.model, Some(&self.gguf))
+    }
+
+    /// 400 unless the model can do `what` (a capability name).
+    pub fn require(&self, capability: &str, verb: &str) -> Result<(), ApiError> {
+        if self.capabilities().iter().any(|c| c == capability) {
+            Ok(())
+        } else {
+            Err(ApiError::bad_request(format!("\"{}\" does not support {verb}", self.short_name())))
+        }
+    }
+}
+
+/// Loads a model's manifest and (cached by digest) its GGUF header. `raw` is the name as given,
+/// for the 404 message.
+pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Resolved, ApiError> {
+    let (store, cache, name, raw) = (state.store.clone(), state.headers.clone(), name.clone(), raw.to_string());
+    crate::routes::blocking(move || {
+        let model = store.load_model(&name).map_err(|e| match e {
+            ModelError::Store(StoreError::ModelNotFound(_)) => ApiError::not_found(format!("model '{raw}' not found")),
+            other => other.into(),
+        })?;
+        let path =
+            model.model_path.clone().ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
+        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
+        let gguf = match cache.get(&model.digest) {
+            Some(g) => g.clone(),
+            None => {
+                let g = Arc::new(
+                    corral_gguf::read_path(&path).map_err(|e| ApiError::internal(format!("model '{raw}': {e}")))?,
+                );
+                cache.insert(model.digest, g.clone());
+                g
+            }
+        };
+        Ok(Resolved { model, gguf })
+    })
+    .await
+}
+
+/// The request's `keep_alive`, or the server default.
+pub fn keep_alive(state: &AppState, v: Option<&Value>) -> Result<KeepAlive, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(state.config.keep_alive),
+        Some(v) => KeepAlive::from_json(v).map_err(ApiError::bad_request),
+    }
+}
+
+/// Rough memory a runner of this model needs: the weights plus an f16 KV cache.
+fn estimate(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> u64 {
+    let layers = g.arch_u64("block_count").unwrap_or(0);
+    let embd = g.arch_u64("embedding_length").unwrap_or(0);
+    let heads = g.arch_u64("attention.head_count").unwrap_or(1).max(1);
+    let kv_heads = g.arch_u64("attention.head_count_kv").unwrap_or(heads);
+    let kv = 2 * 2 * layers * u64::from(num_ctx) * u64::from(parallel) * (embd / heads) * kv_heads;
+    weights_bytes + kv
+}
+
+/// Schedules a runner for `resolved` with `opts`.
+pub async fn acquire(
+    state: &AppState,
+    r: &Resolved,
+    opts: &options::Effective,
+    keep_alive: KeepAlive,
+) -> Result<Lease, ApiError> {
+    let weights = std::fs::metadata(&opts.load.model_path).map(|m| m.len()).unwrap_or(0);
+    let config = &r.model.config;
+    let req = LoadRequest {
+        name: r.short_name(),
+        digest: r.model.digest.hex(),
+        details: corral_types::api::ModelDetails {
+            parent_model: r.model.parent_model.clone(),
+            format: config.model_format.clone(),
+            family: config.model_family.clone(),
+            families: config.model_families.clone(),
+            parameter_size: config.model_type.clone(),
+            quantization_level: config.file_type.clone(),
+        },
+        options: opts.load.clone(),
+        keep_alive,
+        estimate: estimate(&r.gguf, weights, opts.load.num_ctx, opts.load.parallel),
+    };
+    Ok(state.scheduler.acquire(req).await?)
+}
+
+/// Which response shape to produce.
+pub enum Kind {
+    Generate { context: bool },
+    Chat,
+}
+
+/// Builds response chunks.
+pub struct Reply {
+    pub kind: Kind,
+    pub model: String,
+    pub started: Instant,
+    pub load_ns: u64,
+}
+
+fn logprob(lp: TokenLogprob) -> Logprob {
+    Logprob {
+        token: lp.token,
+        logprob: lp.logprob,
+        bytes: Some(lp.bytes),
+        top_logprobs: Some(
+            lp.top_logprobs
+                .into_iter()
+                .map(|t| Logprob { token: t.token, logprob: t.logprob, bytes: Some(t.bytes), top_logprobs: None })
+                .collect(),
+        ),
+    }
+}
+
+impl Reply {
+    fn value(&self, text: String, done: Option<(&str, &Usage, Vec<u32>)>, logprobs: Option<Vec<Logprob>>) -> Value {
+        let metrics = match &done {
+            Some((_, u, _)) => Metrics {
+                total_duration: Some(self.started.elapsed().as_nanos() as u64),
+                load_duration: Some(self.load_ns),
+                prompt_eval_count: Some(u.prompt_tokens),
+                prompt_eval_duration: Some(u.prompt_ns),
+                eval_count: Some(u.generated_tokens),
+                eval_duration: Some(u.generation_ns),
+            },
+            None => Metrics::default(),
+        };
+        let done_reason = done.as_ref().map(|(r, ..)| r.to_string());
+        let v = match self.kind {
+            Kind::Generate { context } => serde_json::to_value(GenerateResponse {
+                model: self.model.clone(),
+                created_at: Utc::now(),
+                response: text,
+                done: done.is_some(),
+                done_reason,
+                context: done.and_then(|(_, _, t)| context.then_some(t)),
+                metrics,
+                logprobs,
+            }),
+            Kind::Chat => serde_json::to_value(ChatResponse {
+                model: self.model.clone(),
+                created_at: Utc::now(),
+                message: Message::new("assistant", &text),
+                done: done.is_some(),
+                done_reason,
+                metrics,
+                logprobs,
+            }),
+        };
+        v.expect("responses serialise")
+    }
+
+    /// A final answer with no generation (`done_reason` `load` or `unload`).
+    pub fn immediate(&self, reason: &str) -> Response {
+        let mut v = self.value(String::new(), Some((reason, &Usage::default(), Vec::new())), None);
+        if let Some(o) = v.as_object_mut() {
+            for k in [
+                "total_duration",
+                "load_duration",
+                "prompt_eval_count",
+                "prompt_eval_duration",
+                "eval_count",
+                "eval_duration",
+                "context",
+            ] {
+                o.remove(k);
+            }
+        }
+        Json(v).into_response()
+    }
+}
+
+/// Streams (or collects) a completion. The lease is held until the completion ends, and a client
+/// that disconnects cancels the generation, prompt processing included.
+pub async fn respond(streaming: bool, reply: Reply, lease: Lease, mut completion: Completion) -> Response {
+    if !streaming {
+        let mut text = String::new();
+        let mut lps = Vec::new();
+        while let Some(msg) = completion.next().await {
+            match msg {
+                FromRunner::Token { text: t, logprob: lp, .. } => {
+                    text.push_str(&t);
+                    lps.extend(lp.map(logprob));
+                }
+                FromRunner::Done { reason, usage, tokens, .. } => {
+                    drop(lease);
+                    let lps = (!lps.is_empty()).then_some(lps);
+                    return Json(reply.value(text, Some((reason.as_str(), &usage, tokens)), lps)).into_response();
+                }
+                FromRunner::Error { error, .. } => return ApiError::internal(error).into_response(),
+                _ => {}
+            }
+        }
+        return ApiError::internal(crate::runner::RUNNER_STOPPED).into_response();
+    }
+
+    let (tx, rx) = mpsc::channel::<String>(256);
+    tokio::spawn(async move {
+        let _lease = lease;
+        loop {
+            let msg = tokio::select! {
+                m = completion.next() => m,
+                // The client is gone: dropping `completion` tells the runner to stop.
+                _ = tx.closed() => return,
+            };
+            let line = match msg {
+                Some(FromRunner::Token { text, logprob: lp, .. }) => {
+                    to_line(&reply.value(text, None, lp.map(|l| vec![logprob(l)])))
+                }
+                Some(FromRunner::Done { reason, usage, tokens, .. }) => {
+                    let _ = tx
+                        .send(to_line(&reply.value(String::new(), Some((reason.as_str(), &usage, tokens)), None)))
+                        .await;
+                    return;
+                }
+                Some(FromRunner::Error { error, .. }) => {
+                    tracing::warn!("generation failed mid-stream: {error}");
+                    let _ = tx.send(to_line(&serde_json::json!({ "error": error }))).await;
+                    return;
+                }
+                Some(_) => continue,
+                None => {
+                    let _ = tx.send(to_line(&serde_json::json!({ "error": crate::runner::RUNNER_STOPPED }))).await;
+                    return;
+                }
+            };
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+    });
+    ndjson(rx)
+}

@@ -1,0 +1,178 @@
+//! `POST /api/generate` and `POST /api/chat`.
+
+use std::time::Instant;
+
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use corral_types::api::{ChatRequest, GenerateRequest, Message};
+use corral_types::runner::CompletionRequest;
+use serde_json::Value;
+
+use super::parse_name;
+use crate::extract::JsonBody;
+use crate::infer::options::{self, Effective};
+use crate::infer::prompt::{fit, Renderer};
+use crate::infer::{self, Kind, Reply, Resolved};
+use crate::{ApiError, AppState};
+
+fn truthy(think: Option<&Value>) -> bool {
+    match think {
+        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(_) => true,
+    }
+}
+
+/// Options in effect for `r` with the request's `options`.
+fn effective(
+    state: &AppState,
+    r: &Resolved,
+    request: Option<&serde_json::Map<String, Value>>,
+) -> Result<Effective, ApiError> {
+    let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
+    let n_ctx_train = r.gguf.arch_u64("context_length").unwrap_or(0) as u32;
+    options::effective(&r.weights()?, adapters, n_ctx_train, &r.model.parameters, request, &state.config.defaults)
+}
+
+fn completion(
+    eff: &Effective,
+    prompt: String,
+    constraint: Option<corral_types::runner::Constraint>,
+    logprobs: Option<u32>,
+) -> CompletionRequest {
+    CompletionRequest {
+        prompt,
+        sampling: eff.sampling.clone(),
+        num_predict: eff.num_predict,
+        stop: eff.stop.clone(),
+        constraint,
+        logprobs,
+    }
+}
+
+pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
+    generate_inner(state, req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    if req.model.trim().is_empty() {
+        return Err(ApiError::not_found("model '' not found"));
+    }
+    let name = parse_name(&req.model)?;
+    if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
+        return Err(ApiError::bad_request("raw mode does not support template, system, or context"));
+    }
+    let logprobs = options::logprobs(req.logprobs, req.top_logprobs)?;
+    let constraint = options::constraint(req.format.as_ref())?;
+    let keep_alive = infer::keep_alive(&state, req.keep_alive.as_ref())?;
+    let r = infer::resolve(&state, &name, &req.model).await?;
+    let mut reply = Reply { kind: Kind::Generate { context: !req.raw }, model: req.model.clone(), started, load_ns: 0 };
+    if req.prompt.is_empty() && keep_alive.is_zero() {
+        state.scheduler.unload(&r.weights()?);
+        return Ok(reply.immediate("unload"));
+    }
+    r.require("completion", "generate")?;
+    if truthy(req.think.as_ref()) {
+        r.require("thinking", "thinking")?;
+    }
+    if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
+        r.require("insert", "insert")?;
+    }
+    let eff = effective(&state, &r, req.options.as_ref())?;
+    let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
+    reply.load_ns = started.elapsed().as_nanos() as u64;
+    if req.prompt.is_empty() {
+        return Ok(reply.immediate("load"));
+    }
+    let runner = lease.runner.clone();
+    let num_ctx = eff.load.num_ctx;
+    let mut prompt = if req.raw {
+        req.prompt.clone()
+    } else if req.template.is_some() {
+        return Err(ApiError::bad_request("the request's Go-template `template` is not supported by Corral yet"));
+    } else {
+        let mut messages = Vec::new();
+        if let Some(system) = req.system.clone().or_else(|| r.model.system.clone()).filter(|s| !s.is_empty()) {
+            messages.push(Message::new("system", &system));
+        }
+        if req.context.is_none() {
+            messages.extend(r.model.messages.iter().cloned());
+        }
+        messages.push(Message::new("user", &req.prompt));
+        let renderer = Renderer::for_model(&r.model, &r.gguf)?;
+        fit(&renderer, &runner, messages, None, num_ctx, true).await?
+    };
+    if let Some(context) = req.context.as_ref().filter(|c| !c.is_empty()) {
+        let before =
+            runner.detokenize(context).await.map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
+        prompt = before + &prompt;
+    }
+    if req.raw || req.context.is_some() {
+        let n = runner.tokenize(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.len();
+        if n >= num_ctx as usize {
+            return Err(ApiError::bad_request(format!(
+                "the input length exceeds the context length: the prompt is {n} tokens and the context is {num_ctx} tokens"
+            )));
+        }
+    }
+    let completion = runner
+        .complete(completion(&eff, prompt, constraint, logprobs))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(infer::respond(req.stream.unwrap_or(true), reply, lease, completion).await)
+}
+
+pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<ChatRequest>) -> Response {
+    chat_inner(state, req).await.unwrap_or_else(IntoResponse::into_response)
+}
+
+async fn chat_inner(state: AppState, req: ChatRequest) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    if req.model.trim().is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    let name = parse_name(&req.model)?;
+    let logprobs = options::logprobs(req.logprobs, req.top_logprobs)?;
+    let constraint = options::constraint(req.format.as_ref())?;
+    let keep_alive = infer::keep_alive(&state, req.keep_alive.as_ref())?;
+    let r = infer::resolve(&state, &name, &req.model).await?;
+    let mut reply = Reply { kind: Kind::Chat, model: req.model.clone(), started, load_ns: 0 };
+    if req.messages.is_empty() && keep_alive.is_zero() {
+        state.scheduler.unload(&r.weights()?);
+        return Ok(reply.immediate("unload"));
+    }
+    r.require("completion", "chat")?;
+    if truthy(req.think.as_ref()) {
+        r.require("thinking", "thinking")?;
+    }
+    let tools = req.tools.clone().filter(|t| !t.is_empty()).map(Value::Array);
+    if tools.is_some() && !r.capabilities().iter().any(|c| c == "tools") {
+        return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
+    }
+    let eff = effective(&state, &r, req.options.as_ref())?;
+    let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
+    reply.load_ns = started.elapsed().as_nanos() as u64;
+    if req.messages.is_empty() {
+        return Ok(reply.immediate("load"));
+    }
+    let mut messages: Vec<Message> = Vec::new();
+    let has_system = req.messages.first().is_some_and(|m| m.role.eq_ignore_ascii_case("system"));
+    if let Some(system) = r.model.system.clone().filter(|s| !s.is_empty() && !has_system) {
+        messages.push(Message::new("system", &system));
+    }
+    messages.extend(r.model.messages.iter().cloned());
+    messages.extend(req.messages.iter().cloned().map(|mut m| {
+        m.role = m.role.to_ascii_lowercase();
+        m
+    }));
+    let renderer = Renderer::for_model(&r.model, &r.gguf)?;
+    let prompt =
+        fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate.unwrap_or(true)).await?;
+    let completion = lease
+        .runner
+        .complete(completion(&eff, prompt, constraint, logprobs))
+        .await
+        .map_err(|e| ApiError::internal(e.to_string()))?;
+    Ok(infer::respond(req.stream.unwrap_or(true), reply, lease, completion).await)
+}

@@ -1,0 +1,295 @@
+//! Runner processes: starting `corral runner` for a model, talking to it over a Unix socket, and
+//! noticing when it dies.
+//!
+//! Architecture invariant: the server never loads a model into its own process. A runner that
+//! crashes (a llama.cpp assertion on a hostile GGUF, out of memory) costs only the requests it had
+//! in flight, which get [`RUNNER_STOPPED`]; the scheduler starts a new one for the next request.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use corral_types::runner::{CompletionRequest, FromRunner, LoadOptions, RunnerInfo, ToRunner};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::net::unix::OwnedWriteHalf;
+use tokio::net::UnixListener;
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+/// What in-flight requests get when their runner dies.
+pub const RUNNER_STOPPED: &str = "model runner has unexpectedly stopped, this may be due to resource limitations or an internal error, check corral server logs for details";
+
+/// A runner failure.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RunnerError {
+    #[error("{0}")]
+    Load(String),
+    #[error("{RUNNER_STOPPED}")]
+    Stopped,
+    #[error("{0}")]
+    Request(String),
+}
+
+type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<FromRunner>>>>;
+
+/// A live runner process.
+pub struct Runner {
+    writer: tokio::sync::Mutex<OwnedWriteHalf>,
+    /// Where answers go, by request id.
+    routes: Routes,
+    next_id: AtomicU64,
+    dead: Arc<AtomicBool>,
+    pub info: RunnerInfo,
+    pub options: LoadOptions,
+    child: Mutex<Option<Child>>,
+    /// Holds the socket's directory until the runner goes.
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Runner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Runner").field("model", &self.options.model_path).finish_non_exhaustive()
+    }
+}
+
+impl Runner {
+    /// Starts `exe runner` for `options` and waits until the model is loaded, calling `progress`
+    /// with the fraction loaded. Gives up after `timeout` without progress.
+    pub async fn start(
+        exe: &std::path::Path,
+        options: LoadOptions,
+        timeout: Duration,
+        progress: impl Fn(f32) + Send,
+    ) -> Result<Arc<Runner>, RunnerError> {
+        let load = |e: String| RunnerError::Load(e);
+        let dir = tempfile::Builder::new().prefix("corral-runner-").tempdir().map_err(|e| load(e.to_string()))?;
+        let socket: PathBuf = dir.path().join("runner.sock");
+        let listener = UnixListener::bind(&socket).map_err(|e| load(format!("runner socket: {e}")))?;
+        let json = serde_json::to_string(&options).expect("options serialise");
+        let mut child = Command::new(exe)
+            .arg("runner")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--options")
+            .arg(&json)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .map_err(|e| load(format!("could not start {} runner: {e}", exe.display())))?;
+        let pid = child.id().unwrap_or_default();
+        let stderr_tail = Arc::new(Mutex::new(String::new()));
+        if let Some(stderr) = child.stderr.take() {
+            let tail = stderr_tail.clone();
+            tokio::spawn(async move {
+                let mut lines = BufReader::new(stderr).lines();
+                while let Ok(Some(line)) = lines.next_line().await {
+                    tracing::debug!(runner = pid, "{line}");
+                    let mut t = tail.lock().unwrap_or_else(|p| p.into_inner());
+                    if t.len() > 4000 {
+                        t.clear();
+                    }
+                    t.push_str(&line);
+                    t.push('\n');
+                }
+            });
+        }
+        let died = |status: std::io::Result<std::process::ExitStatus>| {
+            let tail = stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).trim().to_string();
+            let status = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+            load(format!("model runner exited while loading ({status}): {tail}"))
+        };
+
+        let stream = tokio::select! {
+            accepted = tokio::time::timeout(timeout, listener.accept()) => match accepted {
+                Ok(Ok((stream, _))) => stream,
+                Ok(Err(e)) => return Err(load(format!("runner socket: {e}"))),
+                Err(_) => return Err(load("timed out waiting for the model runner to start".into())),
+            },
+            status = child.wait() => return Err(died(status)),
+        };
+        let (read, write) = stream.into_split();
+        let mut lines = BufReader::new(read).lines();
+        let info = loop {
+            let line = tokio::select! {
+                line = tokio::time::timeout(timeout, lines.next_line()) => line,
+                status = child.wait() => return Err(died(status)),
+            };
+            let line = match line {
+                Err(_) => return Err(load("timed out loading the model (no progress)".into())),
+                Ok(Ok(Some(l))) => l,
+                Ok(Ok(None)) => return Err(died(child.wait().await)),
+                Ok(Err(e)) => return Err(load(format!("runner socket: {e}"))),
+            };
+            match serde_json::from_str::<FromRunner>(&line) {
+                Ok(FromRunner::Loading { progress: p }) => progress(p),
+                Ok(FromRunner::Ready { info }) => break info,
+                Ok(FromRunner::LoadFailed { error }) => return Err(load(error)),
+                Ok(other) => tracing::warn!("unexpected message from a loading runner: {other:?}"),
+                Err(e) => return Err(load(format!("malformed message from the runner: {e}"))),
+            }
+        };
+
+        let routes: Routes = Arc::default();
+        let dead = Arc::new(AtomicBool::new(false));
+        let (routes2, dead2) = (routes.clone(), dead.clone());
+        tokio::spawn(async move {
+            while let Ok(Some(line)) = lines.next_line().await {
+                let msg = match serde_json::from_str::<FromRunner>(&line) {
+                    Ok(m) => m,
+                    Err(e) => {
+                        tracing::warn!("malformed message from runner {pid}: {e}");
+                        continue;
+                    }
+                };
+                let (id, last) = match &msg {
+                    FromRunner::Token { id, .. } => (*id, false),
+                    FromRunner::Tokens { id, .. }
+                    | FromRunner::Text { id, .. }
+                    | FromRunner::Done { id, .. }
+                    | FromRunner::Error { id, .. } => (*id, true),
+                    _ => continue,
+                };
+                let mut r = routes2.lock().unwrap_or_else(|p| p.into_inner());
+                let route = if last { r.remove(&id) } else { r.get(&id).cloned() };
+                if let Some(tx) = route {
+                    let _ = tx.send(msg);
+                }
+            }
+            dead2.store(true, Ordering::SeqCst);
+            tracing::warn!(runner = pid, "model runner stopped");
+            // Whatever was in flight ends with an error line.
+            for (id, tx) in routes2.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+                let _ = tx.send(FromRunner::Error { id, error: RUNNER_STOPPED.into() });
+            }
+        });
+        tracing::info!(runner = pid, model = %options.model_path, num_ctx = info.num_ctx, "model loaded");
+        Ok(Arc::new(Runner {
+            writer: tokio::sync::Mutex::new(write),
+            routes,
+            next_id: AtomicU64::new(1),
+            dead,
+            info,
+            options,
+            child: Mutex::new(Some(child)),
+            _dir: dir,
+        }))
+    }
+
+    /// Whether the process is still answering.
+    pub fn alive(&self) -> bool {
+        !self.dead.load(Ordering::SeqCst)
+    }
+
+    /// The runner's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(Child::id)
+    }
+
+    /// Stops the process.
+    pub fn kill(&self) {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.start_kill();
+            tokio::spawn(async move {
+                let _ = child.wait().await;
+            });
+        }
+    }
+
+    async fn send(&self, msg: &ToRunner) -> Result<(), RunnerError> {
+        if !self.alive() {
+            return Err(RunnerError::Stopped);
+        }
+        let mut line = serde_json::to_vec(msg).expect("messages serialise");
+        line.push(b'\n');
+        let mut w = self.writer.lock().await;
+        w.write_all(&line).await.map_err(|_| RunnerError::Stopped)
+    }
+
+    /// Registers a route for a new request id.
+    fn route(&self) -> (u64, mpsc::UnboundedReceiver<FromRunner>) {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.routes.lock().unwrap_or_else(|p| p.into_inner()).insert(id, tx);
+        (id, rx)
+    }
+
+    async fn call(&self, make: impl FnOnce(u64) -> ToRunner) -> Result<FromRunner, RunnerError> {
+        let (id, mut rx) = self.route();
+        self.send(&make(id)).await?;
+        match rx.recv().await {
+            Some(FromRunner::Error { error, .. }) if error == RUNNER_STOPPED => Err(RunnerError::Stopped),
+            Some(FromRunner::Error { error, .. }) => Err(RunnerError::Request(error)),
+            Some(reply) => Ok(reply),
+            None => Err(RunnerError::Stopped),
+        }
+    }
+
+    pub async fn tokenize(&self, text: &str) -> Result<Vec<u32>, RunnerError> {
+        match self.call(|id| ToRunner::Tokenize { id, text: text.to_string() }).await? {
+            FromRunner::Tokens { tokens, .. } => Ok(tokens),
+            other => Err(RunnerError::Request(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    pub async fn detokenize(&self, tokens: &[u32]) -> Result<String, RunnerError> {
+        match self.call(|id| ToRunner::Detokenize { id, tokens: tokens.to_vec() }).await? {
+            FromRunner::Text { text, .. } => Ok(text),
+            other => Err(RunnerError::Request(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Starts a completion. Dropping the returned stream before it ends cancels it.
+    pub async fn complete(self: &Arc<Self>, request: CompletionRequest) -> Result<Completion, RunnerError> {
+        let (id, rx) = self.route();
+        self.send(&ToRunner::Complete { id, request }).await?;
+        Ok(Completion { id, rx, runner: self.clone(), finished: false })
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = child.start_kill();
+        }
+    }
+}
+
+/// The messages of one completion.
+pub struct Completion {
+    id: u64,
+    rx: mpsc::UnboundedReceiver<FromRunner>,
+    runner: Arc<Runner>,
+    finished: bool,
+}
+
+impl Completion {
+    /// The next message: `Token`s, then one `Done` or `Error`.
+    pub async fn next(&mut self) -> Option<FromRunner> {
+        let msg = self.rx.recv().await;
+        if !matches!(msg, Some(FromRunner::Token { .. })) {
+            self.finished = true;
+        }
+        msg
+    }
+}
+
+impl Drop for Completion {
+    fn drop(&mut self) {
+        if self.finished {
+            return;
+        }
+        // The client went away: tell the runner to stop working on this request.
+        self.runner.routes.lock().unwrap_or_else(|p| p.into_inner()).remove(&self.id);
+        let (runner, id) = (self.runner.clone(), self.id);
+        if let Ok(handle) = tokio::runtime::Handle::try_current() {
+            handle.spawn(async move {
+                let _ = runner.send(&ToRunner::Cancel { id }).await;
+            });
+        }
+    }
+}

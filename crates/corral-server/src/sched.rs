@@ -1,0 +1,386 @@
+//! The scheduler: which models are loaded, for how long, and who waits.
+//!
+//! - A request needs a runner *compatible* with it: same weights, adapters and load options, and
+//!   a context at least as long as the request's `num_ctx`. A loaded runner with a longer context
+//!   serves a shorter request, so two models built on the same weights with different `num_ctx`
+//!   share one runner instead of evicting each other in a loop (a long-standing Ollama bug).
+//! - At most `max_loaded` runners exist; when another is needed, and when the estimated memory
+//!   does not fit what the system has available, idle runners are unloaded least recently used
+//!   first. A request that finds every runner busy waits for one to be released.
+//! - Every release restarts the runner's keep-alive; an expiry task unloads idle runners whose
+//!   time is up. `keep_alive: 0` unloads as soon as the last request ends.
+//! - At most `max_queue` requests may wait; more get 503.
+//! - A dead runner (its process exited) is dropped and the next request loads a fresh one.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use corral_types::duration::KeepAlive;
+use corral_types::runner::LoadOptions;
+use tokio::sync::Notify;
+
+use crate::runner::{Runner, RunnerError};
+
+/// Scheduler settings.
+#[derive(Debug, Clone)]
+pub struct SchedConfig {
+    /// The `corral` binary, started as `corral runner`.
+    pub runner_exe: PathBuf,
+    /// `OLLAMA_MAX_LOADED_MODELS` (0 means 3).
+    pub max_loaded: usize,
+    /// `OLLAMA_MAX_QUEUE`.
+    pub max_queue: usize,
+    /// `OLLAMA_LOAD_TIMEOUT`: the longest a load may go without progress.
+    pub load_timeout: Duration,
+}
+
+/// Why a model could not be scheduled.
+#[derive(Debug, thiserror::Error)]
+pub enum SchedError {
+    #[error("server busy, please try again.  maximum pending requests exceeded")]
+    Busy,
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
+}
+
+/// What a request needs loaded.
+#[derive(Debug, Clone)]
+pub struct LoadRequest {
+    /// Display name (`/api/ps` `name`).
+    pub name: String,
+    /// Hex digest of the model's manifest.
+    pub digest: String,
+    pub details: corral_types::api::ModelDetails,
+    pub options: LoadOptions,
+    pub keep_alive: KeepAlive,
+    /// Estimated bytes of weights and KV cache.
+    pub estimate: u64,
+}
+
+enum State {
+    Loading,
+    Ready(Arc<Runner>),
+}
+
+struct Slot {
+    id: u64,
+    request: LoadRequest,
+    state: State,
+    /// Requests using it right now.
+    refs: usize,
+    last_used: Instant,
+    /// When an idle runner is unloaded; `None` while busy or kept forever.
+    expires: Option<Instant>,
+    keep_alive: KeepAlive,
+}
+
+impl Slot {
+    fn serves(&self, want: &LoadOptions) -> bool {
+        let have = &self.request.options;
+        have.model_path == want.model_path
+            && have.adapters == want.adapters
+            && have.num_batch == want.num_batch
+            && have.num_thread == want.num_thread
+            && have.num_gpu == want.num_gpu
+            && have.use_mmap == want.use_mmap
+            && have.parallel == want.parallel
+            && have.num_ctx >= want.num_ctx
+    }
+
+    fn runner(&self) -> Option<&Arc<Runner>> {
+        match &self.state {
+            State::Ready(r) => Some(r),
+            State::Loading => None,
+        }
+    }
+}
+
+/// The loaded models.
+pub struct Scheduler {
+    config: SchedConfig,
+    slots: Mutex<Vec<Slot>>,
+    next_id: std::sync::atomic::AtomicU64,
+    waiting: AtomicUsize,
+    changed: Notify,
+}
+
+/// A runner in use by one request. Dropping it releases the runner (restarting its keep-alive).
+pub struct Lease {
+    pub runner: Arc<Runner>,
+    slot: u64,
+    sched: Arc<Scheduler>,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.sched.release(self.slot);
+    }
+}
+
+/// A waiting request, counted while it waits.
+struct Waiting<'a>(&'a AtomicUsize);
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Bytes of memory available to new models, from `/proc/meminfo`.
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+fn expiry(keep_alive: KeepAlive, now: Instant) -> Option<Instant> {
+    match keep_alive {
+        KeepAlive::Forever => None,
+        KeepAlive::For(d) => Some(now + d),
+    }
+}
+
+impl Scheduler {
+    /// Creates the scheduler and its expiry task.
+    pub fn new(config: SchedConfig) -> Arc<Self> {
+        let sched = Arc::new(Scheduler {
+            config,
+            slots: Mutex::new(Vec::new()),
+            next_id: Default::default(),
+            waiting: AtomicUsize::new(0),
+            changed: Notify::new(),
+        });
+        let weak = Arc::downgrade(&sched);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                let Some(s) = weak.upgrade() else { return };
+                s.expire();
+            }
+        });
+        sched
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
+        self.slots.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn max_loaded(&self) -> usize {
+        if self.config.max_loaded == 0 {
+            3
+        } else {
+            self.config.max_loaded
+        }
+    }
+
+    /// Unloads idle runners whose keep-alive is over, and drops dead ones.
+    fn expire(&self) {
+        let now = Instant::now();
+        let mut slots = self.lock();
+        let before = slots.len();
+        slots.retain(|s| {
+            let dead = s.runner().is_some_and(|r| !r.alive());
+            let expired = s.refs == 0 && s.expires.is_some_and(|e| e <= now);
+            if let (true, Some(r)) = (expired || dead, s.runner()) {
+                tracing::info!(model = %s.request.name, dead, "unloading model");
+                r.kill();
+            }
+            !(expired || dead) || matches!(s.state, State::Loading)
+        });
+        if slots.len() != before {
+            self.changed.notify_waiters();
+        }
+    }
+
+    /// A runner for `req`, loading one if needed. `progress` reports loading.
+    pub async fn acquire(self: &Arc<Self>, req: LoadRequest) -> Result<Lease, SchedError> {
+        if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.config.max_queue {
+            self.waiting.fetch_sub(1, Ordering::SeqCst);
+            return Err(SchedError::Busy);
+        }
+        let _waiting = Waiting(&self.waiting);
+        loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            match self.try_acquire(&req) {
+                Step::Got(lease) => return Ok(lease),
+                Step::Load(id) => return self.load(id, req).await,
+                Step::Wait => {
+                    // Woken by a release or an unload; the timeout guards against a missed wake.
+                    let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
+                }
+            }
+        }
+    }
+
+    fn try_acquire(self: &Arc<Self>, req: &LoadRequest) -> Step {
+        let now = Instant::now();
+        let mut slots = self.lock();
+        slots.retain(|s| s.runner().is_none_or(|r| r.alive()) || s.refs > 0);
+        if let Some(s) = slots.iter_mut().find(|s| s.runner().is_some_and(|r| r.alive()) && s.serves(&req.options)) {
+            s.refs += 1;
+            s.last_used = now;
+            s.expires = None;
+            s.keep_alive = req.keep_alive;
+            let runner = s.runner().expect("checked").clone();
+            return Step::Got(Lease { runner, slot: s.id, sched: self.clone() });
+        }
+        if slots.iter().any(|s| matches!(s.state, State::Loading) && s.serves(&req.options)) {
+            return Step::Wait;
+        }
+        // Make room: by count, then by memory, evicting idle runners least recently used first.
+        let mut available = available_memory().unwrap_or(u64::MAX);
+        loop {
+            let over_count = slots.len() >= self.max_loaded();
+            let over_memory = req.estimate > available;
+            if !over_count && !over_memory {
+                break;
+            }
+            let victim = slots
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.refs == 0 && matches!(s.state, State::Ready(_)))
+                .min_by_key(|(_, s)| s.last_used)
+                .map(|(i, _)| i);
+            match victim {
+                Some(i) => {
+                    let s = slots.remove(i);
+                    tracing::info!(model = %s.request.name, over_count, over_memory, "evicting model to make room");
+                    available = available.saturating_add(s.request.estimate);
+                    if let Some(r) = s.runner() {
+                        r.kill();
+                    }
+                }
+                // Nothing idle to evict: wait if it is the count; try anyway if it is memory
+                // (the estimate is rough, and the load fails cleanly if it really does not fit).
+                None if over_count => return Step::Wait,
+                None => break,
+            }
+        }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        slots.push(Slot {
+            id,
+            request: req.clone(),
+            state: State::Loading,
+            refs: 1,
+            last_used: now,
+            expires: None,
+            keep_alive: req.keep_alive,
+        });
+        Step::Load(id)
+    }
+
+    async fn load(self: &Arc<Self>, id: u64, req: LoadRequest) -> Result<Lease, SchedError> {
+        tracing::info!(model = %req.name, num_ctx = req.options.num_ctx, "loading model");
+        // If this future is dropped (the client left), the slot must not stay "loading".
+        struct Abandon<'a>(&'a Scheduler, u64, bool);
+        impl Drop for Abandon<'_> {
+            fn drop(&mut self) {
+                if !self.2 {
+                    self.0.lock().retain(|s| s.id != self.1);
+                    self.0.changed.notify_waiters();
+                }
+            }
+        }
+        let mut guard = Abandon(self, id, false);
+        let started =
+            Runner::start(&self.config.runner_exe, req.options.clone(), self.config.load_timeout, |_| {}).await;
+        let mut slots = self.lock();
+        let result = match started {
+            Ok(runner) => match slots.iter_mut().find(|s| s.id == id) {
+                Some(s) => {
+                    s.state = State::Ready(runner.clone());
+                    guard.2 = true;
+                    Ok(Lease { runner, slot: id, sched: self.clone() })
+                }
+                None => {
+                    runner.kill();
+                    Err(SchedError::Runner(RunnerError::Load("model was unloaded while loading".into())))
+                }
+            },
+            Err(e) => Err(e.into()),
+        };
+        drop(slots);
+        drop(guard);
+        self.changed.notify_waiters();
+        result
+    }
+
+    fn release(&self, id: u64) {
+        let now = Instant::now();
+        let mut slots = self.lock();
+        if let Some(i) = slots.iter().position(|s| s.id == id) {
+            let s = &mut slots[i];
+            s.refs = s.refs.saturating_sub(1);
+            s.last_used = now;
+            if s.refs == 0 {
+                s.expires = expiry(s.keep_alive, now);
+                if s.keep_alive.is_zero() {
+                    if let Some(r) = s.runner() {
+                        r.kill();
+                    }
+                    slots.remove(i);
+                }
+            }
+        }
+        drop(slots);
+        self.changed.notify_waiters();
+    }
+
+    /// Unloads every runner of the model whose weights are at `model_path` (at once if idle,
+    /// else when its last request ends). Returns whether one was loaded.
+    pub fn unload(&self, model_path: &str) -> bool {
+        let mut slots = self.lock();
+        let mut found = false;
+        slots.retain_mut(|s| {
+            if s.request.options.model_path != model_path {
+                return true;
+            }
+            found = true;
+            s.keep_alive = KeepAlive::For(Duration::ZERO);
+            if s.refs == 0 {
+                if let Some(r) = s.runner() {
+                    r.kill();
+                }
+                return false;
+            }
+            true
+        });
+        drop(slots);
+        self.changed.notify_waiters();
+        found
+    }
+
+    /// Loaded runners for `/api/ps`: request, runner, and when it expires (`None`: never, or busy).
+    pub fn loaded(&self) -> Vec<(LoadRequest, Arc<Runner>, Option<Instant>, bool)> {
+        let slots = self.lock();
+        let mut out: Vec<_> = slots
+            .iter()
+            .filter_map(|s| {
+                let r = s.runner()?.clone();
+                let forever = s.keep_alive == KeepAlive::Forever;
+                Some((s.request.clone(), r, s.expires, forever))
+            })
+            .collect();
+        out.sort_by_key(|(_, _, e, forever)| std::cmp::Reverse((*forever, *e)));
+        out
+    }
+
+    /// Stops every runner (server shutdown).
+    pub fn shutdown(&self) {
+        for s in self.lock().drain(..) {
+            if let Some(r) = s.runner() {
+                r.kill();
+            }
+        }
+    }
+}
+
+enum Step {
+    Got(Lease),
+    Load(u64),
+    Wait,
+}
