@@ -120,6 +120,21 @@ impl Client {
         self.json(self.request(Method::POST, "/api/show").json(req)).await
     }
 
+    pub async fn ps(&self) -> Result<corral_types::api::ProcessResponse> {
+        self.json(self.request(Method::GET, "/api/ps")).await
+    }
+
+    /// Unloads a model: `/api/generate` with no prompt and `keep_alive: 0`.
+    pub async fn unload(&self, model: &str) -> Result<()> {
+        let req = corral_types::api::GenerateRequest {
+            model: model.into(),
+            keep_alive: Some(serde_json::json!(0)),
+            stream: Some(false),
+            ..Default::default()
+        };
+        self.send(self.request(Method::POST, "/api/generate").json(&req)).await.map(drop)
+    }
+
     pub async fn copy(&self, source: &str, destination: &str) -> Result<()> {
         let req = CopyRequest { source: source.into(), destination: destination.into() };
         self.send(self.request(Method::POST, "/api/copy").json(&req)).await.map(drop)

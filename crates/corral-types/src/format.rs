@@ -100,6 +100,33 @@ pub fn go_float(f: f64) -> String {
     format!("{f}")
 }
 
+/// Go's `time.Duration.String()`: `1.5s`, `123.456ms`, `2m3.5s`, `12µs`.
+pub fn go_duration(nanos: u64) -> String {
+    fn trim(f: String) -> String {
+        if f.contains('.') {
+            f.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            f
+        }
+    }
+    match nanos {
+        0 => "0s".into(),
+        n if n < 1_000 => format!("{n}ns"),
+        n if n < 1_000_000 => format!("{}µs", trim(format!("{:.3}", n as f64 / 1e3))),
+        n if n < 1_000_000_000 => format!("{}ms", trim(format!("{:.6}", n as f64 / 1e6))),
+        n => {
+            let h = n / 3_600_000_000_000;
+            let m = n / 60_000_000_000 % 60;
+            let s = trim(format!("{:.9}", (n % 60_000_000_000) as f64 / 1e9));
+            match (h, m) {
+                (0, 0) => format!("{s}s"),
+                (0, m) => format!("{m}m{s}s"),
+                (h, m) => format!("{h}h{m}m{s}s"),
+            }
+        }
+    }
+}
+
 /// Go's `strconv.Quote`.
 pub fn go_quote(s: &str) -> String {
     let mut out = String::with_capacity(s.len() + 2);
@@ -198,6 +225,11 @@ mod tests {
         assert_eq!(go_float(1e6), "1e+06");
         assert_eq!(go_float(1e-5), "1e-05");
         assert_eq!(go_float(0.0001), "0.0001");
+        assert_eq!(go_duration(1_500_000_000), "1.5s");
+        assert_eq!(go_duration(123_456_789), "123.456789ms");
+        assert_eq!(go_duration(12_000), "12µs");
+        assert_eq!(go_duration(123_500_000_000), "2m3.5s");
+        assert_eq!(go_duration(3_600_000_000_000), "1h0m0s");
         assert_eq!(go_quote("<|im_end|>"), "\"<|im_end|>\"");
         assert_eq!(go_quote("a\"b\\c\nd\x01"), "\"a\\\"b\\\\c\\nd\\x01\"");
         assert_eq!(go_value_sharp(&Value::from("x")), "\"x\"");

@@ -36,6 +36,15 @@ enum Command {
         /// Only list models whose name starts with this (case-insensitive)
         prefix: Option<String>,
     },
+    /// Run a model
+    Run(cmd::run::Args),
+    /// List running models
+    Ps {
+        /// Only list models whose name starts with this
+        prefix: Option<String>,
+    },
+    /// Stop a running model
+    Stop { model: String },
     /// Copy a model
     Cp { source: String, destination: String },
     /// Remove a model
@@ -75,6 +84,12 @@ fn main() {
             Some(Command::Create(args)) => cmd::create::run(&client, args, settings.home.as_deref()).await,
             Some(Command::Show(args)) => cmd::show::run(&client, args).await,
             Some(Command::List { prefix }) => cmd::manage::list(&client, prefix.as_deref()).await,
+            Some(Command::Run(args)) => {
+                let history = (!settings.nohistory).then(|| settings.home.clone()).flatten().map(|h| h.join(".ollama/history"));
+                cmd::run::run(&client, args, history).await
+            }
+            Some(Command::Ps { prefix }) => cmd::manage::ps(&client, prefix.as_deref()).await,
+            Some(Command::Stop { model }) => cmd::manage::stop(&client, &model).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
             Some(Command::Runner(_)) => unreachable!("handled before the runtime starts"),

@@ -98,6 +98,17 @@ impl Progress {
         self.shutdown();
     }
 
+    /// Stops and erases the current line (a spinner that only meant "wait").
+    pub fn clear(mut self) {
+        self.with(|s| {
+            if s.tty && s.current.take().is_some() {
+                eprint!("\r\x1b[K");
+            }
+            s.current = None;
+        });
+        self.shutdown();
+    }
+
     fn shutdown(&mut self) {
         self.stop.store(true, Ordering::Relaxed);
         if let Some(t) = self.ticker.take() {

@@ -27,6 +27,8 @@ pub const OLLAMA_MAX_LOADED_MODELS: &str = "OLLAMA_MAX_LOADED_MODELS";
 pub const OLLAMA_MAX_QUEUE: &str = "OLLAMA_MAX_QUEUE";
 /// Longest a model load may go without progress.
 pub const OLLAMA_LOAD_TIMEOUT: &str = "OLLAMA_LOAD_TIMEOUT";
+/// Do not keep REPL history.
+pub const OLLAMA_NOHISTORY: &str = "OLLAMA_NOHISTORY";
 /// CPU threads per runner (Corral's own; 0 or unset = all cores).
 pub const CORRAL_NUM_THREAD: &str = "CORRAL_NUM_THREAD";
 /// Any value turns colour off (<https://no-color.org>).
@@ -54,6 +56,7 @@ pub struct Settings {
     pub max_queue: usize,
     pub load_timeout: std::time::Duration,
     pub num_thread: u32,
+    pub nohistory: bool,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -199,6 +202,7 @@ impl Settings {
                 },
             },
             num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
+            nohistory: env_bool(get(OLLAMA_NOHISTORY)),
         })
     }
 }

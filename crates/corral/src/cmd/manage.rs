@@ -43,6 +43,43 @@ pub async fn list(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
     Ok(())
 }
 
+pub async fn ps(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
+    let models = client.ps().await?.models;
+    let now = Utc::now();
+    let mut rows = vec![["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"].map(String::from).to_vec()];
+    for m in models.into_iter().filter(|m| prefix.is_none_or(|p| m.name.starts_with(p))) {
+        let processor = match (m.size, m.size_vram) {
+            (0, _) => "Unknown".to_string(),
+            (_, 0) => "100% CPU".to_string(),
+            (s, v) if v >= s => "100% GPU".to_string(),
+            (s, v) => {
+                let gpu = v * 100 / s;
+                format!("{}%/{}% CPU/GPU", 100 - gpu, gpu)
+            }
+        };
+        let expires = m.expires_at.with_timezone(&Utc);
+        let until = if expires < now { "Stopping...".to_string() } else { human_time(expires, now) };
+        rows.push(vec![
+            m.name,
+            m.digest.chars().take(12).collect(),
+            human_bytes(m.size),
+            processor,
+            m.context_length.to_string(),
+            until,
+        ]);
+    }
+    print!("{}", table::render(&rows));
+    Ok(())
+}
+
+/// Unloads a model (`keep_alive: 0` with no prompt).
+pub async fn stop(client: &Client, model: &str) -> anyhow::Result<()> {
+    match client.unload(model).await {
+        Err(ClientError::Api { status, .. }) if status == 404 => anyhow::bail!("couldn't find model \"{model}\" to stop"),
+        other => Ok(other?),
+    }
+}
+
 pub async fn copy(client: &Client, source: &str, destination: &str) -> anyhow::Result<()> {
     client.copy(source, destination).await?;
     println!("copied '{source}' to '{destination}'");
@@ -51,6 +88,12 @@ pub async fn copy(client: &Client, source: &str, destination: &str) -> anyhow::R
 
 pub async fn remove(client: &Client, models: &[String]) -> anyhow::Result<()> {
     for m in models {
+        // Unload first, so a running model does not keep the deleted weights mapped.
+        if let Err(e) = client.unload(m).await {
+            if e.status().is_none_or(|s| s != 404) {
+                eprintln!("Warning: unable to stop model '{m}'");
+            }
+        }
         match client.delete(m).await {
             Ok(()) => println!("deleted '{m}'"),
             Err(e @ ClientError::Api { .. }) => return Err(e.into()),

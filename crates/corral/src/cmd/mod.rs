@@ -2,6 +2,8 @@
 
 pub mod create;
 pub mod manage;
+pub mod repl;
+pub mod run;
 pub mod runner;
 pub mod serve;
 pub mod show;

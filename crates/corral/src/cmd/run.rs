@@ -1,0 +1,260 @@
+//! `corral run MODEL [PROMPT]`: one answer to a prompt (or to stdin), or the interactive chat.
+
+use std::io::{IsTerminal, Read, Write};
+use std::path::PathBuf;
+
+use anyhow::bail;
+use corral_client::{Client, ClientError};
+use corral_types::api::{GenerateRequest, Metrics, ShowRequest};
+use corral_types::format::go_duration;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::progress::Progress;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Name of the model
+    pub model: String,
+    /// Prompt (the chat starts when there is none and the terminal is interactive)
+    pub prompt: Vec<String>,
+    /// Duration to keep the model loaded (e.g. 5m)
+    #[arg(long)]
+    pub keepalive: Option<String>,
+    /// Show timings for the response
+    #[arg(long)]
+    pub verbose: bool,
+    /// Don't wrap words to the next line automatically
+    #[arg(long)]
+    pub nowordwrap: bool,
+    /// Response format (json, or a JSON schema)
+    #[arg(long)]
+    pub format: Option<String>,
+    /// Enable thinking mode (true/false, or high/medium/low)
+    #[arg(long, num_args = 0..=1, default_missing_value = "true")]
+    pub think: Option<String>,
+    /// Hide thinking output (if provided)
+    #[arg(long)]
+    pub hidethinking: bool,
+    /// Use an insecure registry (accepted for compatibility; pulling is not implemented yet)
+    #[arg(long)]
+    pub insecure: bool,
+}
+
+/// `--format`: `json` as such, anything else as a JSON value (a schema).
+pub fn format_value(format: Option<&str>) -> anyhow::Result<Option<Value>> {
+    match format {
+        None | Some("") => Ok(None),
+        Some("json") => Ok(Some(Value::String("json".into()))),
+        Some(other) => match serde_json::from_str(other) {
+            Ok(v) => Ok(Some(v)),
+            Err(_) => bail!("invalid format {other:?}: use json or a JSON schema"),
+        },
+    }
+}
+
+/// `--think`: booleans or a level.
+pub fn think_value(think: Option<&str>) -> anyhow::Result<Option<Value>> {
+    Ok(match think {
+        None => None,
+        Some(t @ ("true" | "false")) => Some(Value::Bool(t == "true")),
+        Some(level @ ("high" | "medium" | "low" | "max")) => Some(Value::String(level.into())),
+        Some(other) => {
+            bail!("invalid value for --think: {other:?} (must be true, false, high, medium, low, or max)")
+        }
+    })
+}
+
+/// `--keepalive`: a duration string.
+pub fn keepalive_value(k: Option<&str>) -> anyhow::Result<Option<Value>> {
+    match k {
+        None => Ok(None),
+        Some(s) => {
+            corral_types::duration::parse_go_duration(s).map_err(anyhow::Error::msg)?;
+            Ok(Some(Value::String(s.into())))
+        }
+    }
+}
+
+/// The `--verbose` block, on stderr.
+pub fn print_stats(m: &Metrics) {
+    let d = |n: Option<u64>| go_duration(n.unwrap_or(0));
+    let rate = |count: Option<u32>, ns: Option<u64>| match (count, ns) {
+        (Some(c), Some(ns)) if ns > 0 => format!("{:.2} tokens/s", f64::from(c) / (ns as f64 / 1e9)),
+        _ => "0.00 tokens/s".into(),
+    };
+    eprintln!("total duration:       {}", d(m.total_duration));
+    eprintln!("load duration:        {}", d(m.load_duration));
+    eprintln!("prompt eval count:    {} token(s)", m.prompt_eval_count.unwrap_or(0));
+    eprintln!("prompt eval duration: {}", d(m.prompt_eval_duration));
+    eprintln!("prompt eval rate:     {}", rate(m.prompt_eval_count, m.prompt_eval_duration));
+    eprintln!("eval count:           {} token(s)", m.eval_count.unwrap_or(0));
+    eprintln!("eval duration:        {}", d(m.eval_duration));
+    eprintln!("eval rate:            {}", rate(m.eval_count, m.eval_duration));
+}
+
+/// Streams text to stdout, wrapping at word boundaries when `width` is set.
+pub struct Printer {
+    width: Option<usize>,
+    col: usize,
+    word: String,
+}
+
+impl Printer {
+    pub fn new(wrap: bool) -> Self {
+        let width = if wrap && std::io::stdout().is_terminal() {
+            terminal_width().map(|w| w.saturating_sub(5).max(10))
+        } else {
+            None
+        };
+        Printer { width, col: 0, word: String::new() }
+    }
+
+    fn flush_word(&mut self, out: &mut impl Write) {
+        if self.word.is_empty() {
+            return;
+        }
+        let len = self.word.chars().count();
+        if let Some(w) = self.width {
+            if self.col > 0 && self.col + len > w {
+                let _ = writeln!(out);
+                self.col = 0;
+            }
+        }
+        let _ = write!(out, "{}", self.word);
+        self.col += len;
+        self.word.clear();
+    }
+
+    pub fn push(&mut self, text: &str) {
+        let mut out = std::io::stdout().lock();
+        if self.width.is_none() {
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
+            return;
+        }
+        for c in text.chars() {
+            match c {
+                '\n' => {
+                    self.flush_word(&mut out);
+                    let _ = writeln!(out);
+                    self.col = 0;
+                }
+                ' ' => {
+                    self.flush_word(&mut out);
+                    if self.col > 0 {
+                        let _ = write!(out, " ");
+                        self.col += 1;
+                    }
+                }
+                c => self.word.push(c),
+            }
+        }
+        let _ = out.flush();
+    }
+
+    /// Ends the answer (with a newline unless it already ended with one).
+    pub fn finish(&mut self) {
+        let mut out = std::io::stdout().lock();
+        self.flush_word(&mut out);
+        let _ = writeln!(out);
+        let _ = out.flush();
+        self.col = 0;
+    }
+}
+
+fn terminal_width() -> Option<usize> {
+    // SAFETY: TIOCGWINSZ fills a winsize struct; stdout is a terminal here.
+    #[repr(C)]
+    struct WinSize {
+        rows: u16,
+        cols: u16,
+        x: u16,
+        y: u16,
+    }
+    extern "C" {
+        fn ioctl(fd: i32, request: u64, ...) -> i32;
+    }
+    const TIOCGWINSZ: u64 = 0x5413;
+    let mut ws = WinSize { rows: 0, cols: 0, x: 0, y: 0 };
+    let ok = unsafe { ioctl(1, TIOCGWINSZ, &mut ws as *mut WinSize) } == 0;
+    (ok && ws.cols > 0).then_some(ws.cols as usize)
+}
+
+/// 404 from the server becomes Ollama's hint.
+pub async fn check_model(client: &Client, model: &str) -> anyhow::Result<corral_types::api::ShowResponse> {
+    match client.show(&ShowRequest { model: model.into(), ..Default::default() }).await {
+        Ok(r) => Ok(r),
+        Err(ClientError::Api { status, .. }) if status == 404 => {
+            bail!("model \"{model}\" not found, try pulling it first")
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn run(client: &Client, args: Args, history: Option<PathBuf>) -> anyhow::Result<()> {
+    let format = format_value(args.format.as_deref())?;
+    let think = think_value(args.think.as_deref())?;
+    let keep_alive = keepalive_value(args.keepalive.as_deref())?;
+    let show = check_model(client, &args.model).await?;
+    let mut prompt = args.prompt.join(" ");
+    let stdin = std::io::stdin();
+    if !stdin.is_terminal() {
+        let mut piped = String::new();
+        stdin.lock().read_to_string(&mut piped)?;
+        prompt = if prompt.is_empty() { piped } else { format!("{piped}\n{prompt}") };
+    }
+    if prompt.is_empty() && std::io::stdout().is_terminal() && stdin.is_terminal() {
+        let session = super::repl::Session {
+            model: args.model,
+            show,
+            format,
+            think,
+            keep_alive,
+            verbose: args.verbose,
+            wordwrap: !args.nowordwrap,
+            history,
+        };
+        return super::repl::run(client, session).await;
+    }
+    let req = GenerateRequest {
+        model: args.model.clone(),
+        prompt,
+        format,
+        think,
+        keep_alive,
+        stream: Some(true),
+        ..Default::default()
+    };
+    let spinner = std::io::stderr().is_terminal().then(|| {
+        let p = Progress::new();
+        p.status("");
+        p
+    });
+    let mut spinner = spinner;
+    let mut printer = Printer::new(!args.nowordwrap);
+    let mut stream = Box::pin(client.stream::<_, corral_types::api::GenerateResponse>("/api/generate", &req).await?);
+    loop {
+        let chunk = tokio::select! {
+            c = stream.next() => c,
+            _ = tokio::signal::ctrl_c() => break,
+        };
+        let Some(chunk) = chunk else { break };
+        let chunk = chunk?;
+        if let Some(s) = spinner.take() {
+            s.clear();
+        }
+        printer.push(&chunk.response);
+        if chunk.done {
+            printer.finish();
+            if args.verbose {
+                print_stats(&chunk.metrics);
+            }
+            break;
+        }
+    }
+    if let Some(s) = spinner.take() {
+        s.clear();
+    }
+    Ok(())
+}
