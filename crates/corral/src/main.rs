@@ -85,7 +85,8 @@ fn main() {
             Some(Command::Show(args)) => cmd::show::run(&client, args).await,
             Some(Command::List { prefix }) => cmd::manage::list(&client, prefix.as_deref()).await,
             Some(Command::Run(args)) => {
-                let history = (!settings.nohistory).then(|| settings.home.clone()).flatten().map(|h| h.join(".ollama/history"));
+                let history =
+                    (!settings.nohistory).then(|| settings.home.clone()).flatten().map(|h| h.join(".ollama/history"));
                 cmd::run::run(&client, args, history).await
             }
             Some(Command::Ps { prefix }) => cmd::manage::ps(&client, prefix.as_deref()).await,

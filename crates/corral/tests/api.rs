@@ -7,45 +7,10 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::{Duration, SystemTime};
 
-use common::{http, tree, Server};
+use common::{body, create, error, http, post, tiny_bytes, tree, upload, Server};
 use corral_types::Digest;
-use reqwest::blocking::Response;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-
-fn body(resp: Response) -> (StatusCode, Value) {
-    let status = resp.status();
-    let text = resp.text().unwrap();
-    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
-}
-
-fn post(server: &Server, path: &str, payload: Value) -> (StatusCode, Value) {
-    body(http().post(server.url(path)).json(&payload).send().unwrap())
-}
-
-fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
-    (status, json!({ "error": message }))
-}
-
-/// Uploads `bytes` as a blob and returns its digest.
-fn upload(server: &Server, bytes: &[u8]) -> Digest {
-    let d = Digest::of(bytes);
-    let resp = http().post(server.url(&format!("/api/blobs/{d}"))).body(bytes.to_vec()).send().unwrap();
-    assert!(resp.status().is_success(), "{}", resp.status());
-    d
-}
-
-fn tiny_bytes() -> Vec<u8> {
-    corral_testkit::tiny_llama(&corral_testkit::TinySpec::default(), None)
-}
-
-/// Creates `name` from the tiny model with `extra` request fields, not streaming.
-fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) {
-    let d = upload(server, &tiny_bytes());
-    let mut req = json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false});
-    req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    post(server, "/api/create", req)
-}
 
 /// Sends a raw request so the Host and Origin headers are exactly what a browser would send.
 fn raw(server: &Server, request: &str) -> String {

@@ -34,11 +34,16 @@ pub(super) async fn upload(
     body: Body,
 ) -> Result<StatusCode, ApiError> {
     let expected = parse(&digest)?;
+    let mut stream = body.into_data_stream();
     if state.store.lease(&expected, UPLOAD_LEASE) {
+        // Already stored. Read (and drop) the body anyway: answering before it is read breaks the
+        // pipe under a client that sends without asking with HEAD first.
+        while let Some(chunk) = stream.next().await {
+            chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
+        }
         return Ok(StatusCode::OK);
     }
     let mut writer = state.store.blob_writer()?;
-    let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
         // The write is a plain file write; block_in_place keeps it off the other tasks' threads

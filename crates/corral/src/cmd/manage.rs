@@ -75,7 +75,9 @@ pub async fn ps(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
 /// Unloads a model (`keep_alive: 0` with no prompt).
 pub async fn stop(client: &Client, model: &str) -> anyhow::Result<()> {
     match client.unload(model).await {
-        Err(ClientError::Api { status, .. }) if status == 404 => anyhow::bail!("couldn't find model \"{model}\" to stop"),
+        Err(ClientError::Api { status, .. }) if status == 404 => {
+            anyhow::bail!("couldn't find model \"{model}\" to stop")
+        }
         other => Ok(other?),
     }
 }

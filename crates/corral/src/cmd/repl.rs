@@ -214,7 +214,8 @@ impl Repl<'_> {
     async fn load(&mut self) -> anyhow::Result<()> {
         let spinner = crate::progress::Progress::new();
         spinner.status("");
-        let req = ChatRequest { model: self.s.model.clone(), keep_alive: self.s.keep_alive.clone(), ..Default::default() };
+        let req =
+            ChatRequest { model: self.s.model.clone(), keep_alive: self.s.keep_alive.clone(), ..Default::default() };
         let result = self.client.stream::<_, ChatResponse>("/api/chat", &req).await;
         spinner.clear();
         let mut stream = Box::pin(result?);
@@ -351,8 +352,9 @@ impl Repl<'_> {
                     return;
                 }
                 let mut parsed = Map::new();
-                let result =
-                    values.iter().try_for_each(|v| params::insert_text_param(&mut parsed, name, v).map_err(|e| e.to_string()));
+                let result = values
+                    .iter()
+                    .try_for_each(|v| params::insert_text_param(&mut parsed, name, v).map_err(|e| e.to_string()));
                 match result {
                     Ok(()) => {
                         self.options.extend(parsed);
@@ -433,11 +435,14 @@ impl Repl<'_> {
             Some("license") => println!("{}", or(&resp.license, "No license was specified for this model.")),
             Some("modelfile") => println!("{}", resp.modelfile),
             Some("parameters") => {
-                println!("Model defined parameters:\n{}", or(&self.s.show.parameters, "No additional parameters were specified for this model."));
+                println!(
+                    "Model defined parameters:\n{}",
+                    or(&self.s.show.parameters, "No additional parameters were specified for this model.")
+                );
                 if !self.options.is_empty() {
                     println!("\nUser defined parameters:");
                     for (k, v) in &self.options {
-                        println!("{k:<30} {v}");
+                        println!("{k:<30} {}", corral_types::format::go_value_sharp(v));
                     }
                 }
             }

@@ -9,6 +9,11 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
+use corral_types::Digest;
+use reqwest::blocking::Response;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
 pub const BIN: &str = env!("CARGO_BIN_EXE_corral");
 
 /// A running server. Killed on drop.
@@ -40,6 +45,8 @@ impl Server {
             .env("OLLAMA_HOST", "127.0.0.1:0")
             .env("OLLAMA_MODELS", models)
             .env("NO_COLOR", "1")
+            // One thread per runner: two OpenMP threads on a shared two-core machine collapse.
+            .env("CORRAL_NUM_THREAD", "1")
             .env_remove("OLLAMA_NOPRUNE")
             .env_remove("OLLAMA_ORIGINS")
             .stdout(Stdio::null())
@@ -104,6 +111,28 @@ impl Server {
         format!("{}{path}", self.base)
     }
 
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Process ids of this server's runner children.
+    pub fn runners(&self) -> Vec<u32> {
+        let mut out = Vec::new();
+        for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+            let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+            // Fields after the parenthesised command: state, then the parent pid.
+            let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
+            let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
+            let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            if ppid == self.child.id() && cmdline.contains("runner") {
+                out.push(pid);
+            }
+        }
+        out
+    }
+
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
@@ -142,4 +171,56 @@ pub fn tiny_gguf(dir: &Path) -> PathBuf {
     p
 }
 
+pub fn body(resp: Response) -> (StatusCode, Value) {
+    let status = resp.status();
+    let text = resp.text().unwrap();
+    (status, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+}
+
+pub fn post(server: &Server, path: &str, payload: Value) -> (StatusCode, Value) {
+    body(http().post(server.url(path)).json(&payload).send().unwrap())
+}
+
+pub fn error(status: StatusCode, message: &str) -> (StatusCode, Value) {
+    (status, json!({ "error": message }))
+}
+
+/// Uploads `bytes` as a blob and returns its digest.
+pub fn upload(server: &Server, bytes: &[u8]) -> Digest {
+    let d = Digest::of(bytes);
+    let resp = http().post(server.url(&format!("/api/blobs/{d}"))).body(bytes.to_vec()).send().unwrap();
+    assert!(resp.status().is_success(), "{}", resp.status());
+    d
+}
+
+pub fn tiny_bytes() -> Vec<u8> {
+    corral_testkit::tiny_llama(&corral_testkit::TinySpec::default(), None)
+}
+
+/// Creates `name` from the tiny model with `extra` request fields, not streaming.
+pub fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) {
+    let d = upload(server, &tiny_bytes());
+    let mut req = json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false});
+    req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    post(server, "/api/create", req)
+}
+
 pub use corral_testkit::tree;
+
+/// A runnable tiny model (SmolLM2's tokenizer, random weights) with a given seed and context.
+pub fn runnable_bytes(seed: u64, context: u32) -> Vec<u8> {
+    corral_testkit::tiny_llama_with_smollm2_tokenizer(&corral_testkit::TinySpec { seed, context, ..Default::default() })
+}
+
+/// Uploads `bytes` and creates `name` from them with `extra` request fields.
+pub fn create_from(server: &Server, name: &str, bytes: &[u8], extra: Value) -> (StatusCode, Value) {
+    let d = upload(server, bytes);
+    let mut req = json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false});
+    req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+    post(server, "/api/create", req)
+}
+
+/// The NDJSON lines of a streamed response.
+pub fn lines(resp: Response) -> Vec<Value> {
+    resp.text().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+}
