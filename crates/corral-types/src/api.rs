@@ -279,6 +279,9 @@ pub struct GenerateRequest {
     pub logprobs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<i64>,
+    /// Render the prompt and return it in `_debug_info` instead of generating.
+    #[serde(default, rename = "_debug_render_only", skip_serializing_if = "std::ops::Not::not")]
+    pub debug_render_only: bool,
 }
 
 /// `POST /api/chat`.
@@ -307,6 +310,9 @@ pub struct ChatRequest {
     pub logprobs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub top_logprobs: Option<i64>,
+    /// Render the prompt and return it in `_debug_info` instead of generating.
+    #[serde(default, rename = "_debug_render_only", skip_serializing_if = "std::ops::Not::not")]
+    pub debug_render_only: bool,
 }
 
 /// Counts and durations (nanoseconds) on a final chunk.

@@ -386,3 +386,54 @@ fn bad_generation_requests() {
     );
     assert_eq!(status, 400, "truncate: false refuses instead of trimming");
 }
+
+const CHATML_LEGACY: &str = "{{ if .System }}<|im_start|>system\n{{ .System }}<|im_end|>\n{{ end }}{{ if .Prompt }}<|im_start|>user\n{{ .Prompt }}<|im_end|>\n{{ end }}<|im_start|>assistant\n{{ .Response }}<|im_end|>\n";
+
+#[test]
+fn prompts_render_with_go_templates_jinja_and_modelfile_layers() {
+    let server = Server::start();
+    let bytes = runnable_bytes(42, 2048);
+    create_from(
+        &server,
+        "go",
+        &bytes,
+        json!({"template": CHATML_LEGACY, "system": "Be terse.",
+        "messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}),
+    );
+    let (_, v) = generate(&server, json!({"model": "go", "prompt": "Capital of France?", "_debug_render_only": true}));
+    assert_eq!(
+        v["_debug_info"]["rendered_template"],
+        "<|im_start|>system\nBe terse.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\nHello.<|im_end|>\n\
+         <|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // A request's system replaces the model's; a request's template replaces the model's.
+    let (_, v) = generate(
+        &server,
+        json!({"model": "go", "prompt": "x", "system": "S2", "template": "[{{ .System }}|{{ .Prompt }}]",
+        "_debug_render_only": true}),
+    );
+    // (Without `.Response` in it, the template gets one appended; the system message belongs to
+    // the first turn, as in Ollama's per-turn execution.)
+    assert_eq!(v["_debug_info"]["rendered_template"], "[S2|Hi]Hello.[|x]");
+    // The GGUF's own (Jinja) template when there is no TEMPLATE.
+    create_from(&server, "jinja", &bytes, json!({}));
+    let (_, v) = post(
+        &server,
+        "/api/chat",
+        json!({"model": "jinja", "_debug_render_only": true,
+        "messages": [{"role": "user", "content": "Hi"}]}),
+    );
+    assert_eq!(
+        v["_debug_info"]["rendered_template"],
+        "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
+         <|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    );
+    // And a Go-template model really generates.
+    let (status, v) =
+        generate(&server, json!({"model": "go", "prompt": "x", "stream": false, "options": {"num_predict": 3}}));
+    assert_eq!((status, v["eval_count"].as_u64()), (StatusCode::OK, Some(3)), "{v}");
+    // A broken template is refused when the model is created.
+    let (status, v) = create_from(&server, "broken", &bytes, json!({"template": "{{ if .System }}unclosed"}));
+    assert_eq!(status, 400);
+    assert!(v["error"].as_str().unwrap().starts_with("template error: "), "{v}");
+}

@@ -3,7 +3,7 @@
 
 use corral_gguf::Gguf;
 use corral_store::Model;
-use corral_template::{JinjaTemplate, RenderOptions};
+use corral_template::{GoTemplate, JinjaTemplate, RenderOptions};
 use corral_types::api::Message;
 use serde_json::Value;
 
@@ -12,6 +12,8 @@ use crate::ApiError;
 
 /// How a model turns messages into a prompt.
 pub enum Renderer {
+    /// A Modelfile TEMPLATE (Go template syntax); it takes precedence over the GGUF's.
+    Go(GoTemplate),
     /// The GGUF's `tokenizer.chat_template`.
     Jinja(JinjaTemplate),
     /// No template at all: the text of the turns, as they are.
@@ -30,12 +32,11 @@ fn special_token(g: &Gguf, key: &str) -> String {
 }
 
 impl Renderer {
-    /// Picks the model's renderer.
-    pub fn for_model(model: &Model, gguf: &Gguf) -> Result<Self, ApiError> {
-        if model.template.is_some() {
-            return Err(ApiError::internal(
-                "this model has a Go TEMPLATE, and Go-template rendering is not implemented in Corral yet",
-            ));
+    /// Picks the renderer: `template` (a request's override) or the model's TEMPLATE, else the
+    /// GGUF chat template, else none.
+    pub fn for_model(model: &Model, gguf: &Gguf, template: Option<&str>) -> Result<Self, ApiError> {
+        if let Some(src) = template.or(model.template.as_deref()) {
+            return GoTemplate::parse(src).map(Renderer::Go).map_err(|e| ApiError::bad_request(e.to_string()));
         }
         match gguf.get_str("tokenizer.chat_template") {
             Some(src) => {
@@ -50,6 +51,7 @@ impl Renderer {
     /// Renders `messages`, ready for the assistant's answer.
     pub fn render(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
         match self {
+            Renderer::Go(t) => t.render_chat(messages, tools).map_err(|e| ApiError::bad_request(e.to_string())),
             Renderer::Jinja(t) => {
                 let opts = RenderOptions { tools: tools.cloned(), add_generation_prompt: true, enable_thinking: None };
                 t.render(messages, &opts).map_err(|e| ApiError::internal(e.to_string()))
@@ -62,6 +64,30 @@ impl Renderer {
                 .join("")),
         }
     }
+}
+
+/// End-of-turn markers that, when a template writes them, are where the model's turn ends.
+const END_OF_TURN: [&str; 6] = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|eom_id|>", "<|endoftext|>"];
+
+/// Stop sequences for a model whose parameters set none: the end-of-turn markers its template
+/// uses (llama.cpp also stops at end-of-generation tokens; this covers templates whose markers
+/// are not marked as such in the vocabulary).
+pub fn default_stops(model: &Model, gguf: &Gguf) -> Vec<String> {
+    let text = model.template.as_deref().or_else(|| gguf.get_str("tokenizer.chat_template")).unwrap_or_default();
+    END_OF_TURN.iter().filter(|m| text.contains(*m)).map(|m| m.to_string()).collect()
+}
+
+/// The `_debug_render_only` answer: the rendered prompt, nothing generated.
+pub fn debug_response(model: &str, chat: bool, prompt: String) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let mut v = serde_json::json!({"model": model, "created_at": chrono::Utc::now(), "done": true,
+        "_debug_info": {"rendered_template": prompt}});
+    if chat {
+        v["message"] = serde_json::json!({"role": "assistant", "content": ""});
+    } else {
+        v["response"] = Value::String(String::new());
+    }
+    axum::Json(v).into_response()
 }
 
 /// The prompt for `messages`, dropping the oldest turns (never a system message, never the last

@@ -54,6 +54,9 @@ fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
         tracing::warn!(?ignored, "ignoring deprecated parameters");
     }
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    if let Some(t) = req.template.as_deref().filter(|t| !t.is_empty()) {
+        corral_template::GoTemplate::parse(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
+    }
     Ok(CreateSpec {
         name,
         source,

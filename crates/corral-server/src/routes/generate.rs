@@ -31,7 +31,12 @@ fn effective(
 ) -> Result<Effective, ApiError> {
     let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
     let n_ctx_train = r.gguf.arch_u64("context_length").unwrap_or(0) as u32;
-    options::effective(&r.weights()?, adapters, n_ctx_train, &r.model.parameters, request, &state.config.defaults)
+    let mut eff =
+        options::effective(&r.weights()?, adapters, n_ctx_train, &r.model.parameters, request, &state.config.defaults)?;
+    if eff.stop.is_empty() {
+        eff.stop = crate::infer::prompt::default_stops(&r.model, &r.gguf);
+    }
+    Ok(eff)
 }
 
 fn completion(
@@ -79,6 +84,11 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         r.require("insert", "insert")?;
     }
+    if req.debug_render_only && !req.raw {
+        let renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
+        let prompt = renderer.render(&generate_messages(&r, &req), None)?;
+        return Ok(crate::infer::prompt::debug_response(&req.model, false, prompt));
+    }
     let eff = effective(&state, &r, req.options.as_ref())?;
     let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
     reply.load_ns = started.elapsed().as_nanos() as u64;
@@ -89,18 +99,9 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
     let num_ctx = eff.load.num_ctx;
     let mut prompt = if req.raw {
         req.prompt.clone()
-    } else if req.template.is_some() {
-        return Err(ApiError::bad_request("the request's Go-template `template` is not supported by Corral yet"));
     } else {
-        let mut messages = Vec::new();
-        if let Some(system) = req.system.clone().or_else(|| r.model.system.clone()).filter(|s| !s.is_empty()) {
-            messages.push(Message::new("system", &system));
-        }
-        if req.context.is_none() {
-            messages.extend(r.model.messages.iter().cloned());
-        }
-        messages.push(Message::new("user", &req.prompt));
-        let renderer = Renderer::for_model(&r.model, &r.gguf)?;
+        let messages = generate_messages(&r, &req);
+        let renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
     };
     if let Some(context) = req.context.as_ref().filter(|c| !c.is_empty()) {
@@ -121,6 +122,36 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(infer::respond(req.stream.unwrap_or(true), reply, lease, completion).await)
+}
+
+/// A generate request as a conversation: system, the model's MESSAGEs (unless `context` carries
+/// the history), then the prompt.
+fn generate_messages(r: &Resolved, req: &GenerateRequest) -> Vec<Message> {
+    let mut messages = Vec::new();
+    if let Some(system) = req.system.clone().or_else(|| r.model.system.clone()).filter(|s| !s.is_empty()) {
+        messages.push(Message::new("system", &system));
+    }
+    if req.context.is_none() {
+        messages.extend(r.model.messages.iter().cloned());
+    }
+    messages.push(Message::new("user", &req.prompt));
+    messages
+}
+
+/// A chat request's conversation: the model's SYSTEM (unless the request starts with one), its
+/// MESSAGEs, then the request's messages.
+fn chat_messages(r: &Resolved, req: &ChatRequest) -> Vec<Message> {
+    let mut messages: Vec<Message> = Vec::new();
+    let has_system = req.messages.first().is_some_and(|m| m.role.eq_ignore_ascii_case("system"));
+    if let Some(system) = r.model.system.clone().filter(|s| !s.is_empty() && !has_system) {
+        messages.push(Message::new("system", &system));
+    }
+    messages.extend(r.model.messages.iter().cloned());
+    messages.extend(req.messages.iter().cloned().map(|mut m| {
+        m.role = m.role.to_ascii_lowercase();
+        m
+    }));
+    messages
 }
 
 pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<ChatRequest>) -> Response {
@@ -150,23 +181,18 @@ async fn chat_inner(state: AppState, req: ChatRequest) -> Result<Response, ApiEr
     if tools.is_some() && !r.capabilities().iter().any(|c| c == "tools") {
         return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
     }
+    let renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
+    if req.debug_render_only {
+        let prompt = renderer.render(&chat_messages(&r, &req), tools.as_ref())?;
+        return Ok(crate::infer::prompt::debug_response(&req.model, true, prompt));
+    }
     let eff = effective(&state, &r, req.options.as_ref())?;
     let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
     reply.load_ns = started.elapsed().as_nanos() as u64;
     if req.messages.is_empty() {
         return Ok(reply.immediate("load"));
     }
-    let mut messages: Vec<Message> = Vec::new();
-    let has_system = req.messages.first().is_some_and(|m| m.role.eq_ignore_ascii_case("system"));
-    if let Some(system) = r.model.system.clone().filter(|s| !s.is_empty() && !has_system) {
-        messages.push(Message::new("system", &system));
-    }
-    messages.extend(r.model.messages.iter().cloned());
-    messages.extend(req.messages.iter().cloned().map(|mut m| {
-        m.role = m.role.to_ascii_lowercase();
-        m
-    }));
-    let renderer = Renderer::for_model(&r.model, &r.gguf)?;
+    let messages = chat_messages(&r, &req);
     let prompt =
         fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate.unwrap_or(true)).await?;
     let completion = lease

@@ -205,6 +205,7 @@ pub fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) 
     post(server, "/api/create", req)
 }
 
+#[allow(unused_imports)]
 pub use corral_testkit::tree;
 
 /// A runnable tiny model (SmolLM2's tokenizer, random weights) with a given seed and context.
