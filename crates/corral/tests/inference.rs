@@ -437,3 +437,42 @@ fn prompts_render_with_go_templates_jinja_and_modelfile_layers() {
     assert_eq!(status, 400);
     assert!(v["error"].as_str().unwrap().starts_with("template error: "), "{v}");
 }
+
+/// A LoRA adapter (written by the project's GGUF writer, SmolLM2's shapes) changes the answers;
+/// the same adapter scaled to zero gives exactly the base model's.
+#[test]
+fn lora_adapters_apply_at_load() {
+    let server = Server::start();
+    let smol = std::fs::read(corral_testkit::smollm2()).unwrap();
+    let weights = common::upload(&server, &smol);
+    let with_adapter = |name: &str, scale: f32| {
+        let lora = common::upload(&server, &corral_testkit::lora_adapter(576, 30, 8, scale, 1));
+        let req = json!({"model": name, "files": {"model.gguf": weights.to_string()},
+            "adapters": {"lora.gguf": lora.to_string()}, "stream": false});
+        assert_eq!(post(&server, "/api/create", req).0, 200);
+    };
+    create_from(&server, "base", &smol, json!({}));
+    with_adapter("zero", 0.0);
+    with_adapter("tuned", 0.08);
+    let answer = |model: &str, prompt: &str| {
+        let (status, v) = generate(
+            &server,
+            json!({"model": model, "prompt": prompt, "stream": false,
+            "options": {"temperature": 0, "num_predict": 25}}),
+        );
+        assert_eq!(status, 200, "{v}");
+        v["response"].as_str().unwrap().to_string()
+    };
+    let prompts = ["List three fruits.", "Write one sentence about the sea.", "What is 2+2?"];
+    let mut changed = 0;
+    for p in prompts {
+        let base = answer("base", p);
+        assert_eq!(answer("zero", p), base, "a zero adapter changes nothing");
+        let tuned = answer("tuned", p);
+        if tuned != base {
+            changed += 1;
+        }
+        assert!(tuned.split_whitespace().count() >= 5 && tuned.is_ascii(), "still fluent English: {tuned:?}");
+    }
+    assert!(changed >= 1, "the adapter changed no answer");
+}
