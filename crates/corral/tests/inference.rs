@@ -274,7 +274,8 @@ fn a_full_queue_answers_503() {
         let waiting = s.spawn(|| {
             generate(&server, json!({"model": "other", "prompt": "x", "stream": false, "options": {"num_predict": 1}}))
         });
-        std::thread::sleep(Duration::from_millis(500));
+        // Give it time to reach the queue (it resolves the model first).
+        std::thread::sleep(Duration::from_millis(1500));
         assert_eq!(
             generate(&server, json!({"model": "other", "prompt": "y", "stream": false})),
             error(StatusCode::SERVICE_UNAVAILABLE, "server busy, please try again.  maximum pending requests exceeded")
