@@ -49,7 +49,15 @@ fn smollm2_answers_through_the_api_and_the_cli() {
     assert_eq!(v["message"]["role"], "assistant");
     assert!(v["message"]["content"].as_str().unwrap().contains("Paris"), "{v}");
 
-    let out = server.corral(&["run", "smollm2", q]);
+    // The CLI has no sampling flags: a model whose PARAMETER sets temperature 0 answers greedily.
+    let (status, _) = post(
+        &server,
+        "/api/create",
+        json!({"model": "smollm2-greedy", "from": "smollm2",
+        "parameters": {"temperature": 0}, "stream": false}),
+    );
+    assert_eq!(status, 200);
+    let out = server.corral(&["run", "smollm2-greedy", q]);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert!(common::stdout(&out).contains("Paris"), "{}", common::stdout(&out));
 }

@@ -55,6 +55,31 @@ fn completion(
     }
 }
 
+/// What generate and chat check and look up before anything else.
+struct Prelude {
+    logprobs: Option<u32>,
+    constraint: Option<corral_types::runner::Constraint>,
+    keep_alive: corral_types::duration::KeepAlive,
+    resolved: Resolved,
+}
+
+impl Prelude {
+    async fn new(
+        state: &AppState,
+        model: &str,
+        logprobs: (bool, Option<i64>),
+        format: Option<&Value>,
+        keep_alive: Option<&Value>,
+    ) -> Result<Self, ApiError> {
+        let name = parse_name(model)?;
+        let logprobs = options::logprobs(logprobs.0, logprobs.1)?;
+        let constraint = options::constraint(format)?;
+        let keep_alive = infer::keep_alive(state, keep_alive)?;
+        let resolved = infer::resolve(state, &name, model).await?;
+        Ok(Prelude { logprobs, constraint, keep_alive, resolved })
+    }
+}
+
 pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
     generate_inner(state, req).await.unwrap_or_else(IntoResponse::into_response)
 }
@@ -64,14 +89,17 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
     if req.model.trim().is_empty() {
         return Err(ApiError::not_found("model '' not found"));
     }
-    let name = parse_name(&req.model)?;
     if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
         return Err(ApiError::bad_request("raw mode does not support template, system, or context"));
     }
-    let logprobs = options::logprobs(req.logprobs, req.top_logprobs)?;
-    let constraint = options::constraint(req.format.as_ref())?;
-    let keep_alive = infer::keep_alive(&state, req.keep_alive.as_ref())?;
-    let r = infer::resolve(&state, &name, &req.model).await?;
+    let Prelude { logprobs, constraint, keep_alive, resolved: r } = Prelude::new(
+        &state,
+        &req.model,
+        (req.logprobs, req.top_logprobs),
+        req.format.as_ref(),
+        req.keep_alive.as_ref(),
+    )
+    .await?;
     let mut reply = Reply { kind: Kind::Generate { context: !req.raw }, model: req.model.clone(), started, load_ns: 0 };
     if req.prompt.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
@@ -163,11 +191,14 @@ async fn chat_inner(state: AppState, req: ChatRequest) -> Result<Response, ApiEr
     if req.model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
-    let name = parse_name(&req.model)?;
-    let logprobs = options::logprobs(req.logprobs, req.top_logprobs)?;
-    let constraint = options::constraint(req.format.as_ref())?;
-    let keep_alive = infer::keep_alive(&state, req.keep_alive.as_ref())?;
-    let r = infer::resolve(&state, &name, &req.model).await?;
+    let Prelude { logprobs, constraint, keep_alive, resolved: r } = Prelude::new(
+        &state,
+        &req.model,
+        (req.logprobs, req.top_logprobs),
+        req.format.as_ref(),
+        req.keep_alive.as_ref(),
+    )
+    .await?;
     let mut reply = Reply { kind: Kind::Chat, model: req.model.clone(), started, load_ns: 0 };
     if req.messages.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
