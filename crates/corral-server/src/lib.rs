@@ -82,6 +82,15 @@ impl ServerConfig {
     }
 }
 
+/// Why the server state could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error(transparent)]
+    Store(#[from] corral_store::StoreError),
+    #[error(transparent)]
+    Registry(#[from] corral_registry::RegistryError),
+}
+
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
@@ -93,6 +102,8 @@ pub struct AppState {
     origins: Arc<Vec<String>>,
     /// Loaded models.
     pub scheduler: Arc<sched::Scheduler>,
+    /// The registry client (pull, push).
+    pub registry: corral_registry::Registry,
     /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
     headers: Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<corral_gguf::Gguf>>>>,
 }
@@ -100,7 +111,7 @@ pub struct AppState {
 impl AppState {
     /// Opens the store and prepares the state for a listener bound to `addr`. Must run inside a
     /// tokio runtime (the scheduler starts its expiry task).
-    pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, corral_store::StoreError> {
+    pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, StartError> {
         let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
         let origins = Arc::new(guard::allowed_origins(&config.origins));
         let scheduler = sched::Scheduler::new(sched::SchedConfig {
@@ -115,6 +126,7 @@ impl AppState {
             loopback: addr.ip().is_loopback(),
             origins,
             scheduler,
+            registry: corral_registry::Registry::new()?,
             headers: Arc::default(),
         })
     }

@@ -47,6 +47,53 @@ pub(crate) async fn progress(streaming: bool, work: Work) -> Response {
     ndjson(rx)
 }
 
+/// Reports progress from async work.
+pub(crate) type Report = std::sync::Arc<dyn Fn(ProgressResponse) + Send + Sync>;
+
+/// Like [`progress`], for async work (pulls and pushes). The work runs in its own task, so a
+/// client that disconnects does not abort a transfer half way (a pull resumes later anyway).
+pub(crate) async fn progress_async<Fut>(streaming: bool, work: impl FnOnce(Report) -> Fut) -> Response
+where
+    Fut: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,
+{
+    let (tx, mut rx) = mpsc::unbounded_channel::<ProgressResponse>();
+    let report: Report = std::sync::Arc::new(move |p| {
+        let _ = tx.send(p);
+    });
+    let task = tokio::spawn(work(report));
+    if !streaming {
+        let result = task.await;
+        let mut last = None;
+        while let Ok(p) = rx.try_recv() {
+            last = Some(p);
+        }
+        return match result {
+            Ok(Ok(())) => Json(last.unwrap_or_else(|| ProgressResponse::status("success"))).into_response(),
+            Ok(Err(e)) => e.into_response(),
+            Err(join) => ApiError::from(join).into_response(),
+        };
+    }
+    let (lines_tx, lines_rx) = mpsc::channel::<String>(64);
+    tokio::spawn(async move {
+        let forward = async {
+            while let Some(p) = rx.recv().await {
+                if lines_tx.send(to_line(&p)).await.is_err() {
+                    break;
+                }
+            }
+        };
+        let (result, ()) = tokio::join!(task, forward);
+        let error = match result {
+            Ok(Ok(())) => return,
+            Ok(Err(e)) => e.message,
+            Err(join) => join.to_string(),
+        };
+        tracing::warn!("transfer failed: {error}");
+        let _ = lines_tx.send(to_line(&ErrorResponse { error })).await;
+    });
+    ndjson(lines_rx)
+}
+
 /// Serialises one NDJSON line.
 pub(crate) fn to_line<T: serde::Serialize>(value: &T) -> String {
     let mut line = serde_json::to_string(value).expect("API types serialise");

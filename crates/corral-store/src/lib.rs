@@ -23,6 +23,7 @@ mod create;
 mod fsutil;
 mod manifests;
 mod model;
+mod partial;
 mod prune;
 mod refs;
 
@@ -35,6 +36,7 @@ pub use blobs::{BlobWriter, Committed};
 pub use create::{CreateError, CreateSpec, ModelSource, Prepared};
 pub use manifests::StoredManifest;
 pub use model::{Model, ModelError};
+pub use partial::PartialBlob;
 pub use prune::PruneReport;
 pub use refs::{PinGuard, Pins};
 
@@ -49,6 +51,8 @@ pub enum StoreError {
     BlobNotFound(Digest),
     #[error("digest mismatch, expected \"{expected}\", got \"{actual}\"")]
     DigestMismatch { expected: Digest, actual: Digest },
+    #[error("blob {digest} is {actual} bytes, expected {expected}")]
+    SizeMismatch { digest: Digest, expected: u64, actual: u64 },
     #[error("manifest {}: {reason}", path.display())]
     CorruptManifest { path: PathBuf, reason: String },
     #[error("{what} is {size} bytes, over the limit of {limit}")]
@@ -56,7 +60,8 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    pub(crate) fn io(path: &Path, source: std::io::Error) -> Self {
+    /// An I/O error on `path`.
+    pub fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io { path: path.to_path_buf(), source }
     }
 }

@@ -133,6 +133,15 @@ impl Store {
         self.write_manifest_locked(&locked, name, manifest.to_bytes(), manifest)
     }
 
+    /// Writes manifest bytes exactly as received (a pull keeps the registry's bytes, so the
+    /// model's ID matches the registry's manifest digest). Same checks as [`Store::write_manifest`].
+    pub fn write_raw_manifest(&self, name: &ModelName, bytes: Vec<u8>) -> Result<Option<StoredManifest>> {
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| StoreError::CorruptManifest { path: self.manifest_path(name), reason: e.to_string() })?;
+        let locked = self.pins.lock();
+        self.write_manifest_locked(&locked, name, bytes, &manifest)
+    }
+
     fn write_manifest_locked(
         &self,
         _locked: &Locked<'_>,
@@ -170,9 +179,9 @@ impl Store {
         Ok(())
     }
 
-    /// After `name` was overwritten: removes the old manifest's blobs that nothing references any
+    /// After a model was overwritten (create, pull): removes the old manifest's blobs that nothing references any
     /// more, unless pruning is off.
-    pub(crate) fn release_old(&self, old: &StoredManifest) -> Result<()> {
+    pub fn release_old(&self, old: &StoredManifest) -> Result<()> {
         if self.options.noprune {
             return Ok(());
         }

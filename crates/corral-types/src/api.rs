@@ -393,3 +393,18 @@ pub struct RunningModel {
 pub struct ProcessResponse {
     pub models: Vec<RunningModel>,
 }
+
+/// `POST /api/pull` and `POST /api/push`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct TransferRequest {
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub model: String,
+    /// Deprecated alias of `model`.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub name: String,
+    /// Allow plain HTTP to a registry that is not on loopback.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub insecure: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<bool>,
+}

@@ -177,6 +177,11 @@ impl ModelName {
     pub fn tag(&self) -> &str {
         &self.tag
     }
+    /// The `@digest` the user wrote after the name, if any.
+    pub fn digest(&self) -> Option<&str> {
+        self.digest.as_deref()
+    }
+
     /// The `scheme://` the user wrote before the host, if any.
     pub fn scheme(&self) -> Option<&str> {
         self.scheme.as_deref()

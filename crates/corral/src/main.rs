@@ -38,6 +38,20 @@ enum Command {
     },
     /// Run a model
     Run(cmd::run::Args),
+    /// Pull a model from a registry
+    Pull {
+        model: String,
+        /// Use an insecure registry (plain HTTP)
+        #[arg(long)]
+        insecure: bool,
+    },
+    /// Push a model to a registry
+    Push {
+        model: String,
+        /// Use an insecure registry (plain HTTP)
+        #[arg(long)]
+        insecure: bool,
+    },
     /// List running models
     Ps {
         /// Only list models whose name starts with this
@@ -89,6 +103,8 @@ fn main() {
                     (!settings.nohistory).then(|| settings.home.clone()).flatten().map(|h| h.join(".ollama/history"));
                 cmd::run::run(&client, args, history).await
             }
+            Some(Command::Pull { model, insecure }) => cmd::transfer::run(&client, "/api/pull", &model, insecure).await,
+            Some(Command::Push { model, insecure }) => cmd::transfer::run(&client, "/api/push", &model, insecure).await,
             Some(Command::Ps { prefix }) => cmd::manage::ps(&client, prefix.as_deref()).await,
             Some(Command::Stop { model }) => cmd::manage::stop(&client, &model).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,

@@ -83,6 +83,15 @@ impl Progress {
         });
     }
 
+    /// Replaces the current line's text (a bar moving on).
+    pub fn update(&self, msg: impl Into<String>) {
+        let msg = msg.into();
+        self.with(|s| {
+            s.current = Some(msg);
+            s.draw();
+        });
+    }
+
     /// A handle that replaces the current line's text from any thread (upload callbacks).
     pub fn updater(&self) -> impl Fn(String) + Send + Sync + 'static {
         let state = self.state.clone();

@@ -5,6 +5,7 @@ mod create;
 mod generate;
 mod models;
 mod ps;
+mod transfer;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -28,6 +29,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/ps", get(ps::ps))
+        .route("/api/pull", post(transfer::pull))
+        .route("/api/push", post(transfer::push))
         .fallback(not_found)
         .with_state(state)
 }

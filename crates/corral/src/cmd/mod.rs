@@ -7,3 +7,4 @@ pub mod run;
 pub mod runner;
 pub mod serve;
 pub mod show;
+pub mod transfer;
