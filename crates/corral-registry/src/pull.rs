@@ -146,7 +146,7 @@ impl Registry {
             return Ok(());
         }
         let mut rb = self.http.get(repo.url(&format!("blobs/{}", layer.digest)));
-        if partial.len() > 0 {
+        if !partial.is_empty() {
             rb = rb.header(RANGE, format!("bytes={}-", partial.len()));
         }
         let resp = self.send(what, rb).await?;
@@ -154,7 +154,7 @@ impl Registry {
             StatusCode::PARTIAL_CONTENT => {
                 tracing::info!(digest = %layer.digest, from = partial.len(), "resuming download")
             }
-            StatusCode::OK if partial.len() > 0 => tokio::task::block_in_place(|| partial.restart())?,
+            StatusCode::OK if !partial.is_empty() => tokio::task::block_in_place(|| partial.restart())?,
             StatusCode::OK => {}
             other => {
                 return Err(RegistryError::Status {

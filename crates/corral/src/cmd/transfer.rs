@@ -12,7 +12,7 @@ use crate::progress::Progress;
 /// `pulling 1a2b3c4d5e6f:  42% ▕██████          ▏  41 MB/98 MB  50 MB/s  1s`
 fn bar(status: &str, completed: u64, total: u64, started: Instant) -> String {
     const WIDTH: usize = 25;
-    let pct = if total == 0 { 100 } else { completed.saturating_mul(100) / total };
+    let pct = completed.saturating_mul(100).checked_div(total).unwrap_or(100);
     let filled = (pct as usize * WIDTH / 100).min(WIDTH);
     let secs = started.elapsed().as_secs_f64();
     let rate = if secs > 0.0 { completed as f64 / secs } else { 0.0 };
