@@ -225,3 +225,52 @@ pub fn create_from(server: &Server, name: &str, bytes: &[u8], extra: Value) -> (
 pub fn lines(resp: Response) -> Vec<Value> {
     resp.text().unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect()
 }
+
+/// Debian's `docker-registry` (distribution 2.8) on a free loopback port, storing into a temp dir.
+pub struct DockerRegistry {
+    child: Child,
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    pub dir: tempfile::TempDir,
+}
+
+impl DockerRegistry {
+    pub fn start() -> DockerRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = format!(
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            dir.path().join("data").display()
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("docker-registry runs (apt-get install docker-registry)");
+        let r = DockerRegistry { child, addr, dir };
+        for _ in 0..100 {
+            if http().get(format!("http://{}/v2/", r.addr)).send().is_ok_and(|resp| resp.status() == 200) {
+                return r;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("docker-registry did not start on {}", r.addr);
+    }
+
+    /// The registry's own file holding a blob.
+    pub fn blob_file(&self, d: &Digest) -> PathBuf {
+        let hex = d.hex();
+        self.dir.path().join(format!("data/docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+    }
+}
+
+impl Drop for DockerRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
