@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate is the only one that talks to registries, and the store
 //! remains the only one that writes the models directory.
 
+mod auth;
 mod pull;
 mod push;
 
@@ -20,6 +21,10 @@ use corral_store::StoreError;
 use corral_types::api::ProgressResponse;
 use corral_types::{Digest, ModelName};
 use futures_util::StreamExt;
+use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
+
+use auth::{parse_challenge, url_host, Challenge};
+pub use auth::{Credentials, Login};
 
 /// Media type of the manifests we ask for and send.
 pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -45,6 +50,8 @@ pub enum RegistryError {
     Insecure(String),
     #[error("{what}: the connection ended after {got} of {expected} bytes")]
     Incomplete { what: String, got: u64, expected: u64 },
+    #[error("{what}: authentication failed for {host}: {reason}")]
+    Auth { what: String, host: String, reason: String },
     #[error("{what}: no data for {seconds} seconds")]
     Stalled { what: String, seconds: u64 },
     #[error(transparent)]
@@ -104,30 +111,61 @@ pub struct Registry {
     downloads: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
     /// A transfer with no data for this long is retried.
     stall: Duration,
+    credentials: Arc<Credentials>,
+    /// The `Authorization` value that last worked, by registry host.
+    authorizations: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Registry {
-    pub fn new() -> Result<Self, RegistryError> {
+    pub fn new(credentials: Credentials) -> Result<Self, RegistryError> {
         let http = reqwest::Client::builder()
             .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
             .connect_timeout(Duration::from_secs(30))
             .build()
             .map_err(|e| RegistryError::Http { what: "creating the HTTP client".into(), source: e })?;
-        Ok(Registry { http, downloads: Arc::default(), stall: Duration::from_secs(30) })
+        Ok(Registry {
+            http,
+            downloads: Arc::default(),
+            stall: Duration::from_secs(30),
+            credentials: Arc::new(credentials),
+            authorizations: Arc::default(),
+        })
     }
 
     fn download_lock(&self, d: &Digest) -> Arc<tokio::sync::Mutex<()>> {
         self.downloads.lock().unwrap_or_else(|p| p.into_inner()).entry(*d).or_default().clone()
     }
 
-    /// Sends a request, mapping transport errors and non-success answers.
+    /// Sends a request built by `make` to the registry at `repo`, answering one authentication
+    /// challenge if the registry asks, and maps transport errors and non-success answers.
     pub(crate) async fn send(
         &self,
         what: &str,
-        rb: reqwest::RequestBuilder,
+        repo: &Repo,
+        make: &(dyn Fn() -> reqwest::RequestBuilder + Sync),
     ) -> Result<reqwest::Response, RegistryError> {
-        let resp =
-            rb.send().await.map_err(|e| RegistryError::Http { what: what.to_string(), source: e.without_url() })?;
+        let host = url_host(&repo.base).unwrap_or_default();
+        let cached = self.authorizations.lock().unwrap_or_else(|p| p.into_inner()).get(&host).cloned();
+        let with = |auth: Option<&str>| match auth {
+            Some(a) => make().header(AUTHORIZATION, a),
+            None => make(),
+        };
+        let transport = |e: reqwest::Error| RegistryError::Http { what: what.to_string(), source: e.without_url() };
+        let mut resp = with(cached.as_deref()).send().await.map_err(transport)?;
+        if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+            let challenge =
+                resp.headers().get(WWW_AUTHENTICATE).and_then(|v| v.to_str().ok()).and_then(parse_challenge);
+            let auth = self.authorize(what, &host, challenge).await?;
+            resp = with(Some(&auth)).send().await.map_err(transport)?;
+            if resp.status() == reqwest::StatusCode::UNAUTHORIZED {
+                return Err(RegistryError::Auth {
+                    what: what.into(),
+                    host,
+                    reason: "the registry refused the credentials".into(),
+                });
+            }
+            self.authorizations.lock().unwrap_or_else(|p| p.into_inner()).insert(host, auth);
+        }
         if resp.status().is_success() || resp.status().is_redirection() {
             return Ok(resp);
         }
@@ -135,6 +173,55 @@ impl Registry {
         let body = read_bounded(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let body = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
         Err(RegistryError::Status { what: what.to_string(), status, body })
+    }
+}
+
+impl Registry {
+    /// The `Authorization` value answering `challenge` for `host`.
+    async fn authorize(&self, what: &str, host: &str, challenge: Option<Challenge>) -> Result<String, RegistryError> {
+        let fail = |reason: String| RegistryError::Auth { what: what.into(), host: host.into(), reason };
+        let login = self.credentials.login(host);
+        let basic =
+            |l: &Login| format!("Basic {}", auth::b64encode(format!("{}:{}", l.username, l.password).as_bytes()));
+        match challenge {
+            None => Err(fail("the registry asked for credentials without saying how".into())),
+            Some(Challenge::Basic) => login.map(basic).ok_or_else(|| {
+                fail(format!(
+                    "the registry needs a login: add one for {host} to ~/.docker/config.json or CORRAL_REGISTRY_AUTH"
+                ))
+            }),
+            Some(Challenge::Bearer { realm, service, scope }) => {
+                let realm_host = url_host(&realm).ok_or_else(|| fail(format!("invalid token realm {realm:?}")))?;
+                if !self.credentials.realm_allowed(host, &realm_host) {
+                    return Err(fail(format!(
+                        "the registry sends us to {realm_host} for a token; refusing to authenticate with a host other than the registry (trust it with CORRAL_REGISTRY_TRUSTED_REALMS={host}={realm_host})"
+                    )));
+                }
+                let mut query = Vec::new();
+                if let Some(s) = service {
+                    query.push(("service", s));
+                }
+                if let Some(s) = scope {
+                    query.push(("scope", s));
+                }
+                let mut rb = self.http.get(&realm).query(&query);
+                if let Some(l) = login {
+                    rb = rb.header(AUTHORIZATION, basic(l));
+                }
+                let resp = rb
+                    .send()
+                    .await
+                    .map_err(|e| RegistryError::Http { what: "requesting a token".into(), source: e.without_url() })?;
+                if !resp.status().is_success() {
+                    return Err(fail(format!("the token service answered {}", resp.status().as_u16())));
+                }
+                let body = read_bounded(resp, 64 << 10).await?;
+                let v: serde_json::Value =
+                    serde_json::from_slice(&body).map_err(|_| fail("the token service sent no JSON".into()))?;
+                let token = v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str());
+                token.map(|t| format!("Bearer {t}")).ok_or_else(|| fail("the token service sent no token".into()))
+            }
+        }
     }
 }
 

@@ -92,8 +92,8 @@ impl Registry {
 
     async fn manifest(&self, repo: &Repo, name: &ModelName) -> Result<Vec<u8>, RegistryError> {
         let url = repo.url(&format!("manifests/{}", repo.reference));
-        let rb = self.http.get(&url).header(ACCEPT, format!("{MANIFEST_V2}, {OCI_MANIFEST}"));
-        match self.send("pull model manifest", rb).await {
+        let make = || self.http.get(&url).header(ACCEPT, format!("{MANIFEST_V2}, {OCI_MANIFEST}"));
+        match self.send("pull model manifest", repo, &make).await {
             Ok(resp) => read_bounded(resp, MAX_MANIFEST).await,
             Err(RegistryError::Status { status: 404, .. }) => Err(RegistryError::NotFound(format!(
                 "pull model manifest: file does not exist: {} is not in the registry at {}",
@@ -145,11 +145,17 @@ impl Registry {
         if partial.len() == layer.size {
             return Ok(());
         }
-        let mut rb = self.http.get(repo.url(&format!("blobs/{}", layer.digest)));
-        if !partial.is_empty() {
-            rb = rb.header(RANGE, format!("bytes={}-", partial.len()));
-        }
-        let resp = self.send(what, rb).await?;
+        let url = repo.url(&format!("blobs/{}", layer.digest));
+        let from = partial.len();
+        let make = || {
+            let rb = self.http.get(&url);
+            if from > 0 {
+                rb.header(RANGE, format!("bytes={from}-"))
+            } else {
+                rb
+            }
+        };
+        let resp = self.send(what, repo, &make).await?;
         match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
                 tracing::info!(digest = %layer.digest, from = partial.len(), "resuming download")

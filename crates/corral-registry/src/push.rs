@@ -68,7 +68,8 @@ impl Registry {
         }
         progress(ProgressResponse::status("pushing manifest"));
         let url = repo.url(&format!("manifests/{}", repo.reference));
-        self.send("pushing manifest", self.http.put(url).header(CONTENT_TYPE, MANIFEST_V2).body(bytes)).await?;
+        let make = || self.http.put(&url).header(CONTENT_TYPE, MANIFEST_V2).body(bytes.clone());
+        self.send("pushing manifest", &repo, &make).await?;
         progress(ProgressResponse::status("success"));
         Ok(())
     }
@@ -83,12 +84,11 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let what = format!("pushing {}", short(&layer.digest));
         let blob_url = repo.url(&format!("blobs/{}", layer.digest));
-        match self.http.head(&blob_url).send().await {
-            Ok(r) if r.status() == StatusCode::OK => {
+        if let Ok(r) = self.send(&what, repo, &|| self.http.head(&blob_url)).await {
+            if r.status() == StatusCode::OK {
                 progress(transfer(layer, layer.size));
                 return Ok(());
             }
-            _ => {}
         }
         // A layer inherited from another model on the same registry can be mounted, not copied.
         let mut start = repo.url("blobs/uploads/");
@@ -97,7 +97,7 @@ impl Registry {
                 start = format!("{start}?mount={}&from={}/{}", layer.digest, from.namespace(), from.model());
             }
         }
-        let resp = self.send(&what, self.http.post(start).header(CONTENT_LENGTH, 0)).await?;
+        let resp = self.send(&what, repo, &|| self.http.post(&start).header(CONTENT_LENGTH, 0)).await?;
         if resp.status() == StatusCode::CREATED {
             progress(transfer(layer, layer.size));
             return Ok(());
@@ -112,24 +112,23 @@ impl Registry {
             let mut buf = vec![0u8; n as usize];
             tokio::task::block_in_place(|| file.seek(SeekFrom::Start(sent)).and_then(|_| file.read_exact(&mut buf)))
                 .map_err(|e| StoreError::io(&path, e))?;
-            let resp = self
-                .send(
-                    &what,
-                    self.http
-                        .patch(&upload)
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header("Content-Range", format!("{}-{}", sent, sent + n - 1))
-                        .header(CONTENT_LENGTH, n)
-                        .body(buf),
-                )
-                .await?;
+            let buf = bytes::Bytes::from(buf);
+            let make = || {
+                self.http
+                    .patch(&upload)
+                    .header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", format!("{}-{}", sent, sent + n - 1))
+                    .header(CONTENT_LENGTH, n)
+                    .body(buf.clone())
+            };
+            let resp = self.send(&what, repo, &make).await?;
             upload = location(repo, &resp, &what)?;
             sent += n;
             progress(transfer(layer, sent));
         }
         let sep = if upload.contains('?') { '&' } else { '?' };
-        self.send(&what, self.http.put(format!("{upload}{sep}digest={}", layer.digest)).header(CONTENT_LENGTH, 0))
-            .await?;
+        let finish = format!("{upload}{sep}digest={}", layer.digest);
+        self.send(&what, repo, &|| self.http.put(&finish).header(CONTENT_LENGTH, 0)).await?;
         Ok(())
     }
 }

@@ -61,6 +61,8 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// `OLLAMA_LOAD_TIMEOUT`.
     pub load_timeout: Duration,
+    /// Registry logins and trusted token realms.
+    pub registry_credentials: corral_registry::Credentials,
 }
 
 impl ServerConfig {
@@ -78,6 +80,7 @@ impl ServerConfig {
             max_loaded_models: 0,
             max_queue: 512,
             load_timeout: Duration::from_secs(300),
+            registry_credentials: Default::default(),
         }
     }
 }
@@ -120,13 +123,14 @@ impl AppState {
             max_queue: config.max_queue,
             load_timeout: config.load_timeout,
         });
+        let registry = corral_registry::Registry::new(config.registry_credentials.clone())?;
         Ok(AppState {
             store,
             config: Arc::new(config),
             loopback: addr.ip().is_loopback(),
             origins,
             scheduler,
-            registry: corral_registry::Registry::new()?,
+            registry,
             headers: Arc::default(),
         })
     }

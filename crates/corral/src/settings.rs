@@ -29,6 +29,12 @@ pub const OLLAMA_MAX_QUEUE: &str = "OLLAMA_MAX_QUEUE";
 pub const OLLAMA_LOAD_TIMEOUT: &str = "OLLAMA_LOAD_TIMEOUT";
 /// Do not keep REPL history.
 pub const OLLAMA_NOHISTORY: &str = "OLLAMA_NOHISTORY";
+/// Registry logins: `host=user:password`, several separated by `;`.
+pub const CORRAL_REGISTRY_AUTH: &str = "CORRAL_REGISTRY_AUTH";
+/// Token realms trusted for a registry on another host: `registry=realm`, `;`-separated.
+pub const CORRAL_REGISTRY_TRUSTED_REALMS: &str = "CORRAL_REGISTRY_TRUSTED_REALMS";
+/// Where Docker keeps `config.json` (default `~/.docker`).
+pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// CPU threads per runner (Corral's own; 0 or unset = all cores).
 pub const CORRAL_NUM_THREAD: &str = "CORRAL_NUM_THREAD";
 /// Any value turns colour off (<https://no-color.org>).
@@ -57,6 +63,7 @@ pub struct Settings {
     pub load_timeout: std::time::Duration,
     pub num_thread: u32,
     pub nohistory: bool,
+    pub registry_credentials: corral_registry::Credentials,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -146,6 +153,28 @@ fn env_uint(name: &str, value: Option<String>, default: u64) -> u64 {
     }
 }
 
+/// Logins from Docker's config.json, then `CORRAL_REGISTRY_AUTH` (which wins), and trusted realms.
+fn registry_credentials(get: &impl Fn(&str) -> Option<String>) -> Result<corral_registry::Credentials, String> {
+    let mut creds = corral_registry::Credentials::default();
+    let docker_dir =
+        get(DOCKER_CONFIG).map(PathBuf::from).or_else(|| get("HOME").map(|h| PathBuf::from(h).join(".docker")));
+    if let Some(text) = docker_dir.and_then(|d| std::fs::read_to_string(d.join("config.json")).ok()) {
+        creds.add_docker_config(&text);
+    }
+    if let Some(v) = get(CORRAL_REGISTRY_AUTH) {
+        creds.add_env(&v).map_err(|e| format!("{CORRAL_REGISTRY_AUTH}: {e}"))?;
+    }
+    for pair in
+        get(CORRAL_REGISTRY_TRUSTED_REALMS).unwrap_or_default().split(';').map(str::trim).filter(|p| !p.is_empty())
+    {
+        let (registry, realm) = pair
+            .split_once('=')
+            .ok_or_else(|| format!("{CORRAL_REGISTRY_TRUSTED_REALMS}: expected registry=realm, got {pair:?}"))?;
+        creds.trust_realm(registry.trim(), realm.trim());
+    }
+    Ok(creds)
+}
+
 fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -203,6 +232,7 @@ impl Settings {
             },
             num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
             nohistory: env_bool(get(OLLAMA_NOHISTORY)),
+            registry_credentials: registry_credentials(&get)?,
         })
     }
 }

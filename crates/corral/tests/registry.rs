@@ -31,7 +31,15 @@ struct FrontState {
     manifest: Mutex<Option<Vec<u8>>>,
     /// Stop serving (simulates a dead link).
     closed: AtomicBool,
+    /// Act as a token-protected registry: the host named in the challenge's realm.
+    bearer_realm_host: Mutex<Option<String>>,
+    /// Requests to the token endpoint.
+    token_requests: AtomicU64,
 }
+
+/// The token this front issues, and the login it wants for it (`alice:s3cret`).
+const TOKEN: &str = "token-for-alice";
+const ALICE_BASIC: &str = "Basic YWxpY2U6czNjcmV0";
 
 struct Front {
     addr: String,
@@ -41,6 +49,25 @@ struct Front {
 
 async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
     let path = req.uri().path_and_query().map(|p| p.to_string()).unwrap_or_default();
+    let realm_host = s.bearer_realm_host.lock().unwrap().clone();
+    if let Some(realm_host) = realm_host {
+        let auth = req.headers().get("authorization").and_then(|v| v.to_str().ok()).unwrap_or_default().to_string();
+        if path.starts_with("/token") {
+            s.token_requests.fetch_add(1, Ordering::SeqCst);
+            assert!(path.contains("service=front") && path.contains("scope=repository"), "{path}");
+            return if auth == ALICE_BASIC {
+                axum::Json(json!({"token": TOKEN})).into_response()
+            } else {
+                StatusCode::UNAUTHORIZED.into_response()
+            };
+        }
+        if auth != format!("Bearer {TOKEN}") {
+            let challenge = format!(
+                "Bearer realm=\"http://{realm_host}/token\",service=\"front\",scope=\"repository:team/tiny:pull\""
+            );
+            return (StatusCode::UNAUTHORIZED, [("www-authenticate", challenge)]).into_response();
+        }
+    }
     let is_blob_get = req.method() == "GET" && path.contains("/blobs/sha256:");
     if path.contains("/manifests/") {
         if let Some(m) = s.manifest.lock().unwrap().clone() {
@@ -299,4 +326,76 @@ fn manifest_bytes_from_registry(registry: &DockerRegistry, remote: &str) -> Vec<
         .bytes()
         .unwrap()
         .to_vec()
+}
+
+#[test]
+fn basic_auth_with_right_and_wrong_passwords() {
+    let registry = DockerRegistry::start_with_login("alice", "s3cret");
+    let tmp = tempfile::tempdir().unwrap();
+    let good_login = format!("{}=alice:s3cret", registry.addr);
+    let server = Server::start_in(&tmp.path().join("a"), &[("CORRAL_REGISTRY_AUTH", &good_login)]);
+    create_from(&server, "tiny", &runnable_bytes(42, 2048), json!({}));
+    let remote = format!("{}/team/tiny:v1", registry.addr);
+    server.ok(&["cp", "tiny", &remote]);
+    let out = server.corral(&["push", &remote]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.ok(&["rm", &remote]);
+    let (status, v) = post(&server, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+
+    let wrong_login = format!("{}=alice:wrong-password", registry.addr);
+    let wrong = Server::start_in(&tmp.path().join("b"), &[("CORRAL_REGISTRY_AUTH", &wrong_login)]);
+    let (status, v) = post(&wrong, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_eq!(status, 401, "{v}");
+    let msg = v["error"].as_str().unwrap();
+    assert!(msg.contains(&format!("authentication failed for {}", registry.addr)), "{msg}");
+    assert!(
+        !msg.contains("wrong-password") && !wrong.log().contains("wrong-password"),
+        "no password in errors or logs"
+    );
+
+    let anonymous = Server::start_in(&tmp.path().join("c"), &[]);
+    let (status, v) = post(&anonymous, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_eq!(status, 401);
+    assert!(v["error"].as_str().unwrap().contains("needs a login"), "{v}");
+}
+
+#[test]
+fn bearer_tokens_from_the_registry_host_only() {
+    let registry = DockerRegistry::start();
+    let (server, remote) = pushed(&registry);
+    server.ok(&["rm", "tiny", &remote]);
+    let front = Front::start(&registry.addr, false);
+    *front.state.bearer_realm_host.lock().unwrap() = Some(front.addr.clone());
+    let via_front = remote.replace(&registry.addr, &front.addr);
+    let tmp = tempfile::tempdir().unwrap();
+    let login = format!("{}=alice:s3cret", front.addr);
+    let client = Server::start_in(&tmp.path().join("m"), &[("CORRAL_REGISTRY_AUTH", &login)]);
+    let (status, v) = post(&client, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    assert!(front.state.token_requests.load(Ordering::SeqCst) >= 1);
+
+    // A realm on another host (here `localhost` instead of `127.0.0.1`) gets nothing: no login,
+    // no request at all (CVE-2025-51471).
+    client.ok(&["rm", &via_front]);
+    let before = front.state.token_requests.load(Ordering::SeqCst);
+    let port = front.addr.rsplit_once(':').unwrap().1;
+    *front.state.bearer_realm_host.lock().unwrap() = Some(format!("localhost:{port}"));
+    let fresh = Server::start_in(&tmp.path().join("n"), &[("CORRAL_REGISTRY_AUTH", &login)]);
+    let (status, v) = post(&fresh, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 401, "{v}");
+    assert!(
+        v["error"].as_str().unwrap().contains("refusing to authenticate with a host other than the registry"),
+        "{v}"
+    );
+    assert_eq!(front.state.token_requests.load(Ordering::SeqCst), before);
+
+    // Unless the user trusts that realm.
+    let trusted = format!("{}=localhost:{port}", front.addr);
+    let trusting = Server::start_in(
+        &tmp.path().join("o"),
+        &[("CORRAL_REGISTRY_AUTH", &login), ("CORRAL_REGISTRY_TRUSTED_REALMS", &trusted)],
+    );
+    let (status, v) = post(&trusting, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 200, "{v}");
 }

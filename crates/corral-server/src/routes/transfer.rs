@@ -17,7 +17,7 @@ impl From<RegistryError> for ApiError {
         let status = match &e {
             RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
             RegistryError::Insecure(_) => StatusCode::BAD_REQUEST,
-            RegistryError::Status { status: 401 | 403, .. } => StatusCode::UNAUTHORIZED,
+            RegistryError::Status { status: 401 | 403, .. } | RegistryError::Auth { .. } => StatusCode::UNAUTHORIZED,
             RegistryError::Store(corral_store::StoreError::ModelNotFound(_)) => StatusCode::NOT_FOUND,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };

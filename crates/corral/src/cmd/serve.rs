@@ -32,6 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         max_loaded_models: settings.max_loaded_models,
         max_queue: settings.max_queue,
         load_timeout: settings.load_timeout,
+        registry_credentials: settings.registry_credentials.clone(),
         ..ServerConfig::new(&settings.models_dir)
     };
     let state = AppState::new(config, addr)

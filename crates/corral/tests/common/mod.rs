@@ -236,11 +236,32 @@ pub struct DockerRegistry {
 
 impl DockerRegistry {
     pub fn start() -> DockerRegistry {
+        Self::start_with(None)
+    }
+
+    /// With htpasswd basic auth for `user`/`password` (hashed with apache2-utils' `htpasswd`).
+    pub fn start_with_login(user: &str, password: &str) -> DockerRegistry {
+        Self::start_with(Some((user, password)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>) -> DockerRegistry {
         let dir = tempfile::tempdir().unwrap();
+        let mut auth = String::new();
+        if let Some((user, password)) = login {
+            let out = Command::new("htpasswd")
+                .args(["-Bbn", user, password])
+                .output()
+                .expect("htpasswd runs (apt-get install apache2-utils)");
+            std::fs::write(dir.path().join("htpasswd"), &out.stdout).unwrap();
+            auth = format!(
+                "auth:\n  htpasswd:\n    realm: test-realm\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            );
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -253,7 +274,11 @@ impl DockerRegistry {
             .expect("docker-registry runs (apt-get install docker-registry)");
         let r = DockerRegistry { child, addr, dir };
         for _ in 0..100 {
-            if http().get(format!("http://{}/v2/", r.addr)).send().is_ok_and(|resp| resp.status() == 200) {
+            if http()
+                .get(format!("http://{}/v2/", r.addr))
+                .send()
+                .is_ok_and(|resp| resp.status() == 200 || resp.status() == 401)
+            {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(100));
