@@ -13,45 +13,21 @@ use crate::ApiError;
 /// A unit of blocking work that reports progress through the callback.
 pub(crate) type Work = Box<dyn FnOnce(&mut dyn FnMut(ProgressResponse)) -> Result<(), ApiError> + Send>;
 
-/// Runs `work` on the blocking pool. Streaming: each progress update is a line, and a failure a
-/// final `{"error": …}` line (the status is already 200 by then, as in Ollama). Not streaming: the
-/// last update, or the error with its own status.
+/// Runs `work` on the blocking pool, streaming its progress as [`progress_async`] does.
 pub(crate) async fn progress(streaming: bool, work: Work) -> Response {
-    if !streaming {
-        let mut last = None;
-        let result = tokio::task::spawn_blocking(move || {
-            let r = work(&mut |p| last = Some(p));
-            r.map(|()| last)
-        })
-        .await;
-        return match result {
-            Ok(Ok(last)) => Json(last.unwrap_or_else(|| ProgressResponse::status("success"))).into_response(),
-            Ok(Err(e)) => e.into_response(),
-            Err(join) => ApiError::from(join).into_response(),
-        };
-    }
-
-    let (tx, rx) = mpsc::channel::<String>(64);
-    tokio::task::spawn_blocking(move || {
-        let send = |line: String| {
-            // A closed channel means the client went away; the work still finishes so the store
-            // is left consistent.
-            let _ = tx.blocking_send(line);
-        };
-        let result = work(&mut |p| send(to_line(&p)));
-        if let Err(e) = result {
-            tracing::warn!(status = %e.status, "request failed mid-stream: {}", e.message);
-            send(to_line(&ErrorResponse { error: e.message }));
-        }
-    });
-    ndjson(rx)
+    progress_async(streaming, move |report| async move {
+        tokio::task::spawn_blocking(move || work(&mut |p| report(p))).await?
+    })
+    .await
 }
 
 /// Reports progress from async work.
 pub(crate) type Report = std::sync::Arc<dyn Fn(ProgressResponse) + Send + Sync>;
 
-/// Like [`progress`], for async work (pulls and pushes). The work runs in its own task, so a
-/// client that disconnects does not abort a transfer half way (a pull resumes later anyway).
+/// Runs `work` in its own task and answers with its progress. Streaming: each update is a line,
+/// and a failure a final `{"error": …}` line (the status is already 200 by then, as in Ollama).
+/// Not streaming: the last update, or the error with its own status. A client that disconnects
+/// does not abort the work half way (a create finishes; a pull resumes later anyway).
 pub(crate) async fn progress_async<Fut>(streaming: bool, work: impl FnOnce(Report) -> Fut) -> Response
 where
     Fut: std::future::Future<Output = Result<(), ApiError>> + Send + 'static,

@@ -96,11 +96,8 @@ pub async fn remove(client: &Client, models: &[String]) -> anyhow::Result<()> {
                 eprintln!("Warning: unable to stop model '{m}'");
             }
         }
-        match client.delete(m).await {
-            Ok(()) => println!("deleted '{m}'"),
-            Err(e @ ClientError::Api { .. }) => return Err(e.into()),
-            Err(e) => return Err(e.into()),
-        }
+        client.delete(m).await?;
+        println!("deleted '{m}'");
     }
     Ok(())
 }
