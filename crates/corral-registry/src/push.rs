@@ -57,10 +57,8 @@ impl Registry {
     ) -> Result<(), RegistryError> {
         let repo = repo(name, insecure, None)?;
         progress(ProgressResponse::status("retrieving manifest"));
-        let stored = store.read_manifest(name)?;
-        let path =
-            store.manifest_file(name).ok_or_else(|| RegistryError::NotFound(format!("model '{name}' not found")))?;
-        let bytes = tokio::task::block_in_place(|| std::fs::read(&path)).map_err(|e| StoreError::io(&path, e))?;
+        let mut stored = tokio::task::block_in_place(|| store.read_manifest(name))?;
+        let bytes = bytes::Bytes::from(std::mem::take(&mut stored.bytes));
         let blobs: Vec<Layer> =
             stored.manifest.layers.iter().chain(std::iter::once(&stored.manifest.config)).cloned().collect();
         for layer in &blobs {

@@ -3,7 +3,7 @@
 use std::collections::HashSet;
 use std::fs;
 use std::io;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::SystemTime;
 
 use corral_types::{Digest, Manifest, ModelName};
@@ -24,6 +24,8 @@ pub struct StoredManifest {
     /// sha256 of the manifest file: the model's ID.
     pub digest: Digest,
     pub modified: SystemTime,
+    /// The file's bytes, as read (a copy or a push sends exactly these).
+    pub bytes: Vec<u8>,
 }
 
 /// The entry of `dir` equal to `want`, preferring an exact match over a case-insensitive one.
@@ -71,7 +73,7 @@ impl Store {
         let manifest: Manifest = serde_json::from_slice(&bytes)
             .map_err(|e| StoreError::CorruptManifest { path: path.clone(), reason: e.to_string() })?;
         let modified = fs::metadata(&path).and_then(|m| m.modified()).map_err(|e| StoreError::io(&path, e))?;
-        Ok(StoredManifest { name, manifest, digest: Digest::of(&bytes), modified })
+        Ok(StoredManifest { name, manifest, digest: Digest::of(&bytes), modified, bytes })
     }
 
     /// Reads the manifest of `name` (case-insensitively).
@@ -162,8 +164,7 @@ impl Store {
     pub fn copy(&self, src: &ModelName, dst: &ModelName) -> Result<()> {
         let locked = self.pins.lock();
         let source = self.read_manifest(src)?;
-        let bytes = read_bounded(&self.manifest_path(&source.name), MAX_MANIFEST, "manifest")?;
-        self.write_manifest_locked(&locked, dst, bytes, &source.manifest)?;
+        self.write_manifest_locked(&locked, dst, source.bytes, &source.manifest)?;
         Ok(())
     }
 
@@ -230,10 +231,5 @@ impl Store {
             }
             dir = d.parent();
         }
-    }
-
-    /// Path of a stored manifest (for tests and diagnostics).
-    pub fn manifest_file(&self, name: &ModelName) -> Option<PathBuf> {
-        self.resolve(name).map(|n| self.manifest_path(&n))
     }
 }
