@@ -67,28 +67,36 @@ impl Resolved {
     }
 }
 
-/// Loads a model's manifest and (cached by digest) its GGUF header. `raw` is the name as given,
-/// for the 404 message.
+/// Loads a model's manifest and, cached by manifest digest, its GGUF header (`None` for a model
+/// without weights). Blocking: call it on the blocking pool. `raw` is the name as given, for the
+/// 404 message.
+pub fn load(state: &AppState, name: &ModelName, raw: &str) -> Result<(Model, Option<Arc<Gguf>>), ApiError> {
+    let model = state.store.load_model(name).map_err(|e| match e {
+        ModelError::Store(StoreError::ModelNotFound(_)) => ApiError::not_found(format!("model '{raw}' not found")),
+        other => other.into(),
+    })?;
+    let Some(path) = model.model_path.clone() else { return Ok((model, None)) };
+    let mut cache = state.headers.lock().unwrap_or_else(|p| p.into_inner());
+    let gguf = match cache.get(&model.digest) {
+        Some(g) => g.clone(),
+        None => {
+            let g = Arc::new(
+                corral_gguf::read_path(&path)
+                    .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?,
+            );
+            cache.insert(model.digest, g.clone());
+            g
+        }
+    };
+    Ok((model, Some(gguf)))
+}
+
+/// [`load`] on the blocking pool, for a model that must have weights (to run it).
 pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Resolved, ApiError> {
-    let (store, cache, name, raw) = (state.store.clone(), state.headers.clone(), name.clone(), raw.to_string());
+    let (state, name, raw) = (state.clone(), name.clone(), raw.to_string());
     crate::routes::blocking(move || {
-        let model = store.load_model(&name).map_err(|e| match e {
-            ModelError::Store(StoreError::ModelNotFound(_)) => ApiError::not_found(format!("model '{raw}' not found")),
-            other => other.into(),
-        })?;
-        let path =
-            model.model_path.clone().ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
-        let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-        let gguf = match cache.get(&model.digest) {
-            Some(g) => g.clone(),
-            None => {
-                let g = Arc::new(
-                    corral_gguf::read_path(&path).map_err(|e| ApiError::internal(format!("model '{raw}': {e}")))?,
-                );
-                cache.insert(model.digest, g.clone());
-                g
-            }
-        };
+        let (model, gguf) = load(&state, &name, &raw)?;
+        let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
         Ok(Resolved { model, gguf })
     })
     .await

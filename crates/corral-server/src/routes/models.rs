@@ -53,20 +53,8 @@ pub(super) async fn show(
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = parse_name(&raw)?;
     blocking(move || {
-        let model = state.store.load_model(&name).map_err(|e| match e {
-            corral_store::ModelError::Store(corral_store::StoreError::ModelNotFound(_)) => {
-                ApiError::not_found(format!("model '{raw}' not found"))
-            }
-            other => other.into(),
-        })?;
-        let gguf = match &model.model_path {
-            Some(p) => Some(
-                corral_gguf::read_path(p)
-                    .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?,
-            ),
-            None => None,
-        };
-        Ok(Json(crate::show::show(model, gguf.as_ref(), req.verbose, req.system, req.options)))
+        let (model, gguf) = crate::infer::load(&state, &name, &raw)?;
+        Ok(Json(crate::show::show(model, gguf.as_deref(), req.verbose, req.system, req.options)))
     })
     .await
 }
