@@ -173,6 +173,9 @@ fn load_keep_alive_and_unload() {
     let server = with_tiny();
     let (_, v) = generate(&server, json!({"model": "tiny", "prompt": ""}));
     assert_eq!((v["done"].as_bool(), v["done_reason"].as_str()), (Some(true), Some("load")));
+    for k in ["total_duration", "eval_count", "context"] {
+        assert!(v.get(k).is_none(), "a load answer has no {k}: {v}");
+    }
     let loaded = ps(&server);
     assert_eq!(loaded.len(), 1);
     assert_eq!(loaded[0]["name"], "tiny:latest");

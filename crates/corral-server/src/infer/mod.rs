@@ -176,9 +176,14 @@ fn logprob(lp: TokenLogprob) -> Logprob {
 }
 
 impl Reply {
-    fn value(&self, text: String, done: Option<(&str, &Usage, Vec<u32>)>, logprobs: Option<Vec<Logprob>>) -> Value {
-        let metrics = match &done {
-            Some((_, u, _)) => Metrics {
+    fn value(&self, text: String, end: End<'_>, logprobs: Option<Vec<Logprob>>) -> Value {
+        let (done_reason, finished) = match end {
+            End::No => (None, None),
+            End::Immediately(reason) => (Some(reason.to_string()), None),
+            End::After(reason, usage, tokens) => (Some(reason.to_string()), Some((usage, tokens))),
+        };
+        let metrics = match &finished {
+            Some((u, _)) => Metrics {
                 total_duration: Some(self.started.elapsed().as_nanos() as u64),
                 load_duration: Some(self.load_ns),
                 prompt_eval_count: Some(u.prompt_tokens),
@@ -188,15 +193,15 @@ impl Reply {
             },
             None => Metrics::default(),
         };
-        let done_reason = done.as_ref().map(|(r, ..)| r.to_string());
+        let done = done_reason.is_some();
         let v = match self.kind {
             Kind::Generate { context } => serde_json::to_value(GenerateResponse {
                 model: self.model.clone(),
                 created_at: Utc::now(),
                 response: text,
-                done: done.is_some(),
+                done,
                 done_reason,
-                context: done.and_then(|(_, _, t)| context.then_some(t)),
+                context: finished.and_then(|(_, t)| context.then_some(t)),
                 metrics,
                 logprobs,
             }),
@@ -204,7 +209,7 @@ impl Reply {
                 model: self.model.clone(),
                 created_at: Utc::now(),
                 message: Message::new("assistant", &text),
-                done: done.is_some(),
+                done,
                 done_reason,
                 metrics,
                 logprobs,
@@ -215,22 +220,17 @@ impl Reply {
 
     /// A final answer with no generation (`done_reason` `load` or `unload`).
     pub fn immediate(&self, reason: &str) -> Response {
-        let mut v = self.value(String::new(), Some((reason, &Usage::default(), Vec::new())), None);
-        if let Some(o) = v.as_object_mut() {
-            for k in [
-                "total_duration",
-                "load_duration",
-                "prompt_eval_count",
-                "prompt_eval_duration",
-                "eval_count",
-                "eval_duration",
-                "context",
-            ] {
-                o.remove(k);
-            }
-        }
-        Json(v).into_response()
+        Json(self.value(String::new(), End::Immediately(reason), None)).into_response()
     }
+}
+
+/// Whether, and how, a chunk ends the answer.
+enum End<'a> {
+    No,
+    /// Done without generating (`load`, `unload`): no metrics, no context.
+    Immediately(&'a str),
+    /// Done after generating: the reason, counts and timings, and the tokens for `context`.
+    After(&'a str, &'a Usage, Vec<u32>),
 }
 
 /// Streams (or collects) a completion. The lease is held until the completion ends, and a client
@@ -248,7 +248,7 @@ pub async fn respond(streaming: bool, reply: Reply, lease: Lease, mut completion
                 FromRunner::Done { reason, usage, tokens, .. } => {
                     drop(lease);
                     let lps = (!lps.is_empty()).then_some(lps);
-                    return Json(reply.value(text, Some((reason.as_str(), &usage, tokens)), lps)).into_response();
+                    return Json(reply.value(text, End::After(reason.as_str(), &usage, tokens), lps)).into_response();
                 }
                 FromRunner::Error { error, .. } => return ApiError::internal(error).into_response(),
                 _ => {}
@@ -268,11 +268,11 @@ pub async fn respond(streaming: bool, reply: Reply, lease: Lease, mut completion
             };
             let line = match msg {
                 Some(FromRunner::Token { text, logprob: lp, .. }) => {
-                    to_line(&reply.value(text, None, lp.map(|l| vec![logprob(l)])))
+                    to_line(&reply.value(text, End::No, lp.map(|l| vec![logprob(l)])))
                 }
                 Some(FromRunner::Done { reason, usage, tokens, .. }) => {
                     let _ = tx
-                        .send(to_line(&reply.value(String::new(), Some((reason.as_str(), &usage, tokens)), None)))
+                        .send(to_line(&reply.value(String::new(), End::After(reason.as_str(), &usage, tokens), None)))
                         .await;
                     return;
                 }
