@@ -187,7 +187,8 @@ impl Scheduler {
                 tracing::info!(model = %s.request.name, dead, "unloading model");
                 r.kill();
             }
-            !(expired || dead) || matches!(s.state, State::Loading)
+            // A loading slot is neither: it has no runner yet and holds its loader's reference.
+            !(expired || dead)
         });
         if slots.len() != before {
             self.changed.notify_waiters();

@@ -70,6 +70,13 @@ impl Progress {
         f(&mut self.state.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
+    /// A bare spinner (no text), for "wait, the model is thinking"; [`Progress::clear`] ends it.
+    pub fn spinner() -> Self {
+        let p = Self::new();
+        p.status("");
+        p
+    }
+
     /// Starts a new status line (the previous one stays as it last was).
     pub fn status(&self, msg: impl Into<String>) {
         let msg = msg.into();

@@ -212,8 +212,7 @@ impl Repl<'_> {
 
     /// Loads the model (with a spinner) and replays its MESSAGEs.
     async fn load(&mut self) -> anyhow::Result<()> {
-        let spinner = crate::progress::Progress::new();
-        spinner.status("");
+        let spinner = crate::progress::Progress::spinner();
         let req =
             ChatRequest { model: self.s.model.clone(), keep_alive: self.s.keep_alive.clone(), ..Default::default() };
         let result = self.client.stream::<_, ChatResponse>("/api/chat", &req).await;
@@ -250,8 +249,7 @@ impl Repl<'_> {
             think: self.s.think.clone(),
             ..Default::default()
         };
-        let spinner = crate::progress::Progress::new();
-        spinner.status("");
+        let spinner = crate::progress::Progress::spinner();
         let mut spinner = Some(spinner);
         let mut printer = Printer::new(self.s.wordwrap);
         let mut answer = String::new();

@@ -226,12 +226,7 @@ pub async fn run(client: &Client, args: Args, history: Option<PathBuf>) -> anyho
         stream: Some(true),
         ..Default::default()
     };
-    let spinner = std::io::stderr().is_terminal().then(|| {
-        let p = Progress::new();
-        p.status("");
-        p
-    });
-    let mut spinner = spinner;
+    let mut spinner = std::io::stderr().is_terminal().then(Progress::spinner);
     let mut printer = Printer::new(!args.nowordwrap);
     let mut stream = Box::pin(client.stream::<_, corral_types::api::GenerateResponse>("/api/generate", &req).await?);
     loop {
