@@ -199,10 +199,7 @@ pub fn tiny_bytes() -> Vec<u8> {
 
 /// Creates `name` from the tiny model with `extra` request fields, not streaming.
 pub fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) {
-    let d = upload(server, &tiny_bytes());
-    let mut req = json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false});
-    req.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
-    post(server, "/api/create", req)
+    create_from(server, name, &tiny_bytes(), extra)
 }
 
 #[allow(unused_imports)]
