@@ -335,10 +335,18 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         assert!(v["error"].as_str().unwrap().starts_with("model.gguf: invalid GGUF file: "), "{what}: {v}");
     }
 
-    // A body over the limit is refused before it is read.
-    let huge = format!("{{\"model\": \"{}\"}}", "a".repeat(65 << 20));
-    let (status, v) = body(http().post(server.url("/api/show")).body(huge).send().unwrap());
-    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{v}");
+    // A body over the limit is refused before it is read: the answer comes from the declared
+    // length alone. (Sending 65 MB with a client races with that early answer: the client may
+    // see the connection close while still writing.)
+    let resp = raw(
+        &server,
+        &format!(
+            "POST /api/show HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{{\"model\": \"",
+            65u64 << 20
+        ),
+    );
+    assert!(resp.starts_with("HTTP/1.1 413"), "{resp}");
+    assert!(resp.contains("request body is larger than"), "{resp}");
 
     assert!(server.alive());
     assert_eq!(tree(&server.models), snapshot, "the store is unchanged");
