@@ -32,7 +32,7 @@ pub struct Credentials {
     trusted_realms: HashMap<String, Vec<String>>,
 }
 
-fn b64decode(s: &str) -> Option<Vec<u8>> {
+pub(crate) fn b64decode(s: &str) -> Option<Vec<u8>> {
     let table = |c: u8| -> Option<u8> {
         Some(match c {
             b'A'..=b'Z' => c - b'A',

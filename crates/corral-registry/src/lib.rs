@@ -10,10 +10,13 @@
 //! remains the only one that writes the models directory.
 
 mod auth;
+mod identity;
 mod pull;
 mod push;
+mod token;
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -23,8 +26,9 @@ use corral_types::{Digest, ModelName};
 use futures_util::StreamExt;
 use reqwest::header::{AUTHORIZATION, WWW_AUTHENTICATE};
 
-use auth::{parse_challenge, url_host, Challenge};
+use auth::{parse_challenge, url_host};
 pub use auth::{Credentials, Login};
+pub use identity::{Identity, IdentityError};
 
 /// Media type of the manifests we ask for and send.
 pub const MANIFEST_V2: &str = "application/vnd.docker.distribution.manifest.v2+json";
@@ -38,7 +42,7 @@ const MAX_ERROR_BODY: u64 = 4 << 10;
 /// Why a pull or push failed.
 #[derive(Debug, thiserror::Error)]
 pub enum RegistryError {
-    #[error("{what}: {source}")]
+    #[error("{what}: {}", causes(source))]
     Http { what: String, source: reqwest::Error },
     #[error("{what}: the registry answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
     Status { what: String, status: u16, body: String },
@@ -54,8 +58,26 @@ pub enum RegistryError {
     Auth { what: String, host: String, reason: String },
     #[error("{what}: no data for {seconds} seconds")]
     Stalled { what: String, seconds: u64 },
+    #[error("{0}")]
+    Config(String),
     #[error(transparent)]
     Store(#[from] StoreError),
+}
+
+/// An error and its causes, `outer: inner: innermost`: reqwest's own message ("error sending
+/// request") says nothing of a refused certificate or an unknown host.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut next = e.source();
+    while let Some(cause) = next {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            out.push_str(": ");
+            out.push_str(&text);
+        }
+        next = cause.source();
+    }
+    out
 }
 
 /// Receives progress updates (`status`, and `digest`/`total`/`completed` for transfers).
@@ -103,31 +125,69 @@ pub(crate) fn repo(name: &ModelName, insecure: bool, digest: Option<&str>) -> Re
     })
 }
 
+/// How the registry client behaves, resolved once at the edge.
+#[derive(Debug, Clone)]
+pub struct RegistryOptions {
+    pub credentials: Credentials,
+    /// Ollama's identity key, which signs token requests when there is no login for a registry.
+    pub identity: Option<Identity>,
+    /// PEM files of CA certificates trusted besides the system's and Mozilla's.
+    pub ca_certificates: Vec<PathBuf>,
+    /// Connections one blob download may use at once.
+    pub connections: usize,
+    /// Bytes per ranged request of a blob download.
+    pub part_size: u64,
+}
+
+impl Default for RegistryOptions {
+    fn default() -> Self {
+        RegistryOptions {
+            credentials: Credentials::default(),
+            identity: None,
+            ca_certificates: Vec::new(),
+            connections: 4,
+            part_size: 32 << 20,
+        }
+    }
+}
+
 /// A registry client. Cheap to clone; clones share connections and in-flight downloads.
 #[derive(Clone)]
 pub struct Registry {
     http: reqwest::Client,
+    options: Arc<RegistryOptions>,
     /// One lock per blob being downloaded, so concurrent pulls of it share one download.
     downloads: Arc<Mutex<HashMap<Digest, Arc<tokio::sync::Mutex<()>>>>>,
     /// A transfer with no data for this long is retried.
     stall: Duration,
-    credentials: Arc<Credentials>,
     /// The `Authorization` value that last worked, by registry host.
     authorizations: Arc<Mutex<HashMap<String, String>>>,
 }
 
 impl Registry {
-    pub fn new(credentials: Credentials) -> Result<Self, RegistryError> {
-        let http = reqwest::Client::builder()
+    /// A client; fails if a CA file cannot be read or holds no certificate.
+    pub fn new(options: RegistryOptions) -> Result<Self, RegistryError> {
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
-            .connect_timeout(Duration::from_secs(30))
-            .build()
-            .map_err(|e| RegistryError::Http { what: "creating the HTTP client".into(), source: e })?;
+            .connect_timeout(Duration::from_secs(30));
+        for path in &options.ca_certificates {
+            let bad = |reason: String| RegistryError::Config(format!("CA certificates {}: {reason}", path.display()));
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| bad(e.to_string()))?;
+            if certs.is_empty() {
+                return Err(bad("no PEM certificate in the file".into()));
+            }
+            for cert in certs {
+                builder = builder.add_root_certificate(cert);
+            }
+        }
+        let http =
+            builder.build().map_err(|e| RegistryError::Http { what: "creating the HTTP client".into(), source: e })?;
         Ok(Registry {
             http,
+            options: Arc::new(options),
             downloads: Arc::default(),
             stall: Duration::from_secs(30),
-            credentials: Arc::new(credentials),
             authorizations: Arc::default(),
         })
     }
@@ -173,55 +233,6 @@ impl Registry {
         let body = read_bounded(resp, MAX_ERROR_BODY).await.unwrap_or_default();
         let body = String::from_utf8_lossy(&body).trim().chars().take(300).collect();
         Err(RegistryError::Status { what: what.to_string(), status, body })
-    }
-}
-
-impl Registry {
-    /// The `Authorization` value answering `challenge` for `host`.
-    async fn authorize(&self, what: &str, host: &str, challenge: Option<Challenge>) -> Result<String, RegistryError> {
-        let fail = |reason: String| RegistryError::Auth { what: what.into(), host: host.into(), reason };
-        let login = self.credentials.login(host);
-        let basic =
-            |l: &Login| format!("Basic {}", auth::b64encode(format!("{}:{}", l.username, l.password).as_bytes()));
-        match challenge {
-            None => Err(fail("the registry asked for credentials without saying how".into())),
-            Some(Challenge::Basic) => login.map(basic).ok_or_else(|| {
-                fail(format!(
-                    "the registry needs a login: add one for {host} to ~/.docker/config.json or CORRAL_REGISTRY_AUTH"
-                ))
-            }),
-            Some(Challenge::Bearer { realm, service, scope }) => {
-                let realm_host = url_host(&realm).ok_or_else(|| fail(format!("invalid token realm {realm:?}")))?;
-                if !self.credentials.realm_allowed(host, &realm_host) {
-                    return Err(fail(format!(
-                        "the registry sends us to {realm_host} for a token; refusing to authenticate with a host other than the registry (trust it with CORRAL_REGISTRY_TRUSTED_REALMS={host}={realm_host})"
-                    )));
-                }
-                let mut query = Vec::new();
-                if let Some(s) = service {
-                    query.push(("service", s));
-                }
-                if let Some(s) = scope {
-                    query.push(("scope", s));
-                }
-                let mut rb = self.http.get(&realm).query(&query);
-                if let Some(l) = login {
-                    rb = rb.header(AUTHORIZATION, basic(l));
-                }
-                let resp = rb
-                    .send()
-                    .await
-                    .map_err(|e| RegistryError::Http { what: "requesting a token".into(), source: e.without_url() })?;
-                if !resp.status().is_success() {
-                    return Err(fail(format!("the token service answered {}", resp.status().as_u16())));
-                }
-                let body = read_bounded(resp, 64 << 10).await?;
-                let v: serde_json::Value =
-                    serde_json::from_slice(&body).map_err(|_| fail("the token service sent no JSON".into()))?;
-                let token = v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str());
-                token.map(|t| format!("Bearer {t}")).ok_or_else(|| fail("the token service sent no token".into()))
-            }
-        }
     }
 }
 

@@ -1,12 +1,13 @@
 //! Pull: manifest, then each missing blob (resumable, verified), then the manifest is written.
 
-use std::time::{Duration, Instant};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
-use corral_store::{Committed, PinGuard, Store, StoreError};
+use corral_store::{Committed, PartWriter, PinGuard, Store, StoreError};
 use corral_types::api::ProgressResponse;
 use corral_types::{Digest, Layer, Manifest, ModelName};
 use futures_util::StreamExt;
-use reqwest::header::{ACCEPT, RANGE};
+use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
 
 use crate::{
@@ -104,8 +105,9 @@ impl Registry {
         }
     }
 
-    /// Downloads one blob into the store, resuming a partial file and retrying transport errors
-    /// and stalls with backoff. The blob is verified by the store before it becomes visible.
+    /// Downloads one blob into the store: its missing parts over up to `connections` connections
+    /// at once, each resuming where it stopped and retried on transport errors and stalls with
+    /// backoff. The blob is verified by the store before it becomes visible.
     async fn download(
         &self,
         store: &Store,
@@ -114,12 +116,60 @@ impl Registry {
         progress: Progress<'_>,
     ) -> Result<Committed, RegistryError> {
         let what = format!("pulling {}", short(&layer.digest));
-        let mut partial = tokio::task::block_in_place(|| store.partial_blob(&layer.digest, layer.size))?;
+        let mut partial =
+            tokio::task::block_in_place(|| store.partial_blob(&layer.digest, layer.size, self.options.part_size))?;
+        if partial.done() > 0 {
+            tracing::info!(digest = %layer.digest, done = partial.done(), "resuming download");
+        }
+        let done = AtomicU64::new(partial.done());
+        let writers: Vec<PartWriter> =
+            partial.parts().iter().filter(|p| !p.is_complete()).map(|p| partial.writer(p)).collect();
+        let fetches = futures_util::stream::iter(
+            writers.into_iter().map(|writer| self.fetch_part(repo, &layer.digest, writer, &done, &what)),
+        )
+        .buffer_unordered(self.options.connections.max(1));
+        let mut fetches = std::pin::pin!(fetches);
+        let mut report = tokio::time::interval(Duration::from_millis(100));
+        let mut failure = None;
+        loop {
+            tokio::select! {
+                next = fetches.next() => match next {
+                    Some((writer, result)) => {
+                        partial.update(&writer.part());
+                        if let Err(e) = result {
+                            // The other parts finish (or fail) first, so that what they got is kept.
+                            failure.get_or_insert(e);
+                        }
+                    }
+                    None => break,
+                },
+                _ = report.tick() => progress(transfer(layer, Some(done.load(Ordering::Relaxed)))),
+            }
+        }
+        progress(transfer(layer, Some(partial.done())));
+        if let Some(e) = failure {
+            if matches!(e, RegistryError::BadManifest(_) | RegistryError::Store(StoreError::TooLarge { .. })) {
+                // The registry contradicts the manifest: nothing it sent can be kept.
+                partial.discard();
+            }
+            return Err(e);
+        }
+        Ok(tokio::task::block_in_place(|| partial.finish())?)
+    }
+
+    /// Fetches the rest of one part, retrying with backoff; gives the writer back with the result.
+    async fn fetch_part(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        mut writer: PartWriter,
+        done: &AtomicU64,
+        what: &str,
+    ) -> (PartWriter, Result<(), RegistryError>) {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            match self.fetch_into(repo, layer, &mut partial, progress, &what).await {
-                Ok(()) => break,
+            match self.fetch_range(repo, digest, &mut writer, done, what).await {
                 Err(
                     e @ (RegistryError::Http { .. } | RegistryError::Stalled { .. } | RegistryError::Incomplete { .. }),
                 ) if attempt < ATTEMPTS => {
@@ -127,41 +177,50 @@ impl Registry {
                     tracing::warn!("{e}; retrying in {wait:?} (attempt {attempt} of {ATTEMPTS})");
                     tokio::time::sleep(wait).await;
                 }
-                Err(e) => return Err(e),
+                result => return (writer, result),
             }
         }
-        Ok(tokio::task::block_in_place(|| partial.finish())?)
     }
 
-    /// One GET of the rest of a blob into `partial`.
-    async fn fetch_into(
+    /// One ranged GET of the rest of a part.
+    async fn fetch_range(
         &self,
         repo: &Repo,
-        layer: &Layer,
-        partial: &mut corral_store::PartialBlob,
-        progress: Progress<'_>,
+        digest: &Digest,
+        writer: &mut PartWriter,
+        done: &AtomicU64,
         what: &str,
     ) -> Result<(), RegistryError> {
-        if partial.len() == layer.size {
+        let part = writer.part();
+        if part.is_complete() {
             return Ok(());
         }
-        let url = repo.url(&format!("blobs/{}", layer.digest));
-        let from = partial.len();
-        let make = || {
-            let rb = self.http.get(&url);
-            if from > 0 {
-                rb.header(RANGE, format!("bytes={from}-"))
-            } else {
-                rb
-            }
-        };
+        let url = repo.url(&format!("blobs/{digest}"));
+        let (from, last, size) = (part.next(), part.end - 1, writer.blob_size());
+        let make = || self.http.get(&url).header(RANGE, format!("bytes={from}-{last}"));
         let resp = self.send(what, repo, &make).await?;
-        match resp.status() {
+        // Bytes of the body to skip before the part's next byte: a registry that ignores ranges
+        // sends the whole blob from its first byte.
+        // A registry that ignores ranges answers 200 with the whole blob: skip to the part's next
+        // byte and stop at its end.
+        let whole = match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
-                tracing::info!(digest = %layer.digest, from = partial.len(), "resuming download")
+                let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
+                let (first, total) = parse_content_range(range).unwrap_or_default();
+                if total != Some(size) {
+                    return Err(RegistryError::BadManifest(format!(
+                        "{what}: the registry holds {} bytes, the manifest says {size} bytes",
+                        total.map_or_else(|| "an unknown number of".to_string(), |t| t.to_string())
+                    )));
+                }
+                if first != Some(from) {
+                    return Err(RegistryError::BadManifest(format!(
+                        "{what}: asked for bytes {from}-{last}, the registry sent {range:?}"
+                    )));
+                }
+                false
             }
-            StatusCode::OK if !partial.is_empty() => tokio::task::block_in_place(|| partial.restart())?,
-            StatusCode::OK => {}
+            StatusCode::OK => true,
             other => {
                 return Err(RegistryError::Status {
                     what: what.to_string(),
@@ -169,27 +228,45 @@ impl Registry {
                     body: String::new(),
                 })
             }
-        }
+        };
+        let mut skip = if whole { from } else { 0 };
         let mut stream = resp.bytes_stream();
-        let mut last_report = Instant::now();
-        loop {
+        while !writer.part().is_complete() {
             let next = match tokio::time::timeout(self.stall, stream.next()).await {
                 Ok(n) => n,
                 Err(_) => return Err(RegistryError::Stalled { what: what.to_string(), seconds: self.stall.as_secs() }),
             };
             let Some(chunk) = next else { break };
             let chunk = chunk.map_err(|e| RegistryError::Http { what: what.to_string(), source: e.without_url() })?;
-            tokio::task::block_in_place(|| partial.write(&chunk))?;
-            if last_report.elapsed() >= Duration::from_millis(100) {
-                last_report = Instant::now();
-                progress(transfer(layer, Some(partial.len())));
+            let dropped = skip.min(chunk.len() as u64) as usize;
+            skip -= dropped as u64;
+            let mut chunk = &chunk[dropped..];
+            if whole {
+                let room = writer.part().end - writer.part().next();
+                chunk = &chunk[..chunk.len().min(room as usize)];
             }
+            if chunk.is_empty() {
+                continue;
+            }
+            writer.write(chunk)?;
+            done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
-        progress(transfer(layer, Some(partial.len())));
-        if partial.len() < layer.size {
+        let part = writer.part();
+        if !part.is_complete() {
             // The connection ended early: the next attempt resumes from here.
-            return Err(RegistryError::Incomplete { what: what.to_string(), got: partial.len(), expected: layer.size });
+            return Err(RegistryError::Incomplete {
+                what: what.to_string(),
+                got: part.done,
+                expected: part.end - part.start,
+            });
         }
         Ok(())
     }
+}
+
+/// The first byte and the total of a `Content-Range: bytes FIRST-LAST/TOTAL` value (the total may
+/// be `*`, unknown).
+fn parse_content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
+    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
+    Some((range.split_once('-')?.0.trim().parse().ok(), total.trim().parse().ok()))
 }

@@ -62,7 +62,7 @@ pub struct ServerConfig {
     /// `OLLAMA_LOAD_TIMEOUT`.
     pub load_timeout: Duration,
     /// Registry logins and trusted token realms.
-    pub registry_credentials: corral_registry::Credentials,
+    pub registry: corral_registry::RegistryOptions,
 }
 
 impl ServerConfig {
@@ -80,7 +80,7 @@ impl ServerConfig {
             max_loaded_models: 0,
             max_queue: 512,
             load_timeout: Duration::from_secs(300),
-            registry_credentials: Default::default(),
+            registry: Default::default(),
         }
     }
 }
@@ -123,7 +123,7 @@ impl AppState {
             max_queue: config.max_queue,
             load_timeout: config.load_timeout,
         });
-        let registry = corral_registry::Registry::new(config.registry_credentials.clone())?;
+        let registry = corral_registry::Registry::new(config.registry.clone())?;
         Ok(AppState {
             store,
             config: Arc::new(config),

@@ -36,7 +36,7 @@ pub use blobs::{BlobWriter, Committed};
 pub use create::{CreateError, CreateSpec, ModelSource, Prepared};
 pub use manifests::StoredManifest;
 pub use model::{Model, ModelError};
-pub use partial::PartialBlob;
+pub use partial::{Part, PartWriter, PartialBlob};
 pub use prune::PruneReport;
 pub use refs::{PinGuard, Pins};
 

@@ -37,6 +37,12 @@ pub const CORRAL_REGISTRY_TRUSTED_REALMS: &str = "CORRAL_REGISTRY_TRUSTED_REALMS
 pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 /// CPU threads per runner (Corral's own; 0 or unset = all cores).
 pub const CORRAL_NUM_THREAD: &str = "CORRAL_NUM_THREAD";
+/// Extra CA certificates (PEM files, `:`-separated) trusted for registries, besides the system's.
+pub const CORRAL_CA_BUNDLE: &str = "CORRAL_CA_BUNDLE";
+/// Connections one blob download may use at once (default 4).
+pub const CORRAL_PULL_CONNECTIONS: &str = "CORRAL_PULL_CONNECTIONS";
+/// Bytes per ranged request of a blob download (default 32 MiB).
+pub const CORRAL_PULL_PART_SIZE: &str = "CORRAL_PULL_PART_SIZE";
 /// Any value turns colour off (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -63,7 +69,8 @@ pub struct Settings {
     pub load_timeout: std::time::Duration,
     pub num_thread: u32,
     pub nohistory: bool,
-    pub registry_credentials: corral_registry::Credentials,
+    /// Registry client options (the identity key is loaded by `serve`, which may create it).
+    pub registry: corral_registry::RegistryOptions,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -232,7 +239,18 @@ impl Settings {
             },
             num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
             nohistory: env_bool(get(OLLAMA_NOHISTORY)),
-            registry_credentials: registry_credentials(&get)?,
+            registry: corral_registry::RegistryOptions {
+                credentials: registry_credentials(&get)?,
+                identity: None,
+                ca_certificates: get(CORRAL_CA_BUNDLE)
+                    .unwrap_or_default()
+                    .split(':')
+                    .filter(|p| !p.trim().is_empty())
+                    .map(|p| PathBuf::from(p.trim()))
+                    .collect(),
+                connections: env_uint(CORRAL_PULL_CONNECTIONS, get(CORRAL_PULL_CONNECTIONS), 4).clamp(1, 64) as usize,
+                part_size: env_uint(CORRAL_PULL_PART_SIZE, get(CORRAL_PULL_PART_SIZE), 32 << 20).max(1 << 16),
+            },
         })
     }
 }

@@ -35,6 +35,14 @@ struct FrontState {
     bearer_realm_host: Mutex<Option<String>>,
     /// Requests to the token endpoint.
     token_requests: AtomicU64,
+    /// Ollama's scheme: the token endpoint wants a request signed by this key (`ssh-ed25519 …`)
+    /// instead of a login.
+    ollama_key: Mutex<Option<String>>,
+    /// Drop `Range` headers, as a registry that does not support ranges would.
+    ignore_ranges: AtomicBool,
+    /// Blob GETs in flight now, and the most at once.
+    active: AtomicU64,
+    max_active: AtomicU64,
 }
 
 /// The token this front issues, and the login it wants for it (`alice:s3cret`).
@@ -55,6 +63,14 @@ async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
         if path.starts_with("/token") {
             s.token_requests.fetch_add(1, Ordering::SeqCst);
             assert!(path.contains("service=front") && path.contains("scope=repository"), "{path}");
+            if let Some(key) = s.ollama_key.lock().unwrap().clone() {
+                let url = format!("http://{realm_host}{path}");
+                return if ollama_signature_valid(&key, &url, &auth) {
+                    axum::Json(json!({"token": TOKEN})).into_response()
+                } else {
+                    StatusCode::UNAUTHORIZED.into_response()
+                };
+            }
             return if auth == ALICE_BASIC {
                 axum::Json(json!({"token": TOKEN})).into_response()
             } else {
@@ -83,10 +99,11 @@ async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
             s.ranges.lock().unwrap().push(r.to_str().unwrap().to_string());
         }
     }
+    let ignore_ranges = s.ignore_ranges.load(Ordering::SeqCst);
     let client = reqwest::Client::new();
     let mut rb = client.request(req.method().clone(), format!("http://{}{path}", s.upstream));
     for (k, v) in req.headers() {
-        if k != "host" {
+        if k != "host" && !(ignore_ranges && k == "range") {
             rb = rb.header(k, v);
         }
     }
@@ -101,7 +118,10 @@ async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
         return (status, headers, resp.bytes().await.unwrap()).into_response();
     }
     let state = s.clone();
-    let stream = futures_util::stream::unfold(resp, move |mut resp| {
+    let now = s.active.fetch_add(1, Ordering::SeqCst) + 1;
+    s.max_active.fetch_max(now, Ordering::SeqCst);
+    let active = Active(s.clone());
+    let stream = futures_util::stream::unfold((resp, active), move |(mut resp, active)| {
         let state = state.clone();
         async move {
             if state.closed.load(Ordering::SeqCst) {
@@ -113,10 +133,38 @@ async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
                 tokio::time::sleep(Duration::from_secs_f64(chunk.len() as f64 / rate as f64)).await;
             }
             state.served.fetch_add(chunk.len() as u64, Ordering::SeqCst);
-            Some((Ok::<_, std::io::Error>(chunk), resp))
+            Some((Ok::<_, std::io::Error>(chunk), (resp, active)))
         }
     });
     (status, headers, Body::from_stream(stream)).into_response()
+}
+
+/// Counts a blob GET as active until its body is dropped.
+struct Active(Arc<FrontState>);
+
+impl Drop for Active {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Checks an Ollama-style token request: `Authorization: <public key blob>:<signature>` over
+/// `GET,<url>,<base64 of the hex SHA-256 of nothing>`, by the key `ssh-ed25519 <blob>`.
+fn ollama_signature_valid(key: &str, url: &str, authorization: &str) -> bool {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let Some((public, signature)) = authorization.split_once(':') else { return false };
+    if key.split_whitespace().nth(1) != Some(public) || !url.contains("&ts=") || !url.contains("nonce=") {
+        return false;
+    }
+    let (Ok(blob), Ok(signature)) = (b64.decode(public), b64.decode(signature)) else { return false };
+    let Ok(point): Result<[u8; 32], _> = blob[blob.len().saturating_sub(32)..].try_into() else { return false };
+    let Ok(signature): Result<[u8; 64], _> = signature.try_into() else { return false };
+    let empty_body = b64.encode(Digest::of(b"").hex());
+    let message = format!("GET,{url},{empty_body}");
+    ed25519_dalek::VerifyingKey::from_bytes(&point)
+        .and_then(|k| k.verify_strict(message.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature)))
+        .is_ok()
 }
 
 impl Front {
@@ -231,7 +279,8 @@ fn pulls_follow_redirects() {
     assert_eq!(status, 200);
 }
 
-/// Kill the server in the middle of a pull; pulling again fetches only the rest.
+/// Kill the server in the middle of a pull made of several ranged parts fetched at once;
+/// pulling again fetches only what was not written.
 #[test]
 fn an_interrupted_pull_resumes() {
     let registry = DockerRegistry::start();
@@ -243,7 +292,8 @@ fn an_interrupted_pull_resumes() {
     let via_front = remote.replace(&registry.addr, &front.addr);
     drop(server);
 
-    let first = Server::start_in(&models, &[("OLLAMA_NOPRUNE", "1")]);
+    let parts = [("CORRAL_PULL_PART_SIZE", "1000000"), ("CORRAL_PULL_CONNECTIONS", "3")];
+    let first = Server::start_in(&models, &[parts[0], parts[1], ("OLLAMA_NOPRUNE", "1")]);
     for f in tree(&models.join("blobs")) {
         std::fs::remove_file(models.join("blobs").join(f)).unwrap();
     }
@@ -253,32 +303,31 @@ fn an_interrupted_pull_resumes() {
         move || http().post(url).json(&json!({"model": model, "stream": false})).send()
     });
     let start = Instant::now();
-    let partial = || tree(&models.join("blobs")).into_iter().find(|f| f.ends_with("-partial"));
-    loop {
-        if let Some(p) = partial() {
-            if std::fs::metadata(models.join("blobs").join(p)).unwrap().len() > 2_000_000 {
-                break;
-            }
-        }
+    while front.state.served.load(Ordering::SeqCst) < size / 2 {
         assert!(start.elapsed() < Duration::from_secs(60), "the download never got going");
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(20));
     }
     first.stop();
     let _ = pulling.join();
-    let kept =
-        std::fs::metadata(models.join("blobs").join(partial().expect("the partial file survives"))).unwrap().len();
+    let first_served = front.state.served.load(Ordering::SeqCst);
+    assert_eq!(front.state.max_active.load(Ordering::SeqCst), 3, "three ranges at once, never more");
+    assert!(first_served < size, "stopped before the end ({first_served} of {size})");
     front.state.throttle.store(0, Ordering::SeqCst);
+    front.state.ranges.lock().unwrap().clear();
 
-    let second = Server::start_in(&models, &[]);
+    let second = Server::start_in(&models, &parts);
     let (status, v) = post(&second, "/api/pull", json!({"model": via_front, "stream": false}));
     assert_eq!(status, 200, "{v}");
     let ranges = front.state.ranges.lock().unwrap().clone();
-    assert!(ranges.iter().any(|r| r.starts_with("bytes=") && r != "bytes=0-"), "resumed with a range: {ranges:?}");
-    let served = front.state.served.load(Ordering::SeqCst);
-    // Everything kept on disk was not fetched again; only what was in flight when the server died
-    // (socket buffers) is served twice.
-    assert!(served < size + 1_000_000, "served {served} bytes for a {size}-byte blob (kept {kept})");
-    assert!(kept > 2_000_000);
+    let resumed_mid_part = ranges.iter().any(|r| {
+        let first: u64 = r.trim_start_matches("bytes=").split('-').next().unwrap().parse().unwrap();
+        !first.is_multiple_of(1_000_000)
+    });
+    assert!(resumed_mid_part, "parts resume where they stopped: {ranges:?}");
+    let again = front.state.served.load(Ordering::SeqCst) - first_served;
+    // What was written before the kill is not fetched again; only what was in flight (socket
+    // buffers of three connections) is served twice.
+    assert!(again + first_served < size + 1_500_000, "served {first_served} + {again} bytes for a {size}-byte blob");
     let (status, _) = post(
         &second,
         "/api/generate",
@@ -286,6 +335,24 @@ fn an_interrupted_pull_resumes() {
         "options": {"num_predict": 1}}),
     );
     assert_eq!(status, 200);
+}
+
+/// A registry that answers ranged requests with the whole blob (200) still works: each part
+/// takes its own bytes from the full body.
+#[test]
+fn a_registry_ignoring_ranges_still_works() {
+    let registry = DockerRegistry::start();
+    let (server, remote) = pushed(&registry);
+    let models = server.models.clone();
+    drop(server);
+    let front = Front::start(&registry.addr, false);
+    front.state.ignore_ranges.store(true, Ordering::SeqCst);
+    let via_front = remote.replace(&registry.addr, &front.addr);
+    let server = Server::start_in(&models, &[("CORRAL_PULL_PART_SIZE", "700000")]);
+    let (status, v) = post(&server, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    let weights = Digest::of(&runnable_bytes(42, 2048));
+    assert_eq!(std::fs::read(server.models.join("blobs").join(weights.file_name())).unwrap(), runnable_bytes(42, 2048));
 }
 
 #[test]
@@ -398,4 +465,158 @@ fn bearer_tokens_from_the_registry_host_only() {
     );
     let (status, v) = post(&trusting, "/api/pull", json!({"model": via_front, "stream": false}));
     assert_eq!(status, 200, "{v}");
+}
+
+/// Ollama's own scheme: the server creates `~/.ollama/id_ed25519` at start and signs the token
+/// request with it; the token service checks the signature against the public key.
+#[test]
+fn ollama_signed_token_requests() {
+    let registry = DockerRegistry::start();
+    let (server, remote) = pushed(&registry);
+    server.ok(&["rm", "tiny", &remote]);
+    let front = Front::start(&registry.addr, false);
+    *front.state.bearer_realm_host.lock().unwrap() = Some(front.addr.clone());
+    let via_front = remote.replace(&registry.addr, &front.addr);
+
+    let home = tempfile::tempdir().unwrap();
+    let client = Server::start_in(&home.path().join("models"), &[]);
+    let key = home.path().join(".ollama/id_ed25519");
+    let public = std::fs::read_to_string(key.with_extension("pub")).expect("the key pair is created at start");
+    assert!(public.starts_with("ssh-ed25519 AAAA"), "{public}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    *front.state.ollama_key.lock().unwrap() = Some(public.trim().to_string());
+    let (status, v) = post(&client, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(front.state.token_requests.load(Ordering::SeqCst), 1);
+
+    // Another machine's key is refused (then the anonymous request is refused too).
+    let other = Server::start_in(&tempfile::tempdir().unwrap().path().join("models"), &[]);
+    let (status, v) = post(&other, "/api/pull", json!({"model": via_front, "stream": false}));
+    assert_eq!(status, 401, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("the token service answered 401"), "{v}");
+    assert_eq!(front.state.token_requests.load(Ordering::SeqCst), 3, "signed, then anonymous");
+
+    // A restart keeps the same key.
+    drop(client);
+    let again = Server::start_in(&home.path().join("models"), &[]);
+    assert_eq!(std::fs::read_to_string(key.with_extension("pub")).unwrap(), public);
+    drop(again);
+}
+
+/// A CONNECT proxy on loopback that sends every tunnel to `127.0.0.1` on the port asked for (so
+/// names like `registry.test` work only through it), recording the targets.
+struct ConnectProxy {
+    addr: String,
+    targets: Arc<Mutex<Vec<String>>>,
+    _runtime: tokio::runtime::Runtime,
+}
+
+impl ConnectProxy {
+    fn start() -> ConnectProxy {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap();
+        let listener = runtime.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let targets = Arc::new(Mutex::new(Vec::new()));
+        let seen = targets.clone();
+        runtime.spawn(async move {
+            while let Ok((mut client, _)) = listener.accept().await {
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let mut head = Vec::new();
+                    while !head.ends_with(b"\r\n\r\n") {
+                        let mut byte = [0u8; 1];
+                        if client.read_exact(&mut byte).await.is_err() {
+                            return;
+                        }
+                        head.push(byte[0]);
+                    }
+                    let head = String::from_utf8_lossy(&head).to_string();
+                    let target = head.strip_prefix("CONNECT ").and_then(|r| r.split_whitespace().next());
+                    let Some(port) = target.and_then(|t| t.rsplit_once(':')).map(|(_, p)| p.to_string()) else {
+                        let _ = client.write_all(b"HTTP/1.1 400 Bad Request\r\n\r\n").await;
+                        return;
+                    };
+                    seen.lock().unwrap().push(target.unwrap().to_string());
+                    let Ok(mut upstream) = tokio::net::TcpStream::connect(format!("127.0.0.1:{port}")).await else {
+                        return;
+                    };
+                    let _ = client.write_all(b"HTTP/1.1 200 Connection Established\r\n\r\n").await;
+                    let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
+                });
+            }
+        });
+        ConnectProxy { addr, targets, _runtime: runtime }
+    }
+}
+
+/// An HTTPS registry with a certificate from a private CA, reached through `HTTPS_PROXY`: push
+/// and pull work with the CA in `CORRAL_CA_BUNDLE`; without it the certificate is refused; with
+/// the host in `NO_PROXY` the proxy is bypassed.
+#[test]
+fn https_registry_with_a_private_ca_through_a_proxy() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca_key = rcgen::KeyPair::generate().unwrap();
+    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Corral test CA");
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let leaf_key = rcgen::KeyPair::generate().unwrap();
+    let leaf = rcgen::CertificateParams::new(vec!["registry.test".to_string()])
+        .unwrap()
+        .signed_by(&leaf_key, &ca, &ca_key)
+        .unwrap();
+    let (ca_pem, cert_pem, key_pem) =
+        (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&ca_pem, ca.pem()).unwrap();
+    std::fs::write(&cert_pem, leaf.pem()).unwrap();
+    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+
+    let registry = DockerRegistry::start_tls(&cert_pem, &key_pem);
+    let proxy = ConnectProxy::start();
+    let port = registry.addr.rsplit_once(':').unwrap().1;
+    let remote = format!("registry.test:{port}/team/tiny:v1");
+    let proxy_url = format!("http://{}", proxy.addr);
+    let ca_path = ca_pem.to_str().unwrap();
+
+    let server = Server::start_in(
+        &dir.path().join("a"),
+        &[("HTTPS_PROXY", &proxy_url), ("CORRAL_CA_BUNDLE", ca_path), ("NO_PROXY", "")],
+    );
+    create_from(&server, "tiny", &runnable_bytes(42, 2048), json!({}));
+    server.ok(&["cp", "tiny", &remote]);
+    let out = server.corral(&["push", &remote]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    server.ok(&["rm", &remote, "tiny"]);
+    let (status, v) = post(&server, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    let targets = proxy.targets.lock().unwrap().clone();
+    assert!(!targets.is_empty() && targets.iter().all(|t| *t == format!("registry.test:{port}")), "{targets:?}");
+
+    let untrusting = Server::start_in(&dir.path().join("b"), &[("HTTPS_PROXY", &proxy_url), ("NO_PROXY", "")]);
+    let (status, v) = post(&untrusting, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_eq!(status, 500, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("certificate"), "{v}");
+
+    let before = proxy.targets.lock().unwrap().len();
+    let bypassing = Server::start_in(
+        &dir.path().join("c"),
+        &[("HTTPS_PROXY", &proxy_url), ("CORRAL_CA_BUNDLE", ca_path), ("NO_PROXY", "registry.test")],
+    );
+    let (status, v) = post(&bypassing, "/api/pull", json!({"model": remote, "stream": false}));
+    assert_ne!(status, 200, "registry.test does not resolve without the proxy: {v}");
+    assert_eq!(proxy.targets.lock().unwrap().len(), before, "NO_PROXY bypasses the proxy");
+
+    // A CA file that is not there stops the server at start, naming the file.
+    let out = std::process::Command::new(common::BIN)
+        .arg("serve")
+        .env("OLLAMA_HOST", "127.0.0.1:0")
+        .env("OLLAMA_MODELS", dir.path().join("d"))
+        .env("HOME", dir.path())
+        .env("CORRAL_CA_BUNDLE", dir.path().join("missing.pem"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("missing.pem"), "{}", stderr(&out));
 }

@@ -32,7 +32,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         max_loaded_models: settings.max_loaded_models,
         max_queue: settings.max_queue,
         load_timeout: settings.load_timeout,
-        registry_credentials: settings.registry_credentials.clone(),
+        registry: registry_options(&settings),
         ..ServerConfig::new(&settings.models_dir)
     };
     let state = AppState::new(config, addr)
@@ -45,6 +45,19 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     corral_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// The registry options, with Ollama's identity key (`~/.ollama/id_ed25519`), created on the first
+/// start as Ollama does. Without a usable key, token requests are simply not signed.
+fn registry_options(settings: &Settings) -> corral_registry::RegistryOptions {
+    let mut options = settings.registry.clone();
+    if let Some(home) = &settings.home {
+        match corral_registry::Identity::load_or_create(&home.join(".ollama").join("id_ed25519")) {
+            Ok(identity) => options.identity = Some(identity),
+            Err(e) => tracing::warn!("no registry identity key: {e}"),
+        }
+    }
+    options
 }
 
 async fn shutdown_signal() {

@@ -44,6 +44,9 @@ impl Server {
         cmd.arg("serve")
             .env("OLLAMA_HOST", "127.0.0.1:0")
             .env("OLLAMA_MODELS", models)
+            // The registry identity key (`~/.ollama/id_ed25519`) is created at start: not in the
+            // real home.
+            .env("HOME", models.parent().unwrap_or(models))
             .env("NO_COLOR", "1")
             // One thread per runner: two OpenMP threads on a shared two-core machine collapse.
             .env("CORRAL_NUM_THREAD", "1")
@@ -233,15 +236,20 @@ pub struct DockerRegistry {
 
 impl DockerRegistry {
     pub fn start() -> DockerRegistry {
-        Self::start_with(None)
+        Self::start_with(None, None)
     }
 
     /// With htpasswd basic auth for `user`/`password` (hashed with apache2-utils' `htpasswd`).
     pub fn start_with_login(user: &str, password: &str) -> DockerRegistry {
-        Self::start_with(Some((user, password)))
+        Self::start_with(Some((user, password)), None)
     }
 
-    fn start_with(login: Option<(&str, &str)>) -> DockerRegistry {
+    /// Serving HTTPS with a PEM certificate chain and key.
+    pub fn start_tls(certificate: &Path, key: &Path) -> DockerRegistry {
+        Self::start_with(None, Some((certificate, key)))
+    }
+
+    fn start_with(login: Option<(&str, &str)>, tls: Option<(&Path, &Path)>) -> DockerRegistry {
         let dir = tempfile::tempdir().unwrap();
         let mut auth = String::new();
         if let Some((user, password)) = login {
@@ -255,10 +263,18 @@ impl DockerRegistry {
                 dir.path().join("htpasswd").display()
             );
         }
+        let mut tls_yaml = String::new();
+        if let Some((certificate, key)) = tls {
+            tls_yaml.push_str(&format!(
+                "  tls:\n    certificate: {}\n    key: {}\n",
+                certificate.display(),
+                key.display()
+            ));
+        }
         let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let addr = format!("127.0.0.1:{port}");
         let config = format!(
-            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{auth}",
+            "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{tls_yaml}{auth}",
             dir.path().join("data").display()
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
@@ -271,11 +287,15 @@ impl DockerRegistry {
             .expect("docker-registry runs (apt-get install docker-registry)");
         let r = DockerRegistry { child, addr, dir };
         for _ in 0..100 {
-            if http()
-                .get(format!("http://{}/v2/", r.addr))
-                .send()
-                .is_ok_and(|resp| resp.status() == 200 || resp.status() == 401)
-            {
+            let up = if tls.is_some() {
+                std::net::TcpStream::connect(&r.addr).is_ok()
+            } else {
+                http()
+                    .get(format!("http://{}/v2/", r.addr))
+                    .send()
+                    .is_ok_and(|resp| resp.status() == 200 || resp.status() == 401)
+            };
+            if up {
                 return r;
             }
             std::thread::sleep(Duration::from_millis(100));
