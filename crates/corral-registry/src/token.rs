@@ -32,11 +32,13 @@ impl Registry {
         let basic = |l: &Login| format!("Basic {}", b64encode(format!("{}:{}", l.username, l.password).as_bytes()));
         let (realm, service, scope) = match challenge {
             None => return Err(fail("the registry asked for credentials without saying how".into())),
-            Some(Challenge::Basic) => return login.map(basic).ok_or_else(|| {
-                fail(format!(
+            Some(Challenge::Basic) => {
+                return login.map(basic).ok_or_else(|| {
+                    fail(format!(
                     "the registry needs a login: add one for {host} to ~/.docker/config.json or CORRAL_REGISTRY_AUTH"
                 ))
-            }),
+                })
+            }
             Some(Challenge::Bearer { realm, service, scope }) => (realm, service, scope),
         };
         let realm_host = url_host(&realm).ok_or_else(|| fail(format!("invalid token realm {realm:?}")))?;

@@ -40,6 +40,10 @@ struct FrontState {
     ollama_key: Mutex<Option<String>>,
     /// Drop `Range` headers, as a registry that does not support ranges would.
     ignore_ranges: AtomicBool,
+    /// Body bytes of blob uploads (`PATCH`, and `PUT` with a body).
+    uploaded: AtomicU64,
+    /// Cross-repository mounts the registry accepted.
+    mounts: AtomicU64,
     /// Blob GETs in flight now, and the most at once.
     active: AtomicU64,
     max_active: AtomicU64,
@@ -102,14 +106,25 @@ async fn forward(State(s): State<Arc<FrontState>>, req: Request) -> Response {
     let ignore_ranges = s.ignore_ranges.load(Ordering::SeqCst);
     let client = reqwest::Client::new();
     let mut rb = client.request(req.method().clone(), format!("http://{}{path}", s.upstream));
+    // The registry builds upload locations from this, so uploads keep coming through the front.
+    if let Some(host) = req.headers().get("host") {
+        rb = rb.header("x-forwarded-host", host);
+    }
+    let method = req.method().clone();
     for (k, v) in req.headers() {
         if k != "host" && !(ignore_ranges && k == "range") {
             rb = rb.header(k, v);
         }
     }
     let body = axum::body::to_bytes(req.into_body(), usize::MAX).await.unwrap();
+    if method == "PATCH" || method == "PUT" && path.contains("/blobs/uploads/") {
+        s.uploaded.fetch_add(body.len() as u64, Ordering::SeqCst);
+    }
     let resp = rb.body(body).send().await.unwrap();
     let status = resp.status();
+    if method == "POST" && path.contains("mount=") && status == StatusCode::CREATED {
+        s.mounts.fetch_add(1, Ordering::SeqCst);
+    }
     let mut headers = HeaderMap::new();
     for (k, v) in resp.headers() {
         headers.insert(k, v.clone());
@@ -245,6 +260,38 @@ fn push_delete_pull_round_trip() {
     let out = server.corral(&["pull", &format!("{}/team/nothing:here", registry.addr)]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("pull model manifest: file does not exist"), "{}", stderr(&out));
+}
+
+/// A model made `FROM` a model on the same registry pushes its inherited layers as mounts, not
+/// uploads; only its new layers travel.
+#[test]
+fn push_mounts_inherited_layers() {
+    let registry = DockerRegistry::start();
+    let front = Front::start(&registry.addr, false);
+    let server = Server::start();
+    let weights = runnable_bytes(42, 2048);
+    create_from(&server, "tiny", &weights, json!({}));
+    let base = format!("{}/team/tiny:v1", front.addr);
+    server.ok(&["cp", "tiny", &base]);
+    let out = server.corral(&["push", &base]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = front.state.uploaded.load(Ordering::SeqCst);
+    assert!(first >= weights.len() as u64, "the first push uploads the weights ({first} bytes)");
+
+    let derived = format!("{}/other/derived:v1", front.addr);
+    let (status, v) =
+        post(&server, "/api/create", json!({"model": derived, "from": base, "system": "Other.", "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    let out = server.corral(&["push", &derived]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let second = front.state.uploaded.load(Ordering::SeqCst) - first;
+    assert!(front.state.mounts.load(Ordering::SeqCst) >= 1, "the weights were mounted");
+    assert!(second < 10_000, "only the system prompt and config were uploaded ({second} bytes)");
+
+    let fresh = Server::start();
+    let (status, v) = post(&fresh, "/api/pull", json!({"model": derived, "stream": false}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(fresh.ok(&["show", &derived, "--system"]), "Other.\n");
 }
 
 #[test]
