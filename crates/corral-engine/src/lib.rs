@@ -17,7 +17,7 @@ mod llama;
 mod sample;
 mod stop;
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
@@ -55,7 +55,7 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub(crate) fn new(events: Receiver<Event>, flag: Arc<AtomicBool>) -> Self {
+    pub(crate) fn new(events: Receiver<Event>, flag: Arc<AtomicU8>) -> Self {
         Generation { events, cancel: CancelOnDrop(flag) }
     }
 
@@ -65,20 +65,35 @@ impl Generation {
     }
 }
 
+/// What the owner of a generation wants of it (the engine checks between steps).
+pub(crate) mod wish {
+    /// Go on.
+    pub const RUN: u8 = 0;
+    /// Drop it: nobody wants the output.
+    pub const CANCEL: u8 = 1;
+    /// End it now as if a stop sequence matched, with its `Done` (the caller has what it needs).
+    pub const STOP: u8 = 2;
+}
+
 /// Stops a generation at the engine's next step, prompt processing included, when dropped (or
 /// when [`CancelOnDrop::cancel`] is called). Keep it alive as long as the output is wanted.
 #[derive(Debug)]
-pub struct CancelOnDrop(Arc<AtomicBool>);
+pub struct CancelOnDrop(Arc<AtomicU8>);
 
 impl CancelOnDrop {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::Relaxed);
+        self.0.store(wish::CANCEL, Ordering::Relaxed);
+    }
+
+    /// Ends the generation at the next step with `Done { reason: Stop }` and its usage.
+    pub fn stop(&self) {
+        let _ = self.0.compare_exchange(wish::RUN, wish::STOP, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 
 impl Drop for CancelOnDrop {
     fn drop(&mut self) {
-        self.cancel();
+        let _ = self.0.compare_exchange(wish::RUN, wish::CANCEL, Ordering::Relaxed, Ordering::Relaxed);
     }
 }
 

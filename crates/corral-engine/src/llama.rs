@@ -14,7 +14,7 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
@@ -35,7 +35,7 @@ use crate::{Engine, EngineError, Event, Generation};
 enum Command {
     Tokenize(String, Sender<Vec<u32>>),
     Detokenize(Vec<u32>, Sender<Result<String, String>>),
-    Complete(CompletionRequest, Sender<Event>, Arc<AtomicBool>),
+    Complete(CompletionRequest, Sender<Event>, Arc<AtomicU8>),
 }
 
 /// A model loaded by llama.cpp on its own thread.
@@ -82,7 +82,7 @@ impl Engine for LlamaEngine {
 
     fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError> {
         let (tx, rx) = mpsc::channel();
-        let cancel = Arc::new(AtomicBool::new(false));
+        let cancel = Arc::new(AtomicU8::new(crate::wish::RUN));
         self.send(Command::Complete(request, tx, cancel.clone()))?;
         Ok(Generation::new(rx, cancel))
     }
@@ -194,7 +194,7 @@ fn engine_thread(
 /// A completion occupying a slot.
 struct Job {
     events: Sender<Event>,
-    cancel: Arc<AtomicBool>,
+    cancel: Arc<AtomicU8>,
     prompt: Vec<LlamaToken>,
     /// Prompt tokens already decoded.
     fed: usize,
@@ -239,7 +239,7 @@ impl Loop<'_, '_> {
     }
 
     fn run(mut self, commands: Receiver<Command>) {
-        let mut waiting: VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)> = VecDeque::new();
+        let mut waiting: VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)> = VecDeque::new();
         let mut closed = false;
         let mut batch = LlamaBatch::new(self.num_batch as usize, 1);
         loop {
@@ -283,7 +283,7 @@ impl Loop<'_, '_> {
         }
     }
 
-    fn handle(&mut self, cmd: Command, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)>) {
+    fn handle(&mut self, cmd: Command, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
         match cmd {
             Command::Tokenize(text, reply) => {
                 let _ = reply.send(to_u32(&self.tokenize(&text)));
@@ -305,10 +305,10 @@ impl Loop<'_, '_> {
     }
 
     /// Moves waiting completions into free slots.
-    fn admit(&mut self, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicBool>)>) {
+    fn admit(&mut self, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
         while let Some(free) = self.slots.iter().position(Option::is_none) {
             let Some((req, events, cancel)) = waiting.pop_front() else { return };
-            if cancel.load(Ordering::Relaxed) {
+            if cancel.load(Ordering::Relaxed) != crate::wish::RUN {
                 continue;
             }
             let prompt = self.tokenize(&req.prompt);
@@ -363,8 +363,10 @@ impl Loop<'_, '_> {
 
     fn drop_cancelled(&mut self) {
         for i in 0..self.slots.len() {
-            if self.slots[i].as_ref().is_some_and(|j| j.cancel.load(Ordering::Relaxed)) {
-                self.free(i);
+            match self.slots[i].as_ref().map(|j| j.cancel.load(Ordering::Relaxed)) {
+                Some(crate::wish::CANCEL) => self.free(i),
+                Some(crate::wish::STOP) => self.finish(i, DoneReason::Stop),
+                _ => {}
             }
         }
     }

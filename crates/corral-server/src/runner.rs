@@ -268,6 +268,11 @@ pub struct Completion {
 }
 
 impl Completion {
+    /// Asks the runner to end the completion now; its `Done` (with usage) still comes.
+    pub async fn stop(&self) {
+        let _ = self.runner.send(&ToRunner::Stop { id: self.id }).await;
+    }
+
     /// The next message: `Token`s, then one `Done` or `Error`.
     pub async fn next(&mut self) -> Option<FromRunner> {
         let msg = self.rx.recv().await;

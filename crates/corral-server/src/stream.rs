@@ -8,6 +8,7 @@ use corral_types::api::{ErrorResponse, ProgressResponse};
 use futures_util::stream;
 use tokio::sync::mpsc;
 
+use crate::infer::answer::{Answer, Event};
 use crate::ApiError;
 
 /// A unit of blocking work that reports progress through the callback.
@@ -79,8 +80,63 @@ pub(crate) fn to_line<T: serde::Serialize>(value: &T) -> String {
 
 /// A 200 response whose body is the lines from `rx`, flushed as they come.
 pub(crate) fn ndjson(rx: mpsc::Receiver<String>) -> Response {
+    streamed(rx, "application/x-ndjson")
+}
+
+fn streamed(rx: mpsc::Receiver<String>, content_type: &'static str) -> Response {
     let body = stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
     });
-    (StatusCode::OK, [(header::CONTENT_TYPE, "application/x-ndjson")], Body::from_stream(body)).into_response()
+    let headers = [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")];
+    (StatusCode::OK, headers, Body::from_stream(body)).into_response()
+}
+
+/// The body format of a streamed answer.
+#[derive(Clone, Copy)]
+pub(crate) enum Framing {
+    /// One JSON object per line (Ollama).
+    Ndjson,
+    /// Server-sent events (OpenAI, Anthropic).
+    Sse,
+}
+
+/// Streams an answer: `encode` turns each event into body pieces (lines or SSE events), and is
+/// called once more with `None` after the last event. A client that disconnects cancels the
+/// generation (dropping the answer stops the runner's work on it).
+pub(crate) fn answer_stream(
+    mut answer: Answer,
+    framing: Framing,
+    mut encode: impl FnMut(Option<Event>) -> Vec<String> + Send + 'static,
+) -> Response {
+    let (tx, rx) = mpsc::channel::<String>(256);
+    tokio::spawn(async move {
+        loop {
+            let event = tokio::select! {
+                e = answer.next() => e,
+                _ = tx.closed() => return,
+            };
+            let last = event.is_none();
+            for piece in encode(event) {
+                if tx.send(piece).await.is_err() {
+                    return;
+                }
+            }
+            if last {
+                return;
+            }
+        }
+    });
+    match framing {
+        Framing::Ndjson => ndjson(rx),
+        Framing::Sse => streamed(rx, "text/event-stream"),
+    }
+}
+
+/// One SSE event: `event: <name>` (if any) and `data: <json>`.
+pub(crate) fn sse<T: serde::Serialize>(event: Option<&str>, data: &T) -> String {
+    let data = serde_json::to_string(data).expect("API types serialise");
+    match event {
+        Some(name) => format!("event: {name}\ndata: {data}\n\n"),
+        None => format!("data: {data}\n\n"),
+    }
 }

@@ -31,6 +31,13 @@ pub fn smollm2() -> PathBuf {
     p
 }
 
+/// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the tools model), fetched by `scripts/fetch-models.sh`.
+pub fn qwen_coder() -> PathBuf {
+    let p = models_dir().join("Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
+    p
+}
+
 /// Every file under `dir`, as sorted relative paths: a snapshot that proves an operation left a
 /// directory unchanged.
 pub fn tree(dir: &Path) -> Vec<String> {

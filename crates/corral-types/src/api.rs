@@ -349,6 +349,8 @@ pub struct GenerateResponse {
     pub model: String,
     pub created_at: DateTime<chrono::Utc>,
     pub response: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thinking: Option<String>,
     pub done: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub done_reason: Option<String>,

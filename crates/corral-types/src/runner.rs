@@ -157,10 +157,25 @@ pub struct RunnerInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToRunner {
-    Tokenize { id: u64, text: String },
-    Detokenize { id: u64, tokens: Vec<u32> },
-    Complete { id: u64, request: CompletionRequest },
-    Cancel { id: u64 },
+    Tokenize {
+        id: u64,
+        text: String,
+    },
+    Detokenize {
+        id: u64,
+        tokens: Vec<u32>,
+    },
+    Complete {
+        id: u64,
+        request: CompletionRequest,
+    },
+    Cancel {
+        id: u64,
+    },
+    /// End a completion now, as if a stop sequence matched: its `Done` still comes.
+    Stop {
+        id: u64,
+    },
 }
 
 /// Runner → server.

@@ -1,7 +1,9 @@
 //! What `/api/generate` and `/api/chat` share: finding the model and its metadata, scheduling a
 //! runner, and streaming the runner's output as Ollama's response chunks.
 
+pub mod answer;
 pub mod options;
+pub mod parse;
 pub mod prompt;
 
 use std::sync::Arc;
@@ -12,17 +14,15 @@ use axum::Json;
 use chrono::Utc;
 use corral_gguf::Gguf;
 use corral_store::{Model, ModelError, StoreError};
-use corral_types::api::{ChatResponse, GenerateResponse, Logprob, Message, Metrics};
+use corral_types::api::{ChatResponse, GenerateResponse, Message, Metrics};
 use corral_types::duration::KeepAlive;
-use corral_types::runner::{FromRunner, TokenLogprob, Usage};
 use corral_types::ModelName;
 use serde_json::Value;
-use tokio::sync::mpsc;
 
-use crate::runner::Completion;
 use crate::sched::{Lease, LoadRequest, SchedError};
-use crate::stream::{ndjson, to_line};
+use crate::stream::{answer_stream, to_line, Framing};
 use crate::{ApiError, AppState};
+use answer::{Answer, Collected, Delta, Event, Finish};
 
 impl From<SchedError> for ApiError {
     fn from(e: SchedError) -> Self {
@@ -161,54 +161,49 @@ pub struct Reply {
     pub load_ns: u64,
 }
 
-fn logprob(lp: TokenLogprob) -> Logprob {
-    Logprob {
-        token: lp.token,
-        logprob: lp.logprob,
-        bytes: Some(lp.bytes),
-        top_logprobs: Some(
-            lp.top_logprobs
-                .into_iter()
-                .map(|t| Logprob { token: t.token, logprob: t.logprob, bytes: Some(t.bytes), top_logprobs: None })
-                .collect(),
-        ),
-    }
-}
-
 impl Reply {
-    fn value(&self, text: String, end: End<'_>, logprobs: Option<Vec<Logprob>>) -> Value {
+    fn value(&self, delta: Delta, end: End<'_>) -> Value {
         let (done_reason, finished) = match end {
             End::No => (None, None),
             End::Immediately(reason) => (Some(reason.to_string()), None),
-            End::After(reason, usage, tokens) => (Some(reason.to_string()), Some((usage, tokens))),
+            End::After(f) => (Some(f.reason.clone()), Some(f)),
         };
-        let metrics = match &finished {
-            Some((u, _)) => Metrics {
+        let metrics = match finished {
+            Some(f) => Metrics {
                 total_duration: Some(self.started.elapsed().as_nanos() as u64),
                 load_duration: Some(self.load_ns),
-                prompt_eval_count: Some(u.prompt_tokens),
-                prompt_eval_duration: Some(u.prompt_ns),
-                eval_count: Some(u.generated_tokens),
-                eval_duration: Some(u.generation_ns),
+                prompt_eval_count: Some(f.usage.prompt_tokens),
+                prompt_eval_duration: Some(f.usage.prompt_ns),
+                eval_count: Some(f.usage.generated_tokens),
+                eval_duration: Some(f.usage.generation_ns),
             },
             None => Metrics::default(),
         };
         let done = done_reason.is_some();
+        let logprobs = (!delta.logprobs.is_empty()).then_some(delta.logprobs);
+        let thinking = (!delta.thinking.is_empty()).then_some(delta.thinking);
         let v = match self.kind {
             Kind::Generate { context } => serde_json::to_value(GenerateResponse {
                 model: self.model.clone(),
                 created_at: Utc::now(),
-                response: text,
+                response: delta.content,
+                thinking,
                 done,
                 done_reason,
-                context: finished.and_then(|(_, t)| context.then_some(t)),
+                context: finished.and_then(|f| context.then(|| f.tokens.clone())),
                 metrics,
                 logprobs,
             }),
             Kind::Chat => serde_json::to_value(ChatResponse {
                 model: self.model.clone(),
                 created_at: Utc::now(),
-                message: Message::new("assistant", &text),
+                message: Message {
+                    role: "assistant".into(),
+                    content: delta.content,
+                    thinking,
+                    tool_calls: (!delta.calls.is_empty()).then(|| delta.calls.iter().map(|c| c.native()).collect()),
+                    ..Default::default()
+                },
                 done,
                 done_reason,
                 metrics,
@@ -220,7 +215,7 @@ impl Reply {
 
     /// A final answer with no generation (`done_reason` `load` or `unload`).
     pub fn immediate(&self, reason: &str) -> Response {
-        Json(self.value(String::new(), End::Immediately(reason), None)).into_response()
+        Json(self.value(Delta::default(), End::Immediately(reason))).into_response()
     }
 }
 
@@ -230,67 +225,27 @@ enum End<'a> {
     /// Done without generating (`load`, `unload`): no metrics, no context.
     Immediately(&'a str),
     /// Done after generating: the reason, counts and timings, and the tokens for `context`.
-    After(&'a str, &'a Usage, Vec<u32>),
+    After(&'a Finish),
 }
 
-/// Streams (or collects) a completion. The lease is held until the completion ends, and a client
-/// that disconnects cancels the generation, prompt processing included.
-pub async fn respond(streaming: bool, reply: Reply, lease: Lease, mut completion: Completion) -> Response {
+/// Answers in Ollama's native format: NDJSON chunks, or one object with `"stream": false`. The
+/// lease is held until the answer ends, and a client that disconnects cancels the generation,
+/// prompt processing included.
+pub async fn respond(streaming: bool, reply: Reply, answer: Answer) -> Response {
     if !streaming {
-        let mut text = String::new();
-        let mut lps = Vec::new();
-        while let Some(msg) = completion.next().await {
-            match msg {
-                FromRunner::Token { text: t, logprob: lp, .. } => {
-                    text.push_str(&t);
-                    lps.extend(lp.map(logprob));
-                }
-                FromRunner::Done { reason, usage, tokens, .. } => {
-                    drop(lease);
-                    let lps = (!lps.is_empty()).then_some(lps);
-                    return Json(reply.value(text, End::After(reason.as_str(), &usage, tokens), lps)).into_response();
-                }
-                FromRunner::Error { error, .. } => return ApiError::internal(error).into_response(),
-                _ => {}
-            }
-        }
-        return ApiError::internal(crate::runner::RUNNER_STOPPED).into_response();
+        return match answer.collect().await {
+            Ok(Collected { delta, finish: Some(f) }) => Json(reply.value(delta, End::After(&f))).into_response(),
+            Ok(Collected { finish: None, .. }) => ApiError::internal(crate::runner::RUNNER_STOPPED).into_response(),
+            Err(e) => ApiError::internal(e).into_response(),
+        };
     }
-
-    let (tx, rx) = mpsc::channel::<String>(256);
-    tokio::spawn(async move {
-        let _lease = lease;
-        loop {
-            let msg = tokio::select! {
-                m = completion.next() => m,
-                // The client is gone: dropping `completion` tells the runner to stop.
-                _ = tx.closed() => return,
-            };
-            let line = match msg {
-                Some(FromRunner::Token { text, logprob: lp, .. }) => {
-                    to_line(&reply.value(text, End::No, lp.map(|l| vec![logprob(l)])))
-                }
-                Some(FromRunner::Done { reason, usage, tokens, .. }) => {
-                    let _ = tx
-                        .send(to_line(&reply.value(String::new(), End::After(reason.as_str(), &usage, tokens), None)))
-                        .await;
-                    return;
-                }
-                Some(FromRunner::Error { error, .. }) => {
-                    tracing::warn!("generation failed mid-stream: {error}");
-                    let _ = tx.send(to_line(&serde_json::json!({ "error": error }))).await;
-                    return;
-                }
-                Some(_) => continue,
-                None => {
-                    let _ = tx.send(to_line(&serde_json::json!({ "error": crate::runner::RUNNER_STOPPED }))).await;
-                    return;
-                }
-            };
-            if tx.send(line).await.is_err() {
-                return;
-            }
+    answer_stream(answer, Framing::Ndjson, move |event| match event {
+        Some(Event::Delta(d)) => vec![to_line(&reply.value(d, End::No))],
+        Some(Event::Done(f)) => vec![to_line(&reply.value(Delta::default(), End::After(&f)))],
+        Some(Event::Error(error)) => {
+            tracing::warn!("generation failed mid-stream: {error}");
+            vec![to_line(&serde_json::json!({ "error": error }))]
         }
-    });
-    ndjson(rx)
+        None => Vec::new(),
+    })
 }

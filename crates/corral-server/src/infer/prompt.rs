@@ -14,8 +14,8 @@ use crate::ApiError;
 pub enum Renderer {
     /// A Modelfile TEMPLATE (Go template syntax); it takes precedence over the GGUF's.
     Go(GoTemplate),
-    /// The GGUF's `tokenizer.chat_template`.
-    Jinja(JinjaTemplate),
+    /// The GGUF's `tokenizer.chat_template`, and `enable_thinking` for it.
+    Jinja(JinjaTemplate, Option<bool>),
     /// No template at all: the text of the turns, as they are.
     Raw,
 }
@@ -42,9 +42,18 @@ impl Renderer {
             Some(src) => {
                 let bos = special_token(gguf, "tokenizer.ggml.bos_token_id");
                 let eos = special_token(gguf, "tokenizer.ggml.eos_token_id");
-                JinjaTemplate::new(src, &bos, &eos).map(Renderer::Jinja).map_err(|e| ApiError::internal(e.to_string()))
+                JinjaTemplate::new(src, &bos, &eos)
+                    .map(|t| Renderer::Jinja(t, None))
+                    .map_err(|e| ApiError::internal(e.to_string()))
             }
             None => Ok(Renderer::Raw),
+        }
+    }
+
+    /// Tells templates that read it whether the model should think (`None`: leave it unset).
+    pub fn think(&mut self, on: Option<bool>) {
+        if let Renderer::Jinja(_, t) = self {
+            *t = on;
         }
     }
 
@@ -52,8 +61,12 @@ impl Renderer {
     pub fn render(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
         match self {
             Renderer::Go(t) => t.render_chat(messages, tools).map_err(|e| ApiError::bad_request(e.to_string())),
-            Renderer::Jinja(t) => {
-                let opts = RenderOptions { tools: tools.cloned(), add_generation_prompt: true, enable_thinking: None };
+            Renderer::Jinja(t, enable_thinking) => {
+                let opts = RenderOptions {
+                    tools: tools.cloned(),
+                    add_generation_prompt: true,
+                    enable_thinking: *enable_thinking,
+                };
                 t.render(messages, &opts).map_err(|e| ApiError::internal(e.to_string()))
             }
             Renderer::Raw => Ok(messages

@@ -10,7 +10,9 @@ use serde_json::Value;
 
 use super::parse_name;
 use crate::extract::JsonBody;
+use crate::infer::answer::Answer;
 use crate::infer::options::{self, Effective};
+use crate::infer::parse::OutputParser;
 use crate::infer::prompt::{fit, Renderer};
 use crate::infer::{self, Kind, Reply, Resolved};
 use crate::{ApiError, AppState};
@@ -80,11 +82,36 @@ impl Prelude {
     }
 }
 
-pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
-    generate_inner(state, req).await.unwrap_or_else(IntoResponse::into_response)
+/// What a generate or chat request starts.
+pub(crate) enum Started {
+    /// Answered without generating (`load` or `unload`).
+    Immediate(Reply, &'static str),
+    /// `_debug_render_only`: the rendered prompt.
+    Rendered(String),
+    Answer(Reply, Answer),
 }
 
-async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Response, ApiError> {
+impl Started {
+    /// Ollama's native answer.
+    async fn native(self, model: &str, chat: bool, streaming: bool) -> Response {
+        match self {
+            Started::Immediate(reply, reason) => reply.immediate(reason),
+            Started::Rendered(prompt) => crate::infer::prompt::debug_response(model, chat, prompt),
+            Started::Answer(reply, answer) => infer::respond(streaming, reply, answer).await,
+        }
+    }
+}
+
+pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
+    let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
+    match start_generate(&state, req).await {
+        Ok(started) => started.native(&model, false, streaming).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Starts a generate request: checks, loads the model, renders the prompt, starts the answer.
+pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::not_found("model '' not found"));
@@ -92,36 +119,29 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
     if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
         return Err(ApiError::bad_request("raw mode does not support template, system, or context"));
     }
-    let Prelude { logprobs, constraint, keep_alive, resolved: r } = Prelude::new(
-        &state,
-        &req.model,
-        (req.logprobs, req.top_logprobs),
-        req.format.as_ref(),
-        req.keep_alive.as_ref(),
-    )
-    .await?;
+    let Prelude { logprobs, constraint, keep_alive, resolved: r } =
+        Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
+            .await?;
     let mut reply = Reply { kind: Kind::Generate { context: !req.raw }, model: req.model.clone(), started, load_ns: 0 };
     if req.prompt.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
-        return Ok(reply.immediate("unload"));
+        return Ok(Started::Immediate(reply, "unload"));
     }
     r.require("completion", "generate")?;
-    if truthy(req.think.as_ref()) {
-        r.require("thinking", "thinking")?;
-    }
+    let think = thinking(&r, req.think.as_ref(), false)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         r.require("insert", "insert")?;
     }
+    let mut renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
+    renderer.think(think);
     if req.debug_render_only && !req.raw {
-        let renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
-        let prompt = renderer.render(&generate_messages(&r, &req), None)?;
-        return Ok(crate::infer::prompt::debug_response(&req.model, false, prompt));
+        return Ok(Started::Rendered(renderer.render(&generate_messages(&r, &req), None)?));
     }
-    let eff = effective(&state, &r, req.options.as_ref())?;
-    let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
+    let eff = effective(state, &r, req.options.as_ref())?;
+    let lease = infer::acquire(state, &r, &eff, keep_alive).await?;
     reply.load_ns = started.elapsed().as_nanos() as u64;
     if req.prompt.is_empty() {
-        return Ok(reply.immediate("load"));
+        return Ok(Started::Immediate(reply, "load"));
     }
     let runner = lease.runner.clone();
     let num_ctx = eff.load.num_ctx;
@@ -129,7 +149,6 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
         req.prompt.clone()
     } else {
         let messages = generate_messages(&r, &req);
-        let renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
     };
     if let Some(context) = req.context.as_ref().filter(|c| !c.is_empty()) {
@@ -145,11 +164,12 @@ async fn generate_inner(state: AppState, req: GenerateRequest) -> Result<Respons
             )));
         }
     }
+    let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
     let completion = runner
         .complete(completion(&eff, prompt, constraint, logprobs))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(infer::respond(req.stream.unwrap_or(true), reply, lease, completion).await)
+    Ok(Started::Answer(reply, Answer::new(completion, parser, lease)))
 }
 
 /// A generate request as a conversation: system, the model's MESSAGEs (unless `context` carries
@@ -183,53 +203,79 @@ fn chat_messages(r: &Resolved, req: &ChatRequest) -> Vec<Message> {
 }
 
 pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<ChatRequest>) -> Response {
-    chat_inner(state, req).await.unwrap_or_else(IntoResponse::into_response)
+    let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
+    match start_chat(&state, req, false).await {
+        Ok(started) => started.native(&model, true, streaming).await,
+        Err(e) => e.into_response(),
+    }
 }
 
-async fn chat_inner(state: AppState, req: ChatRequest) -> Result<Response, ApiError> {
+/// Starts a chat request: checks, loads the model, renders and fits the conversation, starts the
+/// answer. `relax_thinking` drops `think` for a model without the capability instead of a 400
+/// (Anthropic's API, as Ollama does).
+pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinking: bool) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
-    let Prelude { logprobs, constraint, keep_alive, resolved: r } = Prelude::new(
-        &state,
-        &req.model,
-        (req.logprobs, req.top_logprobs),
-        req.format.as_ref(),
-        req.keep_alive.as_ref(),
-    )
-    .await?;
+    let Prelude { logprobs, constraint, keep_alive, resolved: r } =
+        Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
+            .await?;
     let mut reply = Reply { kind: Kind::Chat, model: req.model.clone(), started, load_ns: 0 };
     if req.messages.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
-        return Ok(reply.immediate("unload"));
+        return Ok(Started::Immediate(reply, "unload"));
     }
     r.require("completion", "chat")?;
-    if truthy(req.think.as_ref()) {
-        r.require("thinking", "thinking")?;
-    }
+    let think = thinking(&r, req.think.as_ref(), relax_thinking)?;
     let tools = req.tools.clone().filter(|t| !t.is_empty()).map(Value::Array);
     if tools.is_some() && !r.capabilities().iter().any(|c| c == "tools") {
         return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
     }
-    let renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
+    let mut renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
+    renderer.think(think);
     if req.debug_render_only {
-        let prompt = renderer.render(&chat_messages(&r, &req), tools.as_ref())?;
-        return Ok(crate::infer::prompt::debug_response(&req.model, true, prompt));
+        return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref())?));
     }
-    let eff = effective(&state, &r, req.options.as_ref())?;
-    let lease = infer::acquire(&state, &r, &eff, keep_alive).await?;
+    let eff = effective(state, &r, req.options.as_ref())?;
+    let lease = infer::acquire(state, &r, &eff, keep_alive).await?;
     reply.load_ns = started.elapsed().as_nanos() as u64;
     if req.messages.is_empty() {
-        return Ok(reply.immediate("load"));
+        return Ok(Started::Immediate(reply, "load"));
     }
     let messages = chat_messages(&r, &req);
     let prompt =
         fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate.unwrap_or(true)).await?;
+    let tool_names = req.tools.iter().flatten().filter_map(tool_name).collect();
+    let parser = OutputParser::new(think.unwrap_or(false), opens_thinking(&prompt), tool_names);
     let completion = lease
         .runner
         .complete(completion(&eff, prompt, constraint, logprobs))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(infer::respond(req.stream.unwrap_or(true), reply, lease, completion).await)
+    Ok(Started::Answer(reply, Answer::new(completion, parser, lease)))
+}
+
+/// The name of a tool definition (`{"type": "function", "function": {"name": …}}`).
+fn tool_name(tool: &Value) -> Option<String> {
+    tool.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).map(String::from)
+}
+
+/// Whether the rendered prompt leaves the answer inside a thinking block.
+fn opens_thinking(prompt: &str) -> bool {
+    prompt.trim_end().ends_with(crate::infer::parse::THINK_OPEN)
+}
+
+/// Whether to think: the request's `think`, else on for models that can (as Ollama does). `None`
+/// for models without the capability; asking one to think is a 400 unless `relax`.
+fn thinking(r: &Resolved, think: Option<&Value>, relax: bool) -> Result<Option<bool>, ApiError> {
+    let capable = r.capabilities().iter().any(|c| c == "thinking");
+    match think {
+        _ if !capable && truthy(think) && !relax => {
+            Err(ApiError::bad_request(format!("\"{}\" does not support thinking", r.short_name())))
+        }
+        _ if !capable => Ok(None),
+        None | Some(Value::Null) => Ok(Some(true)),
+        Some(v) => Ok(Some(truthy(Some(v)))),
+    }
 }

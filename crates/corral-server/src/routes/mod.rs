@@ -1,9 +1,11 @@
 //! The route table.
 
+mod anthropic;
 mod blobs;
 mod create;
 mod generate;
 mod models;
+mod openai;
 mod ps;
 mod transfer;
 
@@ -31,6 +33,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/ps", get(ps::ps))
         .route("/api/pull", post(transfer::pull))
         .route("/api/push", post(transfer::push))
+        .route("/v1/chat/completions", post(openai::chat_completions))
+        .route("/v1/completions", post(openai::completions))
+        .route("/v1/models", get(openai::models))
+        .route("/v1/messages", post(anthropic::messages_route))
+        .route("/v1/models/{*model}", get(openai::model))
         .fallback(not_found)
         .with_state(state)
 }

@@ -80,6 +80,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ToRunner::Cancel { id } => {
                 running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             }
+            ToRunner::Stop { id } => {
+                if let Some(c) = running.lock().unwrap_or_else(|p| p.into_inner()).get(&id) {
+                    c.stop();
+                }
+            }
             ToRunner::Complete { id, request } => {
                 let generation = match engine.complete(request) {
                     Ok(g) => g,

@@ -1,0 +1,201 @@
+//! An answer being generated, as protocol-neutral events: the runner's tokens go through the
+//! output parser and come out as deltas of content, thinking and tool calls, then one end.
+//!
+//! Every protocol (Ollama's native API, OpenAI's, Anthropic's) encodes these same events; none of
+//! them sees runner messages. The answer holds the runner lease until it ends, and dropping it
+//! cancels the generation.
+
+use std::collections::VecDeque;
+
+use corral_types::api::Logprob;
+use corral_types::runner::{FromRunner, TokenLogprob, Usage};
+use serde_json::{json, Value};
+
+use super::parse::{OutputParser, Piece, ToolCall};
+use crate::runner::Completion;
+use crate::sched::Lease;
+
+/// A tool call with its place in the answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Call {
+    /// `call_<hex>`, for protocols that tie results to calls.
+    pub id: String,
+    /// 0, 1, … in the order of the answer.
+    pub index: usize,
+    pub call: ToolCall,
+}
+
+impl Call {
+    /// Ollama's native shape.
+    pub fn native(&self) -> Value {
+        json!({"id": self.id, "function": {"index": self.index, "name": self.call.name, "arguments": self.call.arguments}})
+    }
+
+    /// The arguments as a JSON string (OpenAI).
+    pub fn arguments_json(&self) -> String {
+        Value::Object(self.call.arguments.clone()).to_string()
+    }
+}
+
+/// Settled output of one or more tokens.
+#[derive(Debug, Clone, Default)]
+pub struct Delta {
+    pub content: String,
+    pub thinking: String,
+    pub calls: Vec<Call>,
+    pub logprobs: Vec<Logprob>,
+}
+
+impl Delta {
+    pub fn is_empty(&self) -> bool {
+        self.content.is_empty() && self.thinking.is_empty() && self.calls.is_empty() && self.logprobs.is_empty()
+    }
+}
+
+/// How the answer ended.
+#[derive(Debug, Clone)]
+pub struct Finish {
+    /// `stop` or `length`.
+    pub reason: String,
+    pub usage: Usage,
+    /// Prompt and answer tokens (`context` of `/api/generate`).
+    pub tokens: Vec<u32>,
+}
+
+#[derive(Debug)]
+pub enum Event {
+    Delta(Delta),
+    Done(Finish),
+    Error(String),
+}
+
+/// An answer in progress.
+pub struct Answer {
+    completion: Completion,
+    parser: OutputParser,
+    lease: Option<Lease>,
+    calls: usize,
+    queued: VecDeque<Event>,
+    ended: bool,
+    /// The runner was asked to stop (the parser has the whole answer).
+    stopping: bool,
+}
+
+/// A whole answer.
+#[derive(Debug, Default)]
+pub struct Collected {
+    pub delta: Delta,
+    pub finish: Option<Finish>,
+}
+
+pub(crate) fn logprob(lp: TokenLogprob) -> Logprob {
+    Logprob {
+        token: lp.token,
+        logprob: lp.logprob,
+        bytes: Some(lp.bytes),
+        top_logprobs: Some(
+            lp.top_logprobs
+                .into_iter()
+                .map(|t| Logprob { token: t.token, logprob: t.logprob, bytes: Some(t.bytes), top_logprobs: None })
+                .collect(),
+        ),
+    }
+}
+
+fn call_id() -> String {
+    let mut b = [0u8; 6];
+    let _ = getrandom::getrandom(&mut b);
+    format!("call_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+}
+
+impl Answer {
+    pub fn new(completion: Completion, parser: OutputParser, lease: Lease) -> Self {
+        Answer {
+            completion,
+            parser,
+            lease: Some(lease),
+            calls: 0,
+            queued: VecDeque::new(),
+            ended: false,
+            stopping: false,
+        }
+    }
+
+    fn delta(&mut self, pieces: Vec<Piece>, logprobs: Vec<Logprob>) -> Delta {
+        let mut d = Delta { logprobs, ..Default::default() };
+        for p in pieces {
+            match p {
+                Piece::Content(t) => d.content.push_str(&t),
+                Piece::Thinking(t) => d.thinking.push_str(&t),
+                Piece::Call(call) => {
+                    d.calls.push(Call { id: call_id(), index: self.calls, call });
+                    self.calls += 1;
+                }
+            }
+        }
+        d
+    }
+
+    /// The next event; `None` once the answer has ended.
+    pub async fn next(&mut self) -> Option<Event> {
+        loop {
+            if let Some(e) = self.queued.pop_front() {
+                return Some(e);
+            }
+            if self.ended {
+                return None;
+            }
+            match self.completion.next().await {
+                Some(FromRunner::Token { text, logprob: lp, .. }) => {
+                    let pieces = self.parser.push(&text);
+                    if self.parser.is_done() && !self.stopping {
+                        // A bare JSON call is the whole answer; small models go on repeating it.
+                        self.stopping = true;
+                        self.completion.stop().await;
+                    }
+                    let d = self.delta(pieces, lp.map(logprob).into_iter().collect());
+                    if !d.is_empty() {
+                        return Some(Event::Delta(d));
+                    }
+                }
+                Some(FromRunner::Done { reason, usage, tokens, .. }) => {
+                    self.ended = true;
+                    self.lease = None;
+                    let pieces = self.parser.finish();
+                    let d = self.delta(pieces, Vec::new());
+                    if !d.is_empty() {
+                        self.queued.push_back(Event::Delta(d));
+                    }
+                    self.queued.push_back(Event::Done(Finish { reason: reason.as_str().to_string(), usage, tokens }));
+                }
+                Some(FromRunner::Error { error, .. }) => {
+                    self.ended = true;
+                    return Some(Event::Error(error));
+                }
+                Some(_) => {}
+                None => {
+                    self.ended = true;
+                    return Some(Event::Error(crate::runner::RUNNER_STOPPED.to_string()));
+                }
+            }
+        }
+    }
+
+    /// Runs the answer to its end.
+    pub async fn collect(mut self) -> Result<Collected, String> {
+        let mut all = Collected::default();
+        while let Some(e) = self.next().await {
+            match e {
+                Event::Delta(d) => {
+                    all.delta.content.push_str(&d.content);
+                    all.delta.thinking.push_str(&d.thinking);
+                    all.delta.calls.extend(d.calls);
+                    all.delta.logprobs.extend(d.logprobs);
+                }
+                Event::Done(f) => all.finish = Some(f),
+                Event::Error(e) => return Err(e),
+            }
+        }
+        Ok(all)
+    }
+}

@@ -1,0 +1,353 @@
+//! Anthropic's Messages API (`POST /v1/messages`): a translator into the native chat request and
+//! back, with Anthropic's content blocks, stop reasons, error shape and streaming events
+//! (`message_start`, `ping`, `content_block_start|delta|stop`, `message_delta`, `message_stop`).
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use corral_types::api::{ChatRequest, Message};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::generate::{start_chat, Started};
+use crate::extract::JsonBody;
+use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
+use crate::stream::{answer_stream, sse, Framing};
+use crate::{ApiError, AppState};
+
+fn hex_id(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
+    let _ = getrandom::getrandom(&mut b);
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Anthropic's error shape.
+pub(crate) fn error(e: ApiError) -> Response {
+    let kind = match e.status {
+        StatusCode::BAD_REQUEST => "invalid_request_error",
+        StatusCode::UNAUTHORIZED => "authentication_error",
+        StatusCode::FORBIDDEN => "permission_error",
+        StatusCode::NOT_FOUND => "not_found_error",
+        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
+        StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
+        _ => "api_error",
+    };
+    if e.status.is_server_error() {
+        tracing::error!(status = %e.status, "{}", e.message);
+    }
+    let body = json!({"type": "error", "error": {"type": kind, "message": e.message}, "request_id": format!("req_{}", hex_id(12))});
+    (e.status, Json(body)).into_response()
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct MessagesRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    max_tokens: i64,
+    #[serde(default)]
+    messages: Vec<InMessage>,
+    system: Option<Value>,
+    #[serde(default)]
+    stream: bool,
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    top_k: Option<i64>,
+    stop_sequences: Option<Vec<String>>,
+    tools: Option<Vec<Value>>,
+    thinking: Option<Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct InMessage {
+    role: String,
+    content: Value,
+}
+
+/// Text of a `string | [{type: "text", text}]` value.
+fn text_of(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Array(blocks) => blocks
+            .iter()
+            .filter(|b| b.get("type").and_then(Value::as_str) == Some("text"))
+            .filter_map(|b| b.get("text").and_then(Value::as_str))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => String::new(),
+    }
+}
+
+/// Anthropic messages as native ones: a user turn's `tool_result` blocks become `tool` messages,
+/// an assistant's `tool_use` blocks its tool calls, `thinking` blocks its thinking.
+fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message>, ApiError> {
+    let mut out = Vec::new();
+    if let Some(s) = system {
+        let text = text_of(s);
+        if !text.is_empty() {
+            out.push(Message::new("system", &text));
+        }
+    }
+    let mut names: Map<String, Value> = Map::new();
+    for m in input {
+        let role = m.role.to_ascii_lowercase();
+        let blocks = match m.content {
+            Value::String(s) => {
+                out.push(Message::new(&role, &s));
+                continue;
+            }
+            Value::Array(blocks) => blocks,
+            other => {
+                return Err(ApiError::bad_request(format!("invalid content for a {role} message: {other}")));
+            }
+        };
+        let mut msg = Message::new(&role, "");
+        for b in blocks {
+            match b.get("type").and_then(Value::as_str).unwrap_or_default() {
+                "text" => msg.content.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
+                "image" => {
+                    let source = b.get("source").cloned().unwrap_or_default();
+                    let kind = source.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
+                    if kind != "base64" {
+                        return Err(ApiError::bad_request(format!(
+                            "invalid image source type: {kind}. Only base64 images are supported."
+                        )));
+                    }
+                    let data = source.get("data").and_then(Value::as_str).unwrap_or_default().to_string();
+                    msg.images.get_or_insert_with(Vec::new).push(data);
+                }
+                "thinking" => {
+                    let t = b.get("thinking").and_then(Value::as_str).unwrap_or_default();
+                    msg.thinking.get_or_insert_with(String::new).push_str(t);
+                }
+                "redacted_thinking" => {}
+                "tool_use" => {
+                    let id = b.get("id").cloned().unwrap_or_default();
+                    let name = b.get("name").cloned().unwrap_or_default();
+                    if let Some(i) = id.as_str() {
+                        names.insert(i.to_string(), name.clone());
+                    }
+                    let input = b.get("input").cloned().filter(Value::is_object).unwrap_or(json!({}));
+                    let call = json!({"id": id, "function": {"name": name, "arguments": input}});
+                    msg.tool_calls.get_or_insert_with(Vec::new).push(call);
+                }
+                "tool_result" => {
+                    let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
+                    let mut result = Message::new("tool", &text_of(b.get("content").unwrap_or(&Value::Null)));
+                    result.tool_call_id = Some(id.to_string());
+                    result.tool_name = names.get(id).and_then(Value::as_str).map(String::from);
+                    out.push(result);
+                }
+                other => return Err(ApiError::bad_request(format!("unsupported content block type: {other:?}"))),
+            }
+        }
+        if !msg.content.is_empty() || msg.images.is_some() || msg.tool_calls.is_some() || msg.thinking.is_some() {
+            out.push(msg);
+        }
+    }
+    Ok(out)
+}
+
+fn native(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
+    if req.model.is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    if req.max_tokens <= 0 {
+        return Err(ApiError::bad_request("max_tokens is required and must be positive"));
+    }
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("messages is required"));
+    }
+    let mut options = Map::new();
+    options.insert("num_predict".into(), json!(req.max_tokens));
+    for (k, v) in [("temperature", req.temperature), ("top_p", req.top_p)] {
+        if let Some(v) = v {
+            options.insert(k.into(), json!(v));
+        }
+    }
+    if let Some(k) = req.top_k {
+        options.insert("top_k".into(), json!(k));
+    }
+    if let Some(stop) = req.stop_sequences.filter(|s| !s.is_empty()) {
+        options.insert("stop".into(), json!(stop));
+    }
+    let tools = req.tools.map(|tools| {
+        tools
+            .into_iter()
+            .map(|t| {
+                json!({"type": "function", "function": {"name": t.get("name"),
+                    "description": t.get("description"), "parameters": t.get("input_schema")}})
+            })
+            .collect::<Vec<_>>()
+    });
+    let think = req.thinking.as_ref().and_then(|t| match t.get("type").and_then(Value::as_str) {
+        Some("enabled") => Some(json!(true)),
+        Some("disabled") => Some(json!(false)),
+        _ => None,
+    });
+    Ok(ChatRequest {
+        model: req.model,
+        messages: messages(req.system.as_ref(), req.messages)?,
+        stream: Some(req.stream),
+        tools: tools.filter(|t| !t.is_empty()),
+        options: Some(options),
+        think,
+        ..Default::default()
+    })
+}
+
+fn stop_reason(f: &Finish, calls: bool) -> &'static str {
+    match f.reason.as_str() {
+        _ if calls => "tool_use",
+        "length" => "max_tokens",
+        _ => "end_turn",
+    }
+}
+
+fn tool_use(c: &Call) -> Value {
+    json!({"type": "tool_use", "id": format!("toolu_{}", c.id.trim_start_matches("call_")), "name": c.call.name, "input": c.call.arguments})
+}
+
+pub(super) async fn messages_route(
+    State(state): State<AppState>,
+    body: Result<JsonBody<MessagesRequest>, ApiError>,
+) -> Response {
+    let run = async {
+        let JsonBody(req) = body?;
+        let model = req.model.clone();
+        let streaming = req.stream;
+        // A rough count for `message_start`, before the prompt is tokenized (as Ollama does).
+        let estimate = serde_json::to_string(&req.messages.iter().map(|m| &m.content).collect::<Vec<_>>())
+            .map_or(0, |s| s.len() / 4);
+        let native = native(req)?;
+        match start_chat(&state, native, true).await? {
+            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, true, prompt)),
+            Started::Immediate(..) => Err(ApiError::bad_request("messages is required")),
+            Started::Answer(_, answer) if streaming => Ok(stream(answer, &model, estimate)),
+            Started::Answer(_, answer) => {
+                let all = answer.collect().await.map_err(ApiError::internal)?;
+                Ok(Json(message(&model, all)).into_response())
+            }
+        }
+    };
+    run.await.unwrap_or_else(error)
+}
+
+fn message(model: &str, all: Collected) -> Value {
+    let Collected { delta, finish } = all;
+    let mut content = Vec::new();
+    if !delta.thinking.is_empty() {
+        content.push(json!({"type": "thinking", "thinking": delta.thinking, "signature": ""}));
+    }
+    if !delta.content.is_empty() || delta.calls.is_empty() {
+        content.push(json!({"type": "text", "text": delta.content}));
+    }
+    content.extend(delta.calls.iter().map(tool_use));
+    let (input, output) = finish.as_ref().map_or((0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens));
+    json!({
+        "id": format!("msg_{}", hex_id(12)),
+        "type": "message",
+        "role": "assistant",
+        "model": model,
+        "content": content,
+        "stop_reason": finish.as_ref().map(|f| stop_reason(f, !delta.calls.is_empty())),
+        "stop_sequence": null,
+        "usage": {"input_tokens": input, "output_tokens": output},
+    })
+}
+
+/// Which content block is open while streaming.
+#[derive(PartialEq, Clone, Copy)]
+enum Block {
+    Thinking,
+    Text,
+}
+
+fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
+    let id = format!("msg_{}", hex_id(12));
+    let model = model.to_string();
+    let mut started = false;
+    let mut open: Option<Block> = None;
+    let mut index = 0usize;
+    let mut any_calls = false;
+    answer_stream(answer, Framing::Sse, move |event| {
+        let mut out = Vec::new();
+        if !started {
+            started = true;
+            let message = json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": [],
+                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": estimate, "output_tokens": 0}});
+            out.push(sse(Some("message_start"), &json!({"type": "message_start", "message": message})));
+            out.push(sse(Some("ping"), &json!({"type": "ping"})));
+        }
+        let close = |out: &mut Vec<String>, open: &mut Option<Block>, index: &mut usize| {
+            if open.take().is_some() {
+                out.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": *index})));
+                *index += 1;
+            }
+        };
+        let text = |out: &mut Vec<String>, open: &mut Option<Block>, index: &mut usize, kind: Block, t: &str| {
+            if *open != Some(kind) {
+                close(out, open, index);
+                let block = match kind {
+                    Block::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
+                    Block::Text => json!({"type": "text", "text": ""}),
+                };
+                out.push(sse(
+                    Some("content_block_start"),
+                    &json!({"type": "content_block_start", "index": *index, "content_block": block}),
+                ));
+                *open = Some(kind);
+            }
+            let delta = match kind {
+                Block::Thinking => json!({"type": "thinking_delta", "thinking": t}),
+                Block::Text => json!({"type": "text_delta", "text": t}),
+            };
+            out.push(sse(
+                Some("content_block_delta"),
+                &json!({"type": "content_block_delta", "index": *index, "delta": delta}),
+            ));
+        };
+        match event {
+            Some(Event::Delta(Delta { content, thinking, calls, .. })) => {
+                if !thinking.is_empty() {
+                    text(&mut out, &mut open, &mut index, Block::Thinking, &thinking);
+                }
+                if !content.is_empty() {
+                    text(&mut out, &mut open, &mut index, Block::Text, &content);
+                }
+                for c in &calls {
+                    any_calls = true;
+                    close(&mut out, &mut open, &mut index);
+                    let mut block = tool_use(c);
+                    block["input"] = json!({});
+                    out.push(sse(
+                        Some("content_block_start"),
+                        &json!({"type": "content_block_start", "index": index, "content_block": block}),
+                    ));
+                    let delta = json!({"type": "input_json_delta", "partial_json": c.arguments_json()});
+                    out.push(sse(
+                        Some("content_block_delta"),
+                        &json!({"type": "content_block_delta", "index": index, "delta": delta}),
+                    ));
+                    out.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": index})));
+                    index += 1;
+                }
+            }
+            Some(Event::Done(f)) => {
+                close(&mut out, &mut open, &mut index);
+                let delta = json!({"stop_reason": stop_reason(&f, any_calls), "stop_sequence": null});
+                let usage = json!({"input_tokens": f.usage.prompt_tokens, "output_tokens": f.usage.generated_tokens});
+                out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": delta, "usage": usage})));
+                out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+            }
+            Some(Event::Error(e)) => {
+                tracing::warn!("generation failed mid-stream: {e}");
+                out.push(sse(Some("error"), &json!({"type": "error", "error": {"type": "api_error", "message": e}})));
+            }
+            None => {}
+        }
+        out
+    })
+}

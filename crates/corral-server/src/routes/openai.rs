@@ -1,0 +1,557 @@
+//! OpenAI's API (`/v1/chat/completions`, `/v1/completions`, `/v1/models`): a translator into the
+//! native chat and generate requests and back, with OpenAI's error object and SSE framing.
+//!
+//! Defaults follow Ollama's translation: `stream` off, `temperature` and `top_p` 1.0 when absent.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use corral_types::api::{ChatRequest, GenerateRequest, Logprob, Message};
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::blocking;
+use super::generate::{start_chat, start_generate, Started};
+use crate::extract::JsonBody;
+use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
+use crate::stream::{answer_stream, sse, Framing};
+use crate::{ApiError, AppState};
+
+/// OpenAI's error object: `{"error": {"message", "type", "param", "code"}}`.
+pub(crate) fn error(e: ApiError) -> Response {
+    let kind = match e.status {
+        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "invalid_request_error",
+        StatusCode::NOT_FOUND => "not_found_error",
+        _ => "api_error",
+    };
+    if e.status.is_server_error() {
+        tracing::error!(status = %e.status, "{}", e.message);
+    }
+    let body = json!({"error": {"message": e.message, "type": kind, "param": null, "code": null}});
+    (e.status, Json(body)).into_response()
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
+}
+
+fn request_id(prefix: &str) -> String {
+    let mut b = [0u8; 2];
+    let _ = getrandom::getrandom(&mut b);
+    format!("{prefix}-{}", u16::from_le_bytes(b) % 999)
+}
+
+#[derive(Debug, Default, Deserialize)]
+struct StreamOptions {
+    #[serde(default)]
+    include_usage: bool,
+}
+
+/// Sampling fields shared by chat and completions.
+#[derive(Debug, Default, Deserialize)]
+struct Sampling {
+    temperature: Option<f64>,
+    top_p: Option<f64>,
+    max_tokens: Option<i64>,
+    max_completion_tokens: Option<i64>,
+    stop: Option<Value>,
+    seed: Option<i64>,
+    frequency_penalty: Option<f64>,
+    presence_penalty: Option<f64>,
+}
+
+impl Sampling {
+    /// Native `options`.
+    fn options(&self) -> Result<Map<String, Value>, ApiError> {
+        let mut o = Map::new();
+        o.insert("temperature".into(), json!(self.temperature.unwrap_or(1.0)));
+        o.insert("top_p".into(), json!(self.top_p.filter(|p| *p != 0.0).unwrap_or(1.0)));
+        if let Some(n) = self.max_completion_tokens.or(self.max_tokens) {
+            o.insert("num_predict".into(), json!(n));
+        }
+        match &self.stop {
+            None | Some(Value::Null) => {}
+            Some(Value::String(s)) => {
+                o.insert("stop".into(), json!([s]));
+            }
+            Some(Value::Array(items)) => {
+                if let Some(bad) = items.iter().find(|v| !v.is_string()) {
+                    return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(bad))));
+                }
+                o.insert("stop".into(), Value::Array(items.clone()));
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(other))))
+            }
+        }
+        if let Some(s) = self.seed {
+            o.insert("seed".into(), json!(s));
+        }
+        if let Some(p) = self.frequency_penalty {
+            o.insert("frequency_penalty".into(), json!(p));
+        }
+        if let Some(p) = self.presence_penalty {
+            o.insert("presence_penalty".into(), json!(p));
+        }
+        Ok(o)
+    }
+}
+
+fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct ChatCompletionRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    messages: Vec<ChatMessage>,
+    #[serde(default)]
+    stream: bool,
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    sampling: Sampling,
+    response_format: Option<Value>,
+    tools: Option<Vec<Value>>,
+    #[serde(default)]
+    logprobs: bool,
+    top_logprobs: Option<i64>,
+    reasoning_effort: Option<String>,
+    reasoning: Option<Value>,
+    #[serde(default, rename = "_debug_render_only")]
+    debug_render_only: bool,
+}
+
+#[derive(Debug, Deserialize)]
+struct ChatMessage {
+    role: String,
+    #[serde(default)]
+    content: Value,
+    name: Option<String>,
+    tool_calls: Option<Vec<Value>>,
+    tool_call_id: Option<String>,
+    reasoning: Option<String>,
+}
+
+/// `reasoning_effort` as a native `think` value.
+fn think(effort: &str) -> Result<Value, ApiError> {
+    Ok(match effort {
+        "none" => json!(false),
+        "minimal" => json!("low"),
+        "low" | "medium" | "high" | "max" => json!(effort),
+        "xhigh" | "ultra" => json!("max"),
+        other => return Err(ApiError::bad_request(format!("invalid reasoning value: '{other}'"))),
+    })
+}
+
+/// The base64 data of a `data:image/…;base64,` URL.
+fn image(url: &str) -> Result<String, ApiError> {
+    if url.starts_with("http://") || url.starts_with("https://") {
+        return Err(ApiError::bad_request(
+            "image URLs are not currently supported, please use base64 encoded data instead",
+        ));
+    }
+    let (head, data) = url.split_once(',').ok_or_else(|| ApiError::bad_request("invalid image input"))?;
+    let ok = head
+        .strip_prefix("data:")
+        .and_then(|h| h.strip_suffix(";base64"))
+        .is_some_and(|t| ["", "image/jpeg", "image/jpg", "image/png", "image/webp"].contains(&t));
+    if !ok {
+        return Err(ApiError::bad_request("invalid image input"));
+    }
+    Ok(data.to_string())
+}
+
+/// OpenAI messages as native ones: text parts joined, images as base64, tool calls with their
+/// arguments decoded, tool results named after the call they answer.
+fn messages(input: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
+    let mut out: Vec<Message> = Vec::new();
+    for m in input {
+        let mut msg = Message::new(&m.role.to_ascii_lowercase(), "");
+        match m.content {
+            Value::Null => {}
+            Value::String(s) => msg.content = s,
+            Value::Array(parts) => {
+                for part in parts {
+                    match part.get("type").and_then(Value::as_str) {
+                        Some("text") => msg.content.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
+                        Some("image_url") => {
+                            let url = part
+                                .get("image_url")
+                                .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
+                                .ok_or_else(|| ApiError::bad_request("invalid image input"))?;
+                            msg.images.get_or_insert_with(Vec::new).push(image(url)?);
+                        }
+                        other => {
+                            return Err(ApiError::bad_request(format!(
+                                "invalid message content part type: {}",
+                                other.unwrap_or("(none)")
+                            )))
+                        }
+                    }
+                }
+            }
+            other => return Err(ApiError::bad_request(format!("invalid message content type: {}", json_type(&other)))),
+        }
+        msg.thinking = m.reasoning;
+        if let Some(calls) = m.tool_calls {
+            let mut native = Vec::new();
+            for c in calls {
+                let f = c.get("function").cloned().unwrap_or_default();
+                let args = match f.get("arguments") {
+                    Some(Value::String(s)) if s.trim().is_empty() => json!({}),
+                    Some(Value::String(s)) => serde_json::from_str::<Value>(s)
+                        .ok()
+                        .filter(Value::is_object)
+                        .ok_or_else(|| ApiError::bad_request("invalid tool call arguments"))?,
+                    Some(v @ Value::Object(_)) => v.clone(),
+                    _ => json!({}),
+                };
+                native.push(json!({"id": c.get("id"), "function": {"name": f.get("name"), "arguments": args}}));
+            }
+            msg.tool_calls = Some(native);
+        }
+        if msg.role == "tool" {
+            msg.tool_call_id = m.tool_call_id.clone();
+            msg.tool_name = m.name.or_else(|| {
+                let id = m.tool_call_id.as_deref()?;
+                out.iter().rev().flat_map(|p| p.tool_calls.iter().flatten()).find_map(|c| {
+                    (c.get("id").and_then(Value::as_str) == Some(id))
+                        .then(|| c["function"]["name"].as_str().map(String::from))
+                        .flatten()
+                })
+            });
+        }
+        out.push(msg);
+    }
+    Ok(out)
+}
+
+fn native_chat(req: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
+    if req.messages.is_empty() {
+        return Err(ApiError::bad_request("[] is too short - 'messages'"));
+    }
+    let format = match &req.response_format {
+        None | Some(Value::Null) => None,
+        Some(f) => match f.get("type").and_then(Value::as_str) {
+            Some("json_object") => Some(json!("json")),
+            Some("json_schema") => {
+                Some(f.get("json_schema").and_then(|s| s.get("schema")).cloned().unwrap_or(json!({})))
+            }
+            Some("text") | None => None,
+            Some(other) => return Err(ApiError::bad_request(format!("invalid response_format type: {other}"))),
+        },
+    };
+    let effort =
+        req.reasoning_effort.clone().or_else(|| req.reasoning.as_ref()?.get("effort")?.as_str().map(String::from));
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let native = ChatRequest {
+        model: req.model,
+        messages: messages(req.messages)?,
+        stream: Some(req.stream),
+        format,
+        tools: req.tools.filter(|t| !t.is_empty()),
+        options: Some(req.sampling.options()?),
+        think: effort.as_deref().map(think).transpose()?,
+        logprobs: req.logprobs,
+        top_logprobs: req.top_logprobs,
+        debug_render_only: req.debug_render_only,
+        ..Default::default()
+    };
+    Ok((native, include_usage))
+}
+
+fn finish_reason(finish: Option<&Finish>, calls: bool) -> Value {
+    match finish.map(|f| f.reason.as_str()) {
+        None => Value::Null,
+        Some(_) if calls => json!("tool_calls"),
+        Some("length") => json!("length"),
+        Some(_) => json!("stop"),
+    }
+}
+
+fn usage(f: &Finish) -> Value {
+    let (p, c) = (f.usage.prompt_tokens, f.usage.generated_tokens);
+    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+}
+
+fn logprobs(lps: &[Logprob]) -> Value {
+    let content: Vec<Value> = lps
+        .iter()
+        .map(|l| {
+            let top: Vec<Value> = l
+                .top_logprobs
+                .iter()
+                .flatten()
+                .map(|t| json!({"token": t.token, "logprob": t.logprob, "bytes": t.bytes}))
+                .collect();
+            json!({"token": l.token, "logprob": l.logprob, "bytes": l.bytes, "top_logprobs": top})
+        })
+        .collect();
+    json!({ "content": content })
+}
+
+fn tool_calls(calls: &[Call]) -> Value {
+    calls
+        .iter()
+        .map(|c| {
+            json!({"index": c.index, "id": c.id, "type": "function",
+                "function": {"name": c.call.name, "arguments": c.arguments_json()}})
+        })
+        .collect()
+}
+
+/// The envelope shared by chat chunks and answers.
+struct Envelope {
+    id: String,
+    created: u64,
+    model: String,
+}
+
+impl Envelope {
+    fn new(prefix: &str, model: &str) -> Self {
+        Envelope { id: request_id(prefix), created: now(), model: model.to_string() }
+    }
+
+    fn with(&self, object: &str, choices: Value) -> Value {
+        json!({"id": self.id, "object": object, "created": self.created, "model": self.model,
+            "system_fingerprint": "fp_ollama", "choices": choices})
+    }
+}
+
+pub(super) async fn chat_completions(
+    State(state): State<AppState>,
+    body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
+) -> Response {
+    let run = async {
+        let JsonBody(req) = body?;
+        let model = req.model.clone();
+        let streaming = req.stream;
+        let (native, include_usage) = native_chat(req)?;
+        match start_chat(&state, native, false).await? {
+            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, true, prompt)),
+            Started::Immediate(..) => Err(ApiError::bad_request("[] is too short - 'messages'")),
+            Started::Answer(_, answer) if streaming => Ok(stream_chat(answer, &model, include_usage)),
+            Started::Answer(_, answer) => {
+                let all = answer.collect().await.map_err(ApiError::internal)?;
+                Ok(Json(chat_completion(&model, all)).into_response())
+            }
+        }
+    };
+    run.await.unwrap_or_else(error)
+}
+
+fn chat_completion(model: &str, all: Collected) -> Value {
+    let Collected { delta, finish } = all;
+    let mut message = json!({"role": "assistant", "content": delta.content});
+    if !delta.thinking.is_empty() {
+        message["reasoning"] = json!(delta.thinking);
+    }
+    if !delta.calls.is_empty() {
+        message["tool_calls"] = tool_calls(&delta.calls);
+    }
+    let mut choice = json!({"index": 0, "message": message,
+        "finish_reason": finish_reason(finish.as_ref(), !delta.calls.is_empty())});
+    if !delta.logprobs.is_empty() {
+        choice["logprobs"] = logprobs(&delta.logprobs);
+    }
+    let mut v = Envelope::new("chatcmpl", model).with("chat.completion", json!([choice]));
+    v["usage"] = finish.as_ref().map_or(Value::Null, usage);
+    v
+}
+
+fn stream_chat(answer: Answer, model: &str, include_usage: bool) -> Response {
+    let env = Envelope::new("chatcmpl", model);
+    let mut first = true;
+    let mut any_calls = false;
+    answer_stream(answer, Framing::Sse, move |event| {
+        let chunk = |delta: Value, finish: Value, lps: Option<Value>| {
+            let mut choice = json!({"index": 0, "delta": delta, "finish_reason": finish});
+            if let Some(l) = lps {
+                choice["logprobs"] = l;
+            }
+            sse(None, &env.with("chat.completion.chunk", json!([choice])))
+        };
+        match event {
+            Some(Event::Delta(d)) => {
+                let mut out = Vec::new();
+                let Delta { content, thinking, calls, logprobs: lps } = d;
+                let mut delta = json!({});
+                if first {
+                    delta["role"] = json!("assistant");
+                    first = false;
+                }
+                if !thinking.is_empty() {
+                    // Reasoning goes in a chunk of its own, as Ollama does.
+                    let mut r = delta.clone();
+                    r["reasoning"] = json!(thinking);
+                    out.push(chunk(r, Value::Null, None));
+                    delta = json!({});
+                }
+                if !content.is_empty() || !calls.is_empty() || !lps.is_empty() {
+                    delta["content"] = json!(content);
+                    if !calls.is_empty() {
+                        any_calls = true;
+                        delta["tool_calls"] = tool_calls(&calls);
+                    }
+                    out.push(chunk(delta, Value::Null, (!lps.is_empty()).then(|| logprobs(&lps))));
+                }
+                out
+            }
+            Some(Event::Done(f)) => {
+                let mut out = vec![chunk(json!({}), finish_reason(Some(&f), any_calls), None)];
+                if include_usage {
+                    let mut u = env.with("chat.completion.chunk", json!([]));
+                    u["usage"] = usage(&f);
+                    out.push(sse(None, &u));
+                }
+                out.push("data: [DONE]\n\n".to_string());
+                out
+            }
+            Some(Event::Error(e)) => {
+                tracing::warn!("generation failed mid-stream: {e}");
+                vec![sse(None, &json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}}))]
+            }
+            None => Vec::new(),
+        }
+    })
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct CompletionRequest {
+    #[serde(default)]
+    model: String,
+    #[serde(default)]
+    prompt: Value,
+    suffix: Option<String>,
+    #[serde(default)]
+    stream: bool,
+    stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    sampling: Sampling,
+    logprobs: Option<i64>,
+    #[serde(default, rename = "_debug_render_only")]
+    debug_render_only: bool,
+}
+
+pub(super) async fn completions(
+    State(state): State<AppState>,
+    body: Result<JsonBody<CompletionRequest>, ApiError>,
+) -> Response {
+    let run = async {
+        let JsonBody(req) = body?;
+        let prompt = match &req.prompt {
+            Value::String(s) => s.clone(),
+            Value::Null => String::new(),
+            other => {
+                return Err(ApiError::bad_request(format!("invalid type for 'prompt' field: {}", json_type(other))))
+            }
+        };
+        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+        let native = GenerateRequest {
+            model: req.model.clone(),
+            prompt,
+            suffix: req.suffix.clone(),
+            stream: Some(req.stream),
+            options: Some(req.sampling.options()?),
+            logprobs: req.logprobs.is_some_and(|n| n > 0),
+            top_logprobs: req.logprobs.filter(|n| *n > 0),
+            debug_render_only: req.debug_render_only,
+            ..Default::default()
+        };
+        let model = req.model;
+        match start_generate(&state, native).await? {
+            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, false, prompt)),
+            Started::Immediate(..) => {
+                let env = Envelope::new("cmpl", &model);
+                let choice = json!({"text": "", "index": 0, "finish_reason": "stop"});
+                let mut v = env.with("text_completion", json!([choice]));
+                v["usage"] = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+                Ok(Json(v).into_response())
+            }
+            Started::Answer(_, answer) if req.stream => Ok(stream_completion(answer, &model, include_usage)),
+            Started::Answer(_, answer) => {
+                let Collected { delta, finish } = answer.collect().await.map_err(ApiError::internal)?;
+                let choice = json!({"text": delta.content, "index": 0,
+                    "finish_reason": finish_reason(finish.as_ref(), false)});
+                let mut v = Envelope::new("cmpl", &model).with("text_completion", json!([choice]));
+                v["usage"] = finish.as_ref().map_or(Value::Null, usage);
+                Ok(Json(v).into_response())
+            }
+        }
+    };
+    run.await.unwrap_or_else(error)
+}
+
+fn stream_completion(answer: Answer, model: &str, include_usage: bool) -> Response {
+    let env = Envelope::new("cmpl", model);
+    answer_stream(answer, Framing::Sse, move |event| {
+        let chunk = |text: &str, finish: Value| {
+            let mut v = env.with("text_completion", json!([{"text": text, "index": 0, "finish_reason": finish}]));
+            if include_usage {
+                v["usage"] = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+            }
+            sse(None, &v)
+        };
+        match event {
+            Some(Event::Delta(d)) if !d.content.is_empty() => vec![chunk(&d.content, Value::Null)],
+            Some(Event::Delta(_)) | None => Vec::new(),
+            Some(Event::Done(f)) => {
+                let mut out = vec![chunk("", finish_reason(Some(&f), false))];
+                if include_usage {
+                    let mut u = env.with("text_completion", json!([]));
+                    u["usage"] = usage(&f);
+                    out.push(sse(None, &u));
+                }
+                out.push("data: [DONE]\n\n".to_string());
+                out
+            }
+            Some(Event::Error(e)) => {
+                vec![sse(None, &json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}}))]
+            }
+        }
+    })
+}
+
+/// One model as OpenAI lists it.
+fn model_object(name: &corral_types::ModelName, modified: SystemTime) -> Value {
+    let created = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    json!({"id": name.display_shortest(), "object": "model", "created": created, "owned_by": name.namespace()})
+}
+
+pub(super) async fn models(State(state): State<AppState>) -> Response {
+    let listed = blocking(move || Ok(state.store.list()?)).await;
+    match listed {
+        Ok(models) => {
+            let data: Vec<Value> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
+            let data = if data.is_empty() { Value::Null } else { Value::Array(data) };
+            Json(json!({"object": "list", "data": data})).into_response()
+        }
+        Err(e) => error(e),
+    }
+}
+
+pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
+    let run = async {
+        let name = super::parse_name(&model)?;
+        let stored = blocking(move || {
+            let found = state.store.read_manifest(&name);
+            found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
+        })
+        .await?;
+        Ok(Json(model_object(&stored.name, stored.modified)).into_response())
+    };
+    run.await.unwrap_or_else(error)
+}

@@ -1,0 +1,40 @@
+//! The official client libraries (ollama-python, openai, anthropic, pinned in
+//! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
+//! answers, Qwen2.5-Coder 0.5B for tool calls. The assertions are in the Python tests under
+//! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
+//!
+//! The interpreter comes from `CORRAL_TEST_PYTHON`, which `scripts/test.sh` sets to a virtual
+//! environment made by `scripts/client-env.sh`.
+
+mod common;
+
+use std::process::Command;
+
+use common::{stderr, Server};
+
+#[test]
+fn official_client_libraries() {
+    let python = std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
+    });
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    for (name, path) in [("smollm2", corral_testkit::smollm2()), ("qwen", corral_testkit::qwen_coder())] {
+        let modelfile = dir.path().join(name);
+        std::fs::write(&modelfile, format!("FROM {}\n", path.display())).unwrap();
+        let out = server.corral(&["create", name, "-f", modelfile.to_str().unwrap()]);
+        assert!(out.status.success(), "create {name}: {}", stderr(&out));
+    }
+    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
+    let out = Command::new(&python)
+        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])
+        .env("CORRAL_URL", &server.base)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+    let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success(), "client tests failed:\n{report}\nserver log:\n{}", server.log());
+    // Every test ran (none skipped or deselected).
+    assert!(report.contains(" passed") && !report.contains("skipped"), "{report}");
+    println!("{report}");
+}
