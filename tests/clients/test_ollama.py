@@ -5,7 +5,7 @@ import json
 import ollama
 import pytest
 
-from conftest import CHAT, QUESTION, TOOLS, WEATHER_QUESTION
+from conftest import CHAT, EMBED, QUESTION, TOOLS, WEATHER_QUESTION, cosine, goldens
 
 
 @pytest.fixture(scope="module")
@@ -72,3 +72,12 @@ def test_missing_model(client):
     with pytest.raises(ollama.ResponseError) as e:
         client.chat(model="no-such-model", messages=[{"role": "user", "content": "hi"}])
     assert e.value.status_code == 404
+
+
+def test_embed(client):
+    texts, want = goldens()
+    r = client.embed(model=EMBED, input=texts)
+    assert len(r.embeddings) == 3
+    for got, ref in zip(r.embeddings, want):
+        assert cosine(got, ref) > 0.999
+    assert r.prompt_eval_count > 20

@@ -5,7 +5,7 @@ import json
 import openai
 import pytest
 
-from conftest import CHAT, QUESTION, TOOLS, WEATHER_QUESTION
+from conftest import CHAT, EMBED, QUESTION, TOOLS, WEATHER_QUESTION, cosine, goldens
 
 WEATHER_TOOL = {
     "type": "function",
@@ -105,3 +105,15 @@ def test_errors(client):
     with pytest.raises(openai.BadRequestError) as e:
         client.chat.completions.create(model=CHAT, messages=[])
     assert "too short" in str(e.value)
+
+
+def test_embeddings(client):
+    texts, want = goldens()
+    r = client.embeddings.create(model=EMBED, input=texts)
+    assert [d.index for d in r.data] == [0, 1, 2]
+    for d, ref in zip(r.data, want):
+        assert cosine(d.embedding, ref) > 0.999
+    # The library asks for base64 by default when numpy is around; ask explicitly for both forms.
+    one = client.embeddings.create(model=EMBED, input=texts[0], encoding_format="float")
+    assert len(one.data[0].embedding) == 384
+    assert r.usage.prompt_tokens > 20

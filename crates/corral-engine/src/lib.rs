@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use corral_types::runner::{CompletionRequest, DoneReason, RunnerInfo, TokenLogprob, Usage};
+use corral_types::runner::{CompletionRequest, DoneReason, EmbedRequest, Embedded, RunnerInfo, TokenLogprob, Usage};
 
 pub use llama::LlamaEngine;
 pub use stop::StopBuffer;
@@ -31,6 +31,9 @@ pub use stop::StopBuffer;
 pub enum EngineError {
     #[error("{0}")]
     Load(String),
+    /// The request cannot be served (too long, wrong kind of model…).
+    #[error("{0}")]
+    Request(String),
     /// The engine thread is gone (it failed or was shut down).
     #[error("the model engine has stopped")]
     Stopped,
@@ -107,4 +110,6 @@ pub trait Engine: Send + Sync {
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError>;
     /// Starts a completion.
     fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError>;
+    /// Pooled embeddings of texts, batched together (an embedding model only).
+    fn embed(&self, request: EmbedRequest) -> Result<Embedded, EngineError>;
 }

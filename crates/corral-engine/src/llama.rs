@@ -19,7 +19,9 @@ use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
-use corral_types::runner::{CompletionRequest, DoneReason, LoadOptions, RunnerInfo, TokenLogprob, Usage};
+use corral_types::runner::{
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, LoadOptions, RunnerInfo, TokenLogprob, Usage,
+};
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_backend::LlamaBackend;
@@ -36,12 +38,14 @@ enum Command {
     Tokenize(String, Sender<Vec<u32>>),
     Detokenize(Vec<u32>, Sender<Result<String, String>>),
     Complete(CompletionRequest, Sender<Event>, Arc<AtomicU8>),
+    Embed(EmbedRequest, Sender<Result<Embedded, String>>),
 }
 
 /// A model loaded by llama.cpp on its own thread.
 pub struct LlamaEngine {
     commands: Mutex<Sender<Command>>,
     info: RunnerInfo,
+    embedding: bool,
 }
 
 impl LlamaEngine {
@@ -50,12 +54,13 @@ impl LlamaEngine {
     pub fn load(opts: LoadOptions, progress: impl FnMut(f32) + Send + 'static) -> Result<Self, EngineError> {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
+        let embedding = opts.embedding;
         std::thread::Builder::new()
             .name("engine".into())
             .spawn(move || engine_thread(opts, progress, ready_tx, cmd_rx))
             .map_err(|e| EngineError::Load(format!("could not start the engine thread: {e}")))?;
         let info = ready_rx.recv().map_err(|_| EngineError::Load("the engine thread died while loading".into()))??;
-        Ok(LlamaEngine { commands: Mutex::new(cmd_tx), info })
+        Ok(LlamaEngine { commands: Mutex::new(cmd_tx), info, embedding })
     }
 
     fn send(&self, cmd: Command) -> Result<(), EngineError> {
@@ -85,6 +90,15 @@ impl Engine for LlamaEngine {
         let cancel = Arc::new(AtomicU8::new(crate::wish::RUN));
         self.send(Command::Complete(request, tx, cancel.clone()))?;
         Ok(Generation::new(rx, cancel))
+    }
+
+    fn embed(&self, request: EmbedRequest) -> Result<Embedded, EngineError> {
+        if !self.embedding {
+            return Err(EngineError::Request("this model does not produce embeddings".into()));
+        }
+        let (tx, rx) = mpsc::channel();
+        self.send(Command::Embed(request, tx))?;
+        rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Request)
     }
 }
 
@@ -155,14 +169,17 @@ fn engine_thread(
     } else {
         std::thread::available_parallelism().map_or(4, |n| n.get() as i32)
     };
-    let num_batch = opts.num_batch.max(32);
+    // An embedding model sees each input whole in one micro-batch (its attention is not causal),
+    // so a batch holds every slot's full context.
+    let num_batch = if opts.embedding { num_ctx * parallel } else { opts.num_batch.max(32) };
     let ctx_params = LlamaContextParams::default()
         .with_n_ctx(NonZeroU32::new(num_ctx * parallel))
         .with_n_batch(num_batch)
         .with_n_ubatch(num_batch)
         .with_n_seq_max(parallel)
         .with_n_threads(threads)
-        .with_n_threads_batch(threads);
+        .with_n_threads_batch(threads)
+        .with_embeddings(opts.embedding);
     let mut ctx = match model.new_context(backend, ctx_params) {
         Ok(c) => c,
         Err(e) => return fail(format!("could not create a context of {} tokens: {e}", num_ctx * parallel)),
@@ -283,6 +300,59 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// Embeds the inputs, as many sequences per batch as there are slots and tokens for.
+    fn embed(&mut self, req: &EmbedRequest) -> Result<Embedded, String> {
+        let limit = self.num_ctx as usize;
+        let mut seqs = Vec::with_capacity(req.inputs.len());
+        for text in &req.inputs {
+            // Special tokens are added ([CLS] … [SEP]) but not parsed out of the text.
+            let mut tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
+            if tokens.len() > limit {
+                if !req.truncate {
+                    return Err(format!(
+                        "the input length exceeds the context length: the input is {} tokens and the context is {limit} tokens",
+                        tokens.len()
+                    ));
+                }
+                let last = tokens[tokens.len() - 1];
+                tokens.truncate(limit);
+                // Keep the closing separator (BERT's [SEP]) where the model adds one.
+                if last == self.model.vocab().sep() {
+                    tokens[limit - 1] = last;
+                }
+            }
+            seqs.push(tokens);
+        }
+        let mut vectors = vec![Vec::new(); seqs.len()];
+        let mut batch = LlamaBatch::new(self.num_batch as usize, self.slots.len() as i32);
+        let mut next = 0;
+        while next < seqs.len() {
+            batch.clear();
+            let mut group = Vec::new();
+            let mut used = 0;
+            while next < seqs.len()
+                && group.len() < self.slots.len()
+                && used + seqs[next].len() <= self.num_batch as usize
+            {
+                batch.add_sequence(&seqs[next], group.len() as i32, true).map_err(|e| e.to_string())?;
+                used += seqs[next].len();
+                group.push(next);
+                next += 1;
+            }
+            self.ctx.clear_kv_cache();
+            self.ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to embed a batch: {e}"))?;
+            for (seq, &input) in group.iter().enumerate() {
+                let v = self.ctx.embeddings_seq_ith(seq as i32).map_err(|e| format!("no embedding: {e}"))?;
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err("the model produced an embedding with NaN or infinite values".into());
+                }
+                vectors[input] = v.to_vec();
+            }
+        }
+        let prompt_tokens = seqs.iter().map(Vec::len).sum::<usize>() as u32;
+        Ok(Embedded { vectors, prompt_tokens })
+    }
+
     fn handle(&mut self, cmd: Command, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
         match cmd {
             Command::Tokenize(text, reply) => {
@@ -301,6 +371,9 @@ impl Loop<'_, '_> {
                 let _ = reply.send(result);
             }
             Command::Complete(req, events, cancel) => waiting.push_back((req, events, cancel)),
+            Command::Embed(req, reply) => {
+                let _ = reply.send(self.embed(&req));
+            }
         }
     }
 

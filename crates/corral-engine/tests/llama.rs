@@ -19,6 +19,7 @@ fn options(path: &str, parallel: u32) -> LoadOptions {
         num_gpu: 0,
         use_mmap: None,
         verbose: false,
+        embedding: false,
     }
 }
 

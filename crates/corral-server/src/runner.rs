@@ -12,7 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_types::runner::{CompletionRequest, FromRunner, LoadOptions, RunnerInfo, ToRunner};
+use corral_types::runner::{CompletionRequest, EmbedRequest, Embedded, FromRunner, LoadOptions, RunnerInfo, ToRunner};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
@@ -151,6 +151,7 @@ impl Runner {
                     FromRunner::Tokens { id, .. }
                     | FromRunner::Text { id, .. }
                     | FromRunner::Done { id, .. }
+                    | FromRunner::Embedded { id, .. }
                     | FromRunner::Error { id, .. } => (*id, true),
                     _ => continue,
                 };
@@ -239,6 +240,14 @@ impl Runner {
     pub async fn detokenize(&self, tokens: &[u32]) -> Result<String, RunnerError> {
         match self.call(|id| ToRunner::Detokenize { id, tokens: tokens.to_vec() }).await? {
             FromRunner::Text { text, .. } => Ok(text),
+            other => Err(RunnerError::Request(format!("unexpected reply {other:?}"))),
+        }
+    }
+
+    /// Pooled embeddings of `request.inputs` (an embedding model's runner).
+    pub async fn embed(&self, request: EmbedRequest) -> Result<Embedded, RunnerError> {
+        match self.call(|id| ToRunner::Embed { id, request: request.clone() }).await? {
+            FromRunner::Embedded { result, .. } => Ok(result),
             other => Err(RunnerError::Request(format!("unexpected reply {other:?}"))),
         }
     }

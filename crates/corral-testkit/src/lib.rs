@@ -38,6 +38,34 @@ pub fn qwen_coder() -> PathBuf {
     p
 }
 
+/// The all-MiniLM-L6-v2 safetensors directory, fetched by `scripts/fetch-models.sh`.
+pub fn minilm_dir() -> PathBuf {
+    let p = models_dir().join("all-MiniLM-L6-v2");
+    assert!(p.join("model.safetensors").is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
+    p
+}
+
+/// sentence-transformers' own embeddings of three texts with all-MiniLM-L6-v2 (L2-normalised):
+/// the texts and their vectors.
+pub fn minilm_goldens() -> (Vec<String>, Vec<Vec<f32>>) {
+    let v: serde_json::Value = serde_json::from_str(include_str!("../data/minilm-goldens.json")).unwrap();
+    let texts = v["texts"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
+    let vectors = v["vectors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap() as f32).collect())
+        .collect();
+    (texts, vectors)
+}
+
+/// Cosine similarity.
+pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
+    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    dot / (norm(a) * norm(b))
+}
+
 /// Every file under `dir`, as sorted relative paths: a snapshot that proves an operation left a
 /// directory unchanged.
 pub fn tree(dir: &Path) -> Vec<String> {

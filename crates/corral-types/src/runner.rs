@@ -27,6 +27,24 @@ pub struct LoadOptions {
     /// Let llama.cpp log to stderr.
     #[serde(default)]
     pub verbose: bool,
+    /// An embedding model: the context returns pooled embeddings instead of logits.
+    #[serde(default)]
+    pub embedding: bool,
+}
+
+/// Texts to embed, together.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EmbedRequest {
+    pub inputs: Vec<String>,
+    /// Cut inputs longer than the context instead of failing.
+    pub truncate: bool,
+}
+
+/// Raw (not normalised) pooled embeddings, one per input, and the tokens they took.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Embedded {
+    pub vectors: Vec<Vec<f32>>,
+    pub prompt_tokens: u32,
 }
 
 /// Sampling settings of one request (Ollama's option names and defaults).
@@ -176,6 +194,10 @@ pub enum ToRunner {
     Stop {
         id: u64,
     },
+    Embed {
+        id: u64,
+        request: EmbedRequest,
+    },
 }
 
 /// Runner → server.
@@ -215,6 +237,10 @@ pub enum FromRunner {
     Error {
         id: u64,
         error: String,
+    },
+    Embedded {
+        id: u64,
+        result: Embedded,
     },
 }
 

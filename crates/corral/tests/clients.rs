@@ -1,6 +1,7 @@
 //! The official client libraries (ollama-python, openai, anthropic, pinned in
 //! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
-//! answers, Qwen2.5-Coder 0.5B for tool calls. The assertions are in the Python tests under
+//! answers, Qwen2.5-Coder 0.5B for tool calls, all-MiniLM-L6-v2 (imported from safetensors) for
+//! embeddings. The assertions are in the Python tests under
 //! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
 //!
 //! The interpreter comes from `CORRAL_TEST_PYTHON`, which `scripts/test.sh` sets to a virtual
@@ -25,6 +26,10 @@ fn official_client_libraries() {
         let out = server.corral(&["create", name, "-f", modelfile.to_str().unwrap()]);
         assert!(out.status.success(), "create {name}: {}", stderr(&out));
     }
+    let modelfile = dir.path().join("all-minilm");
+    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::minilm_dir().display())).unwrap();
+    let out = server.corral(&["create", "all-minilm", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "create all-minilm: {}", stderr(&out));
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])

@@ -104,6 +104,7 @@ pub fn effective(
             num_gpu,
             use_mmap,
             verbose: false,
+            embedding: false,
         },
     })
 }

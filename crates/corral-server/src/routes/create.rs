@@ -32,14 +32,11 @@ fn blob_reference(from: &str) -> Option<Digest> {
     Digest::parse(from.strip_prefix('@').unwrap_or(from)).ok()
 }
 
-fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
+/// The spec, and the quantization asked for (only for a safetensors import).
+fn spec_from_request(req: CreateRequest) -> Result<(CreateSpec, Option<String>), ApiError> {
     let name =
         parse_name(model_or_name(&req.model, &req.name)).map_err(|_| ApiError::bad_request("invalid model name"))?;
-    if let Some(q) = req.quantize.or(req.quantization).filter(|q| !q.is_empty()) {
-        return Err(ApiError::bad_request(format!(
-            "quantization is not supported by this server yet (asked for {q:?}); import an already quantized GGUF"
-        )));
-    }
+    let quantize = req.quantize.or(req.quantization).filter(|q| !q.is_empty());
     let source = match (req.from.filter(|f| !f.trim().is_empty()), req.files.filter(|f| !f.is_empty())) {
         (Some(from), _) => match blob_reference(&from) {
             Some(d) => ModelSource::Files(vec![("model.gguf".into(), d)]),
@@ -57,35 +54,104 @@ fn spec_from_request(req: CreateRequest) -> Result<CreateSpec, ApiError> {
     if let Some(t) = req.template.as_deref().filter(|t| !t.is_empty()) {
         corral_template::GoTemplate::parse(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
-    Ok(CreateSpec {
-        name,
-        source,
-        adapters: digests(req.adapters.unwrap_or_default())?,
-        overlay: Overlay {
-            template: non_empty(req.template),
-            system: non_empty(req.system),
-            license: req.license.map(|l| l.into_vec()).unwrap_or_default(),
-            parameters,
-            messages: req.messages.unwrap_or_default(),
-            requires: non_empty(req.requires),
-            renderer: non_empty(req.renderer),
-            parser: non_empty(req.parser),
+    Ok((
+        CreateSpec {
+            name,
+            source,
+            adapters: digests(req.adapters.unwrap_or_default())?,
+            overlay: Overlay {
+                template: non_empty(req.template),
+                system: non_empty(req.system),
+                license: req.license.map(|l| l.into_vec()).unwrap_or_default(),
+                parameters,
+                messages: req.messages.unwrap_or_default(),
+                requires: non_empty(req.requires),
+                renderer: non_empty(req.renderer),
+                parser: non_empty(req.parser),
+            },
         },
-    })
+        quantize,
+    ))
+}
+
+/// Writes a GGUF into a blob.
+struct BlobSink(corral_store::BlobWriter);
+
+impl std::io::Write for BlobSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.write(buf).map_err(std::io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Ollama's import: a safetensors model among the files is converted to a GGUF blob, which
+/// replaces them in the spec. The returned pin keeps that blob until the create is committed.
+/// Quantizing is only offered for this path (re-quantizing a GGUF is not supported).
+fn convert_safetensors(
+    store: &corral_store::Store,
+    mut spec: CreateSpec,
+    quantize: Option<String>,
+) -> Result<(CreateSpec, Option<corral_store::PinGuard>), ApiError> {
+    let ModelSource::Files(files) = &spec.source else {
+        return match quantize {
+            Some(q) => Err(ApiError::bad_request(format!(
+                "quantizing an existing model is not supported yet (asked for {q:?}); quantization applies to safetensors imports"
+            ))),
+            None => Ok((spec, None)),
+        };
+    };
+    if !corral_convert::is_safetensors_model(files.iter().map(|(n, _)| n.as_str())) {
+        if let Some(q) = quantize {
+            return Err(ApiError::bad_request(format!(
+                "quantizing a GGUF file is not supported yet (asked for {q:?}); import an already quantized GGUF"
+            )));
+        }
+        return Ok((spec, None));
+    }
+    let quantize = corral_convert::Quantize::parse(quantize.as_deref().unwrap_or("f16"))
+        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let mut paths = corral_convert::Files::new();
+    for (name, digest) in files {
+        if name.starts_with('/') || name.split(['/', '\\']).any(|c| c == "..") {
+            return Err(ApiError::bad_request(format!("invalid file name {name:?}")));
+        }
+        paths.insert(name.clone(), store.blob_path(digest));
+    }
+    let digests: Vec<Digest> = files.iter().map(|(_, d)| *d).collect();
+    let _sources = store.pin_existing(&digests)?;
+    let (gguf, info) = corral_convert::convert(&paths, quantize).map_err(|e| match e {
+        corral_convert::ConvertError::Io { .. } => ApiError::internal(e.to_string()),
+        _ => ApiError::bad_request(e.to_string()),
+    })?;
+    let mut sink = BlobSink(store.blob_writer()?);
+    gguf.write_to(&mut sink).map_err(|e| ApiError::internal(format!("writing the converted model: {e}")))?;
+    let committed = sink.0.commit(None)?;
+    tracing::info!(tensors = info.tensors, parameters = info.parameters, digest = %committed.digest, "converted a {} model to GGUF ({quantize:?})", info.architecture);
+    spec.source = ModelSource::Files(vec![("model.gguf".into(), committed.digest)]);
+    Ok((spec, Some(committed.pin)))
 }
 
 pub(super) async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<CreateRequest>) -> Response {
     let streaming = req.stream.unwrap_or(true);
-    let spec = match spec_from_request(req) {
+    let (spec, quantize) = match spec_from_request(req) {
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
     let store = state.store.clone();
-    let prepared = match blocking(move || Ok(store.prepare_create(spec)?)).await {
+    let prepared = blocking(move || {
+        let (spec, pin) = convert_safetensors(&store, spec, quantize)?;
+        Ok((store.prepare_create(spec)?, pin))
+    });
+    let (prepared, pin) = match prepared.await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
     let work: Work = Box::new(move |progress| {
+        let _converted = pin;
         prepared.commit(&mut |status| progress(ProgressResponse::status(status))).map_err(ApiError::from)
     });
     stream::progress(streaming, work).await

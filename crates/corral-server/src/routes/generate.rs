@@ -26,7 +26,7 @@ fn truthy(think: Option<&Value>) -> bool {
 }
 
 /// Options in effect for `r` with the request's `options`.
-fn effective(
+pub(crate) fn effective(
     state: &AppState,
     r: &Resolved,
     request: Option<&serde_json::Map<String, Value>>,

@@ -3,6 +3,7 @@
 mod anthropic;
 mod blobs;
 mod create;
+mod embed;
 mod generate;
 mod models;
 mod openai;
@@ -31,6 +32,9 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/ps", get(ps::ps))
+        .route("/api/embed", post(embed::api_embed))
+        .route("/api/embeddings", post(embed::api_embeddings))
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/api/pull", post(transfer::pull))
         .route("/api/push", post(transfer::push))
         .route("/v1/chat/completions", post(openai::chat_completions))

@@ -21,7 +21,7 @@ pub struct Args {
     /// Name of the Modelfile
     #[arg(short, long, default_value = "Modelfile")]
     file: PathBuf,
-    /// Quantize model to this level (e.g. q4_K_M)
+    /// Quantize model to this level (q8_0 or f16, for models imported from safetensors)
     #[arg(short, long)]
     quantize: Option<String>,
 }
@@ -39,25 +39,49 @@ struct LocalFile {
     path: PathBuf,
 }
 
-/// Resolves a FROM/ADAPTER argument: `Ok(Some(file))` for a local file, `Ok(None)` for a model
-/// name, an error for a path that does not exist or is a directory.
-fn local_file(arg: &Sourced, dir: &Path, home: Option<&Path>, what: &str) -> anyhow::Result<Option<LocalFile>> {
+/// The files of a model directory the server needs: safetensors weights with their config and
+/// tokenizer files (as Ollama's CLI sends them), or the GGUF files in it.
+fn directory_files(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
+    let wanted = |rel: &str| {
+        rel.ends_with(".safetensors")
+            || rel.ends_with(".gguf")
+            || (!rel.contains('/') && (rel.ends_with(".json") || rel == "vocab.txt" || rel == "tokenizer.model"))
+            || rel == "1_Pooling/config.json"
+    };
+    let mut out = Vec::new();
+    for sub in ["", "1_Pooling"] {
+        let Ok(rd) = std::fs::read_dir(dir.join(sub)) else { continue };
+        for entry in rd {
+            let path = entry?.path();
+            let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            let key = if sub.is_empty() { name } else { format!("{sub}/{name}") };
+            if path.is_file() && wanted(&key) {
+                out.push(LocalFile { key, path });
+            }
+        }
+    }
+    out.sort_by(|a, b| a.key.cmp(&b.key));
+    if !out.iter().any(|f| f.key.ends_with(".safetensors") || f.key.ends_with(".gguf")) {
+        bail!("{} holds no .safetensors or .gguf files", dir.display());
+    }
+    Ok(out)
+}
+
+/// Resolves a FROM/ADAPTER argument: the local files it names (one file, or a model directory's
+/// files), none for a model name, an error for a path that does not exist.
+fn local_files(arg: &Sourced, dir: &Path, home: Option<&Path>, what: &str) -> anyhow::Result<Vec<LocalFile>> {
     let path = expand_path(&arg.value, dir, home);
     if path.is_dir() {
-        bail!(
-            "(line {}): {what} {:?} is a directory; importing safetensors directories is not supported yet, point at a GGUF file",
-            arg.line,
-            arg.value
-        );
+        return directory_files(&path).with_context(|| format!("(line {}): {what} {:?}", arg.line, arg.value));
     }
     if path.is_file() {
         let key = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.gguf".into());
-        return Ok(Some(LocalFile { key, path }));
+        return Ok(vec![LocalFile { key, path }]);
     }
     if looks_like_path(&arg.value) {
         bail!("(line {}): {what} file {:?} does not exist (looked for {})", arg.line, arg.value, path.display());
     }
-    Ok(None)
+    Ok(Vec::new())
 }
 
 fn sha256_file(path: &Path) -> anyhow::Result<Digest> {
@@ -114,10 +138,10 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     // Resolve every path before showing progress, so a typo fails at once with its line.
     let mut froms = Vec::new();
     for from in &recipe.from {
-        froms.push((from, local_file(from, &dir, home, "FROM")?));
+        froms.push((from, local_files(from, &dir, home, "FROM")?));
     }
     let adapter = match recipe.adapters.last() {
-        Some(a) => match local_file(a, &dir, home, "ADAPTER")? {
+        Some(a) => match local_files(a, &dir, home, "ADAPTER")?.into_iter().next() {
             Some(f) => Some(f),
             None => bail!("(line {}): ADAPTER must name a local GGUF file, got {:?}", a.line, a.value),
         },
@@ -131,14 +155,14 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     let mut req = CreateRequest { model: args.model.clone(), quantize: args.quantize.clone(), ..Default::default() };
     let mut files = BTreeMap::new();
     for (from, local) in froms {
-        match local {
-            Some(f) => {
-                let d = upload(client, &progress, &f).await?;
-                if files.insert(f.key.clone(), d.to_string()).is_some() {
-                    bail!("(line {}): two FROM files are named {:?}", from.line, f.key);
-                }
+        if local.is_empty() {
+            req.from = Some(from.value.clone());
+        }
+        for f in local {
+            let d = upload(client, &progress, &f).await?;
+            if files.insert(f.key.clone(), d.to_string()).is_some() {
+                bail!("(line {}): two FROM files are named {:?}", from.line, f.key);
             }
-            None => req.from = Some(from.value.clone()),
         }
     }
     if !files.is_empty() {

@@ -112,6 +112,17 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                     running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
                 });
             }
+            ToRunner::Embed { id, request } => {
+                // On its own thread, so `cancel`s and other requests are still read meanwhile.
+                let (engine, writer) = (engine.clone(), writer.clone());
+                std::thread::spawn(move || {
+                    let reply = match engine.embed(request) {
+                        Ok(result) => FromRunner::Embedded { id, result },
+                        Err(e) => FromRunner::Error { id, error: e.to_string() },
+                    };
+                    let _ = send(&writer, &reply);
+                });
+            }
         }
     }
     // The server closed the socket: it is gone or unloaded us.
