@@ -117,3 +117,33 @@ def test_embeddings(client):
     one = client.embeddings.create(model=EMBED, input=texts[0], encoding_format="float")
     assert len(one.data[0].embedding) == 384
     assert r.usage.prompt_tokens > 20
+
+
+def test_responses(client):
+    r = client.responses.create(model=CHAT, input=QUESTION, temperature=0)
+    assert "Paris" in r.output_text
+    assert r.status == "completed" and r.usage.output_tokens > 0
+
+
+def test_responses_streaming(client):
+    events = list(client.responses.create(model=CHAT, input=QUESTION, temperature=0, stream=True))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert "Paris" in text
+    assert events[0].type == "response.created" and events[-1].type == "response.completed"
+    assert events[-1].response.output_text == text
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+
+
+def test_responses_tools(client):
+    tool = {"type": "function", "name": "get_weather", "description": "Get the current weather for a city",
+            "parameters": WEATHER_TOOL["function"]["parameters"]}
+    r = client.responses.create(model=TOOLS, input=WEATHER_QUESTION, tools=[tool], temperature=0)
+    call = next(o for o in r.output if o.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"city": "Paris"}
+    # The call and its output go back as input items.
+    second = client.responses.create(model=TOOLS, tools=[tool], temperature=0, input=[
+        {"role": "user", "content": WEATHER_QUESTION},
+        {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+        {"type": "function_call_output", "call_id": call.call_id, "output": "Sunny, 21 degrees Celsius"},
+    ])
+    assert second.usage.input_tokens >= r.usage.input_tokens + 20

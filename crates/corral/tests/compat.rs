@@ -32,10 +32,12 @@ fn mask(v: &mut Value) {
         Value::Object(map) => {
             for (k, val) in map.iter_mut() {
                 match (k.as_str(), &*val) {
-                    ("id" | "request_id", Value::String(_)) => *val = json!("[id]"),
+                    ("id" | "request_id" | "item_id" | "call_id", Value::String(_)) => *val = json!("[id]"),
                     ("created" | "created_at", _) => *val = json!("[time]"),
                     (k, Value::Number(_)) if k.ends_with("_duration") => *val = json!("[ns]"),
-                    ("content" | "text" | "response" | "thinking" | "reasoning", Value::String(s)) if !s.is_empty() => {
+                    ("content" | "text" | "response" | "thinking" | "reasoning" | "delta", Value::String(s))
+                        if !s.is_empty() =>
+                    {
                         *val = json!("[text]")
                     }
                     _ => mask(val),
@@ -326,4 +328,40 @@ fn thinking_goes_to_each_protocols_field() {
         json!({"model": "plain", "max_tokens": 2, "messages": messages, "thinking": {"type": "enabled", "budget_tokens": 1024}}),
     );
     assert_eq!(status, 200, "{v}");
+}
+
+/// OpenAI's Responses API: the answer object and the streamed event sequence.
+#[test]
+fn openai_responses_answer_and_stream() {
+    let server = server();
+    let body =
+        json!({"model": "tiny", "input": "Hi", "instructions": "Be brief.", "max_output_tokens": 4, "temperature": 0});
+    let (status, v) = post(&server, "/v1/responses", body.clone());
+    assert_eq!(status, 200, "{v}");
+    assert_eq!((v["object"].as_str(), v["status"].as_str()), (Some("response"), Some("incomplete")));
+    insta::assert_snapshot!("openai_response", masked(v));
+    let mut streaming = body;
+    streaming["stream"] = json!(true);
+    let (_, kind, text) = stream(&server, "/v1/responses", streaming);
+    assert_eq!(kind, "text/event-stream");
+    insta::assert_snapshot!("openai_response_stream", masked_stream(&text));
+
+    let (status, v) =
+        post(&server, "/v1/responses", json!({"model": "tiny", "input": "Hi", "previous_response_id": "resp_1"}));
+    assert_eq!(status, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("stateless"), "{v}");
+    // A tool call, forced by a schema, comes out as a function_call item.
+    let (status, v) = post(
+        &server,
+        "/v1/responses",
+        json!({"model": "tiny", "input": "Weather?", "temperature": 0, "max_output_tokens": 64,
+            "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+            "text": {"format": {"type": "json_schema", "name": "call", "schema": call_schema()}}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let call = v["output"].as_array().unwrap().iter().find(|o| o["type"] == "function_call").unwrap();
+    assert_eq!(
+        (call["name"].as_str(), call["arguments"].as_str()),
+        (Some("get_weather"), Some("{\"city\":\"Paris\"}"))
+    );
 }

@@ -8,6 +8,7 @@ mod generate;
 mod models;
 mod openai;
 mod ps;
+mod responses;
 mod transfer;
 
 use axum::http::{header, StatusCode};
@@ -39,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/push", post(transfer::push))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages_route))
         .route("/v1/models/{*model}", get(openai::model))
