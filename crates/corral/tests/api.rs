@@ -315,12 +315,13 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
             files("m.gguf", &absent.to_string()),
             &*format!("blob \"{absent}\" not found, upload it with POST /api/blobs/{absent} first").leak(),
         ),
-        (files("x.safetensors", &text.to_string()), "x.safetensors is not a GGUF file: only GGUF models can be imported (safetensors conversion is not supported yet)"),
+        (files("x.safetensors", &text.to_string()), "config.json is missing from the model directory"),
+        (files("../x.safetensors", &text.to_string()), "file path must be relative: \"../x.safetensors\""),
         (json!({"model": "m"}), "neither 'from' or 'files' was specified"),
         (json!({"model": "m", "from": "keep", "parameters": {"bogus": 1}}), "unknown parameter 'bogus'"),
         (json!({"model": "m", "from": "keep", "parameters": {"num_ctx": "big"}}), "option \"num_ctx\" must be of type integer"),
         (json!({"model": "m", "from": "keep", "parameters": {"stop": "x"}}), "option \"stop\" must be of type array"),
-        (json!({"model": "m", "from": "keep", "quantize": "q4_K_M"}), "quantization is not supported by this server yet (asked for \"q4_K_M\"); import an already quantized GGUF"),
+        (json!({"model": "m", "from": "keep", "quantize": "q4_K_M"}), "quantizing an existing model is not supported yet (asked for \"q4_K_M\"); quantization applies to safetensors imports"),
     ];
     for (req, message) in cases {
         assert_eq!(post(&server, "/api/create", req.clone()), error(StatusCode::BAD_REQUEST, message), "{req}");

@@ -117,7 +117,7 @@ fn convert_safetensors(
     let mut paths = corral_convert::Files::new();
     for (name, digest) in files {
         if name.starts_with('/') || name.split(['/', '\\']).any(|c| c == "..") {
-            return Err(ApiError::bad_request(format!("invalid file name {name:?}")));
+            return Err(ApiError::bad_request(format!("file path must be relative: {name:?}")));
         }
         paths.insert(name.clone(), store.blob_path(digest));
     }
