@@ -72,6 +72,7 @@ def test_tools_round_trip(client):
     messages.append({"role": "tool", "tool_call_id": call.id, "content": "Sunny, 21 degrees Celsius"})
     second = client.chat.completions.create(model=TOOLS, messages=messages, tools=[WEATHER_TOOL], temperature=0)
     assert second.usage.prompt_tokens >= r.usage.prompt_tokens + 20
+    assert second.usage.prompt_tokens_details.cached_tokens > 0, "the shared history came from the prompt cache"
     assert second.choices[0].finish_reason in ("stop", "tool_calls")
 
 

@@ -204,8 +204,17 @@ fn engine_thread(
     if ready.send(Ok(info)).is_err() {
         return;
     }
-    Loop { model: &model, ctx: &mut ctx, num_ctx, num_batch, slots: (0..parallel).map(|_| None).collect(), rotate: 0 }
-        .run(commands);
+    Loop {
+        model: &model,
+        ctx: &mut ctx,
+        num_ctx,
+        num_batch,
+        slots: (0..parallel).map(|_| None).collect(),
+        cached: (0..parallel).map(|_| Vec::new()).collect(),
+        in_batch: vec![false; parallel as usize],
+        rotate: 0,
+    }
+    .run(commands);
 }
 
 /// A completion occupying a slot.
@@ -213,8 +222,12 @@ struct Job {
     events: Sender<Event>,
     cancel: Arc<AtomicU8>,
     prompt: Vec<LlamaToken>,
-    /// Prompt tokens already decoded.
+    /// Prompt tokens already decoded (or found in the slot's cache).
     fed: usize,
+    /// Prompt tokens found in the slot's cache, not decoded again.
+    reused: usize,
+    /// Decode steps that included this job together with another one.
+    shared_steps: u32,
     /// KV position of the next token.
     n_past: i32,
     /// Sampled token waiting to be decoded.
@@ -236,6 +249,11 @@ struct Loop<'m, 'c> {
     num_ctx: u32,
     num_batch: u32,
     slots: Vec<Option<Job>>,
+    /// What each idle slot's sequence still holds in the KV cache (the prompt and answer of its
+    /// last job), so a prompt sharing a prefix with it skips that prefix.
+    cached: Vec<Vec<LlamaToken>>,
+    /// Which slots have tokens in the batch being built.
+    in_batch: Vec<bool>,
     /// Where the next prompt chunk round starts (fairness between long prompts).
     rotate: usize,
 }
@@ -284,6 +302,14 @@ impl Loop<'_, '_> {
             self.drop_cancelled();
             if self.fill(&mut batch) == 0 {
                 continue;
+            }
+            let in_batch: Vec<usize> = (0..self.slots.len()).filter(|i| self.in_batch[*i]).collect();
+            if in_batch.len() > 1 {
+                for &i in &in_batch {
+                    if let Some(job) = self.slots[i].as_mut() {
+                        job.shared_steps += 1;
+                    }
+                }
             }
             if let Err(e) = self.ctx.decode(&mut batch) {
                 let msg = format!("llama.cpp failed to decode a batch: {e}");
@@ -377,9 +403,19 @@ impl Loop<'_, '_> {
         }
     }
 
+    /// The idle slot for `prompt`: the one whose cached tokens share the longest prefix with it,
+    /// else the one holding the least. Returns the slot and how many prompt tokens it already has.
+    fn pick_slot(&self, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
+        let common = |c: &[LlamaToken]| c.iter().zip(prompt).take_while(|(a, b)| a == b).count();
+        (0..self.slots.len())
+            .filter(|i| self.slots[*i].is_none())
+            .map(|i| (i, common(&self.cached[i])))
+            .max_by_key(|(i, n)| (*n, std::cmp::Reverse(self.cached[*i].len())))
+    }
+
     /// Moves waiting completions into free slots.
     fn admit(&mut self, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
-        while let Some(free) = self.slots.iter().position(Option::is_none) {
+        while self.slots.iter().any(Option::is_none) {
             let Some((req, events, cancel)) = waiting.pop_front() else { return };
             if cancel.load(Ordering::Relaxed) != crate::wish::RUN {
                 continue;
@@ -414,13 +450,24 @@ impl Loop<'_, '_> {
                     continue;
                 }
             };
-            let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+            let (free, mut reuse) = self.pick_slot(&prompt).expect("a slot is free");
+            // The last prompt token is always decoded again: its logits give the first answer token.
+            reuse = reuse.min(prompt.len() - 1);
+            let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(reuse as u32), None).unwrap_or(false);
+            if !trimmed {
+                // This model's memory cannot drop a suffix (recurrent models): start over.
+                reuse = 0;
+                let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
+            }
+            self.cached[free].clear();
             self.slots[free] = Some(Job {
                 events,
                 cancel,
                 prompt,
-                fed: 0,
-                n_past: 0,
+                fed: reuse,
+                reused: reuse,
+                shared_steps: 0,
+                n_past: reuse as i32,
                 next: None,
                 output: Vec::new(),
                 picker,
@@ -447,10 +494,12 @@ impl Loop<'_, '_> {
     /// Fills the batch for this step; returns the number of tokens in it.
     fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
         batch.clear();
+        self.in_batch.iter_mut().for_each(|b| *b = false);
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             let Some(job) = slot else { continue };
             job.logits_at = None;
             if let Some(token) = job.next.take() {
+                self.in_batch[seq] = true;
                 batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
                 job.n_past += 1;
                 job.logits_at = Some(batch.n_tokens() - 1);
@@ -476,6 +525,7 @@ impl Loop<'_, '_> {
             job.fed += take;
             job.n_past = job.fed as i32;
             budget -= take;
+            self.in_batch[seq] = true;
         }
         batch.n_tokens()
     }
@@ -531,26 +581,45 @@ impl Loop<'_, '_> {
         }
         let first = job.first_token.unwrap_or(job.started);
         let usage = Usage {
-            prompt_tokens: job.prompt.len() as u32,
+            prompt_tokens: (job.prompt.len() - job.reused) as u32,
             prompt_ns: (first - job.started).as_nanos() as u64,
             generated_tokens: job.output.len() as u32,
             generation_ns: first.elapsed().as_nanos() as u64,
+            cached_tokens: job.reused as u32,
+            shared_steps: job.shared_steps,
         };
         let mut tokens = to_u32(&job.prompt);
         tokens.extend(to_u32(&job.output));
         let _ = job.events.send(Event::Done { reason, usage, tokens });
-        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+        self.keep(i, job);
+    }
+
+    /// Remembers what slot `i`'s sequence holds in the KV cache after `job`: the prompt fed so far
+    /// and the answer tokens decoded (the last sampled one never was).
+    fn keep(&mut self, i: usize, job: Job) {
+        let mut held = job.prompt;
+        held.truncate(job.fed);
+        if job.fed == held.len() {
+            held.extend(job.output);
+        }
+        held.truncate(job.n_past.max(0) as usize);
+        self.cached[i] = held;
     }
 
     fn fail(&mut self, i: usize, msg: &str) {
-        if let Some(job) = self.slots[i].as_ref() {
+        if let Some(job) = self.slots[i].take() {
             let _ = job.events.send(Event::Error(msg.to_string()));
         }
-        self.free(i);
+        // After a failed decode the sequence's cells are not trusted.
+        self.cached[i].clear();
+        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
     }
 
+    /// Ends slot `i`'s job without an answer (cancelled, or its receiver is gone); what it
+    /// decoded stays cached.
     fn free(&mut self, i: usize) {
-        self.slots[i] = None;
-        let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
+        if let Some(job) = self.slots[i].take() {
+            self.keep(i, job);
+        }
     }
 }

@@ -14,6 +14,7 @@ mod error;
 mod extract;
 mod guard;
 mod infer;
+mod metrics;
 mod routes;
 mod runner;
 mod sched;
@@ -107,6 +108,8 @@ pub struct AppState {
     pub scheduler: Arc<sched::Scheduler>,
     /// The registry client (pull, push).
     pub registry: corral_registry::Registry,
+    /// Counters for `/metrics`.
+    pub metrics: Arc<metrics::Metrics>,
     /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
     headers: Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<corral_gguf::Gguf>>>>,
 }
@@ -131,6 +134,7 @@ impl AppState {
             origins,
             scheduler,
             registry,
+            metrics: Arc::default(),
             headers: Arc::default(),
         })
     }

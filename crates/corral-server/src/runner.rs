@@ -44,6 +44,8 @@ pub struct Runner {
     dead: Arc<AtomicBool>,
     pub info: RunnerInfo,
     pub options: LoadOptions,
+    /// Completions started and not yet ended (running or waiting for a sequence slot).
+    active: Arc<std::sync::atomic::AtomicUsize>,
     child: Mutex<Option<Child>>,
     /// Holds the socket's directory until the runner goes.
     _dir: tempfile::TempDir,
@@ -176,6 +178,7 @@ impl Runner {
             dead,
             info,
             options,
+            active: Arc::default(),
             child: Mutex::new(Some(child)),
             _dir: dir,
         }))
@@ -244,6 +247,11 @@ impl Runner {
         }
     }
 
+    /// Completions in progress on this runner (running or waiting for a slot).
+    pub fn active(&self) -> usize {
+        self.active.load(Ordering::Relaxed)
+    }
+
     /// Pooled embeddings of `request.inputs` (an embedding model's runner).
     pub async fn embed(&self, request: EmbedRequest) -> Result<Embedded, RunnerError> {
         match self.call(|id| ToRunner::Embed { id, request: request.clone() }).await? {
@@ -256,6 +264,7 @@ impl Runner {
     pub async fn complete(self: &Arc<Self>, request: CompletionRequest) -> Result<Completion, RunnerError> {
         let (id, rx) = self.route();
         self.send(&ToRunner::Complete { id, request }).await?;
+        self.active.fetch_add(1, Ordering::Relaxed);
         Ok(Completion { id, rx, runner: self.clone(), finished: false })
     }
 }
@@ -294,6 +303,7 @@ impl Completion {
 
 impl Drop for Completion {
     fn drop(&mut self) {
+        self.runner.active.fetch_sub(1, Ordering::Relaxed);
         if self.finished {
             return;
         }

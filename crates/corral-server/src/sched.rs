@@ -128,7 +128,7 @@ impl Drop for Waiting<'_> {
 }
 
 /// Bytes of memory available to new models, from `/proc/meminfo`.
-fn available_memory() -> Option<u64> {
+pub(crate) fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
     let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
     let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
@@ -353,6 +353,11 @@ impl Scheduler {
         drop(slots);
         self.changed.notify_waiters();
         found
+    }
+
+    /// Requests waiting for a runner to load or free up.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Loaded runners for `/api/ps`: request, runner, and when it expires (`None`: never, or busy).

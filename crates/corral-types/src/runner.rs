@@ -133,10 +133,17 @@ impl DoneReason {
 /// Counts and timings of a finished generation.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Usage {
+    /// Prompt tokens processed (not counting those found in the prompt cache).
     pub prompt_tokens: u32,
     pub prompt_ns: u64,
     pub generated_tokens: u32,
     pub generation_ns: u64,
+    /// Prompt tokens reused from the slot's cache.
+    #[serde(default)]
+    pub cached_tokens: u32,
+    /// Decode steps this generation shared with at least one other sequence (continuous batching).
+    #[serde(default)]
+    pub shared_steps: u32,
 }
 
 /// One token's log-probability and its best alternatives.

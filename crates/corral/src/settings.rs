@@ -19,7 +19,7 @@ pub const OLLAMA_DEBUG: &str = "OLLAMA_DEBUG";
 pub const OLLAMA_KEEP_ALIVE: &str = "OLLAMA_KEEP_ALIVE";
 /// Default context length.
 pub const OLLAMA_CONTEXT_LENGTH: &str = "OLLAMA_CONTEXT_LENGTH";
-/// Sequences decoded together per model.
+/// Sequences decoded together per model (unset or 0: 4, fewer if memory is short).
 pub const OLLAMA_NUM_PARALLEL: &str = "OLLAMA_NUM_PARALLEL";
 /// Most models loaded at once (0 = 3).
 pub const OLLAMA_MAX_LOADED_MODELS: &str = "OLLAMA_MAX_LOADED_MODELS";
@@ -225,7 +225,7 @@ impl Settings {
             },
             context_length: env_uint(OLLAMA_CONTEXT_LENGTH, get(OLLAMA_CONTEXT_LENGTH), 4096).clamp(4, u32::MAX as u64)
                 as u32,
-            num_parallel: env_uint(OLLAMA_NUM_PARALLEL, get(OLLAMA_NUM_PARALLEL), 1).clamp(1, 256) as u32,
+            num_parallel: env_uint(OLLAMA_NUM_PARALLEL, get(OLLAMA_NUM_PARALLEL), 0).min(256) as u32,
             max_loaded_models: env_uint(OLLAMA_MAX_LOADED_MODELS, get(OLLAMA_MAX_LOADED_MODELS), 0) as usize,
             max_queue: env_uint(OLLAMA_MAX_QUEUE, get(OLLAMA_MAX_QUEUE), 512) as usize,
             load_timeout: match get(OLLAMA_LOAD_TIMEOUT).filter(|v| !v.trim().is_empty()) {

@@ -6,12 +6,15 @@
 //! cancels the generation.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
 
 use corral_types::api::Logprob;
 use corral_types::runner::{FromRunner, TokenLogprob, Usage};
 use serde_json::{json, Value};
 
 use super::parse::{OutputParser, Piece, ToolCall};
+use crate::metrics::Metrics;
 use crate::runner::Completion;
 use crate::sched::Lease;
 
@@ -72,6 +75,11 @@ pub enum Event {
 /// An answer in progress.
 pub struct Answer {
     completion: Completion,
+    metrics: Arc<Metrics>,
+    /// When the request arrived (time to first token counts from here).
+    started: Instant,
+    /// When the last token came.
+    last_token: Option<Instant>,
     parser: OutputParser,
     lease: Option<Lease>,
     calls: usize,
@@ -109,9 +117,19 @@ fn call_id() -> String {
 }
 
 impl Answer {
-    pub fn new(completion: Completion, parser: OutputParser, lease: Lease) -> Self {
+    /// `started`: when the request arrived (time to first token counts from there).
+    pub fn new(
+        completion: Completion,
+        parser: OutputParser,
+        lease: Lease,
+        metrics: Arc<Metrics>,
+        started: Instant,
+    ) -> Self {
         Answer {
             completion,
+            metrics,
+            started,
+            last_token: None,
             parser,
             lease: Some(lease),
             calls: 0,
@@ -147,6 +165,12 @@ impl Answer {
             }
             match self.completion.next().await {
                 Some(FromRunner::Token { text, logprob: lp, .. }) => {
+                    let now = Instant::now();
+                    match self.last_token {
+                        None => self.metrics.time_to_first_token.observe(now - self.started),
+                        Some(t) => self.metrics.inter_token_latency.observe(now - t),
+                    }
+                    self.last_token = Some(now);
                     let pieces = self.parser.push(&text);
                     if self.parser.is_done() && !self.stopping {
                         // A bare JSON call is the whole answer; small models go on repeating it.
@@ -159,6 +183,7 @@ impl Answer {
                     }
                 }
                 Some(FromRunner::Done { reason, usage, tokens, .. }) => {
+                    self.metrics.finished(&usage);
                     self.ended = true;
                     self.lease = None;
                     let pieces = self.parser.finish();

@@ -120,6 +120,14 @@ fn estimate(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> u64 {
     weights_bytes + kv
 }
 
+/// Sequences decoded together when `OLLAMA_NUM_PARALLEL` is unset: 4, or fewer when a runner
+/// with that many would take more than three quarters of the available memory (`needs(p)` is the
+/// estimate for `p` sequences).
+fn auto_parallel(needs: impl Fn(u32) -> u64, available: Option<u64>) -> u32 {
+    let Some(available) = available else { return 4 };
+    [4, 2].into_iter().find(|p| needs(*p) <= available / 4 * 3).unwrap_or(1)
+}
+
 /// Schedules a runner for `resolved` with `opts`.
 pub async fn acquire(
     state: &AppState,
@@ -128,6 +136,11 @@ pub async fn acquire(
     keep_alive: KeepAlive,
 ) -> Result<Lease, ApiError> {
     let weights = std::fs::metadata(&opts.load.model_path).map(|m| m.len()).unwrap_or(0);
+    let mut options = opts.load.clone();
+    if options.parallel == 0 {
+        options.parallel =
+            auto_parallel(|p| estimate(&r.gguf, weights, options.num_ctx, p), crate::sched::available_memory());
+    }
     let config = &r.model.config;
     let req = LoadRequest {
         name: r.short_name(),
@@ -140,9 +153,9 @@ pub async fn acquire(
             parameter_size: config.model_type.clone(),
             quantization_level: config.file_type.clone(),
         },
-        options: opts.load.clone(),
+        estimate: estimate(&r.gguf, weights, options.num_ctx, options.parallel),
+        options,
         keep_alive,
-        estimate: estimate(&r.gguf, weights, opts.load.num_ctx, opts.load.parallel),
     };
     Ok(state.scheduler.acquire(req).await?)
 }
@@ -248,4 +261,18 @@ pub async fn respond(streaming: bool, reply: Reply, answer: Answer) -> Response 
         }
         None => Vec::new(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parallelism_follows_memory() {
+        let needs = |p: u32| 1000 + 500 * u64::from(p);
+        assert_eq!(auto_parallel(needs, None), 4);
+        assert_eq!(auto_parallel(needs, Some(10_000)), 4);
+        assert_eq!(auto_parallel(needs, Some(2_700)), 2);
+        assert_eq!(auto_parallel(needs, Some(1_000)), 1);
+    }
 }

@@ -12,7 +12,7 @@ use crate::ApiError;
 pub struct Defaults {
     /// `OLLAMA_CONTEXT_LENGTH` (4096 when unset, as on a machine without a big GPU).
     pub num_ctx: u32,
-    /// `OLLAMA_NUM_PARALLEL`.
+    /// `OLLAMA_NUM_PARALLEL`; 0 chooses from memory when the model loads.
     pub parallel: u32,
     /// Threads per runner (`CORRAL_NUM_THREAD`; 0 = all cores).
     pub num_thread: u32,
@@ -98,7 +98,7 @@ pub fn effective(
             model_path: model_path.to_string(),
             adapters,
             num_ctx,
-            parallel: defaults.parallel.max(1),
+            parallel: defaults.parallel,
             num_batch,
             num_thread,
             num_gpu,

@@ -245,7 +245,8 @@ fn message(model: &str, all: Collected) -> Value {
         content.push(json!({"type": "text", "text": delta.content}));
     }
     content.extend(delta.calls.iter().map(tool_use));
-    let (input, output) = finish.as_ref().map_or((0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens));
+    let (input, output, cached) =
+        finish.as_ref().map_or((0, 0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens, f.usage.cached_tokens));
     json!({
         "id": format!("msg_{}", hex_id(12)),
         "type": "message",
@@ -254,7 +255,8 @@ fn message(model: &str, all: Collected) -> Value {
         "content": content,
         "stop_reason": finish.as_ref().map(|f| stop_reason(f, !delta.calls.is_empty())),
         "stop_sequence": null,
-        "usage": {"input_tokens": input, "output_tokens": output},
+        // Anthropic counts cache reads apart from the input tokens.
+        "usage": {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cached},
     })
 }
 
@@ -338,7 +340,8 @@ fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
             Some(Event::Done(f)) => {
                 close(&mut out, &mut open, &mut index);
                 let delta = json!({"stop_reason": stop_reason(&f, any_calls), "stop_sequence": null});
-                let usage = json!({"input_tokens": f.usage.prompt_tokens, "output_tokens": f.usage.generated_tokens});
+                let usage = json!({"input_tokens": f.usage.prompt_tokens, "output_tokens": f.usage.generated_tokens,
+                    "cache_read_input_tokens": f.usage.cached_tokens});
                 out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": delta, "usage": usage})));
                 out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
             }

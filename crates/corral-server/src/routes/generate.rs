@@ -169,7 +169,8 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
         .complete(completion(&eff, prompt, constraint, logprobs))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Started::Answer(reply, Answer::new(completion, parser, lease)))
+    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
+    Ok(Started::Answer(reply, answer))
 }
 
 /// A generate request as a conversation: system, the model's MESSAGEs (unless `context` carries
@@ -253,7 +254,8 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
         .complete(completion(&eff, prompt, constraint, logprobs))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(Started::Answer(reply, Answer::new(completion, parser, lease)))
+    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
+    Ok(Started::Answer(reply, answer))
 }
 
 /// The name of a tool definition (`{"type": "function", "function": {"name": …}}`).

@@ -33,6 +33,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/generate", post(generate::generate))
         .route("/api/chat", post(generate::chat))
         .route("/api/ps", get(ps::ps))
+        .route("/metrics", get(crate::metrics::metrics))
         .route("/api/embed", post(embed::api_embed))
         .route("/api/embeddings", post(embed::api_embeddings))
         .route("/v1/embeddings", post(embed::openai_embeddings))

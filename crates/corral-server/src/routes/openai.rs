@@ -282,9 +282,12 @@ fn finish_reason(finish: Option<&Finish>, calls: bool) -> Value {
     }
 }
 
+/// OpenAI counts the whole prompt, with the part served from the prompt cache in the details.
 fn usage(f: &Finish) -> Value {
-    let (p, c) = (f.usage.prompt_tokens, f.usage.generated_tokens);
-    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c})
+    let cached = f.usage.cached_tokens;
+    let (p, c) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
+    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
+        "prompt_tokens_details": {"cached_tokens": cached}})
 }
 
 fn logprobs(lps: &[Logprob]) -> Value {

@@ -217,9 +217,10 @@ impl Shell {
         "model": self.model, "output": output, "error": null,
         "incomplete_details": match finish { Some(f) if f.reason == "length" => json!({"reason": "max_output_tokens"}), _ => Value::Null },
         "usage": finish.map(|f| {
-            let (i, o) = (f.usage.prompt_tokens, f.usage.generated_tokens);
+            let cached = f.usage.cached_tokens;
+            let (i, o) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
             json!({"input_tokens": i, "output_tokens": o, "total_tokens": i + o,
-                "input_tokens_details": {"cached_tokens": 0}, "output_tokens_details": {"reasoning_tokens": 0}})
+                "input_tokens_details": {"cached_tokens": cached}, "output_tokens_details": {"reasoning_tokens": 0}})
         })});
         if let (Value::Object(v), Value::Object(echo)) = (&mut v, &self.echo) {
             v.extend(echo.clone());

@@ -38,6 +38,14 @@ impl Server {
         s
     }
 
+    /// A server on a fresh, empty models directory, with extra environment variables.
+    pub fn start_env(env: &[(&str, &str)]) -> Server {
+        let tmp = tempfile::tempdir().unwrap();
+        let mut s = Server::start_in(&tmp.path().join("models"), env);
+        s._tmp = Some(tmp);
+        s
+    }
+
     /// A server on `models` with extra environment variables.
     pub fn start_in(models: &Path, env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(BIN);

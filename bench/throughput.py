@@ -1,0 +1,276 @@
+#!/usr/bin/env python3
+"""Corral against llama.cpp's own tools, same machine, same run, same threads and context.
+
+For each model:
+  - single stream: prompt tok/s on a 512-token prompt and decode tok/s (128 tokens), against
+    llama-bench's pp512 and tg128;
+  - time to first token of a 512-token prompt, against llama-server;
+  - aggregate decode tok/s with 1, 4 and 8 concurrent clients (128 tokens each), against
+    llama-server -np 8 on the same load;
+  - second-turn time to first token of a chat with a 2,000-token history, with and without the
+    prompt cache;
+  - cold load to first token.
+
+Usage: throughput.py --corral BIN --peer DIR --threads N NAME=PATH.gguf [NAME=PATH.gguf ...]
+Prints a table per model and the ratios; exits non-zero only if something failed to run.
+"""
+
+import argparse
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import urllib.request
+
+CTX = 4096
+PARALLEL = 8
+DECODE = 128
+RUNS = int(os.environ.get("RUNS", "3"))
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def post(url, body, timeout=900):
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as r:
+        return json.loads(r.read())
+
+
+def first_chunk(url, body, is_token):
+    """Seconds from sending `body` to the first streamed line for which is_token(line) holds."""
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    start = time.perf_counter()
+    with urllib.request.urlopen(req, timeout=900) as r:
+        for raw in r:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                line = line[6:]
+            if line and is_token(line):
+                return time.perf_counter() - start
+    raise RuntimeError("no token came")
+
+
+def wait_http(url, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except Exception:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+def words(n, seed):
+    """Text of roughly n tokens, different for each seed (so no cache helps)."""
+    base = ("the quick brown fox jumps over the lazy dog while seven wizards quietly judge "
+            "boxing matches in a small village near the river ").split()
+    out = [f"seed{seed}"]
+    i = seed
+    while len(out) < n:
+        out.append(base[i % len(base)])
+        i += 7
+    return " ".join(out)
+
+
+class Corral:
+    def __init__(self, binary, threads, parallel, gguf, name):
+        self.tmp = tempfile.mkdtemp()
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, OLLAMA_HOST=f"127.0.0.1:{self.port}", OLLAMA_MODELS=f"{self.tmp}/models",
+                   HOME=self.tmp, CORRAL_NUM_THREAD=str(threads), OLLAMA_NUM_PARALLEL=str(parallel),
+                   OLLAMA_CONTEXT_LENGTH=str(CTX), OLLAMA_KEEP_ALIVE="-1")
+        self.env = env
+        self.binary = binary
+        self.proc = subprocess.Popen([binary, "serve"], env=env, stderr=subprocess.DEVNULL)
+        wait_http(self.url)
+        with open(f"{self.tmp}/Modelfile", "w") as f:
+            f.write(f"FROM {gguf}\n")
+        subprocess.run([binary, "create", name, "-f", f"{self.tmp}/Modelfile"], env=env, check=True,
+                       stderr=subprocess.DEVNULL)
+        self.name = name
+
+    def generate(self, prompt, n, raw=True):
+        return post(f"{self.url}/api/generate", {"model": self.name, "prompt": prompt, "raw": raw, "stream": False,
+                                                  "options": {"temperature": 0, "num_predict": n}})
+
+    def ttft(self, prompt):
+        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": 2}}
+        return first_chunk(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"))
+
+    def chat_ttft(self, messages):
+        body = {"model": self.name, "messages": messages, "options": {"temperature": 0, "num_predict": 8}}
+        return first_chunk(f"{self.url}/api/chat", body, lambda l: json.loads(l)["message"].get("content"))
+
+    def unload(self):
+        post(f"{self.url}/api/generate", {"model": self.name, "keep_alive": 0})
+        time.sleep(0.5)
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+class LlamaServer:
+    def __init__(self, bindir, threads, parallel, gguf):
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.started = time.perf_counter()
+        self.proc = subprocess.Popen(
+            [f"{bindir}/llama-server", "-m", gguf, "-t", str(threads), "-tb", str(threads), "-c", str(CTX * parallel),
+             "-np", str(parallel), "--port", str(self.port), "--no-webui"],
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_http(f"{self.url}/health")
+
+    def complete(self, prompt, n, cache=False):
+        r = post(f"{self.url}/completion", {"prompt": prompt, "n_predict": n, "temperature": 0, "cache_prompt": cache})
+        return r
+
+    def ttft(self, prompt, cache=False):
+        body = {"prompt": prompt, "n_predict": 2, "temperature": 0, "stream": True, "cache_prompt": cache}
+        return first_chunk(f"{self.url}/completion", body, lambda l: json.loads(l).get("content"))
+
+    def close(self):
+        self.proc.terminate()
+        self.proc.wait()
+
+
+def llama_bench(bindir, threads, gguf):
+    out = subprocess.run([f"{bindir}/llama-bench", "-m", gguf, "-t", str(threads), "-p", "512", "-n", str(DECODE),
+                          "-r", str(RUNS), "-o", "json"], capture_output=True, text=True, check=True).stdout
+    rows = json.loads(out)
+    pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == 512 and r["n_gen"] == 0)
+    tg = next(r["avg_ts"] for r in rows if r["n_gen"] == DECODE and r["n_prompt"] == 0)
+    return pp, tg
+
+
+def aggregate(run_one, clients):
+    """Total generated tokens per second with `clients` concurrent requests of DECODE tokens."""
+    counts = [0] * clients
+
+    def worker(i):
+        counts[i] = run_one(i)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / (time.perf_counter() - start)
+
+
+def history(turns_tokens=2000):
+    """A chat of about `turns_tokens` tokens of history."""
+    msgs = [{"role": "system", "content": "You are a helpful assistant."}]
+    i = 0
+    while sum(len(m["content"].split()) for m in msgs) * 1.3 < turns_tokens:
+        msgs.append({"role": "user", "content": words(120, 1000 + i)})
+        msgs.append({"role": "assistant", "content": words(120, 2000 + i)})
+        i += 1
+    msgs.append({"role": "user", "content": "Summarise the conversation in one sentence."})
+    return msgs
+
+
+def med(xs):
+    return statistics.median(xs)
+
+
+def bench_model(args, name, gguf):
+    t = args.threads
+    print(f"\n== {name} ({os.path.basename(gguf)}), {t} threads, context {CTX}", flush=True)
+    pp_ref, tg_ref = llama_bench(args.peer, t, gguf)
+
+    corral = Corral(args.corral, t, PARALLEL, gguf, name)
+    try:
+        corral.generate("warm up", 1)
+        prompt_runs = [corral.generate(words(380, s), 1) for s in range(RUNS)]
+        n_prompt = prompt_runs[0]["prompt_eval_count"]
+        pp = med([r["prompt_eval_count"] / r["prompt_eval_duration"] * 1e9 for r in prompt_runs])
+        decode_runs = [corral.generate(words(4, 50 + s), DECODE) for s in range(RUNS)]
+        tg = med([r["eval_count"] / r["eval_duration"] * 1e9 for r in decode_runs])
+        ttft = med([corral.ttft(words(380, 100 + s)) for s in range(RUNS)])
+        agg = {c: aggregate(lambda i, c=c: corral.generate(words(6, 300 + 10 * c + i), DECODE)["eval_count"], c)
+               for c in (1, 4, 8)}
+        chat = history()
+        second_uncached = []
+        second_cached = []
+        for s in range(RUNS):
+            msgs = [dict(m) for m in chat]
+            msgs[1]["content"] = f"run{s} " + msgs[1]["content"]
+            corral.chat_ttft(msgs)  # the first turn fills a slot's cache
+            nxt = msgs + [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "Thanks. One more?"}]
+            second_cached.append(corral.chat_ttft(nxt))
+            fresh = [dict(m) for m in nxt]
+            fresh[1]["content"] = f"fresh{s} " + fresh[1]["content"]
+            second_uncached.append(corral.chat_ttft(fresh))
+        cold = []
+        for s in range(RUNS):
+            corral.unload()
+            start = time.perf_counter()
+            corral.generate(f"cold {s}", 1)
+            cold.append(time.perf_counter() - start)
+    finally:
+        corral.close()
+
+    peer = LlamaServer(args.peer, t, PARALLEL, gguf)
+    try:
+        peer.complete("warm up", 1)
+        peer_ttft = med([peer.ttft(words(380, 100 + s)) for s in range(RUNS)])
+        peer_agg = {c: aggregate(lambda i, c=c: peer.complete(words(6, 300 + 10 * c + i), DECODE)["tokens_predicted"], c)
+                    for c in (1, 4, 8)}
+    finally:
+        peer.close()
+    peer_cold = []
+    for s in range(RUNS):
+        start = time.perf_counter()
+        p = LlamaServer(args.peer, t, 1, gguf)
+        p.complete(f"cold {s}", 1)
+        peer_cold.append(time.perf_counter() - start)
+        p.close()
+
+    rows = [
+        ("prompt tok/s (%d-token prompt)" % n_prompt, pp, pp_ref, "llama-bench pp512"),
+        ("decode tok/s (%d tokens)" % DECODE, tg, tg_ref, "llama-bench tg%d" % DECODE),
+        ("time to first token, s (lower is better)", ttft, peer_ttft, "llama-server"),
+        ("aggregate decode tok/s, 1 client", agg[1], peer_agg[1], "llama-server -np 8"),
+        ("aggregate decode tok/s, 4 clients", agg[4], peer_agg[4], "llama-server -np 8"),
+        ("aggregate decode tok/s, 8 clients", agg[8], peer_agg[8], "llama-server -np 8"),
+        ("cold load to first token, s (lower is better)", med(cold), med(peer_cold), "llama-server start"),
+    ]
+    print(f"{'measure':48} {'corral':>10} {'peer':>10} {'ratio':>7}  peer")
+    for label, ours, theirs, who in rows:
+        print(f"{label:48} {ours:10.3f} {theirs:10.3f} {ours / theirs:7.2f}  {who}")
+    print(f"{'second turn TTFT, 2,000-token history, cached, s':48} {med(second_cached):10.3f}")
+    print(f"{'second turn TTFT, same history, uncached, s':48} {med(second_uncached):10.3f}")
+    print(f"cached / uncached second-turn TTFT: {med(second_cached) / med(second_uncached):.3f} (goal <= 0.2)")
+    print(f"8-client aggregate / single-stream decode: {agg[8] / tg:.2f} (goal >= 2.5)")
+    sys.stdout.flush()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--corral", required=True)
+    ap.add_argument("--peer", required=True)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("models", nargs="+")
+    args = ap.parse_args()
+    for spec in args.models:
+        name, path = spec.split("=", 1)
+        bench_model(args, name, path)
+
+
+if __name__ == "__main__":
+    main()

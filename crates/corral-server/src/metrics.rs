@@ -1,0 +1,188 @@
+//! `GET /metrics` in Prometheus' text format.
+//!
+//! Counters and histograms are updated by answers as they run (time to first token, time between
+//! tokens, token counts at the end); gauges are read from the scheduler and the runners when
+//! scraped. The vLLM names that the Kubernetes Gateway API Inference Extension reads
+//! (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`) are
+//! served beside Corral's own.
+//!
+//! `kv_cache_usage_perc` is the share of sequence slots in use across loaded runners, not of KV
+//! cells: the runners do not report cell counts.
+
+use std::fmt::Write;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::IntoResponse;
+use corral_types::runner::Usage;
+
+use crate::AppState;
+
+/// A histogram with fixed bucket bounds, in seconds.
+pub struct Histogram {
+    bounds: &'static [f64],
+    counts: Vec<AtomicU64>,
+    sum_micros: AtomicU64,
+    count: AtomicU64,
+}
+
+impl Histogram {
+    fn new(bounds: &'static [f64]) -> Self {
+        Histogram {
+            bounds,
+            counts: bounds.iter().map(|_| AtomicU64::new(0)).collect(),
+            sum_micros: AtomicU64::new(0),
+            count: AtomicU64::new(0),
+        }
+    }
+
+    pub fn observe(&self, d: Duration) {
+        let secs = d.as_secs_f64();
+        if let Some(i) = self.bounds.iter().position(|b| secs <= *b) {
+            self.counts[i].fetch_add(1, Ordering::Relaxed);
+        }
+        self.sum_micros.fetch_add(d.as_micros() as u64, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn render(&self, out: &mut String, name: &str, help: &str) {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} histogram");
+        let mut cumulative = 0;
+        for (b, c) in self.bounds.iter().zip(&self.counts) {
+            cumulative += c.load(Ordering::Relaxed);
+            let _ = writeln!(out, "{name}_bucket{{le=\"{b}\"}} {cumulative}");
+        }
+        let count = self.count.load(Ordering::Relaxed);
+        let _ = writeln!(out, "{name}_bucket{{le=\"+Inf\"}} {count}");
+        let _ = writeln!(out, "{name}_sum {}", self.sum_micros.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(out, "{name}_count {count}");
+    }
+}
+
+const TTFT_BOUNDS: &[f64] = &[0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0];
+const ITL_BOUNDS: &[f64] = &[0.001, 0.005, 0.01, 0.02, 0.04, 0.06, 0.08, 0.1, 0.25, 0.5, 1.0];
+
+/// Server-wide counters.
+pub struct Metrics {
+    pub time_to_first_token: Histogram,
+    pub inter_token_latency: Histogram,
+    requests: AtomicU64,
+    prompt_tokens: AtomicU64,
+    cached_prompt_tokens: AtomicU64,
+    prompt_cache_hits: AtomicU64,
+    generation_tokens: AtomicU64,
+    shared_steps: AtomicU64,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            time_to_first_token: Histogram::new(TTFT_BOUNDS),
+            inter_token_latency: Histogram::new(ITL_BOUNDS),
+            requests: AtomicU64::new(0),
+            prompt_tokens: AtomicU64::new(0),
+            cached_prompt_tokens: AtomicU64::new(0),
+            prompt_cache_hits: AtomicU64::new(0),
+            generation_tokens: AtomicU64::new(0),
+            shared_steps: AtomicU64::new(0),
+        }
+    }
+}
+
+impl Metrics {
+    /// A generation finished with `usage`.
+    pub fn finished(&self, usage: &Usage) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+        self.prompt_tokens.fetch_add(u64::from(usage.prompt_tokens), Ordering::Relaxed);
+        self.cached_prompt_tokens.fetch_add(u64::from(usage.cached_tokens), Ordering::Relaxed);
+        if usage.cached_tokens > 0 {
+            self.prompt_cache_hits.fetch_add(1, Ordering::Relaxed);
+        }
+        self.generation_tokens.fetch_add(u64::from(usage.generated_tokens), Ordering::Relaxed);
+        self.shared_steps.fetch_add(u64::from(usage.shared_steps), Ordering::Relaxed);
+    }
+}
+
+fn gauge(out: &mut String, name: &str, help: &str, value: f64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}");
+}
+
+fn counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
+}
+
+pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
+    let loaded = state.scheduler.loaded();
+    let (mut running, mut queued, mut slots) = (0u64, 0u64, 0u64);
+    for (_, runner, _, _) in &loaded {
+        let active = runner.active() as u64;
+        let parallel = u64::from(runner.info.parallel.max(1));
+        running += active.min(parallel);
+        queued += active.saturating_sub(parallel);
+        slots += parallel;
+    }
+    let waiting = queued + state.scheduler.waiting() as u64;
+    let usage = if slots == 0 { 0.0 } else { running as f64 / slots as f64 };
+    let m = &state.metrics;
+    let mut out = String::new();
+    gauge(&mut out, "vllm:num_requests_running", "Requests being decoded.", running as f64);
+    gauge(&mut out, "vllm:num_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
+    gauge(&mut out, "vllm:kv_cache_usage_perc", "Share of sequence slots in use, 0 to 1.", usage);
+    gauge(&mut out, "corral_requests_running", "Requests being decoded.", running as f64);
+    gauge(&mut out, "corral_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
+    gauge(&mut out, "corral_loaded_models", "Runners loaded.", loaded.len() as f64);
+    gauge(&mut out, "corral_sequence_slots", "Sequence slots of the loaded runners.", slots as f64);
+    counter(&mut out, "corral_requests_total", "Generations finished.", m.requests.load(Ordering::Relaxed));
+    counter(
+        &mut out,
+        "corral_prompt_tokens_total",
+        "Prompt tokens processed.",
+        m.prompt_tokens.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "corral_prompt_cached_tokens_total",
+        "Prompt tokens reused from the prompt cache.",
+        m.cached_prompt_tokens.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "corral_prompt_cache_hits_total",
+        "Generations that reused part of their prompt from the cache.",
+        m.prompt_cache_hits.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "corral_generation_tokens_total",
+        "Tokens generated.",
+        m.generation_tokens.load(Ordering::Relaxed),
+    );
+    counter(
+        &mut out,
+        "corral_shared_decode_steps_total",
+        "Decode steps a generation shared with at least one other sequence, summed over generations.",
+        m.shared_steps.load(Ordering::Relaxed),
+    );
+    m.time_to_first_token.render(&mut out, "corral_time_to_first_token_seconds", "Time from request to first token.");
+    m.inter_token_latency.render(&mut out, "corral_inter_token_latency_seconds", "Time between tokens of a stream.");
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn histograms_are_cumulative() {
+        let h = Histogram::new(&[0.1, 1.0]);
+        h.observe(Duration::from_millis(50));
+        h.observe(Duration::from_millis(500));
+        h.observe(Duration::from_secs(5));
+        let mut out = String::new();
+        h.render(&mut out, "x", "help");
+        assert!(out.contains("x_bucket{le=\"0.1\"} 1\nx_bucket{le=\"1\"} 2\nx_bucket{le=\"+Inf\"} 3\n"), "{out}");
+        assert!(out.contains("x_sum 5.55\nx_count 3\n"), "{out}");
+    }
+}

@@ -1,0 +1,144 @@
+//! Continuous batching and the prompt cache, proven by what they do rather than by timings:
+//! concurrent requests share decode steps, a repeated prefix is not processed again, cancelling one
+//! stream leaves the others right, and greedy answers do not depend on the parallelism.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+
+use common::{create_from, http, post, runnable_bytes, Server};
+use serde_json::{json, Value};
+
+fn server(parallel: &str) -> Server {
+    let server = Server::start_env(&[("OLLAMA_NUM_PARALLEL", parallel)]);
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(42, 4096), json!({})).0, 200);
+    server
+}
+
+fn generate(server: &Server, prompt: &str, n: u32) -> Value {
+    let (status, v) = post(
+        server,
+        "/api/generate",
+        json!({"model": "tiny", "prompt": prompt, "stream": false, "raw": true,
+            "options": {"temperature": 0, "num_predict": n}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+/// A counter from `/metrics`.
+fn metric(server: &Server, name: &str) -> f64 {
+    let text = http().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    let line =
+        text.lines().find(|l| l.starts_with(&format!("{name} "))).unwrap_or_else(|| panic!("{name} in:\n{text}"));
+    line.rsplit(' ').next().unwrap().parse().unwrap()
+}
+
+const PROMPTS: [&str; 4] = ["Once upon a time", "The capital of France", "def fibonacci(n):", "Dear diary, today"];
+
+#[test]
+fn concurrent_requests_are_decoded_in_the_same_steps() {
+    let server = server("4");
+    generate(&server, "warm up", 1);
+    let before = metric(&server, "corral_shared_decode_steps_total");
+    std::thread::scope(|s| {
+        let handles: Vec<_> = PROMPTS[..2].iter().map(|p| s.spawn(|| generate(&server, p, 200))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap()["eval_count"], 200);
+        }
+    });
+    let shared = metric(&server, "corral_shared_decode_steps_total") - before;
+    // Two 200-token generations started together: most of their steps are shared.
+    assert!(shared >= 200.0, "shared decode steps: {shared}");
+    // One alone shares none.
+    let before = metric(&server, "corral_shared_decode_steps_total");
+    generate(&server, PROMPTS[2], 50);
+    assert_eq!(metric(&server, "corral_shared_decode_steps_total"), before);
+}
+
+/// On SmolLM2 (a real model: on the random tiny one, re-decoding the last prompt token alone
+/// instead of inside a prompt chunk shifts logits enough to flip near-ties).
+#[test]
+fn a_repeated_prefix_is_not_processed_again() {
+    let server = Server::start_env(&[("OLLAMA_NUM_PARALLEL", "2")]);
+    let dir = tempfile::tempdir().unwrap();
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
+    server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
+    let facts = "Paris is the capital and largest city of France. It lies on the Seine. ".repeat(25);
+    let chat = |messages: Value| {
+        let (status, v) = post(
+            &server,
+            "/api/chat",
+            json!({"model": "smollm2", "messages": messages, "stream": false,
+                "options": {"temperature": 0, "num_predict": 12}}),
+        );
+        assert_eq!(status, 200, "{v}");
+        v
+    };
+    let question =
+        json!([{"role": "system", "content": facts}, {"role": "user", "content": "What is the capital of France?"}]);
+    let first = chat(question.clone());
+    let full = first["prompt_eval_count"].as_u64().unwrap();
+    assert!(full > 400, "{first}");
+    assert!(first["message"]["content"].as_str().unwrap().contains("Paris"), "{first}");
+    // The same conversation again: only the last prompt token is decoded (its logits start the
+    // answer), and the answer is the same.
+    let again = chat(question.clone());
+    assert_eq!(again["prompt_eval_count"], 1, "{again}");
+    assert_eq!(again["message"]["content"], first["message"]["content"]);
+    // The next turn: the history is reused, only the new turn is processed.
+    let mut next = question.as_array().unwrap().clone();
+    next.push(json!({"role": "assistant", "content": first["message"]["content"]}));
+    next.push(json!({"role": "user", "content": "And which river?"}));
+    let turn = chat(Value::Array(next));
+    let processed = turn["prompt_eval_count"].as_u64().unwrap();
+    assert!(processed < 40, "processed {processed} tokens of a prompt longer than {full}: {turn}");
+    assert!(metric(&server, "corral_prompt_cache_hits_total") >= 2.0);
+    assert!(metric(&server, "corral_prompt_cached_tokens_total") >= (2 * full - 2) as f64);
+}
+
+#[test]
+fn greedy_answers_do_not_depend_on_parallelism() {
+    let one = server("1");
+    let alone: Vec<Value> = PROMPTS.iter().map(|p| generate(&one, p, 24)["response"].clone()).collect();
+    let eight = server("8");
+    let together: Vec<Value> = std::thread::scope(|s| {
+        let handles: Vec<_> = PROMPTS.iter().map(|p| s.spawn(|| generate(&eight, p, 24)["response"].clone())).collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert_eq!(together, alone);
+}
+
+#[test]
+fn cancelling_one_stream_leaves_the_others_right() {
+    let server = server("4");
+    let expected = generate(&server, PROMPTS[3], 60)["response"].clone();
+    std::thread::scope(|s| {
+        let cancelled = s.spawn(|| {
+            let resp = http()
+                .post(server.url("/api/generate"))
+                .json(&json!({"model": "tiny", "prompt": PROMPTS[0], "raw": true, "options": {"temperature": 0, "num_predict": 100000}}))
+                .send()
+                .unwrap();
+            let mut reader = BufReader::new(resp);
+            let mut line = String::new();
+            for _ in 0..5 {
+                line.clear();
+                reader.read_line(&mut line).unwrap();
+            }
+            // Dropping the reader closes the connection mid-stream.
+        });
+        let kept = s.spawn(|| generate(&server, PROMPTS[3], 60)["response"].clone());
+        cancelled.join().unwrap();
+        assert_eq!(kept.join().unwrap(), expected);
+    });
+    // The slot of the cancelled stream is free again: four more requests at once all finish.
+    std::thread::scope(|s| {
+        let handles: Vec<_> = PROMPTS.iter().map(|p| s.spawn(|| generate(&server, p, 5))).collect();
+        for h in handles {
+            assert_eq!(h.join().unwrap()["eval_count"], 5);
+        }
+    });
+    assert_eq!(metric(&server, "vllm:num_requests_running"), 0.0);
+}
