@@ -298,8 +298,9 @@ impl Loop<'_, '_> {
                     }
                 }
             }
-            self.admit(&mut waiting);
+            // Cancelled jobs go first, so their slots (and cached prompts) are free for new ones.
             self.drop_cancelled();
+            self.admit(&mut waiting);
             if self.fill(&mut batch) == 0 {
                 continue;
             }
