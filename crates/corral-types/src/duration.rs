@@ -68,7 +68,7 @@ impl KeepAlive {
                 Ok(from_nanos((secs * 1e9) as i128))
             }
             Value::String(s) => parse_go_duration(s.trim()).map(from_nanos),
-            other => Err(format!("Unsupported type: '{}'", json_type(other))),
+            other => Err(format!("Unsupported type: '{}'", crate::format::json_type(other))),
         }
     }
 
@@ -83,17 +83,6 @@ impl KeepAlive {
 
     pub fn is_zero(self) -> bool {
         self == KeepAlive::For(Duration::ZERO)
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 

@@ -152,6 +152,18 @@ pub fn go_quote(s: &str) -> String {
 }
 
 /// Go's `%v` of a decoded JSON scalar (numbers are float64 after decoding, as in Ollama).
+/// The JSON type of a value, for error messages (`invalid type … : array`).
+pub fn json_type(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
 pub fn go_value(v: &Value) -> String {
     match v {
         Value::String(s) => s.clone(),

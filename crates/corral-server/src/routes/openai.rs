@@ -10,6 +10,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::api::{ChatRequest, GenerateRequest, Logprob, Message};
+use corral_types::format::json_type;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -97,17 +98,6 @@ impl Sampling {
             o.insert("presence_penalty".into(), json!(p));
         }
         Ok(o)
-    }
-}
-
-fn json_type(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "bool",
-        Value::Number(_) => "number",
-        Value::String(_) => "string",
-        Value::Array(_) => "array",
-        Value::Object(_) => "object",
     }
 }
 
