@@ -228,6 +228,10 @@ struct Job {
     reused: usize,
     /// Decode steps that included this job together with another one.
     shared_steps: u32,
+    /// Tokens kept at the start when the context is shifted.
+    num_keep: u32,
+    /// The context was shifted: the KV cells no longer hold a prefix of prompt + output.
+    shifted: bool,
     /// KV position of the next token.
     n_past: i32,
     /// Sampled token waiting to be decoded.
@@ -468,6 +472,8 @@ impl Loop<'_, '_> {
                 fed: reuse,
                 reused: reuse,
                 shared_steps: 0,
+                num_keep: req.num_keep.unwrap_or(4),
+                shifted: false,
                 n_past: reuse as i32,
                 next: None,
                 output: Vec::new(),
@@ -568,10 +574,35 @@ impl Loop<'_, '_> {
         }
         let budget_spent = job.num_predict.is_some_and(|n| job.output.len() as u32 >= n);
         let context_full = job.n_past + 1 >= self.num_ctx as i32;
-        if budget_spent || context_full {
+        // Without a budget, a full context ends the answer; with one, the context shifts.
+        let shift = context_full && job.num_predict.is_some();
+        if budget_spent || (context_full && !(shift && self.shift(i))) {
             return self.finish(i, DoneReason::Length);
         }
-        job.next = Some(token);
+        if let Some(job) = self.slots[i].as_mut() {
+            job.next = Some(token);
+        }
+    }
+
+    /// Context shift: drops the older half of slot `i`'s tokens after the first `num_keep` and
+    /// moves the rest down, as Ollama does, so a generation can outgrow the context. False if the
+    /// model's memory cannot do it.
+    fn shift(&mut self, i: usize) -> bool {
+        let Some(job) = self.slots[i].as_mut() else { return false };
+        let keep = (job.num_keep as i32).min(job.n_past / 2);
+        let discard = (job.n_past - keep) / 2;
+        if discard <= 0 {
+            return false;
+        }
+        let seq = i as u32;
+        let dropped =
+            self.ctx.clear_kv_cache_seq(Some(seq), Some(keep as u32), Some((keep + discard) as u32)).unwrap_or(false);
+        if !dropped || self.ctx.kv_cache_seq_add(i as i32, Some((keep + discard) as u32), None, -discard).is_err() {
+            return false;
+        }
+        job.n_past -= discard;
+        job.shifted = true;
+        true
     }
 
     fn finish(&mut self, i: usize, reason: DoneReason) {
@@ -598,6 +629,10 @@ impl Loop<'_, '_> {
     /// Remembers what slot `i`'s sequence holds in the KV cache after `job`: the prompt fed so far
     /// and the answer tokens decoded (the last sampled one never was).
     fn keep(&mut self, i: usize, job: Job) {
+        if job.shifted {
+            self.cached[i].clear();
+            return;
+        }
         let mut held = job.prompt;
         held.truncate(job.fed);
         if job.fed == held.len() {

@@ -39,7 +39,15 @@ fn greedy() -> Sampling {
 }
 
 fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> CompletionRequest {
-    CompletionRequest { prompt: prompt.into(), sampling, num_predict, stop: vec![], constraint: None, logprobs: None }
+    CompletionRequest {
+        prompt: prompt.into(),
+        sampling,
+        num_predict,
+        num_keep: None,
+        stop: vec![],
+        constraint: None,
+        logprobs: None,
+    }
 }
 
 /// Runs to completion: (text, reason, generated token count).
@@ -64,6 +72,21 @@ fn smollm2_knows_the_capital_of_france() {
     let (text, reason, _) = run(&engine, request(prompt, greedy(), Some(40)));
     assert!(text.contains("Paris"), "{text:?}");
     assert_eq!(reason, DoneReason::Stop, "ends at <|im_end|>: {text:?}");
+}
+
+/// A budget larger than the context (512 here) shifts the context instead of ending the answer;
+/// without a budget a full context still ends it.
+#[test]
+fn context_shift_lets_a_generation_outgrow_the_context() {
+    let engine = tiny();
+    let (text, reason, n) = run(engine, request("Once upon a time", greedy(), Some(700)));
+    assert_eq!((reason, n), (DoneReason::Length, 700), "{text:?}");
+    let (_, reason, n) = run(engine, request("Once upon a time", greedy(), None));
+    assert_eq!(reason, DoneReason::Length);
+    assert!(n < 512, "stops at the full context: {n}");
+    // The slot that shifted still serves the next request.
+    let (_, reason, n) = run(engine, request("Once upon a time", greedy(), Some(12)));
+    assert_eq!((reason, n), (DoneReason::Length, 12));
 }
 
 #[test]

@@ -86,8 +86,12 @@ pub struct CompletionRequest {
     /// Prompt text (special tokens in it are parsed).
     pub prompt: String,
     pub sampling: Sampling,
-    /// Most tokens to generate; `None` generates until the context is full.
+    /// Most tokens to generate; `None` generates until the context is full. When this many do not
+    /// fit the context, the context is shifted (see `num_keep`) so the generation can go on.
     pub num_predict: Option<u32>,
+    /// Tokens kept at the start of the context when it is shifted (Ollama's `num_keep`).
+    #[serde(default)]
+    pub num_keep: Option<u32>,
     /// Generation ends before any of these strings; they are not returned.
     #[serde(default)]
     pub stop: Vec<String>,

@@ -23,6 +23,8 @@ pub struct Defaults {
 pub struct Effective {
     pub sampling: Sampling,
     pub num_predict: Option<u32>,
+    /// Tokens kept when the context shifts (`num_keep`).
+    pub num_keep: Option<u32>,
     pub stop: Vec<String>,
     pub load: LoadOptions,
 }
@@ -54,6 +56,7 @@ pub fn effective(
     }
     let mut s = Sampling::default();
     let mut num_predict = None;
+    let mut num_keep = None;
     let mut stop = Vec::new();
     let mut num_ctx = defaults.num_ctx;
     let mut num_batch = 512;
@@ -73,6 +76,7 @@ pub fn effective(
             "frequency_penalty" => s.frequency_penalty = f32_of(v).unwrap_or(0.0),
             "seed" => s.seed = i64_of(v).filter(|n| *n >= 0).map(|n| n as u32),
             "num_predict" => num_predict = i64_of(v).filter(|n| *n > 0).map(|n| n.min(u32::MAX as i64) as u32),
+            "num_keep" => num_keep = i64_of(v).filter(|n| *n >= 0).map(|n| n.min(u32::MAX as i64) as u32),
             "stop" => {
                 stop = v
                     .as_array()
@@ -93,6 +97,7 @@ pub fn effective(
     Ok(Effective {
         sampling: s,
         num_predict,
+        num_keep,
         stop,
         load: LoadOptions {
             model_path: model_path.to_string(),

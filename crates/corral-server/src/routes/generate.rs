@@ -51,6 +51,7 @@ fn completion(
         prompt,
         sampling: eff.sampling.clone(),
         num_predict: eff.num_predict,
+        num_keep: eff.num_keep,
         stop: eff.stop.clone(),
         constraint,
         logprobs,
