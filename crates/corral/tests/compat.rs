@@ -350,6 +350,11 @@ fn openai_responses_answer_and_stream() {
         post(&server, "/v1/responses", json!({"model": "tiny", "input": "Hi", "previous_response_id": "resp_1"}));
     assert_eq!(status, 400);
     assert!(v["error"]["message"].as_str().unwrap().contains("stateless"), "{v}");
+    // Reasoning effort maps as on the chat endpoint, bad values included.
+    let (status, v) =
+        post(&server, "/v1/responses", json!({"model": "tiny", "input": "Hi", "reasoning": {"effort": "huge"}}));
+    assert_eq!(status, 400);
+    assert!(v["error"]["message"].as_str().unwrap().contains("invalid reasoning value: 'huge'"), "{v}");
     // A tool call, forced by a schema, comes out as a function_call item.
     let (status, v) = post(
         &server,

@@ -110,10 +110,15 @@ pub(crate) fn logprob(lp: TokenLogprob) -> Logprob {
     }
 }
 
-fn call_id() -> String {
-    let mut b = [0u8; 6];
+/// `bytes` random bytes in hex: the random part of the ids every protocol gives its objects.
+pub(crate) fn random_hex(bytes: usize) -> String {
+    let mut b = vec![0u8; bytes];
     let _ = getrandom::getrandom(&mut b);
-    format!("call_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn call_id() -> String {
+    format!("call_{}", random_hex(6))
 }
 
 impl Answer {

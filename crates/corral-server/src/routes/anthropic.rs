@@ -12,15 +12,9 @@ use serde_json::{json, Map, Value};
 
 use super::generate::{start_chat, Started};
 use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
+use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
-
-fn hex_id(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
 
 /// Anthropic's error shape.
 pub(crate) fn error(e: ApiError) -> Response {
@@ -37,7 +31,7 @@ pub(crate) fn error(e: ApiError) -> Response {
     if e.status.is_server_error() {
         tracing::error!(status = %e.status, "{}", e.message);
     }
-    let body = json!({"type": "error", "error": {"type": kind, "message": e.message}, "request_id": format!("req_{}", hex_id(12))});
+    let body = json!({"type": "error", "error": {"type": kind, "message": e.message}, "request_id": format!("req_{}", random_hex(12))});
     (e.status, Json(body)).into_response()
 }
 
@@ -248,7 +242,7 @@ fn message(model: &str, all: Collected) -> Value {
     let (input, output, cached) =
         finish.as_ref().map_or((0, 0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens, f.usage.cached_tokens));
     json!({
-        "id": format!("msg_{}", hex_id(12)),
+        "id": format!("msg_{}", random_hex(12)),
         "type": "message",
         "role": "assistant",
         "model": model,
@@ -268,7 +262,7 @@ enum Block {
 }
 
 fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
-    let id = format!("msg_{}", hex_id(12));
+    let id = format!("msg_{}", random_hex(12));
     let model = model.to_string();
     let mut started = false;
     let mut open: Option<Block> = None;

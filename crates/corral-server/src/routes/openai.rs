@@ -35,6 +35,11 @@ pub(crate) fn error(e: ApiError) -> Response {
     (e.status, Json(body)).into_response()
 }
 
+/// An `{"error": …}` event ending a stream that failed after it started.
+fn stream_error(message: &str) -> String {
+    sse(None, &json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}}))
+}
+
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
@@ -135,8 +140,8 @@ struct ChatMessage {
     reasoning: Option<String>,
 }
 
-/// `reasoning_effort` as a native `think` value.
-fn think(effort: &str) -> Result<Value, ApiError> {
+/// `reasoning_effort` (or the Responses API's `reasoning.effort`) as a native `think` value.
+pub(super) fn think(effort: &str) -> Result<Value, ApiError> {
     Ok(match effort {
         "none" => json!(false),
         "minimal" => json!("low"),
@@ -415,7 +420,7 @@ fn stream_chat(answer: Answer, model: &str, include_usage: bool) -> Response {
             }
             Some(Event::Error(e)) => {
                 tracing::warn!("generation failed mid-stream: {e}");
-                vec![sse(None, &json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}}))]
+                vec![stream_error(&e)]
             }
             None => Vec::new(),
         }
@@ -512,7 +517,7 @@ fn stream_completion(answer: Answer, model: &str, include_usage: bool) -> Respon
                 out
             }
             Some(Event::Error(e)) => {
-                vec![sse(None, &json!({"error": {"message": e, "type": "api_error", "param": null, "code": null}}))]
+                vec![stream_error(&e)]
             }
         }
     })

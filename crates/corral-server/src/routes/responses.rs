@@ -12,16 +12,14 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::generate::{start_chat, Started};
-use super::openai::error;
+use super::openai::{error, think};
 use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
+use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
 fn hex_id(prefix: &str) -> String {
-    let mut b = [0u8; 12];
-    let _ = getrandom::getrandom(&mut b);
-    format!("{prefix}_{}", b.iter().map(|x| format!("{x:02x}")).collect::<String>())
+    format!("{prefix}_{}", random_hex(12))
 }
 
 #[derive(Debug, Deserialize)]
@@ -169,14 +167,8 @@ fn native(req: &ResponsesRequest) -> Result<ChatRequest, ApiError> {
         },
         None => None,
     };
-    let think = match req.reasoning.as_ref().and_then(|r| r.get("effort")).and_then(Value::as_str) {
-        None => None,
-        Some("none") => Some(json!(false)),
-        Some("minimal") => Some(json!("low")),
-        Some(e @ ("low" | "medium" | "high" | "max")) => Some(json!(e)),
-        Some("xhigh" | "ultra") => Some(json!("max")),
-        Some(other) => return Err(ApiError::bad_request(format!("invalid reasoning value: '{other}'"))),
-    };
+    let effort = req.reasoning.as_ref().and_then(|r| r.get("effort")).and_then(Value::as_str);
+    let think = effort.map(think).transpose()?;
     Ok(ChatRequest {
         model: req.model.clone(),
         messages: messages(req.instructions.clone(), &req.input)?,
