@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds llama.cpp's own llama-bench and llama-server from the source the PyPI llama-cpp-python
+# Builds llama.cpp's own llama-bench, llama-batched-bench and llama-server from the source the PyPI llama-cpp-python
 # sdist carries, with the same CPU feature flags as the llama.cpp inside Corral (read from our
 # release build's CMake cache), into a cache outside the tree. Prints the bin directory.
 set -euo pipefail
@@ -15,7 +15,9 @@ fi
 # The same ggml CPU features on both sides (AVX-512 on for both or off for both, and so on).
 flags=$(grep -E '^GGML_(SSE42|AVX|AVX2|AVX512|AVX512_BF16|AVX512_VBMI|AVX512_VNNI|AVX_VNNI|FMA|F16C|BMI2|OPENMP):BOOL=' "$ours" |
   sed 's/:BOOL=/=/; s/^/-D/' | sort | tr '\n' ' ')
-if [ -x "$bin/llama-server" ] && [ -x "$bin/llama-bench" ] && [ "$(cat "$cache/flags" 2>/dev/null)" = "$flags" ]; then
+tools="llama-bench llama-batched-bench llama-server"
+built() { for t in $tools; do [ -x "$bin/$t" ] || return 1; done; }
+if built && [ "$(cat "$cache/flags" 2>/dev/null)" = "$flags" ]; then
   echo "$bin"
   exit 0
 fi
@@ -30,6 +32,7 @@ mv "$work/llama_cpp_python-$version/vendor/llama.cpp" "$cache/src"
 # shellcheck disable=SC2086
 cmake -S "$cache/src" -B "$cache/build" -DCMAKE_BUILD_TYPE=Release -DGGML_NATIVE=OFF $flags \
   -DLLAMA_CURL=OFF -DLLAMA_OPENSSL=OFF -DLLAMA_BUILD_TESTS=OFF -DBUILD_SHARED_LIBS=OFF >&2
-cmake --build "$cache/build" --target llama-bench llama-server -j "$(nproc)" >&2
+# shellcheck disable=SC2086
+cmake --build "$cache/build" --target $tools -j "$(nproc)" >&2
 echo "$flags" >"$cache/flags"
 echo "$bin"

@@ -6,10 +6,11 @@ For each model:
     llama-bench's pp512 and tg128;
   - time to first token of a 512-token prompt, against llama-server;
   - aggregate decode tok/s with 1, 4 and 8 concurrent clients (128 tokens each), against
-    llama-server -np 8 on the same load;
+    llama-server -np 8 on the same load, and llama-batched-bench's decode speed with 1, 4 and 8
+    sequences (no server, no sampling: what llama.cpp's kernels allow on this machine);
   - second-turn time to first token of a chat with a 2,000-token history, with and without the
     prompt cache;
-  - cold load to first token.
+  - cold load to first token, against starting llama-server with the same context and slots.
 
 Usage: throughput.py --corral BIN --peer DIR --threads N NAME=PATH.gguf [NAME=PATH.gguf ...]
 Prints a table per model and the ratios; exits non-zero only if something failed to run.
@@ -158,6 +159,15 @@ def llama_bench(bindir, threads, gguf):
     return pp, tg
 
 
+def batched_bench(bindir, threads, gguf):
+    """llama-batched-bench's decode tok/s (S_TG) for 1, 4 and 8 sequences of 16 + DECODE tokens."""
+    out = subprocess.run([f"{bindir}/llama-batched-bench", "-m", gguf, "-t", str(threads), "-c", str(CTX * PARALLEL),
+                          "-npp", "16", "-ntg", str(DECODE), "-npl", "1,4,8", "--output-format", "jsonl"],
+                         capture_output=True, text=True, check=True).stdout
+    rows = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    return {r["pl"]: r["speed_tg"] for r in rows}
+
+
 def aggregate(run_one, clients):
     """Total generated tokens per second with `clients` concurrent requests of DECODE tokens."""
     counts = [0] * clients
@@ -194,6 +204,7 @@ def bench_model(args, name, gguf):
     t = args.threads
     print(f"\n== {name} ({os.path.basename(gguf)}), {t} threads, context {CTX}", flush=True)
     pp_ref, tg_ref = llama_bench(args.peer, t, gguf)
+    ceiling = batched_bench(args.peer, t, gguf)
 
     corral = Corral(args.corral, t, PARALLEL, gguf, name)
     try:
@@ -240,7 +251,7 @@ def bench_model(args, name, gguf):
     peer_cold = []
     for s in range(RUNS):
         start = time.perf_counter()
-        p = LlamaServer(args.peer, t, 1, gguf)
+        p = LlamaServer(args.peer, t, PARALLEL, gguf)
         p.complete(f"cold {s}", 1)
         peer_cold.append(time.perf_counter() - start)
         p.close()
@@ -252,7 +263,10 @@ def bench_model(args, name, gguf):
         ("aggregate decode tok/s, 1 client", agg[1], peer_agg[1], "llama-server -np 8"),
         ("aggregate decode tok/s, 4 clients", agg[4], peer_agg[4], "llama-server -np 8"),
         ("aggregate decode tok/s, 8 clients", agg[8], peer_agg[8], "llama-server -np 8"),
-        ("cold load to first token, s (lower is better)", med(cold), med(peer_cold), "llama-server start"),
+        ("aggregate decode tok/s, 1 sequence, no server", agg[1], ceiling[1], "llama-batched-bench"),
+        ("aggregate decode tok/s, 4 sequences, no server", agg[4], ceiling[4], "llama-batched-bench"),
+        ("aggregate decode tok/s, 8 sequences, no server", agg[8], ceiling[8], "llama-batched-bench"),
+        ("cold load to first token, s (lower is better)", med(cold), med(peer_cold), "llama-server -np 8 start"),
     ]
     print(f"{'measure':48} {'corral':>10} {'peer':>10} {'ratio':>7}  peer")
     for label, ours, theirs, who in rows:
@@ -261,6 +275,7 @@ def bench_model(args, name, gguf):
     print(f"{'second turn TTFT, same history, uncached, s':48} {med(second_uncached):10.3f}")
     print(f"cached / uncached second-turn TTFT: {med(second_cached) / med(second_uncached):.3f} (goal <= 0.2)")
     print(f"8-client aggregate / single-stream decode: {agg[8] / tg:.2f} (goal >= 2.5)")
+    print(f"llama.cpp's own 8-sequence / 1-sequence decode on this machine: {ceiling[8] / ceiling[1]:.2f}")
     sys.stdout.flush()
 
 

@@ -15,13 +15,16 @@
 mod grammar;
 mod llama;
 mod sample;
+mod slots;
 mod stop;
 
 use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::mpsc::Receiver;
 use std::sync::Arc;
 
-use corral_types::runner::{CompletionRequest, DoneReason, EmbedRequest, Embedded, RunnerInfo, TokenLogprob, Usage};
+use corral_types::runner::{
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCells, RunnerInfo, TokenLogprob, Usage,
+};
 
 pub use llama::LlamaEngine;
 pub use stop::StopBuffer;
@@ -112,4 +115,6 @@ pub trait Engine: Send + Sync {
     fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError>;
     /// Pooled embeddings of texts, batched together (an embedding model only).
     fn embed(&self, request: EmbedRequest) -> Result<Embedded, EngineError>;
+    /// KV cache cells in use, as of the last decode step (never waits for the engine).
+    fn cells(&self) -> KvCells;
 }

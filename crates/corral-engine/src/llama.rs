@@ -14,13 +14,13 @@
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use corral_types::runner::{
-    CompletionRequest, DoneReason, EmbedRequest, Embedded, LoadOptions, RunnerInfo, TokenLogprob, Usage,
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCells, LoadOptions, RunnerInfo, TokenLogprob, Usage,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -31,6 +31,7 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use crate::sample::{self, Picker};
+use crate::slots::{self, SlotState};
 use crate::stop::StopBuffer;
 use crate::{Engine, EngineError, Event, Generation};
 
@@ -46,6 +47,15 @@ pub struct LlamaEngine {
     commands: Mutex<Sender<Command>>,
     info: RunnerInfo,
     embedding: bool,
+    cells: Arc<CellCounts>,
+}
+
+/// KV cells held by running jobs and by idle slots' caches, published by the engine thread after
+/// every step so a metrics scrape never waits for a decode.
+#[derive(Default)]
+struct CellCounts {
+    used: AtomicU64,
+    cached: AtomicU64,
 }
 
 impl LlamaEngine {
@@ -55,12 +65,14 @@ impl LlamaEngine {
         let (cmd_tx, cmd_rx) = mpsc::channel();
         let (ready_tx, ready_rx) = mpsc::channel();
         let embedding = opts.embedding;
+        let cells = Arc::new(CellCounts::default());
+        let published = cells.clone();
         std::thread::Builder::new()
             .name("engine".into())
-            .spawn(move || engine_thread(opts, progress, ready_tx, cmd_rx))
+            .spawn(move || engine_thread(opts, progress, ready_tx, cmd_rx, published))
             .map_err(|e| EngineError::Load(format!("could not start the engine thread: {e}")))?;
         let info = ready_rx.recv().map_err(|_| EngineError::Load("the engine thread died while loading".into()))??;
-        Ok(LlamaEngine { commands: Mutex::new(cmd_tx), info, embedding })
+        Ok(LlamaEngine { commands: Mutex::new(cmd_tx), info, embedding, cells })
     }
 
     fn send(&self, cmd: Command) -> Result<(), EngineError> {
@@ -100,6 +112,14 @@ impl Engine for LlamaEngine {
         self.send(Command::Embed(request, tx))?;
         rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Request)
     }
+
+    fn cells(&self) -> KvCells {
+        KvCells {
+            used: self.cells.used.load(Ordering::Relaxed),
+            cached: self.cells.cached.load(Ordering::Relaxed),
+            total: u64::from(self.info.num_ctx) * u64::from(self.info.parallel),
+        }
+    }
 }
 
 /// llama.cpp's backend can be initialised once per process; the first load decides whether its
@@ -123,6 +143,7 @@ fn engine_thread(
     mut progress: impl FnMut(f32) + Send + 'static,
     ready: Sender<Result<RunnerInfo, EngineError>>,
     commands: Receiver<Command>,
+    cells: Arc<CellCounts>,
 ) {
     let fail = |msg: String| {
         let _ = ready.send(Err(EngineError::Load(msg)));
@@ -213,6 +234,7 @@ fn engine_thread(
         cached: (0..parallel).map(|_| Vec::new()).collect(),
         in_batch: vec![false; parallel as usize],
         rotate: 0,
+        cells,
     }
     .run(commands);
 }
@@ -260,6 +282,7 @@ struct Loop<'m, 'c> {
     in_batch: Vec<bool>,
     /// Where the next prompt chunk round starts (fairness between long prompts).
     rotate: usize,
+    cells: Arc<CellCounts>,
 }
 
 fn to_u32(tokens: &[LlamaToken]) -> Vec<u32> {
@@ -284,6 +307,7 @@ impl Loop<'_, '_> {
         loop {
             let busy = self.slots.iter().any(Option::is_some) || !waiting.is_empty();
             if !busy {
+                self.publish_cells();
                 if closed {
                     return;
                 }
@@ -328,7 +352,17 @@ impl Loop<'_, '_> {
             for i in 0..self.slots.len() {
                 self.sample(i);
             }
+            self.publish_cells();
         }
+    }
+
+    /// Counts the KV cells held by running jobs (what they have decoded) and by idle slots.
+    fn publish_cells(&self) {
+        let used: i64 = self.slots.iter().flatten().map(|j| i64::from(j.n_past.max(0))).sum();
+        let cached: usize =
+            (0..self.slots.len()).filter(|i| self.slots[*i].is_none()).map(|i| self.cached[i].len()).sum();
+        self.cells.used.store(used as u64, Ordering::Relaxed);
+        self.cells.cached.store(cached as u64, Ordering::Relaxed);
     }
 
     /// Embeds the inputs, as many sequences per batch as there are slots and tokens for.
@@ -408,14 +442,16 @@ impl Loop<'_, '_> {
         }
     }
 
-    /// The idle slot for `prompt`: the one whose cached tokens share the longest prefix with it,
-    /// else the one holding the least. Returns the slot and how many prompt tokens it already has.
+    /// The idle slot for `prompt` (see [`crate::slots`]) and how many prompt tokens it already has.
     fn pick_slot(&self, prompt: &[LlamaToken]) -> Option<(usize, usize)> {
-        let common = |c: &[LlamaToken]| c.iter().zip(prompt).take_while(|(a, b)| a == b).count();
-        (0..self.slots.len())
-            .filter(|i| self.slots[*i].is_none())
-            .map(|i| (i, common(&self.cached[i])))
-            .max_by_key(|(i, n)| (*n, std::cmp::Reverse(self.cached[*i].len())))
+        let states: Vec<SlotState> = (0..self.slots.len())
+            .map(|i| SlotState {
+                busy: self.slots[i].is_some(),
+                held: self.cached[i].len(),
+                common: self.cached[i].iter().zip(prompt).take_while(|(a, b)| a == b).count(),
+            })
+            .collect();
+        slots::choose(&states).map(|i| (i, states[i].common))
     }
 
     /// Moves waiting completions into free slots.
@@ -499,40 +535,46 @@ impl Loop<'_, '_> {
     }
 
     /// Fills the batch for this step; returns the number of tokens in it.
+    ///
+    /// Every generating job's pending token goes in; the rest of the batch is shared out among
+    /// prompt chunks, starting from a rotating job. Entries are then written in sequence order:
+    /// llama.cpp cuts a step into passes at each break in the run of sequence ids it meets, so a
+    /// prompt chunk written after every decode token would cost a pass of its own.
     fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
         batch.clear();
-        self.in_batch.iter_mut().for_each(|b| *b = false);
-        for (seq, slot) in self.slots.iter_mut().enumerate() {
-            let Some(job) = slot else { continue };
-            job.logits_at = None;
-            if let Some(token) = job.next.take() {
-                self.in_batch[seq] = true;
-                batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
-                job.n_past += 1;
-                job.logits_at = Some(batch.n_tokens() - 1);
-            }
-        }
-        let mut budget = self.num_batch as usize - batch.n_tokens() as usize;
         let n = self.slots.len();
+        let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
+        let mut budget = (self.num_batch as usize).saturating_sub(decoding);
+        // How many prompt tokens each slot feeds this step.
+        let mut chunk = vec![0; n];
         self.rotate = (self.rotate + 1) % n;
         for k in 0..n {
             let seq = (self.rotate + k) % n;
-            let Some(job) = self.slots[seq].as_mut() else { continue };
-            let take = (job.prompt.len() - job.fed).min(budget);
-            if take == 0 {
-                continue;
-            }
-            for t in job.fed..job.fed + take {
-                let last = t == job.prompt.len() - 1;
-                batch.add(job.prompt[t], t as i32, &[seq as i32], last).expect("within the batch budget");
-                if last {
-                    job.logits_at = Some(batch.n_tokens() - 1);
+            let Some(job) = self.slots[seq].as_ref() else { continue };
+            chunk[seq] = (job.prompt.len() - job.fed).min(budget);
+            budget -= chunk[seq];
+        }
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            self.in_batch[seq] = false;
+            let Some(job) = slot else { continue };
+            job.logits_at = None;
+            if let Some(token) = job.next.take() {
+                batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
+                job.n_past += 1;
+                job.logits_at = Some(batch.n_tokens() - 1);
+                self.in_batch[seq] = true;
+            } else if chunk[seq] > 0 {
+                for t in job.fed..job.fed + chunk[seq] {
+                    let last = t == job.prompt.len() - 1;
+                    batch.add(job.prompt[t], t as i32, &[seq as i32], last).expect("within the batch budget");
+                    if last {
+                        job.logits_at = Some(batch.n_tokens() - 1);
+                    }
                 }
+                job.fed += chunk[seq];
+                job.n_past = job.fed as i32;
+                self.in_batch[seq] = true;
             }
-            job.fed += take;
-            job.n_past = job.fed as i32;
-            budget -= take;
-            self.in_batch[seq] = true;
         }
         batch.n_tokens()
     }
@@ -630,7 +672,9 @@ impl Loop<'_, '_> {
     /// and the answer tokens decoded (the last sampled one never was).
     fn keep(&mut self, i: usize, job: Job) {
         if job.shifted {
+            // Its cells no longer hold a prefix of anything a prompt could start with.
             self.cached[i].clear();
+            let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), None, None);
             return;
         }
         let mut held = job.prompt;

@@ -6,8 +6,10 @@
 //! (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`) are
 //! served beside Corral's own.
 //!
-//! `kv_cache_usage_perc` is the share of sequence slots in use across loaded runners, not of KV
-//! cells: the runners do not report cell counts.
+//! `kv_cache_usage_perc` is the share of KV cells, over all loaded runners, that running requests
+//! hold. Cells kept by idle slots for the prompt cache count as free, as vLLM counts its cached
+//! blocks: they are given up as soon as a request needs them. Each runner answers from counters
+//! its engine publishes after every step, so a scrape does not wait for a decode.
 
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -16,7 +18,7 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use corral_types::runner::Usage;
+use corral_types::runner::{KvCells, Usage};
 
 use crate::AppState;
 
@@ -116,24 +118,38 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let loaded = state.scheduler.loaded();
     let (mut running, mut queued, mut slots) = (0u64, 0u64, 0u64);
+    let mut cells = KvCells::default();
     for (_, runner, _, _) in &loaded {
         let active = runner.active() as u64;
         let parallel = u64::from(runner.info.parallel.max(1));
         running += active.min(parallel);
         queued += active.saturating_sub(parallel);
         slots += parallel;
+        if let Some(c) = runner.cells().await {
+            cells.used += c.used;
+            cells.cached += c.cached;
+            cells.total += c.total;
+        }
     }
     let waiting = queued + state.scheduler.waiting() as u64;
-    let usage = if slots == 0 { 0.0 } else { running as f64 / slots as f64 };
+    let usage = if cells.total == 0 { 0.0 } else { cells.used as f64 / cells.total as f64 };
     let m = &state.metrics;
     let mut out = String::new();
     gauge(&mut out, "vllm:num_requests_running", "Requests being decoded.", running as f64);
     gauge(&mut out, "vllm:num_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
-    gauge(&mut out, "vllm:kv_cache_usage_perc", "Share of sequence slots in use, 0 to 1.", usage);
+    gauge(&mut out, "vllm:kv_cache_usage_perc", "Share of KV cache cells held by running requests, 0 to 1.", usage);
     gauge(&mut out, "corral_requests_running", "Requests being decoded.", running as f64);
     gauge(&mut out, "corral_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
     gauge(&mut out, "corral_loaded_models", "Runners loaded.", loaded.len() as f64);
     gauge(&mut out, "corral_sequence_slots", "Sequence slots of the loaded runners.", slots as f64);
+    gauge(&mut out, "corral_kv_cache_cells", "KV cache cells of the loaded runners.", cells.total as f64);
+    gauge(&mut out, "corral_kv_cache_used_cells", "KV cache cells held by running requests.", cells.used as f64);
+    gauge(
+        &mut out,
+        "corral_kv_cache_cached_cells",
+        "KV cache cells kept by idle slots as a prompt cache.",
+        cells.cached as f64,
+    );
     counter(&mut out, "corral_requests_total", "Generations finished.", m.requests.load(Ordering::Relaxed));
     counter(
         &mut out,

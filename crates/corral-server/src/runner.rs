@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_types::runner::{CompletionRequest, EmbedRequest, Embedded, FromRunner, LoadOptions, RunnerInfo, ToRunner};
+use corral_types::runner::{
+    CompletionRequest, EmbedRequest, Embedded, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
 use tokio::net::UnixListener;
@@ -47,8 +49,6 @@ pub struct Runner {
     /// Completions started and not yet ended (running or waiting for a sequence slot).
     active: Arc<std::sync::atomic::AtomicUsize>,
     child: Mutex<Option<Child>>,
-    /// Holds the socket's directory until the runner goes.
-    _dir: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Runner {
@@ -114,6 +114,12 @@ impl Runner {
             },
             status = child.wait() => return Err(died(status)),
         };
+        // The connection outlives the socket's name: the directory goes now, so a server that is
+        // killed later leaves nothing behind in the temporary directory.
+        drop(listener);
+        if let Err(e) = dir.close() {
+            tracing::warn!("could not remove the runner's socket directory: {e}");
+        }
         let (read, write) = stream.into_split();
         let mut lines = BufReader::new(read).lines();
         let info = loop {
@@ -154,6 +160,7 @@ impl Runner {
                     | FromRunner::Text { id, .. }
                     | FromRunner::Done { id, .. }
                     | FromRunner::Embedded { id, .. }
+                    | FromRunner::Cells { id, .. }
                     | FromRunner::Error { id, .. } => (*id, true),
                     _ => continue,
                 };
@@ -180,7 +187,6 @@ impl Runner {
             options,
             active: Arc::default(),
             child: Mutex::new(Some(child)),
-            _dir: dir,
         }))
     }
 
@@ -250,6 +256,15 @@ impl Runner {
     /// Completions in progress on this runner (running or waiting for a slot).
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Relaxed)
+    }
+
+    /// How the runner's KV cache is used; `None` if it does not answer within a second (a scrape
+    /// should not hang on a stuck runner).
+    pub async fn cells(&self) -> Option<KvCells> {
+        match tokio::time::timeout(Duration::from_secs(1), self.call(|id| ToRunner::Cells { id })).await {
+            Ok(Ok(FromRunner::Cells { cells, .. })) => Some(cells),
+            _ => None,
+        }
     }
 
     /// Pooled embeddings of `request.inputs` (an embedding model's runner).

@@ -209,6 +209,19 @@ pub enum ToRunner {
         id: u64,
         request: EmbedRequest,
     },
+    /// How the KV cache is used now (answered at once, between decode steps or not).
+    Cells {
+        id: u64,
+    },
+}
+
+/// KV cache cells of a runner's context: `used` by running completions, `cached` by idle slots'
+/// prompt caches (given up when the cells are needed), out of `total`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KvCells {
+    pub used: u64,
+    pub cached: u64,
+    pub total: u64,
 }
 
 /// Runner → server.
@@ -252,6 +265,10 @@ pub enum FromRunner {
     Embedded {
         id: u64,
         result: Embedded,
+    },
+    Cells {
+        id: u64,
+        cells: KvCells,
     },
 }
 

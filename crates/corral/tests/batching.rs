@@ -142,3 +142,40 @@ fn cancelling_one_stream_leaves_the_others_right() {
     });
     assert_eq!(metric(&server, "vllm:num_requests_running"), 0.0);
 }
+
+/// `vllm:kv_cache_usage_perc` counts the KV cells running requests hold; an idle slot's cached
+/// tokens count as free but are reported on their own.
+#[test]
+fn kv_cache_usage_counts_cells() {
+    let server = server("2");
+    generate(&server, "warm up", 1);
+    let total = metric(&server, "corral_kv_cache_cells");
+    // Two slots of the model's 4,096-token context.
+    assert_eq!(total, 8192.0);
+    let resp = http()
+        .post(server.url("/api/generate"))
+        .json(&json!({"model": "tiny", "prompt": PROMPTS[0], "raw": true,
+            "options": {"temperature": 0, "num_predict": 100000}}))
+        .send()
+        .unwrap();
+    let mut reader = BufReader::new(resp);
+    let mut line = String::new();
+    for _ in 0..20 {
+        line.clear();
+        reader.read_line(&mut line).unwrap();
+    }
+    // At least the prompt and the 20 tokens read so far, at most the whole context.
+    let used = metric(&server, "corral_kv_cache_used_cells");
+    assert!((20.0..=4096.0).contains(&used), "used cells while streaming: {used}");
+    let perc = metric(&server, "vllm:kv_cache_usage_perc");
+    assert!(perc > 0.0 && (perc - used / total).abs() < 0.01, "usage {perc} with {used} of {total} cells");
+    drop(reader);
+    // Once cancelled, its cells are the slot's prompt cache.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while metric(&server, "corral_kv_cache_used_cells") > 0.0 {
+        assert!(std::time::Instant::now() < deadline, "cells still in use after the stream was dropped");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert_eq!(metric(&server, "vllm:kv_cache_usage_perc"), 0.0);
+    assert!(metric(&server, "corral_kv_cache_cached_cells") >= 20.0);
+}

@@ -204,6 +204,29 @@ fn load_keep_alive_and_unload() {
     assert!(ps(&server).is_empty());
 }
 
+/// A loaded runner's socket directory is gone once it has connected, so a killed server leaves
+/// nothing in the temporary directory (one stop's test runs had left 798 `corral-runner-*`).
+#[test]
+fn a_killed_server_leaves_no_runner_sockets_behind() {
+    let tmp = tempfile::tempdir().unwrap();
+    let server = Server::start_env(&[("TMPDIR", tmp.path().to_str().unwrap())]);
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(42, 2048), json!({})).0, 200);
+    let (status, v) = generate(&server, greedy("hello", 2));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(server.runners().len(), 1);
+    let runner_dirs = || {
+        std::fs::read_dir(tmp.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("corral-runner-"))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(runner_dirs(), Vec::<String>::new(), "while the model is loaded");
+    // Dropping the handle kills the server with SIGKILL: no destructor of its runs.
+    drop(server);
+    assert_eq!(runner_dirs(), Vec::<String>::new(), "after the server was killed");
+}
+
 #[test]
 fn several_models_and_eviction() {
     let server = with_tiny();

@@ -77,6 +77,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 };
                 send(&writer, &reply)?;
             }
+            ToRunner::Cells { id } => {
+                send(&writer, &FromRunner::Cells { id, cells: engine.cells() })?;
+            }
             ToRunner::Cancel { id } => {
                 running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             }
