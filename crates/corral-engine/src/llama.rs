@@ -4,11 +4,13 @@
 //! and the loop. Each turn of the loop:
 //!
 //! 1. takes new commands (blocking only when there is nothing to do);
-//! 2. gives waiting completions free slots (tokenizing their prompts);
-//! 3. drops cancelled jobs and frees their KV cells;
-//! 4. builds one batch: the pending token of every generating job first, then prompt chunks of
-//!    prompting jobs up to `num_batch` tokens, starting from a rotating job so no prompt starves;
-//! 5. decodes it and samples every job whose last batch entry asked for logits.
+//! 2. drops cancelled jobs (their cells stay as the slot's prompt cache);
+//! 3. gives waiting completions free slots (tokenizing their prompts);
+//! 4. moves running jobs into the holes finished ones left, so the busy slots stay one run of
+//!    sequence ids (one llama.cpp pass per step);
+//! 5. builds one batch: the pending token of every generating job, and prompt chunks of prompting
+//!    jobs up to `num_batch` tokens, shared out from a rotating job so no prompt starves;
+//! 6. decodes it and samples every job whose last batch entry asked for logits.
 //!
 //! Cancellation is therefore noticed within one decode step, prompt processing included.
 
@@ -56,6 +58,7 @@ pub struct LlamaEngine {
 struct CellCounts {
     used: AtomicU64,
     cached: AtomicU64,
+    moves: AtomicU64,
 }
 
 impl LlamaEngine {
@@ -117,6 +120,7 @@ impl Engine for LlamaEngine {
         KvCells {
             used: self.cells.used.load(Ordering::Relaxed),
             cached: self.cells.cached.load(Ordering::Relaxed),
+            moves: self.cells.moves.load(Ordering::Relaxed),
             total: u64::from(self.info.num_ctx) * u64::from(self.info.parallel),
         }
     }
@@ -234,6 +238,8 @@ fn engine_thread(
         cached: (0..parallel).map(|_| Vec::new()).collect(),
         in_batch: vec![false; parallel as usize],
         rotate: 0,
+        // Recurrent state cannot be copied between sequences the way KV cells can.
+        movable: !model.is_recurrent() && !model.is_hybrid(),
         cells,
     }
     .run(commands);
@@ -282,6 +288,8 @@ struct Loop<'m, 'c> {
     in_batch: Vec<bool>,
     /// Where the next prompt chunk round starts (fairness between long prompts).
     rotate: usize,
+    /// Running sequences may be moved to other slots (see [`Loop::close_gaps`]).
+    movable: bool,
     cells: Arc<CellCounts>,
 }
 
@@ -329,6 +337,7 @@ impl Loop<'_, '_> {
             // Cancelled jobs go first, so their slots (and cached prompts) are free for new ones.
             self.drop_cancelled();
             self.admit(&mut waiting);
+            self.close_gaps();
             if self.fill(&mut batch) == 0 {
                 continue;
             }
@@ -353,6 +362,38 @@ impl Loop<'_, '_> {
                 self.sample(i);
             }
             self.publish_cells();
+        }
+    }
+
+    /// Moves running jobs so the busy slots form one run of sequence ids.
+    ///
+    /// Each sequence has its own KV stream and llama.cpp decodes a batch in one pass per run of
+    /// consecutive sequence ids, so when jobs in the middle finish, every later step pays for an
+    /// extra pass until the rest end. Copying a job's stream into the hole costs one copy of
+    /// `num_ctx` cells (tens of MB, a few milliseconds), about what one extra pass costs: it pays
+    /// for itself at the next step. The copy is queued by llama.cpp and done at the start of the
+    /// next decode, before anything is written. A job whose context was shifted is not moved: a
+    /// pending shift would not travel with its cells.
+    fn close_gaps(&mut self) {
+        if !self.movable {
+            return;
+        }
+        loop {
+            let busy: Vec<usize> = (0..self.slots.len()).filter(|i| self.slots[*i].is_some()).collect();
+            let (Some(&lo), Some(&hi)) = (busy.first(), busy.last()) else { return };
+            let Some(hole) = (lo..hi).find(|i| self.slots[*i].is_none()) else { return };
+            if self.slots[hi].as_ref().is_some_and(|j| j.shifted) {
+                return;
+            }
+            let (from, to) = (hi as i32, hole as i32);
+            if self.ctx.kv_cache_seq_cp(from, to, None, None).is_err() {
+                return;
+            }
+            let _ = self.ctx.clear_kv_cache_seq(Some(hi as u32), None, None);
+            self.slots[hole] = self.slots[hi].take();
+            self.cached[hole].clear();
+            self.cached[hi].clear();
+            self.cells.moves.fetch_add(1, Ordering::Relaxed);
         }
     }
 

@@ -5,7 +5,9 @@
 //! sequence, llama.cpp decodes a batch in one pass only over a run of consecutive sequence ids
 //! (its "sequential" equal split); busy slots 0, 2 and 4 cost three passes per step where 0, 1
 //! and 2 cost one. So among equal prefixes the slot that keeps the busy ones in the fewest runs
-//! wins, and only then the one holding the fewest tokens (the cheapest cache to lose).
+//! wins, and only then the one holding the fewest tokens (the cheapest cache to lose). Holes
+//! left later by jobs that end are closed by moving a running job (`Loop::close_gaps`); choosing
+//! well here saves that copy.
 
 /// What is known about one slot when a prompt arrives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

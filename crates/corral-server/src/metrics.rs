@@ -129,6 +129,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             cells.used += c.used;
             cells.cached += c.cached;
             cells.total += c.total;
+            cells.moves += c.moves;
         }
     }
     let waiting = queued + state.scheduler.waiting() as u64;
@@ -149,6 +150,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         "corral_kv_cache_cached_cells",
         "KV cache cells kept by idle slots as a prompt cache.",
         cells.cached as f64,
+    );
+    counter(
+        &mut out,
+        "corral_sequence_moves_total",
+        "Running sequences moved to another slot to keep the busy ones contiguous (loaded runners).",
+        cells.moves,
     );
     counter(&mut out, "corral_requests_total", "Generations finished.", m.requests.load(Ordering::Relaxed));
     counter(

@@ -216,12 +216,15 @@ pub enum ToRunner {
 }
 
 /// KV cache cells of a runner's context: `used` by running completions, `cached` by idle slots'
-/// prompt caches (given up when the cells are needed), out of `total`.
+/// prompt caches (given up when the cells are needed), out of `total`; and how many times a
+/// running sequence was `moves`d to another slot (its cells copied) to close a gap.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct KvCells {
     pub used: u64,
     pub cached: u64,
     pub total: u64,
+    #[serde(default)]
+    pub moves: u64,
 }
 
 /// Runner → server.

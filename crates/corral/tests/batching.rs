@@ -179,3 +179,55 @@ fn kv_cache_usage_counts_cells() {
     assert_eq!(metric(&server, "vllm:kv_cache_usage_perc"), 0.0);
     assert!(metric(&server, "corral_kv_cache_cached_cells") >= 20.0);
 }
+
+fn stream(server: &Server, prompt: &str, n: u32) -> BufReader<reqwest::blocking::Response> {
+    let resp = http()
+        .post(server.url("/api/generate"))
+        .json(&json!({"model": "tiny", "prompt": prompt, "raw": true,
+            "options": {"temperature": 0, "num_predict": n}}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    BufReader::new(resp)
+}
+
+/// Reads up to `lines` chunks (all when `None`) and returns their text.
+fn read(reader: &mut BufReader<reqwest::blocking::Response>, lines: Option<usize>) -> String {
+    let mut text = String::new();
+    let mut line = String::new();
+    for _ in 0..lines.unwrap_or(usize::MAX) {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: Value = serde_json::from_str(&line).unwrap();
+        text.push_str(v["response"].as_str().unwrap_or_default());
+        if v["done"] == true {
+            break;
+        }
+    }
+    text
+}
+
+/// When a sequence in the middle ends, the last one is moved into its slot (its KV cells copied)
+/// so the running ones stay one run of sequence ids, one llama.cpp pass per step. The moved
+/// generation goes on exactly as if it had stayed.
+#[test]
+fn a_sequence_moved_to_close_a_gap_goes_on_unchanged() {
+    let expected = generate(&server("4"), PROMPTS[2], 80)["response"].as_str().unwrap().to_string();
+    let server = server("4");
+    generate(&server, "warm up", 1);
+    // Slots 0, 1, 2 in turn: every slot is empty, and each new one joins the run.
+    let mut first = stream(&server, PROMPTS[0], 100_000);
+    read(&mut first, Some(3));
+    let mut second = stream(&server, PROMPTS[1], 100_000);
+    read(&mut second, Some(3));
+    let mut third = stream(&server, PROMPTS[2], 80);
+    let mut text = read(&mut third, Some(3));
+    assert_eq!(metric(&server, "corral_sequence_moves_total"), 0.0);
+    drop(second);
+    text.push_str(&read(&mut third, None));
+    assert_eq!(text, expected);
+    assert!(metric(&server, "corral_sequence_moves_total") >= 1.0);
+    drop(first);
+}
