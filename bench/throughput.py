@@ -10,6 +10,8 @@ For each model:
     sequences (no server, no sampling: what llama.cpp's kernels allow on this machine);
   - second-turn time to first token of a chat with a 2,000-token history, with and without the
     prompt cache;
+  - the longest pause of a streaming answer while another client's 1,500-token prompt is
+    processed (chunked prompts against llama-server's default batch of 2,048);
   - cold load to first token, against starting llama-server with the same context and slots.
 
 Usage: throughput.py --corral BIN --peer DIR --threads N NAME=PATH.gguf [NAME=PATH.gguf ...]
@@ -34,6 +36,8 @@ DECODE = 128
 RUNS = int(os.environ.get("RUNS", "3"))
 # About 512 tokens with both tokenizers (each run prints the real count).
 PROMPT_WORDS = 490
+# About 1,500 tokens: the prompt that arrives while another answer streams.
+STALL_WORDS = 1430
 
 
 def free_port():
@@ -62,6 +66,39 @@ def first_chunk(url, body, is_token):
             if line and is_token(line):
                 return time.perf_counter() - start
     raise RuntimeError("no token came")
+
+
+def longest_stall(url, body, is_token, interrupt):
+    """Streams `body`; after its 5th token runs `interrupt()` (another request) and returns the
+    longest gap, in seconds, between this stream's tokens while that request ran."""
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    stamps = []
+    window = []
+    done = threading.Event()
+
+    def other():
+        window.append(time.perf_counter())
+        interrupt()
+        window.append(time.perf_counter())
+        done.set()
+
+    with urllib.request.urlopen(req, timeout=900) as r:
+        for raw in r:
+            line = raw.decode().strip()
+            if line.startswith("data: "):
+                line = line[6:]
+            if not line or not is_token(line):
+                continue
+            stamps.append(time.perf_counter())
+            if len(stamps) == 5:
+                threading.Thread(target=other).start()
+            if done.is_set() and stamps[-1] > window[1]:
+                break
+    done.wait()
+    start, end = window
+    inside = [t for t in stamps if t >= start] + [end]
+    before = max(t for t in stamps if t < start)
+    return max(b - a for a, b in zip([before] + inside, inside))
 
 
 def wait_http(url, seconds=120):
@@ -117,6 +154,12 @@ class Corral:
         body = {"model": self.name, "messages": messages, "options": {"temperature": 0, "num_predict": 8}}
         return first_chunk(f"{self.url}/api/chat", body, lambda l: json.loads(l)["message"].get("content"))
 
+    def stall(self, long_prompt):
+        body = {"model": self.name, "prompt": words(4, 77), "raw": True,
+                "options": {"temperature": 0, "num_predict": 100000}}
+        return longest_stall(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"),
+                             lambda: self.generate(long_prompt, 1))
+
     def unload(self):
         post(f"{self.url}/api/generate", {"model": self.name, "keep_alive": 0})
         time.sleep(0.5)
@@ -144,6 +187,11 @@ class LlamaServer:
     def ttft(self, prompt, cache=False):
         body = {"prompt": prompt, "n_predict": 2, "temperature": 0, "stream": True, "cache_prompt": cache}
         return first_chunk(f"{self.url}/completion", body, lambda l: json.loads(l).get("content"))
+
+    def stall(self, long_prompt):
+        body = {"prompt": words(4, 77), "n_predict": 100000, "temperature": 0, "stream": True}
+        return longest_stall(f"{self.url}/completion", body, lambda l: json.loads(l).get("content"),
+                             lambda: self.complete(long_prompt, 1))
 
     def close(self):
         self.proc.terminate()
@@ -217,6 +265,7 @@ def bench_model(args, name, gguf):
         ttft = med([corral.ttft(words(PROMPT_WORDS, 100 + s)) for s in range(RUNS)])
         agg = {c: aggregate(lambda i, c=c: corral.generate(words(6, 300 + 10 * c + i), DECODE)["eval_count"], c)
                for c in (1, 4, 8)}
+        stall = med([corral.stall(words(STALL_WORDS, 500 + s)) for s in range(RUNS)])
         chat = history()
         second_uncached = []
         second_cached = []
@@ -246,6 +295,7 @@ def bench_model(args, name, gguf):
         peer_ttft = med([peer.ttft(words(PROMPT_WORDS, 100 + s)) for s in range(RUNS)])
         peer_agg = {c: aggregate(lambda i, c=c: peer.complete(words(6, 300 + 10 * c + i), DECODE)["tokens_predicted"], c)
                     for c in (1, 4, 8)}
+        peer_stall = med([peer.stall(words(STALL_WORDS, 500 + s)) for s in range(RUNS)])
     finally:
         peer.close()
     peer_cold = []
@@ -266,6 +316,8 @@ def bench_model(args, name, gguf):
         ("aggregate decode tok/s, 1 sequence, no server", agg[1], ceiling[1], "llama-batched-bench"),
         ("aggregate decode tok/s, 4 sequences, no server", agg[4], ceiling[4], "llama-batched-bench"),
         ("aggregate decode tok/s, 8 sequences, no server", agg[8], ceiling[8], "llama-batched-bench"),
+        ("stream pause while a 1,500-token prompt arrives, s", stall, peer_stall,
+         "llama-server -np 8"),
         ("cold load to first token, s (lower is better)", med(cold), med(peer_cold), "llama-server -np 8 start"),
     ]
     print(f"{'measure':48} {'corral':>10} {'peer':>10} {'ratio':>7}  peer")

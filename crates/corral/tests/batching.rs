@@ -231,3 +231,24 @@ fn a_sequence_moved_to_close_a_gap_goes_on_unchanged() {
     assert!(metric(&server, "corral_sequence_moves_total") >= 1.0);
     drop(first);
 }
+
+/// A long prompt arriving while another answer streams is fed in small chunks, each decoded in
+/// the same step as the stream's next token, so the stream is not stalled for the whole prompt.
+#[test]
+fn a_long_prompt_does_not_stall_a_running_stream() {
+    let server = server("2");
+    generate(&server, "warm up", 1);
+    let mut running = stream(&server, PROMPTS[0], 100_000);
+    read(&mut running, Some(2));
+    let before = metric(&server, "corral_shared_decode_steps_total");
+    let long = "hello ".repeat(1500);
+    let v = generate(&server, &long, 1);
+    let prompt = v["prompt_eval_count"].as_u64().unwrap();
+    assert!(prompt >= 1500, "{v}");
+    // Only the long request has finished: its steps shared with the stream. With the default
+    // num_batch of 512, chunks of 64 tokens give at least 1500 / 64 steps; whole 512-token chunks
+    // would give three.
+    let shared = metric(&server, "corral_shared_decode_steps_total") - before;
+    assert!(shared >= (prompt / 64) as f64, "{shared} shared steps for a {prompt}-token prompt");
+    drop(running);
+}
