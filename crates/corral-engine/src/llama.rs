@@ -259,6 +259,8 @@ struct Job {
     shared_steps: u32,
     /// Tokens kept at the start when the context is shifted.
     num_keep: u32,
+    /// The context may be shifted at all.
+    may_shift: bool,
     /// The context was shifted: the KV cells no longer hold a prefix of prompt + output.
     shifted: bool,
     /// KV position of the next token.
@@ -551,6 +553,7 @@ impl Loop<'_, '_> {
                 reused: reuse,
                 shared_steps: 0,
                 num_keep: req.num_keep.unwrap_or(4),
+                may_shift: req.shift,
                 shifted: false,
                 n_past: reuse as i32,
                 next: None,
@@ -664,7 +667,7 @@ impl Loop<'_, '_> {
         let budget_spent = job.num_predict.is_some_and(|n| job.output.len() as u32 >= n);
         let context_full = job.n_past + 1 >= self.num_ctx as i32;
         // Without a budget, a full context ends the answer; with one, the context shifts.
-        let shift = context_full && job.num_predict.is_some();
+        let shift = context_full && job.num_predict.is_some() && job.may_shift;
         if budget_spent || (context_full && !(shift && self.shift(i))) {
             return self.finish(i, DoneReason::Length);
         }
@@ -678,7 +681,7 @@ impl Loop<'_, '_> {
     /// model's memory cannot do it.
     fn shift(&mut self, i: usize) -> bool {
         let Some(job) = self.slots[i].as_mut() else { return false };
-        let keep = (job.num_keep as i32).min(job.n_past / 2);
+        let keep = (job.num_keep.min(job.prompt.len() as u32) as i32).min(job.n_past / 2);
         let discard = (job.n_past - keep) / 2;
         if discard <= 0 {
             return false;

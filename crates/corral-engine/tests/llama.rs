@@ -44,6 +44,7 @@ fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> Comple
         sampling,
         num_predict,
         num_keep: None,
+        shift: true,
         stop: vec![],
         constraint: None,
         logprobs: None,
@@ -87,6 +88,15 @@ fn context_shift_lets_a_generation_outgrow_the_context() {
     // The slot that shifted still serves the next request.
     let (_, reason, n) = run(engine, request("Once upon a time", greedy(), Some(12)));
     assert_eq!((reason, n), (DoneReason::Length, 12));
+    // `shift: false` ends at the full context even within the budget.
+    let (_, reason, n) =
+        run(engine, CompletionRequest { shift: false, ..request("Once upon a time", greedy(), Some(700)) });
+    assert_eq!(reason, DoneReason::Length);
+    assert!(n < 512, "stops at the full context: {n}");
+    // Keeping the whole prompt (num_keep -1) shifts too.
+    let (_, reason, n) =
+        run(engine, CompletionRequest { num_keep: Some(u32::MAX), ..request("Once upon a time", greedy(), Some(700)) });
+    assert_eq!((reason, n), (DoneReason::Length, 700));
 }
 
 #[test]

@@ -265,6 +265,9 @@ pub struct GenerateRequest {
     pub stream: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub raw: bool,
+    /// `false`: a full context ends the answer even within its `num_predict` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -306,6 +309,9 @@ pub struct ChatRequest {
     /// `false` refuses to drop old messages that do not fit (default true).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub truncate: Option<bool>,
+    /// `false`: a full context ends the answer even within its `num_predict` (default true).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shift: Option<bool>,
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub logprobs: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]

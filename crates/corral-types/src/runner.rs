@@ -80,6 +80,10 @@ impl Default for Sampling {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// One generation request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CompletionRequest {
@@ -89,9 +93,14 @@ pub struct CompletionRequest {
     /// Most tokens to generate; `None` generates until the context is full. When this many do not
     /// fit the context, the context is shifted (see `num_keep`) so the generation can go on.
     pub num_predict: Option<u32>,
-    /// Tokens kept at the start of the context when it is shifted (Ollama's `num_keep`).
+    /// Tokens kept at the start of the context when it is shifted (Ollama's `num_keep`; default
+    /// 4, `u32::MAX` for the whole prompt). At most half the context is ever kept.
     #[serde(default)]
     pub num_keep: Option<u32>,
+    /// Whether the context may shift at all (Ollama's `shift`); without it a full context ends
+    /// the answer with `length`.
+    #[serde(default = "yes")]
+    pub shift: bool,
     /// Generation ends before any of these strings; they are not returned.
     #[serde(default)]
     pub stop: Vec<String>,

@@ -227,6 +227,28 @@ fn a_killed_server_leaves_no_runner_sockets_behind() {
     assert_eq!(runner_dirs(), Vec::<String>::new(), "after the server was killed");
 }
 
+/// A budget beyond `num_ctx` shifts the context and goes on, as in Ollama; `shift: false` ends at
+/// the full context instead.
+#[test]
+fn shift_false_ends_at_the_full_context() {
+    let server = with_tiny();
+    let req = |shift: Option<bool>| {
+        let mut r = json!({"model": "tiny", "prompt": "Once upon a time", "stream": false, "raw": true,
+            "options": {"temperature": 0, "num_predict": 150, "num_ctx": 64, "num_keep": -1}});
+        if let Some(s) = shift {
+            r["shift"] = json!(s);
+        }
+        r
+    };
+    let (status, v) = generate(&server, req(None));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!((v["eval_count"].as_u64(), v["done_reason"].as_str()), (Some(150), Some("length")), "{v}");
+    let (status, v) = generate(&server, req(Some(false)));
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["done_reason"], "length");
+    assert!(v["eval_count"].as_u64().unwrap() < 64, "{v}");
+}
+
 #[test]
 fn several_models_and_eviction() {
     let server = with_tiny();

@@ -76,7 +76,11 @@ pub fn effective(
             "frequency_penalty" => s.frequency_penalty = f32_of(v).unwrap_or(0.0),
             "seed" => s.seed = i64_of(v).filter(|n| *n >= 0).map(|n| n as u32),
             "num_predict" => num_predict = i64_of(v).filter(|n| *n > 0).map(|n| n.min(u32::MAX as i64) as u32),
-            "num_keep" => num_keep = i64_of(v).filter(|n| *n >= 0).map(|n| n.min(u32::MAX as i64) as u32),
+            // -1 keeps the whole prompt.
+            "num_keep" => {
+                num_keep =
+                    i64_of(v).filter(|n| *n >= -1).map(|n| if n < 0 { u32::MAX } else { n.min(u32::MAX as i64) as u32 })
+            }
             "stop" => {
                 stop = v
                     .as_array()

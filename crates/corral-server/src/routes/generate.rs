@@ -46,12 +46,14 @@ fn completion(
     prompt: String,
     constraint: Option<corral_types::runner::Constraint>,
     logprobs: Option<u32>,
+    shift: Option<bool>,
 ) -> CompletionRequest {
     CompletionRequest {
         prompt,
         sampling: eff.sampling.clone(),
         num_predict: eff.num_predict,
         num_keep: eff.num_keep,
+        shift: shift.unwrap_or(true),
         stop: eff.stop.clone(),
         constraint,
         logprobs,
@@ -167,7 +169,7 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
     }
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
     let completion = runner
-        .complete(completion(&eff, prompt, constraint, logprobs))
+        .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
@@ -252,7 +254,7 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
     let parser = OutputParser::new(think.unwrap_or(false), opens_thinking(&prompt), tool_names);
     let completion = lease
         .runner
-        .complete(completion(&eff, prompt, constraint, logprobs))
+        .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
         .await
         .map_err(|e| ApiError::internal(e.to_string()))?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
