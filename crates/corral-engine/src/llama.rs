@@ -241,9 +241,16 @@ fn engine_thread(
         rotate: 0,
         // Recurrent state cannot be copied between sequences the way KV cells can.
         movable: !model.is_recurrent() && !model.is_hybrid(),
+        window: sliding_window(&model),
         cells,
     }
     .run(commands);
+}
+
+/// The sliding attention window from the GGUF metadata (`<arch>.attention.sliding_window`).
+fn sliding_window(model: &LlamaModel) -> Option<u32> {
+    let arch = model.meta_val_str("general.architecture").ok()?;
+    model.meta_val_str(&format!("{arch}.attention.sliding_window")).ok()?.parse().ok().filter(|w| *w > 0)
 }
 
 /// A completion occupying a slot.
@@ -293,6 +300,8 @@ struct Loop<'m, 'c> {
     rotate: usize,
     /// Running sequences may be moved to other slots (see [`Loop::close_gaps`]).
     movable: bool,
+    /// The model's sliding attention window, if it has one.
+    window: Option<u32>,
     cells: Arc<CellCounts>,
 }
 
@@ -539,8 +548,9 @@ impl Loop<'_, '_> {
             // The last prompt token is always decoded again: its logits give the first answer token.
             reuse = reuse.min(prompt.len() - 1);
             let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(reuse as u32), None).unwrap_or(false);
-            if !trimmed {
-                // This model's memory cannot drop a suffix (recurrent models): start over.
+            // A memory that cannot drop a suffix (recurrent models), or a sliding window that lost
+            // part of the prefix: start over.
+            if !trimmed || !slots::prefix_usable(reuse, self.ctx.kv_cache_seq_pos_min(free as i32), self.window) {
                 reuse = 0;
                 let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             }

@@ -31,6 +31,19 @@ pub fn choose(slots: &[SlotState]) -> Option<usize> {
     })
 }
 
+/// Whether a slot trimmed to its first `reuse` positions still holds everything the next token
+/// attends to. `pos_min` is the lowest position the sequence has left (negative: none). A model with
+/// a sliding `window` drops cells that fell out of it, so a long answer may have taken the start
+/// of the prefix with it; without a window every position from 0 must be there.
+pub fn prefix_usable(reuse: usize, pos_min: i32, window: Option<u32>) -> bool {
+    if reuse == 0 {
+        return true;
+    }
+    let Ok(pos_min) = usize::try_from(pos_min) else { return false };
+    let window = window.map_or(reuse, |w| w as usize);
+    pos_min <= reuse.saturating_sub(window)
+}
+
 /// Maximal runs of consecutive busy slots.
 fn runs(busy: &[bool]) -> usize {
     busy.iter().enumerate().filter(|(i, b)| **b && (*i == 0 || !busy[i - 1])).count()
@@ -65,6 +78,21 @@ mod tests {
         assert_eq!(choose(&[idle(30, 0), idle(10, 0), idle(20, 0)]), Some(1));
         // All empty: the lowest slot, so the next one can sit beside it.
         assert_eq!(choose(&[idle(0, 0), idle(0, 0), idle(0, 0)]), Some(0));
+    }
+
+    #[test]
+    fn a_prefix_is_usable_only_while_its_window_is_whole() {
+        // Full attention: position 0 must still be there.
+        assert!(prefix_usable(100, 0, None));
+        assert!(!prefix_usable(100, 3, None));
+        assert!(!prefix_usable(100, -1, None));
+        assert!(prefix_usable(0, -1, None));
+        // A 1,024-token window at position 3,000 needs the cells from 1,976 on.
+        assert!(prefix_usable(3000, 1900, Some(1024)));
+        assert!(!prefix_usable(3000, 2100, Some(1024)));
+        // Trimmed below what survived: nothing of the window is left.
+        assert!(!prefix_usable(1000, -1, Some(1024)));
+        assert!(prefix_usable(800, 0, Some(1024)));
     }
 
     #[test]
