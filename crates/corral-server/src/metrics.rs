@@ -135,59 +135,51 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     let waiting = queued + state.scheduler.waiting() as u64;
     let usage = if cells.total == 0 { 0.0 } else { cells.used as f64 / cells.total as f64 };
     let m = &state.metrics;
+    let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+    let gauges: [(&str, &str, f64); 10] = [
+        ("vllm:num_requests_running", "Requests being decoded.", running as f64),
+        ("vllm:num_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64),
+        ("vllm:kv_cache_usage_perc", "Share of KV cache cells held by running requests, 0 to 1.", usage),
+        ("corral_requests_running", "Requests being decoded.", running as f64),
+        ("corral_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64),
+        ("corral_loaded_models", "Runners loaded.", loaded.len() as f64),
+        ("corral_sequence_slots", "Sequence slots of the loaded runners.", slots as f64),
+        ("corral_kv_cache_cells", "KV cache cells of the loaded runners.", cells.total as f64),
+        ("corral_kv_cache_used_cells", "KV cache cells held by running requests.", cells.used as f64),
+        ("corral_kv_cache_cached_cells", "KV cache cells kept by idle slots as a prompt cache.", cells.cached as f64),
+    ];
+    let counters: [(&str, &str, u64); 7] = [
+        (
+            "corral_sequence_moves_total",
+            "Running sequences moved to another slot to keep the busy ones contiguous (loaded runners).",
+            cells.moves,
+        ),
+        ("corral_requests_total", "Generations finished.", load(&m.requests)),
+        ("corral_prompt_tokens_total", "Prompt tokens processed.", load(&m.prompt_tokens)),
+        (
+            "corral_prompt_cached_tokens_total",
+            "Prompt tokens reused from the prompt cache.",
+            load(&m.cached_prompt_tokens),
+        ),
+        (
+            "corral_prompt_cache_hits_total",
+            "Generations that reused part of their prompt from the cache.",
+            load(&m.prompt_cache_hits),
+        ),
+        ("corral_generation_tokens_total", "Tokens generated.", load(&m.generation_tokens)),
+        (
+            "corral_shared_decode_steps_total",
+            "Decode steps a generation shared with at least one other sequence, summed over generations.",
+            load(&m.shared_steps),
+        ),
+    ];
     let mut out = String::new();
-    gauge(&mut out, "vllm:num_requests_running", "Requests being decoded.", running as f64);
-    gauge(&mut out, "vllm:num_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
-    gauge(&mut out, "vllm:kv_cache_usage_perc", "Share of KV cache cells held by running requests, 0 to 1.", usage);
-    gauge(&mut out, "corral_requests_running", "Requests being decoded.", running as f64);
-    gauge(&mut out, "corral_requests_waiting", "Requests waiting for a model or a sequence slot.", waiting as f64);
-    gauge(&mut out, "corral_loaded_models", "Runners loaded.", loaded.len() as f64);
-    gauge(&mut out, "corral_sequence_slots", "Sequence slots of the loaded runners.", slots as f64);
-    gauge(&mut out, "corral_kv_cache_cells", "KV cache cells of the loaded runners.", cells.total as f64);
-    gauge(&mut out, "corral_kv_cache_used_cells", "KV cache cells held by running requests.", cells.used as f64);
-    gauge(
-        &mut out,
-        "corral_kv_cache_cached_cells",
-        "KV cache cells kept by idle slots as a prompt cache.",
-        cells.cached as f64,
-    );
-    counter(
-        &mut out,
-        "corral_sequence_moves_total",
-        "Running sequences moved to another slot to keep the busy ones contiguous (loaded runners).",
-        cells.moves,
-    );
-    counter(&mut out, "corral_requests_total", "Generations finished.", m.requests.load(Ordering::Relaxed));
-    counter(
-        &mut out,
-        "corral_prompt_tokens_total",
-        "Prompt tokens processed.",
-        m.prompt_tokens.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "corral_prompt_cached_tokens_total",
-        "Prompt tokens reused from the prompt cache.",
-        m.cached_prompt_tokens.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "corral_prompt_cache_hits_total",
-        "Generations that reused part of their prompt from the cache.",
-        m.prompt_cache_hits.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "corral_generation_tokens_total",
-        "Tokens generated.",
-        m.generation_tokens.load(Ordering::Relaxed),
-    );
-    counter(
-        &mut out,
-        "corral_shared_decode_steps_total",
-        "Decode steps a generation shared with at least one other sequence, summed over generations.",
-        m.shared_steps.load(Ordering::Relaxed),
-    );
+    for (name, help, value) in gauges {
+        gauge(&mut out, name, help, value);
+    }
+    for (name, help, value) in counters {
+        counter(&mut out, name, help, value);
+    }
     m.time_to_first_token.render(&mut out, "corral_time_to_first_token_seconds", "Time from request to first token.");
     m.inter_token_latency.render(&mut out, "corral_inter_token_latency_seconds", "Time between tokens of a stream.");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)

@@ -26,6 +26,35 @@ fn generate(server: &Server, prompt: &str, n: u32) -> Value {
     v
 }
 
+fn stream(server: &Server, prompt: &str, n: u32) -> BufReader<reqwest::blocking::Response> {
+    let resp = http()
+        .post(server.url("/api/generate"))
+        .json(&json!({"model": "tiny", "prompt": prompt, "raw": true,
+            "options": {"temperature": 0, "num_predict": n}}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    BufReader::new(resp)
+}
+
+/// Reads up to `lines` chunks (all when `None`) and returns their text.
+fn read(reader: &mut BufReader<reqwest::blocking::Response>, lines: Option<usize>) -> String {
+    let mut text = String::new();
+    let mut line = String::new();
+    for _ in 0..lines.unwrap_or(usize::MAX) {
+        line.clear();
+        if reader.read_line(&mut line).unwrap() == 0 {
+            break;
+        }
+        let v: Value = serde_json::from_str(&line).unwrap();
+        text.push_str(v["response"].as_str().unwrap_or_default());
+        if v["done"] == true {
+            break;
+        }
+    }
+    text
+}
+
 /// A counter from `/metrics`.
 fn metric(server: &Server, name: &str) -> f64 {
     let text = http().get(server.url("/metrics")).send().unwrap().text().unwrap();
@@ -116,17 +145,8 @@ fn cancelling_one_stream_leaves_the_others_right() {
     let expected = generate(&server, PROMPTS[3], 60)["response"].clone();
     std::thread::scope(|s| {
         let cancelled = s.spawn(|| {
-            let resp = http()
-                .post(server.url("/api/generate"))
-                .json(&json!({"model": "tiny", "prompt": PROMPTS[0], "raw": true, "options": {"temperature": 0, "num_predict": 100000}}))
-                .send()
-                .unwrap();
-            let mut reader = BufReader::new(resp);
-            let mut line = String::new();
-            for _ in 0..5 {
-                line.clear();
-                reader.read_line(&mut line).unwrap();
-            }
+            let mut reader = stream(&server, PROMPTS[0], 100_000);
+            read(&mut reader, Some(5));
             // Dropping the reader closes the connection mid-stream.
         });
         let kept = s.spawn(|| generate(&server, PROMPTS[3], 60)["response"].clone());
@@ -152,18 +172,8 @@ fn kv_cache_usage_counts_cells() {
     let total = metric(&server, "corral_kv_cache_cells");
     // Two slots of the model's 4,096-token context.
     assert_eq!(total, 8192.0);
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(&json!({"model": "tiny", "prompt": PROMPTS[0], "raw": true,
-            "options": {"temperature": 0, "num_predict": 100000}}))
-        .send()
-        .unwrap();
-    let mut reader = BufReader::new(resp);
-    let mut line = String::new();
-    for _ in 0..20 {
-        line.clear();
-        reader.read_line(&mut line).unwrap();
-    }
+    let mut reader = stream(&server, PROMPTS[0], 100_000);
+    read(&mut reader, Some(20));
     // At least the prompt and the 20 tokens read so far, at most the whole context.
     let used = metric(&server, "corral_kv_cache_used_cells");
     assert!((20.0..=4096.0).contains(&used), "used cells while streaming: {used}");
@@ -178,35 +188,6 @@ fn kv_cache_usage_counts_cells() {
     }
     assert_eq!(metric(&server, "vllm:kv_cache_usage_perc"), 0.0);
     assert!(metric(&server, "corral_kv_cache_cached_cells") >= 20.0);
-}
-
-fn stream(server: &Server, prompt: &str, n: u32) -> BufReader<reqwest::blocking::Response> {
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(&json!({"model": "tiny", "prompt": prompt, "raw": true,
-            "options": {"temperature": 0, "num_predict": n}}))
-        .send()
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-    BufReader::new(resp)
-}
-
-/// Reads up to `lines` chunks (all when `None`) and returns their text.
-fn read(reader: &mut BufReader<reqwest::blocking::Response>, lines: Option<usize>) -> String {
-    let mut text = String::new();
-    let mut line = String::new();
-    for _ in 0..lines.unwrap_or(usize::MAX) {
-        line.clear();
-        if reader.read_line(&mut line).unwrap() == 0 {
-            break;
-        }
-        let v: Value = serde_json::from_str(&line).unwrap();
-        text.push_str(v["response"].as_str().unwrap_or_default());
-        if v["done"] == true {
-            break;
-        }
-    }
-    text
 }
 
 /// When a sequence in the middle ends, the last one is moved into its slot (its KV cells copied)
