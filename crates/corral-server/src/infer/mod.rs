@@ -57,9 +57,14 @@ impl Resolved {
         crate::show::capabilities(&self.model, Some(&self.gguf))
     }
 
+    /// Whether `capability` is in [`Resolved::capabilities`].
+    pub fn can(&self, capability: &str) -> bool {
+        self.capabilities().iter().any(|c| c == capability)
+    }
+
     /// 400 unless the model can do `what` (a capability name).
     pub fn require(&self, capability: &str, verb: &str) -> Result<(), ApiError> {
-        if self.capabilities().iter().any(|c| c == capability) {
+        if self.can(capability) {
             Ok(())
         } else {
             Err(ApiError::bad_request(format!("\"{}\" does not support {verb}", self.short_name())))

@@ -233,7 +233,7 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
     r.require("completion", "chat")?;
     let think = thinking(&r, req.think.as_ref(), relax_thinking)?;
     let tools = req.tools.clone().filter(|t| !t.is_empty()).map(Value::Array);
-    if tools.is_some() && !r.capabilities().iter().any(|c| c == "tools") {
+    if tools.is_some() && !r.can("tools") {
         return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
     }
     let mut renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
@@ -274,7 +274,7 @@ fn opens_thinking(prompt: &str) -> bool {
 /// Whether to think: the request's `think`, else on for models that can (as Ollama does). `None`
 /// for models without the capability; asking one to think is a 400 unless `relax`.
 fn thinking(r: &Resolved, think: Option<&Value>, relax: bool) -> Result<Option<bool>, ApiError> {
-    let capable = r.capabilities().iter().any(|c| c == "thinking");
+    let capable = r.can("thinking");
     match think {
         _ if !capable && truthy(think) && !relax => {
             Err(ApiError::bad_request(format!("\"{}\" does not support thinking", r.short_name())))
