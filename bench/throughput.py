@@ -14,6 +14,10 @@ For each model:
     processed (chunked prompts against llama-server's default batch of 2,048);
   - cold load to first token, against starting llama-server with the same context and slots.
 
+Both sides are measured in the same rounds (RUNS, default 3), taking turns at going first, and
+the medians are printed: on a shared VM the machine's speed drifts by 10-20 % over minutes, which
+would otherwise land on whichever side ran later.
+
 Usage: throughput.py --corral BIN --peer DIR --threads N NAME=PATH.gguf [NAME=PATH.gguf ...]
 Prints a table per model and the ratios; exits non-zero only if something failed to run.
 """
@@ -200,7 +204,7 @@ class LlamaServer:
 
 def llama_bench(bindir, threads, gguf):
     out = subprocess.run([f"{bindir}/llama-bench", "-m", gguf, "-t", str(threads), "-p", "512", "-n", str(DECODE),
-                          "-r", str(RUNS), "-o", "json"], capture_output=True, text=True, check=True).stdout
+                          "-r", "1", "-o", "json"], capture_output=True, text=True, check=True).stdout
     rows = json.loads(out)
     pp = next(r["avg_ts"] for r in rows if r["n_prompt"] == 512 and r["n_gen"] == 0)
     tg = next(r["avg_ts"] for r in rows if r["n_gen"] == DECODE and r["n_prompt"] == 0)
@@ -249,85 +253,110 @@ def med(xs):
 
 
 def bench_model(args, name, gguf):
+    """Corral and the peer, measure by measure, alternating which goes first in each round, so a
+    machine whose speed drifts over minutes (a shared VM) biases neither side."""
     t = args.threads
-    print(f"\n== {name} ({os.path.basename(gguf)}), {t} threads, context {CTX}", flush=True)
-    pp_ref, tg_ref = llama_bench(args.peer, t, gguf)
-    ceiling = batched_bench(args.peer, t, gguf)
-
+    print(f"\n== {name} ({os.path.basename(gguf)}), {t} threads, context {CTX}, {RUNS} rounds", flush=True)
+    ours = {k: [] for k in ("pp", "tg", "ttft", "agg1", "agg4", "agg8", "stall", "cold", "cached", "uncached")}
+    theirs = {k: [] for k in ("pp", "tg", "ttft", "agg1", "agg4", "agg8", "stall", "cold", "bb1", "bb4", "bb8")}
     corral = Corral(args.corral, t, PARALLEL, gguf, name)
+    peer = LlamaServer(args.peer, t, PARALLEL, gguf)
+    n_prompt = 0
+    chat = history()
     try:
         corral.generate("warm up", 1)
-        prompt_runs = [corral.generate(words(PROMPT_WORDS, s), 1) for s in range(RUNS)]
-        n_prompt = prompt_runs[0]["prompt_eval_count"]
-        pp = med([r["prompt_eval_count"] / r["prompt_eval_duration"] * 1e9 for r in prompt_runs])
-        decode_runs = [corral.generate(words(4, 50 + s), DECODE) for s in range(RUNS)]
-        tg = med([r["eval_count"] / r["eval_duration"] * 1e9 for r in decode_runs])
-        ttft = med([corral.ttft(words(PROMPT_WORDS, 100 + s)) for s in range(RUNS)])
-        agg = {c: aggregate(lambda i, c=c: corral.generate(words(6, 300 + 10 * c + i), DECODE)["eval_count"], c)
-               for c in (1, 4, 8)}
-        stall = med([corral.stall(words(STALL_WORDS, 500 + s)) for s in range(RUNS)])
-        chat = history()
-        second_uncached = []
-        second_cached = []
+        peer.complete("warm up", 1)
         for s in range(RUNS):
+            def corral_single():
+                nonlocal n_prompt
+                r = corral.generate(words(PROMPT_WORDS, s), 1)
+                n_prompt = r["prompt_eval_count"]
+                ours["pp"].append(r["prompt_eval_count"] / r["prompt_eval_duration"] * 1e9)
+                r = corral.generate(words(4, 50 + s), DECODE)
+                ours["tg"].append(r["eval_count"] / r["eval_duration"] * 1e9)
+
+            def peer_single():
+                pp, tg = llama_bench(args.peer, t, gguf)
+                theirs["pp"].append(pp)
+                theirs["tg"].append(tg)
+                for c, v in batched_bench(args.peer, t, gguf).items():
+                    theirs[f"bb{c}"].append(v)
+
+            def corral_served():
+                ours["ttft"].append(corral.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
+                for c in (1, 4, 8):
+                    ours[f"agg{c}"].append(
+                        aggregate(lambda i, c=c: corral.generate(words(6, 300 + 10 * c + i + 100 * s), DECODE)["eval_count"], c))
+                ours["stall"].append(corral.stall(words(STALL_WORDS, 500 + s)))
+
+            def peer_served():
+                theirs["ttft"].append(peer.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
+                for c in (1, 4, 8):
+                    theirs[f"agg{c}"].append(
+                        aggregate(lambda i, c=c: peer.complete(words(6, 300 + 10 * c + i + 100 * s), DECODE)["tokens_predicted"], c))
+                theirs["stall"].append(peer.stall(words(STALL_WORDS, 500 + s)))
+
+            pairs = [(corral_single, peer_single), (corral_served, peer_served)]
+            for first, second in pairs:
+                if s % 2:
+                    first, second = second, first
+                first()
+                second()
+
             msgs = [dict(m) for m in chat]
             msgs[1]["content"] = f"run{s} " + msgs[1]["content"]
             # The first turn, read to its end as a chat client does, leaves the history in a slot.
             post(f"{corral.url}/api/chat", {"model": corral.name, "messages": msgs, "stream": False,
                                             "options": {"temperature": 0, "num_predict": 8}})
             nxt = msgs + [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "Thanks. One more?"}]
-            second_cached.append(corral.chat_ttft(nxt))
+            ours["cached"].append(corral.chat_ttft(nxt))
             fresh = [dict(m) for m in nxt]
             fresh[1]["content"] = f"fresh{s} " + fresh[1]["content"]
-            second_uncached.append(corral.chat_ttft(fresh))
-        cold = []
+            ours["uncached"].append(corral.chat_ttft(fresh))
+        peer.close()
         for s in range(RUNS):
-            corral.unload()
-            start = time.perf_counter()
-            corral.generate(f"cold {s}", 1)
-            cold.append(time.perf_counter() - start)
+            def corral_cold():
+                corral.unload()
+                start = time.perf_counter()
+                corral.generate(f"cold {s}", 1)
+                ours["cold"].append(time.perf_counter() - start)
+
+            def peer_cold():
+                start = time.perf_counter()
+                p = LlamaServer(args.peer, t, PARALLEL, gguf)
+                p.complete(f"cold {s}", 1)
+                theirs["cold"].append(time.perf_counter() - start)
+                p.close()
+
+            for f in ((corral_cold, peer_cold) if s % 2 == 0 else (peer_cold, corral_cold)):
+                f()
     finally:
         corral.close()
-
-    peer = LlamaServer(args.peer, t, PARALLEL, gguf)
-    try:
-        peer.complete("warm up", 1)
-        peer_ttft = med([peer.ttft(words(PROMPT_WORDS, 100 + s)) for s in range(RUNS)])
-        peer_agg = {c: aggregate(lambda i, c=c: peer.complete(words(6, 300 + 10 * c + i), DECODE)["tokens_predicted"], c)
-                    for c in (1, 4, 8)}
-        peer_stall = med([peer.stall(words(STALL_WORDS, 500 + s)) for s in range(RUNS)])
-    finally:
         peer.close()
-    peer_cold = []
-    for s in range(RUNS):
-        start = time.perf_counter()
-        p = LlamaServer(args.peer, t, PARALLEL, gguf)
-        p.complete(f"cold {s}", 1)
-        peer_cold.append(time.perf_counter() - start)
-        p.close()
 
+    m = {k: med(v) for k, v in ours.items()}
+    p = {k: med(v) for k, v in theirs.items()}
     rows = [
-        ("prompt tok/s (%d-token prompt)" % n_prompt, pp, pp_ref, "llama-bench pp512"),
-        ("decode tok/s (%d tokens)" % DECODE, tg, tg_ref, "llama-bench tg%d" % DECODE),
-        ("time to first token, s (lower is better)", ttft, peer_ttft, "llama-server"),
-        ("aggregate decode tok/s, 1 client", agg[1], peer_agg[1], "llama-server -np 8"),
-        ("aggregate decode tok/s, 4 clients", agg[4], peer_agg[4], "llama-server -np 8"),
-        ("aggregate decode tok/s, 8 clients", agg[8], peer_agg[8], "llama-server -np 8"),
-        ("aggregate decode tok/s, 1 sequence, no server", agg[1], ceiling[1], "llama-batched-bench"),
-        ("aggregate decode tok/s, 4 sequences, no server", agg[4], ceiling[4], "llama-batched-bench"),
-        ("aggregate decode tok/s, 8 sequences, no server", agg[8], ceiling[8], "llama-batched-bench"),
-        ("stream pause while a 1,500-token prompt arrives, s", stall, peer_stall,
-         "llama-server -np 8"),
-        ("cold load to first token, s (lower is better)", med(cold), med(peer_cold), "llama-server -np 8 start"),
+        ("prompt tok/s (%d-token prompt)" % n_prompt, m["pp"], p["pp"], "llama-bench pp512"),
+        ("decode tok/s (%d tokens)" % DECODE, m["tg"], p["tg"], "llama-bench tg%d" % DECODE),
+        ("time to first token, s (lower is better)", m["ttft"], p["ttft"], "llama-server"),
+        ("aggregate decode tok/s, 1 client", m["agg1"], p["agg1"], "llama-server -np 8"),
+        ("aggregate decode tok/s, 4 clients", m["agg4"], p["agg4"], "llama-server -np 8"),
+        ("aggregate decode tok/s, 8 clients", m["agg8"], p["agg8"], "llama-server -np 8"),
+        ("aggregate decode tok/s, 1 sequence, no server", m["agg1"], p["bb1"], "llama-batched-bench"),
+        ("aggregate decode tok/s, 4 sequences, no server", m["agg4"], p["bb4"], "llama-batched-bench"),
+        ("aggregate decode tok/s, 8 sequences, no server", m["agg8"], p["bb8"], "llama-batched-bench"),
+        ("stream pause while a 1,500-token prompt arrives, s", m["stall"], p["stall"], "llama-server -np 8"),
+        ("cold load to first token, s (lower is better)", m["cold"], p["cold"], "llama-server -np 8 start"),
     ]
     print(f"{'measure':48} {'corral':>10} {'peer':>10} {'ratio':>7}  peer")
-    for label, ours, theirs, who in rows:
-        print(f"{label:48} {ours:10.3f} {theirs:10.3f} {ours / theirs:7.2f}  {who}")
-    print(f"{'second turn TTFT, 2,000-token history, cached, s':48} {med(second_cached):10.3f}")
-    print(f"{'second turn TTFT, same history, uncached, s':48} {med(second_uncached):10.3f}")
-    print(f"cached / uncached second-turn TTFT: {med(second_cached) / med(second_uncached):.3f} (goal <= 0.2)")
-    print(f"8-client aggregate / single-stream decode: {agg[8] / tg:.2f} (goal >= 2.5)")
-    print(f"llama.cpp's own 8-sequence / 1-sequence decode on this machine: {ceiling[8] / ceiling[1]:.2f}")
+    for label, a, b, who in rows:
+        print(f"{label:48} {a:10.3f} {b:10.3f} {a / b:7.2f}  {who}")
+    print(f"{'second turn TTFT, 2,000-token history, cached, s':48} {m['cached']:10.3f}")
+    print(f"{'second turn TTFT, same history, uncached, s':48} {m['uncached']:10.3f}")
+    print(f"cached / uncached second-turn TTFT: {m['cached'] / m['uncached']:.3f} (goal <= 0.2)")
+    print(f"8-client aggregate / single-stream decode: {m['agg8'] / m['tg']:.2f} (goal >= 2.5)")
+    print(f"llama.cpp's own 8-sequence / 1-sequence decode on this machine: {p['bb8'] / p['bb1']:.2f}")
     sys.stdout.flush()
 
 
