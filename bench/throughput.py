@@ -150,6 +150,10 @@ class Corral:
         return post(f"{self.url}/api/generate", {"model": self.name, "prompt": prompt, "raw": raw, "stream": False,
                                                   "options": {"temperature": 0, "num_predict": n}})
 
+    def decoded(self, prompt, n):
+        """Tokens generated for a greedy completion of `prompt` with a budget of `n`."""
+        return self.generate(prompt, n)["eval_count"]
+
     def ttft(self, prompt):
         body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": 2}}
         return first_chunk(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"))
@@ -187,6 +191,9 @@ class LlamaServer:
     def complete(self, prompt, n, cache=False):
         r = post(f"{self.url}/completion", {"prompt": prompt, "n_predict": n, "temperature": 0, "cache_prompt": cache})
         return r
+
+    def decoded(self, prompt, n):
+        return self.complete(prompt, n)["tokens_predicted"]
 
     def ttft(self, prompt, cache=False):
         body = {"prompt": prompt, "n_predict": 2, "temperature": 0, "stream": True, "cache_prompt": cache}
@@ -282,21 +289,14 @@ def bench_model(args, name, gguf):
                 for c, v in batched_bench(args.peer, t, gguf).items():
                     theirs[f"bb{c}"].append(v)
 
-            def corral_served():
-                ours["ttft"].append(corral.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
+            def served(server, out):
+                out["ttft"].append(server.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
                 for c in (1, 4, 8):
-                    ours[f"agg{c}"].append(
-                        aggregate(lambda i, c=c: corral.generate(words(6, 300 + 10 * c + i + 100 * s), DECODE)["eval_count"], c))
-                ours["stall"].append(corral.stall(words(STALL_WORDS, 500 + s)))
+                    out[f"agg{c}"].append(
+                        aggregate(lambda i, c=c: server.decoded(words(6, 300 + 10 * c + i + 100 * s), DECODE), c))
+                out["stall"].append(server.stall(words(STALL_WORDS, 500 + s)))
 
-            def peer_served():
-                theirs["ttft"].append(peer.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
-                for c in (1, 4, 8):
-                    theirs[f"agg{c}"].append(
-                        aggregate(lambda i, c=c: peer.complete(words(6, 300 + 10 * c + i + 100 * s), DECODE)["tokens_predicted"], c))
-                theirs["stall"].append(peer.stall(words(STALL_WORDS, 500 + s)))
-
-            pairs = [(corral_single, peer_single), (corral_served, peer_served)]
+            pairs = [(corral_single, peer_single), (lambda: served(corral, ours), lambda: served(peer, theirs))]
             for first, second in pairs:
                 if s % 2:
                     first, second = second, first

@@ -596,9 +596,9 @@ impl Loop<'_, '_> {
     /// step: a step lasts as long as its prompt tokens take (512 of them are three seconds for a
     /// 0.5B model on two cores), and every running stream waits that long for its next token.
     /// Prompt throughput on CPU is about the same for 64-token chunks as for 512. Entries are
-    /// then written in sequence order:
-    /// llama.cpp cuts a step into passes at each break in the run of sequence ids it meets, so a
-    /// prompt chunk written after every decode token would cost a pass of its own.
+    /// then written in sequence order: llama.cpp cuts a step into passes at each break in the run
+    /// of sequence ids it meets, so a prompt chunk written after every decode token would cost a
+    /// pass of its own.
     fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
         batch.clear();
         let n = self.slots.len();
