@@ -9,6 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+scripts/setup.sh
 cargo build --release --locked
 models_cache=$(scripts/fetch-models.sh)
 corral=$PWD/target/release/corral

@@ -3,6 +3,7 @@
 # every crate's unit and integration tests, the end-to-end ones with the official client libraries.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+scripts/setup.sh --tests
 scripts/fetch-models.sh >/dev/null
 # The official client libraries for the end-to-end tests (crates/corral/tests/clients.rs).
 CORRAL_TEST_PYTHON=$(scripts/client-env.sh)

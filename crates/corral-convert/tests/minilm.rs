@@ -35,9 +35,8 @@ fn minilm_matches_sentence_transformers() {
                 num_batch: 512,
                 num_thread: 1,
                 num_gpu: 0,
-                use_mmap: None,
-                verbose: false,
                 embedding: true,
+                ..Default::default()
             },
             |_| {},
         )

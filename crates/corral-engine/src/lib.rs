@@ -12,7 +12,9 @@
 //! Architecture invariant: llama.cpp objects never leave the engine thread (a `llama_context` is
 //! not thread-safe); other threads talk to it through channels.
 
+pub mod backends;
 mod grammar;
+mod offload;
 mod llama;
 mod sample;
 mod slots;

@@ -33,6 +33,7 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::offload;
 use crate::sample::{self, Picker};
 use crate::slots::{self, SlotState};
 use crate::stop::StopBuffer;
@@ -127,12 +128,18 @@ impl Engine for LlamaEngine {
     }
 }
 
-/// llama.cpp's backend can be initialised once per process; the first load decides whether its
-/// logs are shown. (A runner process loads one model; tests load several.)
+/// llama.cpp's backend can be initialised once per process, after its backend modules are loaded
+/// (from the default library directory unless the process loaded them earlier); the first load
+/// decides whether its logs are shown. (A runner process loads one model; tests load several.)
 fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
     static BACKEND: std::sync::OnceLock<Result<LlamaBackend, String>> = std::sync::OnceLock::new();
     BACKEND
         .get_or_init(|| {
+            if !verbose {
+                // Before anything is loaded, so the module loader's own lines stay quiet too.
+                quiet();
+            }
+            crate::backends::load(None)?;
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
             if !verbose {
                 b.void_logs();
@@ -141,6 +148,18 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
         })
         .as_ref()
         .map_err(Clone::clone)
+}
+
+/// Drops llama.cpp's and ggml's log lines.
+fn quiet() {
+    unsafe extern "C" fn drop_line(
+        _level: llama_cpp_sys_2::ggml_log_level,
+        _text: *const std::ffi::c_char,
+        _user_data: *mut std::ffi::c_void,
+    ) {
+    }
+    // SAFETY: installs a function that ignores its arguments; llama_log_set also sets ggml's.
+    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_line), std::ptr::null_mut()) }
 }
 
 fn engine_thread(
@@ -163,16 +182,35 @@ fn engine_thread(
             progress(p);
         }
     });
+    let parallel = opts.parallel.max(1);
+    let num_ctx = opts.num_ctx.max(16);
+    let threads = if opts.num_thread > 0 {
+        opts.num_thread as i32
+    } else {
+        std::thread::available_parallelism().map_or(4, |n| n.get() as i32)
+    };
+    // An embedding model sees each input whole in one micro-batch (its attention is not causal),
+    // so a batch holds every slot's full context.
+    let num_batch = if opts.embedding { num_ctx * parallel } else { opts.num_batch.max(32) };
+    let mut ctx_params = LlamaContextParams::default()
+        .with_n_ctx(NonZeroU32::new(num_ctx * parallel))
+        .with_n_batch(num_batch)
+        .with_n_ubatch(num_batch)
+        .with_n_seq_max(parallel)
+        .with_n_threads(threads)
+        .with_n_threads_batch(threads)
+        .with_embeddings(opts.embedding);
     let mut params = LlamaModelParams::default().with_progress_callback(move |p| {
         let _ = progress_tx.send(p);
         true
     });
-    if opts.num_gpu >= 0 {
-        params = params.with_n_gpu_layers(opts.num_gpu as u32);
-    }
     if let Some(mmap) = opts.use_mmap {
         params = params.with_use_mmap(mmap);
     }
+    let (params, offload) = match offload::configure(&opts, params, &mut ctx_params) {
+        Ok(o) => o,
+        Err(e) => return fail(e),
+    };
     let model = LlamaModel::load_from_file(backend, &opts.model_path, &params);
     drop(params); // ends the progress channel
     let _ = forward.join();
@@ -187,25 +225,6 @@ fn engine_thread(
             Err(e) => return fail(format!("could not load adapter {path}: {e}")),
         }
     }
-
-    let parallel = opts.parallel.max(1);
-    let num_ctx = opts.num_ctx.max(16);
-    let threads = if opts.num_thread > 0 {
-        opts.num_thread as i32
-    } else {
-        std::thread::available_parallelism().map_or(4, |n| n.get() as i32)
-    };
-    // An embedding model sees each input whole in one micro-batch (its attention is not causal),
-    // so a batch holds every slot's full context.
-    let num_batch = if opts.embedding { num_ctx * parallel } else { opts.num_batch.max(32) };
-    let ctx_params = LlamaContextParams::default()
-        .with_n_ctx(NonZeroU32::new(num_ctx * parallel))
-        .with_n_batch(num_batch)
-        .with_n_ubatch(num_batch)
-        .with_n_seq_max(parallel)
-        .with_n_threads(threads)
-        .with_n_threads_batch(threads)
-        .with_embeddings(opts.embedding);
     let mut ctx = match model.new_context(backend, ctx_params) {
         Ok(c) => c,
         Err(e) => return fail(format!("could not create a context of {} tokens: {e}", num_ctx * parallel)),
@@ -216,16 +235,26 @@ fn engine_thread(
         }
     }
 
-    // KV cache size: K and V, f16, per layer and position, for every slot.
+    // KV cache size: K and V, per layer and position, for every slot.
     let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
-    let kv_bytes =
-        2 * 2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
+    let kv_elements = 2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
+    let kv_bytes = offload.kv_cache_type.bytes(kv_elements);
+    let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers
+    let devices = offload.used();
+    let gpu_bytes: u64 = devices.iter().map(|d| d.bytes).sum();
+    let gpu_layers = offload.gpu_layers.min(layers);
+    // Wholly on GPUs, the measured GPU memory is the model's size (weights, cache and compute
+    // buffers); otherwise the estimate, and at least what the GPUs took.
+    let memory_bytes = if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
     let info = RunnerInfo {
         num_ctx,
         n_ctx_train: model.n_ctx_train(),
         parallel,
-        memory_bytes: model.size() + kv_bytes,
+        memory_bytes,
         add_bos: model.vocab().should_add_bos(),
+        layers,
+        gpu_layers,
+        devices,
     };
     if ready.send(Ok(info)).is_err() {
         return;

@@ -17,9 +17,7 @@ fn options(path: &str, parallel: u32) -> LoadOptions {
         num_batch: 64,
         num_thread: 1,
         num_gpu: 0,
-        use_mmap: None,
-        verbose: false,
-        embedding: false,
+        ..Default::default()
     }
 }
 

@@ -15,6 +15,7 @@ mod extract;
 mod guard;
 mod infer;
 mod metrics;
+mod placement;
 mod routes;
 mod runner;
 mod sched;
@@ -31,7 +32,10 @@ use corral_store::Store;
 use tokio::net::TcpListener;
 
 pub use corral_types::duration::KeepAlive;
+pub use corral_types::runner::Backends;
 pub use error::ApiError;
+pub use placement::{default_context_length, GpuConfig};
+pub use runner::Launcher;
 pub use infer::options::Defaults;
 
 /// The version reported by `/api/version`.
@@ -50,8 +54,13 @@ pub struct ServerConfig {
     pub max_body_bytes: usize,
     /// This machine's host name, accepted in `Host` headers on a loopback listener.
     pub hostname: Option<String>,
-    /// The `corral` binary, started as `corral runner` for each loaded model.
-    pub runner_exe: PathBuf,
+    /// How runners are started: the `corral` binary (`corral runner`) and llama.cpp's libraries.
+    pub launcher: Launcher,
+    /// What the runner probe found at start: CPU variant, devices (their free memory then).
+    pub backends: Backends,
+    /// GPU settings (`OLLAMA_GPU_OVERHEAD`, `OLLAMA_SCHED_SPREAD`, `OLLAMA_FLASH_ATTENTION`,
+    /// `OLLAMA_KV_CACHE_TYPE`).
+    pub gpu: GpuConfig,
     /// `OLLAMA_KEEP_ALIVE`.
     pub keep_alive: KeepAlive,
     /// Per-request defaults from the environment (context length, parallelism, threads).
@@ -75,7 +84,9 @@ impl ServerConfig {
             noprune: false,
             max_body_bytes: 64 << 20,
             hostname: None,
-            runner_exe: PathBuf::from("corral"),
+            launcher: Launcher::new("corral"),
+            backends: Backends::default(),
+            gpu: GpuConfig::default(),
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
             defaults: infer::options::Defaults { num_ctx: 4096, parallel: 1, num_thread: 0 },
             max_loaded_models: 0,
@@ -121,7 +132,9 @@ impl AppState {
         let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
         let origins = Arc::new(guard::allowed_origins(&config.origins));
         let scheduler = sched::Scheduler::new(sched::SchedConfig {
-            runner_exe: config.runner_exe.clone(),
+            launcher: config.launcher.clone(),
+            devices: config.backends.devices.clone(),
+            gpu: config.gpu.clone(),
             max_loaded: config.max_loaded_models,
             max_queue: config.max_queue,
             load_timeout: config.load_timeout,

@@ -18,8 +18,9 @@ use std::time::Duration;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::IntoResponse;
-use corral_types::runner::{KvCells, Usage};
+use corral_types::runner::{DeviceInfo, KvCells, Usage};
 
+use crate::sched::Loaded;
 use crate::AppState;
 
 /// A histogram with fixed bucket bounds, in seconds.
@@ -115,6 +116,27 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
 }
 
+/// Per-device memory: each device's size and free memory as the runner probe saw them at start,
+/// and what the loaded models hold on it now (measured by their runners).
+fn devices(out: &mut String, devices: &[DeviceInfo], loaded: &[Loaded]) {
+    let held = |id: &str| -> u64 {
+        loaded.iter().flat_map(|(_, r, _, _)| &r.info.devices).filter(|d| d.id == id).map(|d| d.bytes).sum()
+    };
+    let series: [(&str, &str, &dyn Fn(&DeviceInfo) -> u64); 3] = [
+        ("corral_device_memory_total_bytes", "Memory of each device llama.cpp found.", &|d| d.total_bytes),
+        ("corral_device_memory_free_at_start_bytes", "Free memory of each device when the server started.", &|d| {
+            d.free_bytes
+        }),
+        ("corral_device_memory_used_bytes", "Device memory held by the loaded models.", &|d| held(&d.id)),
+    ];
+    for (name, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge");
+        for d in devices {
+            let _ = writeln!(out, "{name}{{device=\"{}\",kind=\"{}\"}} {}", d.id, d.kind.as_str(), value(d));
+        }
+    }
+}
+
 pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let loaded = state.scheduler.loaded();
     let (mut running, mut queued, mut slots) = (0u64, 0u64, 0u64);
@@ -180,6 +202,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
     for (name, help, value) in counters {
         counter(&mut out, name, help, value);
     }
+    devices(&mut out, &state.config.backends.devices, &loaded);
     m.time_to_first_token.render(&mut out, "corral_time_to_first_token_seconds", "Time from request to first token.");
     m.inter_token_latency.render(&mut out, "corral_inter_token_latency_seconds", "Time between tokens of a stream.");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)

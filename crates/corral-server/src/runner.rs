@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_types::runner::{
-    CompletionRequest, EmbedRequest, Embedded, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner,
+    Backends, CompletionRequest, EmbedRequest, Embedded, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::unix::OwnedWriteHalf;
@@ -36,6 +36,52 @@ pub enum RunnerError {
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<FromRunner>>>>;
+
+/// How runner processes are started: the `corral` binary (as `corral runner`), and llama.cpp's
+/// library directory when one is configured (`CORRAL_LIBRARY_PATH`), which the runner loads its
+/// backends from and finds the llama.cpp libraries in (it goes first in `LD_LIBRARY_PATH`).
+#[derive(Debug, Clone)]
+pub struct Launcher {
+    pub exe: PathBuf,
+    pub library_dir: Option<PathBuf>,
+    /// `LD_LIBRARY_PATH` for runners when `library_dir` is set: that directory, then the
+    /// server's own value.
+    pub library_path: Option<std::ffi::OsString>,
+}
+
+impl Launcher {
+    /// A launcher for `exe` with the library directory found beside it.
+    pub fn new(exe: impl Into<PathBuf>) -> Self {
+        Launcher { exe: exe.into(), library_dir: None, library_path: None }
+    }
+
+    fn command(&self) -> Command {
+        let mut cmd = Command::new(&self.exe);
+        cmd.arg("runner");
+        if let Some(dir) = &self.library_dir {
+            cmd.arg("--libs").arg(dir);
+        }
+        if let Some(path) = &self.library_path {
+            cmd.env("LD_LIBRARY_PATH", path);
+        }
+        cmd
+    }
+
+    /// Starts a runner that only loads llama.cpp's backends and reports what it found: the CPU
+    /// variant, the devices with their memory, and the modules it refused.
+    pub async fn probe(&self, timeout: Duration) -> Result<Backends, String> {
+        let run = self.command().arg("--probe").stdin(Stdio::null()).kill_on_drop(true).output();
+        let out = tokio::time::timeout(timeout, run)
+            .await
+            .map_err(|_| format!("the device probe did not finish within {timeout:?}"))?
+            .map_err(|e| format!("could not start {} runner: {e}", self.exe.display()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(format!("the device probe failed ({}): {}", out.status, err.trim()));
+        }
+        serde_json::from_slice(&out.stdout).map_err(|e| format!("the device probe's answer is malformed: {e}"))
+    }
+}
 
 /// A live runner process.
 pub struct Runner {
@@ -61,7 +107,7 @@ impl Runner {
     /// Starts `exe runner` for `options` and waits until the model is loaded, calling `progress`
     /// with the fraction loaded. Gives up after `timeout` without progress.
     pub async fn start(
-        exe: &std::path::Path,
+        launcher: &Launcher,
         options: LoadOptions,
         timeout: Duration,
         progress: impl Fn(f32) + Send,
@@ -71,8 +117,9 @@ impl Runner {
         let socket: PathBuf = dir.path().join("runner.sock");
         let listener = UnixListener::bind(&socket).map_err(|e| load(format!("runner socket: {e}")))?;
         let json = serde_json::to_string(&options).expect("options serialise");
-        let mut child = Command::new(exe)
-            .arg("runner")
+        let exe = &launcher.exe;
+        let mut child = launcher
+            .command()
             .arg("--socket")
             .arg(&socket)
             .arg("--options")
@@ -177,7 +224,16 @@ impl Runner {
                 let _ = tx.send(FromRunner::Error { id, error: RUNNER_STOPPED.into() });
             }
         });
-        tracing::info!(runner = pid, model = %options.model_path, num_ctx = info.num_ctx, "model loaded");
+        tracing::info!(
+            runner = pid,
+            model = %options.model_path,
+            num_ctx = info.num_ctx,
+            parallel = info.parallel,
+            gpu_layers = format!("{}/{}", info.gpu_layers, info.layers),
+            size = %corral_types::format::human_bytes(info.memory_bytes),
+            gpu = %corral_types::format::human_bytes(info.gpu_bytes()),
+            "model loaded"
+        );
         Ok(Arc::new(Runner {
             writer: tokio::sync::Mutex::new(write),
             routes,

@@ -12,22 +12,26 @@
 //! - At most `max_queue` requests may wait; more get 503.
 //! - A dead runner (its process exited) is dropped and the next request loads a fresh one.
 
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use corral_types::duration::KeepAlive;
-use corral_types::runner::LoadOptions;
+use corral_types::runner::{DeviceInfo, LoadOptions};
 use tokio::sync::Notify;
 
-use crate::runner::{Runner, RunnerError};
+use crate::placement::{self, Decision, GpuConfig};
+use crate::runner::{Launcher, Runner, RunnerError};
 
 /// Scheduler settings.
 #[derive(Debug, Clone)]
 pub struct SchedConfig {
-    /// The `corral` binary, started as `corral runner`.
-    pub runner_exe: PathBuf,
+    /// How runners are started.
+    pub launcher: Launcher,
+    /// The devices the runner probe found at start, with their free memory then.
+    pub devices: Vec<DeviceInfo>,
+    /// GPU settings from the environment.
+    pub gpu: GpuConfig,
     /// `OLLAMA_MAX_LOADED_MODELS` (0 means 3).
     pub max_loaded: usize,
     /// `OLLAMA_MAX_QUEUE`.
@@ -57,6 +61,8 @@ pub struct LoadRequest {
     pub keep_alive: KeepAlive,
     /// Estimated bytes of weights and KV cache.
     pub estimate: u64,
+    /// What placement needs to know of the model.
+    pub needs: placement::Needs,
 }
 
 enum State {
@@ -74,6 +80,8 @@ struct Slot {
     /// When an idle runner is unloaded; `None` while busy or kept forever.
     expires: Option<Instant>,
     keep_alive: KeepAlive,
+    /// GPU bytes a loading runner is expected to take, by device (until it reports its own).
+    planned: Vec<(String, u64)>,
 }
 
 impl Slot {
@@ -84,9 +92,18 @@ impl Slot {
             && have.num_batch == want.num_batch
             && have.num_thread == want.num_thread
             && have.num_gpu == want.num_gpu
+            && have.main_gpu == want.main_gpu
             && have.use_mmap == want.use_mmap
             && have.parallel == want.parallel
             && have.num_ctx >= want.num_ctx
+    }
+
+    /// GPU bytes held on device `id`: measured once loaded, expected while loading.
+    fn gpu_bytes(&self, id: &str) -> u64 {
+        match &self.state {
+            State::Ready(r) => r.info.devices.iter().filter(|d| d.id == id).map(|d| d.bytes).sum(),
+            State::Loading => self.planned.iter().filter(|(d, _)| d == id).map(|(_, b)| *b).sum(),
+        }
     }
 
     fn runner(&self) -> Option<&Arc<Runner>> {
@@ -105,6 +122,10 @@ pub struct Scheduler {
     waiting: AtomicUsize,
     changed: Notify,
 }
+
+/// A loaded model for `/api/ps` and `/metrics`: its request, runner, when it expires (`None`:
+/// never, or busy), and whether it is kept forever.
+pub type Loaded = (LoadRequest, Arc<Runner>, Option<Instant>, bool);
 
 /// A runner in use by one request. Dropping it releases the runner (restarting its keep-alive).
 pub struct Lease {
@@ -208,7 +229,7 @@ impl Scheduler {
             notified.as_mut().enable();
             match self.try_acquire(&req) {
                 Step::Got(lease) => return Ok(lease),
-                Step::Load(id) => return self.load(id, req).await,
+                Step::Load(id, options) => return self.load(id, req, options).await,
                 Step::Wait => {
                     // Woken by a release or an unload; the timeout guards against a missed wake.
                     let _ = tokio::time::timeout(Duration::from_secs(1), notified).await;
@@ -232,35 +253,54 @@ impl Scheduler {
         if slots.iter().any(|s| matches!(s.state, State::Loading) && s.serves(&req.options)) {
             return Step::Wait;
         }
-        // Make room: by count, then by memory, evicting idle runners least recently used first.
+        // Make room: by count, by GPU memory (see `placement`), then by host memory, evicting
+        // idle runners least recently used first.
         let mut available = available_memory().unwrap_or(u64::MAX);
-        loop {
+        let plan = loop {
             let over_count = slots.len() >= self.max_loaded();
-            let over_memory = req.estimate > available;
-            if !over_count && !over_memory {
-                break;
-            }
-            let victim = slots
-                .iter()
-                .enumerate()
-                .filter(|(_, s)| s.refs == 0 && matches!(s.state, State::Ready(_)))
-                .min_by_key(|(_, s)| s.last_used)
-                .map(|(i, _)| i);
-            match victim {
-                Some(i) => {
-                    let s = slots.remove(i);
-                    tracing::info!(model = %s.request.name, over_count, over_memory, "evicting model to make room");
-                    available = available.saturating_add(s.request.estimate);
-                    if let Some(r) = s.runner() {
-                        r.kill();
+            let (victim, why) = match self.gpu_decision(&slots, req, now) {
+                Decision::Wait => return Step::Wait,
+                Decision::Evict(i) => (Some(i), "GPU memory"),
+                Decision::Load(plan) => {
+                    // What stays on the host.
+                    let host = req.estimate.saturating_sub(plan.expected_gpu_bytes());
+                    let over_memory = host > available;
+                    if !over_count && !over_memory {
+                        break plan;
+                    }
+                    let victim = slots
+                        .iter()
+                        .enumerate()
+                        .filter(|(_, s)| s.refs == 0 && matches!(s.state, State::Ready(_)))
+                        .min_by_key(|(_, s)| s.last_used)
+                        .map(|(i, _)| i);
+                    match victim {
+                        Some(i) => (Some(i), if over_count { "count" } else { "memory" }),
+                        // Nothing idle to evict: wait if it is the count; try anyway if it is
+                        // memory (the estimate is rough, and the load fails cleanly if it really
+                        // does not fit).
+                        None if over_count => return Step::Wait,
+                        None => break plan,
                     }
                 }
-                // Nothing idle to evict: wait if it is the count; try anyway if it is memory
-                // (the estimate is rough, and the load fails cleanly if it really does not fit).
-                None if over_count => return Step::Wait,
-                None => break,
+            };
+            if let Some(i) = victim {
+                let s = slots.remove(i);
+                tracing::info!(model = %s.request.name, reason = why, "evicting model to make room");
+                let gpu = s.runner().map_or(0, |r| r.info.gpu_bytes());
+                available = available.saturating_add(s.request.estimate.saturating_sub(gpu));
+                if let Some(r) = s.runner() {
+                    r.kill();
+                }
             }
-        }
+        };
+        let gpus = self.gpus(&slots);
+        let planned = gpus.iter().zip(&plan.expected).map(|(g, b)| (g.id.clone(), *b)).filter(|(_, b)| *b > 0).collect();
+        let mut options = req.options.clone();
+        options.main_gpu = plan.main_gpu;
+        options.gpu_margin = plan.margin;
+        options.flash_attention = plan.flash_attention;
+        options.kv_cache_type = plan.kv_cache_type;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         slots.push(Slot {
             id,
@@ -270,11 +310,32 @@ impl Scheduler {
             last_used: now,
             expires: None,
             keep_alive: req.keep_alive,
+            planned,
         });
-        Step::Load(id)
+        Step::Load(id, options)
     }
 
-    async fn load(self: &Arc<Self>, id: u64, req: LoadRequest) -> Result<Lease, SchedError> {
+    /// The GPUs with what loaded and loading runners hold taken off.
+    fn gpus(&self, slots: &[Slot]) -> Vec<placement::Gpu> {
+        placement::Gpu::from_devices(&self.config.devices, |id| slots.iter().map(|s| s.gpu_bytes(id)).sum())
+    }
+
+    /// Whether `req` may load now as far as GPU memory goes, or who must make room.
+    fn gpu_decision(&self, slots: &[Slot], req: &LoadRequest, now: Instant) -> Decision {
+        let loaded: Vec<placement::Loaded> = slots
+            .iter()
+            .map(|s| placement::Loaded {
+                gpu_bytes: self.config.devices.iter().map(|d| s.gpu_bytes(&d.id)).sum(),
+                idle: s.refs == 0 && s.runner().is_some(),
+                last_used: u64::MAX - now.saturating_duration_since(s.last_used).as_nanos().min(u64::MAX as u128) as u64,
+            })
+            .collect();
+        let ask = placement::Ask { num_gpu: req.options.num_gpu, main_gpu: req.options.main_gpu };
+        placement::decide(&self.gpus(slots), &loaded, &req.needs, &ask, &self.config.gpu)
+    }
+
+    /// Starts the runner of slot `id` with `options` (the request's, with the placement filled in).
+    async fn load(self: &Arc<Self>, id: u64, req: LoadRequest, options: LoadOptions) -> Result<Lease, SchedError> {
         tracing::info!(model = %req.name, num_ctx = req.options.num_ctx, "loading model");
         // If this future is dropped (the client left), the slot must not stay "loading".
         struct Abandon<'a>(&'a Scheduler, u64, bool);
@@ -287,8 +348,7 @@ impl Scheduler {
             }
         }
         let mut guard = Abandon(self, id, false);
-        let started =
-            Runner::start(&self.config.runner_exe, req.options.clone(), self.config.load_timeout, |_| {}).await;
+        let started = Runner::start(&self.config.launcher, options, self.config.load_timeout, |_| {}).await;
         let mut slots = self.lock();
         let result = match started {
             Ok(runner) => match slots.iter_mut().find(|s| s.id == id) {
@@ -361,7 +421,7 @@ impl Scheduler {
     }
 
     /// Loaded runners for `/api/ps`: request, runner, and when it expires (`None`: never, or busy).
-    pub fn loaded(&self) -> Vec<(LoadRequest, Arc<Runner>, Option<Instant>, bool)> {
+    pub fn loaded(&self) -> Vec<Loaded> {
         let slots = self.lock();
         let mut out: Vec<_> = slots
             .iter()
@@ -387,6 +447,6 @@ impl Scheduler {
 
 enum Step {
     Got(Lease),
-    Load(u64),
+    Load(u64, LoadOptions),
     Wait,
 }

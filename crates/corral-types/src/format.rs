@@ -5,6 +5,22 @@
 use chrono::{DateTime, Utc};
 use serde_json::Value;
 
+/// The `PROCESSOR` column of `ollama ps`: where a loaded model's memory is, from its `size` and
+/// `size_vram`. The CPU share is rounded; the GPU share is the rest.
+pub fn processor(size: u64, size_vram: u64) -> String {
+    if size_vram == 0 {
+        return "100% CPU".into();
+    }
+    if size_vram == size {
+        return "100% GPU".into();
+    }
+    if size_vram > size || size == 0 {
+        return "Unknown".into();
+    }
+    let cpu = ((size - size_vram) as f64 / size as f64 * 100.0).round() as u64;
+    format!("{cpu}%/{}% CPU/GPU", 100 - cpu)
+}
+
 /// `format.HumanBytes`: decimal units, no decimals from 10 up, one decimal below when fractional.
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [(u64, &str); 4] =
@@ -246,5 +262,16 @@ mod tests {
         assert_eq!(go_quote("a\"b\\c\nd\x01"), "\"a\\\"b\\\\c\\nd\\x01\"");
         assert_eq!(go_value_sharp(&Value::from("x")), "\"x\"");
         assert_eq!(go_value_sharp(&Value::from(true)), "true");
+    }
+
+    #[test]
+    fn processor_column() {
+        assert_eq!(processor(1000, 0), "100% CPU");
+        assert_eq!(processor(0, 0), "100% CPU");
+        assert_eq!(processor(1000, 1000), "100% GPU");
+        assert_eq!(processor(1000, 1001), "Unknown");
+        assert_eq!(processor(1000, 770), "23%/77% CPU/GPU");
+        assert_eq!(processor(1000, 995), "1%/99% CPU/GPU", "rounded, not truncated");
+        assert_eq!(processor(3, 1), "67%/33% CPU/GPU");
     }
 }

@@ -8,7 +8,7 @@
 use serde::{Deserialize, Serialize};
 
 /// How to load a model. Changing any of these needs a new runner.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct LoadOptions {
     pub model_path: String,
     /// LoRA adapters and their scales.
@@ -23,6 +23,19 @@ pub struct LoadOptions {
     pub num_thread: u32,
     /// Layers to offload to a GPU (-1 = as many as fit; 0 = CPU only).
     pub num_gpu: i32,
+    /// Keep the whole model on this GPU (an index among the GPUs) instead of splitting its layers
+    /// across all of them.
+    #[serde(default)]
+    pub main_gpu: Option<u32>,
+    /// Bytes each GPU keeps free when llama.cpp fits the layers (`num_gpu` -1).
+    #[serde(default)]
+    pub gpu_margin: u64,
+    /// Flash attention: `None` lets llama.cpp decide.
+    #[serde(default)]
+    pub flash_attention: Option<bool>,
+    /// Element type of the K and V caches.
+    #[serde(default)]
+    pub kv_cache_type: KvCacheType,
     pub use_mmap: Option<bool>,
     /// Let llama.cpp log to stderr.
     #[serde(default)]
@@ -30,6 +43,115 @@ pub struct LoadOptions {
     /// An embedding model: the context returns pooled embeddings instead of logits.
     #[serde(default)]
     pub embedding: bool,
+}
+
+/// Element type of the KV cache (`OLLAMA_KV_CACHE_TYPE`). The quantized types need flash
+/// attention.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KvCacheType {
+    #[default]
+    F16,
+    Q8_0,
+    Q4_0,
+}
+
+impl KvCacheType {
+    /// Ollama's names: `f16`, `q8_0`, `q4_0`.
+    pub fn parse(s: &str) -> Option<KvCacheType> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f16" => Some(KvCacheType::F16),
+            "q8_0" => Some(KvCacheType::Q8_0),
+            "q4_0" => Some(KvCacheType::Q4_0),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            KvCacheType::F16 => "f16",
+            KvCacheType::Q8_0 => "q8_0",
+            KvCacheType::Q4_0 => "q4_0",
+        }
+    }
+
+    /// Bytes of `n` cache elements (ggml's block sizes: 32 elements in 34 or 18 bytes).
+    pub fn bytes(self, n: u64) -> u64 {
+        match self {
+            KvCacheType::F16 => n * 2,
+            KvCacheType::Q8_0 => n.div_ceil(32) * 34,
+            KvCacheType::Q4_0 => n.div_ceil(32) * 18,
+        }
+    }
+
+    pub fn quantized(self) -> bool {
+        self != KvCacheType::F16
+    }
+}
+
+/// What kind of compute device llama.cpp reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeviceKind {
+    Cpu,
+    Gpu,
+    /// A GPU sharing the host's memory.
+    IntegratedGpu,
+    Accelerator,
+}
+
+impl DeviceKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeviceKind::Cpu => "cpu",
+            DeviceKind::Gpu => "gpu",
+            DeviceKind::IntegratedGpu => "integrated_gpu",
+            DeviceKind::Accelerator => "accelerator",
+        }
+    }
+}
+
+/// One device llama.cpp can run on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceInfo {
+    /// llama.cpp's name for it: `CPU`, `CUDA0`…
+    pub id: String,
+    pub description: String,
+    pub kind: DeviceKind,
+    pub total_bytes: u64,
+    pub free_bytes: u64,
+}
+
+impl DeviceInfo {
+    /// Holds model layers of its own (not host memory the CPU backend uses anyway).
+    pub fn is_gpu(&self) -> bool {
+        matches!(self.kind, DeviceKind::Gpu | DeviceKind::IntegratedGpu)
+    }
+}
+
+/// What a runner found when it loaded llama.cpp's backends (`corral runner --probe`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Backends {
+    /// The directory the backend modules came from.
+    pub library_dir: String,
+    /// Identity of the ggml source this build expects of every module.
+    pub source: String,
+    /// The CPU backend variant loaded (`haswell`, `skylakex`, `zen4`…), by its file name.
+    pub cpu_variant: Option<String>,
+    /// Other backend modules loaded (`cuda`…).
+    #[serde(default)]
+    pub gpu_backends: Vec<String>,
+    pub devices: Vec<DeviceInfo>,
+    /// Modules found and not loaded, each with the reason.
+    #[serde(default)]
+    pub refused: Vec<String>,
+}
+
+/// Bytes of a device's memory a loaded model holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceUse {
+    pub id: String,
+    pub bytes: u64,
 }
 
 /// Texts to embed, together.
@@ -189,6 +311,22 @@ pub struct RunnerInfo {
     pub memory_bytes: u64,
     /// Whether the model adds a BOS token itself.
     pub add_bos: bool,
+    /// Layers of the model, and how many of them run on GPUs.
+    #[serde(default)]
+    pub layers: u32,
+    #[serde(default)]
+    pub gpu_layers: u32,
+    /// GPU memory taken by the load (weights, KV cache, compute buffers), per device, measured
+    /// as the drop in the device's free memory.
+    #[serde(default)]
+    pub devices: Vec<DeviceUse>,
+}
+
+impl RunnerInfo {
+    /// Bytes on GPUs: the `size_vram` of `/api/ps`.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.devices.iter().map(|d| d.bytes).sum()
+    }
 }
 
 /// Server → runner.

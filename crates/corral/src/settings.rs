@@ -43,6 +43,18 @@ pub const CORRAL_CA_BUNDLE: &str = "CORRAL_CA_BUNDLE";
 pub const CORRAL_PULL_CONNECTIONS: &str = "CORRAL_PULL_CONNECTIONS";
 /// Bytes per ranged request of a blob download (default 32 MiB).
 pub const CORRAL_PULL_PART_SIZE: &str = "CORRAL_PULL_PART_SIZE";
+/// llama.cpp's library directory (default: `lib/corral` beside the executable, or `../lib/corral`).
+pub const CORRAL_LIBRARY_PATH: &str = "CORRAL_LIBRARY_PATH";
+/// The dynamic loader's search path; runners get the library directory in front of it.
+pub const LD_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
+/// Bytes of memory kept free on each GPU.
+pub const OLLAMA_GPU_OVERHEAD: &str = "OLLAMA_GPU_OVERHEAD";
+/// Spread every model across all GPUs.
+pub const OLLAMA_SCHED_SPREAD: &str = "OLLAMA_SCHED_SPREAD";
+/// Flash attention: unset lets llama.cpp decide; a boolean forces it.
+pub const OLLAMA_FLASH_ATTENTION: &str = "OLLAMA_FLASH_ATTENTION";
+/// KV cache element type: `f16`, `q8_0`, `q4_0`.
+pub const OLLAMA_KV_CACHE_TYPE: &str = "OLLAMA_KV_CACHE_TYPE";
 /// Any value turns colour off (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -62,7 +74,8 @@ pub struct Settings {
     /// `NO_COLOR` is set.
     pub no_color: bool,
     pub keep_alive: corral_types::duration::KeepAlive,
-    pub context_length: u32,
+    /// `OLLAMA_CONTEXT_LENGTH`; unset, the server chooses from the GPUs' memory.
+    pub context_length: Option<u32>,
     pub num_parallel: u32,
     pub max_loaded_models: usize,
     pub max_queue: usize,
@@ -71,6 +84,11 @@ pub struct Settings {
     pub nohistory: bool,
     /// Registry client options (the identity key is loaded by `serve`, which may create it).
     pub registry: corral_registry::RegistryOptions,
+    /// `CORRAL_LIBRARY_PATH`.
+    pub library_dir: Option<PathBuf>,
+    /// `LD_LIBRARY_PATH` for runners when `library_dir` is set: it, then the inherited value.
+    pub runner_library_path: Option<String>,
+    pub gpu: corral_server::GpuConfig,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -182,6 +200,30 @@ fn registry_credentials(get: &impl Fn(&str) -> Option<String>) -> Result<corral_
     Ok(creds)
 }
 
+/// Ollama's GPU knobs. A value that does not parse is reported and ignored.
+fn gpu_config(get: &impl Fn(&str) -> Option<String>) -> corral_server::GpuConfig {
+    let flash_attention = get(OLLAMA_FLASH_ATTENTION).filter(|v| !v.trim().is_empty()).and_then(|v| {
+        let parsed = corral_types::params::parse_go_bool(v.trim());
+        if parsed.is_none() {
+            eprintln!("warning: invalid environment variable {OLLAMA_FLASH_ATTENTION}={v:?}, letting llama.cpp decide");
+        }
+        parsed
+    });
+    let kv_cache_type = match get(OLLAMA_KV_CACHE_TYPE).filter(|v| !v.trim().is_empty()) {
+        None => corral_types::runner::KvCacheType::F16,
+        Some(v) => corral_types::runner::KvCacheType::parse(&v).unwrap_or_else(|| {
+            eprintln!("warning: invalid environment variable {OLLAMA_KV_CACHE_TYPE}={v:?} (f16, q8_0 or q4_0), using f16");
+            corral_types::runner::KvCacheType::F16
+        }),
+    };
+    corral_server::GpuConfig {
+        overhead: env_uint(OLLAMA_GPU_OVERHEAD, get(OLLAMA_GPU_OVERHEAD), 0),
+        spread: env_bool(get(OLLAMA_SCHED_SPREAD)),
+        flash_attention,
+        kv_cache_type,
+    }
+}
+
 fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -206,6 +248,7 @@ impl Settings {
                 PathBuf::from(home).join(".ollama").join("models")
             }
         };
+        let library_dir = get(CORRAL_LIBRARY_PATH).filter(|d| !d.trim().is_empty()).map(|d| PathBuf::from(d.trim()));
         let origins =
             get(OLLAMA_ORIGINS).map(|o| o.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect());
         Ok(Settings {
@@ -223,8 +266,9 @@ impl Settings {
                 }
                 None => corral_types::duration::KeepAlive::For(std::time::Duration::from_secs(300)),
             },
-            context_length: env_uint(OLLAMA_CONTEXT_LENGTH, get(OLLAMA_CONTEXT_LENGTH), 4096).clamp(4, u32::MAX as u64)
-                as u32,
+            context_length: get(OLLAMA_CONTEXT_LENGTH)
+                .filter(|v| !v.trim().is_empty())
+                .map(|v| env_uint(OLLAMA_CONTEXT_LENGTH, Some(v), 4096).clamp(4, u32::MAX as u64) as u32),
             num_parallel: env_uint(OLLAMA_NUM_PARALLEL, get(OLLAMA_NUM_PARALLEL), 0).min(256) as u32,
             max_loaded_models: env_uint(OLLAMA_MAX_LOADED_MODELS, get(OLLAMA_MAX_LOADED_MODELS), 0) as usize,
             max_queue: env_uint(OLLAMA_MAX_QUEUE, get(OLLAMA_MAX_QUEUE), 512) as usize,
@@ -251,6 +295,12 @@ impl Settings {
                 connections: env_uint(CORRAL_PULL_CONNECTIONS, get(CORRAL_PULL_CONNECTIONS), 4).clamp(1, 64) as usize,
                 part_size: env_uint(CORRAL_PULL_PART_SIZE, get(CORRAL_PULL_PART_SIZE), 32 << 20).max(1 << 16),
             },
+            library_dir: library_dir.clone(),
+            runner_library_path: library_dir.map(|dir| match get(LD_LIBRARY_PATH).filter(|p| !p.is_empty()) {
+                Some(rest) => format!("{}:{rest}", dir.display()),
+                None => dir.display().to_string(),
+            }),
+            gpu: gpu_config(&get),
         })
     }
 }
@@ -295,5 +345,42 @@ mod tests {
         let s = Settings::from_lookup(vars(&[("OLLAMA_MODELS", "/m"), ("OLLAMA_NOPRUNE", "0")])).unwrap();
         assert_eq!(s.models_dir, PathBuf::from("/m"));
         assert!(!s.noprune);
+        assert_eq!(s.context_length, None, "unset: chosen from the GPUs");
+        assert_eq!((s.library_dir, s.runner_library_path), (None, None));
+        assert_eq!(s.gpu, corral_server::GpuConfig::default());
+    }
+
+    #[test]
+    fn gpu_knobs() {
+        use corral_types::runner::KvCacheType;
+        let vars = |pairs: &'static [(&'static str, &'static str)]| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string())
+        };
+        let s = Settings::from_lookup(vars(&[
+            ("HOME", "/h"),
+            ("OLLAMA_GPU_OVERHEAD", "536870912"),
+            ("OLLAMA_SCHED_SPREAD", "1"),
+            ("OLLAMA_FLASH_ATTENTION", "false"),
+            ("OLLAMA_KV_CACHE_TYPE", "Q8_0"),
+            ("OLLAMA_CONTEXT_LENGTH", "8192"),
+            ("CORRAL_LIBRARY_PATH", "/opt/corral/lib"),
+            ("LD_LIBRARY_PATH", "/usr/local/cuda/lib64"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            s.gpu,
+            corral_server::GpuConfig {
+                overhead: 512 << 20,
+                spread: true,
+                flash_attention: Some(false),
+                kv_cache_type: KvCacheType::Q8_0
+            }
+        );
+        assert_eq!(s.context_length, Some(8192));
+        assert_eq!(s.library_dir, Some(PathBuf::from("/opt/corral/lib")));
+        assert_eq!(s.runner_library_path.as_deref(), Some("/opt/corral/lib:/usr/local/cuda/lib64"));
+        let s = Settings::from_lookup(vars(&[("HOME", "/h"), ("OLLAMA_KV_CACHE_TYPE", "q2"), ("OLLAMA_FLASH_ATTENTION", "")]))
+            .unwrap();
+        assert_eq!((s.gpu.kv_cache_type, s.gpu.flash_attention), (KvCacheType::F16, None));
     }
 }

@@ -16,9 +16,11 @@ use corral_gguf::Gguf;
 use corral_store::{Model, ModelError, StoreError};
 use corral_types::api::{ChatResponse, GenerateResponse, Message, Metrics};
 use corral_types::duration::KeepAlive;
+use corral_types::runner::KvCacheType;
 use corral_types::ModelName;
 use serde_json::Value;
 
+use crate::placement::Needs;
 use crate::sched::{Lease, LoadRequest, SchedError};
 use crate::stream::{answer_stream, to_line, Framing};
 use crate::{ApiError, AppState};
@@ -115,14 +117,20 @@ pub fn keep_alive(state: &AppState, v: Option<&Value>) -> Result<KeepAlive, ApiE
     }
 }
 
-/// Rough memory a runner of this model needs: the weights plus an f16 KV cache.
-fn estimate(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> u64 {
+/// What placement knows of a runner of this model: its weights, KV cache elements for `num_ctx`
+/// positions in each of `parallel` slots, and its blocks.
+fn needs(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> Needs {
     let layers = g.arch_u64("block_count").unwrap_or(0);
     let embd = g.arch_u64("embedding_length").unwrap_or(0);
     let heads = g.arch_u64("attention.head_count").unwrap_or(1).max(1);
     let kv_heads = g.arch_u64("attention.head_count_kv").unwrap_or(heads);
-    let kv = 2 * 2 * layers * u64::from(num_ctx) * u64::from(parallel) * (embd / heads) * kv_heads;
-    weights_bytes + kv
+    let kv_elements = 2 * layers * u64::from(num_ctx) * u64::from(parallel) * (embd / heads) * kv_heads;
+    Needs { weights: weights_bytes, kv_elements, layers: u32::try_from(layers).unwrap_or(u32::MAX) }
+}
+
+/// Rough memory a runner of this model needs: the weights plus the KV cache.
+fn estimate(needs: &Needs, kv: KvCacheType) -> u64 {
+    needs.weights.saturating_add(kv.bytes(needs.kv_elements))
 }
 
 /// Sequences decoded together when `OLLAMA_NUM_PARALLEL` is unset: 4, or fewer when a runner
@@ -131,6 +139,17 @@ fn estimate(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> u64 {
 fn auto_parallel(needs: impl Fn(u32) -> u64, available: Option<u64>) -> u32 {
     let Some(available) = available else { return 4 };
     [4, 2].into_iter().find(|p| needs(*p) <= available / 4 * 3).unwrap_or(1)
+}
+
+/// Free memory of the GPUs a model may use (none with `num_gpu` 0), as the probe saw it at start.
+fn gpu_room(state: &AppState, num_gpu: i32) -> u64 {
+    if num_gpu == 0 {
+        return 0;
+    }
+    crate::placement::Gpu::from_devices(&state.config.backends.devices, |_| 0)
+        .iter()
+        .map(|g| g.free.saturating_sub(crate::placement::FIT_MARGIN + state.config.gpu.overhead))
+        .sum()
 }
 
 /// Schedules a runner for `resolved` with `opts`.
@@ -142,10 +161,12 @@ pub async fn acquire(
 ) -> Result<Lease, ApiError> {
     let weights = std::fs::metadata(&opts.load.model_path).map(|m| m.len()).unwrap_or(0);
     let mut options = opts.load.clone();
+    let kv = state.config.gpu.kv_cache_type;
     if options.parallel == 0 {
-        options.parallel =
-            auto_parallel(|p| estimate(&r.gguf, weights, options.num_ctx, p), crate::sched::available_memory());
+        let room = crate::sched::available_memory().map(|host| host.saturating_add(gpu_room(state, options.num_gpu)));
+        options.parallel = auto_parallel(|p| estimate(&needs(&r.gguf, weights, options.num_ctx, p), kv), room);
     }
+    let needs = needs(&r.gguf, weights, options.num_ctx, options.parallel);
     let config = &r.model.config;
     let req = LoadRequest {
         name: r.short_name(),
@@ -158,7 +179,8 @@ pub async fn acquire(
             parameter_size: config.model_type.clone(),
             quantization_level: config.file_type.clone(),
         },
-        estimate: estimate(&r.gguf, weights, options.num_ctx, options.parallel),
+        estimate: estimate(&needs, kv),
+        needs,
         options,
         keep_alive,
     };

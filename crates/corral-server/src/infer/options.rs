@@ -62,6 +62,7 @@ pub fn effective(
     let mut num_batch = 512;
     let mut num_thread = defaults.num_thread;
     let mut num_gpu = -1;
+    let mut main_gpu = None;
     let mut use_mmap = None;
     for (k, v) in &merged {
         match k.as_str() {
@@ -91,6 +92,7 @@ pub fn effective(
             "num_batch" => num_batch = i64_of(v).unwrap_or(512).clamp(1, 1 << 16) as u32,
             "num_thread" => num_thread = i64_of(v).unwrap_or(0).clamp(0, 1024) as u32,
             "num_gpu" => num_gpu = i64_of(v).unwrap_or(-1).clamp(-1, 1 << 16) as i32,
+            "main_gpu" => main_gpu = i64_of(v).filter(|n| (0..=1 << 16).contains(n)).map(|n| n as u32),
             "use_mmap" => use_mmap = v.as_bool(),
             _ => {}
         }
@@ -111,9 +113,9 @@ pub fn effective(
             num_batch,
             num_thread,
             num_gpu,
+            main_gpu,
             use_mmap,
-            verbose: false,
-            embedding: false,
+            ..Default::default()
         },
     })
 }

@@ -29,7 +29,7 @@ pub(super) async fn ps(State(state): State<AppState>) -> Json<ProcessResponse> {
                 digest: req.digest,
                 details: req.details,
                 expires_at: Local::now() + TimeDelta::from_std(left).unwrap_or(TimeDelta::MAX),
-                size_vram: 0,
+                size_vram: runner.info.gpu_bytes().min(runner.info.memory_bytes),
                 context_length: runner.info.num_ctx,
             }
         })

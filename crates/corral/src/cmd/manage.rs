@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use corral_client::{Client, ClientError};
-use corral_types::format::{human_bytes, human_time};
+use corral_types::format::{human_bytes, human_time, processor};
 
 use crate::table;
 
@@ -48,15 +48,7 @@ pub async fn ps(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut rows = vec![["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"].map(String::from).to_vec()];
     for m in models.into_iter().filter(|m| prefix.is_none_or(|p| m.name.starts_with(p))) {
-        let processor = match (m.size, m.size_vram) {
-            (0, _) => "Unknown".to_string(),
-            (_, 0) => "100% CPU".to_string(),
-            (s, v) if v >= s => "100% GPU".to_string(),
-            (s, v) => {
-                let gpu = v * 100 / s;
-                format!("{}%/{}% CPU/GPU", 100 - gpu, gpu)
-            }
-        };
+        let processor = processor(m.size, m.size_vram);
         let expires = m.expires_at.with_timezone(&Utc);
         let until = if expires < now { "Stopping...".to_string() } else { human_time(expires, now) };
         rows.push(vec![

@@ -18,11 +18,17 @@ use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
 #[derive(clap::Args)]
 pub struct Args {
     /// Unix socket the server listens on
-    #[arg(long)]
-    socket: PathBuf,
+    #[arg(long, required_unless_present = "probe")]
+    socket: Option<PathBuf>,
     /// Load options, as JSON
+    #[arg(long, required_unless_present = "probe")]
+    options: Option<String>,
+    /// Directory of llama.cpp's backend modules (default: lib/corral beside the executable)
     #[arg(long)]
-    options: String,
+    libs: Option<PathBuf>,
+    /// Load the backends, print what was found (JSON) and exit
+    #[arg(long)]
+    probe: bool,
 }
 
 type Writer = Arc<Mutex<BufWriter<UnixStream>>>;
@@ -35,8 +41,23 @@ fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let options: LoadOptions = serde_json::from_str(&args.options).context("invalid --options")?;
-    let stream = UnixStream::connect(&args.socket).with_context(|| format!("connect {}", args.socket.display()))?;
+    if args.probe {
+        // What the server logs at start and places models with.
+        let backends = corral_engine::backends::load(args.libs.as_deref()).map_err(anyhow::Error::msg)?;
+        println!("{}", serde_json::to_string(backends)?);
+        return Ok(());
+    }
+    let (Some(socket), Some(options)) = (args.socket, args.options) else {
+        anyhow::bail!("--socket and --options are required");
+    };
+    let options: LoadOptions = serde_json::from_str(&options).context("invalid --options")?;
+    let stream = UnixStream::connect(&socket).with_context(|| format!("connect {}", socket.display()))?;
+    // Before the engine initialises llama.cpp; a failure is reported as a failed load.
+    if let Err(e) = corral_engine::backends::load(args.libs.as_deref()) {
+        let writer = Arc::new(Mutex::new(BufWriter::new(stream)));
+        send(&writer, &FromRunner::LoadFailed { error: e.clone() })?;
+        anyhow::bail!(e);
+    }
     let writer: Writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
 
     let progress_writer = writer.clone();

@@ -1,7 +1,7 @@
 //! `corral serve`.
 
 use anyhow::Context;
-use corral_server::{AppState, ServerConfig};
+use corral_server::{AppState, Backends, Launcher, ServerConfig};
 use tokio::net::TcpListener;
 
 use crate::settings::Settings;
@@ -18,14 +18,22 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let bind = settings.host.bind_addr();
     let listener = TcpListener::bind(&bind).await.with_context(|| format!("could not listen on {bind}"))?;
     let addr = listener.local_addr()?;
+    let launcher = Launcher {
+        exe: std::env::current_exe().context("cannot find the corral binary to start runners")?,
+        library_dir: settings.library_dir.clone(),
+        library_path: settings.runner_library_path.clone().map(Into::into),
+    };
+    let backends = probe(&launcher).await;
     let config = ServerConfig {
         origins: settings.origins.clone(),
         noprune: settings.noprune,
         hostname: settings.hostname.clone(),
-        runner_exe: std::env::current_exe().context("cannot find the corral binary to start runners")?,
+        launcher,
         keep_alive: settings.keep_alive,
         defaults: corral_server::Defaults {
-            num_ctx: settings.context_length,
+            num_ctx: settings
+                .context_length
+                .unwrap_or_else(|| corral_server::default_context_length(&backends.devices, settings.gpu.overhead)),
             parallel: settings.num_parallel,
             num_thread: settings.num_thread,
         },
@@ -33,6 +41,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         max_queue: settings.max_queue,
         load_timeout: settings.load_timeout,
         registry: registry_options(&settings),
+        backends,
+        gpu: settings.gpu.clone(),
         ..ServerConfig::new(&settings.models_dir)
     };
     let state = AppState::new(config, addr)
@@ -45,6 +55,40 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     corral_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped");
     Ok(())
+}
+
+/// What llama.cpp finds on this machine, from a runner started only to load the backends (the
+/// server itself never initialises llama.cpp). Logged; without it the server runs CPU-only as far
+/// as placement goes, and each load reports its own failure.
+async fn probe(launcher: &Launcher) -> Backends {
+    match launcher.probe(std::time::Duration::from_secs(60)).await {
+        Ok(b) => {
+            for why in &b.refused {
+                tracing::warn!("backend refused, running without it: {why}");
+            }
+            tracing::info!(
+                dir = %b.library_dir,
+                variant = b.cpu_variant.as_deref().unwrap_or("none"),
+                gpu_backends = %b.gpu_backends.join(","),
+                "llama.cpp CPU backend"
+            );
+            for d in &b.devices {
+                tracing::info!(
+                    device = %d.id,
+                    kind = d.kind.as_str(),
+                    total = %corral_types::format::human_bytes(d.total_bytes),
+                    free = %corral_types::format::human_bytes(d.free_bytes),
+                    "{}",
+                    d.description
+                );
+            }
+            b
+        }
+        Err(e) => {
+            tracing::error!("could not load llama.cpp's backends: {e}");
+            Backends::default()
+        }
+    }
 }
 
 /// The registry options, with Ollama's identity key (`~/.ollama/id_ed25519`), created on the first

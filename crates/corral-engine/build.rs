@@ -1,0 +1,121 @@
+//! Puts llama.cpp's shared libraries and backend modules, as `llama-cpp-sys-2` built them, into
+//! one directory beside the binaries: `target/<profile>/lib/corral/`. A binary finds it through
+//! its run path (`$ORIGIN/lib/corral`, or `$ORIGIN/../lib/corral` for test binaries in `deps/`
+//! and for an installed `bin/` + `lib/` layout), so `target/release/corral` runs in place and
+//! after being copied anywhere together with that directory.
+//!
+//! Beside each library goes `<file>.source`: the identity of the ggml source it was built from
+//! (see [`source_id`]). The same identity is compiled into the engine (`CORRAL_GGML_SOURCE`), and
+//! the engine refuses a backend module whose identity differs: ggml checks only an API version, and
+//! a backend from other source fails later with asserts or wrong output.
+
+use std::path::{Path, PathBuf};
+use std::{env, fs};
+
+use sha2::{Digest, Sha256};
+
+fn main() {
+    println!("cargo:rerun-if-changed=build.rs");
+    // Set by llama-cpp-sys-2 (`links = "llama"`) with its `dynamic-backends` feature.
+    let backends = PathBuf::from(env::var("DEP_LLAMA_BACKENDS_DIR").expect(
+        "llama-cpp-sys-2 did not report its backends directory: is its `dynamic-backends` feature on?",
+    ));
+    let sys_out = backends.parent().expect("backends dir has a parent").to_path_buf();
+    let source = llama_source(&sys_out);
+    let id = source_id(&source.join("ggml"));
+    println!("cargo:rustc-env=CORRAL_GGML_SOURCE={id}");
+
+    let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
+    // target/<profile>/build/<pkg>-<hash>/out → target/<profile>
+    let profile_dir = out_dir.ancestors().nth(3).expect("OUT_DIR is deep enough").to_path_buf();
+    let dest = profile_dir.join("lib").join("corral");
+    fs::create_dir_all(&dest).unwrap_or_else(|e| panic!("create {}: {e}", dest.display()));
+
+    let mut libs = Vec::new();
+    for dir in [sys_out.join("lib"), sys_out.join("lib64"), backends.clone()] {
+        let Ok(entries) = fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if is_runtime_library(&name) {
+                libs.push(entry.path());
+            }
+        }
+    }
+    assert!(
+        libs.iter().any(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("libggml-cpu"))),
+        "no CPU backend modules in {}",
+        backends.display()
+    );
+    for lib in &libs {
+        println!("cargo:rerun-if-changed={}", lib.display());
+        let name = lib.file_name().unwrap();
+        let target = dest.join(name);
+        // Copy the file itself (not a link into the build tree), replacing an older copy
+        // atomically: a runner may have the old one mapped.
+        let tmp = dest.join(format!(".{}.tmp", name.to_string_lossy()));
+        fs::copy(lib, &tmp).unwrap_or_else(|e| panic!("copy {}: {e}", lib.display()));
+        fs::rename(&tmp, &target).unwrap_or_else(|e| panic!("install {}: {e}", target.display()));
+        fs::write(dest.join(format!("{}.source", name.to_string_lossy())), format!("{id}\n")).unwrap();
+    }
+
+    // This crate's own test binaries run from target/<profile>/deps.
+    println!("cargo:rustc-link-arg=-Wl,-rpath,$ORIGIN/lib/corral:$ORIGIN/../lib/corral");
+}
+
+/// The libraries a program needs at run time, by the names it asks for: `libllama.so.0`,
+/// `libggml-base.so.0`…, and the backend modules `libggml-<backend>[-<variant>].so`.
+fn is_runtime_library(name: &str) -> bool {
+    if !name.starts_with("lib") {
+        return false;
+    }
+    // Modules are loaded by file name; linked libraries by their soname (`.so.<major>`).
+    let module = name.starts_with("libggml-") && name.ends_with(".so") && !name.starts_with("libggml-base");
+    let soname = name.rsplit_once(".so.").is_some_and(|(_, v)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
+    module || soname
+}
+
+/// The llama.cpp tree llama-cpp-sys-2 configured CMake with.
+fn llama_source(sys_out: &Path) -> PathBuf {
+    let cache = sys_out.join("build").join("CMakeCache.txt");
+    let text = fs::read_to_string(&cache).unwrap_or_else(|e| panic!("read {}: {e}", cache.display()));
+    let dir = text
+        .lines()
+        .find_map(|l| l.strip_prefix("CMAKE_HOME_DIRECTORY:INTERNAL="))
+        .unwrap_or_else(|| panic!("no CMAKE_HOME_DIRECTORY in {}", cache.display()));
+    PathBuf::from(dir)
+}
+
+/// `sha256:<hex>` over the ggml source tree, computed exactly as
+/// `(cd <llama.cpp> && find ggml -type f -print0 | LC_ALL=C sort -z | xargs -0 sha256sum) | sha256sum`
+/// does, so that `scripts/build-gpu-backend.sh` (no Rust there) writes the same identity.
+fn source_id(ggml: &Path) -> String {
+    let root = ggml.parent().unwrap();
+    let mut files = Vec::new();
+    collect_files(ggml, &mut files);
+    let mut rel: Vec<(String, PathBuf)> = files
+        .into_iter()
+        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p))
+        .collect();
+    rel.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
+    let mut listing = Sha256::new();
+    for (name, path) in rel {
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        listing.update(format!("{}  {name}\n", hex(&Sha256::digest(&bytes))));
+    }
+    format!("sha256:{}", hex(&listing.finalize()))
+}
+
+fn collect_files(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in fs::read_dir(dir).unwrap_or_else(|e| panic!("read {}: {e}", dir.display())).flatten() {
+        let kind = entry.file_type().unwrap();
+        if kind.is_dir() {
+            collect_files(&entry.path(), out);
+        } else if kind.is_file() {
+            out.push(entry.path());
+        }
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,255 @@
+//! llama.cpp's backends, loaded at run time from the library directory.
+//!
+//! The build puts every CPU variant of ggml's CPU backend (`libggml-cpu-<variant>.so`: x64,
+//! haswell, skylakex, zen4…) in one directory beside the binary; GPU backends
+//! (`libggml-cuda.so`…), built separately, are dropped into the same directory. At start a process
+//! loads, once, before llama.cpp is initialised:
+//!
+//! - the CPU variant that scores highest on the running CPU (each module's own
+//!   `ggml_backend_score`, which checks what the CPU reports *and* what the OS enables, so a CPU
+//!   that reports AMX the kernel does not enable gets a variant without it, not "Illegal
+//!   instruction");
+//! - every other backend module.
+//!
+//! A module is loaded only if `<module>.source` beside it names the ggml source this binary was
+//! built from ([`SOURCE`]). ggml checks nothing but an API version, and a backend built from other
+//! source fails later with asserts or wrong output, so such a module is refused with a message
+//! and the process runs on what remains (the CPU).
+
+use std::ffi::CString;
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use corral_types::runner::{Backends, DeviceInfo, DeviceKind};
+
+/// Identity of the ggml source this binary was built from (`sha256:` of the source tree, see
+/// `build.rs`).
+pub const SOURCE: &str = env!("CORRAL_GGML_SOURCE");
+
+/// The library directory when none is configured: `lib/corral` beside the executable, or
+/// `../lib/corral` (test binaries in `target/*/deps`, an installed `bin/` + `lib/` layout). The
+/// executable's run path names the same two places for the libraries it links.
+pub fn default_library_dir() -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    [dir.join("lib/corral"), dir.join("../lib/corral")].into_iter().find(|d| d.is_dir())
+}
+
+/// Loads the backends from `dir` (the first call decides; later calls return its outcome).
+pub fn load(dir: Option<&Path>) -> Result<&'static Backends, String> {
+    static LOADED: OnceLock<Result<Backends, String>> = OnceLock::new();
+    LOADED
+        .get_or_init(|| {
+            let dir = match dir {
+                Some(d) => d.to_path_buf(),
+                None => default_library_dir().ok_or_else(|| {
+                    "llama.cpp's library directory was not found beside the executable (lib/corral); \
+                     set CORRAL_LIBRARY_PATH"
+                        .to_string()
+                })?,
+            };
+            load_from(&dir)
+        })
+        .as_ref()
+        .map_err(Clone::clone)
+}
+
+/// A backend module in the directory.
+struct Module {
+    path: PathBuf,
+    /// `cpu-zen4`, `cuda`…: the file name between `libggml-` and `.so`.
+    name: String,
+}
+
+impl Module {
+    fn cpu_variant(&self) -> Option<&str> {
+        if self.name == "cpu" {
+            return Some("cpu");
+        }
+        self.name.strip_prefix("cpu-")
+    }
+}
+
+/// Why a module may not be loaded: its recorded source is missing or another one.
+pub fn check_source(module: &Path, expected: &str) -> Result<(), String> {
+    let record = PathBuf::from(format!("{}.source", module.display()));
+    match std::fs::read_to_string(&record) {
+        Err(_) => Err(format!(
+            "{} has no {} recording the llama.cpp source it was built from; build it with \
+             scripts/build-gpu-backend.sh from this build's source",
+            module.display(),
+            record.display()
+        )),
+        Ok(text) if text.trim() == expected => Ok(()),
+        Ok(text) => Err(format!(
+            "{} was built from other llama.cpp source ({}) than this build of Corral ({expected}); \
+             rebuild it with scripts/build-gpu-backend.sh from this build's source",
+            module.display(),
+            text.trim()
+        )),
+    }
+}
+
+/// Backend modules in `dir`, sorted by name.
+fn modules(dir: &Path) -> Result<Vec<Module>, String> {
+    let entries =
+        std::fs::read_dir(dir).map_err(|e| format!("cannot read the library directory {}: {e}", dir.display()))?;
+    let mut found: Vec<Module> = entries
+        .flatten()
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file() || t.is_symlink()))
+        .filter_map(|e| {
+            let file = e.file_name().into_string().ok()?;
+            let name = file.strip_prefix("libggml-")?.strip_suffix(".so")?;
+            (name != "base").then(|| Module { path: e.path(), name: name.to_string() })
+        })
+        .collect();
+    found.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(found)
+}
+
+fn load_from(dir: &Path) -> Result<Backends, String> {
+    let mut backends = Backends { library_dir: dir.display().to_string(), source: SOURCE.to_string(), ..Default::default() };
+    let mut cpu = Vec::new();
+    for module in modules(dir)? {
+        if let Err(why) = check_source(&module.path, SOURCE) {
+            backends.refused.push(why);
+            continue;
+        }
+        if module.cpu_variant().is_some() {
+            cpu.push(module);
+            continue;
+        }
+        // Open it first to get the loader's own message (a missing CUDA runtime, say): ggml's
+        // loader only logs it.
+        // SAFETY: loading a shared library runs its initialisers; the module's recorded source is
+        // this build's, so it is a ggml backend built from the same tree.
+        match unsafe { libloading::Library::new(&module.path) } {
+            // Kept open: GPU runtimes do not all survive being unloaded and loaded again.
+            Ok(lib) => std::mem::forget(lib),
+            Err(e) => {
+                backends.refused.push(format!("{} could not be loaded: {e}", module.path.display()));
+                continue;
+            }
+        }
+        if register(&module.path) {
+            backends.gpu_backends.push(module.name.clone());
+        } else {
+            backends.refused.push(format!(
+                "{} did not register with ggml (no supported device, or its runtime is missing)",
+                module.path.display()
+            ));
+        }
+    }
+
+    let best = best_cpu_variant(&cpu, &mut backends.refused);
+    let Some(best) = best else {
+        return Err(format!(
+            "no usable CPU backend in {} (expected libggml-cpu-<variant>.so built with this binary){}",
+            dir.display(),
+            if backends.refused.is_empty() { String::new() } else { format!(": {}", backends.refused.join("; ")) }
+        ));
+    };
+    if !register(&best.path) {
+        return Err(format!("the CPU backend {} did not register with ggml", best.path.display()));
+    }
+    backends.cpu_variant = best.cpu_variant().map(String::from);
+    backends.devices = devices();
+    Ok(backends)
+}
+
+/// The CPU module scoring highest on this machine (0 means "cannot run here").
+fn best_cpu_variant<'m>(cpu: &'m [Module], refused: &mut Vec<String>) -> Option<&'m Module> {
+    let mut best: Option<(i32, &Module)> = None;
+    for module in cpu {
+        // SAFETY: as above; the score function only reads CPU feature flags.
+        let score = unsafe {
+            let lib = match libloading::Library::new(&module.path) {
+                Ok(l) => l,
+                Err(e) => {
+                    refused.push(format!("{} could not be loaded: {e}", module.path.display()));
+                    continue;
+                }
+            };
+            match lib.get::<unsafe extern "C" fn() -> i32>(b"ggml_backend_score\0") {
+                Ok(f) => f(),
+                // A module built without variants has no score: usable anywhere it loads.
+                Err(_) => 1,
+            }
+        };
+        if score > 0 && best.is_none_or(|(s, _)| score > s) {
+            best = Some((score, module));
+        }
+    }
+    best.map(|(_, m)| m)
+}
+
+fn register(path: &Path) -> bool {
+    let Ok(c) = CString::new(path.as_os_str().as_encoded_bytes()) else { return false };
+    // SAFETY: a valid C string; ggml keeps the library open for the life of the process.
+    !unsafe { llama_cpp_sys_2::ggml_backend_load(c.as_ptr()) }.is_null()
+}
+
+fn text(p: *const std::ffi::c_char) -> String {
+    if p.is_null() {
+        return String::new();
+    }
+    // SAFETY: ggml returns NUL-terminated strings owned by the device, alive for the process.
+    unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+/// Every device registered with ggml, with its memory now.
+pub fn devices() -> Vec<DeviceInfo> {
+    use llama_cpp_sys_2 as sys;
+    // SAFETY: ggml's device registry is initialised by the loads above; indices are in range.
+    unsafe {
+        (0..sys::ggml_backend_dev_count())
+            .map(|i| {
+                let dev = sys::ggml_backend_dev_get(i);
+                let (mut free, mut total) = (0usize, 0usize);
+                sys::ggml_backend_dev_memory(dev, &mut free, &mut total);
+                let kind = match sys::ggml_backend_dev_type(dev) {
+                    sys::GGML_BACKEND_DEVICE_TYPE_GPU => DeviceKind::Gpu,
+                    sys::GGML_BACKEND_DEVICE_TYPE_IGPU => DeviceKind::IntegratedGpu,
+                    sys::GGML_BACKEND_DEVICE_TYPE_CPU => DeviceKind::Cpu,
+                    _ => DeviceKind::Accelerator,
+                };
+                DeviceInfo {
+                    id: text(sys::ggml_backend_dev_name(dev)),
+                    description: text(sys::ggml_backend_dev_description(dev)),
+                    kind,
+                    total_bytes: total as u64,
+                    free_bytes: free as u64,
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_module_needs_its_source_record() {
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("libggml-cuda.so");
+        std::fs::write(&module, b"not a library").unwrap();
+        let missing = check_source(&module, "sha256:aa").unwrap_err();
+        assert!(missing.contains("libggml-cuda.so.source"), "{missing}");
+        std::fs::write(dir.path().join("libggml-cuda.so.source"), "sha256:bb\n").unwrap();
+        let other = check_source(&module, "sha256:aa").unwrap_err();
+        assert!(other.contains("other llama.cpp source (sha256:bb)") && other.contains("(sha256:aa)"), "{other}");
+        std::fs::write(dir.path().join("libggml-cuda.so.source"), "sha256:aa\n").unwrap();
+        check_source(&module, "sha256:aa").unwrap();
+    }
+
+    #[test]
+    fn module_names() {
+        let dir = tempfile::tempdir().unwrap();
+        for f in ["libggml-cpu-zen4.so", "libggml-cuda.so", "libggml-base.so.0", "libllama.so.0", "libggml-cpu-x64.so.source"] {
+            std::fs::write(dir.path().join(f), b"").unwrap();
+        }
+        let names: Vec<_> = modules(dir.path()).unwrap().into_iter().map(|m| m.name).collect();
+        assert_eq!(names, ["cpu-zen4", "cuda"]);
+    }
+}

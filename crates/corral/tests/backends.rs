@@ -1,0 +1,161 @@
+//! llama.cpp's backends loaded at run time: the library directory beside the binary, the CPU
+//! variant chosen for this machine, modules of other source refused, the binary working after
+//! being copied with its directory, and `num_gpu: 0` end to end.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use common::{body, create_from, http, post, runnable_bytes, Server, BIN};
+use corral_types::runner::Backends;
+use serde_json::json;
+
+/// `lib/corral` beside the binary under test.
+fn library_dir() -> PathBuf {
+    let dir = Path::new(BIN).parent().unwrap().join("lib/corral");
+    assert!(dir.is_dir(), "{} is missing: the engine's build script makes it", dir.display());
+    dir
+}
+
+/// A copy of the library directory to tamper with.
+fn copy_of_libraries(into: &Path) -> PathBuf {
+    let dir = into.join("lib/corral");
+    std::fs::create_dir_all(&dir).unwrap();
+    for entry in std::fs::read_dir(library_dir()).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
+    }
+    dir
+}
+
+fn probe(exe: &Path, libs: Option<&Path>) -> Backends {
+    let mut cmd = Command::new(exe);
+    cmd.args(["runner", "--probe"]);
+    if let Some(l) = libs {
+        cmd.arg("--libs").arg(l);
+    }
+    let out = cmd.output().unwrap();
+    assert!(out.status.success(), "probe failed: {}", String::from_utf8_lossy(&out.stderr));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_best_cpu_variant_for_this_machine_is_loaded_from_beside_the_binary() {
+    let found = probe(Path::new(BIN), None);
+    assert_eq!(Path::new(&found.library_dir), library_dir());
+    let variant = found.cpu_variant.as_deref().expect("a CPU variant");
+    assert!(library_dir().join(format!("libggml-cpu-{variant}.so")).is_file());
+    assert!(found.refused.is_empty(), "{:?}", found.refused);
+    assert!(found.source.starts_with("sha256:") && found.source.len() == 71, "{}", found.source);
+    assert!(found.devices.iter().any(|d| d.id == "CPU" && d.total_bytes > 0), "{:?}", found.devices);
+    // This build's modules all record its source.
+    for entry in std::fs::read_dir(library_dir()).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        if let Some(module) = name.strip_suffix(".source") {
+            let text = std::fs::read_to_string(library_dir().join(&name)).unwrap();
+            assert_eq!(text.trim(), found.source, "{module}");
+        }
+    }
+}
+
+/// The variant the CPU scores best is skipped when its recorded source is another build's; the
+/// next best runs, and the refusal names the file and both identities.
+#[test]
+fn a_module_from_other_source_is_refused_with_a_message() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_of_libraries(tmp.path());
+    let best = probe(Path::new(BIN), Some(&dir)).cpu_variant.unwrap();
+    let module = dir.join(format!("libggml-cpu-{best}.so"));
+    let foreign = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    std::fs::write(dir.join(format!("libggml-cpu-{best}.so.source")), format!("{foreign}\n")).unwrap();
+    // A GPU backend dropped in without any record, and one from other source (a real ggml module
+    // under the CUDA name, so only the check stands between it and being loaded).
+    std::fs::copy(&module, dir.join("libggml-cuda.so")).unwrap();
+    std::fs::copy(&module, dir.join("libggml-vulkan.so")).unwrap();
+    std::fs::write(dir.join("libggml-vulkan.so.source"), format!("{foreign}\n")).unwrap();
+
+    let found = probe(Path::new(BIN), Some(&dir));
+    let next = found.cpu_variant.as_deref().unwrap();
+    assert_ne!(next, best, "the tampered variant is not loaded");
+    assert!(found.gpu_backends.is_empty(), "{:?}", found.gpu_backends);
+    let refused = found.refused.join("\n");
+    assert!(
+        refused.contains(&format!("libggml-cpu-{best}.so was built from other llama.cpp source ({foreign})")),
+        "{refused}"
+    );
+    assert!(refused.contains(&found.source), "names this build's source: {refused}");
+    assert!(refused.contains("libggml-cuda.so has no") && refused.contains("libggml-cuda.so.source"), "{refused}");
+    assert!(refused.contains("libggml-vulkan.so was built from other llama.cpp source"), "{refused}");
+    assert!(refused.contains("scripts/build-gpu-backend.sh"), "says how to fix it: {refused}");
+
+    // The server runs on what remains, says why at start, and answers.
+    let server = Server::start_env(&[("CORRAL_LIBRARY_PATH", dir.to_str().unwrap())]);
+    let log = server.log();
+    assert!(log.contains("backend refused, running without it") && log.contains("libggml-vulkan.so"), "{log}");
+    assert!(log.contains(&format!("variant=\"{next}\"")), "{log}");
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(7, 512), json!({})).0, 200);
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "tiny", "prompt": "hi", "stream": false, "options": {"num_predict": 3, "temperature": 0}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], 3);
+}
+
+/// With every CPU module refused, a load fails with the reasons instead of crashing.
+#[test]
+fn no_usable_cpu_backend_is_a_clear_error() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = copy_of_libraries(tmp.path());
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".so.source") {
+            std::fs::remove_file(path).unwrap();
+        }
+    }
+    let out = Command::new(BIN).args(["runner", "--probe", "--libs"]).arg(&dir).output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no usable CPU backend in") && err.contains("libggml-cpu-x64.so has no"), "{err}");
+}
+
+/// `corral` and `lib/corral` copied elsewhere together still work: the run path is relative to
+/// the binary, and so is the default library directory.
+#[test]
+fn the_binary_works_after_being_copied_with_its_library_directory() {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_of_libraries(tmp.path());
+    let exe = tmp.path().join("corral");
+    std::fs::copy(BIN, &exe).unwrap();
+    let found = probe(&exe, None);
+    assert_eq!(Path::new(&found.library_dir), tmp.path().join("lib/corral"));
+    assert!(found.cpu_variant.is_some());
+    let out = Command::new(&exe).arg("--version").env("OLLAMA_HOST", "127.0.0.1:9").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stderr).contains("client version is"), "{out:?}");
+}
+
+/// `num_gpu: 0` (CPU only) end to end; the placement shows in `/api/ps`, `corral ps` and `/metrics`.
+#[test]
+fn num_gpu_zero_runs_on_the_cpu_and_says_so() {
+    let server = Server::start();
+    assert!(server.log().contains("llama.cpp CPU backend"), "{}", server.log());
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(7, 512), json!({})).0, 200);
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "tiny", "prompt": "hi", "stream": false, "options": {"num_predict": 4, "num_gpu": 0}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], 4);
+    let (_, ps) = body(http().get(server.url("/api/ps")).send().unwrap());
+    let m = &ps["models"][0];
+    assert!(m["size"].as_u64().unwrap() > 0);
+    assert_eq!(m["size_vram"], 0);
+    let table = server.ok(&["ps"]);
+    assert!(table.contains("100% CPU"), "{table}");
+    let metrics = http().get(server.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(metrics.contains("corral_device_memory_total_bytes{device=\"CPU\",kind=\"cpu\"} "), "{metrics}");
+    assert!(metrics.contains("corral_device_memory_used_bytes{device=\"CPU\",kind=\"cpu\"} 0"), "{metrics}");
+}
