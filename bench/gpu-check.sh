@@ -83,5 +83,6 @@ python3 bench/gpu_measure.py streams llama8b 32 128
 say "single stream (0.5B shape)"
 python3 bench/gpu_measure.py single qwen 128 3
 "$corral" ps
+grep -E "model loaded" "$work/serve.log"
 grep -iE "warn|error" "$work/serve.log" | tail -5
 say "done"
