@@ -141,7 +141,7 @@ fn load_from(dir: &Path) -> Result<Backends, String> {
         }
     }
 
-    let best = best_cpu_variant(&cpu, &mut backends.refused);
+    let best = best_cpu_variant(&cpu, &mut backends.refused, &mut backends.skipped);
     let Some(best) = best else {
         return Err(format!(
             "no usable CPU backend in {} (expected libggml-cpu-<variant>.so built with this binary){}",
@@ -157,10 +157,20 @@ fn load_from(dir: &Path) -> Result<Backends, String> {
     Ok(backends)
 }
 
-/// The CPU module scoring highest on this machine (0 means "cannot run here").
-fn best_cpu_variant<'m>(cpu: &'m [Module], refused: &mut Vec<String>) -> Option<&'m Module> {
+/// The CPU module scoring highest on this machine (0 means "cannot run here"), among those whose
+/// instructions the operating system lets this process use.
+fn best_cpu_variant<'m>(cpu: &'m [Module], refused: &mut Vec<String>, skipped: &mut Vec<String>) -> Option<&'m Module> {
     let mut best: Option<(i32, &Module)> = None;
     for module in cpu {
+        match os_state::allows(module.cpu_variant().unwrap_or_default()) {
+            Ok(()) => {}
+            // The CPU does not report it: its score says so too.
+            Err(None) => continue,
+            Err(Some(why)) => {
+                skipped.push(format!("{}: {why}", module.path.display()));
+                continue;
+            }
+        }
         // SAFETY: as above; the score function only reads CPU feature flags.
         let score = unsafe {
             let lib = match libloading::Library::new(&module.path) {
@@ -222,6 +232,148 @@ pub fn devices() -> Vec<DeviceInfo> {
                 }
             })
             .collect()
+    }
+}
+
+/// What the operating system enables, beyond what the CPU reports.
+///
+/// ggml scores a variant by the CPU's feature flags alone. But AVX and AVX-512 registers are usable
+/// only when the OS saves their state (XCR0), and AMX tiles only when it does and, on Linux, grants
+/// the process permission. A CPU (or a virtual machine's) that reports AMX or AVX-512 without that
+/// kills the runner with "Illegal instruction" at its first matrix product. So each variant's
+/// needs are checked here first, by the register state its instruction sets require.
+mod os_state {
+    /// XCR0 bits: SSE and AVX (YMM) state; AVX-512 opmask and upper ZMM state; AMX tile config
+    /// and tile data.
+    const AVX: u64 = 0b110;
+    const AVX512: u64 = 0b1110_0000 | AVX;
+    const AMX: u64 = (1 << 17) | (1 << 18) | AVX512;
+
+    /// The register state a variant of ggml's x86 CPU backend needs (by its name in ggml's
+    /// CMake: the variants with AVX, with AVX-512, with AMX).
+    fn needs(variant: &str) -> u64 {
+        match variant {
+            "sandybridge" | "ivybridge" | "piledriver" | "haswell" | "alderlake" => AVX,
+            "skylakex" | "cannonlake" | "cascadelake" | "icelake" | "cooperlake" | "zen4" => AVX512,
+            "sapphirerapids" => AMX,
+            _ => 0,
+        }
+    }
+
+    /// Whether this process may run `variant`: `Err(None)` when the CPU does not even report its
+    /// instructions, `Err(Some(why))` when it does but the OS does not let them run.
+    pub fn allows(variant: &str) -> Result<(), Option<String>> {
+        let need = needs(variant);
+        if need == 0 {
+            return Ok(());
+        }
+        if !reports(need) {
+            return Err(None);
+        }
+        let have = xcr0();
+        if have & need != need {
+            let what = if need == AMX && have & AVX512 == AVX512 {
+                "AMX"
+            } else if need & AVX512 == AVX512 {
+                "AVX-512"
+            } else {
+                "AVX"
+            };
+            return Err(Some(format!(
+                "the CPU reports {what}, but the operating system does not enable its registers (XCR0 {have:#x})"
+            )));
+        }
+        if need == AMX {
+            amx_permission().map_err(Some)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the CPU reports the instructions behind the register state `need` (CPUID: AVX,
+    /// AVX-512 Foundation, AMX tiles).
+    #[cfg(target_arch = "x86_64")]
+    fn reports(need: u64) -> bool {
+        use std::arch::x86_64::{__cpuid, __cpuid_count};
+        let avx = __cpuid(1).ecx & (1 << 28) != 0;
+        let leaf7 = if __cpuid(0).eax >= 7 { Some(__cpuid_count(7, 0)) } else { None };
+        let avx512 = leaf7.is_some_and(|l| l.ebx & (1 << 16) != 0);
+        let amx = leaf7.is_some_and(|l| l.edx & (1 << 24) != 0);
+        match need {
+            AMX => amx,
+            AVX512 => avx512,
+            _ => avx,
+        }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn reports(_need: u64) -> bool {
+        true
+    }
+
+    /// The OS-enabled register state, or 0 when the OS has not enabled XSAVE at all.
+    #[cfg(target_arch = "x86_64")]
+    fn xcr0() -> u64 {
+        use std::arch::x86_64::{__cpuid, _xgetbv};
+        // CPUID leaf 1 exists on every x86-64 CPU; bit 27 of ECX is OSXSAVE.
+        let osxsave = __cpuid(1).ecx & (1 << 27) != 0;
+        if !osxsave {
+            return 0;
+        }
+        #[target_feature(enable = "xsave")]
+        unsafe fn read() -> u64 {
+            _xgetbv(0)
+        }
+        // SAFETY: OSXSAVE is set, so XGETBV is enabled.
+        unsafe { read() }
+    }
+
+    #[cfg(not(target_arch = "x86_64"))]
+    fn xcr0() -> u64 {
+        u64::MAX
+    }
+
+    /// Asks Linux for the AMX tile data permission (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), as ggml
+    /// does before using AMX; a kernel that refuses it would fault the first tile instruction.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn amx_permission() -> Result<(), String> {
+        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
+        const XFEATURE_XTILEDATA: libc::c_long = 18;
+        // SAFETY: a plain system call with integer arguments.
+        let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
+        if r != 0 {
+            return Err(format!(
+                "the operating system refuses this process the AMX registers ({})",
+                std::io::Error::last_os_error()
+            ));
+        }
+        Ok(())
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn amx_permission() -> Result<(), String> {
+        Ok(())
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn what_each_variant_needs() {
+            assert_eq!(needs("x64"), 0);
+            assert_eq!(needs("sse42"), 0);
+            assert_eq!(needs("haswell"), AVX);
+            assert_eq!(needs("zen4"), AVX512);
+            assert_eq!(needs("sapphirerapids") & (1 << 18), 1 << 18);
+            // Whatever this machine is, the baseline always runs, and a variant is allowed only
+            // if the OS enables its registers.
+            assert!(allows("x64").is_ok());
+            let have = xcr0();
+            for v in ["haswell", "skylakex"] {
+                let runs = reports(needs(v)) && have & needs(v) == needs(v);
+                assert_eq!(allows(v).is_ok(), runs, "{v}");
+            }
+        }
     }
 }
 

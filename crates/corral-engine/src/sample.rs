@@ -64,15 +64,29 @@ fn rand_seed() -> u32 {
     nanos.wrapping_mul(2_654_435_761).wrapping_add(COUNTER.fetch_add(1, Ordering::Relaxed))
 }
 
-/// Index of the largest logit.
+/// Index of the largest logit (the first, if several are equal; NaNs never win).
+///
+/// Two passes the compiler vectorises: the maximum over sixteen lanes, then its first position. A
+/// single loop that compares with the best so far cannot be vectorised, and over a 128k-token
+/// vocabulary it took 0.2 ms per sequence and step: 7 ms a step for 32 greedy sequences, more
+/// than the GPU's decode itself.
 pub fn argmax(logits: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, &l) in logits.iter().enumerate() {
-        if l > logits[best] {
-            best = i;
+    const LANES: usize = 16;
+    let mut lanes = [f32::NEG_INFINITY; LANES];
+    let chunks = logits.chunks_exact(LANES);
+    let rest = chunks.remainder();
+    for chunk in chunks {
+        for (lane, &x) in lanes.iter_mut().zip(chunk) {
+            *lane = if x > *lane { x } else { *lane };
         }
     }
-    best
+    let mut max = f32::NEG_INFINITY;
+    for &x in lanes.iter().chain(rest) {
+        if x > max {
+            max = x;
+        }
+    }
+    logits.iter().position(|&x| x == max).unwrap_or(0)
 }
 
 /// Log-probability of `token` and the `top` most likely tokens, from raw logits.
@@ -99,6 +113,24 @@ pub fn top_logprob(bytes: Vec<u8>, logprob: f32) -> TopLogprob {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn argmax_is_the_first_largest() {
+        let naive = |l: &[f32]| (0..l.len()).fold(0, |best, i| if l[i] > l[best] { i } else { best });
+        let mut state = 7u64;
+        for len in [1usize, 15, 16, 17, 100, 4099] {
+            let mut logits: Vec<f32> = (0..len)
+                .map(|_| {
+                    state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                    ((state >> 40) % 50) as f32 // many ties
+                })
+                .collect();
+            assert_eq!(argmax(&logits), naive(&logits), "len {len}");
+            logits[len / 2] = f32::NAN;
+            assert_eq!(argmax(&logits), naive(&logits), "len {len} with a NaN");
+        }
+        assert_eq!(argmax(&[f32::NEG_INFINITY, f32::NEG_INFINITY]), 0);
+    }
 
     #[test]
     fn argmax_and_logprobs() {

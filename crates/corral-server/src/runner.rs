@@ -94,7 +94,7 @@ pub struct Runner {
     pub options: LoadOptions,
     /// Completions started and not yet ended (running or waiting for a sequence slot).
     active: Arc<std::sync::atomic::AtomicUsize>,
-    child: Mutex<Option<Child>>,
+    child: Arc<Mutex<Option<Child>>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -191,7 +191,8 @@ impl Runner {
 
         let routes: Routes = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
-        let (routes2, dead2) = (routes.clone(), dead.clone());
+        let child = Arc::new(Mutex::new(Some(child)));
+        let (routes2, dead2, child2) = (routes.clone(), dead.clone(), child.clone());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let msg = match serde_json::from_str::<FromRunner>(&line) {
@@ -218,7 +219,18 @@ impl Runner {
                 }
             }
             dead2.store(true, Ordering::SeqCst);
-            tracing::warn!(runner = pid, "model runner stopped");
+            // Unless it was unloaded (its process taken and killed), the exit status and the last
+            // lines it wrote say why: a signal such as SIGILL or SIGABRT, an assertion.
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let status = child2.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|c| c.try_wait().ok().flatten());
+            match status {
+                Some(status) => {
+                    let tail = stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                    let tail: String = tail.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
+                    tracing::warn!(runner = pid, %status, "model runner stopped: {tail}");
+                }
+                None => tracing::info!(runner = pid, "model runner stopped"),
+            }
             // Whatever was in flight ends with an error line.
             for (id, tx) in routes2.lock().unwrap_or_else(|p| p.into_inner()).drain() {
                 let _ = tx.send(FromRunner::Error { id, error: RUNNER_STOPPED.into() });
@@ -242,7 +254,7 @@ impl Runner {
             info,
             options,
             active: Arc::default(),
-            child: Mutex::new(Some(child)),
+            child,
         }))
     }
 
@@ -342,7 +354,7 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.get_mut().unwrap_or_else(|p| p.into_inner()).take() {
+        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
             let _ = child.start_kill();
         }
     }

@@ -145,6 +145,10 @@ pub struct Backends {
     /// Modules found and not loaded, each with the reason.
     #[serde(default)]
     pub refused: Vec<String>,
+    /// CPU variants this machine cannot run although the CPU reports their instructions (the
+    /// operating system does not enable them), each with the reason.
+    #[serde(default)]
+    pub skipped: Vec<String>,
 }
 
 /// Bytes of a device's memory a loaded model holds.

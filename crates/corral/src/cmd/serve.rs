@@ -66,6 +66,9 @@ async fn probe(launcher: &Launcher) -> Backends {
             for why in &b.refused {
                 tracing::warn!("backend refused, running without it: {why}");
             }
+            for why in &b.skipped {
+                tracing::info!("CPU variant skipped: {why}");
+            }
             tracing::info!(
                 dir = %b.library_dir,
                 variant = b.cpu_variant.as_deref().unwrap_or("none"),
