@@ -83,6 +83,29 @@ impl Launcher {
     }
 }
 
+/// Owns a runner's process until it ends: killed when the returned sender fires or is dropped;
+/// an exit nobody asked for is logged with its status (a signal such as SIGILL or SIGABRT) and the
+/// last lines the runner wrote, which say why.
+fn reap(mut child: Child, pid: u32, stderr: Arc<Mutex<String>>) -> tokio::sync::oneshot::Sender<()> {
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(async move {
+        tokio::select! {
+            status = child.wait() => {
+                let text = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                let last: Vec<&str> = text.lines().rev().take(8).collect();
+                let last: Vec<&str> = last.into_iter().rev().collect();
+                let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
+                tracing::warn!(runner = pid, %status, "model runner exited: {}", last.join(" | "));
+            }
+            _ = rx => {
+                let _ = child.start_kill();
+                let _ = child.wait().await;
+            }
+        }
+    });
+    tx
+}
+
 /// A live runner process.
 pub struct Runner {
     writer: tokio::sync::Mutex<OwnedWriteHalf>,
@@ -94,7 +117,9 @@ pub struct Runner {
     pub options: LoadOptions,
     /// Completions started and not yet ended (running or waiting for a sequence slot).
     active: Arc<std::sync::atomic::AtomicUsize>,
-    child: Arc<Mutex<Option<Child>>>,
+    pid: u32,
+    /// Tells the task that owns the process to kill it (dropping it does too).
+    stop: Mutex<Option<tokio::sync::oneshot::Sender<()>>>,
 }
 
 impl std::fmt::Debug for Runner {
@@ -191,8 +216,7 @@ impl Runner {
 
         let routes: Routes = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
-        let child = Arc::new(Mutex::new(Some(child)));
-        let (routes2, dead2, child2) = (routes.clone(), dead.clone(), child.clone());
+        let (routes2, dead2) = (routes.clone(), dead.clone());
         tokio::spawn(async move {
             while let Ok(Some(line)) = lines.next_line().await {
                 let msg = match serde_json::from_str::<FromRunner>(&line) {
@@ -219,18 +243,7 @@ impl Runner {
                 }
             }
             dead2.store(true, Ordering::SeqCst);
-            // Unless it was unloaded (its process taken and killed), the exit status and the last
-            // lines it wrote say why: a signal such as SIGILL or SIGABRT, an assertion.
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            let status = child2.lock().unwrap_or_else(|p| p.into_inner()).as_mut().and_then(|c| c.try_wait().ok().flatten());
-            match status {
-                Some(status) => {
-                    let tail = stderr_tail.lock().unwrap_or_else(|p| p.into_inner()).clone();
-                    let tail: String = tail.lines().rev().take(8).collect::<Vec<_>>().into_iter().rev().collect::<Vec<_>>().join(" | ");
-                    tracing::warn!(runner = pid, %status, "model runner stopped: {tail}");
-                }
-                None => tracing::info!(runner = pid, "model runner stopped"),
-            }
+            tracing::info!(runner = pid, "model runner disconnected");
             // Whatever was in flight ends with an error line.
             for (id, tx) in routes2.lock().unwrap_or_else(|p| p.into_inner()).drain() {
                 let _ = tx.send(FromRunner::Error { id, error: RUNNER_STOPPED.into() });
@@ -254,7 +267,8 @@ impl Runner {
             info,
             options,
             active: Arc::default(),
-            child,
+            pid,
+            stop: Mutex::new(Some(reap(child, pid, stderr_tail))),
         }))
     }
 
@@ -265,16 +279,13 @@ impl Runner {
 
     /// The runner's process id.
     pub fn pid(&self) -> Option<u32> {
-        self.child.lock().unwrap_or_else(|p| p.into_inner()).as_ref().and_then(Child::id)
+        self.stop.lock().unwrap_or_else(|p| p.into_inner()).as_ref().map(|_| self.pid)
     }
 
     /// Stops the process.
     pub fn kill(&self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = child.start_kill();
-            tokio::spawn(async move {
-                let _ = child.wait().await;
-            });
+        if let Some(stop) = self.stop.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            let _ = stop.send(());
         }
     }
 
@@ -354,9 +365,8 @@ impl Runner {
 
 impl Drop for Runner {
     fn drop(&mut self) {
-        if let Some(mut child) = self.child.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            let _ = child.start_kill();
-        }
+        // Dropping the sender tells the process's task to kill it.
+        self.stop.get_mut().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 
