@@ -35,8 +35,9 @@ pub fn default_library_dir() -> Option<PathBuf> {
     [dir.join("lib/corral"), dir.join("../lib/corral")].into_iter().find(|d| d.is_dir())
 }
 
-/// Loads the backends from `dir` (the first call decides; later calls return its outcome).
-pub fn load(dir: Option<&Path>) -> Result<&'static Backends, String> {
+/// Loads the backends from `dir`, leaving out the CPU variants named in `skip` (the first call
+/// decides; later calls return its outcome).
+pub fn load(dir: Option<&Path>, skip: &[String]) -> Result<&'static Backends, String> {
     static LOADED: OnceLock<Result<Backends, String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
@@ -48,7 +49,7 @@ pub fn load(dir: Option<&Path>) -> Result<&'static Backends, String> {
                         .to_string()
                 })?,
             };
-            load_from(&dir)
+            load_from(&dir, skip)
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -107,7 +108,7 @@ fn modules(dir: &Path) -> Result<Vec<Module>, String> {
     Ok(found)
 }
 
-fn load_from(dir: &Path) -> Result<Backends, String> {
+fn load_from(dir: &Path, skip: &[String]) -> Result<Backends, String> {
     let mut backends = Backends { library_dir: dir.display().to_string(), source: SOURCE.to_string(), ..Default::default() };
     let mut cpu = Vec::new();
     for module in modules(dir)? {
@@ -115,8 +116,12 @@ fn load_from(dir: &Path) -> Result<Backends, String> {
             backends.refused.push(why);
             continue;
         }
-        if module.cpu_variant().is_some() {
-            cpu.push(module);
+        if let Some(variant) = module.cpu_variant() {
+            if skip.iter().any(|s| s == variant) {
+                backends.skipped.push(format!("{}: skipped after a runner using it died of an illegal instruction", module.path.display()));
+            } else {
+                cpu.push(module);
+            }
             continue;
         }
         // Open it first to get the loader's own message (a missing CUDA runtime, say): ggml's
@@ -285,8 +290,56 @@ mod os_state {
         }
         if need == AMX {
             amx_permission().map_err(Some)?;
+            if !amx_runs() {
+                return Err(Some(
+                    "the CPU reports AMX and the operating system enables it, but a tile instruction \
+                     faults (seen in virtual machines)"
+                        .into(),
+                ));
+            }
         }
         Ok(())
+    }
+
+    /// Runs AMX tile instructions in a child process. Some virtual machines report AMX in CPUID,
+    /// enable its state in XCR0 and grant the permission, and still fault the first tile
+    /// instruction: the sapphirerapids variant then kills the runner at its first matrix product.
+    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
+    fn amx_runs() -> bool {
+        #[repr(C, align(64))]
+        struct TileConfig([u8; 64]);
+        let mut config = TileConfig([0; 64]);
+        config.0[0] = 1; // palette 1
+        config.0[16] = 64; // tile 0: 64 bytes a row
+        config.0[48] = 16; // tile 0: 16 rows
+        // SAFETY: the child runs three instructions on a valid tile configuration and exits
+        // without touching anything else (no allocation, no locks); the parent only waits.
+        unsafe {
+            let pid = libc::fork();
+            if pid == 0 {
+                std::arch::asm!(
+                    ".byte 0xc4, 0xe2, 0x78, 0x49, 0x00", // ldtilecfg [rax]
+                    ".byte 0xc4, 0xe2, 0x7b, 0x49, 0xc0", // tilezero tmm0
+                    ".byte 0xc4, 0xe2, 0x78, 0x49, 0xc0", // tilerelease
+                    in("rax") config.0.as_ptr(),
+                    options(nostack),
+                );
+                libc::_exit(0);
+            }
+            if pid < 0 {
+                return false;
+            }
+            let mut status = 0;
+            if libc::waitpid(pid, &mut status, 0) != pid {
+                return false;
+            }
+            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
+        }
+    }
+
+    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
+    fn amx_runs() -> bool {
+        true
     }
 
     /// Whether the CPU reports the instructions behind the register state `need` (CPUID: AVX,

@@ -139,7 +139,7 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
                 // Before anything is loaded, so the module loader's own lines stay quiet too.
                 quiet();
             }
-            crate::backends::load(None)?;
+            crate::backends::load(None, &[])?;
             let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
             if !verbose {
                 b.void_logs();
@@ -255,6 +255,7 @@ fn engine_thread(
         layers,
         gpu_layers,
         devices,
+        cpu_variant: crate::backends::load(None, &[]).ok().and_then(|b| b.cpu_variant.clone()),
     };
     if ready.send(Ok(info)).is_err() {
         return;

@@ -47,12 +47,14 @@ pub struct Launcher {
     /// `LD_LIBRARY_PATH` for runners when `library_dir` is set: that directory, then the
     /// server's own value.
     pub library_path: Option<std::ffi::OsString>,
+    /// CPU variants that killed a runner with an illegal instruction: later runners skip them.
+    pub bad_variants: Arc<Mutex<Vec<String>>>,
 }
 
 impl Launcher {
     /// A launcher for `exe` with the library directory found beside it.
     pub fn new(exe: impl Into<PathBuf>) -> Self {
-        Launcher { exe: exe.into(), library_dir: None, library_path: None }
+        Launcher { exe: exe.into(), library_dir: None, library_path: None, bad_variants: Arc::default() }
     }
 
     fn command(&self) -> Command {
@@ -63,6 +65,9 @@ impl Launcher {
         }
         if let Some(path) = &self.library_path {
             cmd.env("LD_LIBRARY_PATH", path);
+        }
+        for variant in self.bad_variants.lock().unwrap_or_else(|p| p.into_inner()).iter() {
+            cmd.arg("--skip-variant").arg(variant);
         }
         cmd
     }
@@ -86,7 +91,17 @@ impl Launcher {
 /// Owns a runner's process until it ends: killed when the returned sender fires or is dropped;
 /// an exit nobody asked for is logged with its status (a signal such as SIGILL or SIGABRT) and the
 /// last lines the runner wrote, which say why.
-fn reap(mut child: Child, pid: u32, stderr: Arc<Mutex<String>>) -> tokio::sync::oneshot::Sender<()> {
+///
+/// A runner killed by an illegal instruction (SIGILL) names its CPU variant among the launcher's
+/// bad ones, so that the next runner loads the next best: a CPU or virtual machine can report an
+/// instruction set it does not run.
+fn reap(
+    mut child: Child,
+    pid: u32,
+    stderr: Arc<Mutex<String>>,
+    variant: Option<String>,
+    bad_variants: Arc<Mutex<Vec<String>>>,
+) -> tokio::sync::oneshot::Sender<()> {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     tokio::spawn(async move {
         tokio::select! {
@@ -94,8 +109,19 @@ fn reap(mut child: Child, pid: u32, stderr: Arc<Mutex<String>>) -> tokio::sync::
                 let text = stderr.lock().unwrap_or_else(|p| p.into_inner()).clone();
                 let last: Vec<&str> = text.lines().rev().take(8).collect();
                 let last: Vec<&str> = last.into_iter().rev().collect();
+                let illegal = status.as_ref().is_ok_and(|s| {
+                    use std::os::unix::process::ExitStatusExt;
+                    s.signal() == Some(libc_sigill())
+                });
                 let status = status.map_or_else(|e| e.to_string(), |s| s.to_string());
                 tracing::warn!(runner = pid, %status, "model runner exited: {}", last.join(" | "));
+                if let (true, Some(v)) = (illegal, variant) {
+                    tracing::warn!("the CPU variant {v} executed an instruction this machine does not run; later runners skip it");
+                    let mut bad = bad_variants.lock().unwrap_or_else(|p| p.into_inner());
+                    if !bad.contains(&v) {
+                        bad.push(v);
+                    }
+                }
             }
             _ = rx => {
                 let _ = child.start_kill();
@@ -104,6 +130,11 @@ fn reap(mut child: Child, pid: u32, stderr: Arc<Mutex<String>>) -> tokio::sync::
         }
     });
     tx
+}
+
+/// SIGILL's number on Linux (every architecture Corral builds for).
+const fn libc_sigill() -> i32 {
+    4
 }
 
 /// A live runner process.
@@ -257,8 +288,10 @@ impl Runner {
             gpu_layers = format!("{}/{}", info.gpu_layers, info.layers),
             size = %corral_types::format::human_bytes(info.memory_bytes),
             gpu = %corral_types::format::human_bytes(info.gpu_bytes()),
+            cpu_variant = info.cpu_variant.as_deref().unwrap_or("?"),
             "model loaded"
         );
+        let stop = reap(child, pid, stderr_tail, info.cpu_variant.clone(), launcher.bad_variants.clone());
         Ok(Arc::new(Runner {
             writer: tokio::sync::Mutex::new(write),
             routes,
@@ -268,7 +301,7 @@ impl Runner {
             options,
             active: Arc::default(),
             pid,
-            stop: Mutex::new(Some(reap(child, pid, stderr_tail))),
+            stop: Mutex::new(Some(stop)),
         }))
     }
 

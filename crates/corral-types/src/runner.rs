@@ -324,6 +324,9 @@ pub struct RunnerInfo {
     /// as the drop in the device's free memory.
     #[serde(default)]
     pub devices: Vec<DeviceUse>,
+    /// The CPU backend variant the runner loaded.
+    #[serde(default)]
+    pub cpu_variant: Option<String>,
 }
 
 impl RunnerInfo {

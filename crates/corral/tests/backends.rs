@@ -159,3 +159,33 @@ fn num_gpu_zero_runs_on_the_cpu_and_says_so() {
     assert!(metrics.contains("corral_device_memory_total_bytes{device=\"CPU\",kind=\"cpu\"} "), "{metrics}");
     assert!(metrics.contains("corral_device_memory_used_bytes{device=\"CPU\",kind=\"cpu\"} 0"), "{metrics}");
 }
+
+/// A runner killed by an illegal instruction (a CPU or virtual machine reporting instructions it
+/// does not run: seen with AMX on the lent GPU machine) fails its request; the next runner loads
+/// the next best CPU variant and answers.
+#[test]
+fn a_runner_killed_by_an_illegal_instruction_makes_the_next_skip_its_variant() {
+    let server = Server::start();
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(7, 512), json!({})).0, 200);
+    let ask = json!({"model": "tiny", "prompt": "hi", "stream": false, "options": {"num_predict": 2}});
+    assert_eq!(post(&server, "/api/generate", ask.clone()).0, 200);
+    let first = variant_loaded(&server.log(), 1);
+    let runner = server.runners()[0];
+    assert!(Command::new("kill").args(["-ILL", &runner.to_string()]).status().unwrap().success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !server.log().contains("later runners skip it") {
+        assert!(std::time::Instant::now() < deadline, "{}", server.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(server.log().contains("status=signal: 4 (SIGILL)"), "{}", server.log());
+    let (status, v) = post(&server, "/api/generate", ask);
+    assert_eq!(status, 200, "{v}");
+    let second = variant_loaded(&server.log(), 2);
+    assert_ne!(first, second, "{}", server.log());
+}
+
+/// The CPU variant of the `n`th "model loaded" line.
+fn variant_loaded(log: &str, n: usize) -> String {
+    let line = log.lines().filter(|l| l.contains("model loaded")).nth(n - 1).unwrap_or_else(|| panic!("{log}"));
+    line.split("cpu_variant=").nth(1).unwrap().split_whitespace().next().unwrap().trim_matches('"').to_string()
+}

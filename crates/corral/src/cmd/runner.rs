@@ -29,6 +29,9 @@ pub struct Args {
     /// Load the backends, print what was found (JSON) and exit
     #[arg(long)]
     probe: bool,
+    /// A CPU variant not to load (one that died of an illegal instruction here)
+    #[arg(long = "skip-variant")]
+    skip_variants: Vec<String>,
 }
 
 type Writer = Arc<Mutex<BufWriter<UnixStream>>>;
@@ -43,7 +46,7 @@ fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.probe {
         // What the server logs at start and places models with.
-        let backends = corral_engine::backends::load(args.libs.as_deref()).map_err(anyhow::Error::msg)?;
+        let backends = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
         println!("{}", serde_json::to_string(backends)?);
         return Ok(());
     }
@@ -53,7 +56,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options: LoadOptions = serde_json::from_str(&options).context("invalid --options")?;
     let stream = UnixStream::connect(&socket).with_context(|| format!("connect {}", socket.display()))?;
     // Before the engine initialises llama.cpp; a failure is reported as a failed load.
-    if let Err(e) = corral_engine::backends::load(args.libs.as_deref()) {
+    if let Err(e) = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants) {
         let writer = Arc::new(Mutex::new(BufWriter::new(stream)));
         send(&writer, &FromRunner::LoadFailed { error: e.clone() })?;
         anyhow::bail!(e);

@@ -22,6 +22,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         exe: std::env::current_exe().context("cannot find the corral binary to start runners")?,
         library_dir: settings.library_dir.clone(),
         library_path: settings.runner_library_path.clone().map(Into::into),
+        bad_variants: Default::default(),
     };
     let backends = probe(&launcher).await;
     let config = ServerConfig {
