@@ -1,20 +1,15 @@
 #!/usr/bin/env bash
 # Builds llama.cpp's own llama-bench, llama-batched-bench and llama-server from the source the PyPI llama-cpp-python
-# sdist carries, with the same CPU feature flags as the llama.cpp inside Corral (read from our
-# release build's CMake cache), into a cache outside the tree. Prints the bin directory.
+# sdist carries (the vendored tree Corral builds from has no llama-server), with the kernels of the
+# CPU variant Corral loads on this machine (bench/variant-flags.sh), into a cache outside the tree.
+# Prints the bin directory.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 version=0.3.36
 cache="${XDG_CACHE_HOME:-$HOME/.cache}/corral/llama.cpp-$version"
 bin="$cache/build/bin"
-ours=$(ls target/release/build/llama-cpp-sys-2-*/out/build/CMakeCache.txt 2>/dev/null | head -1)
-if [ -z "$ours" ]; then
-  echo "build Corral first (cargo build --release -p corral): its CMake cache gives the CPU flags" >&2
-  exit 1
-fi
-# The same ggml CPU features on both sides (AVX-512 on for both or off for both, and so on).
-flags=$(grep -E '^GGML_(SSE42|AVX|AVX2|AVX512|AVX512_BF16|AVX512_VBMI|AVX512_VNNI|AVX_VNNI|FMA|F16C|BMI2|OPENMP):BOOL=' "$ours" |
-  sed 's/:BOOL=/=/; s/^/-D/' | sort | tr '\n' ' ')
+# The kernels of the CPU variant Corral's runner loads on this machine.
+flags=$(bench/variant-flags.sh | tr ' ' '\n' | grep . | sort | tr '\n' ' ')
 tools="llama-bench llama-batched-bench llama-server"
 built() { for t in $tools; do [ -x "$bin/$t" ] || return 1; done; }
 if built && [ "$(cat "$cache/flags" 2>/dev/null)" = "$flags" ]; then

@@ -18,8 +18,8 @@
 #                       machines with a driver but no CUDA toolkit
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
-# shellcheck source=scripts/llama-source-id.sh
-source "$here/llama-source-id.sh"
+# shellcheck source=scripts/llama-source.sh
+source "$here/llama-source.sh"
 
 if [ $# -ne 2 ]; then
   sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2

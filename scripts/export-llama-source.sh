@@ -10,15 +10,11 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 out=${1:-target/llama.cpp-source.tar.gz}
 
-manifest=$(cargo metadata --format-version 1 --locked |
-  python3 -c 'import json, sys
-m = json.load(sys.stdin)
-print(next(p["manifest_path"] for p in m["packages"] if p["name"] == "llama-cpp-sys-2"))')
-src=$(dirname "$manifest")/llama.cpp
+# shellcheck source=scripts/llama-source.sh
+source scripts/llama-source.sh
+src=$(llama_source_dir)
 [ -d "$src/ggml" ] || { echo "no llama.cpp tree at $src (run cargo fetch first)" >&2; exit 1; }
 
-# shellcheck source=scripts/llama-source-id.sh
-source scripts/llama-source-id.sh
 id=$(llama_source_id "$src")
 
 work=$(mktemp -d)

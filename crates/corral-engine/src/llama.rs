@@ -23,7 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use corral_types::runner::{
-    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCells, LoadOptions, RunnerInfo, TokenLogprob, Usage,
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCacheType, KvCells, LoadOptions, RunnerInfo, TokenLogprob,
+    Usage,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -225,7 +226,21 @@ fn engine_thread(
             Err(e) => return fail(format!("could not load adapter {path}: {e}")),
         }
     }
-    let mut ctx = match model.new_context(backend, ctx_params) {
+    let mut offload = offload;
+    let created = match model.new_context(backend, ctx_params.clone()) {
+        // A quantized cache needs rows that are whole blocks of 32 (a head size of 16 is not): as
+        // Ollama does, such a model gets an f16 cache instead of no context at all.
+        Err(e) if offload.kv_cache_type.quantized() => {
+            eprintln!(
+                "runner: warning: a {} KV cache did not fit this model ({e}); using f16",
+                offload.kv_cache_type.as_str()
+            );
+            offload.kv_cache_type = KvCacheType::F16;
+            model.new_context(backend, offload::with_kv_cache_type(ctx_params, KvCacheType::F16))
+        }
+        other => other,
+    };
+    let mut ctx = match created {
         Ok(c) => c,
         Err(e) => return fail(format!("could not create a context of {} tokens: {e}", num_ctx * parallel)),
     };

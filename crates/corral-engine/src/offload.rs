@@ -14,7 +14,7 @@
 use std::ffi::CString;
 use std::pin::Pin;
 
-use corral_types::runner::{DeviceInfo, DeviceKind, DeviceUse, KvCacheType, LoadOptions};
+use corral_types::runner::{offload_gpus, DeviceUse, KvCacheType, LoadOptions};
 use llama_cpp_2::context::params::{KvCacheType as LlamaKvType, LlamaContextParams};
 use llama_cpp_2::model::params::{LlamaModelParams, LlamaSplitMode};
 
@@ -43,20 +43,17 @@ impl Offload {
     }
 }
 
-/// The GPUs llama.cpp uses by default: discrete ones, or integrated ones when there is no discrete
-/// GPU. With their ggml device indices.
-fn usable_gpus(devices: &[DeviceInfo]) -> Vec<(usize, &DeviceInfo)> {
-    let discrete = devices.iter().any(|d| d.kind == DeviceKind::Gpu);
-    let want = if discrete { DeviceKind::Gpu } else { DeviceKind::IntegratedGpu };
-    devices.iter().enumerate().filter(|(_, d)| d.kind == want).collect()
-}
-
 fn llama_kv_type(t: KvCacheType) -> LlamaKvType {
     match t {
         KvCacheType::F16 => LlamaKvType::F16,
         KvCacheType::Q8_0 => LlamaKvType::Q8_0,
         KvCacheType::Q4_0 => LlamaKvType::Q4_0,
     }
+}
+
+/// `ctx` with K and V caches of `kind`.
+pub(crate) fn with_kv_cache_type(ctx: LlamaContextParams, kind: KvCacheType) -> LlamaContextParams {
+    ctx.with_type_k(llama_kv_type(kind)).with_type_v(llama_kv_type(kind))
 }
 
 /// Sets up `params` and `ctx` for `opts` on the devices present now.
@@ -81,13 +78,10 @@ pub(crate) fn configure(
         (false, Some(false)) => (opts.kv_cache_type, LLAMA_FLASH_ATTN_TYPE_DISABLED),
         (false, None) => (opts.kv_cache_type, LLAMA_FLASH_ATTN_TYPE_AUTO),
     };
-    *ctx = std::mem::take(ctx)
-        .with_flash_attention_policy(flash)
-        .with_type_k(llama_kv_type(kv_cache_type))
-        .with_type_v(llama_kv_type(kv_cache_type));
+    *ctx = with_kv_cache_type(std::mem::take(ctx).with_flash_attention_policy(flash), kv_cache_type);
 
     let devices = crate::backends::devices();
-    let gpus = usable_gpus(&devices);
+    let gpus = offload_gpus(&devices);
     if opts.num_gpu == 0 || gpus.is_empty() {
         // An empty device list (not a null one, which means "all"): no GPU at all.
         let params = params.with_n_gpu_layers(0).with_devices(&[]).map_err(|e| e.to_string())?;
@@ -131,24 +125,4 @@ pub(crate) fn configure(
         }
     };
     Ok((params, Offload { gpus: chosen, gpu_layers, kv_cache_type }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn dev(id: &str, kind: DeviceKind) -> DeviceInfo {
-        DeviceInfo { id: id.into(), description: String::new(), kind, total_bytes: 1, free_bytes: 1 }
-    }
-
-    #[test]
-    fn integrated_gpus_only_without_a_discrete_one() {
-        let cpu = dev("CPU", DeviceKind::Cpu);
-        let both = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu), dev("CUDA0", DeviceKind::Gpu)];
-        let ids: Vec<_> = usable_gpus(&both).into_iter().map(|(i, d)| (i, d.id.as_str())).collect();
-        assert_eq!(ids, [(2, "CUDA0")]);
-        let igpu = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu)];
-        assert_eq!(usable_gpus(&igpu).len(), 1);
-        assert!(usable_gpus(&[cpu]).is_empty());
-    }
 }

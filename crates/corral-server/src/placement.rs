@@ -51,11 +51,9 @@ impl Gpu {
     /// The GPUs among `devices`, with what loaded models hold (`held(id)`) taken off their free
     /// memory as the runner probe saw it at start.
     pub fn from_devices(devices: &[DeviceInfo], held: impl Fn(&str) -> u64) -> Vec<Gpu> {
-        let discrete = devices.iter().any(|d| d.kind == corral_types::runner::DeviceKind::Gpu);
-        devices
-            .iter()
-            .filter(|d| if discrete { d.kind == corral_types::runner::DeviceKind::Gpu } else { d.is_gpu() })
-            .map(|d| Gpu { id: d.id.clone(), total: d.total_bytes, free: d.free_bytes.saturating_sub(held(&d.id)) })
+        corral_types::runner::offload_gpus(devices)
+            .into_iter()
+            .map(|(_, d)| Gpu { id: d.id.clone(), total: d.total_bytes, free: d.free_bytes.saturating_sub(held(&d.id)) })
             .collect()
     }
 }

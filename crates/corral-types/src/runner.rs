@@ -122,11 +122,12 @@ pub struct DeviceInfo {
     pub free_bytes: u64,
 }
 
-impl DeviceInfo {
-    /// Holds model layers of its own (not host memory the CPU backend uses anyway).
-    pub fn is_gpu(&self) -> bool {
-        matches!(self.kind, DeviceKind::Gpu | DeviceKind::IntegratedGpu)
-    }
+/// The GPUs llama.cpp offloads to by default, with their indices among `devices`: the discrete
+/// ones, or the integrated ones when there is no discrete GPU.
+pub fn offload_gpus(devices: &[DeviceInfo]) -> Vec<(usize, &DeviceInfo)> {
+    let discrete = devices.iter().any(|d| d.kind == DeviceKind::Gpu);
+    let want = if discrete { DeviceKind::Gpu } else { DeviceKind::IntegratedGpu };
+    devices.iter().enumerate().filter(|(_, d)| d.kind == want).collect()
 }
 
 /// What a runner found when it loaded llama.cpp's backends (`corral runner --probe`).
@@ -432,6 +433,18 @@ pub enum FromRunner {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integrated_gpus_only_without_a_discrete_one() {
+        let dev = |id: &str, kind| DeviceInfo { id: id.into(), description: String::new(), kind, total_bytes: 1, free_bytes: 1 };
+        let cpu = dev("CPU", DeviceKind::Cpu);
+        let both = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu), dev("CUDA0", DeviceKind::Gpu)];
+        let ids: Vec<_> = offload_gpus(&both).into_iter().map(|(i, d)| (i, d.id.as_str())).collect();
+        assert_eq!(ids, [(2, "CUDA0")]);
+        let igpu = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu)];
+        assert_eq!(offload_gpus(&igpu).len(), 1);
+        assert!(offload_gpus(&[cpu]).is_empty());
+    }
 
     #[test]
     fn wire_format() {

@@ -189,3 +189,50 @@ fn variant_loaded(log: &str, n: usize) -> String {
     let line = log.lines().filter(|l| l.contains("model loaded")).nth(n - 1).unwrap_or_else(|| panic!("{log}"));
     line.split("cpu_variant=").nth(1).unwrap().split_whitespace().next().unwrap().trim_matches('"').to_string()
 }
+
+/// `OLLAMA_KV_CACHE_TYPE` and `OLLAMA_FLASH_ATTENTION` reach llama.cpp: a q8_0 cache (which turns
+/// flash attention on) loads, answers and is smaller in `/api/ps`; q4_0 with flash attention forced
+/// off falls back to f16 (the size of the default); flash attention forced on answers too. The
+/// model has 32-dimension heads: a quantized cache needs rows of whole 32-element blocks.
+#[test]
+fn kv_cache_types_and_flash_attention_load_and_answer() {
+    let spec = corral_testkit::TinySpec { embd: 128, heads: 4, kv_heads: 2, context: 2048, ..Default::default() };
+    let model = corral_testkit::tiny_llama_with_smollm2_tokenizer(&spec);
+    let ask = json!({"model": "tiny", "prompt": "one two three", "stream": false,
+                     "options": {"num_predict": 6, "temperature": 0}});
+    let mut sizes = Vec::new();
+    for env in [
+        &[][..],
+        &[("OLLAMA_KV_CACHE_TYPE", "q8_0")][..],
+        &[("OLLAMA_KV_CACHE_TYPE", "q4_0"), ("OLLAMA_FLASH_ATTENTION", "0")][..],
+        &[("OLLAMA_FLASH_ATTENTION", "1")][..],
+    ] {
+        let server = Server::start_env(env);
+        assert_eq!(create_from(&server, "tiny", &model, json!({})).0, 200);
+        let (status, v) = post(&server, "/api/generate", ask.clone());
+        assert_eq!(status, 200, "{env:?}: {v}");
+        assert_eq!(v["eval_count"], 6, "{env:?}: {v}");
+        let (_, ps) = body(http().get(server.url("/api/ps")).send().unwrap());
+        sizes.push(ps["models"][0]["size"].as_u64().unwrap());
+    }
+    assert!(sizes[1] < sizes[0], "a q8_0 cache is smaller than f16: {sizes:?}");
+    assert_eq!(sizes[2], sizes[0], "q4_0 without flash attention falls back to f16: {sizes:?}");
+    assert_eq!(sizes[3], sizes[0], "{sizes:?}");
+}
+
+/// A model whose heads are not whole 32-element blocks (16 dimensions) cannot have a quantized
+/// cache: it loads with f16 instead of failing.
+#[test]
+fn a_quantized_cache_falls_back_to_f16_where_the_model_cannot_have_it() {
+    let ask = json!({"model": "tiny", "prompt": "hi", "stream": false, "options": {"num_predict": 3}});
+    let mut sizes = Vec::new();
+    for env in [&[][..], &[("OLLAMA_KV_CACHE_TYPE", "q4_0")][..]] {
+        let server = Server::start_env(env);
+        assert_eq!(create_from(&server, "tiny", &runnable_bytes(7, 2048), json!({})).0, 200);
+        let (status, v) = post(&server, "/api/generate", ask.clone());
+        assert_eq!(status, 200, "{env:?}: {v}");
+        let (_, ps) = body(http().get(server.url("/api/ps")).send().unwrap());
+        sizes.push(ps["models"][0]["size"].as_u64().unwrap());
+    }
+    assert_eq!(sizes[0], sizes[1], "f16 either way: {sizes:?}");
+}
