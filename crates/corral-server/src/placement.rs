@@ -163,6 +163,11 @@ pub fn plan(gpus: &[Gpu], needs: &Needs, ask: &Ask, config: &GpuConfig) -> Plan 
             for (e, r) in plan.expected.iter_mut().zip(&room) {
                 *e = if all == 0 { 0 } else { (u128::from(placed) * u128::from(*r) / u128::from(all)) as u64 };
             }
+            // What rounding down left over goes to the GPU with the most room.
+            let short = placed - plan.expected.iter().sum::<u64>();
+            if let Some(i) = (0..room.len()).max_by_key(|i| room[*i]) {
+                plan.expected[i] += short;
+            }
         }
         None => {}
     }
