@@ -56,9 +56,11 @@ def main():
             corral.close()
         print(f"\n== {name}, {args.threads} threads, {RUNS} rounds (medians)")
         for k, label in (("pp", "prompt tok/s (pp512)"), ("tg", f"decode tok/s (tg{DECODE})")):
-            line = f"{label:22} Corral {med(ours[k]):8.1f}"
+            rounds = "/".join(f"{x:.0f}" for x in ours[k])
+            line = f"{label:22} Corral {med(ours[k]):8.1f} ({rounds})"
             for b in builds:
-                line += f" | llama-bench {b} {med(theirs[(b, k)]):8.1f} -> {med(ours[k]) / med(theirs[(b, k)]):.2f}x"
+                rounds = "/".join(f"{x:.0f}" for x in theirs[(b, k)])
+                line += f" | llama-bench {b} {med(theirs[(b, k)]):8.1f} ({rounds}) -> {med(ours[k]) / med(theirs[(b, k)]):.2f}x"
             print(line)
         if "avx2" not in builds:
             print("(the variant loaded here is the AVX2 one: both static builds are the same)")
