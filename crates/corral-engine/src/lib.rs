@@ -39,9 +39,28 @@ pub enum EngineError {
     /// The request cannot be served (too long, wrong kind of model…).
     #[error("{0}")]
     Request(String),
+    /// The input is longer than the context and may not be cut.
+    #[error("{0}")]
+    ContextLength(String),
+    /// llama.cpp failed on a request it accepted (a decode error, non-finite output).
+    #[error("{0}")]
+    Internal(String),
     /// The engine thread is gone (it failed or was shut down).
     #[error("the model engine has stopped")]
     Stopped,
+}
+
+impl EngineError {
+    /// The kind the runner protocol carries, which the server acts on.
+    pub fn kind(&self) -> corral_types::runner::ErrorKind {
+        use corral_types::runner::ErrorKind;
+        match self {
+            EngineError::Load(_) | EngineError::Internal(_) => ErrorKind::Internal,
+            EngineError::Request(_) => ErrorKind::Invalid,
+            EngineError::ContextLength(_) => ErrorKind::ContextLength,
+            EngineError::Stopped => ErrorKind::Stopped,
+        }
+    }
 }
 
 /// One event of a completion.

@@ -44,7 +44,7 @@ enum Command {
     Tokenize(String, Sender<Vec<u32>>),
     Detokenize(Vec<u32>, Sender<Result<String, String>>),
     Complete(CompletionRequest, Sender<Event>, Arc<AtomicU8>),
-    Embed(EmbedRequest, Sender<Result<Embedded, String>>),
+    Embed(EmbedRequest, Sender<Result<Embedded, EngineError>>),
 }
 
 /// A model loaded by llama.cpp on its own thread.
@@ -100,7 +100,7 @@ impl Engine for LlamaEngine {
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError> {
         let (tx, rx) = mpsc::channel();
         self.send(Command::Detokenize(tokens.to_vec(), tx))?;
-        rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Load)
+        rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Request)
     }
 
     fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError> {
@@ -116,7 +116,7 @@ impl Engine for LlamaEngine {
         }
         let (tx, rx) = mpsc::channel();
         self.send(Command::Embed(request, tx))?;
-        rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Request)
+        rx.recv().map_err(|_| EngineError::Stopped)?
     }
 
     fn cells(&self) -> KvCells {
@@ -464,7 +464,7 @@ impl Loop<'_, '_> {
     }
 
     /// Embeds the inputs, as many sequences per batch as there are slots and tokens for.
-    fn embed(&mut self, req: &EmbedRequest) -> Result<Embedded, String> {
+    fn embed(&mut self, req: &EmbedRequest) -> Result<Embedded, EngineError> {
         let limit = self.num_ctx as usize;
         let mut seqs = Vec::with_capacity(req.inputs.len());
         for text in &req.inputs {
@@ -472,10 +472,10 @@ impl Loop<'_, '_> {
             let mut tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
             if tokens.len() > limit {
                 if !req.truncate {
-                    return Err(format!(
+                    return Err(EngineError::ContextLength(format!(
                         "the input length exceeds the context length: the input is {} tokens and the context is {limit} tokens",
                         tokens.len()
-                    ));
+                    )));
                 }
                 let last = tokens[tokens.len() - 1];
                 tokens.truncate(limit);
@@ -497,17 +497,17 @@ impl Loop<'_, '_> {
                 && group.len() < self.slots.len()
                 && used + seqs[next].len() <= self.num_batch as usize
             {
-                batch.add_sequence(&seqs[next], group.len() as i32, true).map_err(|e| e.to_string())?;
+                batch.add_sequence(&seqs[next], group.len() as i32, true).map_err(|e| EngineError::Internal(e.to_string()))?;
                 used += seqs[next].len();
                 group.push(next);
                 next += 1;
             }
             self.ctx.clear_kv_cache();
-            self.ctx.decode(&mut batch).map_err(|e| format!("llama.cpp failed to embed a batch: {e}"))?;
+            self.ctx.decode(&mut batch).map_err(|e| EngineError::Internal(format!("llama.cpp failed to embed a batch: {e}")))?;
             for (seq, &input) in group.iter().enumerate() {
-                let v = self.ctx.embeddings_seq_ith(seq as i32).map_err(|e| format!("no embedding: {e}"))?;
+                let v = self.ctx.embeddings_seq_ith(seq as i32).map_err(|e| EngineError::Internal(format!("no embedding: {e}")))?;
                 if v.iter().any(|x| !x.is_finite()) {
-                    return Err("the model produced an embedding with NaN or infinite values".into());
+                    return Err(EngineError::Internal("the model produced an embedding with NaN or infinite values".into()));
                 }
                 vectors[input] = v.to_vec();
             }

@@ -3,7 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use corral_store::{Committed, PartWriter, PinGuard, Store, StoreError};
+use corral_store::{unblock, AsyncStore, Committed, PartWriter, PinGuard, StoreError};
 use corral_types::api::ProgressResponse;
 use corral_types::{Digest, Layer, Manifest, ModelName};
 use futures_util::StreamExt;
@@ -34,7 +34,7 @@ impl Registry {
     /// Pulls `name` into `store`. `digest` pins the manifest (`name@sha256:…`).
     pub async fn pull(
         &self,
-        store: &Store,
+        store: &AsyncStore,
         name: &ModelName,
         digest: Option<&Digest>,
         insecure: bool,
@@ -60,7 +60,8 @@ impl Registry {
         for layer in &blobs {
             let lock = self.download_lock(&layer.digest);
             let _guard = lock.lock().await;
-            if let Ok(pin) = store.pin_existing(&[layer.digest]) {
+            let digest = layer.digest;
+            if let Ok(pin) = store.run(move |s| s.pin_existing(&[digest])).await {
                 // Already here (or just fetched by a concurrent pull of the same blob).
                 pins.push(pin);
                 progress(transfer(layer, Some(layer.size)));
@@ -78,13 +79,14 @@ impl Registry {
         }
         progress(status("verifying sha256 digest"));
         progress(status("writing manifest"));
-        let old = store.write_raw_manifest(name, bytes)?;
+        let target = name.clone();
+        let old = store.run(move |s| s.write_raw_manifest(&target, bytes)).await?;
         drop(pins);
         if let Some(old) = old {
             let kept: std::collections::HashSet<Digest> = manifest.blobs().map(|l| l.digest).collect();
             if old.manifest.blobs().any(|l| !kept.contains(&l.digest)) {
                 progress(status("removing unused layers"));
-                store.release_old(&old)?;
+                store.run(move |s| s.release_old(&old)).await?;
             }
         }
         progress(status("success"));
@@ -110,14 +112,14 @@ impl Registry {
     /// backoff. The blob is verified by the store before it becomes visible.
     async fn download(
         &self,
-        store: &Store,
+        store: &AsyncStore,
         repo: &Repo,
         layer: &Layer,
         progress: Progress<'_>,
     ) -> Result<Committed, RegistryError> {
         let what = format!("pulling {}", short(&layer.digest));
-        let mut partial =
-            tokio::task::block_in_place(|| store.partial_blob(&layer.digest, layer.size, self.options.part_size))?;
+        let (digest, size, part_size) = (layer.digest, layer.size, self.options.part_size);
+        let mut partial = store.run(move |s| s.partial_blob(&digest, size, part_size)).await?;
         if partial.done() > 0 {
             tracing::info!(digest = %layer.digest, done = partial.done(), "resuming download");
         }
@@ -154,7 +156,7 @@ impl Registry {
             }
             return Err(e);
         }
-        Ok(tokio::task::block_in_place(|| partial.finish())?)
+        Ok(unblock(move || partial.finish()).await?)
     }
 
     /// Fetches the rest of one part, retrying with backoff; gives the writer back with the result.
@@ -248,7 +250,7 @@ impl Registry {
             if chunk.is_empty() {
                 continue;
             }
-            writer.write(chunk)?;
+            writer.write_async(chunk.to_vec()).await?;
             done.fetch_add(chunk.len() as u64, Ordering::Relaxed);
         }
         let part = writer.part();

@@ -3,7 +3,7 @@
 
 use std::io::{Read, Seek, SeekFrom};
 
-use corral_store::{Store, StoreError};
+use corral_store::{unblock, AsyncStore, StoreError};
 use corral_types::api::ProgressResponse;
 use corral_types::{Layer, ModelName};
 use reqwest::header::{CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
@@ -50,14 +50,15 @@ impl Registry {
     /// Pushes `name` from `store`.
     pub async fn push(
         &self,
-        store: &Store,
+        store: &AsyncStore,
         name: &ModelName,
         insecure: bool,
         progress: Progress<'_>,
     ) -> Result<(), RegistryError> {
         let repo = repo(name, insecure, None)?;
         progress(ProgressResponse::status("retrieving manifest"));
-        let mut stored = tokio::task::block_in_place(|| store.read_manifest(name))?;
+        let target = name.clone();
+        let mut stored = store.run(move |s| s.read_manifest(&target)).await?;
         let bytes = bytes::Bytes::from(std::mem::take(&mut stored.bytes));
         let blobs: Vec<Layer> =
             stored.manifest.layers.iter().chain(std::iter::once(&stored.manifest.config)).cloned().collect();
@@ -74,7 +75,7 @@ impl Registry {
 
     async fn push_blob(
         &self,
-        store: &Store,
+        store: &AsyncStore,
         repo: &Repo,
         name: &ModelName,
         layer: &Layer,
@@ -101,15 +102,23 @@ impl Registry {
             return Ok(());
         }
         let mut upload = location(repo, &resp, &what)?;
-        let path = store.blob_path(&layer.digest);
-        let mut file = std::fs::File::open(&path).map_err(|e| StoreError::io(&path, e))?;
+        let path = store.blocking().blob_path(&layer.digest);
+        let opened = path.clone();
+        let mut file =
+            Some(unblock(move || std::fs::File::open(&opened)).await.map_err(|e| StoreError::io(&path, e))?);
         let mut sent = 0u64;
         progress(transfer(layer, 0));
         while sent < layer.size {
             let n = CHUNK.min(layer.size - sent);
-            let mut buf = vec![0u8; n as usize];
-            tokio::task::block_in_place(|| file.seek(SeekFrom::Start(sent)).and_then(|_| file.read_exact(&mut buf)))
-                .map_err(|e| StoreError::io(&path, e))?;
+            let mut f = file.take().expect("the file is back after each read");
+            let (f, buf) = unblock(move || {
+                let mut buf = vec![0u8; n as usize];
+                let read = f.seek(SeekFrom::Start(sent)).and_then(|_| f.read_exact(&mut buf));
+                (f, read.map(|_| buf))
+            })
+            .await;
+            file = Some(f);
+            let buf = buf.map_err(|e| StoreError::io(&path, e))?;
             let buf = bytes::Bytes::from(buf);
             let make = || {
                 self.http

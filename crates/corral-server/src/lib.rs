@@ -4,17 +4,19 @@
 //! [`run`] serves it on a listener the caller bound, until a shutdown future resolves.
 //!
 //! Architecture invariant: handlers are thin. They parse and validate the request, call the
-//! store (on the blocking pool: the store does synchronous file I/O), and map the outcome to
+//! store through [`AsyncStore`] (its synchronous file I/O runs on the blocking pool), and map the outcome to
 //! Ollama's JSON and status codes through the one error type, [`ApiError`].
 //!
 //! Architecture invariant: the server reads configuration only from [`ServerConfig`]; it never
 //! looks at environment variables itself.
 
+mod backend;
 mod error;
 mod extract;
 mod guard;
 mod infer;
 mod metrics;
+mod names;
 mod placement;
 mod routes;
 mod runner;
@@ -28,14 +30,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use corral_store::Store;
+use corral_store::{AsyncStore, Store};
 use tokio::net::TcpListener;
 
 pub use corral_types::duration::KeepAlive;
 pub use corral_types::runner::Backends;
 pub use error::ApiError;
 pub use placement::{default_context_length, GpuConfig};
-pub use runner::Launcher;
+pub use backend::{Backend, Launcher, Process, Script, Scripted, ScriptedLoad};
 pub use infer::options::Defaults;
 
 /// The version reported by `/api/version`.
@@ -109,7 +111,8 @@ pub enum StartError {
 /// Shared state of every handler.
 #[derive(Clone)]
 pub struct AppState {
-    pub store: Store,
+    /// The model store, its work run off the async threads.
+    pub store: AsyncStore,
     pub config: Arc<ServerConfig>,
     /// Whether the listener is on a loopback address, which turns on the `Host` header guard.
     pub loopback: bool,
@@ -122,26 +125,40 @@ pub struct AppState {
     /// Counters for `/metrics`.
     pub metrics: Arc<metrics::Metrics>,
     /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
-    headers: Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<corral_gguf::Gguf>>>>,
+    headers: infer::Headers,
 }
 
 impl AppState {
-    /// Opens the store and prepares the state for a listener bound to `addr`. Must run inside a
-    /// tokio runtime (the scheduler starts its expiry task).
+    /// Opens the store and prepares the state for a listener bound to `addr`, with runner
+    /// processes started by `config.launcher`. Must run inside a tokio runtime (the scheduler
+    /// starts its expiry task).
     pub fn new(config: ServerConfig, addr: SocketAddr) -> Result<Self, StartError> {
+        let backend = Arc::new(backend::Process(config.launcher.clone()));
+        Self::with_backend(config, addr, backend, Duration::from_millis(250))
+    }
+
+    /// [`AppState::new`] with another backend (the scripted one in tests), and how often idle
+    /// runners are checked for an expired keep-alive.
+    pub fn with_backend(
+        config: ServerConfig,
+        addr: SocketAddr,
+        backend: Arc<dyn Backend>,
+        expiry_tick: Duration,
+    ) -> Result<Self, StartError> {
         let store = Store::open(&config.models_dir, corral_store::StoreOptions { noprune: config.noprune })?;
         let origins = Arc::new(guard::allowed_origins(&config.origins));
         let scheduler = sched::Scheduler::new(sched::SchedConfig {
-            launcher: config.launcher.clone(),
+            backend,
             devices: config.backends.devices.clone(),
             gpu: config.gpu.clone(),
             max_loaded: config.max_loaded_models,
             max_queue: config.max_queue,
             load_timeout: config.load_timeout,
+            expiry_tick,
         });
         let registry = corral_registry::Registry::new(config.registry.clone())?;
         Ok(AppState {
-            store,
+            store: AsyncStore::new(store),
             config: Arc::new(config),
             loopback: addr.ip().is_loopback(),
             origins,
@@ -163,7 +180,7 @@ pub fn startup(state: &AppState) {
         tracing::info!("OLLAMA_NOPRUNE set: not pruning unused blobs");
         return;
     }
-    match state.store.prune(PRUNE_GRACE) {
+    match state.store.blocking().prune(PRUNE_GRACE) {
         Ok(r) => tracing::info!(
             removed_blobs = r.removed_blobs,
             removed_other = r.removed_other,

@@ -20,14 +20,15 @@ use corral_types::duration::KeepAlive;
 use corral_types::runner::{DeviceInfo, LoadOptions};
 use tokio::sync::Notify;
 
+use crate::backend::Backend;
 use crate::placement::{self, Decision, GpuConfig};
-use crate::runner::{Launcher, Runner, RunnerError};
+use crate::runner::{Runner, RunnerError};
 
 /// Scheduler settings.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct SchedConfig {
-    /// How runners are started.
-    pub launcher: Launcher,
+    /// What loads models: runner processes, or the scripted fake in tests.
+    pub backend: Arc<dyn Backend>,
     /// The devices the runner probe found at start, with their free memory then.
     pub devices: Vec<DeviceInfo>,
     /// GPU settings from the environment.
@@ -38,6 +39,8 @@ pub struct SchedConfig {
     pub max_queue: usize,
     /// `OLLAMA_LOAD_TIMEOUT`: the longest a load may go without progress.
     pub load_timeout: Duration,
+    /// How often idle runners are checked for an expired keep-alive.
+    pub expiry_tick: Duration,
 }
 
 /// Why a model could not be scheduled.
@@ -148,14 +151,6 @@ impl Drop for Waiting<'_> {
     }
 }
 
-/// Bytes of memory available to new models, from `/proc/meminfo`.
-pub(crate) fn available_memory() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
-}
-
 fn expiry(keep_alive: KeepAlive, now: Instant) -> Option<Instant> {
     match keep_alive {
         KeepAlive::Forever => None,
@@ -174,14 +169,20 @@ impl Scheduler {
             changed: Notify::new(),
         });
         let weak = Arc::downgrade(&sched);
+        let tick = sched.config.expiry_tick;
         tokio::spawn(async move {
             loop {
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(tick).await;
                 let Some(s) = weak.upgrade() else { return };
                 s.expire();
             }
         });
         sched
+    }
+
+    /// Bytes of host memory available to new models, as the backend sees it.
+    pub fn available_memory(&self) -> Option<u64> {
+        self.config.backend.available_memory()
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Slot>> {
@@ -255,7 +256,7 @@ impl Scheduler {
         }
         // Make room: by count, by GPU memory (see `placement`), then by host memory, evicting
         // idle runners least recently used first.
-        let mut available = available_memory().unwrap_or(u64::MAX);
+        let mut available = self.available_memory().unwrap_or(u64::MAX);
         let plan = loop {
             let over_count = slots.len() >= self.max_loaded();
             let (victim, why) = match self.gpu_decision(&slots, req, now) {
@@ -348,7 +349,12 @@ impl Scheduler {
             }
         }
         let mut guard = Abandon(self, id, false);
-        let started = Runner::start(&self.config.launcher, options, self.config.load_timeout, |_| {}).await;
+        let started = self
+            .config
+            .backend
+            .load(options.clone(), self.config.load_timeout)
+            .await
+            .map(|link| Runner::connect(link, options));
         let mut slots = self.lock();
         let result = match started {
             Ok(runner) => match slots.iter_mut().find(|s| s.id == id) {

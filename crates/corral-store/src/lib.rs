@@ -23,6 +23,8 @@ mod create;
 mod fsutil;
 mod manifests;
 mod model;
+#[cfg(feature = "tokio")]
+mod nonblocking;
 mod partial;
 mod prune;
 mod refs;
@@ -36,6 +38,8 @@ pub use blobs::{BlobWriter, Committed};
 pub use create::{CreateError, CreateSpec, ModelSource, Prepared};
 pub use manifests::StoredManifest;
 pub use model::{Model, ModelError};
+#[cfg(feature = "tokio")]
+pub use nonblocking::{unblock, AsyncStore, BlobSink};
 pub use partial::{Part, PartWriter, PartialBlob};
 pub use prune::PruneReport;
 pub use refs::{PinGuard, Pins};
@@ -57,6 +61,9 @@ pub enum StoreError {
     CorruptManifest { path: PathBuf, reason: String },
     #[error("{what} is {size} bytes, over the limit of {limit}")]
     TooLarge { what: String, size: u64, limit: u64 },
+    /// A blob sink was used after it failed.
+    #[error("the blob writer has already failed or finished")]
+    Closed,
 }
 
 impl StoreError {

@@ -218,7 +218,9 @@ impl PartialBlob {
     }
 }
 
-/// Writes one part of a partial download, in order from where it stands.
+/// Writes one part of a partial download, in order from where it stands. (A clone writes the
+/// same part: only one of them may be used.)
+#[derive(Clone)]
 pub struct PartWriter {
     files: Arc<Files>,
     part: Part,

@@ -370,6 +370,23 @@ pub enum ToRunner {
     },
 }
 
+/// Why a runner request failed, as the server needs to know it: the status to answer with, or
+/// whether the runner is gone.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// A fault of the runner or the model (a failed decode): the server's problem.
+    #[default]
+    Internal,
+    /// The request cannot be served as asked (a token outside the vocabulary, a generation model
+    /// asked for embeddings).
+    Invalid,
+    /// The input is longer than the context and may not be cut.
+    ContextLength,
+    /// The runner stopped (it died, or was unloaded) before answering.
+    Stopped,
+}
+
 /// KV cache cells of a runner's context: `used` by running completions, `cached` by idle slots'
 /// prompt caches (given up when the cells are needed), out of `total`; and how many times a
 /// running sequence was `moves`d to another slot (its cells copied) to close a gap.
@@ -419,6 +436,9 @@ pub enum FromRunner {
     Error {
         id: u64,
         error: String,
+        /// What kind of failure, for the server to act on (the text is for people).
+        #[serde(default)]
+        kind: ErrorKind,
     },
     Embedded {
         id: u64,

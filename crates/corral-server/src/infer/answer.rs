@@ -10,13 +10,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use corral_types::api::Logprob;
-use corral_types::runner::{FromRunner, TokenLogprob, Usage};
+use corral_types::runner::{DoneReason, FromRunner, TokenLogprob, Usage};
 use serde_json::{json, Value};
 
 use super::parse::{OutputParser, Piece, ToolCall};
 use crate::metrics::Metrics;
-use crate::runner::Completion;
+use crate::runner::{Completion, RunnerError};
 use crate::sched::Lease;
+use crate::ApiError;
 
 /// A tool call with its place in the answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -58,8 +59,7 @@ impl Delta {
 /// How the answer ended.
 #[derive(Debug, Clone)]
 pub struct Finish {
-    /// `stop` or `length`.
-    pub reason: String,
+    pub reason: DoneReason,
     pub usage: Usage,
     /// Prompt and answer tokens (`context` of `/api/generate`).
     pub tokens: Vec<u32>,
@@ -69,7 +69,9 @@ pub struct Finish {
 pub enum Event {
     Delta(Delta),
     Done(Finish),
-    Error(String),
+    /// The answer failed (its cause is logged): what to tell the client, with the status it
+    /// would have had before the answer started.
+    Error(ApiError),
 }
 
 /// An answer in progress.
@@ -110,12 +112,7 @@ pub(crate) fn logprob(lp: TokenLogprob) -> Logprob {
     }
 }
 
-/// `bytes` random bytes in hex: the random part of the ids every protocol gives its objects.
-pub(crate) fn random_hex(bytes: usize) -> String {
-    let mut b = vec![0u8; bytes];
-    let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
-}
+pub(crate) use crate::error::random_hex;
 
 fn call_id() -> String {
     format!("call_{}", random_hex(6))
@@ -196,23 +193,23 @@ impl Answer {
                     if !d.is_empty() {
                         self.queued.push_back(Event::Delta(d));
                     }
-                    self.queued.push_back(Event::Done(Finish { reason: reason.as_str().to_string(), usage, tokens }));
+                    self.queued.push_back(Event::Done(Finish { reason, usage, tokens }));
                 }
-                Some(FromRunner::Error { error, .. }) => {
+                Some(FromRunner::Error { error, kind, .. }) => {
                     self.ended = true;
-                    return Some(Event::Error(error));
+                    return Some(Event::Error(RunnerError::from_reply(kind, error).into()));
                 }
                 Some(_) => {}
                 None => {
                     self.ended = true;
-                    return Some(Event::Error(crate::runner::RUNNER_STOPPED.to_string()));
+                    return Some(Event::Error(RunnerError::Stopped.into()));
                 }
             }
         }
     }
 
     /// Runs the answer to its end.
-    pub async fn collect(mut self) -> Result<Collected, String> {
+    pub async fn collect(mut self) -> Result<Collected, ApiError> {
         let mut all = Collected::default();
         while let Some(e) = self.next().await {
             match e {

@@ -1,39 +1,32 @@
-//! What `/api/generate` and `/api/chat` share: finding the model and its metadata, scheduling a
-//! runner, and streaming the runner's output as Ollama's response chunks.
+//! The server's core: from a request to an answer, for every protocol.
+//!
+//! - [`start`]: the one path of a generate or chat request (checks, load, prompt, generation).
+//! - [`answer`]: the generation as protocol-neutral events (deltas, an end, an error).
+//! - [`options`], [`prompt`], [`parse`]: the request's options, the prompt from the conversation,
+//!   and the model's output split into content, thinking and tool calls.
+//! - here: finding a model and its GGUF header, and scheduling a runner for it.
+//!
+//! Architecture invariant: nothing under `infer` imports from `routes`; the routes translate
+//! their protocol into [`start`]'s requests and its events back into their protocol.
 
 pub mod answer;
 pub mod options;
 pub mod parse;
 pub mod prompt;
+pub mod start;
 
 use std::sync::Arc;
-use std::time::Instant;
 
-use axum::response::{IntoResponse, Response};
-use axum::Json;
-use chrono::Utc;
 use corral_gguf::Gguf;
 use corral_store::{Model, ModelError, StoreError};
-use corral_types::api::{ChatResponse, GenerateResponse, Message, Metrics};
 use corral_types::duration::KeepAlive;
 use corral_types::runner::KvCacheType;
 use corral_types::ModelName;
 use serde_json::Value;
 
 use crate::placement::Needs;
-use crate::sched::{Lease, LoadRequest, SchedError};
-use crate::stream::{answer_stream, to_line, Framing};
+use crate::sched::{Lease, LoadRequest};
 use crate::{ApiError, AppState};
-use answer::{Answer, Collected, Delta, Event, Finish};
-
-impl From<SchedError> for ApiError {
-    fn from(e: SchedError) -> Self {
-        match e {
-            SchedError::Busy => ApiError::new(axum::http::StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-            SchedError::Runner(e) => ApiError::internal(e.to_string()),
-        }
-    }
-}
 
 /// A stored model with its parsed GGUF header.
 pub struct Resolved {
@@ -74,16 +67,24 @@ impl Resolved {
     }
 }
 
-/// Loads a model's manifest and, cached by manifest digest, its GGUF header (`None` for a model
-/// without weights). Blocking: call it on the blocking pool. `raw` is the name as given, for the
-/// 404 message.
-pub fn load(state: &AppState, name: &ModelName, raw: &str) -> Result<(Model, Option<Arc<Gguf>>), ApiError> {
-    let model = state.store.load_model(name).map_err(|e| match e {
+/// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
+pub type Headers = Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<Gguf>>>>;
+
+/// Loads a model's manifest and, cached by manifest digest in `headers`, its GGUF header (`None`
+/// for a model without weights). Blocking: call it through `AsyncStore::run`. `raw` is the name
+/// as given, for the 404 message.
+pub fn load(
+    store: &corral_store::Store,
+    headers: &Headers,
+    name: &ModelName,
+    raw: &str,
+) -> Result<(Model, Option<Arc<Gguf>>), ApiError> {
+    let model = store.load_model(name).map_err(|e| match e {
         ModelError::Store(StoreError::ModelNotFound(_)) => ApiError::not_found(format!("model '{raw}' not found")),
         other => other.into(),
     })?;
     let Some(path) = model.model_path.clone() else { return Ok((model, None)) };
-    let mut cache = state.headers.lock().unwrap_or_else(|p| p.into_inner());
+    let mut cache = headers.lock().unwrap_or_else(|p| p.into_inner());
     let gguf = match cache.get(&model.digest) {
         Some(g) => g.clone(),
         None => {
@@ -100,9 +101,9 @@ pub fn load(state: &AppState, name: &ModelName, raw: &str) -> Result<(Model, Opt
 
 /// [`load`] on the blocking pool, for a model that must have weights (to run it).
 pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Resolved, ApiError> {
-    let (state, name, raw) = (state.clone(), name.clone(), raw.to_string());
-    crate::routes::blocking(move || {
-        let (model, gguf) = load(&state, &name, &raw)?;
+    let (headers, name, raw) = (state.headers.clone(), name.clone(), raw.to_string());
+    state.store.run(move |store| {
+        let (model, gguf) = load(store, &headers, &name, &raw)?;
         let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
         Ok(Resolved { model, gguf })
     })
@@ -163,7 +164,7 @@ pub async fn acquire(
     let mut options = opts.load.clone();
     let kv = state.config.gpu.kv_cache_type;
     if options.parallel == 0 {
-        let room = crate::sched::available_memory().map(|host| host.saturating_add(gpu_room(state, options.num_gpu)));
+        let room = state.scheduler.available_memory().map(|host| host.saturating_add(gpu_room(state, options.num_gpu)));
         options.parallel = auto_parallel(|p| estimate(&needs(&r.gguf, weights, options.num_ctx, p), kv), room);
     }
     let needs = needs(&r.gguf, weights, options.num_ctx, options.parallel);
@@ -185,109 +186,6 @@ pub async fn acquire(
         keep_alive,
     };
     Ok(state.scheduler.acquire(req).await?)
-}
-
-/// Which response shape to produce.
-pub enum Kind {
-    Generate { context: bool },
-    Chat,
-}
-
-/// Builds response chunks.
-pub struct Reply {
-    pub kind: Kind,
-    pub model: String,
-    pub started: Instant,
-    pub load_ns: u64,
-}
-
-impl Reply {
-    fn value(&self, delta: Delta, end: End<'_>) -> Value {
-        let (done_reason, finished) = match end {
-            End::No => (None, None),
-            End::Immediately(reason) => (Some(reason.to_string()), None),
-            End::After(f) => (Some(f.reason.clone()), Some(f)),
-        };
-        let metrics = match finished {
-            Some(f) => Metrics {
-                total_duration: Some(self.started.elapsed().as_nanos() as u64),
-                load_duration: Some(self.load_ns),
-                prompt_eval_count: Some(f.usage.prompt_tokens),
-                prompt_eval_duration: Some(f.usage.prompt_ns),
-                eval_count: Some(f.usage.generated_tokens),
-                eval_duration: Some(f.usage.generation_ns),
-            },
-            None => Metrics::default(),
-        };
-        let done = done_reason.is_some();
-        let logprobs = (!delta.logprobs.is_empty()).then_some(delta.logprobs);
-        let thinking = (!delta.thinking.is_empty()).then_some(delta.thinking);
-        let v = match self.kind {
-            Kind::Generate { context } => serde_json::to_value(GenerateResponse {
-                model: self.model.clone(),
-                created_at: Utc::now(),
-                response: delta.content,
-                thinking,
-                done,
-                done_reason,
-                context: finished.and_then(|f| context.then(|| f.tokens.clone())),
-                metrics,
-                logprobs,
-            }),
-            Kind::Chat => serde_json::to_value(ChatResponse {
-                model: self.model.clone(),
-                created_at: Utc::now(),
-                message: Message {
-                    role: "assistant".into(),
-                    content: delta.content,
-                    thinking,
-                    tool_calls: (!delta.calls.is_empty()).then(|| delta.calls.iter().map(|c| c.native()).collect()),
-                    ..Default::default()
-                },
-                done,
-                done_reason,
-                metrics,
-                logprobs,
-            }),
-        };
-        v.expect("responses serialise")
-    }
-
-    /// A final answer with no generation (`done_reason` `load` or `unload`).
-    pub fn immediate(&self, reason: &str) -> Response {
-        Json(self.value(Delta::default(), End::Immediately(reason))).into_response()
-    }
-}
-
-/// Whether, and how, a chunk ends the answer.
-enum End<'a> {
-    No,
-    /// Done without generating (`load`, `unload`): no metrics, no context.
-    Immediately(&'a str),
-    /// Done after generating: the reason, counts and timings, and the tokens for `context`.
-    After(&'a Finish),
-}
-
-/// Answers in Ollama's native format: NDJSON chunks, or one object with `"stream": false`. The
-/// lease is held until the answer ends, and a client that disconnects cancels the generation,
-/// prompt processing included.
-pub async fn respond(streaming: bool, reply: Reply, answer: Answer) -> Response {
-    if !streaming {
-        return match answer.collect().await {
-            Ok(Collected { delta, finish: Some(f) }) => Json(reply.value(delta, End::After(&f))).into_response(),
-            Ok(Collected { finish: None, .. }) => ApiError::internal(crate::runner::RUNNER_STOPPED).into_response(),
-            Err(e) => ApiError::internal(e).into_response(),
-        };
-    }
-    answer_stream(answer, Framing::Ndjson, move |event| match event {
-        Some(Event::Delta(d)) => vec![to_line(&reply.value(d, End::No))],
-        Some(Event::Done(f)) => vec![to_line(&reply.value(Delta::default(), End::After(&f)))],
-        Some(Event::Error(error)) => {
-            tracing::warn!("generation failed mid-stream: {error}");
-            vec![to_line(&serde_json::json!({ "error": error }))]
-        }
-        None => Vec::new(),
-    })
 }
 
 #[cfg(test)]

@@ -90,19 +90,6 @@ pub fn default_stops(model: &Model, gguf: &Gguf) -> Vec<String> {
     END_OF_TURN.iter().filter(|m| text.contains(*m)).map(|m| m.to_string()).collect()
 }
 
-/// The `_debug_render_only` answer: the rendered prompt, nothing generated.
-pub fn debug_response(model: &str, chat: bool, prompt: String) -> axum::response::Response {
-    use axum::response::IntoResponse;
-    let mut v = serde_json::json!({"model": model, "created_at": chrono::Utc::now(), "done": true,
-        "_debug_info": {"rendered_template": prompt}});
-    if chat {
-        v["message"] = serde_json::json!({"role": "assistant", "content": ""});
-    } else {
-        v["response"] = Value::String(String::new());
-    }
-    axum::Json(v).into_response()
-}
-
 /// The prompt for `messages`, dropping the oldest turns (never a system message, never the last
 /// message) until it fits in `num_ctx`. With `truncate` off, or when even the last message alone
 /// does not fit, that is a 400 rather than a silently cut prompt.

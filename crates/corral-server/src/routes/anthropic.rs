@@ -3,36 +3,23 @@
 //! (`message_start`, `ping`, `content_block_start|delta|stop`, `message_delta`, `message_stop`).
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::api::{ChatRequest, Message};
+use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::generate::{start_chat, Started};
+use crate::error::Protocol;
+use crate::infer::start::{start_chat, Started};
 use crate::extract::JsonBody;
 use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
 /// Anthropic's error shape.
-pub(crate) fn error(e: ApiError) -> Response {
-    let kind = match e.status {
-        StatusCode::BAD_REQUEST => "invalid_request_error",
-        StatusCode::UNAUTHORIZED => "authentication_error",
-        StatusCode::FORBIDDEN => "permission_error",
-        StatusCode::NOT_FOUND => "not_found_error",
-        StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
-        StatusCode::TOO_MANY_REQUESTS => "rate_limit_error",
-        StatusCode::SERVICE_UNAVAILABLE => "overloaded_error",
-        _ => "api_error",
-    };
-    if e.status.is_server_error() {
-        tracing::error!(status = %e.status, "{}", e.message);
-    }
-    let body = json!({"type": "error", "error": {"type": kind, "message": e.message}, "request_id": format!("req_{}", random_hex(12))});
-    (e.status, Json(body)).into_response()
+fn error(e: ApiError) -> Response {
+    e.respond(Protocol::Anthropic)
 }
 
 #[derive(Debug, Deserialize)]
@@ -193,10 +180,10 @@ fn native(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
 }
 
 fn stop_reason(f: &Finish, calls: bool) -> &'static str {
-    match f.reason.as_str() {
+    match f.reason {
         _ if calls => "tool_use",
-        "length" => "max_tokens",
-        _ => "end_turn",
+        DoneReason::Length => "max_tokens",
+        DoneReason::Stop => "end_turn",
     }
 }
 
@@ -217,11 +204,11 @@ pub(super) async fn messages_route(
             .map_or(0, |s| s.len() / 4);
         let native = native(req)?;
         match start_chat(&state, native, true).await? {
-            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, true, prompt)),
+            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
             Started::Immediate(..) => Err(ApiError::bad_request("messages is required")),
-            Started::Answer(_, answer) if streaming => Ok(stream(answer, &model, estimate)),
-            Started::Answer(_, answer) => {
-                let all = answer.collect().await.map_err(ApiError::internal)?;
+            Started::Answer(answer, _) if streaming => Ok(stream(answer, &model, estimate)),
+            Started::Answer(answer, _) => {
+                let all = answer.collect().await?;
                 Ok(Json(message(&model, all)).into_response())
             }
         }
@@ -340,8 +327,8 @@ fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
                 out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
             }
             Some(Event::Error(e)) => {
-                tracing::warn!("generation failed mid-stream: {e}");
-                out.push(sse(Some("error"), &json!({"type": "error", "error": {"type": "api_error", "message": e}})));
+                let error = json!({"type": "error", "error": {"type": e.anthropic_type(), "message": e.message}});
+                out.push(sse(Some("error"), &error));
             }
             None => {}
         }

@@ -19,7 +19,8 @@ fn parse(digest: &str) -> Result<Digest, ApiError> {
 
 pub(super) async fn head(State(state): State<AppState>, Path(digest): Path<String>) -> Result<StatusCode, ApiError> {
     let d = parse(&digest)?;
-    if state.store.lease(&d, UPLOAD_LEASE) {
+    let leased = state.store.run(move |store| store.lease(&d, UPLOAD_LEASE)).await;
+    if leased {
         Ok(StatusCode::OK)
     } else {
         Err(ApiError::not_found(format!("blob \"{digest}\" not found")))
@@ -35,7 +36,7 @@ pub(super) async fn upload(
 ) -> Result<StatusCode, ApiError> {
     let expected = parse(&digest)?;
     let mut stream = body.into_data_stream();
-    if state.store.lease(&expected, UPLOAD_LEASE) {
+    if state.store.run(move |store| store.lease(&expected, UPLOAD_LEASE)).await {
         // Already stored. Read (and drop) the body anyway: answering before it is read breaks the
         // pipe under a client that sends without asking with HEAD first.
         while let Some(chunk) = stream.next().await {
@@ -43,16 +44,15 @@ pub(super) async fn upload(
         }
         return Ok(StatusCode::OK);
     }
-    let mut writer = state.store.blob_writer()?;
+    let mut sink = state.store.blob_sink().await?;
     while let Some(chunk) = stream.next().await {
         let chunk = chunk.map_err(|e| ApiError::bad_request(format!("reading upload body: {e}")))?;
-        // The write is a plain file write; block_in_place keeps it off the other tasks' threads
-        // without a round trip to the blocking pool per chunk.
-        tokio::task::block_in_place(|| writer.write(&chunk))?;
+        sink.write(chunk.to_vec()).await?;
     }
-    let committed = tokio::task::spawn_blocking(move || writer.commit(Some(&expected))).await??;
+    let committed = sink.commit(Some(expected)).await?;
     // Still pinned by `committed`, so the blob is there to lease.
-    state.store.lease(&committed.digest, UPLOAD_LEASE);
+    let digest = committed.digest;
+    state.store.run(move |store| store.lease(&digest, UPLOAD_LEASE)).await;
     tracing::info!(digest = %committed.digest, size = committed.size, "stored uploaded blob");
     Ok(if committed.existed { StatusCode::OK } else { StatusCode::CREATED })
 }

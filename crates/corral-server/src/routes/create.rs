@@ -11,7 +11,7 @@ use corral_types::api::{model_or_name, CreateRequest, ProgressResponse};
 use corral_types::{params, Digest, Overlay};
 use std::collections::BTreeMap;
 
-use super::{blocking, parse_name};
+use crate::names::parse_name;
 use crate::extract::JsonBody;
 use crate::stream::{self, Work};
 use crate::{ApiError, AppState};
@@ -141,10 +141,9 @@ pub(super) async fn create(State(state): State<AppState>, JsonBody(req): JsonBod
         Ok(s) => s,
         Err(e) => return e.into_response(),
     };
-    let store = state.store.clone();
-    let prepared = blocking(move || {
-        let (spec, pin) = convert_safetensors(&store, spec, quantize)?;
-        Ok((store.prepare_create(spec)?, pin))
+    let prepared = state.store.run(move |store| {
+        let (spec, pin) = convert_safetensors(store, spec, quantize)?;
+        Ok::<_, ApiError>((store.prepare_create(spec)?, pin))
     });
     let (prepared, pin) = match prepared.await {
         Ok(p) => p,

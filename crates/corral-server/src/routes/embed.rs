@@ -11,11 +11,10 @@ use corral_types::runner::EmbedRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::generate::effective;
-use super::parse_name;
+use crate::infer::start::effective;
+use crate::names::parse_name;
 use crate::extract::JsonBody;
 use crate::infer::{self, Resolved};
-use crate::runner::RunnerError;
 use crate::{ApiError, AppState};
 
 /// Sequences an embedding runner takes in one batch.
@@ -50,10 +49,7 @@ async fn embed(
     if inputs.is_empty() {
         return Ok(Embeddings { vectors: Vec::new(), prompt_tokens: 0, load_ns });
     }
-    let out = lease.runner.embed(EmbedRequest { inputs, truncate }).await.map_err(|e| match e {
-        RunnerError::Request(m) if m.contains("exceeds the context length") => ApiError::bad_request(m),
-        other => ApiError::internal(other.to_string()),
-    })?;
+    let out = lease.runner.embed(EmbedRequest { inputs, truncate }).await?;
     Ok(Embeddings { vectors: out.vectors, prompt_tokens: out.prompt_tokens, load_ns })
 }
 
@@ -201,7 +197,7 @@ pub(super) async fn openai_embeddings(
         let usage = json!({"prompt_tokens": e.prompt_tokens, "total_tokens": e.prompt_tokens});
         Ok(Json(json!({"object": "list", "data": data, "model": req.model, "usage": usage})).into_response())
     };
-    run.await.unwrap_or_else(super::openai::error)
+    run.await.unwrap_or_else(|e| e.respond(crate::error::Protocol::OpenAi))
 }
 
 #[cfg(test)]

@@ -4,8 +4,8 @@ mod anthropic;
 mod blobs;
 mod create;
 mod embed;
-mod generate;
 mod models;
+mod native;
 mod openai;
 mod ps;
 mod responses;
@@ -16,9 +16,8 @@ use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use corral_types::api::VersionResponse;
-use corral_types::{ModelName, NameError};
 
-use crate::{ApiError, AppState, VERSION};
+use crate::{AppState, VERSION};
 
 pub(crate) fn router(state: AppState) -> Router {
     Router::new()
@@ -30,8 +29,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/api/delete", delete(models::delete))
         .route("/api/create", post(create::create))
         .route("/api/blobs/{digest}", post(blobs::upload).head(blobs::head))
-        .route("/api/generate", post(generate::generate))
-        .route("/api/chat", post(generate::chat))
+        .route("/api/generate", post(native::generate))
+        .route("/api/chat", post(native::chat))
         .route("/api/ps", get(ps::ps))
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/embed", post(embed::api_embed))
@@ -60,19 +59,4 @@ async fn version() -> Json<VersionResponse> {
 
 async fn not_found() -> impl IntoResponse {
     (StatusCode::NOT_FOUND, [(header::CONTENT_TYPE, "text/plain")], "404 page not found")
-}
-
-/// Parses a model name from a request, with Ollama's messages for empty and invalid names.
-pub(crate) fn parse_name(raw: &str) -> Result<ModelName, ApiError> {
-    ModelName::parse(raw).map_err(|e| match e {
-        NameError::Empty => ApiError::bad_request("model is required"),
-        NameError::Invalid { .. } => ApiError::bad_request("invalid model name"),
-    })
-}
-
-/// Runs blocking store work off the async threads.
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f).await?
 }

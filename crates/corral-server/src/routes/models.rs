@@ -9,15 +9,15 @@ use corral_types::api::{
 };
 use corral_types::{ModelConfig, ModelName};
 
-use super::{blocking, parse_name};
+use crate::names::parse_name;
 use crate::extract::JsonBody;
 use crate::{ApiError, AppState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<ListResponse>, ApiError> {
-    blocking(move || {
+    state.store.run(move |store| {
         let mut models = Vec::new();
-        for m in state.store.list()? {
-            let config: ModelConfig = match state.store.read_blob(&m.manifest.config) {
+        for m in store.list()? {
+            let config: ModelConfig = match store.read_blob(&m.manifest.config) {
                 Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
                 Err(e) => {
                     tracing::warn!("skipping {} in list: {e}", m.name);
@@ -52,8 +52,9 @@ pub(super) async fn show(
 ) -> Result<Json<ShowResponse>, ApiError> {
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = parse_name(&raw)?;
-    blocking(move || {
-        let (model, gguf) = crate::infer::load(&state, &name, &raw)?;
+    let headers = state.headers.clone();
+    state.store.run(move |store| {
+        let (model, gguf) = crate::infer::load(store, &headers, &name, &raw)?;
         Ok(Json(crate::show::show(model, gguf.as_deref(), req.verbose, req.system, req.options)))
     })
     .await
@@ -67,8 +68,8 @@ pub(super) async fn copy(
         .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", req.source)))?;
     let dst = ModelName::parse(&req.destination)
         .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", req.destination)))?;
-    blocking(move || {
-        state.store.copy(&src, &dst).map_err(|e| match e {
+    state.store.run(move |store| {
+        store.copy(&src, &dst).map_err(|e| match e {
             corral_store::StoreError::ModelNotFound(_) => {
                 ApiError::not_found(format!("model \"{}\" not found", req.source))
             }
@@ -85,8 +86,8 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = ModelName::parse(&raw).map_err(|_| ApiError::bad_request(format!("name \"{raw}\" is invalid")))?;
-    blocking(move || {
-        state.store.delete(&name).map_err(|e| match e {
+    state.store.run(move |store| {
+        store.delete(&name).map_err(|e| match e {
             corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model '{raw}' not found")),
             other => other.into(),
         })

@@ -6,38 +6,29 @@
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::api::{ChatRequest, GenerateRequest, Logprob, Message};
 use corral_types::format::json_type;
+use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::blocking;
-use super::generate::{start_chat, start_generate, Started};
+use crate::error::Protocol;
+use crate::infer::start::{start_chat, start_generate, Started};
 use crate::extract::JsonBody;
 use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
 /// OpenAI's error object: `{"error": {"message", "type", "param", "code"}}`.
-pub(crate) fn error(e: ApiError) -> Response {
-    let kind = match e.status {
-        StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "invalid_request_error",
-        StatusCode::NOT_FOUND => "not_found_error",
-        _ => "api_error",
-    };
-    if e.status.is_server_error() {
-        tracing::error!(status = %e.status, "{}", e.message);
-    }
-    let body = json!({"error": {"message": e.message, "type": kind, "param": null, "code": null}});
-    (e.status, Json(body)).into_response()
+pub(super) fn error(e: ApiError) -> Response {
+    e.respond(Protocol::OpenAi)
 }
 
 /// An `{"error": …}` event ending a stream that failed after it started.
-fn stream_error(message: &str) -> String {
-    sse(None, &json!({"error": {"message": message, "type": "api_error", "param": null, "code": null}}))
+fn stream_error(e: &ApiError) -> String {
+    sse(None, &json!({"error": {"message": e.message, "type": e.openai_type(), "param": null, "code": null}}))
 }
 
 fn now() -> u64 {
@@ -269,11 +260,11 @@ fn native_chat(req: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiErr
 }
 
 fn finish_reason(finish: Option<&Finish>, calls: bool) -> Value {
-    match finish.map(|f| f.reason.as_str()) {
+    match finish.map(|f| f.reason) {
         None => Value::Null,
         Some(_) if calls => json!("tool_calls"),
-        Some("length") => json!("length"),
-        Some(_) => json!("stop"),
+        Some(DoneReason::Length) => json!("length"),
+        Some(DoneReason::Stop) => json!("stop"),
     }
 }
 
@@ -339,11 +330,11 @@ pub(super) async fn chat_completions(
         let streaming = req.stream;
         let (native, include_usage) = native_chat(req)?;
         match start_chat(&state, native, false).await? {
-            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, true, prompt)),
+            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
             Started::Immediate(..) => Err(ApiError::bad_request("[] is too short - 'messages'")),
-            Started::Answer(_, answer) if streaming => Ok(stream_chat(answer, &model, include_usage)),
-            Started::Answer(_, answer) => {
-                let all = answer.collect().await.map_err(ApiError::internal)?;
+            Started::Answer(answer, _) if streaming => Ok(stream_chat(answer, &model, include_usage)),
+            Started::Answer(answer, _) => {
+                let all = answer.collect().await?;
                 Ok(Json(chat_completion(&model, all)).into_response())
             }
         }
@@ -418,10 +409,7 @@ fn stream_chat(answer: Answer, model: &str, include_usage: bool) -> Response {
                 out.push("data: [DONE]\n\n".to_string());
                 out
             }
-            Some(Event::Error(e)) => {
-                tracing::warn!("generation failed mid-stream: {e}");
-                vec![stream_error(&e)]
-            }
+            Some(Event::Error(e)) => vec![stream_error(&e)],
             None => Vec::new(),
         }
     })
@@ -471,7 +459,7 @@ pub(super) async fn completions(
         };
         let model = req.model;
         match start_generate(&state, native).await? {
-            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&model, false, prompt)),
+            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, false, prompt)),
             Started::Immediate(..) => {
                 let env = Envelope::new("cmpl", &model);
                 let choice = json!({"text": "", "index": 0, "finish_reason": "stop"});
@@ -479,9 +467,9 @@ pub(super) async fn completions(
                 v["usage"] = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
                 Ok(Json(v).into_response())
             }
-            Started::Answer(_, answer) if req.stream => Ok(stream_completion(answer, &model, include_usage)),
-            Started::Answer(_, answer) => {
-                let Collected { delta, finish } = answer.collect().await.map_err(ApiError::internal)?;
+            Started::Answer(answer, _) if req.stream => Ok(stream_completion(answer, &model, include_usage)),
+            Started::Answer(answer, _) => {
+                let Collected { delta, finish } = answer.collect().await?;
                 let choice = json!({"text": delta.content, "index": 0,
                     "finish_reason": finish_reason(finish.as_ref(), false)});
                 let mut v = Envelope::new("cmpl", &model).with("text_completion", json!([choice]));
@@ -530,7 +518,7 @@ fn model_object(name: &corral_types::ModelName, modified: SystemTime) -> Value {
 }
 
 pub(super) async fn models(State(state): State<AppState>) -> Response {
-    let listed = blocking(move || Ok(state.store.list()?)).await;
+    let listed = state.store.run(|store| store.list()).await.map_err(ApiError::from);
     match listed {
         Ok(models) => {
             let data: Vec<Value> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
@@ -543,9 +531,9 @@ pub(super) async fn models(State(state): State<AppState>) -> Response {
 
 pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
     let run = async {
-        let name = super::parse_name(&model)?;
-        let stored = blocking(move || {
-            let found = state.store.read_manifest(&name);
+        let name = crate::names::parse_name(&model)?;
+        let stored = state.store.run(move |store| {
+            let found = store.read_manifest(&name);
             found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
         })
         .await?;

@@ -8,10 +8,11 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::api::{ChatRequest, Message};
+use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use super::generate::{start_chat, Started};
+use crate::infer::start::{start_chat, Started};
 use super::openai::{error, think};
 use crate::extract::JsonBody;
 use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
@@ -207,7 +208,7 @@ impl Shell {
     fn response(&self, status: &str, output: Vec<Value>, finish: Option<&Finish>) -> Value {
         let mut v = json!({"id": self.id, "object": "response", "created_at": self.created_at, "status": status,
         "model": self.model, "output": output, "error": null,
-        "incomplete_details": match finish { Some(f) if f.reason == "length" => json!({"reason": "max_output_tokens"}), _ => Value::Null },
+        "incomplete_details": match finish { Some(f) if f.reason == DoneReason::Length => json!({"reason": "max_output_tokens"}), _ => Value::Null },
         "usage": finish.map(|f| {
             let cached = f.usage.cached_tokens;
             let (i, o) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
@@ -223,7 +224,7 @@ impl Shell {
 
 fn status(finish: Option<&Finish>) -> &'static str {
     match finish {
-        Some(f) if f.reason == "length" => "incomplete",
+        Some(f) if f.reason == DoneReason::Length => "incomplete",
         _ => "completed",
     }
 }
@@ -254,11 +255,11 @@ pub(super) async fn responses(
             return Err(ApiError::bad_request("input is required"));
         }
         match start_chat(&state, native, false).await? {
-            Started::Rendered(prompt) => Ok(crate::infer::prompt::debug_response(&req.model, true, prompt)),
+            Started::Rendered(prompt) => Ok(super::native::debug_response(&req.model, true, prompt)),
             Started::Immediate(..) => Err(ApiError::bad_request("input is required")),
-            Started::Answer(_, answer) if req.stream => Ok(stream(answer, shell)),
-            Started::Answer(_, answer) => {
-                let Collected { delta, finish } = answer.collect().await.map_err(ApiError::internal)?;
+            Started::Answer(answer, _) if req.stream => Ok(stream(answer, shell)),
+            Started::Answer(answer, _) => {
+                let Collected { delta, finish } = answer.collect().await?;
                 let mut output = Vec::new();
                 if !delta.thinking.is_empty() {
                     output.push(reasoning_item(&hex_id("rs"), &delta.thinking));
@@ -368,13 +369,12 @@ fn stream(answer: Answer, shell: Shell) -> Response {
                 if !thinking.is_empty() {
                     output.insert(0, reasoning_item(&hex_id("rs"), &thinking));
                 }
-                let kind = if f.reason == "length" { "response.incomplete" } else { "response.completed" };
+                let kind = if f.reason == DoneReason::Length { "response.incomplete" } else { "response.completed" };
                 emit(kind, json!({"response": shell.response(status(Some(&f)), output.clone(), Some(&f))}));
             }
             Some(Event::Error(e)) => {
-                tracing::warn!("generation failed mid-stream: {e}");
                 let mut r = shell.response("failed", output.clone(), None);
-                r["error"] = json!({"code": "server_error", "message": e});
+                r["error"] = json!({"code": "server_error", "message": e.message});
                 emit("response.failed", json!({"response": r}));
             }
             None => {}

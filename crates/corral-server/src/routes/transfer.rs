@@ -1,29 +1,14 @@
 //! `POST /api/pull` and `POST /api/push`.
 
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use corral_registry::RegistryError;
 use corral_types::api::{model_or_name, TransferRequest};
 use corral_types::Digest;
 
-use super::parse_name;
+use crate::names::parse_name;
 use crate::extract::JsonBody;
 use crate::stream::progress_async;
 use crate::{ApiError, AppState};
-
-impl From<RegistryError> for ApiError {
-    fn from(e: RegistryError) -> Self {
-        let status = match &e {
-            RegistryError::NotFound(_) => StatusCode::NOT_FOUND,
-            RegistryError::Insecure(_) => StatusCode::BAD_REQUEST,
-            RegistryError::Status { status: 401 | 403, .. } | RegistryError::Auth { .. } => StatusCode::UNAUTHORIZED,
-            RegistryError::Store(corral_store::StoreError::ModelNotFound(_)) => StatusCode::NOT_FOUND,
-            _ => StatusCode::INTERNAL_SERVER_ERROR,
-        };
-        ApiError::new(status, e.to_string())
-    }
-}
 
 pub(super) async fn pull(State(state): State<AppState>, JsonBody(req): JsonBody<TransferRequest>) -> Response {
     let raw = model_or_name(&req.model, &req.name).to_string();
@@ -51,7 +36,8 @@ pub(super) async fn push(State(state): State<AppState>, JsonBody(req): JsonBody<
         Ok(n) => n,
         Err(e) => return e.into_response(),
     };
-    if state.store.resolve(&name).is_none() {
+    let target = name.clone();
+    if state.store.run(move |store| store.resolve(&target)).await.is_none() {
         return ApiError::not_found(format!("model '{raw}' not found")).into_response();
     }
     let (store, registry, insecure) = (state.store.clone(), state.registry.clone(), req.insecure);

@@ -2,6 +2,7 @@
 
 pub mod create;
 pub mod manage;
+mod output;
 pub mod repl;
 pub mod run;
 pub mod runner;

@@ -15,7 +15,7 @@ use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use serde_json::{Map, Value};
 
-use super::run::{print_stats, Printer};
+use super::output::{check_model, print_stats, Printer};
 
 /// The session's state.
 pub struct Session {
@@ -317,7 +317,7 @@ impl Repl<'_> {
                 None => println!("Usage:\n  /load <modelname>"),
                 Some(m) => {
                     println!("Loading model '{m}'");
-                    match super::run::check_model(self.client, m).await {
+                    match check_model(self.client, m).await {
                         Ok(show) => {
                             self.s.model = m.to_string();
                             self.s.show = show;

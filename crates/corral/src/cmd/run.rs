@@ -10,6 +10,7 @@ use corral_types::format::go_duration;
 use futures_util::StreamExt;
 use serde_json::Value;
 
+use super::output::{check_model, print_stats, Printer};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
@@ -73,122 +74,6 @@ pub fn keepalive_value(k: Option<&str>) -> anyhow::Result<Option<Value>> {
             corral_types::duration::parse_go_duration(s).map_err(anyhow::Error::msg)?;
             Ok(Some(Value::String(s.into())))
         }
-    }
-}
-
-/// The `--verbose` block, on stderr.
-pub fn print_stats(m: &Metrics) {
-    let d = |n: Option<u64>| go_duration(n.unwrap_or(0));
-    let rate = |count: Option<u32>, ns: Option<u64>| match (count, ns) {
-        (Some(c), Some(ns)) if ns > 0 => format!("{:.2} tokens/s", f64::from(c) / (ns as f64 / 1e9)),
-        _ => "0.00 tokens/s".into(),
-    };
-    eprintln!("total duration:       {}", d(m.total_duration));
-    eprintln!("load duration:        {}", d(m.load_duration));
-    eprintln!("prompt eval count:    {} token(s)", m.prompt_eval_count.unwrap_or(0));
-    eprintln!("prompt eval duration: {}", d(m.prompt_eval_duration));
-    eprintln!("prompt eval rate:     {}", rate(m.prompt_eval_count, m.prompt_eval_duration));
-    eprintln!("eval count:           {} token(s)", m.eval_count.unwrap_or(0));
-    eprintln!("eval duration:        {}", d(m.eval_duration));
-    eprintln!("eval rate:            {}", rate(m.eval_count, m.eval_duration));
-}
-
-/// Streams text to stdout, wrapping at word boundaries when `width` is set.
-pub struct Printer {
-    width: Option<usize>,
-    col: usize,
-    word: String,
-}
-
-impl Printer {
-    pub fn new(wrap: bool) -> Self {
-        let width = if wrap && std::io::stdout().is_terminal() {
-            terminal_width().map(|w| w.saturating_sub(5).max(10))
-        } else {
-            None
-        };
-        Printer { width, col: 0, word: String::new() }
-    }
-
-    fn flush_word(&mut self, out: &mut impl Write) {
-        if self.word.is_empty() {
-            return;
-        }
-        let len = self.word.chars().count();
-        if let Some(w) = self.width {
-            if self.col > 0 && self.col + len > w {
-                let _ = writeln!(out);
-                self.col = 0;
-            }
-        }
-        let _ = write!(out, "{}", self.word);
-        self.col += len;
-        self.word.clear();
-    }
-
-    pub fn push(&mut self, text: &str) {
-        let mut out = std::io::stdout().lock();
-        if self.width.is_none() {
-            let _ = write!(out, "{text}");
-            let _ = out.flush();
-            return;
-        }
-        for c in text.chars() {
-            match c {
-                '\n' => {
-                    self.flush_word(&mut out);
-                    let _ = writeln!(out);
-                    self.col = 0;
-                }
-                ' ' => {
-                    self.flush_word(&mut out);
-                    if self.col > 0 {
-                        let _ = write!(out, " ");
-                        self.col += 1;
-                    }
-                }
-                c => self.word.push(c),
-            }
-        }
-        let _ = out.flush();
-    }
-
-    /// Ends the answer (with a newline unless it already ended with one).
-    pub fn finish(&mut self) {
-        let mut out = std::io::stdout().lock();
-        self.flush_word(&mut out);
-        let _ = writeln!(out);
-        let _ = out.flush();
-        self.col = 0;
-    }
-}
-
-fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; stdout is a terminal here.
-    #[repr(C)]
-    struct WinSize {
-        rows: u16,
-        cols: u16,
-        x: u16,
-        y: u16,
-    }
-    extern "C" {
-        fn ioctl(fd: i32, request: u64, ...) -> i32;
-    }
-    const TIOCGWINSZ: u64 = 0x5413;
-    let mut ws = WinSize { rows: 0, cols: 0, x: 0, y: 0 };
-    let ok = unsafe { ioctl(1, TIOCGWINSZ, &mut ws as *mut WinSize) } == 0;
-    (ok && ws.cols > 0).then_some(ws.cols as usize)
-}
-
-/// 404 from the server becomes Ollama's hint.
-pub async fn check_model(client: &Client, model: &str) -> anyhow::Result<corral_types::api::ShowResponse> {
-    match client.show(&ShowRequest { model: model.into(), ..Default::default() }).await {
-        Ok(r) => Ok(r),
-        Err(ClientError::Api { status, .. }) if status == 404 => {
-            bail!("model \"{model}\" not found, try pulling it first")
-        }
-        Err(e) => Err(e.into()),
     }
 }
 

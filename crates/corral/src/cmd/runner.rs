@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use corral_engine::{CancelOnDrop, Engine, Event, Generation, LlamaEngine};
-use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
+use corral_types::runner::{ErrorKind, FromRunner, LoadOptions, ToRunner};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -90,14 +90,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ToRunner::Tokenize { id, text } => {
                 let reply = match engine.tokenize(&text) {
                     Ok(tokens) => FromRunner::Tokens { id, tokens },
-                    Err(e) => FromRunner::Error { id, error: e.to_string() },
+                    Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
                 };
                 send(&writer, &reply)?;
             }
             ToRunner::Detokenize { id, tokens } => {
                 let reply = match engine.detokenize(&tokens) {
                     Ok(text) => FromRunner::Text { id, text },
-                    Err(e) => FromRunner::Error { id, error: e.to_string() },
+                    Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
                 };
                 send(&writer, &reply)?;
             }
@@ -116,7 +116,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let generation = match engine.complete(request) {
                     Ok(g) => g,
                     Err(e) => {
-                        send(&writer, &FromRunner::Error { id, error: e.to_string() })?;
+                        send(&writer, &FromRunner::Error { id, error: e.to_string(), kind: e.kind() })?;
                         continue;
                     }
                 };
@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         let msg = match event {
                             Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
                             Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
-                            Event::Error(error) => FromRunner::Error { id, error },
+                            Event::Error(error) => FromRunner::Error { id, error, kind: ErrorKind::Internal },
                         };
                         let last = !matches!(msg, FromRunner::Token { .. });
                         if send(&writer, &msg).is_err() || last {
@@ -145,7 +145,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 std::thread::spawn(move || {
                     let reply = match engine.embed(request) {
                         Ok(result) => FromRunner::Embedded { id, result },
-                        Err(e) => FromRunner::Error { id, error: e.to_string() },
+                        Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
                     };
                     let _ = send(&writer, &reply);
                 });

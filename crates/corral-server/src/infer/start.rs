@@ -1,20 +1,22 @@
-//! `POST /api/generate` and `POST /api/chat`.
+//! The core of an answer, whatever the protocol: check the request against the model, load it,
+//! render and fit the prompt, and start the generation. Every protocol's route builds a native
+//! [`ChatRequest`] or [`GenerateRequest`], calls [`start_chat`] or [`start_generate`], and
+//! encodes the [`Started`] it gets back, the answer's events included, in its own format.
+//!
+//! Nothing here knows a protocol's response shape, and nothing here imports from `routes`.
 
 use std::time::Instant;
 
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
 use corral_types::api::{ChatRequest, GenerateRequest, Message};
 use corral_types::runner::CompletionRequest;
 use serde_json::Value;
 
-use super::parse_name;
-use crate::extract::JsonBody;
-use crate::infer::answer::Answer;
-use crate::infer::options::{self, Effective};
-use crate::infer::parse::OutputParser;
-use crate::infer::prompt::{fit, Renderer};
-use crate::infer::{self, Kind, Reply, Resolved};
+use super::answer::Answer;
+use super::options::{self, Effective};
+use super::parse::OutputParser;
+use super::prompt::{fit, Renderer};
+use super::Resolved;
+use crate::names::parse_name;
 use crate::{ApiError, AppState};
 
 fn truthy(think: Option<&Value>) -> bool {
@@ -26,7 +28,7 @@ fn truthy(think: Option<&Value>) -> bool {
 }
 
 /// Options in effect for `r` with the request's `options`.
-pub(crate) fn effective(
+pub fn effective(
     state: &AppState,
     r: &Resolved,
     request: Option<&serde_json::Map<String, Value>>,
@@ -36,7 +38,7 @@ pub(crate) fn effective(
     let mut eff =
         options::effective(&r.weights()?, adapters, n_ctx_train, &r.model.parameters, request, &state.config.defaults)?;
     if eff.stop.is_empty() {
-        eff.stop = crate::infer::prompt::default_stops(&r.model, &r.gguf);
+        eff.stop = super::prompt::default_stops(&r.model, &r.gguf);
     }
     Ok(eff)
 }
@@ -79,42 +81,50 @@ impl Prelude {
         let name = parse_name(model)?;
         let logprobs = options::logprobs(logprobs.0, logprobs.1)?;
         let constraint = options::constraint(format)?;
-        let keep_alive = infer::keep_alive(state, keep_alive)?;
-        let resolved = infer::resolve(state, &name, model).await?;
+        let keep_alive = super::keep_alive(state, keep_alive)?;
+        let resolved = super::resolve(state, &name, model).await?;
         Ok(Prelude { logprobs, constraint, keep_alive, resolved })
     }
 }
 
-/// What a generate or chat request starts.
-pub(crate) enum Started {
-    /// Answered without generating (`load` or `unload`).
-    Immediate(Reply, &'static str),
-    /// `_debug_render_only`: the rendered prompt.
-    Rendered(String),
-    Answer(Reply, Answer),
+/// When a request arrived, and how long loading its model took.
+#[derive(Debug, Clone, Copy)]
+pub struct Timing {
+    pub started: Instant,
+    pub load_ns: u64,
 }
 
-impl Started {
-    /// Ollama's native answer.
-    async fn native(self, model: &str, chat: bool, streaming: bool) -> Response {
+/// Why an answer ended without generating.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Immediate {
+    /// The request only loaded the model (no prompt, no messages).
+    Load,
+    /// The request unloaded the model (`keep_alive: 0` and nothing to answer).
+    Unload,
+}
+
+impl Immediate {
+    /// Ollama's `done_reason`.
+    pub fn as_str(self) -> &'static str {
         match self {
-            Started::Immediate(reply, reason) => reply.immediate(reason),
-            Started::Rendered(prompt) => crate::infer::prompt::debug_response(model, chat, prompt),
-            Started::Answer(reply, answer) => infer::respond(streaming, reply, answer).await,
+            Immediate::Load => "load",
+            Immediate::Unload => "unload",
         }
     }
 }
 
-pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
-    let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
-    match start_generate(&state, req).await {
-        Ok(started) => started.native(&model, false, streaming).await,
-        Err(e) => e.into_response(),
-    }
+/// What a generate or chat request starts.
+pub enum Started {
+    /// Answered without generating.
+    Immediate(Immediate, Timing),
+    /// `_debug_render_only`: the rendered prompt.
+    Rendered(String),
+    /// An answer being generated.
+    Answer(Answer, Timing),
 }
 
 /// Starts a generate request: checks, loads the model, renders the prompt, starts the answer.
-pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<Started, ApiError> {
+pub async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::not_found("model '' not found"));
@@ -125,10 +135,10 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
     let Prelude { logprobs, constraint, keep_alive, resolved: r } =
         Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
             .await?;
-    let mut reply = Reply { kind: Kind::Generate { context: !req.raw }, model: req.model.clone(), started, load_ns: 0 };
+    let mut timing = Timing { started, load_ns: 0 };
     if req.prompt.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
-        return Ok(Started::Immediate(reply, "unload"));
+        return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     r.require("completion", "generate")?;
     let think = thinking(&r, req.think.as_ref(), false)?;
@@ -141,10 +151,10 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
         return Ok(Started::Rendered(renderer.render(&generate_messages(&r, &req), None)?));
     }
     let eff = effective(state, &r, req.options.as_ref())?;
-    let lease = infer::acquire(state, &r, &eff, keep_alive).await?;
-    reply.load_ns = started.elapsed().as_nanos() as u64;
+    let lease = super::acquire(state, &r, &eff, keep_alive).await?;
+    timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.prompt.is_empty() {
-        return Ok(Started::Immediate(reply, "load"));
+        return Ok(Started::Immediate(Immediate::Load, timing));
     }
     let runner = lease.runner.clone();
     let num_ctx = eff.load.num_ctx;
@@ -155,12 +165,14 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
     };
     if let Some(context) = req.context.as_ref().filter(|c| !c.is_empty()) {
-        let before =
-            runner.detokenize(context).await.map_err(|e| ApiError::bad_request(format!("invalid context: {e}")))?;
+        let before = runner.detokenize(context).await.map_err(|e| match ApiError::from(e) {
+            e if e.status.is_client_error() => ApiError::bad_request(format!("invalid context: {}", e.message)),
+            e => e,
+        })?;
         prompt = before + &prompt;
     }
     if req.raw || req.context.is_some() {
-        let n = runner.tokenize(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.len();
+        let n = runner.tokenize(&prompt).await?.len();
         if n >= num_ctx as usize {
             return Err(ApiError::bad_request(format!(
                 "the input length exceeds the context length: the prompt is {n} tokens and the context is {num_ctx} tokens"
@@ -170,10 +182,9 @@ pub(crate) async fn start_generate(state: &AppState, req: GenerateRequest) -> Re
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
     let completion = runner
         .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
-    Ok(Started::Answer(reply, answer))
+        .await?;
+    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
+    Ok(Started::Answer(answer, timing))
 }
 
 /// A generate request as a conversation: system, the model's MESSAGEs (unless `context` carries
@@ -206,18 +217,10 @@ fn chat_messages(r: &Resolved, req: &ChatRequest) -> Vec<Message> {
     messages
 }
 
-pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<ChatRequest>) -> Response {
-    let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
-    match start_chat(&state, req, false).await {
-        Ok(started) => started.native(&model, true, streaming).await,
-        Err(e) => e.into_response(),
-    }
-}
-
 /// Starts a chat request: checks, loads the model, renders and fits the conversation, starts the
 /// answer. `relax_thinking` drops `think` for a model without the capability instead of a 400
 /// (Anthropic's API, as Ollama does).
-pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinking: bool) -> Result<Started, ApiError> {
+pub async fn start_chat(state: &AppState, req: ChatRequest, relax_thinking: bool) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
@@ -225,10 +228,10 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
     let Prelude { logprobs, constraint, keep_alive, resolved: r } =
         Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
             .await?;
-    let mut reply = Reply { kind: Kind::Chat, model: req.model.clone(), started, load_ns: 0 };
+    let mut timing = Timing { started, load_ns: 0 };
     if req.messages.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
-        return Ok(Started::Immediate(reply, "unload"));
+        return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     r.require("completion", "chat")?;
     let think = thinking(&r, req.think.as_ref(), relax_thinking)?;
@@ -242,10 +245,10 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
         return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref())?));
     }
     let eff = effective(state, &r, req.options.as_ref())?;
-    let lease = infer::acquire(state, &r, &eff, keep_alive).await?;
-    reply.load_ns = started.elapsed().as_nanos() as u64;
+    let lease = super::acquire(state, &r, &eff, keep_alive).await?;
+    timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.messages.is_empty() {
-        return Ok(Started::Immediate(reply, "load"));
+        return Ok(Started::Immediate(Immediate::Load, timing));
     }
     let messages = chat_messages(&r, &req);
     let prompt =
@@ -255,10 +258,9 @@ pub(crate) async fn start_chat(state: &AppState, req: ChatRequest, relax_thinkin
     let completion = lease
         .runner
         .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
-        .await
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), reply.started);
-    Ok(Started::Answer(reply, answer))
+        .await?;
+    let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
+    Ok(Started::Answer(answer, timing))
 }
 
 /// The name of a tool definition (`{"type": "function", "function": {"name": …}}`).
@@ -268,7 +270,7 @@ fn tool_name(tool: &Value) -> Option<String> {
 
 /// Whether the rendered prompt leaves the answer inside a thinking block.
 fn opens_thinking(prompt: &str) -> bool {
-    prompt.trim_end().ends_with(crate::infer::parse::THINK_OPEN)
+    prompt.trim_end().ends_with(super::parse::THINK_OPEN)
 }
 
 /// Whether to think: the request's `think`, else on for models that can (as Ollama does). `None`

@@ -1,0 +1,326 @@
+//! The scheduler's policy, through `app(state)` with the scripted backend: no model, no runner
+//! process, no socket. Each test builds tiny GGUF files (only their headers matter here), creates
+//! models from them over the API, and asks for answers as a client would.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use corral_server::{app, AppState, Script, Scripted, ServerConfig};
+use corral_testkit::TinySpec;
+use http_body_util::BodyExt;
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use tower::ServiceExt;
+
+struct Harness {
+    app: Router,
+    backend: Arc<Scripted>,
+    _dir: tempfile::TempDir,
+}
+
+impl Harness {
+    fn new(configure: impl FnOnce(&mut ServerConfig)) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = ServerConfig::new(dir.path().join("models"));
+        configure(&mut config);
+        let backend = Scripted::new(Script::default());
+        let addr = "127.0.0.1:11434".parse().unwrap();
+        let state = AppState::with_backend(config, addr, Arc::new(backend.clone()), Duration::from_millis(5)).unwrap();
+        Harness { app: app(state), backend, _dir: dir }
+    }
+
+    async fn send(&self, method: &str, uri: &str, body: Body) -> axum::response::Response {
+        let req = Request::builder().method(method).uri(uri).header("host", "127.0.0.1:11434").body(body).unwrap();
+        self.app.clone().oneshot(req).await.unwrap()
+    }
+
+    /// A request and its whole answer as JSON (or a string for a body that is not).
+    async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
+        let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
+        let resp = self.send(method, uri, body).await;
+        let status = resp.status();
+        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
+        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        (status, v)
+    }
+
+    /// Creates `name` from a tiny GGUF (its `seed` makes distinct weights), with `parameters`.
+    async fn create(&self, name: &str, seed: u64, parameters: Value) {
+        let gguf = corral_testkit::tiny_llama(&TinySpec { seed, ..Default::default() }, None);
+        let digest = format!("sha256:{:x}", Sha256::digest(&gguf));
+        let resp = self.send("POST", &format!("/api/blobs/{digest}"), Body::from(gguf)).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let (status, v) = self
+            .call(
+                "POST",
+                "/api/create",
+                json!({"model": name, "files": {"m.gguf": digest}, "parameters": parameters, "stream": false}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+
+    async fn generate(&self, body: Value) -> (StatusCode, Value) {
+        let mut body = body;
+        body["stream"] = json!(false);
+        self.call("POST", "/api/generate", body).await
+    }
+
+    /// Names in `/api/ps`, sorted.
+    async fn loaded(&self) -> Vec<String> {
+        let (_, v) = self.call("GET", "/api/ps", Value::Null).await;
+        let mut names: Vec<String> =
+            v["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
+        names.sort();
+        names
+    }
+}
+
+/// Waits up to a second for `cond`.
+async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(1);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+#[tokio::test]
+async fn an_answer_comes_from_the_scripted_runner() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(v["response"], "Hello, world.");
+    assert_eq!(v["done_reason"], "stop");
+    assert_eq!(v["eval_count"], 4);
+    assert_eq!(h.loaded().await, ["a:latest"]);
+    assert_eq!(h.backend.loads().len(), 1);
+}
+
+#[tokio::test]
+async fn the_least_recently_used_idle_model_is_evicted_at_the_count_limit() {
+    let h = Harness::new(|c| c.max_loaded_models = 2);
+    for (name, seed) in [("a", 1), ("b", 2), ("c", 3)] {
+        h.create(name, seed, json!({})).await;
+    }
+    for name in ["a", "b", "a", "c"] {
+        let (status, v) = h.generate(json!({"model": name, "prompt": "hi"})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    // b was used less recently than a, so b made room for c.
+    assert_eq!(h.loaded().await, ["a:latest", "c:latest"]);
+    let loads = h.backend.loads();
+    assert_eq!(loads.len(), 3, "a was reused, not loaded again");
+    assert_eq!(loads.iter().map(|l| l.alive).collect::<Vec<_>>(), [true, false, true]);
+}
+
+#[tokio::test]
+async fn an_idle_model_is_unloaded_when_its_keep_alive_ends() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    let (status, _) = h.generate(json!({"model": "a", "prompt": "hi", "keep_alive": "50ms"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.loaded().await, ["a:latest"]);
+    let backend = h.backend.clone();
+    eventually("the runner is stopped", || backend.running() == 0).await;
+    assert!(h.loaded().await.is_empty());
+}
+
+#[tokio::test]
+async fn keep_alive_zero_unloads_when_the_answer_ends() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi", "keep_alive": 0})).await;
+    assert_eq!((status, v["response"].as_str()), (StatusCode::OK, Some("Hello, world.")));
+    assert!(h.loaded().await.is_empty());
+    let backend = h.backend.clone();
+    eventually("the runner is stopped", || backend.running() == 0).await;
+}
+
+#[tokio::test]
+async fn an_empty_prompt_loads_and_keep_alive_zero_unloads() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    let (_, v) = h.generate(json!({"model": "a"})).await;
+    assert_eq!(v["done_reason"], "load");
+    assert_eq!(h.loaded().await, ["a:latest"]);
+    let (_, v) = h.generate(json!({"model": "a", "keep_alive": 0})).await;
+    assert_eq!(v["done_reason"], "unload");
+    assert!(h.loaded().await.is_empty());
+    assert_eq!(h.backend.completions(), 0, "neither request generated");
+}
+
+#[tokio::test]
+async fn requests_beyond_the_queue_bound_get_503() {
+    let h = Harness::new(|c| {
+        c.max_loaded_models = 1;
+        c.max_queue = 1;
+    });
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    h.backend.set_script(Script { token_delay: Duration::from_millis(100), ..Script::default() });
+    // a is busy for 400 ms; b must wait for it (one model at a time) and fills the queue.
+    let busy = tokio::spawn({
+        let app = h.app.clone();
+        async move {
+            let req = Request::post("/api/generate")
+                .header("host", "localhost")
+                .body(Body::from(json!({"model": "a", "prompt": "x", "stream": false}).to_string()))
+                .unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    });
+    let backend = h.backend.clone();
+    eventually("a is generating", || backend.completions() == 1).await;
+    let waiting = tokio::spawn({
+        let app = h.app.clone();
+        async move {
+            let req = Request::post("/api/generate")
+                .header("host", "localhost")
+                .body(Body::from(json!({"model": "b", "prompt": "x", "stream": false}).to_string()))
+                .unwrap();
+            let resp = app.oneshot(req).await.unwrap();
+            (resp.status(), Instant::now())
+        }
+    });
+    tokio::time::sleep(Duration::from_millis(30)).await;
+    let (status, v) = h.generate(json!({"model": "b", "prompt": "x"})).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{v}");
+    assert_eq!(v["error"], "server busy, please try again.  maximum pending requests exceeded");
+    assert_eq!(busy.await.unwrap(), StatusCode::OK);
+    let (status, _) = waiting.await.unwrap();
+    assert_eq!(status, StatusCode::OK, "the waiting request is served once a is evicted");
+    assert_eq!(h.loaded().await, ["b:latest"]);
+}
+
+#[tokio::test]
+async fn models_on_the_same_weights_share_a_runner_with_the_longer_context() {
+    let h = Harness::new(|_| {});
+    h.create("long", 1, json!({"num_ctx": 2048})).await;
+    // Same blob, a shorter context: served by long's runner instead of evicting it.
+    h.create("short", 1, json!({"num_ctx": 1024})).await;
+    for name in ["long", "short", "long"] {
+        let (status, v) = h.generate(json!({"model": name, "prompt": "hi"})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    let loads = h.backend.loads();
+    assert_eq!(loads.len(), 1, "{loads:?}");
+    assert_eq!(loads[0].options.num_ctx, 2048);
+}
+
+#[tokio::test]
+async fn an_idle_model_is_evicted_when_the_next_does_not_fit_in_memory() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    // Less than one tiny model needs (83 KB of weights plus a 2048-position f16 KV cache of
+    // 512 KiB): the first loads anyway (nothing to evict), the second evicts it.
+    h.backend.set_available_memory(Some(300 << 10));
+    for name in ["a", "b"] {
+        let (status, v) = h.generate(json!({"model": name, "prompt": "hi"})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    assert_eq!(h.loaded().await, ["b:latest"]);
+    // With room for both, both stay.
+    h.backend.set_available_memory(Some(64 << 20));
+    let (status, _) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(h.loaded().await, ["a:latest", "b:latest"]);
+}
+
+#[tokio::test]
+async fn a_runner_dying_mid_answer_fails_it_and_the_next_request_gets_a_fresh_runner() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { die_after: Some(2), ..Script::default() });
+    // Streaming: the tokens so far, then an error line.
+    let resp = h
+        .send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string()))
+        .await;
+    assert_eq!(resp.status(), StatusCode::OK);
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    assert_eq!(lines[0]["response"], "Hello");
+    assert!(lines[2]["error"].as_str().unwrap().starts_with("model runner has unexpectedly stopped"), "{text}");
+    // Not streaming: a 500 with the same message.
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert!(v["error"].as_str().unwrap().starts_with("model runner has unexpectedly stopped"), "{v}");
+    // Healthy again: a fresh runner answers.
+    h.backend.set_script(Script::default());
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!((status, v["response"].as_str()), (StatusCode::OK, Some("Hello, world.")));
+    assert_eq!(h.backend.loads().len(), 3);
+    assert_eq!(h.backend.running(), 1);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_answer_cancels_the_generation_and_frees_the_runner() {
+    let h = Harness::new(|c| c.max_loaded_models = 1);
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    h.backend.set_script(Script { token_delay: Duration::from_millis(50), ..Script::default() });
+    let resp = h
+        .send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string()))
+        .await;
+    let mut body = resp.into_body();
+    let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
+    assert!(String::from_utf8_lossy(&first).contains("Hello"));
+    drop(body);
+    let backend = h.backend.clone();
+    eventually("the runner is told to cancel", || backend.cancelled() == 1).await;
+    // The lease is released: b can evict a at once instead of waiting for it.
+    h.backend.set_script(Script::default());
+    let started = Instant::now();
+    let (status, _) = h.generate(json!({"model": "b", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(started.elapsed() < Duration::from_millis(150), "{:?}", started.elapsed());
+    assert_eq!(h.loaded().await, ["b:latest"]);
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_during_the_load_leaves_no_loading_model_behind() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { load_delay: Duration::from_millis(200), ..Script::default() });
+    let gone = tokio::time::timeout(Duration::from_millis(30), h.generate(json!({"model": "a", "prompt": "hi"}))).await;
+    assert!(gone.is_err(), "the request was still loading");
+    assert!(h.loaded().await.is_empty());
+    h.backend.set_script(Script::default());
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!((status, v["response"].as_str()), (StatusCode::OK, Some("Hello, world.")));
+}
+
+#[tokio::test]
+async fn a_failed_load_is_a_500_and_loads_nothing() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { fail_load: Some("tensor 'x' has a bad shape".into()), ..Script::default() });
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("tensor 'x' has a bad shape"), "{v}");
+    assert!(h.loaded().await.is_empty());
+}
+
+#[tokio::test]
+async fn num_predict_ends_the_answer_with_length() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    let (_, v) = h.generate(json!({"model": "a", "prompt": "hi", "options": {"num_predict": 2}})).await;
+    assert_eq!(v["response"], "Hello,");
+    assert_eq!(v["done_reason"], "length");
+}
+
+#[tokio::test]
+async fn a_prompt_longer_than_the_context_is_a_400() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({"num_ctx": 64})).await;
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "x".repeat(100)})).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"].as_str().unwrap().starts_with("the input length exceeds the context length"), "{v}");
+}
