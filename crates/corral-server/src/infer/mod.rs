@@ -1,5 +1,6 @@
 //! The server's core: from a request to an answer, for every protocol.
 //!
+//! - [`request`]: the typed request every protocol builds.
 //! - [`start`]: the one path of a generate or chat request (checks, load, prompt, generation).
 //! - [`answer`]: the generation as protocol-neutral events (deltas, an end, an error).
 //! - [`options`], [`prompt`], [`parse`]: the request's options, the prompt from the conversation,
@@ -13,6 +14,7 @@ pub mod answer;
 pub mod options;
 pub mod parse;
 pub mod prompt;
+pub mod request;
 pub mod start;
 
 use std::sync::Arc;

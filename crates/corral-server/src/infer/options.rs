@@ -1,9 +1,10 @@
 //! Request options: Ollama's defaults < the model's PARAMETERs < the request's `options`, split
-//! into what needs a (re)load and what is per request.
+//! into what needs a (re)load and what is per request. The layers are [`Overlay`]s.
 
-use corral_types::params::check_json_options;
 use corral_types::runner::{Constraint, LoadOptions, Sampling};
-use serde_json::{Map, Value};
+use serde_json::Value;
+
+use super::request::Overlay;
 
 use crate::ApiError;
 
@@ -29,95 +30,52 @@ pub struct Effective {
     pub load: LoadOptions,
 }
 
-fn f32_of(v: &Value) -> Option<f32> {
-    v.as_f64().map(|f| f as f32)
-}
-fn i64_of(v: &Value) -> Option<i64> {
-    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
-}
-
-/// Merges and types the options. Request options are validated (400 on a bad one); the model's
-/// stored parameters are trusted as far as their types allow.
+/// The options in effect: `layers` (a request's options over the model's PARAMETERs) over
+/// Ollama's defaults and the server's.
 pub fn effective(
     model_path: &str,
     adapters: Vec<(String, f32)>,
     n_ctx_train: u32,
-    model_params: &Map<String, Value>,
-    request: Option<&Map<String, Value>>,
+    layers: Overlay,
     defaults: &Defaults,
-) -> Result<Effective, ApiError> {
-    let mut merged = model_params.clone();
-    if let Some(req) = request {
-        let (checked, ignored) = check_json_options(req).map_err(|e| ApiError::bad_request(e.to_string()))?;
-        if !ignored.is_empty() {
-            tracing::warn!(?ignored, "invalid option provided");
-        }
-        merged.extend(checked);
-    }
-    let mut s = Sampling::default();
-    let mut num_predict = None;
-    let mut num_keep = None;
-    let mut stop = Vec::new();
-    let mut num_ctx = defaults.num_ctx;
-    let mut num_batch = 512;
-    let mut num_thread = defaults.num_thread;
-    let mut num_gpu = -1;
-    let mut main_gpu = None;
-    let mut use_mmap = None;
-    for (k, v) in &merged {
-        match k.as_str() {
-            "temperature" => s.temperature = f32_of(v).unwrap_or(s.temperature),
-            "top_k" => s.top_k = i64_of(v).unwrap_or(40) as i32,
-            "top_p" => s.top_p = f32_of(v).unwrap_or(s.top_p),
-            "min_p" => s.min_p = f32_of(v).unwrap_or(s.min_p),
-            "typical_p" => s.typical_p = f32_of(v).unwrap_or(s.typical_p),
-            "repeat_last_n" => s.repeat_last_n = i64_of(v).unwrap_or(64) as i32,
-            "repeat_penalty" => s.repeat_penalty = f32_of(v).unwrap_or(s.repeat_penalty),
-            "presence_penalty" => s.presence_penalty = f32_of(v).unwrap_or(0.0),
-            "frequency_penalty" => s.frequency_penalty = f32_of(v).unwrap_or(0.0),
-            "seed" => s.seed = i64_of(v).filter(|n| *n >= 0).map(|n| n as u32),
-            "num_predict" => num_predict = i64_of(v).filter(|n| *n > 0).map(|n| n.min(u32::MAX as i64) as u32),
-            // -1 keeps the whole prompt.
-            "num_keep" => {
-                num_keep =
-                    i64_of(v).filter(|n| *n >= -1).map(|n| if n < 0 { u32::MAX } else { n.min(u32::MAX as i64) as u32 })
-            }
-            "stop" => {
-                stop = v
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
-                    .unwrap_or_default()
-            }
-            "num_ctx" => num_ctx = i64_of(v).unwrap_or(num_ctx as i64).clamp(4, u32::MAX as i64) as u32,
-            "num_batch" => num_batch = i64_of(v).unwrap_or(512).clamp(1, 1 << 16) as u32,
-            "num_thread" => num_thread = i64_of(v).unwrap_or(0).clamp(0, 1024) as u32,
-            "num_gpu" => num_gpu = i64_of(v).unwrap_or(-1).clamp(-1, 1 << 16) as i32,
-            "main_gpu" => main_gpu = i64_of(v).filter(|n| (0..=1 << 16).contains(n)).map(|n| n as u32),
-            "use_mmap" => use_mmap = v.as_bool(),
-            _ => {}
-        }
-    }
+) -> Effective {
+    let o = layers;
+    let d = Sampling::default();
+    let sampling = Sampling {
+        temperature: o.temperature.unwrap_or(d.temperature),
+        top_k: o.top_k.map_or(d.top_k, |k| k as i32),
+        top_p: o.top_p.unwrap_or(d.top_p),
+        min_p: o.min_p.unwrap_or(d.min_p),
+        typical_p: o.typical_p.unwrap_or(d.typical_p),
+        repeat_last_n: o.repeat_last_n.map_or(d.repeat_last_n, |n| n as i32),
+        repeat_penalty: o.repeat_penalty.unwrap_or(d.repeat_penalty),
+        presence_penalty: o.presence_penalty.unwrap_or(d.presence_penalty),
+        frequency_penalty: o.frequency_penalty.unwrap_or(d.frequency_penalty),
+        seed: o.seed.filter(|n| *n >= 0).map(|n| n as u32),
+    };
+    let mut num_ctx = o.num_ctx.map_or(defaults.num_ctx, |n| n.clamp(4, u32::MAX as i64) as u32);
     if n_ctx_train > 0 {
         num_ctx = num_ctx.min(n_ctx_train);
     }
-    Ok(Effective {
-        sampling: s,
-        num_predict,
-        num_keep,
-        stop,
+    Effective {
+        sampling,
+        num_predict: o.num_predict.filter(|n| *n > 0).map(|n| n.min(u32::MAX as i64) as u32),
+        // -1 keeps the whole prompt.
+        num_keep: o.num_keep.filter(|n| *n >= -1).map(|n| if n < 0 { u32::MAX } else { n.min(u32::MAX as i64) as u32 }),
+        stop: o.stop.unwrap_or_default(),
         load: LoadOptions {
             model_path: model_path.to_string(),
             adapters,
             num_ctx,
             parallel: defaults.parallel,
-            num_batch,
-            num_thread,
-            num_gpu,
-            main_gpu,
-            use_mmap,
+            num_batch: o.num_batch.map_or(512, |n| n.clamp(1, 1 << 16) as u32),
+            num_thread: o.num_thread.map_or(defaults.num_thread, |n| n.clamp(0, 1024) as u32),
+            num_gpu: o.num_gpu.map_or(-1, |n| n.clamp(-1, 1 << 16) as i32),
+            main_gpu: o.main_gpu.filter(|n| (0..=1 << 16).contains(n)).map(|n| n as u32),
+            use_mmap: o.use_mmap,
             ..Default::default()
         },
-    })
+    }
 }
 
 /// `format`: absent/null/"" → none, `"json"`, or a JSON Schema object.
@@ -153,9 +111,9 @@ mod tests {
 
     #[test]
     fn precedence_defaults_model_request() {
-        let model = json!({"temperature": 0.2, "top_k": 10, "stop": ["A"]});
-        let req = json!({"temperature": 0.9, "num_ctx": 99999, "seed": 42});
-        let e = effective("m", vec![], 8192, model.as_object().unwrap(), req.as_object(), &defaults()).unwrap();
+        let model = Overlay::from_json(json!({"temperature": 0.2, "top_k": 10, "stop": ["A"]}).as_object().unwrap());
+        let req = Overlay::from_request(json!({"temperature": 0.9, "num_ctx": 99999, "seed": 42}).as_object()).unwrap();
+        let e = effective("m", vec![], 8192, req.over(model), &defaults());
         assert_eq!(e.sampling.temperature, 0.9);
         assert_eq!(e.sampling.top_k, 10);
         assert_eq!(e.sampling.top_p, 0.9, "Ollama's default");
@@ -163,8 +121,12 @@ mod tests {
         assert_eq!(e.stop, vec!["A"]);
         assert_eq!(e.load.num_ctx, 8192, "clamped to the training context");
         assert_eq!(e.num_predict, None);
-        let bad = json!({"num_ctx": "big"});
-        assert!(effective("m", vec![], 0, &Map::new(), bad.as_object(), &defaults()).is_err());
+        assert!(Overlay::from_request(json!({"num_ctx": "big"}).as_object()).is_err());
+        // A negative seed over the model's is a random one; no limit over the model's limit.
+        let model = Overlay::from_json(json!({"seed": 42, "num_predict": 100}).as_object().unwrap());
+        let req = Overlay::from_request(json!({"seed": -1, "num_predict": -1}).as_object()).unwrap();
+        let e = effective("m", vec![], 0, req.over(model), &defaults());
+        assert_eq!((e.sampling.seed, e.num_predict), (None, None));
     }
 
     #[test]

@@ -1,13 +1,14 @@
 //! The core of an answer, whatever the protocol: check the request against the model, load it,
-//! render and fit the prompt, and start the generation. Every protocol's route builds a native
-//! [`ChatRequest`] or [`GenerateRequest`], calls [`start_chat`] or [`start_generate`], and
+//! render and fit the prompt, and start the generation. Every protocol's route builds a typed
+//! [`Chat`] or [`Generate`], calls [`start_chat`] or [`start_generate`], and
 //! encodes the [`Started`] it gets back, the answer's events included, in its own format.
 //!
 //! Nothing here knows a protocol's response shape, and nothing here imports from `routes`.
 
 use std::time::Instant;
 
-use corral_types::api::{ChatRequest, GenerateRequest, Message};
+use corral_types::api::Message;
+use corral_types::duration::KeepAlive;
 use corral_types::runner::CompletionRequest;
 use serde_json::Value;
 
@@ -15,76 +16,41 @@ use super::answer::Answer;
 use super::options::{self, Effective};
 use super::parse::OutputParser;
 use super::prompt::{fit, Renderer};
+use super::request::{Chat, Generate, Overlay, Settings, Think};
 use super::Resolved;
 use crate::names::parse_name;
 use crate::{ApiError, AppState};
 
-fn truthy(think: Option<&Value>) -> bool {
-    match think {
-        None | Some(Value::Null) | Some(Value::Bool(false)) => false,
-        Some(Value::String(s)) => !s.is_empty(),
-        Some(_) => true,
-    }
-}
-
-/// Options in effect for `r` with the request's `options`.
-pub fn effective(
-    state: &AppState,
-    r: &Resolved,
-    request: Option<&serde_json::Map<String, Value>>,
-) -> Result<Effective, ApiError> {
+/// Options in effect for `r` with the request's `options` over the model's PARAMETERs.
+pub fn effective(state: &AppState, r: &Resolved, request: &Overlay) -> Result<Effective, ApiError> {
     let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
     let n_ctx_train = r.gguf.arch_u64("context_length").unwrap_or(0) as u32;
-    let mut eff =
-        options::effective(&r.weights()?, adapters, n_ctx_train, &r.model.parameters, request, &state.config.defaults)?;
+    let layers = request.clone().over(Overlay::from_json(&r.model.parameters));
+    let mut eff = options::effective(&r.weights()?, adapters, n_ctx_train, layers, &state.config.defaults);
     if eff.stop.is_empty() {
         eff.stop = super::prompt::default_stops(&r.model, &r.gguf);
     }
     Ok(eff)
 }
 
-fn completion(
-    eff: &Effective,
-    prompt: String,
-    constraint: Option<corral_types::runner::Constraint>,
-    logprobs: Option<u32>,
-    shift: Option<bool>,
-) -> CompletionRequest {
+fn completion(eff: &Effective, prompt: String, settings: &Settings) -> CompletionRequest {
     CompletionRequest {
         prompt,
         sampling: eff.sampling.clone(),
         num_predict: eff.num_predict,
         num_keep: eff.num_keep,
-        shift: shift.unwrap_or(true),
+        shift: settings.shift,
         stop: eff.stop.clone(),
-        constraint,
-        logprobs,
+        constraint: settings.format.clone(),
+        logprobs: settings.logprobs,
     }
 }
 
-/// What generate and chat check and look up before anything else.
-struct Prelude {
-    logprobs: Option<u32>,
-    constraint: Option<corral_types::runner::Constraint>,
-    keep_alive: corral_types::duration::KeepAlive,
-    resolved: Resolved,
-}
-
-impl Prelude {
-    async fn new(
-        state: &AppState,
-        model: &str,
-        logprobs: (bool, Option<i64>),
-        format: Option<&Value>,
-        keep_alive: Option<&Value>,
-    ) -> Result<Self, ApiError> {
-        let name = parse_name(model)?;
-        let logprobs = options::logprobs(logprobs.0, logprobs.1)?;
-        let constraint = options::constraint(format)?;
-        let keep_alive = super::keep_alive(state, keep_alive)?;
-        let resolved = super::resolve(state, &name, model).await?;
-        Ok(Prelude { logprobs, constraint, keep_alive, resolved })
-    }
+/// The model a request names, with its manifest and GGUF header, and the keep-alive in force.
+async fn prelude(state: &AppState, model: &str, settings: &Settings) -> Result<(Resolved, KeepAlive), ApiError> {
+    let name = parse_name(model)?;
+    let resolved = super::resolve(state, &name, model).await?;
+    Ok((resolved, settings.keep_alive.unwrap_or(state.config.keep_alive)))
 }
 
 /// When a request arrived, and how long loading its model took.
@@ -114,6 +80,8 @@ impl Immediate {
 }
 
 /// What a generate or chat request starts.
+// One per request, moved once into the protocol's encoder: boxing the answer would buy nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Started {
     /// Answered without generating.
     Immediate(Immediate, Timing),
@@ -124,7 +92,7 @@ pub enum Started {
 }
 
 /// Starts a generate request: checks, loads the model, renders the prompt, starts the answer.
-pub async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<Started, ApiError> {
+pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::not_found("model '' not found"));
@@ -132,25 +100,23 @@ pub async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<St
     if req.raw && (req.template.is_some() || req.system.is_some() || req.context.is_some()) {
         return Err(ApiError::bad_request("raw mode does not support template, system, or context"));
     }
-    let Prelude { logprobs, constraint, keep_alive, resolved: r } =
-        Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
-            .await?;
+    let (r, keep_alive) = prelude(state, &req.model, &req.settings).await?;
     let mut timing = Timing { started, load_ns: 0 };
     if req.prompt.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
         return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     r.require("completion", "generate")?;
-    let think = thinking(&r, req.think.as_ref(), false)?;
+    let think = thinking(&r, req.settings.think.as_ref(), false)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         r.require("insert", "insert")?;
     }
     let mut renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
     renderer.think(think);
-    if req.debug_render_only && !req.raw {
+    if req.settings.debug_render_only && !req.raw {
         return Ok(Started::Rendered(renderer.render(&generate_messages(&r, &req), None)?));
     }
-    let eff = effective(state, &r, req.options.as_ref())?;
+    let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
     timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.prompt.is_empty() {
@@ -181,7 +147,7 @@ pub async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<St
     }
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
     let completion = runner
-        .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
+        .complete(completion(&eff, prompt, &req.settings))
         .await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
@@ -189,7 +155,7 @@ pub async fn start_generate(state: &AppState, req: GenerateRequest) -> Result<St
 
 /// A generate request as a conversation: system, the model's MESSAGEs (unless `context` carries
 /// the history), then the prompt.
-fn generate_messages(r: &Resolved, req: &GenerateRequest) -> Vec<Message> {
+fn generate_messages(r: &Resolved, req: &Generate) -> Vec<Message> {
     let mut messages = Vec::new();
     if let Some(system) = req.system.clone().or_else(|| r.model.system.clone()).filter(|s| !s.is_empty()) {
         messages.push(Message::new("system", &system));
@@ -203,7 +169,7 @@ fn generate_messages(r: &Resolved, req: &GenerateRequest) -> Vec<Message> {
 
 /// A chat request's conversation: the model's SYSTEM (unless the request starts with one), its
 /// MESSAGEs, then the request's messages.
-fn chat_messages(r: &Resolved, req: &ChatRequest) -> Vec<Message> {
+fn chat_messages(r: &Resolved, req: &Chat) -> Vec<Message> {
     let mut messages: Vec<Message> = Vec::new();
     let has_system = req.messages.first().is_some_and(|m| m.role.eq_ignore_ascii_case("system"));
     if let Some(system) = r.model.system.clone().filter(|s| !s.is_empty() && !has_system) {
@@ -220,31 +186,29 @@ fn chat_messages(r: &Resolved, req: &ChatRequest) -> Vec<Message> {
 /// Starts a chat request: checks, loads the model, renders and fits the conversation, starts the
 /// answer. `relax_thinking` drops `think` for a model without the capability instead of a 400
 /// (Anthropic's API, as Ollama does).
-pub async fn start_chat(state: &AppState, req: ChatRequest, relax_thinking: bool) -> Result<Started, ApiError> {
+pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Result<Started, ApiError> {
     let started = Instant::now();
     if req.model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
-    let Prelude { logprobs, constraint, keep_alive, resolved: r } =
-        Prelude::new(state, &req.model, (req.logprobs, req.top_logprobs), req.format.as_ref(), req.keep_alive.as_ref())
-            .await?;
+    let (r, keep_alive) = prelude(state, &req.model, &req.settings).await?;
     let mut timing = Timing { started, load_ns: 0 };
     if req.messages.is_empty() && keep_alive.is_zero() {
         state.scheduler.unload(&r.weights()?);
         return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     r.require("completion", "chat")?;
-    let think = thinking(&r, req.think.as_ref(), relax_thinking)?;
-    let tools = req.tools.clone().filter(|t| !t.is_empty()).map(Value::Array);
+    let think = thinking(&r, req.settings.think.as_ref(), relax_thinking)?;
+    let tools = (!req.tools.is_empty()).then(|| Value::Array(req.tools.clone()));
     if tools.is_some() && !r.can("tools") {
         return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
     }
     let mut renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
     renderer.think(think);
-    if req.debug_render_only {
+    if req.settings.debug_render_only {
         return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref())?));
     }
-    let eff = effective(state, &r, req.options.as_ref())?;
+    let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
     timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.messages.is_empty() {
@@ -252,12 +216,12 @@ pub async fn start_chat(state: &AppState, req: ChatRequest, relax_thinking: bool
     }
     let messages = chat_messages(&r, &req);
     let prompt =
-        fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate.unwrap_or(true)).await?;
-    let tool_names = req.tools.iter().flatten().filter_map(tool_name).collect();
+        fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
+    let tool_names = req.tools.iter().filter_map(tool_name).collect();
     let parser = OutputParser::new(think.unwrap_or(false), opens_thinking(&prompt), tool_names);
     let completion = lease
         .runner
-        .complete(completion(&eff, prompt, constraint, logprobs, req.shift))
+        .complete(completion(&eff, prompt, &req.settings))
         .await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
@@ -275,14 +239,15 @@ fn opens_thinking(prompt: &str) -> bool {
 
 /// Whether to think: the request's `think`, else on for models that can (as Ollama does). `None`
 /// for models without the capability; asking one to think is a 400 unless `relax`.
-fn thinking(r: &Resolved, think: Option<&Value>, relax: bool) -> Result<Option<bool>, ApiError> {
+fn thinking(r: &Resolved, think: Option<&Think>, relax: bool) -> Result<Option<bool>, ApiError> {
     let capable = r.can("thinking");
-    match think {
-        _ if !capable && truthy(think) && !relax => {
+    let wanted = think.map(Think::wanted);
+    match wanted {
+        Some(true) if !capable && !relax => {
             Err(ApiError::bad_request(format!("\"{}\" does not support thinking", r.short_name())))
         }
         _ if !capable => Ok(None),
-        None | Some(Value::Null) => Ok(Some(true)),
-        Some(v) => Ok(Some(truthy(Some(v)))),
+        None => Ok(Some(true)),
+        Some(on) => Ok(Some(on)),
     }
 }

@@ -5,12 +5,13 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::{ChatRequest, Message};
+use corral_types::api::Message;
 use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::Protocol;
+use crate::infer::request::{Chat, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, Started};
 use crate::extract::JsonBody;
 use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
@@ -131,7 +132,7 @@ fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message
     Ok(out)
 }
 
-fn native(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
+fn native(req: MessagesRequest) -> Result<Chat, ApiError> {
     if req.model.is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
@@ -141,19 +142,14 @@ fn native(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is required"));
     }
-    let mut options = Map::new();
-    options.insert("num_predict".into(), json!(req.max_tokens));
-    for (k, v) in [("temperature", req.temperature), ("top_p", req.top_p)] {
-        if let Some(v) = v {
-            options.insert(k.into(), json!(v));
-        }
-    }
-    if let Some(k) = req.top_k {
-        options.insert("top_k".into(), json!(k));
-    }
-    if let Some(stop) = req.stop_sequences.filter(|s| !s.is_empty()) {
-        options.insert("stop".into(), json!(stop));
-    }
+    let options = Overlay {
+        num_predict: Some(req.max_tokens),
+        temperature: req.temperature.map(|t| t as f32),
+        top_p: req.top_p.map(|p| p as f32),
+        top_k: req.top_k,
+        stop: req.stop_sequences.filter(|s| !s.is_empty()),
+        ..Overlay::default()
+    };
     let tools = req.tools.map(|tools| {
         tools
             .into_iter()
@@ -164,18 +160,16 @@ fn native(req: MessagesRequest) -> Result<ChatRequest, ApiError> {
             .collect::<Vec<_>>()
     });
     let think = req.thinking.as_ref().and_then(|t| match t.get("type").and_then(Value::as_str) {
-        Some("enabled") => Some(json!(true)),
-        Some("disabled") => Some(json!(false)),
+        Some("enabled") => Some(Think::On),
+        Some("disabled") => Some(Think::Off),
         _ => None,
     });
-    Ok(ChatRequest {
+    Ok(Chat {
         model: req.model,
         messages: messages(req.system.as_ref(), req.messages)?,
-        stream: Some(req.stream),
-        tools: tools.filter(|t| !t.is_empty()),
-        options: Some(options),
-        think,
-        ..Default::default()
+        tools: tools.unwrap_or_default(),
+        truncate: true,
+        settings: Settings { think, ..Settings::new(options) },
     })
 }
 

@@ -11,6 +11,7 @@ use corral_types::runner::EmbedRequest;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::infer::request::Overlay;
 use crate::infer::start::effective;
 use crate::names::parse_name;
 use crate::extract::JsonBody;
@@ -41,7 +42,7 @@ async fn embed(
     let keep_alive = infer::keep_alive(state, keep_alive)?;
     let r: Resolved = infer::resolve(state, &name, model).await?;
     r.require("embedding", "embeddings")?;
-    let mut eff = effective(state, &r, options)?;
+    let mut eff = effective(state, &r, &Overlay::from_request(options)?)?;
     eff.load.embedding = true;
     eff.load.parallel = EMBED_SLOTS;
     let lease = infer::acquire(state, &r, &eff, keep_alive).await?;

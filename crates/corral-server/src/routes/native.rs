@@ -14,6 +14,7 @@ use serde_json::Value;
 
 use crate::extract::JsonBody;
 use crate::infer::answer::{Answer, Collected, Delta, Event, Finish};
+use crate::infer::request::{Chat, Generate};
 use crate::infer::start::{start_chat, start_generate, Started, Timing};
 use crate::stream::{answer_stream, to_line, Framing};
 use crate::{ApiError, AppState};
@@ -21,7 +22,11 @@ use crate::{ApiError, AppState};
 pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
     let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
     let kind = Kind::Generate { context: !req.raw };
-    match start_generate(&state, req).await {
+    let started = match Generate::from_native(req) {
+        Ok(req) => start_generate(&state, req).await,
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(started) => native(started, kind, &model, streaming).await,
         Err(e) => e.into_response(),
     }
@@ -29,7 +34,11 @@ pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonB
 
 pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<ChatRequest>) -> Response {
     let (model, streaming) = (req.model.clone(), req.stream.unwrap_or(true));
-    match start_chat(&state, req, false).await {
+    let started = match Chat::from_native(req) {
+        Ok(req) => start_chat(&state, req, false).await,
+        Err(e) => Err(e),
+    };
+    match started {
         Ok(started) => native(started, Kind::Chat, &model, streaming).await,
         Err(e) => e.into_response(),
     }

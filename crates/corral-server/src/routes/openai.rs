@@ -8,13 +8,16 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::{ChatRequest, GenerateRequest, Logprob, Message};
+use corral_types::api::{Logprob, Message};
+use corral_types::runner::Constraint;
 use corral_types::format::json_type;
 use corral_types::runner::DoneReason;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
 use crate::error::Protocol;
+use crate::infer::options;
+use crate::infer::request::{Chat, Generate, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, start_generate, Started};
 use crate::extract::JsonBody;
 use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
@@ -61,39 +64,34 @@ struct Sampling {
 }
 
 impl Sampling {
-    /// Native `options`.
-    fn options(&self) -> Result<Map<String, Value>, ApiError> {
-        let mut o = Map::new();
-        o.insert("temperature".into(), json!(self.temperature.unwrap_or(1.0)));
-        o.insert("top_p".into(), json!(self.top_p.filter(|p| *p != 0.0).unwrap_or(1.0)));
-        if let Some(n) = self.max_completion_tokens.or(self.max_tokens) {
-            o.insert("num_predict".into(), json!(n));
-        }
-        match &self.stop {
-            None | Some(Value::Null) => {}
-            Some(Value::String(s)) => {
-                o.insert("stop".into(), json!([s]));
-            }
-            Some(Value::Array(items)) => {
-                if let Some(bad) = items.iter().find(|v| !v.is_string()) {
-                    return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(bad))));
-                }
-                o.insert("stop".into(), Value::Array(items.clone()));
-            }
+    /// The native options these stand for (OpenAI's defaults: `temperature` and `top_p` 1).
+    fn overlay(&self) -> Result<Overlay, ApiError> {
+        let stop = match &self.stop {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(vec![s.clone()]),
+            Some(Value::Array(items)) => Some(
+                items
+                    .iter()
+                    .map(|v| match v {
+                        Value::String(s) => Ok(s.clone()),
+                        bad => Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(bad)))),
+                    })
+                    .collect::<Result<_, _>>()?,
+            ),
             Some(other) => {
                 return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(other))))
             }
-        }
-        if let Some(s) = self.seed {
-            o.insert("seed".into(), json!(s));
-        }
-        if let Some(p) = self.frequency_penalty {
-            o.insert("frequency_penalty".into(), json!(p));
-        }
-        if let Some(p) = self.presence_penalty {
-            o.insert("presence_penalty".into(), json!(p));
-        }
-        Ok(o)
+        };
+        Ok(Overlay {
+            temperature: Some(self.temperature.unwrap_or(1.0) as f32),
+            top_p: Some(self.top_p.filter(|p| *p != 0.0).unwrap_or(1.0) as f32),
+            num_predict: self.max_completion_tokens.or(self.max_tokens),
+            stop,
+            seed: self.seed,
+            frequency_penalty: self.frequency_penalty.map(|p| p as f32),
+            presence_penalty: self.presence_penalty.map(|p| p as f32),
+            ..Overlay::default()
+        })
     }
 }
 
@@ -131,13 +129,14 @@ struct ChatMessage {
     reasoning: Option<String>,
 }
 
-/// `reasoning_effort` (or the Responses API's `reasoning.effort`) as a native `think` value.
-pub(super) fn think(effort: &str) -> Result<Value, ApiError> {
+/// `reasoning_effort` (or the Responses API's `reasoning.effort`) as a thinking level.
+pub(super) fn think(effort: &str) -> Result<Think, ApiError> {
+    let level = |l: &str| Think::Level(l.to_string());
     Ok(match effort {
-        "none" => json!(false),
-        "minimal" => json!("low"),
-        "low" | "medium" | "high" | "max" => json!(effort),
-        "xhigh" | "ultra" => json!("max"),
+        "none" => Think::Off,
+        "minimal" => level("low"),
+        "low" | "medium" | "high" | "max" => level(effort),
+        "xhigh" | "ultra" => level("max"),
         other => return Err(ApiError::bad_request(format!("invalid reasoning value: '{other}'"))),
     })
 }
@@ -225,16 +224,17 @@ fn messages(input: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
     Ok(out)
 }
 
-fn native_chat(req: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiError> {
+fn native_chat(req: ChatCompletionRequest) -> Result<(Chat, bool), ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("[] is too short - 'messages'"));
     }
     let format = match &req.response_format {
         None | Some(Value::Null) => None,
         Some(f) => match f.get("type").and_then(Value::as_str) {
-            Some("json_object") => Some(json!("json")),
+            Some("json_object") => Some(Constraint::Json),
             Some("json_schema") => {
-                Some(f.get("json_schema").and_then(|s| s.get("schema")).cloned().unwrap_or(json!({})))
+                let schema = f.get("json_schema").and_then(|s| s.get("schema")).cloned().unwrap_or(json!({}));
+                options::constraint(Some(&schema))?
             }
             Some("text") | None => None,
             Some(other) => return Err(ApiError::bad_request(format!("invalid response_format type: {other}"))),
@@ -243,18 +243,18 @@ fn native_chat(req: ChatCompletionRequest) -> Result<(ChatRequest, bool), ApiErr
     let effort =
         req.reasoning_effort.clone().or_else(|| req.reasoning.as_ref()?.get("effort")?.as_str().map(String::from));
     let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-    let native = ChatRequest {
+    let native = Chat {
         model: req.model,
         messages: messages(req.messages)?,
-        stream: Some(req.stream),
-        format,
-        tools: req.tools.filter(|t| !t.is_empty()),
-        options: Some(req.sampling.options()?),
-        think: effort.as_deref().map(think).transpose()?,
-        logprobs: req.logprobs,
-        top_logprobs: req.top_logprobs,
-        debug_render_only: req.debug_render_only,
-        ..Default::default()
+        tools: req.tools.unwrap_or_default(),
+        truncate: true,
+        settings: Settings {
+            format,
+            think: effort.as_deref().map(think).transpose()?,
+            logprobs: options::logprobs(req.logprobs, req.top_logprobs)?,
+            debug_render_only: req.debug_render_only,
+            ..Settings::new(req.sampling.overlay()?)
+        },
     };
     Ok((native, include_usage))
 }
@@ -446,15 +446,15 @@ pub(super) async fn completions(
             }
         };
         let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        let native = GenerateRequest {
+        let native = Generate {
             model: req.model.clone(),
             prompt,
             suffix: req.suffix.clone(),
-            stream: Some(req.stream),
-            options: Some(req.sampling.options()?),
-            logprobs: req.logprobs.is_some_and(|n| n > 0),
-            top_logprobs: req.logprobs.filter(|n| *n > 0),
-            debug_render_only: req.debug_render_only,
+            settings: Settings {
+                logprobs: options::logprobs(req.logprobs.is_some_and(|n| n > 0), req.logprobs.filter(|n| *n > 0))?,
+                debug_render_only: req.debug_render_only,
+                ..Settings::new(req.sampling.overlay()?)
+            },
             ..Default::default()
         };
         let model = req.model;

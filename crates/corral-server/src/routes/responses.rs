@@ -7,11 +7,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::{ChatRequest, Message};
+use corral_types::api::Message;
+use corral_types::runner::Constraint;
 use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use crate::infer::options;
+use crate::infer::request::{Chat, Overlay, Settings};
 use crate::infer::start::{start_chat, Started};
 use super::openai::{error, think};
 use crate::extract::JsonBody;
@@ -137,18 +140,18 @@ fn messages(instructions: Option<String>, input: &Value) -> Result<Vec<Message>,
     Ok(out)
 }
 
-fn native(req: &ResponsesRequest) -> Result<ChatRequest, ApiError> {
+fn native(req: &ResponsesRequest) -> Result<Chat, ApiError> {
     if req.previous_response_id.is_some() {
         return Err(ApiError::bad_request(
             "previous_response_id is not supported: this server is stateless, send the whole conversation",
         ));
     }
-    let mut options = Map::new();
-    options.insert("temperature".into(), json!(req.temperature.unwrap_or(1.0)));
-    options.insert("top_p".into(), json!(req.top_p.unwrap_or(1.0)));
-    if let Some(n) = req.max_output_tokens {
-        options.insert("num_predict".into(), json!(n));
-    }
+    let options = Overlay {
+        temperature: Some(req.temperature.unwrap_or(1.0) as f32),
+        top_p: Some(req.top_p.unwrap_or(1.0) as f32),
+        num_predict: req.max_output_tokens,
+        ..Overlay::default()
+    };
     // Responses tools are flat (`{type, name, description, parameters}`).
     let tools = req.tools.as_ref().map(|tools| {
         tools
@@ -162,23 +165,20 @@ fn native(req: &ResponsesRequest) -> Result<ChatRequest, ApiError> {
     });
     let format = match req.text.as_ref().and_then(|t| t.get("format")) {
         Some(f) => match f.get("type").and_then(Value::as_str) {
-            Some("json_schema") => f.get("schema").cloned(),
-            Some("json_object") => Some(json!("json")),
+            Some("json_schema") => f.get("schema").map(|s| options::constraint(Some(s))).transpose()?.flatten(),
+            Some("json_object") => Some(Constraint::Json),
             _ => None,
         },
         None => None,
     };
     let effort = req.reasoning.as_ref().and_then(|r| r.get("effort")).and_then(Value::as_str);
     let think = effort.map(think).transpose()?;
-    Ok(ChatRequest {
+    Ok(Chat {
         model: req.model.clone(),
         messages: messages(req.instructions.clone(), &req.input)?,
-        stream: Some(req.stream),
-        format,
-        tools: tools.filter(|t| !t.is_empty()),
-        options: Some(options),
-        think,
-        ..Default::default()
+        tools: tools.unwrap_or_default(),
+        truncate: true,
+        settings: Settings { format, think, ..Settings::new(options) },
     })
 }
 

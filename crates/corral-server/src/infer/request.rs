@@ -1,0 +1,283 @@
+//! The one typed request of the core. Every protocol builds a [`Chat`] or a [`Generate`]
+//! directly, with typed options, thinking, format and keep-alive; the native API's JSON values
+//! are checked and typed once, at its edge ([`Chat::from_native`], [`Generate::from_native`]).
+
+use corral_types::api::{ChatRequest, GenerateRequest, Message};
+use corral_types::duration::KeepAlive;
+use corral_types::params::check_json_options;
+use corral_types::runner::Constraint;
+use serde_json::{Map, Value};
+
+use super::options;
+use crate::ApiError;
+
+/// Option values set by a layer: the model's PARAMETERs, then a request's `options`. Unset
+/// fields fall through to the layer below (see [`Overlay::over`]), and finally to Ollama's
+/// defaults in `options::effective`.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Overlay {
+    pub temperature: Option<f32>,
+    pub top_k: Option<i64>,
+    pub top_p: Option<f32>,
+    pub min_p: Option<f32>,
+    pub typical_p: Option<f32>,
+    pub repeat_last_n: Option<i64>,
+    pub repeat_penalty: Option<f32>,
+    pub presence_penalty: Option<f32>,
+    pub frequency_penalty: Option<f32>,
+    /// Negative: a random seed.
+    pub seed: Option<i64>,
+    /// Zero or negative: no limit.
+    pub num_predict: Option<i64>,
+    /// -1: keep the whole prompt when the context shifts.
+    pub num_keep: Option<i64>,
+    pub stop: Option<Vec<String>>,
+    pub num_ctx: Option<i64>,
+    pub num_batch: Option<i64>,
+    pub num_thread: Option<i64>,
+    /// -1: as many layers as fit.
+    pub num_gpu: Option<i64>,
+    pub main_gpu: Option<i64>,
+    pub use_mmap: Option<bool>,
+}
+
+fn f32_of(v: &Value) -> Option<f32> {
+    v.as_f64().map(|f| f as f32)
+}
+
+fn i64_of(v: &Value) -> Option<i64> {
+    v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+}
+
+impl Overlay {
+    /// From JSON options whose types were checked (a model's stored PARAMETERs are trusted as
+    /// far as their types allow: a value of the wrong type is as if unset).
+    pub fn from_json(map: &Map<String, Value>) -> Overlay {
+        let mut o = Overlay::default();
+        for (k, v) in map {
+            match k.as_str() {
+                "temperature" => o.temperature = f32_of(v),
+                "top_k" => o.top_k = i64_of(v),
+                "top_p" => o.top_p = f32_of(v),
+                "min_p" => o.min_p = f32_of(v),
+                "typical_p" => o.typical_p = f32_of(v),
+                "repeat_last_n" => o.repeat_last_n = i64_of(v),
+                "repeat_penalty" => o.repeat_penalty = f32_of(v),
+                "presence_penalty" => o.presence_penalty = f32_of(v),
+                "frequency_penalty" => o.frequency_penalty = f32_of(v),
+                "seed" => o.seed = i64_of(v),
+                "num_predict" => o.num_predict = i64_of(v),
+                "num_keep" => o.num_keep = i64_of(v),
+                "stop" => {
+                    o.stop = v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+                }
+                "num_ctx" => o.num_ctx = i64_of(v),
+                "num_batch" => o.num_batch = i64_of(v),
+                "num_thread" => o.num_thread = i64_of(v),
+                "num_gpu" => o.num_gpu = i64_of(v),
+                "main_gpu" => o.main_gpu = i64_of(v),
+                "use_mmap" => o.use_mmap = v.as_bool(),
+                _ => {}
+            }
+        }
+        o
+    }
+
+    /// A native request's `options`: every value checked against Ollama's option types (a 400
+    /// names the bad one); options llama.cpp has no use for are ignored with a warning.
+    pub fn from_request(map: Option<&Map<String, Value>>) -> Result<Overlay, ApiError> {
+        let Some(map) = map else { return Ok(Overlay::default()) };
+        let (checked, ignored) = check_json_options(map).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        if !ignored.is_empty() {
+            tracing::warn!(?ignored, "invalid option provided");
+        }
+        Ok(Overlay::from_json(&checked))
+    }
+
+    /// This layer over `base`: its set values win.
+    pub fn over(self, base: Overlay) -> Overlay {
+        Overlay {
+            temperature: self.temperature.or(base.temperature),
+            top_k: self.top_k.or(base.top_k),
+            top_p: self.top_p.or(base.top_p),
+            min_p: self.min_p.or(base.min_p),
+            typical_p: self.typical_p.or(base.typical_p),
+            repeat_last_n: self.repeat_last_n.or(base.repeat_last_n),
+            repeat_penalty: self.repeat_penalty.or(base.repeat_penalty),
+            presence_penalty: self.presence_penalty.or(base.presence_penalty),
+            frequency_penalty: self.frequency_penalty.or(base.frequency_penalty),
+            seed: self.seed.or(base.seed),
+            num_predict: self.num_predict.or(base.num_predict),
+            num_keep: self.num_keep.or(base.num_keep),
+            stop: self.stop.or(base.stop),
+            num_ctx: self.num_ctx.or(base.num_ctx),
+            num_batch: self.num_batch.or(base.num_batch),
+            num_thread: self.num_thread.or(base.num_thread),
+            num_gpu: self.num_gpu.or(base.num_gpu),
+            main_gpu: self.main_gpu.or(base.main_gpu),
+            use_mmap: self.use_mmap.or(base.use_mmap),
+        }
+    }
+}
+
+/// What a request asks of a model's thinking.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Think {
+    Off,
+    On,
+    /// `low`, `medium`, `high` or `max`: thinking, at that effort where the model has levels.
+    Level(String),
+}
+
+impl Think {
+    /// The native `think` value: `true`/`false`, a level, or (as Ollama) any other non-empty
+    /// string or value as on. `None` for an absent or null value.
+    pub fn from_json(v: Option<&Value>) -> Option<Think> {
+        Some(match v? {
+            Value::Null => return None,
+            Value::Bool(b) => {
+                if *b {
+                    Think::On
+                } else {
+                    Think::Off
+                }
+            }
+            Value::String(s) if s.is_empty() => Think::Off,
+            Value::String(s) if matches!(s.as_str(), "low" | "medium" | "high" | "max") => Think::Level(s.clone()),
+            _ => Think::On,
+        })
+    }
+
+    /// Whether the model should think.
+    pub fn wanted(&self) -> bool {
+        !matches!(self, Think::Off)
+    }
+}
+
+/// What generate and chat requests share.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub think: Option<Think>,
+    pub format: Option<Constraint>,
+    pub options: Overlay,
+    /// `None`: the server's default.
+    pub keep_alive: Option<KeepAlive>,
+    /// Log-probabilities with this many alternatives per token.
+    pub logprobs: Option<u32>,
+    /// `false`: a full context ends the answer.
+    pub shift: bool,
+    /// Render the prompt and answer with it instead of generating.
+    pub debug_render_only: bool,
+}
+
+impl Settings {
+    /// Settings for a translated request: no options, context shifting on.
+    pub fn new(options: Overlay) -> Self {
+        Settings { options, shift: true, ..Default::default() }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn from_native(
+        think: Option<&Value>,
+        format: Option<&Value>,
+        options: Option<&Map<String, Value>>,
+        keep_alive: Option<&Value>,
+        logprobs: bool,
+        top_logprobs: Option<i64>,
+        shift: Option<bool>,
+        debug_render_only: bool,
+    ) -> Result<Self, ApiError> {
+        let logprobs = options::logprobs(logprobs, top_logprobs)?;
+        let format = options::constraint(format)?;
+        let keep_alive = match keep_alive {
+            None | Some(Value::Null) => None,
+            Some(v) => Some(KeepAlive::from_json(v).map_err(ApiError::bad_request)?),
+        };
+        Ok(Settings {
+            think: Think::from_json(think),
+            format,
+            options: Overlay::from_request(options)?,
+            keep_alive,
+            logprobs,
+            shift: shift.unwrap_or(true),
+            debug_render_only,
+        })
+    }
+}
+
+/// A chat request.
+#[derive(Debug, Clone, Default)]
+pub struct Chat {
+    pub model: String,
+    pub messages: Vec<Message>,
+    /// Tool definitions (`{"type": "function", "function": {…}}`), as the templates take them.
+    pub tools: Vec<Value>,
+    /// `false`: a conversation longer than the context is a 400 instead of losing old turns.
+    pub truncate: bool,
+    pub settings: Settings,
+}
+
+impl Chat {
+    /// A native `/api/chat` request, checked and typed.
+    pub fn from_native(req: ChatRequest) -> Result<Self, ApiError> {
+        let settings = Settings::from_native(
+            req.think.as_ref(),
+            req.format.as_ref(),
+            req.options.as_ref(),
+            req.keep_alive.as_ref(),
+            req.logprobs,
+            req.top_logprobs,
+            req.shift,
+            req.debug_render_only,
+        )?;
+        Ok(Chat {
+            model: req.model,
+            messages: req.messages,
+            tools: req.tools.unwrap_or_default(),
+            truncate: req.truncate.unwrap_or(true),
+            settings,
+        })
+    }
+}
+
+/// A generate (completion) request.
+#[derive(Debug, Clone, Default)]
+pub struct Generate {
+    pub model: String,
+    pub prompt: String,
+    pub suffix: Option<String>,
+    pub system: Option<String>,
+    /// A Go template that replaces the model's.
+    pub template: Option<String>,
+    /// Tokens of an earlier answer (`context`), continued.
+    pub context: Option<Vec<u32>>,
+    /// The prompt as it is, with no template.
+    pub raw: bool,
+    pub settings: Settings,
+}
+
+impl Generate {
+    /// A native `/api/generate` request, checked and typed.
+    pub fn from_native(req: GenerateRequest) -> Result<Self, ApiError> {
+        let settings = Settings::from_native(
+            req.think.as_ref(),
+            req.format.as_ref(),
+            req.options.as_ref(),
+            req.keep_alive.as_ref(),
+            req.logprobs,
+            req.top_logprobs,
+            req.shift,
+            req.debug_render_only,
+        )?;
+        Ok(Generate {
+            model: req.model,
+            prompt: req.prompt,
+            suffix: req.suffix,
+            system: req.system,
+            template: req.template,
+            context: req.context,
+            raw: req.raw,
+            settings,
+        })
+    }
+}
