@@ -10,6 +10,7 @@ use axum::http::{Request, StatusCode};
 use axum::Router;
 use corral_server::{app, AppState, Script, Scripted, ServerConfig};
 use corral_testkit::TinySpec;
+use corral_types::runner::ErrorKind;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -323,4 +324,74 @@ async fn a_prompt_longer_than_the_context_is_a_400() {
     let (status, v) = h.generate(json!({"model": "a", "prompt": "x".repeat(100)})).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{v}");
     assert!(v["error"].as_str().unwrap().starts_with("the input length exceeds the context length"), "{v}");
+}
+
+#[tokio::test]
+async fn a_busy_model_is_not_evicted_for_memory_the_next_loads_beside_it() {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    h.backend.set_available_memory(Some(300 << 10));
+    h.backend.set_script(Script { token_delay: Duration::from_millis(60), ..Script::default() });
+    let busy = tokio::spawn({
+        let app = h.app.clone();
+        async move {
+            let body = json!({"model": "a", "prompt": "x", "stream": false}).to_string();
+            let req = Request::post("/api/generate").header("host", "localhost").body(Body::from(body)).unwrap();
+            app.oneshot(req).await.unwrap().status()
+        }
+    });
+    let backend = h.backend.clone();
+    eventually("a is generating", || backend.completions() == 1).await;
+    // The estimate is rough: with nothing idle to evict, b is tried anyway rather than waiting.
+    let (status, v) = h.generate(json!({"model": "b", "prompt": "x"})).await;
+    assert_eq!(status, StatusCode::OK, "{v}");
+    assert_eq!(busy.await.unwrap(), StatusCode::OK);
+    assert_eq!(h.loaded().await, ["a:latest", "b:latest"]);
+}
+
+/// The three error shapes for a runner failure of `kind`.
+async fn failures(kind: ErrorKind, cause: &str) -> [(StatusCode, Value); 3] {
+    let h = Harness::new(|_| {});
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { fail_completion: Some((kind, cause.into())), ..Script::default() });
+    let messages = json!([{"role": "user", "content": "hi"}]);
+    [
+        h.call("POST", "/api/chat", json!({"model": "a", "messages": messages, "stream": false})).await,
+        h.call("POST", "/v1/chat/completions", json!({"model": "a", "messages": messages})).await,
+        h.call("POST", "/v1/messages", json!({"model": "a", "messages": messages, "max_tokens": 8})).await,
+    ]
+}
+
+#[tokio::test]
+async fn a_runner_fault_is_a_500_with_a_request_id_and_never_its_cause() {
+    let cause = "ggml_decode failed in /home/someone/.ollama/models/blobs/sha256-abc";
+    let [native, openai, anthropic] = failures(ErrorKind::Internal, cause).await;
+    for (status, v) in [&native, &openai, &anthropic] {
+        assert_eq!(*status, StatusCode::INTERNAL_SERVER_ERROR, "{v}");
+        assert!(!v.to_string().contains("/home/someone"), "the cause leaked: {v}");
+    }
+    let id = |message: &str| message.split("request id ").nth(1).unwrap().split(';').next().unwrap().to_string();
+    let native_message = native.1["error"].as_str().unwrap();
+    assert!(native_message.starts_with("internal server error (request id req_"), "{native_message}");
+    let openai_error = &openai.1["error"];
+    assert_eq!(openai_error["type"], "api_error");
+    assert!(openai_error["message"].as_str().unwrap().contains("request id req_"));
+    // Anthropic's body names the same id that its message gives.
+    assert_eq!(anthropic.1["type"], "error");
+    assert_eq!(anthropic.1["error"]["type"], "api_error");
+    assert_eq!(anthropic.1["request_id"].as_str().unwrap(), id(anthropic.1["error"]["message"].as_str().unwrap()));
+}
+
+#[tokio::test]
+async fn a_request_the_runner_refuses_is_a_400_with_its_message_in_each_shape() {
+    let message = "token 99999 is not in the vocabulary";
+    let [native, openai, anthropic] = failures(ErrorKind::Invalid, message).await;
+    assert_eq!(native, (StatusCode::BAD_REQUEST, json!({"error": message})));
+    assert_eq!(openai.0, StatusCode::BAD_REQUEST);
+    assert_eq!(openai.1["error"]["message"], message);
+    assert_eq!(openai.1["error"]["type"], "invalid_request_error");
+    assert_eq!(anthropic.0, StatusCode::BAD_REQUEST);
+    assert_eq!(anthropic.1["error"]["type"], "invalid_request_error");
+    assert_eq!(anthropic.1["error"]["message"], message);
 }

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_types::runner::{
-    DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner, Usage,
+    CompletionRequest, DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner, Usage,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Notify};
@@ -35,6 +35,8 @@ pub struct Script {
     pub fail_load: Option<String>,
     /// The `size` a loaded runner reports.
     pub memory_bytes: u64,
+    /// Every completion fails at once with this kind and message.
+    pub fail_completion: Option<(ErrorKind, String)>,
 }
 
 impl Default for Script {
@@ -46,6 +48,7 @@ impl Default for Script {
             load_delay: Duration::ZERO,
             fail_load: None,
             memory_bytes: 1 << 20,
+            fail_completion: None,
         }
     }
 }
@@ -175,6 +178,9 @@ impl Backend for Arc<Scripted> {
     }
 }
 
+/// Completions running in one scripted runner: the task, and its `stop` signal.
+type Running = std::collections::HashMap<u64, (tokio::task::AbortHandle, Arc<Notify>)>;
+
 /// One scripted runner: answers requests until the server stops it, drops it, or it "crashes".
 async fn serve(
     backend: Arc<Scripted>,
@@ -196,7 +202,7 @@ async fn serve(
         write
     });
     let mut lines = BufReader::new(read).lines();
-    let mut completions: std::collections::HashMap<u64, (tokio::task::AbortHandle, Arc<Notify>)> = Default::default();
+    let mut running = Running::default();
     let mut tasks = tokio::task::JoinSet::new();
     tokio::pin!(stopped);
     loop {
@@ -208,89 +214,106 @@ async fn serve(
             _ = &mut stopped => break,
             _ = crash.notified() => break,
         };
-        completions.retain(|_, (task, _)| !task.is_finished());
+        running.retain(|_, (task, _)| !task.is_finished());
         let Ok(msg) = serde_json::from_str::<ToRunner>(&line) else { continue };
-        let reply = match msg {
-            ToRunner::Tokenize { id, text } => FromRunner::Tokens { id, tokens: text.bytes().map(u32::from).collect() },
-            ToRunner::Detokenize { id, tokens } => match tokens.iter().map(|t| u8::try_from(*t)).collect::<Result<Vec<u8>, _>>() {
-                Ok(bytes) => FromRunner::Text { id, text: String::from_utf8_lossy(&bytes).into_owned() },
-                Err(_) => FromRunner::Error { id, error: "token out of range".into(), kind: ErrorKind::Invalid },
-            },
-            ToRunner::Cells { id } => {
-                let used = completions.len() as u64;
-                FromRunner::Cells { id, cells: KvCells { used, cached: 0, total: u64::from(info.num_ctx), moves: 0 } }
-            }
-            ToRunner::Embed { id, request } => {
-                match request.inputs.iter().find(|i| i.len() > info.num_ctx as usize && !request.truncate) {
-                    Some(long) => FromRunner::Error {
-                        id,
-                        error: format!(
-                            "the input length exceeds the context length: the input is {} tokens and the context is {} tokens",
-                            long.len(),
-                            info.num_ctx
-                        ),
-                        kind: ErrorKind::ContextLength,
-                    },
-                    None => FromRunner::Embedded {
-                        id,
-                        result: Embedded {
-                            vectors: request.inputs.iter().map(|i| vec![i.len() as f32, 1.0, 0.0]).collect(),
-                            prompt_tokens: request.inputs.iter().map(|i| i.len().min(info.num_ctx as usize) as u32).sum(),
-                        },
-                    },
-                }
-            }
+        match msg {
             ToRunner::Cancel { id } => {
-                if let Some((task, _)) = completions.remove(&id) {
+                if let Some((task, _)) = running.remove(&id) {
                     task.abort();
                     backend.cancelled.fetch_add(1, Ordering::SeqCst);
                 }
-                continue;
             }
             ToRunner::Stop { id } => {
-                if let Some((_, stop)) = completions.get(&id) {
+                if let Some((_, stop)) = running.get(&id) {
                     stop.notify_one();
                 }
-                continue;
             }
             ToRunner::Complete { id, request } => {
                 backend.completions.fetch_add(1, Ordering::SeqCst);
-                let script = backend.script();
                 let stop = Arc::new(Notify::new());
-                let (out, stop2, crash) = (out.clone(), stop.clone(), crash.clone());
-                let prompt_tokens = request.prompt.len() as u32;
-                let task = tasks.spawn(async move {
-                    let mut sent = 0usize;
-                    let mut reason = DoneReason::Stop;
-                    for piece in &script.reply {
-                        if request.num_predict.is_some_and(|n| sent >= n as usize) {
-                            reason = DoneReason::Length;
-                            break;
-                        }
-                        if script.die_after == Some(sent) {
-                            crash.notify_one();
-                            return;
-                        }
-                        tokio::select! {
-                            _ = tokio::time::sleep(script.token_delay) => {}
-                            _ = stop2.notified() => break,
-                        }
-                        let _ = out.send(FromRunner::Token { id, text: piece.clone(), logprob: None });
-                        sent += 1;
-                    }
-                    let usage = Usage { prompt_tokens, generated_tokens: sent as u32, ..Default::default() };
-                    let tokens = request.prompt.bytes().map(u32::from).collect();
-                    let _ = out.send(FromRunner::Done { id, reason, usage, tokens });
-                });
-                completions.insert(id, (task, stop));
-                continue;
+                let generate = complete(id, request, backend.script(), out.clone(), stop.clone(), crash.clone());
+                running.insert(id, (tasks.spawn(generate), stop));
             }
-        };
-        let _ = out.send(reply);
+            other => {
+                let _ = out.send(reply(other, &info, running.len()));
+            }
+        }
     }
     // Gone: every completion with it, and the connection closes (both halves dropped).
     tasks.abort_all();
     drop(out);
     writer.abort();
     let _ = writer.await;
+}
+
+/// The answer to a request that is answered at once (`running`: completions in progress).
+fn reply(msg: ToRunner, info: &RunnerInfo, running: usize) -> FromRunner {
+    let num_ctx = info.num_ctx as usize;
+    match msg {
+        ToRunner::Tokenize { id, text } => FromRunner::Tokens { id, tokens: text.bytes().map(u32::from).collect() },
+        ToRunner::Detokenize { id, tokens } => match tokens.iter().map(|t| u8::try_from(*t)).collect::<Result<Vec<u8>, _>>() {
+            Ok(bytes) => FromRunner::Text { id, text: String::from_utf8_lossy(&bytes).into_owned() },
+            Err(_) => FromRunner::Error { id, error: "token out of range".into(), kind: ErrorKind::Invalid },
+        },
+        ToRunner::Cells { id } => {
+            FromRunner::Cells { id, cells: KvCells { used: running as u64, cached: 0, total: num_ctx as u64, moves: 0 } }
+        }
+        ToRunner::Embed { id, request } => match request.inputs.iter().find(|i| i.len() > num_ctx && !request.truncate) {
+            Some(long) => FromRunner::Error {
+                id,
+                error: format!(
+                    "the input length exceeds the context length: the input is {} tokens and the context is {num_ctx} tokens",
+                    long.len()
+                ),
+                kind: ErrorKind::ContextLength,
+            },
+            None => FromRunner::Embedded {
+                id,
+                result: Embedded {
+                    vectors: request.inputs.iter().map(|i| vec![i.len() as f32, 1.0, 0.0]).collect(),
+                    prompt_tokens: request.inputs.iter().map(|i| i.len().min(num_ctx) as u32).sum(),
+                },
+            },
+        },
+        ToRunner::Complete { id, .. } | ToRunner::Cancel { id } | ToRunner::Stop { id } => {
+            FromRunner::Error { id, error: "not answered at once".into(), kind: ErrorKind::Internal }
+        }
+    }
+}
+
+/// One completion: the script's pieces one token each, then `done` (or the script's failure, or
+/// a crash of the whole runner).
+async fn complete(
+    id: u64,
+    request: CompletionRequest,
+    script: Script,
+    out: mpsc::UnboundedSender<FromRunner>,
+    stop: Arc<Notify>,
+    crash: Arc<Notify>,
+) {
+    if let Some((kind, error)) = script.fail_completion {
+        let _ = out.send(FromRunner::Error { id, error, kind });
+        return;
+    }
+    let mut sent = 0usize;
+    let mut reason = DoneReason::Stop;
+    for piece in &script.reply {
+        if request.num_predict.is_some_and(|n| sent >= n as usize) {
+            reason = DoneReason::Length;
+            break;
+        }
+        if script.die_after == Some(sent) {
+            crash.notify_one();
+            return;
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(script.token_delay) => {}
+            _ = stop.notified() => break,
+        }
+        let _ = out.send(FromRunner::Token { id, text: piece.clone(), logprob: None });
+        sent += 1;
+    }
+    let usage = Usage { prompt_tokens: request.prompt.len() as u32, generated_tokens: sent as u32, ..Default::default() };
+    let tokens = request.prompt.bytes().map(u32::from).collect();
+    let _ = out.send(FromRunner::Done { id, reason, usage, tokens });
 }
