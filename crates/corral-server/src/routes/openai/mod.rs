@@ -8,19 +8,24 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::{Logprob, Message};
+use corral_types::api::Message;
 use corral_types::runner::Constraint;
 use corral_types::format::json_type;
-use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Value};
+
+mod wire;
+
+use wire::{
+    ChatChoice, ChunkChoice, ChunkDelta, Envelope, FinishReason, Logprobs, Model, ModelList, TextChoice, ToolCall, Usage,
+};
 
 use crate::error::Protocol;
 use crate::infer::options;
 use crate::infer::request::{Chat, Generate, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, start_generate, Started};
 use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Call, Collected, Delta, Event, Finish};
+use crate::infer::answer::{Answer, Collected, Delta, Event};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
@@ -259,64 +264,28 @@ fn native_chat(req: ChatCompletionRequest) -> Result<(Chat, bool), ApiError> {
     Ok((native, include_usage))
 }
 
-fn finish_reason(finish: Option<&Finish>, calls: bool) -> Value {
-    match finish.map(|f| f.reason) {
-        None => Value::Null,
-        Some(_) if calls => json!("tool_calls"),
-        Some(DoneReason::Length) => json!("length"),
-        Some(DoneReason::Stop) => json!("stop"),
-    }
-}
-
-/// OpenAI counts the whole prompt, with the part served from the prompt cache in the details.
-fn usage(f: &Finish) -> Value {
-    let cached = f.usage.cached_tokens;
-    let (p, c) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
-    json!({"prompt_tokens": p, "completion_tokens": c, "total_tokens": p + c,
-        "prompt_tokens_details": {"cached_tokens": cached}})
-}
-
-fn logprobs(lps: &[Logprob]) -> Value {
-    let content: Vec<Value> = lps
-        .iter()
-        .map(|l| {
-            let top: Vec<Value> = l
-                .top_logprobs
-                .iter()
-                .flatten()
-                .map(|t| json!({"token": t.token, "logprob": t.logprob, "bytes": t.bytes}))
-                .collect();
-            json!({"token": l.token, "logprob": l.logprob, "bytes": l.bytes, "top_logprobs": top})
-        })
-        .collect();
-    json!({ "content": content })
-}
-
-fn tool_calls(calls: &[Call]) -> Value {
-    calls
-        .iter()
-        .map(|c| {
-            json!({"index": c.index, "id": c.id, "type": "function",
-                "function": {"name": c.call.name, "arguments": c.arguments_json()}})
-        })
-        .collect()
-}
-
-/// The envelope shared by chat chunks and answers.
-struct Envelope {
+/// The envelope shared by every completion object of one answer.
+struct Head {
     id: String,
     created: u64,
     model: String,
 }
 
-impl Envelope {
+impl Head {
     fn new(prefix: &str, model: &str) -> Self {
-        Envelope { id: request_id(prefix), created: now(), model: model.to_string() }
+        Head { id: request_id(prefix), created: now(), model: model.to_string() }
     }
 
-    fn with(&self, object: &str, choices: Value) -> Value {
-        json!({"id": self.id, "object": object, "created": self.created, "model": self.model,
-            "system_fingerprint": "fp_ollama", "choices": choices})
+    fn with<C>(&self, object: &'static str, choices: Vec<C>, usage: Option<Option<Usage>>) -> Envelope<C> {
+        Envelope {
+            id: self.id.clone(),
+            object,
+            created: self.created,
+            model: self.model.clone(),
+            system_fingerprint: "fp_ollama",
+            choices,
+            usage,
+        }
     }
 }
 
@@ -342,69 +311,62 @@ pub(super) async fn chat_completions(
     run.await.unwrap_or_else(error)
 }
 
-fn chat_completion(model: &str, all: Collected) -> Value {
+fn chat_completion(model: &str, all: Collected) -> Envelope<ChatChoice> {
     let Collected { delta, finish } = all;
-    let mut message = json!({"role": "assistant", "content": delta.content});
-    if !delta.thinking.is_empty() {
-        message["reasoning"] = json!(delta.thinking);
-    }
-    if !delta.calls.is_empty() {
-        message["tool_calls"] = tool_calls(&delta.calls);
-    }
-    let mut choice = json!({"index": 0, "message": message,
-        "finish_reason": finish_reason(finish.as_ref(), !delta.calls.is_empty())});
-    if !delta.logprobs.is_empty() {
-        choice["logprobs"] = logprobs(&delta.logprobs);
-    }
-    let mut v = Envelope::new("chatcmpl", model).with("chat.completion", json!([choice]));
-    v["usage"] = finish.as_ref().map_or(Value::Null, usage);
-    v
+    let calls = !delta.calls.is_empty();
+    let message = wire::ChatMessage {
+        role: "assistant",
+        content: delta.content,
+        reasoning: (!delta.thinking.is_empty()).then_some(delta.thinking),
+        tool_calls: calls.then(|| ToolCall::list(&delta.calls)),
+    };
+    let choice = ChatChoice {
+        index: 0,
+        message,
+        finish_reason: finish.as_ref().map(|f| FinishReason::of(f, calls)),
+        logprobs: (!delta.logprobs.is_empty()).then(|| Logprobs::of(&delta.logprobs)),
+    };
+    Head::new("chatcmpl", model).with("chat.completion", vec![choice], Some(finish.as_ref().map(Usage::of)))
 }
 
 fn stream_chat(answer: Answer, model: &str, include_usage: bool) -> Response {
-    let env = Envelope::new("chatcmpl", model);
+    let head = Head::new("chatcmpl", model);
     let mut first = true;
     let mut any_calls = false;
     answer_stream(answer, Framing::Sse, move |event| {
-        let chunk = |delta: Value, finish: Value, lps: Option<Value>| {
-            let mut choice = json!({"index": 0, "delta": delta, "finish_reason": finish});
-            if let Some(l) = lps {
-                choice["logprobs"] = l;
-            }
-            sse(None, &env.with("chat.completion.chunk", json!([choice])))
+        let chunk = |delta: ChunkDelta, finish: Option<FinishReason>, logprobs: Option<Logprobs>| {
+            let choice = ChunkChoice { index: 0, delta, finish_reason: finish, logprobs };
+            sse(None, &head.with("chat.completion.chunk", vec![choice], None))
         };
         match event {
             Some(Event::Delta(d)) => {
                 let mut out = Vec::new();
                 let Delta { content, thinking, calls, logprobs: lps } = d;
-                let mut delta = json!({});
+                let mut delta = ChunkDelta::default();
                 if first {
-                    delta["role"] = json!("assistant");
+                    delta.role = Some("assistant");
                     first = false;
                 }
                 if !thinking.is_empty() {
                     // Reasoning goes in a chunk of its own, as Ollama does.
-                    let mut r = delta.clone();
-                    r["reasoning"] = json!(thinking);
-                    out.push(chunk(r, Value::Null, None));
-                    delta = json!({});
+                    out.push(chunk(ChunkDelta { reasoning: Some(thinking), ..delta }, None, None));
+                    delta = ChunkDelta::default();
                 }
                 if !content.is_empty() || !calls.is_empty() || !lps.is_empty() {
-                    delta["content"] = json!(content);
+                    delta.content = Some(content);
                     if !calls.is_empty() {
                         any_calls = true;
-                        delta["tool_calls"] = tool_calls(&calls);
+                        delta.tool_calls = Some(ToolCall::list(&calls));
                     }
-                    out.push(chunk(delta, Value::Null, (!lps.is_empty()).then(|| logprobs(&lps))));
+                    out.push(chunk(delta, None, (!lps.is_empty()).then(|| Logprobs::of(&lps))));
                 }
                 out
             }
             Some(Event::Done(f)) => {
-                let mut out = vec![chunk(json!({}), finish_reason(Some(&f), any_calls), None)];
+                let mut out = vec![chunk(ChunkDelta::default(), Some(FinishReason::of(&f, any_calls)), None)];
                 if include_usage {
-                    let mut u = env.with("chat.completion.chunk", json!([]));
-                    u["usage"] = usage(&f);
-                    out.push(sse(None, &u));
+                    let usage = head.with::<ChunkChoice>("chat.completion.chunk", vec![], Some(Some(Usage::of(&f))));
+                    out.push(sse(None, &usage));
                 }
                 out.push("data: [DONE]\n\n".to_string());
                 out
@@ -461,20 +423,17 @@ pub(super) async fn completions(
         match start_generate(&state, native).await? {
             Started::Rendered(prompt) => Ok(super::native::debug_response(&model, false, prompt)),
             Started::Immediate(..) => {
-                let env = Envelope::new("cmpl", &model);
-                let choice = json!({"text": "", "index": 0, "finish_reason": "stop"});
-                let mut v = env.with("text_completion", json!([choice]));
-                v["usage"] = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
+                let choice = TextChoice { text: String::new(), index: 0, finish_reason: Some(FinishReason::Stop) };
+                let v = Head::new("cmpl", &model).with("text_completion", vec![choice], Some(Some(Usage::default())));
                 Ok(Json(v).into_response())
             }
             Started::Answer(answer, _) if req.stream => Ok(stream_completion(answer, &model, include_usage)),
             Started::Answer(answer, _) => {
                 let Collected { delta, finish } = answer.collect().await?;
-                let choice = json!({"text": delta.content, "index": 0,
-                    "finish_reason": finish_reason(finish.as_ref(), false)});
-                let mut v = Envelope::new("cmpl", &model).with("text_completion", json!([choice]));
-                v["usage"] = finish.as_ref().map_or(Value::Null, usage);
-                Ok(Json(v).into_response())
+                let reason = finish.as_ref().map(|f| FinishReason::of(f, false));
+                let choice = TextChoice { text: delta.content, index: 0, finish_reason: reason };
+                let usage = Some(finish.as_ref().map(Usage::of));
+                Ok(Json(Head::new("cmpl", &model).with("text_completion", vec![choice], usage)).into_response())
             }
         }
     };
@@ -482,48 +441,42 @@ pub(super) async fn completions(
 }
 
 fn stream_completion(answer: Answer, model: &str, include_usage: bool) -> Response {
-    let env = Envelope::new("cmpl", model);
+    let head = Head::new("cmpl", model);
     answer_stream(answer, Framing::Sse, move |event| {
-        let chunk = |text: &str, finish: Value| {
-            let mut v = env.with("text_completion", json!([{"text": text, "index": 0, "finish_reason": finish}]));
-            if include_usage {
-                v["usage"] = json!({"prompt_tokens": 0, "completion_tokens": 0, "total_tokens": 0});
-            }
-            sse(None, &v)
+        let chunk = |text: &str, finish: Option<FinishReason>| {
+            let choice = TextChoice { text: text.to_string(), index: 0, finish_reason: finish };
+            // With usage asked for, every chunk carries zero counts until the last one.
+            let usage = include_usage.then_some(Some(Usage::default()));
+            sse(None, &head.with("text_completion", vec![choice], usage))
         };
         match event {
-            Some(Event::Delta(d)) if !d.content.is_empty() => vec![chunk(&d.content, Value::Null)],
+            Some(Event::Delta(d)) if !d.content.is_empty() => vec![chunk(&d.content, None)],
             Some(Event::Delta(_)) | None => Vec::new(),
             Some(Event::Done(f)) => {
-                let mut out = vec![chunk("", finish_reason(Some(&f), false))];
+                let mut out = vec![chunk("", Some(FinishReason::of(&f, false)))];
                 if include_usage {
-                    let mut u = env.with("text_completion", json!([]));
-                    u["usage"] = usage(&f);
-                    out.push(sse(None, &u));
+                    out.push(sse(None, &head.with::<TextChoice>("text_completion", vec![], Some(Some(Usage::of(&f))))));
                 }
                 out.push("data: [DONE]\n\n".to_string());
                 out
             }
-            Some(Event::Error(e)) => {
-                vec![stream_error(&e)]
-            }
+            Some(Event::Error(e)) => vec![stream_error(&e)],
         }
     })
 }
 
 /// One model as OpenAI lists it.
-fn model_object(name: &corral_types::ModelName, modified: SystemTime) -> Value {
+fn model_object(name: &corral_types::ModelName, modified: SystemTime) -> Model {
     let created = modified.duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-    json!({"id": name.display_shortest(), "object": "model", "created": created, "owned_by": name.namespace()})
+    Model { id: name.display_shortest(), object: "model", created, owned_by: name.namespace().to_string() }
 }
 
 pub(super) async fn models(State(state): State<AppState>) -> Response {
     let listed = state.store.run(|store| store.list()).await.map_err(ApiError::from);
     match listed {
         Ok(models) => {
-            let data: Vec<Value> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
-            let data = if data.is_empty() { Value::Null } else { Value::Array(data) };
-            Json(json!({"object": "list", "data": data})).into_response()
+            let data: Vec<Model> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
+            Json(ModelList { object: "list", data: (!data.is_empty()).then_some(data) }).into_response()
         }
         Err(e) => error(e),
     }
