@@ -14,7 +14,11 @@ use crate::error::Protocol;
 use crate::infer::request::{Chat, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, Started};
 use crate::extract::JsonBody;
-use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
+mod wire;
+
+use wire::{Block, BlockDelta, ErrorBody, Event, MessageDelta, Usage};
+
+use crate::infer::answer::{random_hex, Answer, Collected, Delta, Event as AnswerEvent, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
@@ -181,10 +185,6 @@ fn stop_reason(f: &Finish, calls: bool) -> &'static str {
     }
 }
 
-fn tool_use(c: &Call) -> Value {
-    json!({"type": "tool_use", "id": format!("toolu_{}", c.id.trim_start_matches("call_")), "name": c.call.name, "input": c.call.arguments})
-}
-
 pub(super) async fn messages_route(
     State(state): State<AppState>,
     body: Result<JsonBody<MessagesRequest>, ApiError>,
@@ -210,119 +210,119 @@ pub(super) async fn messages_route(
     run.await.unwrap_or_else(error)
 }
 
-fn message(model: &str, all: Collected) -> Value {
+fn message(model: &str, all: Collected) -> wire::Message {
     let Collected { delta, finish } = all;
     let mut content = Vec::new();
     if !delta.thinking.is_empty() {
-        content.push(json!({"type": "thinking", "thinking": delta.thinking, "signature": ""}));
+        content.push(Block::Thinking { thinking: delta.thinking, signature: String::new() });
     }
     if !delta.content.is_empty() || delta.calls.is_empty() {
-        content.push(json!({"type": "text", "text": delta.content}));
+        content.push(Block::Text { text: delta.content });
     }
-    content.extend(delta.calls.iter().map(tool_use));
+    content.extend(delta.calls.iter().map(|c| Block::tool_use(c, c.call.arguments.clone())));
     let (input, output, cached) =
         finish.as_ref().map_or((0, 0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens, f.usage.cached_tokens));
-    json!({
-        "id": format!("msg_{}", random_hex(12)),
-        "type": "message",
-        "role": "assistant",
-        "model": model,
-        "content": content,
-        "stop_reason": finish.as_ref().map(|f| stop_reason(f, !delta.calls.is_empty())),
-        "stop_sequence": null,
-        // Anthropic counts cache reads apart from the input tokens.
-        "usage": {"input_tokens": input, "output_tokens": output, "cache_read_input_tokens": cached},
-    })
+    wire::Message {
+        id: format!("msg_{}", random_hex(12)),
+        kind: "message",
+        role: "assistant",
+        model: model.to_string(),
+        content,
+        stop_reason: finish.as_ref().map(|f| stop_reason(f, !delta.calls.is_empty())),
+        stop_sequence: None,
+        usage: Usage { input_tokens: input.into(), output_tokens: output.into(), cache_read_input_tokens: Some(cached.into()) },
+    }
 }
 
 /// Which content block is open while streaming.
 #[derive(PartialEq, Clone, Copy)]
-enum Block {
+enum Open {
     Thinking,
     Text,
+}
+
+fn event(e: Event) -> String {
+    sse(Some(e.name()), &e)
 }
 
 fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
     let id = format!("msg_{}", random_hex(12));
     let model = model.to_string();
     let mut started = false;
-    let mut open: Option<Block> = None;
+    let mut open: Option<Open> = None;
     let mut index = 0usize;
     let mut any_calls = false;
-    answer_stream(answer, Framing::Sse, move |event| {
+    answer_stream(answer, Framing::Sse, move |next| {
         let mut out = Vec::new();
         if !started {
             started = true;
-            let message = json!({"id": id, "type": "message", "role": "assistant", "model": model, "content": [],
-                "stop_reason": null, "stop_sequence": null, "usage": {"input_tokens": estimate, "output_tokens": 0}});
-            out.push(sse(Some("message_start"), &json!({"type": "message_start", "message": message})));
-            out.push(sse(Some("ping"), &json!({"type": "ping"})));
+            let message = wire::Message {
+                id: id.clone(),
+                kind: "message",
+                role: "assistant",
+                model: model.clone(),
+                content: Vec::new(),
+                stop_reason: None,
+                stop_sequence: None,
+                usage: Usage { input_tokens: estimate as u64, output_tokens: 0, cache_read_input_tokens: None },
+            };
+            out.push(event(Event::MessageStart { message }));
+            out.push(event(Event::Ping));
         }
-        let close = |out: &mut Vec<String>, open: &mut Option<Block>, index: &mut usize| {
+        let close = |out: &mut Vec<String>, open: &mut Option<Open>, index: &mut usize| {
             if open.take().is_some() {
-                out.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": *index})));
+                out.push(event(Event::ContentBlockStop { index: *index }));
                 *index += 1;
             }
         };
-        let text = |out: &mut Vec<String>, open: &mut Option<Block>, index: &mut usize, kind: Block, t: &str| {
+        let text = |out: &mut Vec<String>, open: &mut Option<Open>, index: &mut usize, kind: Open, t: &str| {
             if *open != Some(kind) {
                 close(out, open, index);
-                let block = match kind {
-                    Block::Thinking => json!({"type": "thinking", "thinking": "", "signature": ""}),
-                    Block::Text => json!({"type": "text", "text": ""}),
+                let content_block = match kind {
+                    Open::Thinking => Block::Thinking { thinking: String::new(), signature: String::new() },
+                    Open::Text => Block::Text { text: String::new() },
                 };
-                out.push(sse(
-                    Some("content_block_start"),
-                    &json!({"type": "content_block_start", "index": *index, "content_block": block}),
-                ));
+                out.push(event(Event::ContentBlockStart { index: *index, content_block }));
                 *open = Some(kind);
             }
             let delta = match kind {
-                Block::Thinking => json!({"type": "thinking_delta", "thinking": t}),
-                Block::Text => json!({"type": "text_delta", "text": t}),
+                Open::Thinking => BlockDelta::ThinkingDelta { thinking: t.to_string() },
+                Open::Text => BlockDelta::TextDelta { text: t.to_string() },
             };
-            out.push(sse(
-                Some("content_block_delta"),
-                &json!({"type": "content_block_delta", "index": *index, "delta": delta}),
-            ));
+            out.push(event(Event::ContentBlockDelta { index: *index, delta }));
         };
-        match event {
-            Some(Event::Delta(Delta { content, thinking, calls, .. })) => {
+        match next {
+            Some(AnswerEvent::Delta(Delta { content, thinking, calls, .. })) => {
                 if !thinking.is_empty() {
-                    text(&mut out, &mut open, &mut index, Block::Thinking, &thinking);
+                    text(&mut out, &mut open, &mut index, Open::Thinking, &thinking);
                 }
                 if !content.is_empty() {
-                    text(&mut out, &mut open, &mut index, Block::Text, &content);
+                    text(&mut out, &mut open, &mut index, Open::Text, &content);
                 }
                 for c in &calls {
                     any_calls = true;
                     close(&mut out, &mut open, &mut index);
-                    let mut block = tool_use(c);
-                    block["input"] = json!({});
-                    out.push(sse(
-                        Some("content_block_start"),
-                        &json!({"type": "content_block_start", "index": index, "content_block": block}),
-                    ));
-                    let delta = json!({"type": "input_json_delta", "partial_json": c.arguments_json()});
-                    out.push(sse(
-                        Some("content_block_delta"),
-                        &json!({"type": "content_block_delta", "index": index, "delta": delta}),
-                    ));
-                    out.push(sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": index})));
+                    // The input arrives as JSON deltas; the block starts empty.
+                    out.push(event(Event::ContentBlockStart { index, content_block: Block::tool_use(c, Map::new()) }));
+                    let delta = BlockDelta::InputJsonDelta { partial_json: c.arguments_json() };
+                    out.push(event(Event::ContentBlockDelta { index, delta }));
+                    out.push(event(Event::ContentBlockStop { index }));
                     index += 1;
                 }
             }
-            Some(Event::Done(f)) => {
+            Some(AnswerEvent::Done(f)) => {
                 close(&mut out, &mut open, &mut index);
-                let delta = json!({"stop_reason": stop_reason(&f, any_calls), "stop_sequence": null});
-                let usage = json!({"input_tokens": f.usage.prompt_tokens, "output_tokens": f.usage.generated_tokens,
-                    "cache_read_input_tokens": f.usage.cached_tokens});
-                out.push(sse(Some("message_delta"), &json!({"type": "message_delta", "delta": delta, "usage": usage})));
-                out.push(sse(Some("message_stop"), &json!({"type": "message_stop"})));
+                let delta = MessageDelta { stop_reason: stop_reason(&f, any_calls), stop_sequence: None };
+                let usage = Usage {
+                    input_tokens: f.usage.prompt_tokens.into(),
+                    output_tokens: f.usage.generated_tokens.into(),
+                    cache_read_input_tokens: Some(f.usage.cached_tokens.into()),
+                };
+                out.push(event(Event::MessageDelta { delta, usage }));
+                out.push(event(Event::MessageStop));
             }
-            Some(Event::Error(e)) => {
-                let error = json!({"type": "error", "error": {"type": e.anthropic_type(), "message": e.message}});
-                out.push(sse(Some("error"), &error));
+            Some(AnswerEvent::Error(e)) => {
+                out.push(event(Event::Error { error: ErrorBody { kind: e.anthropic_type(), message: e.message } }));
             }
             None => {}
         }
