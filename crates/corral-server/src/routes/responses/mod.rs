@@ -13,12 +13,16 @@ use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+mod wire;
+
+use wire::{Body, Echo, ErrorObject, Incomplete, InputDetails, Item, OutputDetails, Part, ResponseObject, Usage};
+
 use crate::infer::options;
 use crate::infer::request::{Chat, Overlay, Settings};
 use crate::infer::start::{start_chat, Started};
 use super::openai::{error, think};
 use crate::extract::JsonBody;
-use crate::infer::answer::{random_hex, Answer, Call, Collected, Delta, Event, Finish};
+use crate::infer::answer::{random_hex, Answer, Collected, Delta, Event, Finish};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
@@ -187,38 +191,56 @@ struct Shell {
     id: String,
     created_at: u64,
     model: String,
-    echo: Value,
+    echo: Echo,
 }
 
 impl Shell {
     fn new(req: &ResponsesRequest) -> Self {
         let created_at = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
-        let echo = json!({
-            "instructions": req.instructions, "max_output_tokens": req.max_output_tokens,
-            "temperature": req.temperature.unwrap_or(1.0), "top_p": req.top_p.unwrap_or(1.0),
-            "tools": req.tools.clone().unwrap_or_default(), "tool_choice": "auto", "parallel_tool_calls": true,
-            "reasoning": req.reasoning.clone().unwrap_or(json!({"effort": null, "summary": null})),
-            "text": req.text.clone().unwrap_or(json!({"format": {"type": "text"}})),
-            "truncation": "disabled", "store": false, "background": false, "metadata": {},
-            "previous_response_id": null,
-        });
+        let echo = Echo {
+            instructions: req.instructions.clone(),
+            max_output_tokens: req.max_output_tokens,
+            temperature: req.temperature.unwrap_or(1.0),
+            top_p: req.top_p.unwrap_or(1.0),
+            tools: req.tools.clone().unwrap_or_default(),
+            tool_choice: "auto",
+            parallel_tool_calls: true,
+            reasoning: req.reasoning.clone().unwrap_or(json!({"effort": null, "summary": null})),
+            text: req.text.clone().unwrap_or(json!({"format": {"type": "text"}})),
+            truncation: "disabled",
+            store: false,
+            background: false,
+            metadata: Map::new(),
+            previous_response_id: None,
+        };
         Shell { id: hex_id("resp"), created_at, model: req.model.clone(), echo }
     }
 
-    fn response(&self, status: &str, output: Vec<Value>, finish: Option<&Finish>) -> Value {
-        let mut v = json!({"id": self.id, "object": "response", "created_at": self.created_at, "status": status,
-        "model": self.model, "output": output, "error": null,
-        "incomplete_details": match finish { Some(f) if f.reason == DoneReason::Length => json!({"reason": "max_output_tokens"}), _ => Value::Null },
-        "usage": finish.map(|f| {
-            let cached = f.usage.cached_tokens;
-            let (i, o) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
-            json!({"input_tokens": i, "output_tokens": o, "total_tokens": i + o,
-                "input_tokens_details": {"cached_tokens": cached}, "output_tokens_details": {"reasoning_tokens": 0}})
-        })});
-        if let (Value::Object(v), Value::Object(echo)) = (&mut v, &self.echo) {
-            v.extend(echo.clone());
+    fn response(&self, status: &'static str, output: Vec<Item>, finish: Option<&Finish>) -> ResponseObject {
+        ResponseObject {
+            id: self.id.clone(),
+            object: "response",
+            created_at: self.created_at,
+            status,
+            model: self.model.clone(),
+            output,
+            error: None,
+            incomplete_details: finish
+                .filter(|f| f.reason == DoneReason::Length)
+                .map(|_| Incomplete { reason: "max_output_tokens" }),
+            usage: finish.map(|f| {
+                let cached = f.usage.cached_tokens;
+                let (i, o) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
+                Usage {
+                    input_tokens: i,
+                    output_tokens: o,
+                    total_tokens: i + o,
+                    input_tokens_details: InputDetails { cached_tokens: cached },
+                    output_tokens_details: OutputDetails { reasoning_tokens: 0 },
+                }
+            }),
+            echo: self.echo.clone(),
         }
-        v
     }
 }
 
@@ -227,20 +249,6 @@ fn status(finish: Option<&Finish>) -> &'static str {
         Some(f) if f.reason == DoneReason::Length => "incomplete",
         _ => "completed",
     }
-}
-
-fn reasoning_item(id: &str, text: &str) -> Value {
-    json!({"type": "reasoning", "id": id, "summary": [{"type": "summary_text", "text": text}]})
-}
-
-fn message_item(id: &str, text: &str, status: &str) -> Value {
-    json!({"type": "message", "id": id, "status": status, "role": "assistant",
-        "content": [{"type": "output_text", "text": text, "annotations": []}]})
-}
-
-fn call_item(c: &Call, status: &str) -> Value {
-    json!({"type": "function_call", "id": format!("fc_{}", c.id.trim_start_matches("call_")), "call_id": c.id,
-        "name": c.call.name, "arguments": c.arguments_json(), "status": status})
 }
 
 pub(super) async fn responses(
@@ -262,12 +270,12 @@ pub(super) async fn responses(
                 let Collected { delta, finish } = answer.collect().await?;
                 let mut output = Vec::new();
                 if !delta.thinking.is_empty() {
-                    output.push(reasoning_item(&hex_id("rs"), &delta.thinking));
+                    output.push(Item::reasoning(hex_id("rs"), &delta.thinking));
                 }
                 if !delta.content.is_empty() || delta.calls.is_empty() {
-                    output.push(message_item(&hex_id("msg"), &delta.content, "completed"));
+                    output.push(Item::message(hex_id("msg"), Some(&delta.content), "completed"));
                 }
-                output.extend(delta.calls.iter().map(|c| call_item(c, "completed")));
+                output.extend(delta.calls.iter().map(|c| Item::call(c, c.arguments_json(), "completed")));
                 Ok(Json(shell.response(status(finish.as_ref()), output, finish.as_ref())).into_response())
             }
         }
@@ -285,37 +293,33 @@ struct OpenText {
 fn stream(answer: Answer, shell: Shell) -> Response {
     let mut seq = 0u64;
     let mut started = false;
-    let mut output: Vec<Value> = Vec::new();
+    let mut output: Vec<Item> = Vec::new();
     let mut text: Option<OpenText> = None;
     let mut thinking = String::new();
     answer_stream(answer, Framing::Sse, move |event| {
         let mut out = Vec::new();
-        let mut emit = |kind: &str, mut data: Value| {
-            data["type"] = json!(kind);
-            data["sequence_number"] = json!(seq);
+        let mut emit = |kind: &str, body: Body| {
+            out.push(sse(Some(kind), &wire::Event { body, kind, sequence_number: seq }));
             seq += 1;
-            out.push(sse(Some(kind), &data));
         };
         if !started {
             started = true;
             let r = shell.response("in_progress", Vec::new(), None);
-            emit("response.created", json!({"response": r}));
-            emit("response.in_progress", json!({"response": r}));
+            emit("response.created", Body::Response { response: r.clone() });
+            emit("response.in_progress", Body::Response { response: r });
         }
-        let close_text = |text: &mut Option<OpenText>, output: &mut Vec<Value>, emit: &mut dyn FnMut(&str, Value)| {
+        let close_text = |text: &mut Option<OpenText>, output: &mut Vec<Item>, emit: &mut dyn FnMut(&str, Body)| {
             if let Some(t) = text.take() {
                 let (i, id) = (t.index, t.id.clone());
-                emit(
-                    "response.output_text.done",
-                    json!({"item_id": id, "output_index": i, "content_index": 0, "text": t.text}),
-                );
-                let part = json!({"type": "output_text", "text": t.text, "annotations": []});
+                let done = Body::TextDone { item_id: id.clone(), output_index: i, content_index: 0, text: t.text.clone() };
+                emit("response.output_text.done", done);
+                let part = Part::text(&t.text);
                 emit(
                     "response.content_part.done",
-                    json!({"item_id": id, "output_index": i, "content_index": 0, "part": part}),
+                    Body::Part { item_id: id.clone(), output_index: i, content_index: 0, part },
                 );
-                let item = message_item(&id, &t.text, "completed");
-                emit("response.output_item.done", json!({"output_index": i, "item": item}));
+                let item = Item::message(id, Some(&t.text), "completed");
+                emit("response.output_item.done", Body::Item { output_index: i, item: item.clone() });
                 output[i] = item;
             }
         };
@@ -325,57 +329,51 @@ fn stream(answer: Answer, shell: Shell) -> Response {
                 if !content.is_empty() {
                     if text.is_none() {
                         let (index, id) = (output.len(), hex_id("msg"));
-                        let item = message_item(&id, "", "in_progress");
-                        let empty = json!({"type": "message", "id": id, "status": "in_progress", "role": "assistant", "content": []});
-                        emit("response.output_item.added", json!({"output_index": index, "item": empty}));
-                        let part = json!({"type": "output_text", "text": "", "annotations": []});
+                        let empty = Item::message(id.clone(), None, "in_progress");
+                        emit("response.output_item.added", Body::Item { output_index: index, item: empty });
+                        let part = Part::text("");
                         emit(
                             "response.content_part.added",
-                            json!({"item_id": id, "output_index": index, "content_index": 0, "part": part}),
+                            Body::Part { item_id: id.clone(), output_index: index, content_index: 0, part },
                         );
-                        output.push(item);
+                        output.push(Item::message(id.clone(), Some(""), "in_progress"));
                         text = Some(OpenText { index, id, text: String::new() });
                     }
                     let t = text.as_mut().expect("opened above");
                     t.text.push_str(&content);
-                    emit(
-                        "response.output_text.delta",
-                        json!({"item_id": t.id, "output_index": t.index, "content_index": 0, "delta": content}),
-                    );
+                    let delta = Body::TextDelta { item_id: t.id.clone(), output_index: t.index, content_index: 0, delta: content };
+                    emit("response.output_text.delta", delta);
                 }
                 for c in &calls {
                     close_text(&mut text, &mut output, &mut emit);
                     let index = output.len();
-                    let mut item = call_item(c, "in_progress");
-                    item["arguments"] = json!("");
-                    emit("response.output_item.added", json!({"output_index": index, "item": item}));
+                    let item = Item::call(c, String::new(), "in_progress");
+                    let Item::FunctionCall { id, .. } = &item else { unreachable!("a call item") };
+                    let id = id.clone();
+                    emit("response.output_item.added", Body::Item { output_index: index, item });
                     let args = c.arguments_json();
-                    let id = item["id"].clone();
-                    emit(
-                        "response.function_call_arguments.delta",
-                        json!({"item_id": id, "output_index": index, "delta": args}),
-                    );
-                    emit(
-                        "response.function_call_arguments.done",
-                        json!({"item_id": id, "output_index": index, "arguments": args}),
-                    );
-                    let done = call_item(c, "completed");
-                    emit("response.output_item.done", json!({"output_index": index, "item": done}));
-                    output.push(done);
+                    let delta = Body::ArgumentsDelta { item_id: id.clone(), output_index: index, delta: args.clone() };
+                    emit("response.function_call_arguments.delta", delta);
+                    let done = Body::ArgumentsDone { item_id: id, output_index: index, arguments: args.clone() };
+                    emit("response.function_call_arguments.done", done);
+                    let item = Item::call(c, args, "completed");
+                    emit("response.output_item.done", Body::Item { output_index: index, item: item.clone() });
+                    output.push(item);
                 }
             }
             Some(Event::Done(f)) => {
                 close_text(&mut text, &mut output, &mut emit);
                 if !thinking.is_empty() {
-                    output.insert(0, reasoning_item(&hex_id("rs"), &thinking));
+                    output.insert(0, Item::reasoning(hex_id("rs"), &thinking));
                 }
                 let kind = if f.reason == DoneReason::Length { "response.incomplete" } else { "response.completed" };
-                emit(kind, json!({"response": shell.response(status(Some(&f)), output.clone(), Some(&f))}));
+                let response = shell.response(status(Some(&f)), output.clone(), Some(&f));
+                emit(kind, Body::Response { response });
             }
             Some(Event::Error(e)) => {
-                let mut r = shell.response("failed", output.clone(), None);
-                r["error"] = json!({"code": "server_error", "message": e.message});
-                emit("response.failed", json!({"response": r}));
+                let mut response = shell.response("failed", output.clone(), None);
+                response.error = Some(ErrorObject { code: "server_error", message: e.message });
+                emit("response.failed", Body::Response { response });
             }
             None => {}
         }
