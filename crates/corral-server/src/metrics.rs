@@ -116,13 +116,16 @@ fn counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} counter\n{name} {value}");
 }
 
+/// A gauge by device: its name, help text, and how to read it from a device.
+type Series<'a> = (&'static str, &'static str, &'a dyn Fn(&DeviceInfo) -> u64);
+
 /// Per-device memory: each device's size and free memory as the runner probe saw them at start,
 /// and what the loaded models hold on it now (measured by their runners).
 fn devices(out: &mut String, devices: &[DeviceInfo], loaded: &[Loaded]) {
     let held = |id: &str| -> u64 {
         loaded.iter().flat_map(|(_, r, _, _)| &r.info.devices).filter(|d| d.id == id).map(|d| d.bytes).sum()
     };
-    let series: [(&str, &str, &dyn Fn(&DeviceInfo) -> u64); 3] = [
+    let series: [Series<'_>; 3] = [
         ("corral_device_memory_total_bytes", "Memory of each device llama.cpp found.", &|d| d.total_bytes),
         ("corral_device_memory_free_at_start_bytes", "Free memory of each device when the server started.", &|d| {
             d.free_bytes

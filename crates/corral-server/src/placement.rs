@@ -352,7 +352,7 @@ mod tests {
         let config = GpuConfig::default();
         assert_eq!(decide(&gpus, &[idle_new.clone(), idle_old.clone()], &llama8b(), &auto(), &config), Decision::Evict(1));
         assert_eq!(decide(&gpus, &[busy.clone(), idle_new], &llama8b(), &auto(), &config), Decision::Evict(1));
-        assert_eq!(decide(&gpus, &[busy.clone()], &llama8b(), &auto(), &config), Decision::Wait);
+        assert_eq!(decide(&gpus, std::slice::from_ref(&busy), &llama8b(), &auto(), &config), Decision::Wait);
         // A model on the CPU holds no GPU memory: nothing to evict, load what fits.
         assert!(matches!(decide(&gpus, &[cpu_only], &llama8b(), &auto(), &config), Decision::Load(p) if !p.fits()));
         // CPU-only requests never wait for GPU memory.

@@ -8,8 +8,8 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::runner::EmbedRequest;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
 
 use crate::infer::request::Overlay;
 use crate::infer::start::effective;
@@ -52,6 +52,52 @@ async fn embed(
     }
     let out = lease.runner.embed(EmbedRequest { inputs, truncate }).await?;
     Ok(Embeddings { vectors: out.vectors, prompt_tokens: out.prompt_tokens, load_ns })
+}
+
+/// `/api/embed`'s answer.
+#[derive(Debug, Serialize)]
+struct EmbedResponse {
+    model: String,
+    embeddings: Vec<Vec<f32>>,
+    total_duration: u64,
+    load_duration: u64,
+    prompt_eval_count: u32,
+}
+
+/// `/api/embeddings`' answer: the raw vector.
+#[derive(Debug, Serialize)]
+struct LegacyResponse {
+    embedding: Vec<f64>,
+}
+
+/// `/v1/embeddings`' answer.
+#[derive(Debug, Serialize)]
+struct OpenAiEmbeddings {
+    object: &'static str,
+    data: Vec<OpenAiEmbedding>,
+    model: String,
+    usage: OpenAiUsage,
+}
+
+#[derive(Debug, Serialize)]
+struct OpenAiEmbedding {
+    object: &'static str,
+    embedding: Vector,
+    index: usize,
+}
+
+/// A vector as floats, or as the base64 of its little-endian `f32`s (`encoding_format`).
+#[derive(Debug, Serialize)]
+#[serde(untagged)]
+enum Vector {
+    Floats(Vec<f32>),
+    Base64(String),
+}
+
+#[derive(Debug, Serialize)]
+struct OpenAiUsage {
+    prompt_tokens: u32,
+    total_tokens: u32,
 }
 
 /// L2-normalised, after keeping the first `dimensions` values if asked.
@@ -115,13 +161,13 @@ pub(super) async fn api_embed(State(state): State<AppState>, JsonBody(req): Json
         )
         .await?;
         let vectors: Vec<Vec<f32>> = e.vectors.into_iter().map(|v| normalise(v, dims)).collect();
-        Ok::<_, ApiError>(Json(json!({
-            "model": req.model,
-            "embeddings": vectors,
-            "total_duration": started.elapsed().as_nanos() as u64,
-            "load_duration": e.load_ns,
-            "prompt_eval_count": e.prompt_tokens,
-        })))
+        Ok::<_, ApiError>(Json(EmbedResponse {
+            model: req.model,
+            embeddings: vectors,
+            total_duration: started.elapsed().as_nanos() as u64,
+            load_duration: e.load_ns,
+            prompt_eval_count: e.prompt_tokens,
+        }))
     };
     run.await.into_response()
 }
@@ -142,7 +188,7 @@ pub(super) async fn api_embeddings(State(state): State<AppState>, JsonBody(req):
         let texts = if req.prompt.is_empty() { Vec::new() } else { vec![req.prompt.clone()] };
         let e = embed(&state, &req.model, texts, true, req.keep_alive.as_ref(), req.options.as_ref()).await?;
         let vector: Vec<f64> = e.vectors.into_iter().next().unwrap_or_default().into_iter().map(f64::from).collect();
-        Ok::<_, ApiError>(Json(json!({ "embedding": vector })))
+        Ok::<_, ApiError>(Json(LegacyResponse { embedding: vector }))
     };
     run.await.into_response()
 }
@@ -180,23 +226,23 @@ pub(super) async fn openai_embeddings(
         };
         let dims = dimensions(req.dimensions)?;
         let e = embed(&state, &req.model, texts, true, None, None).await?;
-        let data: Vec<Value> = e
+        let data: Vec<OpenAiEmbedding> = e
             .vectors
             .into_iter()
             .enumerate()
-            .map(|(i, v)| {
+            .map(|(index, v)| {
                 let v = normalise(v, dims);
                 let embedding = if base64 {
                     let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    json!(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes))
+                    Vector::Base64(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes))
                 } else {
-                    json!(v)
+                    Vector::Floats(v)
                 };
-                json!({"object": "embedding", "embedding": embedding, "index": i})
+                OpenAiEmbedding { object: "embedding", embedding, index }
             })
             .collect();
-        let usage = json!({"prompt_tokens": e.prompt_tokens, "total_tokens": e.prompt_tokens});
-        Ok(Json(json!({"object": "list", "data": data, "model": req.model, "usage": usage})).into_response())
+        let usage = OpenAiUsage { prompt_tokens: e.prompt_tokens, total_tokens: e.prompt_tokens };
+        Ok(Json(OpenAiEmbeddings { object: "list", data, model: req.model, usage }).into_response())
     };
     run.await.unwrap_or_else(|e| e.respond(crate::error::Protocol::OpenAi))
 }
@@ -204,6 +250,7 @@ pub(super) async fn openai_embeddings(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn vectors_are_unit_length_after_cutting() {

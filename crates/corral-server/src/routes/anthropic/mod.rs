@@ -286,8 +286,8 @@ fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
                 *open = Some(kind);
             }
             let delta = match kind {
-                Open::Thinking => BlockDelta::ThinkingDelta { thinking: t.to_string() },
-                Open::Text => BlockDelta::TextDelta { text: t.to_string() },
+                Open::Thinking => BlockDelta::Thinking { thinking: t.to_string() },
+                Open::Text => BlockDelta::Text { text: t.to_string() },
             };
             out.push(event(Event::ContentBlockDelta { index: *index, delta }));
         };
@@ -304,7 +304,7 @@ fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
                     close(&mut out, &mut open, &mut index);
                     // The input arrives as JSON deltas; the block starts empty.
                     out.push(event(Event::ContentBlockStart { index, content_block: Block::tool_use(c, Map::new()) }));
-                    let delta = BlockDelta::InputJsonDelta { partial_json: c.arguments_json() };
+                    let delta = BlockDelta::InputJson { partial_json: c.arguments_json() };
                     out.push(event(Event::ContentBlockDelta { index, delta }));
                     out.push(event(Event::ContentBlockStop { index }));
                     index += 1;

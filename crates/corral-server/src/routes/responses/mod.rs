@@ -305,8 +305,8 @@ fn stream(answer: Answer, shell: Shell) -> Response {
         if !started {
             started = true;
             let r = shell.response("in_progress", Vec::new(), None);
-            emit("response.created", Body::Response { response: r.clone() });
-            emit("response.in_progress", Body::Response { response: r });
+            emit("response.created", Body::Response { response: Box::new(r.clone()) });
+            emit("response.in_progress", Body::Response { response: Box::new(r) });
         }
         let close_text = |text: &mut Option<OpenText>, output: &mut Vec<Item>, emit: &mut dyn FnMut(&str, Body)| {
             if let Some(t) = text.take() {
@@ -367,11 +367,11 @@ fn stream(answer: Answer, shell: Shell) -> Response {
                     output.insert(0, Item::reasoning(hex_id("rs"), &thinking));
                 }
                 let kind = if f.reason == DoneReason::Length { "response.incomplete" } else { "response.completed" };
-                let response = shell.response(status(Some(&f)), output.clone(), Some(&f));
+                let response = Box::new(shell.response(status(Some(&f)), output.clone(), Some(&f)));
                 emit(kind, Body::Response { response });
             }
             Some(Event::Error(e)) => {
-                let mut response = shell.response("failed", output.clone(), None);
+                let mut response = Box::new(shell.response("failed", output.clone(), None));
                 response.error = Some(ErrorObject { code: "server_error", message: e.message });
                 emit("response.failed", Body::Response { response });
             }

@@ -126,7 +126,7 @@ impl Part {
 #[derive(Debug, Serialize)]
 #[serde(untagged)]
 pub enum Body {
-    Response { response: ResponseObject },
+    Response { response: Box<ResponseObject> },
     Item { output_index: usize, item: Item },
     Part { item_id: String, output_index: usize, content_index: usize, part: Part },
     TextDelta { item_id: String, output_index: usize, content_index: usize, delta: String },
