@@ -395,3 +395,73 @@ async fn a_request_the_runner_refuses_is_a_400_with_its_message_in_each_shape() 
     assert_eq!(anthropic.1["error"]["type"], "invalid_request_error");
     assert_eq!(anthropic.1["error"]["message"], message);
 }
+
+/// A harness whose server was told of one GPU with `room` bytes beyond llama.cpp's 1 GiB margin,
+/// and whose runners report `held` bytes on it once loaded.
+fn with_gpu(room: u64, held: u64) -> Harness {
+    use corral_types::runner::{DeviceInfo, DeviceKind};
+    let h = Harness::new(|c| {
+        c.backends.devices = vec![DeviceInfo {
+            id: "CUDA0".into(),
+            description: "a described GPU".into(),
+            kind: DeviceKind::Gpu,
+            total_bytes: 2 << 30,
+            free_bytes: (1 << 30) + room,
+        }];
+    });
+    h.backend.set_script(Script { gpu: vec![("CUDA0".into(), held)], ..Script::default() });
+    h
+}
+
+#[tokio::test]
+async fn an_idle_model_holding_the_gpu_is_evicted_for_the_next_one() {
+    // Room for one tiny model (about 600 KB expected, 900 KiB held once loaded), not two.
+    let h = with_gpu(1 << 20, 900 << 10);
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    for name in ["a", "b"] {
+        let (status, v) = h.generate(json!({"model": name, "prompt": "hi"})).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+    assert_eq!(h.loaded().await, ["b:latest"]);
+    let (_, ps) = h.call("GET", "/api/ps", Value::Null).await;
+    assert_eq!(ps["models"][0]["size_vram"], 900 << 10, "{ps}");
+    // With room for both, both stay.
+    let h = with_gpu(4 << 20, 900 << 10);
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    for name in ["a", "b"] {
+        assert_eq!(h.generate(json!({"model": name, "prompt": "hi"})).await.0, StatusCode::OK);
+    }
+    assert_eq!(h.loaded().await, ["a:latest", "b:latest"]);
+}
+
+#[tokio::test]
+async fn a_model_waits_for_a_busy_one_to_free_the_gpu() {
+    let h = with_gpu(1 << 20, 900 << 10);
+    h.create("a", 1, json!({})).await;
+    h.create("b", 2, json!({})).await;
+    h.backend.set_script(Script {
+        token_delay: Duration::from_millis(40),
+        gpu: vec![("CUDA0".into(), 900 << 10)],
+        ..Script::default()
+    });
+    let busy = tokio::spawn({
+        let app = h.app.clone();
+        async move {
+            let body = json!({"model": "a", "prompt": "x", "stream": false}).to_string();
+            let req = Request::post("/api/generate").header("host", "localhost").body(Body::from(body)).unwrap();
+            let status = app.oneshot(req).await.unwrap().status();
+            (status, Instant::now())
+        }
+    });
+    let backend = h.backend.clone();
+    eventually("a is generating", || backend.completions() == 1).await;
+    let (status, v) = h.generate(json!({"model": "b", "prompt": "x"})).await;
+    let b_done = Instant::now();
+    assert_eq!(status, StatusCode::OK, "{v}");
+    let (a_status, a_done) = busy.await.unwrap();
+    assert_eq!(a_status, StatusCode::OK);
+    assert!(a_done <= b_done, "b was answered before a let go of the GPU");
+    assert_eq!(h.loaded().await, ["b:latest"]);
+}

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_types::runner::{
-    CompletionRequest, DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner, Usage,
+    CompletionRequest, DeviceUse, DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner, Usage,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Notify};
@@ -37,6 +37,8 @@ pub struct Script {
     pub memory_bytes: u64,
     /// Every completion fails at once with this kind and message.
     pub fail_completion: Option<(ErrorKind, String)>,
+    /// GPU memory a loaded runner reports holding, by device id (`size_vram`, placement).
+    pub gpu: Vec<(String, u64)>,
 }
 
 impl Default for Script {
@@ -49,6 +51,7 @@ impl Default for Script {
             fail_load: None,
             memory_bytes: 1 << 20,
             fail_completion: None,
+            gpu: Vec::new(),
         }
     }
 }
@@ -149,9 +152,9 @@ impl Backend for Arc<Scripted> {
                 parallel: options.parallel.max(1),
                 memory_bytes: script.memory_bytes,
                 add_bos: false,
-                layers: 0,
-                gpu_layers: 0,
-                devices: Vec::new(),
+                layers: 1,
+                gpu_layers: u32::from(!script.gpu.is_empty()),
+                devices: script.gpu.iter().map(|(id, bytes)| DeviceUse { id: id.clone(), bytes: *bytes }).collect(),
                 cpu_variant: Some("scripted".into()),
             };
             let (ours, theirs) = tokio::io::duplex(1 << 16);
