@@ -44,7 +44,8 @@ impl Renderer {
                 let eos = special_token(gguf, "tokenizer.ggml.eos_token_id");
                 JinjaTemplate::new(src, &bos, &eos)
                     .map(|t| Renderer::Jinja(t, None))
-                    .map_err(|e| ApiError::internal(e.to_string()))
+                    // The model's own template is broken: the user's to know, not a fault of ours.
+                    .map_err(|e| ApiError::server(e.to_string()))
             }
             None => Ok(Renderer::Raw),
         }
@@ -67,7 +68,7 @@ impl Renderer {
                     add_generation_prompt: true,
                     enable_thinking: *enable_thinking,
                 };
-                t.render(messages, &opts).map_err(|e| ApiError::internal(e.to_string()))
+                t.render(messages, &opts).map_err(|e| ApiError::server(e.to_string()))
             }
             Renderer::Raw => Ok(messages
                 .iter()
@@ -103,7 +104,7 @@ pub async fn fit(
 ) -> Result<String, ApiError> {
     loop {
         let prompt = renderer.render(&messages, tools)?;
-        let n = runner.tokenize(&prompt).await.map_err(|e| ApiError::internal(e.to_string()))?.len();
+        let n = runner.tokenize(&prompt).await?.len();
         if n < num_ctx as usize {
             return Ok(prompt);
         }
