@@ -70,8 +70,9 @@ pub enum Event {
     Token { text: String, logprob: Option<TokenLogprob> },
     /// The last event of a successful completion. `tokens` is prompt plus output.
     Done { reason: DoneReason, usage: Usage, tokens: Vec<u32> },
-    /// The last event of a failed completion.
-    Error(String),
+    /// The last event of a failed completion: `Request` or `ContextLength` for one that could not
+    /// start as asked, `Internal` for a decode that failed.
+    Error(EngineError),
 }
 
 /// A running completion: its events, and the handle that cancels it when dropped.

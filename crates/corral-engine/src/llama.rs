@@ -561,13 +561,13 @@ impl Loop<'_, '_> {
             }
             let prompt = self.tokenize(&req.prompt);
             let error = if prompt.is_empty() {
-                Some("the prompt is empty".to_string())
+                Some(EngineError::Request("the prompt is empty".to_string()))
             } else if prompt.len() >= self.num_ctx as usize {
-                Some(format!(
+                Some(EngineError::ContextLength(format!(
                     "the prompt is {} tokens, which does not fit the context of {} tokens",
                     prompt.len(),
                     self.num_ctx
-                ))
+                )))
             } else {
                 None
             };
@@ -578,14 +578,14 @@ impl Loop<'_, '_> {
             let grammar = match req.constraint.as_ref().map(crate::grammar::to_gbnf).transpose() {
                 Ok(g) => g,
                 Err(e) => {
-                    let _ = events.send(Event::Error(e));
+                    let _ = events.send(Event::Error(EngineError::Request(e)));
                     continue;
                 }
             };
             let picker = match sample::picker(self.model, &req.sampling, grammar.as_deref(), self.num_ctx) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = events.send(Event::Error(e));
+                    let _ = events.send(Event::Error(EngineError::Request(e)));
                     continue;
                 }
             };
@@ -793,7 +793,7 @@ impl Loop<'_, '_> {
 
     fn fail(&mut self, i: usize, msg: &str) {
         if let Some(job) = self.slots[i].take() {
-            let _ = job.events.send(Event::Error(msg.to_string()));
+            let _ = job.events.send(Event::Error(EngineError::Internal(msg.to_string())));
         }
         // After a failed decode the sequence's cells are not trusted.
         self.cached[i].clear();

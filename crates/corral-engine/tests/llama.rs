@@ -161,7 +161,7 @@ fn json_and_schema_constraints_parse() {
     let mut bad = request("x", greedy(), Some(5));
     bad.constraint = Some(Constraint::JsonSchema("{not json".into()));
     match engine.complete(bad).unwrap().events.recv().unwrap() {
-        Event::Error(e) => assert!(e.contains("schema"), "{e}"),
+        Event::Error(e) => assert!(e.to_string().contains("schema"), "{e}"),
         other => panic!("{other:?}"),
     }
 }
@@ -238,7 +238,10 @@ fn prompts_that_do_not_fit_are_refused() {
     let long = "word ".repeat(1000);
     let generation = engine.complete(request(&long, greedy(), Some(2))).unwrap();
     match generation.events.recv().unwrap() {
-        Event::Error(e) => assert!(e.contains("does not fit the context of 512 tokens"), "{e}"),
+        Event::Error(e) => {
+            assert_eq!(e.kind(), corral_types::runner::ErrorKind::ContextLength);
+            assert!(e.to_string().contains("does not fit the context of 512 tokens"), "{e}");
+        }
         other => panic!("{other:?}"),
     }
     assert_eq!(engine.detokenize(&engine.tokenize("Hello world").unwrap()).unwrap(), "Hello world");

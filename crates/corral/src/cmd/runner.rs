@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use corral_engine::{CancelOnDrop, Engine, Event, Generation, LlamaEngine};
-use corral_types::runner::{ErrorKind, FromRunner, LoadOptions, ToRunner};
+use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -129,7 +129,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         let msg = match event {
                             Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
                             Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
-                            Event::Error(error) => FromRunner::Error { id, error, kind: ErrorKind::Internal },
+                            Event::Error(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
                         };
                         let last = !matches!(msg, FromRunner::Token { .. });
                         if send(&writer, &msg).is_err() || last {
