@@ -2,7 +2,7 @@
 # Installs the system packages Corral's build, demo and tests need on a fresh Debian machine, and
 # only those that are missing: a machine that has them all never runs apt. Shared by
 # scripts/demo.sh, scripts/test.sh and .ci/run, so each README command works with nothing
-# installed by hand.
+# installed by hand. Run from the repository root: it also clears stale library links in target/.
 #
 #   scripts/setup.sh            # build needs (C toolchain, cmake, clang, libclang for bindgen)
 #   scripts/setup.sh --tests    # and what the tests use besides (venv, tmux, docker-registry, htpasswd)
@@ -47,3 +47,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 have cargo || { echo "cargo is not installed on this machine (https://rustup.rs)" >&2; exit 1; }
+
+# llama-cpp-sys-2's build script hard-links its shared libraries, symlinks included, into
+# target/<profile>/, its examples/ and deps/, and skips only names that exist; the linked symlinks
+# dangle, so a rebuild of the crate (new flags, another feature set) fails with "File exists".
+# Dangling library links there are never used (binaries find llama.cpp in lib/corral): drop them.
+find target -maxdepth 3 -xtype l -name 'lib*.so*' -delete 2>/dev/null || true
