@@ -154,6 +154,34 @@ impl Think {
     }
 }
 
+/// The fields native generate and chat requests share, as they come.
+struct Native<'a> {
+    think: Option<&'a Value>,
+    format: Option<&'a Value>,
+    options: Option<&'a Map<String, Value>>,
+    keep_alive: Option<&'a Value>,
+    logprobs: bool,
+    top_logprobs: Option<i64>,
+    shift: Option<bool>,
+    debug_render_only: bool,
+}
+
+/// [`Native`] of a `ChatRequest` or a `GenerateRequest` (two types with the same field names).
+macro_rules! native_settings {
+    ($req:expr) => {
+        Settings::from_native(Native {
+            think: $req.think.as_ref(),
+            format: $req.format.as_ref(),
+            options: $req.options.as_ref(),
+            keep_alive: $req.keep_alive.as_ref(),
+            logprobs: $req.logprobs,
+            top_logprobs: $req.top_logprobs,
+            shift: $req.shift,
+            debug_render_only: $req.debug_render_only,
+        })
+    };
+}
+
 /// What generate and chat requests share.
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
@@ -176,31 +204,21 @@ impl Settings {
         Settings { options, shift: true, ..Default::default() }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    fn from_native(
-        think: Option<&Value>,
-        format: Option<&Value>,
-        options: Option<&Map<String, Value>>,
-        keep_alive: Option<&Value>,
-        logprobs: bool,
-        top_logprobs: Option<i64>,
-        shift: Option<bool>,
-        debug_render_only: bool,
-    ) -> Result<Self, ApiError> {
-        let logprobs = options::logprobs(logprobs, top_logprobs)?;
-        let format = options::constraint(format)?;
-        let keep_alive = match keep_alive {
+    fn from_native(n: Native<'_>) -> Result<Self, ApiError> {
+        let logprobs = options::logprobs(n.logprobs, n.top_logprobs)?;
+        let format = options::constraint(n.format)?;
+        let keep_alive = match n.keep_alive {
             None | Some(Value::Null) => None,
             Some(v) => Some(KeepAlive::from_json(v).map_err(ApiError::bad_request)?),
         };
         Ok(Settings {
-            think: Think::from_json(think),
+            think: Think::from_json(n.think),
             format,
-            options: Overlay::from_request(options)?,
+            options: Overlay::from_request(n.options)?,
             keep_alive,
             logprobs,
-            shift: shift.unwrap_or(true),
-            debug_render_only,
+            shift: n.shift.unwrap_or(true),
+            debug_render_only: n.debug_render_only,
         })
     }
 }
@@ -220,16 +238,7 @@ pub struct Chat {
 impl Chat {
     /// A native `/api/chat` request, checked and typed.
     pub fn from_native(req: ChatRequest) -> Result<Self, ApiError> {
-        let settings = Settings::from_native(
-            req.think.as_ref(),
-            req.format.as_ref(),
-            req.options.as_ref(),
-            req.keep_alive.as_ref(),
-            req.logprobs,
-            req.top_logprobs,
-            req.shift,
-            req.debug_render_only,
-        )?;
+        let settings = native_settings!(req)?;
         Ok(Chat {
             model: req.model,
             messages: req.messages,
@@ -259,16 +268,7 @@ pub struct Generate {
 impl Generate {
     /// A native `/api/generate` request, checked and typed.
     pub fn from_native(req: GenerateRequest) -> Result<Self, ApiError> {
-        let settings = Settings::from_native(
-            req.think.as_ref(),
-            req.format.as_ref(),
-            req.options.as_ref(),
-            req.keep_alive.as_ref(),
-            req.logprobs,
-            req.top_logprobs,
-            req.shift,
-            req.debug_render_only,
-        )?;
+        let settings = native_settings!(req)?;
         Ok(Generate {
             model: req.model,
             prompt: req.prompt,
