@@ -2,92 +2,18 @@
 //! process, no socket. Each test builds tiny GGUF files (only their headers matter here), creates
 //! models from them over the API, and asks for answers as a client would.
 
-use std::sync::Arc;
+mod common;
+
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use axum::Router;
-use corral_server::{app, AppState, Script, Scripted, ServerConfig};
-use corral_testkit::TinySpec;
+use common::{eventually, Harness};
+use corral_server::Script;
 use corral_types::runner::ErrorKind;
 use http_body_util::BodyExt;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 use tower::ServiceExt;
-
-struct Harness {
-    app: Router,
-    backend: Arc<Scripted>,
-    _dir: tempfile::TempDir,
-}
-
-impl Harness {
-    fn new(configure: impl FnOnce(&mut ServerConfig)) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let mut config = ServerConfig::new(dir.path().join("models"));
-        configure(&mut config);
-        let backend = Scripted::new(Script::default());
-        let addr = "127.0.0.1:11434".parse().unwrap();
-        let state = AppState::with_backend(config, addr, Arc::new(backend.clone()), Duration::from_millis(5)).unwrap();
-        Harness { app: app(state), backend, _dir: dir }
-    }
-
-    async fn send(&self, method: &str, uri: &str, body: Body) -> axum::response::Response {
-        let req = Request::builder().method(method).uri(uri).header("host", "127.0.0.1:11434").body(body).unwrap();
-        self.app.clone().oneshot(req).await.unwrap()
-    }
-
-    /// A request and its whole answer as JSON (or a string for a body that is not).
-    async fn call(&self, method: &str, uri: &str, body: Value) -> (StatusCode, Value) {
-        let body = if body.is_null() { Body::empty() } else { Body::from(body.to_string()) };
-        let resp = self.send(method, uri, body).await;
-        let status = resp.status();
-        let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
-        (status, v)
-    }
-
-    /// Creates `name` from a tiny GGUF (its `seed` makes distinct weights), with `parameters`.
-    async fn create(&self, name: &str, seed: u64, parameters: Value) {
-        let gguf = corral_testkit::tiny_llama(&TinySpec { seed, ..Default::default() }, None);
-        let digest = format!("sha256:{:x}", Sha256::digest(&gguf));
-        let resp = self.send("POST", &format!("/api/blobs/{digest}"), Body::from(gguf)).await;
-        assert!(resp.status().is_success(), "{}", resp.status());
-        let (status, v) = self
-            .call(
-                "POST",
-                "/api/create",
-                json!({"model": name, "files": {"m.gguf": digest}, "parameters": parameters, "stream": false}),
-            )
-            .await;
-        assert_eq!(status, StatusCode::OK, "{v}");
-    }
-
-    async fn generate(&self, body: Value) -> (StatusCode, Value) {
-        let mut body = body;
-        body["stream"] = json!(false);
-        self.call("POST", "/api/generate", body).await
-    }
-
-    /// Names in `/api/ps`, sorted.
-    async fn loaded(&self) -> Vec<String> {
-        let (_, v) = self.call("GET", "/api/ps", Value::Null).await;
-        let mut names: Vec<String> =
-            v["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap().to_string()).collect();
-        names.sort();
-        names
-    }
-}
-
-/// Waits up to a second for `cond`.
-async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(1);
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting until {what}");
-        tokio::time::sleep(Duration::from_millis(2)).await;
-    }
-}
 
 #[tokio::test]
 async fn an_answer_comes_from_the_scripted_runner() {

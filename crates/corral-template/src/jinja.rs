@@ -7,7 +7,7 @@ use minijinja::value::ValueKind;
 use minijinja::{Environment, Error, ErrorKind, Value};
 use serde_json::Value as Json;
 
-use crate::TemplateError;
+use crate::{TemplateError, FUEL, MAX_DEPTH, MAX_OUTPUT};
 
 /// What a render needs besides the messages.
 #[derive(Debug, Clone, Default)]
@@ -34,6 +34,23 @@ impl std::fmt::Debug for JinjaTemplate {
     }
 }
 
+/// Collects a render's output, refusing to grow past [`MAX_OUTPUT`].
+struct Bounded(Vec<u8>);
+
+impl std::io::Write for Bounded {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + buf.len() > MAX_OUTPUT {
+            return Err(std::io::Error::other("output limit"));
+        }
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 fn raise_exception(msg: String) -> Result<Value, Error> {
     Err(Error::new(ErrorKind::InvalidOperation, msg))
 }
@@ -57,6 +74,8 @@ impl JinjaTemplate {
     /// Compiles `source`. `bos` and `eos` are the model's special tokens as text.
     pub fn new(source: &str, bos: &str, eos: &str) -> Result<Self, TemplateError> {
         let mut env = Environment::new();
+        env.set_fuel(Some(FUEL));
+        env.set_recursion_limit(MAX_DEPTH);
         env.set_unknown_method_callback(minijinja_contrib::pycompat::unknown_method_callback);
         // Hugging Face renders with trim_blocks and lstrip_blocks on.
         env.set_trim_blocks(true);
@@ -96,7 +115,13 @@ impl JinjaTemplate {
         if let Some(t) = opts.enable_thinking {
             ctx.insert("enable_thinking".into(), t.into());
         }
-        tmpl.render(Value::from_serialize(&ctx)).map_err(to_error)
+        let mut out = Bounded(Vec::new());
+        match tmpl.render_captured_to(Value::from_serialize(&ctx), &mut out) {
+            Ok(_) => String::from_utf8(out.0).map_err(|_| TemplateError("the chat template wrote invalid UTF-8".into())),
+            Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(crate::out_of_fuel()),
+            Err(e) if e.kind() == ErrorKind::WriteFailure => Err(crate::too_long()),
+            Err(e) => Err(to_error(e)),
+        }
     }
 }
 
@@ -183,5 +208,33 @@ mod tests {
         let t = JinjaTemplate::new("{{ raise_exception('roles must alternate') }}", "", "").unwrap();
         let e = t.render(&[], &RenderOptions::default()).unwrap_err();
         assert!(e.to_string().contains("roles must alternate"), "{e}");
+    }
+
+    fn hostile(source: &str) -> String {
+        let t = JinjaTemplate::new(source, "", "").unwrap();
+        let started = std::time::Instant::now();
+        let e = t.render(&[Message::new("user", "Hi")], &RenderOptions::default()).unwrap_err().to_string();
+        eprintln!("{source}: {e} after {:?}", started.elapsed());
+        e
+    }
+
+    // Issue 13: a GGUF whose chat template nests two 10,000-step loops around the user's message
+    // held the request for minutes and grew the server to gigabytes.
+    #[test]
+    fn issue_13_a_template_that_loops_for_ever_is_stopped_with_a_clear_error() {
+        let e = hostile("{% for i in range(10000) %}{% for j in range(10000) %}{% if i < 0 %}x{% endif %}{% endfor %}{% endfor %}");
+        assert!(e.contains("did not finish within 50000000 steps"), "{e}");
+    }
+
+    #[test]
+    fn issue_13_a_template_whose_output_grows_without_bound_is_stopped() {
+        let e = hostile("{% for i in range(10000) %}{% for j in range(10000) %}{{ messages[0].content * 100 }}{% endfor %}{% endfor %}");
+        assert!(e.contains("output grew past 32 MiB"), "{e}");
+    }
+
+    #[test]
+    fn issue_13_recursion_is_bounded() {
+        let e = hostile("{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}");
+        assert!(e.to_lowercase().contains("recursion"), "{e}");
     }
 }

@@ -8,12 +8,36 @@
 //!
 //! Architecture invariant: no I/O. Templates come in as strings and prompts go out as strings;
 //! the caller reads GGUF metadata and model layers.
+//!
+//! Architecture invariant: a render is bounded. A template is code from whoever published the
+//! model, so both engines stop a render after [`FUEL`] steps, when its output passes
+//! [`MAX_OUTPUT`], or when macro calls nest deeper than [`MAX_DEPTH`], with an error that says which.
 
 mod gotmpl;
 mod jinja;
 
 pub use gotmpl::GoTemplate;
 pub use jinja::{JinjaTemplate, RenderOptions};
+
+/// Steps one render may take (template instructions, or nodes and range iterations for Go
+/// templates). Real templates take a few thousand per message, so conversations of thousands of
+/// messages with tools still render; two nested 10,000-step loops do not.
+pub const FUEL: u64 = 50_000_000;
+
+/// Bytes one render may produce: far more than any context holds (a million tokens are a few
+/// MiB of text).
+pub const MAX_OUTPUT: usize = 32 << 20;
+
+/// Nesting of macro calls and includes one render may reach.
+pub const MAX_DEPTH: usize = 100;
+
+fn out_of_fuel() -> TemplateError {
+    TemplateError(format!("the chat template did not finish within {FUEL} steps (a template that loops without end?)"))
+}
+
+fn too_long() -> TemplateError {
+    TemplateError(format!("the chat template's output grew past {} MiB", MAX_OUTPUT >> 20))
+}
 
 /// A template that cannot be parsed or rendered, with the engine's explanation.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -11,6 +11,7 @@ use crate::runner::Runner;
 use crate::ApiError;
 
 /// How a model turns messages into a prompt.
+#[derive(Clone)]
 pub enum Renderer {
     /// A Modelfile TEMPLATE (Go template syntax); it takes precedence over the GGUF's.
     Go(GoTemplate),
@@ -58,6 +59,14 @@ impl Renderer {
         }
     }
 
+    /// [`Renderer::render`] on the blocking pool: a render may take up to the template engines'
+    /// step bound (a second or so for a hostile template), which must not stall the async
+    /// threads that answer every other request.
+    pub async fn render_off_thread(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
+        let (renderer, messages, tools) = (self.clone(), messages.to_vec(), tools.cloned());
+        corral_store::unblock(move || renderer.render(&messages, tools.as_ref())).await
+    }
+
     /// Renders `messages`, ready for the assistant's answer.
     pub fn render(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
         match self {
@@ -103,7 +112,7 @@ pub async fn fit(
     truncate: bool,
 ) -> Result<String, ApiError> {
     loop {
-        let prompt = renderer.render(&messages, tools)?;
+        let prompt = renderer.render_off_thread(&messages, tools).await?;
         let n = runner.tokenize(&prompt).await?.len();
         if n < num_ctx as usize {
             return Ok(prompt);

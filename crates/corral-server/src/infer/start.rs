@@ -114,7 +114,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     let mut renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
     renderer.think(think);
     if req.settings.debug_render_only && !req.raw {
-        return Ok(Started::Rendered(renderer.render(&generate_messages(&r, &req), None)?));
+        return Ok(Started::Rendered(renderer.render_off_thread(&generate_messages(&r, &req), None).await?));
     }
     let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
@@ -206,7 +206,7 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     let mut renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
     renderer.think(think);
     if req.settings.debug_render_only {
-        return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref())?));
+        return Ok(Started::Rendered(renderer.render_off_thread(&chat_messages(&r, &req), tools.as_ref()).await?));
     }
     let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;

@@ -186,16 +186,27 @@ fn call(name: &str, args: Vec<Value>) -> Result<Value, TemplateError> {
     })
 }
 
-/// Runs a parsed template.
+/// Runs a parsed template, within the crate's bounds on steps and output.
 pub struct Exec {
     /// Variables in scope, innermost last; `$` is the root.
     vars: Vec<(String, Value)>,
     pub out: String,
+    /// Steps left.
+    fuel: u64,
 }
 
 impl Exec {
     pub fn new(root: &Value) -> Self {
-        Exec { vars: vec![("$".into(), root.clone())], out: String::new() }
+        Exec { vars: vec![("$".into(), root.clone())], out: String::new(), fuel: crate::FUEL }
+    }
+
+    /// Takes one step: an error once the steps are spent or the output is too long.
+    fn tick(&mut self) -> Result<(), TemplateError> {
+        self.fuel = self.fuel.checked_sub(1).ok_or_else(crate::out_of_fuel)?;
+        if self.out.len() > crate::MAX_OUTPUT {
+            return Err(crate::too_long());
+        }
+        Ok(())
     }
 
     fn var(&self, name: &str) -> Result<Value, TemplateError> {
@@ -271,6 +282,7 @@ impl Exec {
     }
 
     fn node(&mut self, n: &Node, dot: &Value) -> Result<(), TemplateError> {
+        self.tick()?;
         match n {
             Node::Text(t) => self.out.push_str(t),
             Node::Action(p) => {
@@ -306,25 +318,27 @@ impl Exec {
             Node::Range { pipe, body, otherwise } => {
                 let depth = self.vars.len();
                 let value = self.pipe(&Pipe { vars: vec![], declare: false, cmds: pipe.cmds.clone() }, dot)?;
-                let items: Vec<(Value, Value)> = match value {
-                    Value::Array(a) => a.into_iter().enumerate().map(|(i, v)| (Value::from(i), v)).collect(),
+                // Items are made one at a time: `range N` must not allocate N of them first.
+                let items: Box<dyn Iterator<Item = (Value, Value)>> = match value {
+                    Value::Array(a) => Box::new(a.into_iter().enumerate().map(|(i, v)| (Value::from(i), v))),
                     Value::Object(m) => {
                         let mut keys: Vec<(String, Value)> = m.into_iter().collect();
                         keys.sort_by(|a, b| a.0.cmp(&b.0));
-                        keys.into_iter().map(|(k, v)| (Value::String(k), v)).collect()
+                        Box::new(keys.into_iter().map(|(k, v)| (Value::String(k), v)))
                     }
-                    Value::Null => Vec::new(),
+                    Value::Null => Box::new(std::iter::empty()),
                     Value::Number(n) => {
-                        (0..n.as_u64().unwrap_or(0)).map(|i| (Value::from(i), Value::from(i))).collect()
+                        // Number literals parse as floats; a whole one counts (Go ranges over ints).
+                        let whole = n.as_f64().filter(|f| *f >= 0.0 && f.fract() == 0.0).map(|f| f as u64);
+                        let count = n.as_u64().or(whole).unwrap_or(0);
+                        Box::new((0..count).map(|i| (Value::from(i), Value::from(i))))
                     }
                     other => return Err(err(format!("range can't iterate over {other}"))),
                 };
-                if items.is_empty() {
-                    if let Some(e) = otherwise {
-                        self.scoped(e, dot)?;
-                    }
-                }
+                let mut empty = true;
                 for (k, v) in items {
+                    empty = false;
+                    self.tick()?;
                     let inner = self.vars.len();
                     match pipe.vars.as_slice() {
                         [] => {}
@@ -336,6 +350,11 @@ impl Exec {
                     }
                     self.scoped(body, &v)?;
                     self.vars.truncate(inner);
+                }
+                if empty {
+                    if let Some(e) = otherwise {
+                        self.scoped(e, dot)?;
+                    }
                 }
                 self.vars.truncate(depth);
             }

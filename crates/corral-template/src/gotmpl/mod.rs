@@ -133,6 +133,9 @@ impl GoTemplate {
     pub fn execute(&self, data: &Value) -> Result<String, TemplateError> {
         let mut e = exec::Exec::new(data);
         e.nodes(&self.nodes, data)?;
+        if e.out.len() > crate::MAX_OUTPUT {
+            return Err(crate::too_long());
+        }
         Ok(e.out)
     }
 

@@ -151,3 +151,16 @@ fn errors() {
     assert!(t.execute(&json!({})).unwrap_err().to_string().contains("nosuch"));
     assert!(GoTemplate::parse("{{ $y }}").unwrap().execute(&json!({})).is_err());
 }
+
+// Issue 13: a hostile TEMPLATE must not hold the server: loops and output are bounded.
+#[test]
+fn issue_13_go_template_loops_and_output_are_bounded() {
+    let t = GoTemplate::parse("{{ range 100000 }}{{ range 100000 }}{{ end }}{{ end }}{{ .Prompt }}").unwrap();
+    let e = t.render_chat(&msgs(&[("user", "Hi")]), None).unwrap_err().to_string();
+    assert!(e.contains("did not finish within 50000000 steps"), "{e}");
+    // A range over a huge number is walked, not collected first (it would need terabytes).
+    let long = "y".repeat(10_000);
+    let t = GoTemplate::parse("{{ range 1000000000000000 }}{{ $.Prompt }}{{ end }}").unwrap();
+    let e = t.render_chat(&msgs(&[("user", &long)]), None).unwrap_err().to_string();
+    assert!(e.contains("output grew past 32 MiB"), "{e}");
+}
