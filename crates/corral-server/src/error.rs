@@ -72,8 +72,9 @@ impl ApiError {
 
     /// The answer in `protocol`'s error shape.
     pub fn respond(self, protocol: Protocol) -> Response {
+        // A fault was logged with its cause when it was made; other server errors are logged here.
         if self.status.is_server_error() && self.request_id.is_none() {
-            tracing::warn!(status = %self.status, "{}", self.message);
+            tracing::error!(status = %self.status, "{}", self.message);
         }
         match protocol {
             Protocol::Native => (self.status, Json(ErrorResponse { error: self.message })).into_response(),

@@ -278,8 +278,8 @@ fn reply(msg: ToRunner, info: &RunnerInfo, running: usize) -> FromRunner {
                 },
             },
         },
-        ToRunner::Complete { id, .. } | ToRunner::Cancel { id } | ToRunner::Stop { id } => {
-            FromRunner::Error { id, error: "not answered at once".into(), kind: ErrorKind::Internal }
+        ToRunner::Complete { .. } | ToRunner::Cancel { .. } | ToRunner::Stop { .. } => {
+            unreachable!("serve() handles completions and their control messages itself")
         }
     }
 }

@@ -65,6 +65,14 @@ pub struct Finish {
     pub tokens: Vec<u32>,
 }
 
+impl Finish {
+    /// The whole prompt in tokens: those processed plus those served from the prompt cache (as
+    /// OpenAI's APIs count it; Anthropic's counts the cache reads apart).
+    pub fn whole_prompt_tokens(&self) -> u32 {
+        self.usage.prompt_tokens + self.usage.cached_tokens
+    }
+}
+
 #[derive(Debug)]
 pub enum Event {
     Delta(Delta),

@@ -114,10 +114,7 @@ pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Re
 
 /// The request's `keep_alive`, or the server default.
 pub fn keep_alive(state: &AppState, v: Option<&Value>) -> Result<KeepAlive, ApiError> {
-    match v {
-        None | Some(Value::Null) => Ok(state.config.keep_alive),
-        Some(v) => KeepAlive::from_json(v).map_err(ApiError::bad_request),
-    }
+    Ok(request::keep_alive(v)?.unwrap_or(state.config.keep_alive))
 }
 
 /// What placement knows of a runner of this model: its weights, KV cache elements for `num_ctx`

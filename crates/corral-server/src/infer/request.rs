@@ -120,6 +120,14 @@ impl Overlay {
     }
 }
 
+/// A native `keep_alive` value; `None` when absent or null (the server's default applies).
+pub fn keep_alive(v: Option<&Value>) -> Result<Option<KeepAlive>, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) => KeepAlive::from_json(v).map(Some).map_err(ApiError::bad_request),
+    }
+}
+
 /// What a request asks of a model's thinking.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Think {
@@ -207,10 +215,7 @@ impl Settings {
     fn from_native(n: Native<'_>) -> Result<Self, ApiError> {
         let logprobs = options::logprobs(n.logprobs, n.top_logprobs)?;
         let format = options::constraint(n.format)?;
-        let keep_alive = match n.keep_alive {
-            None | Some(Value::Null) => None,
-            Some(v) => Some(KeepAlive::from_json(v).map_err(ApiError::bad_request)?),
-        };
+        let keep_alive = keep_alive(n.keep_alive)?;
         Ok(Settings {
             think: Think::from_json(n.think),
             format,

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use corral_engine::{CancelOnDrop, Engine, Event, Generation, LlamaEngine};
+use corral_engine::{CancelOnDrop, Engine, EngineError, Event, Generation, LlamaEngine};
 use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
 
 #[derive(clap::Args)]
@@ -35,6 +35,11 @@ pub struct Args {
 }
 
 type Writer = Arc<Mutex<BufWriter<UnixStream>>>;
+
+/// The answer to request `id` that failed with `e`: its message, and its kind for the server.
+fn failed(id: u64, e: &EngineError) -> FromRunner {
+    FromRunner::Error { id, error: e.to_string(), kind: e.kind() }
+}
 
 fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,14 +95,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             ToRunner::Tokenize { id, text } => {
                 let reply = match engine.tokenize(&text) {
                     Ok(tokens) => FromRunner::Tokens { id, tokens },
-                    Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
+                    Err(e) => failed(id, &e),
                 };
                 send(&writer, &reply)?;
             }
             ToRunner::Detokenize { id, tokens } => {
                 let reply = match engine.detokenize(&tokens) {
                     Ok(text) => FromRunner::Text { id, text },
-                    Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
+                    Err(e) => failed(id, &e),
                 };
                 send(&writer, &reply)?;
             }
@@ -116,7 +121,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 let generation = match engine.complete(request) {
                     Ok(g) => g,
                     Err(e) => {
-                        send(&writer, &FromRunner::Error { id, error: e.to_string(), kind: e.kind() })?;
+                        send(&writer, &failed(id, &e))?;
                         continue;
                     }
                 };
@@ -129,7 +134,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                         let msg = match event {
                             Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
                             Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
-                            Event::Error(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
+                            Event::Error(e) => failed(id, &e),
                         };
                         let last = !matches!(msg, FromRunner::Token { .. });
                         if send(&writer, &msg).is_err() || last {
@@ -145,7 +150,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 std::thread::spawn(move || {
                     let reply = match engine.embed(request) {
                         Ok(result) => FromRunner::Embedded { id, result },
-                        Err(e) => FromRunner::Error { id, error: e.to_string(), kind: e.kind() },
+                        Err(e) => failed(id, &e),
                     };
                     let _ = send(&writer, &reply);
                 });

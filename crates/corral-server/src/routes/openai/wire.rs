@@ -61,7 +61,7 @@ pub struct PromptDetails {
 impl Usage {
     pub fn of(f: &Finish) -> Self {
         let cached = f.usage.cached_tokens;
-        let (p, c) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
+        let (p, c) = (f.whole_prompt_tokens(), f.usage.generated_tokens);
         Usage {
             prompt_tokens: p,
             completion_tokens: c,

@@ -230,7 +230,7 @@ impl Shell {
                 .map(|_| Incomplete { reason: "max_output_tokens" }),
             usage: finish.map(|f| {
                 let cached = f.usage.cached_tokens;
-                let (i, o) = (f.usage.prompt_tokens + cached, f.usage.generated_tokens);
+                let (i, o) = (f.whole_prompt_tokens(), f.usage.generated_tokens);
                 Usage {
                     input_tokens: i,
                     output_tokens: o,
