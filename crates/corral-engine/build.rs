@@ -17,9 +17,10 @@ use sha2::{Digest, Sha256};
 fn main() {
     println!("cargo:rerun-if-changed=build.rs");
     // Set by llama-cpp-sys-2 (`links = "llama"`) with its `dynamic-backends` feature.
-    let backends = PathBuf::from(env::var("DEP_LLAMA_BACKENDS_DIR").expect(
-        "llama-cpp-sys-2 did not report its backends directory: is its `dynamic-backends` feature on?",
-    ));
+    let backends = PathBuf::from(
+        env::var("DEP_LLAMA_BACKENDS_DIR")
+            .expect("llama-cpp-sys-2 did not report its backends directory: is its `dynamic-backends` feature on?"),
+    );
     let sys_out = backends.parent().expect("backends dir has a parent").to_path_buf();
     let source = llama_source(&sys_out);
     let id = source_id(&source.join("ggml"));
@@ -92,10 +93,8 @@ fn source_id(ggml: &Path) -> String {
     let root = ggml.parent().unwrap();
     let mut files = Vec::new();
     collect_files(ggml, &mut files);
-    let mut rel: Vec<(String, PathBuf)> = files
-        .into_iter()
-        .map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p))
-        .collect();
+    let mut rel: Vec<(String, PathBuf)> =
+        files.into_iter().map(|p| (p.strip_prefix(root).unwrap().to_string_lossy().into_owned(), p)).collect();
     rel.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
     let mut listing = Sha256::new();
     for (name, path) in rel {

@@ -55,8 +55,21 @@ pub struct Client {
 impl Client {
     /// A client for the server at `base` (`http://host:port`, no trailing slash).
     pub fn new(base: impl Into<String>) -> Self {
+        Self::with_api_key(base, None)
+    }
+
+    /// A client that sends `api_key` as a bearer token with every request (a server started
+    /// with `CORRAL_API_KEYS`).
+    pub fn with_api_key(base: impl Into<String>, api_key: Option<&str>) -> Self {
+        let mut headers = reqwest::header::HeaderMap::new();
+        if let Some(value) = api_key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok()) {
+            let mut value = value;
+            value.set_sensitive(true);
+            headers.insert(reqwest::header::AUTHORIZATION, value);
+        }
         let http = reqwest::Client::builder()
             .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
+            .default_headers(headers)
             // The server is local; a proxy from the environment would only get in the way.
             .no_proxy()
             .build()

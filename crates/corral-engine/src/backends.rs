@@ -109,7 +109,8 @@ fn modules(dir: &Path) -> Result<Vec<Module>, String> {
 }
 
 fn load_from(dir: &Path, skip: &[String]) -> Result<Backends, String> {
-    let mut backends = Backends { library_dir: dir.display().to_string(), source: SOURCE.to_string(), ..Default::default() };
+    let mut backends =
+        Backends { library_dir: dir.display().to_string(), source: SOURCE.to_string(), ..Default::default() };
     let mut cpu = Vec::new();
     for module in modules(dir)? {
         if let Err(why) = check_source(&module.path, SOURCE) {
@@ -118,7 +119,10 @@ fn load_from(dir: &Path, skip: &[String]) -> Result<Backends, String> {
         }
         if let Some(variant) = module.cpu_variant() {
             if skip.iter().any(|s| s == variant) {
-                backends.skipped.push(format!("{}: skipped after a runner using it died of an illegal instruction", module.path.display()));
+                backends.skipped.push(format!(
+                    "{}: skipped after a runner using it died of an illegal instruction",
+                    module.path.display()
+                ));
             } else {
                 cpu.push(module);
             }
@@ -312,8 +316,8 @@ mod os_state {
         config.0[0] = 1; // palette 1
         config.0[16] = 64; // tile 0: 64 bytes a row
         config.0[48] = 16; // tile 0: 16 rows
-        // SAFETY: the child runs three instructions on a valid tile configuration and exits
-        // without touching anything else (no allocation, no locks); the parent only waits.
+                           // SAFETY: the child runs three instructions on a valid tile configuration and exits
+                           // without touching anything else (no allocation, no locks); the parent only waits.
         unsafe {
             let pid = libc::fork();
             if pid == 0 {
@@ -451,7 +455,13 @@ mod tests {
     #[test]
     fn module_names() {
         let dir = tempfile::tempdir().unwrap();
-        for f in ["libggml-cpu-zen4.so", "libggml-cuda.so", "libggml-base.so.0", "libllama.so.0", "libggml-cpu-x64.so.source"] {
+        for f in [
+            "libggml-cpu-zen4.so",
+            "libggml-cuda.so",
+            "libggml-base.so.0",
+            "libllama.so.0",
+            "libggml-cpu-x64.so.source",
+        ] {
             std::fs::write(dir.path().join(f), b"").unwrap();
         }
         let names: Vec<_> = modules(dir.path()).unwrap().into_iter().map(|m| m.name).collect();

@@ -14,8 +14,8 @@
 
 pub mod backends;
 mod grammar;
-mod offload;
 mod llama;
+mod offload;
 mod sample;
 mod slots;
 mod stop;

@@ -252,7 +252,8 @@ fn engine_thread(
 
     // KV cache size: K and V, per layer and position, for every slot.
     let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
-    let kv_elements = 2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
+    let kv_elements =
+        2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
     let kv_bytes = offload.kv_cache_type.bytes(kv_elements);
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers
     let devices = offload.used();
@@ -260,7 +261,8 @@ fn engine_thread(
     let gpu_layers = offload.gpu_layers.min(layers);
     // Wholly on GPUs, the measured GPU memory is the model's size (weights, cache and compute
     // buffers); otherwise the estimate, and at least what the GPUs took.
-    let memory_bytes = if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
+    let memory_bytes =
+        if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
     let info = RunnerInfo {
         num_ctx,
         n_ctx_train: model.n_ctx_train(),
@@ -497,17 +499,26 @@ impl Loop<'_, '_> {
                 && group.len() < self.slots.len()
                 && used + seqs[next].len() <= self.num_batch as usize
             {
-                batch.add_sequence(&seqs[next], group.len() as i32, true).map_err(|e| EngineError::Internal(e.to_string()))?;
+                batch
+                    .add_sequence(&seqs[next], group.len() as i32, true)
+                    .map_err(|e| EngineError::Internal(e.to_string()))?;
                 used += seqs[next].len();
                 group.push(next);
                 next += 1;
             }
             self.ctx.clear_kv_cache();
-            self.ctx.decode(&mut batch).map_err(|e| EngineError::Internal(format!("llama.cpp failed to embed a batch: {e}")))?;
+            self.ctx
+                .decode(&mut batch)
+                .map_err(|e| EngineError::Internal(format!("llama.cpp failed to embed a batch: {e}")))?;
             for (seq, &input) in group.iter().enumerate() {
-                let v = self.ctx.embeddings_seq_ith(seq as i32).map_err(|e| EngineError::Internal(format!("no embedding: {e}")))?;
+                let v = self
+                    .ctx
+                    .embeddings_seq_ith(seq as i32)
+                    .map_err(|e| EngineError::Internal(format!("no embedding: {e}")))?;
                 if v.iter().any(|x| !x.is_finite()) {
-                    return Err(EngineError::Internal("the model produced an embedding with NaN or infinite values".into()));
+                    return Err(EngineError::Internal(
+                        "the model produced an embedding with NaN or infinite values".into(),
+                    ));
                 }
                 vectors[input] = v.to_vec();
             }

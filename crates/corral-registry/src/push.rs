@@ -104,8 +104,7 @@ impl Registry {
         let mut upload = location(repo, &resp, &what)?;
         let path = store.blocking().blob_path(&layer.digest);
         let opened = path.clone();
-        let mut file =
-            Some(unblock(move || std::fs::File::open(&opened)).await.map_err(|e| StoreError::io(&path, e))?);
+        let mut file = Some(unblock(move || std::fs::File::open(&opened)).await.map_err(|e| StoreError::io(&path, e))?);
         let mut sent = 0u64;
         progress(transfer(layer, 0));
         while sent < layer.size {

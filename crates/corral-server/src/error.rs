@@ -93,7 +93,9 @@ impl ApiError {
     /// OpenAI's error `type`.
     pub fn openai_type(&self) -> &'static str {
         match self.status {
-            StatusCode::BAD_REQUEST | StatusCode::PAYLOAD_TOO_LARGE => "invalid_request_error",
+            StatusCode::BAD_REQUEST | StatusCode::UNAUTHORIZED | StatusCode::PAYLOAD_TOO_LARGE => {
+                "invalid_request_error"
+            }
             StatusCode::NOT_FOUND => "not_found_error",
             _ => "api_error",
         }
@@ -180,7 +182,9 @@ impl From<RunnerError> for ApiError {
 impl From<SchedError> for ApiError {
     fn from(e: SchedError) -> Self {
         match e {
-            SchedError::Busy => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            SchedError::Busy | SchedError::ShuttingDown => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             SchedError::Runner(e) => e.into(),
         }
     }

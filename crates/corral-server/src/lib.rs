@@ -10,11 +10,13 @@
 //! Architecture invariant: the server reads configuration only from [`ServerConfig`]; it never
 //! looks at environment variables itself.
 
+mod auth;
 mod backend;
 mod error;
 mod extract;
 mod guard;
 mod infer;
+mod listen;
 mod metrics;
 mod names;
 mod placement;
@@ -31,14 +33,15 @@ use std::time::Duration;
 
 use axum::Router;
 use corral_store::{AsyncStore, Store};
-use tokio::net::TcpListener;
 
+pub use auth::ApiKeys;
+pub use backend::{Backend, Launcher, Process, Script, Scripted, ScriptedLoad};
 pub use corral_types::duration::KeepAlive;
 pub use corral_types::runner::Backends;
 pub use error::ApiError;
-pub use placement::{default_context_length, GpuConfig};
-pub use backend::{Backend, Launcher, Process, Script, Scripted, ScriptedLoad};
 pub use infer::options::Defaults;
+pub use listen::{run, HEADER_READ_TIMEOUT};
+pub use placement::{default_context_length, GpuConfig};
 
 /// The version reported by `/api/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -73,6 +76,14 @@ pub struct ServerConfig {
     pub max_queue: usize,
     /// `OLLAMA_LOAD_TIMEOUT`.
     pub load_timeout: Duration,
+    /// How long a loaded runner may leave a heartbeat unanswered before it is killed.
+    pub heartbeat: Duration,
+    /// How long answers in progress may go on after a shutdown signal (`CORRAL_SHUTDOWN_TIMEOUT`).
+    pub shutdown_grace: Duration,
+    /// Keys every request must carry (`CORRAL_API_KEYS`); none: no key asked.
+    pub api_keys: ApiKeys,
+    /// The longest a client may take to send a request header ([`HEADER_READ_TIMEOUT`]).
+    pub header_timeout: Duration,
     /// Registry logins and trusted token realms.
     pub registry: corral_registry::RegistryOptions,
 }
@@ -94,6 +105,11 @@ impl ServerConfig {
             max_loaded_models: 0,
             max_queue: 512,
             load_timeout: Duration::from_secs(300),
+            // Seconds, not less: a machine under heavy load (swapping) may be slow to answer.
+            heartbeat: Duration::from_secs(5),
+            shutdown_grace: Duration::from_secs(10),
+            api_keys: ApiKeys::default(),
+            header_timeout: HEADER_READ_TIMEOUT,
             registry: Default::default(),
         }
     }
@@ -155,6 +171,7 @@ impl AppState {
             max_queue: config.max_queue,
             load_timeout: config.load_timeout,
             expiry_tick,
+            heartbeat: config.heartbeat,
         });
         let registry = corral_registry::Registry::new(config.registry.clone())?;
         Ok(AppState {
@@ -194,20 +211,9 @@ pub fn startup(state: &AppState) {
 /// The router with every route and middleware.
 pub fn app(state: AppState) -> Router {
     routes::router(state.clone())
+        // Inside CORS: a preflight needs no key, and a 401 still carries the CORS headers.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cors))
         .layer(axum::middleware::from_fn_with_state(state, guard::allowed_hosts))
         .layer(axum::middleware::from_fn(guard::log_requests))
-}
-
-/// Serves `app(state)` on `listener` until `shutdown` resolves, then drains open connections.
-pub async fn run(
-    listener: TcpListener,
-    state: AppState,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    let scheduler = state.scheduler.clone();
-    let router = app(state).into_make_service_with_connect_info::<SocketAddr>();
-    let result = axum::serve(listener, router).with_graceful_shutdown(shutdown).await;
-    scheduler.shutdown();
-    result
 }

@@ -53,7 +53,11 @@ impl Gpu {
     pub fn from_devices(devices: &[DeviceInfo], held: impl Fn(&str) -> u64) -> Vec<Gpu> {
         corral_types::runner::offload_gpus(devices)
             .into_iter()
-            .map(|(_, d)| Gpu { id: d.id.clone(), total: d.total_bytes, free: d.free_bytes.saturating_sub(held(&d.id)) })
+            .map(|(_, d)| Gpu {
+                id: d.id.clone(),
+                total: d.total_bytes,
+                free: d.free_bytes.saturating_sub(held(&d.id)),
+            })
             .collect()
     }
 }
@@ -350,7 +354,10 @@ mod tests {
         let busy = Loaded { gpu_bytes: 5 * GIB, idle: false, last_used: 0 };
         let cpu_only = Loaded { gpu_bytes: 0, idle: true, last_used: 0 };
         let config = GpuConfig::default();
-        assert_eq!(decide(&gpus, &[idle_new.clone(), idle_old.clone()], &llama8b(), &auto(), &config), Decision::Evict(1));
+        assert_eq!(
+            decide(&gpus, &[idle_new.clone(), idle_old.clone()], &llama8b(), &auto(), &config),
+            Decision::Evict(1)
+        );
         assert_eq!(decide(&gpus, &[busy.clone(), idle_new], &llama8b(), &auto(), &config), Decision::Evict(1));
         assert_eq!(decide(&gpus, std::slice::from_ref(&busy), &llama8b(), &auto(), &config), Decision::Wait);
         // A model on the CPU holds no GPU memory: nothing to evict, load what fits.
@@ -388,7 +395,8 @@ mod tests {
             total_bytes: 10 * GIB,
             free_bytes: 9 * GIB,
         };
-        let devices = [dev("CPU", DeviceKind::Cpu), dev("CUDA0", DeviceKind::Gpu), dev("Vulkan0", DeviceKind::IntegratedGpu)];
+        let devices =
+            [dev("CPU", DeviceKind::Cpu), dev("CUDA0", DeviceKind::Gpu), dev("Vulkan0", DeviceKind::IntegratedGpu)];
         let gpus = Gpu::from_devices(&devices, |id| if id == "CUDA0" { 4 * GIB } else { 0 });
         assert_eq!(gpus, vec![Gpu { id: "CUDA0".into(), total: 10 * GIB, free: 5 * GIB }]);
     }

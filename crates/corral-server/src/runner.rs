@@ -3,11 +3,13 @@
 //!
 //! Whatever the backend (a runner process, the scripted fake), the other end speaks the runner
 //! protocol of `corral_types::runner`; everything here is the same for both. A runner that dies
-//! costs only the requests it had in flight, which end with [`RunnerError::Stopped`].
+//! costs only the requests it had in flight, which end with [`RunnerError::Stopped`]. A runner
+//! that stops answering (stopped with SIGSTOP, its process wedged) is found by a heartbeat: it is
+//! killed, its requests end with an error that says so, and the next request loads a fresh one.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use corral_types::runner::{
@@ -36,20 +38,31 @@ pub enum RunnerError {
 }
 
 impl RunnerError {
-    /// The error a runner's `Error` message stands for.
+    /// The error a runner's `Error` message stands for. A `stopped` error keeps its own message
+    /// when it says more than that the runner is gone (why it was killed).
     pub fn from_reply(kind: ErrorKind, message: String) -> Self {
         match kind {
-            ErrorKind::Stopped => RunnerError::Stopped,
+            ErrorKind::Stopped if message == RUNNER_STOPPED => RunnerError::Stopped,
             kind => RunnerError::Request { kind, message },
         }
     }
 
     fn unexpected(reply: &FromRunner) -> Self {
-        RunnerError::Request { kind: ErrorKind::Internal, message: format!("unexpected reply from the runner: {reply:?}") }
+        RunnerError::Request {
+            kind: ErrorKind::Internal,
+            message: format!("unexpected reply from the runner: {reply:?}"),
+        }
     }
 }
 
 type Routes = Arc<Mutex<HashMap<u64, mpsc::UnboundedSender<FromRunner>>>>;
+
+/// Ends every request in flight with a `stopped` error saying `why`.
+fn fail_all(routes: &Routes, why: &str) {
+    for (id, tx) in routes.lock().unwrap_or_else(|p| p.into_inner()).drain() {
+        let _ = tx.send(FromRunner::Error { id, error: why.into(), kind: ErrorKind::Stopped });
+    }
+}
 
 /// A loaded model.
 pub struct Runner {
@@ -74,8 +87,9 @@ impl std::fmt::Debug for Runner {
 }
 
 impl Runner {
-    /// Starts routing the answers of a freshly loaded model.
-    pub fn connect(link: Link, options: LoadOptions) -> Arc<Runner> {
+    /// Starts routing the answers of a freshly loaded model, and a heartbeat: a runner that does
+    /// not answer one within `heartbeat` is killed (see [`Runner::watch`]).
+    pub fn connect(link: Link, options: LoadOptions, heartbeat: Duration) -> Arc<Runner> {
         let Link { info, reader, writer, pid, stop } = link;
         let routes: Routes = Arc::default();
         let dead = Arc::new(AtomicBool::new(false));
@@ -99,6 +113,7 @@ impl Runner {
                     | FromRunner::Done { id, .. }
                     | FromRunner::Embedded { id, .. }
                     | FromRunner::Cells { id, .. }
+                    | FromRunner::Pong { id }
                     | FromRunner::Error { id, .. } => (*id, true),
                     _ => continue,
                 };
@@ -111,9 +126,7 @@ impl Runner {
             dead2.store(true, Ordering::SeqCst);
             tracing::info!(runner = who2, "model runner disconnected");
             // Whatever was in flight ends with an error.
-            for (id, tx) in routes2.lock().unwrap_or_else(|p| p.into_inner()).drain() {
-                let _ = tx.send(FromRunner::Error { id, error: RUNNER_STOPPED.into(), kind: ErrorKind::Stopped });
-            }
+            fail_all(&routes2, RUNNER_STOPPED);
         });
         tracing::info!(
             runner = who,
@@ -126,7 +139,7 @@ impl Runner {
             cpu_variant = info.cpu_variant.as_deref().unwrap_or("?"),
             "model loaded"
         );
-        Arc::new(Runner {
+        let runner = Arc::new(Runner {
             writer: tokio::sync::Mutex::new(writer),
             routes,
             next_id: AtomicU64::new(1),
@@ -136,7 +149,46 @@ impl Runner {
             active: Arc::default(),
             pid,
             stop: Mutex::new(Some(stop)),
-        })
+        });
+        tokio::spawn(Runner::watch(Arc::downgrade(&runner), heartbeat));
+        runner
+    }
+
+    /// The heartbeat: a `ping` every half `timeout`, each to be answered within `timeout`. The
+    /// runner answers pings from the thread that reads requests, which never waits for the model,
+    /// so a busy runner answers at once and only a stopped or wedged process misses one. Ends
+    /// when the runner is dropped or gone.
+    async fn watch(runner: Weak<Runner>, timeout: Duration) {
+        loop {
+            tokio::time::sleep(timeout / 2).await;
+            let Some(r) = runner.upgrade() else { return };
+            if !r.alive() {
+                return;
+            }
+            match tokio::time::timeout(timeout, r.call(|id| ToRunner::Ping { id })).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(_)) => return,
+                Err(_) => return r.hung(timeout),
+            }
+        }
+    }
+
+    /// Ends a runner that missed a heartbeat (SIGKILL ends a stopped process too).
+    fn hung(&self, timeout: Duration) {
+        let why = format!(
+            "model runner stopped responding (no answer within {}s) and was killed; the next request starts it again",
+            timeout.as_secs_f32()
+        );
+        tracing::error!(runner = self.pid.unwrap_or_default(), model = %self.options.model_path, "{why}");
+        self.end(&why);
+    }
+
+    /// Stops the runner now: the requests it has in flight end with `why` (not with the generic
+    /// "stopped" a crash gets, since this was no crash).
+    pub fn end(&self, why: &str) {
+        self.dead.store(true, Ordering::SeqCst);
+        fail_all(&self.routes, why);
+        self.kill();
     }
 
     /// Whether the runner is still answering.

@@ -41,13 +41,20 @@ pub struct SchedConfig {
     pub load_timeout: Duration,
     /// How often idle runners are checked for an expired keep-alive.
     pub expiry_tick: Duration,
+    /// How long a runner may leave a heartbeat unanswered before it is killed.
+    pub heartbeat: Duration,
 }
+
+/// What requests get once the server is stopping.
+pub const SHUTTING_DOWN: &str = "the server is shutting down";
 
 /// Why a model could not be scheduled.
 #[derive(Debug, thiserror::Error)]
 pub enum SchedError {
     #[error("server busy, please try again.  maximum pending requests exceeded")]
     Busy,
+    #[error("{SHUTTING_DOWN}")]
+    ShuttingDown,
     #[error(transparent)]
     Runner(#[from] RunnerError),
 }
@@ -124,6 +131,8 @@ pub struct Scheduler {
     next_id: std::sync::atomic::AtomicU64,
     waiting: AtomicUsize,
     changed: Notify,
+    /// Set by [`Scheduler::close`]: no more requests are served.
+    closing: std::sync::atomic::AtomicBool,
 }
 
 /// A loaded model for `/api/ps` and `/metrics`: its request, runner, when it expires (`None`:
@@ -167,6 +176,7 @@ impl Scheduler {
             next_id: Default::default(),
             waiting: AtomicUsize::new(0),
             changed: Notify::new(),
+            closing: Default::default(),
         });
         let weak = Arc::downgrade(&sched);
         let tick = sched.config.expiry_tick;
@@ -228,6 +238,9 @@ impl Scheduler {
             let notified = self.changed.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
+            if self.closing.load(Ordering::SeqCst) {
+                return Err(SchedError::ShuttingDown);
+            }
             match self.try_acquire(&req) {
                 Step::Got(lease) => return Ok(lease),
                 Step::Load(id, options) => return self.load(id, req, options).await,
@@ -296,7 +309,8 @@ impl Scheduler {
             }
         };
         let gpus = self.gpus(&slots);
-        let planned = gpus.iter().zip(&plan.expected).map(|(g, b)| (g.id.clone(), *b)).filter(|(_, b)| *b > 0).collect();
+        let planned =
+            gpus.iter().zip(&plan.expected).map(|(g, b)| (g.id.clone(), *b)).filter(|(_, b)| *b > 0).collect();
         let mut options = req.options.clone();
         options.main_gpu = plan.main_gpu;
         options.gpu_margin = plan.margin;
@@ -328,7 +342,8 @@ impl Scheduler {
             .map(|s| placement::Loaded {
                 gpu_bytes: self.config.devices.iter().map(|d| s.gpu_bytes(&d.id)).sum(),
                 idle: s.refs == 0 && s.runner().is_some(),
-                last_used: u64::MAX - now.saturating_duration_since(s.last_used).as_nanos().min(u64::MAX as u128) as u64,
+                last_used: u64::MAX
+                    - now.saturating_duration_since(s.last_used).as_nanos().min(u64::MAX as u128) as u64,
             })
             .collect();
         let ask = placement::Ask { num_gpu: req.options.num_gpu, main_gpu: req.options.main_gpu };
@@ -354,7 +369,7 @@ impl Scheduler {
             .backend
             .load(options.clone(), self.config.load_timeout)
             .await
-            .map(|link| Runner::connect(link, options));
+            .map(|link| Runner::connect(link, options, self.config.heartbeat));
         let mut slots = self.lock();
         let result = match started {
             Ok(runner) => match slots.iter_mut().find(|s| s.id == id) {
@@ -443,11 +458,19 @@ impl Scheduler {
 
     /// Stops every runner (server shutdown).
     pub fn shutdown(&self) {
+        self.close();
         for s in self.lock().drain(..) {
             if let Some(r) = s.runner() {
-                r.kill();
+                r.end(SHUTTING_DOWN);
             }
         }
+    }
+
+    /// Serves no more requests: new and waiting ones get [`SchedError::ShuttingDown`]; those
+    /// already running go on.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
     }
 }
 

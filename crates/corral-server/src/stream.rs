@@ -16,9 +16,10 @@ pub(crate) type Work = Box<dyn FnOnce(&mut dyn FnMut(ProgressResponse)) -> Resul
 
 /// Runs `work` on the blocking pool, streaming its progress as [`progress_async`] does.
 pub(crate) async fn progress(streaming: bool, work: Work) -> Response {
-    progress_async(streaming, move |report| async move {
-        corral_store::unblock(move || work(&mut |p| report(p))).await
-    })
+    progress_async(
+        streaming,
+        move |report| async move { corral_store::unblock(move || work(&mut |p| report(p))).await },
+    )
     .await
 }
 

@@ -17,8 +17,9 @@ async fn issue_13_a_looping_template_fails_with_a_clear_error_and_the_server_kee
     let h = Harness::new(|_| {});
     h.create("a", 1, json!({})).await;
     let template = "{{ range 100000 }}{{ range 100000 }}{{ end }}{{ end }}{{ .Prompt }}";
-    let (status, v) =
-        h.call("POST", "/api/create", json!({"model": "evil", "from": "a", "template": template, "stream": false})).await;
+    let (status, v) = h
+        .call("POST", "/api/create", json!({"model": "evil", "from": "a", "template": template, "stream": false}))
+        .await;
     assert_eq!(status, StatusCode::OK, "{v}");
     let hostile = tokio::spawn({
         let app = h.app.clone();

@@ -165,9 +165,7 @@ async fn a_runner_dying_mid_answer_fails_it_and_the_next_request_gets_a_fresh_ru
     h.create("a", 1, json!({})).await;
     h.backend.set_script(Script { die_after: Some(2), ..Script::default() });
     // Streaming: the tokens so far, then an error line.
-    let resp = h
-        .send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string()))
-        .await;
+    let resp = h.send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string())).await;
     assert_eq!(resp.status(), StatusCode::OK);
     let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
     let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
@@ -186,15 +184,50 @@ async fn a_runner_dying_mid_answer_fails_it_and_the_next_request_gets_a_fresh_ru
     assert_eq!(h.backend.running(), 1);
 }
 
+/// Issue 13: a runner that stops answering (SIGSTOP) is found by the heartbeat within seconds;
+/// its request ends with an error that says so, it is killed, and the next request gets a fresh one.
+#[tokio::test]
+async fn a_frozen_runner_is_killed_after_a_missed_heartbeat_and_replaced() {
+    let h = Harness::new(|c| c.heartbeat = Duration::from_millis(300));
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { freeze_after: Some(1), ..Script::default() });
+    let started = Instant::now();
+    let resp = h.send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string())).await;
+    let text = String::from_utf8(resp.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(lines.len(), 2, "{text}");
+    assert_eq!(lines[0]["response"], "Hello");
+    let error = lines[1]["error"].as_str().unwrap();
+    assert!(error.starts_with("model runner stopped responding (no answer within 0.3s) and was killed"), "{text}");
+    // Found by the heartbeat: a ping every 150 ms, answered within 300 ms.
+    assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+    let backend = h.backend.clone();
+    eventually("the frozen runner is killed", || backend.running() == 0).await;
+    h.backend.set_script(Script::default());
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!((status, v["response"].as_str()), (StatusCode::OK, Some("Hello, world.")), "{v}");
+    assert_eq!(h.backend.loads().len(), 2);
+}
+
+/// A runner that is busy (a slow answer) still answers heartbeats: it is not killed.
+#[tokio::test]
+async fn a_slow_answer_is_not_taken_for_a_hung_runner() {
+    let h = Harness::new(|c| c.heartbeat = Duration::from_millis(100));
+    h.create("a", 1, json!({})).await;
+    h.backend.set_script(Script { token_delay: Duration::from_millis(150), ..Script::default() });
+    let (status, v) = h.generate(json!({"model": "a", "prompt": "hi"})).await;
+    assert_eq!((status, v["response"].as_str()), (StatusCode::OK, Some("Hello, world.")), "{v}");
+    assert_eq!(h.backend.loads().len(), 1);
+    assert_eq!(h.backend.running(), 1);
+}
+
 #[tokio::test]
 async fn a_client_that_leaves_mid_answer_cancels_the_generation_and_frees_the_runner() {
     let h = Harness::new(|c| c.max_loaded_models = 1);
     h.create("a", 1, json!({})).await;
     h.create("b", 2, json!({})).await;
     h.backend.set_script(Script { token_delay: Duration::from_millis(50), ..Script::default() });
-    let resp = h
-        .send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string()))
-        .await;
+    let resp = h.send("POST", "/api/generate", Body::from(json!({"model": "a", "prompt": "hi"}).to_string())).await;
     let mut body = resp.into_body();
     let first = body.frame().await.unwrap().unwrap().into_data().unwrap();
     assert!(String::from_utf8_lossy(&first).contains("Hello"));

@@ -117,7 +117,9 @@ impl JinjaTemplate {
         }
         let mut out = Bounded(Vec::new());
         match tmpl.render_captured_to(Value::from_serialize(&ctx), &mut out) {
-            Ok(_) => String::from_utf8(out.0).map_err(|_| TemplateError("the chat template wrote invalid UTF-8".into())),
+            Ok(_) => {
+                String::from_utf8(out.0).map_err(|_| TemplateError("the chat template wrote invalid UTF-8".into()))
+            }
             Err(e) if e.kind() == ErrorKind::OutOfFuel => Err(crate::out_of_fuel()),
             Err(e) if e.kind() == ErrorKind::WriteFailure => Err(crate::too_long()),
             Err(e) => Err(to_error(e)),
@@ -222,7 +224,9 @@ mod tests {
     // held the request for minutes and grew the server to gigabytes.
     #[test]
     fn issue_13_a_template_that_loops_for_ever_is_stopped_with_a_clear_error() {
-        let e = hostile("{% for i in range(10000) %}{% for j in range(10000) %}{% if i < 0 %}x{% endif %}{% endfor %}{% endfor %}");
+        let e = hostile(
+            "{% for i in range(10000) %}{% for j in range(10000) %}{% if i < 0 %}x{% endif %}{% endfor %}{% endfor %}",
+        );
         assert!(e.contains("did not finish within 50000000 steps"), "{e}");
     }
 

@@ -368,6 +368,11 @@ pub enum ToRunner {
     Cells {
         id: u64,
     },
+    /// A heartbeat, answered with `Pong` at once by the thread that reads requests: a runner that
+    /// stops answering these (stopped with SIGSTOP, wedged) is killed by the server.
+    Ping {
+        id: u64,
+    },
 }
 
 /// Why a runner request failed, as the server needs to know it: the status to answer with, or
@@ -448,6 +453,9 @@ pub enum FromRunner {
         id: u64,
         cells: KvCells,
     },
+    Pong {
+        id: u64,
+    },
 }
 
 #[cfg(test)]
@@ -456,7 +464,13 @@ mod tests {
 
     #[test]
     fn integrated_gpus_only_without_a_discrete_one() {
-        let dev = |id: &str, kind| DeviceInfo { id: id.into(), description: String::new(), kind, total_bytes: 1, free_bytes: 1 };
+        let dev = |id: &str, kind| DeviceInfo {
+            id: id.into(),
+            description: String::new(),
+            kind,
+            total_bytes: 1,
+            free_bytes: 1,
+        };
         let cpu = dev("CPU", DeviceKind::Cpu);
         let both = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu), dev("CUDA0", DeviceKind::Gpu)];
         let ids: Vec<_> = offload_gpus(&both).into_iter().map(|(i, d)| (i, d.id.as_str())).collect();
@@ -472,5 +486,8 @@ mod tests {
         assert_eq!(serde_json::to_string(&m).unwrap(), r#"{"type":"cancel","id":7}"#);
         let m: FromRunner = serde_json::from_str(r#"{"type":"token","id":1,"text":"Hi"}"#).unwrap();
         assert_eq!(m, FromRunner::Token { id: 1, text: "Hi".into(), logprob: None });
+        assert_eq!(serde_json::to_string(&ToRunner::Ping { id: 3 }).unwrap(), r#"{"type":"ping","id":3}"#);
+        let m: FromRunner = serde_json::from_str(r#"{"type":"pong","id":3}"#).unwrap();
+        assert_eq!(m, FromRunner::Pong { id: 3 });
     }
 }

@@ -86,7 +86,7 @@ fn main() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async {
-        let client = corral_client::Client::new(settings.host.client_url());
+        let client = corral_client::Client::with_api_key(settings.host.client_url(), settings.api_key.as_deref());
         match cli.command {
             _ if cli.version => cmd::manage::version(&client).await,
             None => {
@@ -112,6 +112,9 @@ fn main() {
             Some(Command::Runner(_)) => unreachable!("handled before the runtime starts"),
         }
     });
+    // Blocking tasks still running (a template render, a file copy) are not waited for long: the
+    // server has stopped answering, and a stop that hangs is what SIGTERM must never do.
+    runtime.shutdown_timeout(std::time::Duration::from_secs(2));
     if let Err(e) = result {
         fail(e);
     }

@@ -55,6 +55,14 @@ pub const OLLAMA_SCHED_SPREAD: &str = "OLLAMA_SCHED_SPREAD";
 pub const OLLAMA_FLASH_ATTENTION: &str = "OLLAMA_FLASH_ATTENTION";
 /// KV cache element type: `f16`, `q8_0`, `q4_0`.
 pub const OLLAMA_KV_CACHE_TYPE: &str = "OLLAMA_KV_CACHE_TYPE";
+/// API keys the server asks for, comma-separated.
+pub const CORRAL_API_KEYS: &str = "CORRAL_API_KEYS";
+/// A file of API keys (one per line, or comma-separated), besides `CORRAL_API_KEYS`.
+pub const CORRAL_API_KEYS_FILE: &str = "CORRAL_API_KEYS_FILE";
+/// The key the CLI sends (as a bearer token), as Ollama's clients read it.
+pub const OLLAMA_API_KEY: &str = "OLLAMA_API_KEY";
+/// How long answers in progress may run on after SIGTERM or SIGINT.
+pub const CORRAL_SHUTDOWN_TIMEOUT: &str = "CORRAL_SHUTDOWN_TIMEOUT";
 /// Any value turns colour off (<https://no-color.org>).
 pub const NO_COLOR: &str = "NO_COLOR";
 
@@ -89,6 +97,12 @@ pub struct Settings {
     /// `LD_LIBRARY_PATH` for runners when `library_dir` is set: it, then the inherited value.
     pub runner_library_path: Option<String>,
     pub gpu: corral_server::GpuConfig,
+    /// `CORRAL_API_KEYS` and the keys in `CORRAL_API_KEYS_FILE`.
+    pub api_keys: corral_server::ApiKeys,
+    /// `OLLAMA_API_KEY`: what the CLI sends.
+    pub api_key: Option<String>,
+    /// `CORRAL_SHUTDOWN_TIMEOUT`.
+    pub shutdown_grace: std::time::Duration,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -212,7 +226,9 @@ fn gpu_config(get: &impl Fn(&str) -> Option<String>) -> corral_server::GpuConfig
     let kv_cache_type = match get(OLLAMA_KV_CACHE_TYPE).filter(|v| !v.trim().is_empty()) {
         None => corral_types::runner::KvCacheType::F16,
         Some(v) => corral_types::runner::KvCacheType::parse(&v).unwrap_or_else(|| {
-            eprintln!("warning: invalid environment variable {OLLAMA_KV_CACHE_TYPE}={v:?} (f16, q8_0 or q4_0), using f16");
+            eprintln!(
+                "warning: invalid environment variable {OLLAMA_KV_CACHE_TYPE}={v:?} (f16, q8_0 or q4_0), using f16"
+            );
             corral_types::runner::KvCacheType::F16
         }),
     };
@@ -301,8 +317,38 @@ impl Settings {
                 None => dir.display().to_string(),
             }),
             gpu: gpu_config(&get),
+            api_keys: api_keys(&get)?,
+            api_key: get(OLLAMA_API_KEY).map(|k| k.trim().to_string()).filter(|k| !k.is_empty()),
+            shutdown_grace: match get(CORRAL_SHUTDOWN_TIMEOUT).filter(|v| !v.trim().is_empty()) {
+                None => std::time::Duration::from_secs(10),
+                Some(v) => match corral_types::duration::KeepAlive::from_env(&v) {
+                    Ok(corral_types::duration::KeepAlive::For(d)) => d,
+                    Ok(corral_types::duration::KeepAlive::Forever) => {
+                        return Err(format!("{CORRAL_SHUTDOWN_TIMEOUT}: must not be negative, got {v:?}"))
+                    }
+                    Err(e) => return Err(format!("{CORRAL_SHUTDOWN_TIMEOUT}: {e}")),
+                },
+            },
         })
     }
+}
+
+/// The API keys of `CORRAL_API_KEYS` (comma-separated) and of the file `CORRAL_API_KEYS_FILE`
+/// names (commas or lines; `#` starts a comment line). A file that cannot be read is an error:
+/// a server meant to ask for keys must not start without them.
+fn api_keys(get: &impl Fn(&str) -> Option<String>) -> Result<corral_server::ApiKeys, String> {
+    let mut keys: Vec<String> = get(CORRAL_API_KEYS).unwrap_or_default().split(',').map(str::to_string).collect();
+    if let Some(path) = get(CORRAL_API_KEYS_FILE).filter(|p| !p.trim().is_empty()) {
+        let text = std::fs::read_to_string(path.trim())
+            .map_err(|e| format!("{CORRAL_API_KEYS_FILE}: {}: {e}", path.trim()))?;
+        let lines = text.lines().filter(|l| !l.trim_start().starts_with('#'));
+        keys.extend(lines.flat_map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>()));
+    }
+    let keys = corral_server::ApiKeys::new(keys);
+    if get(CORRAL_API_KEYS_FILE).is_some_and(|p| !p.trim().is_empty()) && keys.is_empty() {
+        return Err(format!("{CORRAL_API_KEYS_FILE}: the file holds no keys"));
+    }
+    Ok(keys)
 }
 
 #[cfg(test)]
@@ -379,8 +425,54 @@ mod tests {
         assert_eq!(s.context_length, Some(8192));
         assert_eq!(s.library_dir, Some(PathBuf::from("/opt/corral/lib")));
         assert_eq!(s.runner_library_path.as_deref(), Some("/opt/corral/lib:/usr/local/cuda/lib64"));
-        let s = Settings::from_lookup(vars(&[("HOME", "/h"), ("OLLAMA_KV_CACHE_TYPE", "q2"), ("OLLAMA_FLASH_ATTENTION", "")]))
-            .unwrap();
+        let s = Settings::from_lookup(vars(&[
+            ("HOME", "/h"),
+            ("OLLAMA_KV_CACHE_TYPE", "q2"),
+            ("OLLAMA_FLASH_ATTENTION", ""),
+        ]))
+        .unwrap();
         assert_eq!((s.gpu.kv_cache_type, s.gpu.flash_attention), (KvCacheType::F16, None));
+    }
+
+    #[test]
+    fn api_keys_and_shutdown_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("keys");
+        std::fs::write(&file, "# ours\nk3\n k4 , k5\n\n").unwrap();
+        let file = file.display().to_string();
+        let get = |pairs: Vec<(&'static str, String)>| {
+            move |k: &str| pairs.iter().find(|(n, _)| *n == k).map(|(_, v)| v.clone())
+        };
+        let home = ("HOME", "/h".to_string());
+        let s = Settings::from_lookup(get(vec![
+            home.clone(),
+            (CORRAL_API_KEYS, "k1, k2,".into()),
+            (CORRAL_API_KEYS_FILE, file),
+        ]))
+        .unwrap();
+        assert_eq!(s.api_keys.len(), 5);
+        assert!(["k1", "k2", "k3", "k4", "k5"].iter().all(|k| s.api_keys.allows(k)));
+        assert!(!s.api_keys.allows("# ours"));
+        assert_eq!(s.shutdown_grace, std::time::Duration::from_secs(10));
+        let s = Settings::from_lookup(get(vec![
+            home.clone(),
+            (OLLAMA_API_KEY, " sk ".into()),
+            (CORRAL_SHUTDOWN_TIMEOUT, "1m".into()),
+        ]))
+        .unwrap();
+        assert!(s.api_keys.is_empty());
+        assert_eq!((s.api_key.as_deref(), s.shutdown_grace), (Some("sk"), std::time::Duration::from_secs(60)));
+        // A key file that is missing or empty stops the server from starting keyless.
+        let missing = dir.path().join("nope").display().to_string();
+        let e = Settings::from_lookup(get(vec![home.clone(), (CORRAL_API_KEYS_FILE, missing.clone())])).err().unwrap();
+        assert!(e.starts_with("CORRAL_API_KEYS_FILE: ") && e.contains(&missing), "{e}");
+        let empty = dir.path().join("empty");
+        std::fs::write(&empty, "\n# none\n").unwrap();
+        let e = Settings::from_lookup(get(vec![home.clone(), (CORRAL_API_KEYS_FILE, empty.display().to_string())]))
+            .err()
+            .unwrap();
+        assert_eq!(e, "CORRAL_API_KEYS_FILE: the file holds no keys");
+        let e = Settings::from_lookup(get(vec![home, (CORRAL_SHUTDOWN_TIMEOUT, "-1".into())])).err().unwrap();
+        assert!(e.starts_with("CORRAL_SHUTDOWN_TIMEOUT: "), "{e}");
     }
 }

@@ -30,7 +30,8 @@ impl Term {
     }
 
     fn screen(&self) -> String {
-        let out = Command::new("tmux").args(["capture-pane", "-p", "-S", "-200", "-t", &self.name]).output().unwrap();
+        // The whole scrollback (`-S -`): a long answer must not push earlier prompts out of the count.
+        let out = Command::new("tmux").args(["capture-pane", "-p", "-S", "-", "-t", &self.name]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 

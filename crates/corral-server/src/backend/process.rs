@@ -178,13 +178,7 @@ async fn start(launcher: &Launcher, options: LoadOptions, timeout: Duration) -> 
         }
     };
     let stop = reap(child, pid, tail, info.cpu_variant.clone(), launcher.bad_variants.clone());
-    Ok(Link {
-        info,
-        reader: Box::new(lines.into_inner()),
-        writer: Box::new(write),
-        pid: Some(pid),
-        stop,
-    })
+    Ok(Link { info, reader: Box::new(lines.into_inner()), writer: Box::new(write), pid: Some(pid), stop })
 }
 
 /// Owns a runner's process until it ends: killed when the returned sender fires or is dropped;

@@ -6,12 +6,13 @@
 //! so a prompt's length in tokens is its length in bytes. A completion answers the script's
 //! `reply` pieces one token each, then `Done` (`length` when `num_predict` ran out first).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use corral_types::runner::{
-    CompletionRequest, DeviceUse, DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo, ToRunner, Usage,
+    CompletionRequest, DeviceUse, DoneReason, Embedded, ErrorKind, FromRunner, KvCells, LoadOptions, RunnerInfo,
+    ToRunner, Usage,
 };
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::{mpsc, Notify};
@@ -29,6 +30,9 @@ pub struct Script {
     pub token_delay: Duration,
     /// The runner dies (its connection drops) after sending this many tokens of a completion.
     pub die_after: Option<usize>,
+    /// The runner freezes after sending this many tokens of a completion, as a process stopped
+    /// with SIGSTOP: it answers nothing more (heartbeats included) and sends nothing more.
+    pub freeze_after: Option<usize>,
     /// Time a load takes.
     pub load_delay: Duration,
     /// A load fails with this message.
@@ -47,6 +51,7 @@ impl Default for Script {
             reply: vec!["Hello".into(), ",".into(), " world".into(), ".".into()],
             token_delay: Duration::ZERO,
             die_after: None,
+            freeze_after: None,
             load_delay: Duration::ZERO,
             fail_load: None,
             memory_bytes: 1 << 20,
@@ -67,9 +72,9 @@ pub struct ScriptedLoad {
 /// One scripted runner's shared state.
 struct Fake {
     options: LoadOptions,
-    /// Set to end the runner as if it crashed.
-    crash: Arc<Notify>,
-    alive: Arc<std::sync::atomic::AtomicBool>,
+    /// How it ends if it ends badly.
+    fate: Fate,
+    alive: Arc<AtomicBool>,
 }
 
 /// The scripted backend. Share it (`Arc`) between the server state and the test.
@@ -118,7 +123,7 @@ impl Scripted {
     /// Ends every running runner of `model_path` as if it crashed.
     pub fn crash(&self, model_path: &str) {
         for f in lock(&self.runners).iter().filter(|f| f.options.model_path == model_path) {
-            f.crash.notify_one();
+            f.fate.crash.notify_one();
         }
     }
 
@@ -162,14 +167,14 @@ impl Backend for Arc<Scripted> {
             let (stop, stopped) = tokio::sync::oneshot::channel();
             let fake = Fake {
                 options: options.clone(),
-                crash: Arc::default(),
-                alive: Arc::new(std::sync::atomic::AtomicBool::new(true)),
+                fate: Fate { crash: Arc::default(), frozen: Arc::default() },
+                alive: Arc::new(AtomicBool::new(true)),
             };
-            let (crash, alive) = (fake.crash.clone(), fake.alive.clone());
+            let (fate, alive) = (fake.fate.clone(), fake.alive.clone());
             lock(&this.runners).push(fake);
             let runner_info = info.clone();
             tokio::spawn(async move {
-                serve(this, runner_info, theirs, stopped, crash).await;
+                serve(this, runner_info, theirs, stopped, fate).await;
                 alive.store(false, Ordering::SeqCst);
             });
             Ok(Link { info, reader: Box::new(BufReader::new(read)), writer: Box::new(write), pid: None, stop })
@@ -178,6 +183,20 @@ impl Backend for Arc<Scripted> {
 
     fn available_memory(&self) -> Option<u64> {
         *lock(&self.memory)
+    }
+}
+
+/// How a scripted runner ends badly: crashed (`crash` fired: its connection drops) or frozen
+/// (`frozen` set: it goes silent).
+#[derive(Clone)]
+struct Fate {
+    crash: Arc<Notify>,
+    frozen: Arc<AtomicBool>,
+}
+
+impl Fate {
+    fn frozen(&self) -> bool {
+        self.frozen.load(Ordering::SeqCst)
     }
 }
 
@@ -190,7 +209,7 @@ async fn serve(
     info: RunnerInfo,
     stream: tokio::io::DuplexStream,
     stopped: tokio::sync::oneshot::Receiver<()>,
-    crash: Arc<Notify>,
+    fate: Fate,
 ) {
     let (read, mut write) = tokio::io::split(stream);
     let (out, mut outgoing) = mpsc::unbounded_channel::<FromRunner>();
@@ -215,10 +234,13 @@ async fn serve(
                 _ => break,
             },
             _ = &mut stopped => break,
-            _ = crash.notified() => break,
+            _ = fate.crash.notified() => break,
         };
         running.retain(|_, (task, _)| !task.is_finished());
         let Ok(msg) = serde_json::from_str::<ToRunner>(&line) else { continue };
+        if fate.frozen() {
+            continue;
+        }
         match msg {
             ToRunner::Cancel { id } => {
                 if let Some((task, _)) = running.remove(&id) {
@@ -234,7 +256,7 @@ async fn serve(
             ToRunner::Complete { id, request } => {
                 backend.completions.fetch_add(1, Ordering::SeqCst);
                 let stop = Arc::new(Notify::new());
-                let generate = complete(id, request, backend.script(), out.clone(), stop.clone(), crash.clone());
+                let generate = complete(id, request, backend.script(), out.clone(), stop.clone(), fate.clone());
                 running.insert(id, (tasks.spawn(generate), stop));
             }
             other => {
@@ -258,6 +280,7 @@ fn reply(msg: ToRunner, info: &RunnerInfo, running: usize) -> FromRunner {
             Ok(bytes) => FromRunner::Text { id, text: String::from_utf8_lossy(&bytes).into_owned() },
             Err(_) => FromRunner::Error { id, error: "token out of range".into(), kind: ErrorKind::Invalid },
         },
+        ToRunner::Ping { id } => FromRunner::Pong { id },
         ToRunner::Cells { id } => {
             FromRunner::Cells { id, cells: KvCells { used: running as u64, cached: 0, total: num_ctx as u64, moves: 0 } }
         }
@@ -292,7 +315,7 @@ async fn complete(
     script: Script,
     out: mpsc::UnboundedSender<FromRunner>,
     stop: Arc<Notify>,
-    crash: Arc<Notify>,
+    fate: Fate,
 ) {
     if let Some((kind, error)) = script.fail_completion {
         let _ = out.send(FromRunner::Error { id, error, kind });
@@ -306,8 +329,14 @@ async fn complete(
             break;
         }
         if script.die_after == Some(sent) {
-            crash.notify_one();
+            fate.crash.notify_one();
             return;
+        }
+        if script.freeze_after == Some(sent) {
+            fate.frozen.store(true, Ordering::SeqCst);
+        }
+        if fate.frozen() {
+            return std::future::pending().await;
         }
         tokio::select! {
             _ = tokio::time::sleep(script.token_delay) => {}
@@ -316,7 +345,8 @@ async fn complete(
         let _ = out.send(FromRunner::Token { id, text: piece.clone(), logprob: None });
         sent += 1;
     }
-    let usage = Usage { prompt_tokens: request.prompt.len() as u32, generated_tokens: sent as u32, ..Default::default() };
+    let usage =
+        Usage { prompt_tokens: request.prompt.len() as u32, generated_tokens: sent as u32, ..Default::default() };
     let tokens = request.prompt.bytes().map(u32::from).collect();
     let _ = out.send(FromRunner::Done { id, reason, usage, tokens });
 }

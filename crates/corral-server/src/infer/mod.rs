@@ -104,12 +104,14 @@ pub fn load(
 /// [`load`] on the blocking pool, for a model that must have weights (to run it).
 pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Resolved, ApiError> {
     let (headers, name, raw) = (state.headers.clone(), name.clone(), raw.to_string());
-    state.store.run(move |store| {
-        let (model, gguf) = load(store, &headers, &name, &raw)?;
-        let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
-        Ok(Resolved { model, gguf })
-    })
-    .await
+    state
+        .store
+        .run(move |store| {
+            let (model, gguf) = load(store, &headers, &name, &raw)?;
+            let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
+            Ok(Resolved { model, gguf })
+        })
+        .await
 }
 
 /// The request's `keep_alive`, or the server default.

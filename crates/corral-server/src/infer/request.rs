@@ -240,7 +240,30 @@ pub struct Chat {
     pub settings: Settings,
 }
 
+/// Most messages one chat request may hold. Each is rendered and tokenized before the model
+/// sees any; a body of 64 MiB could otherwise carry millions.
+pub const MAX_MESSAGES: usize = 10_000;
+/// Most images one chat request may carry, all messages together.
+pub const MAX_IMAGES: usize = 64;
+
 impl Chat {
+    /// Refuses a request beyond [`MAX_MESSAGES`] or [`MAX_IMAGES`] with a 400 that gives its count.
+    pub fn check_size(&self) -> Result<(), ApiError> {
+        if self.messages.len() > MAX_MESSAGES {
+            return Err(ApiError::bad_request(format!(
+                "too many messages: {} (at most {MAX_MESSAGES} in one request)",
+                self.messages.len()
+            )));
+        }
+        let images: usize = self.messages.iter().map(|m| m.images.as_ref().map_or(0, Vec::len)).sum();
+        if images > MAX_IMAGES {
+            return Err(ApiError::bad_request(format!(
+                "too many images: {images} (at most {MAX_IMAGES} in one request)"
+            )));
+        }
+        Ok(())
+    }
+
     /// A native `/api/chat` request, checked and typed.
     pub fn from_native(req: ChatRequest) -> Result<Self, ApiError> {
         let settings = native_settings!(req)?;

@@ -146,9 +146,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         }
     }
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
-    let completion = runner
-        .complete(completion(&eff, prompt, &req.settings))
-        .await?;
+    let completion = runner.complete(completion(&eff, prompt, &req.settings)).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
 }
@@ -191,6 +189,7 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     if req.model.trim().is_empty() {
         return Err(ApiError::bad_request("model is required"));
     }
+    req.check_size()?;
     let (r, keep_alive) = prelude(state, &req.model, &req.settings).await?;
     let mut timing = Timing { started, load_ns: 0 };
     if req.messages.is_empty() && keep_alive.is_zero() {
@@ -215,14 +214,10 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
         return Ok(Started::Immediate(Immediate::Load, timing));
     }
     let messages = chat_messages(&r, &req);
-    let prompt =
-        fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
+    let prompt = fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
     let tool_names = req.tools.iter().filter_map(tool_name).collect();
     let parser = OutputParser::new(think.unwrap_or(false), opens_thinking(&prompt), tool_names);
-    let completion = lease
-        .runner
-        .complete(completion(&eff, prompt, &req.settings))
-        .await?;
+    let completion = lease.runner.complete(completion(&eff, prompt, &req.settings)).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
 }

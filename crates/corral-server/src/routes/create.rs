@@ -11,8 +11,8 @@ use corral_types::api::{model_or_name, CreateRequest, ProgressResponse};
 use corral_types::{params, Digest, Overlay};
 use std::collections::BTreeMap;
 
-use crate::names::parse_name;
 use crate::extract::JsonBody;
+use crate::names::parse_name;
 use crate::stream::{self, Work};
 use crate::{ApiError, AppState};
 

@@ -11,11 +11,11 @@ use corral_types::runner::EmbedRequest;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::extract::JsonBody;
 use crate::infer::request::Overlay;
 use crate::infer::start::effective;
-use crate::names::parse_name;
-use crate::extract::JsonBody;
 use crate::infer::{self, Resolved};
+use crate::names::parse_name;
 use crate::{ApiError, AppState};
 
 /// Sequences an embedding runner takes in one batch.

@@ -9,41 +9,43 @@ use corral_types::api::{
 };
 use corral_types::{ModelConfig, ModelName};
 
-use crate::names::parse_name;
 use crate::extract::JsonBody;
+use crate::names::parse_name;
 use crate::{ApiError, AppState};
 
 pub(super) async fn list(State(state): State<AppState>) -> Result<Json<ListResponse>, ApiError> {
-    state.store.run(move |store| {
-        let mut models = Vec::new();
-        for m in store.list()? {
-            let config: ModelConfig = match store.read_blob(&m.manifest.config) {
-                Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
-                Err(e) => {
-                    tracing::warn!("skipping {} in list: {e}", m.name);
-                    continue;
-                }
-            };
-            let short = m.name.display_shortest();
-            models.push(ListModel {
-                name: short.clone(),
-                model: short,
-                modified_at: DateTime::<Local>::from(m.modified),
-                size: m.manifest.total_size(),
-                digest: m.digest.hex(),
-                details: ModelDetails {
-                    parent_model: String::new(),
-                    format: config.model_format,
-                    family: config.model_family,
-                    families: config.model_families,
-                    parameter_size: config.model_type,
-                    quantization_level: config.file_type,
-                },
-            });
-        }
-        Ok(Json(ListResponse { models }))
-    })
-    .await
+    state
+        .store
+        .run(move |store| {
+            let mut models = Vec::new();
+            for m in store.list()? {
+                let config: ModelConfig = match store.read_blob(&m.manifest.config) {
+                    Ok(bytes) => serde_json::from_slice(&bytes).unwrap_or_default(),
+                    Err(e) => {
+                        tracing::warn!("skipping {} in list: {e}", m.name);
+                        continue;
+                    }
+                };
+                let short = m.name.display_shortest();
+                models.push(ListModel {
+                    name: short.clone(),
+                    model: short,
+                    modified_at: DateTime::<Local>::from(m.modified),
+                    size: m.manifest.total_size(),
+                    digest: m.digest.hex(),
+                    details: ModelDetails {
+                        parent_model: String::new(),
+                        format: config.model_format,
+                        family: config.model_family,
+                        families: config.model_families,
+                        parameter_size: config.model_type,
+                        quantization_level: config.file_type,
+                    },
+                });
+            }
+            Ok(Json(ListResponse { models }))
+        })
+        .await
 }
 
 pub(super) async fn show(
@@ -53,11 +55,13 @@ pub(super) async fn show(
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = parse_name(&raw)?;
     let headers = state.headers.clone();
-    state.store.run(move |store| {
-        let (model, gguf) = crate::infer::load(store, &headers, &name, &raw)?;
-        Ok(Json(crate::show::show(model, gguf.as_deref(), req.verbose, req.system, req.options)))
-    })
-    .await
+    state
+        .store
+        .run(move |store| {
+            let (model, gguf) = crate::infer::load(store, &headers, &name, &raw)?;
+            Ok(Json(crate::show::show(model, gguf.as_deref(), req.verbose, req.system, req.options)))
+        })
+        .await
 }
 
 pub(super) async fn copy(
@@ -68,15 +72,17 @@ pub(super) async fn copy(
         .map_err(|_| ApiError::bad_request(format!("source \"{}\" is invalid", req.source)))?;
     let dst = ModelName::parse(&req.destination)
         .map_err(|_| ApiError::bad_request(format!("destination \"{}\" is invalid", req.destination)))?;
-    state.store.run(move |store| {
-        store.copy(&src, &dst).map_err(|e| match e {
-            corral_store::StoreError::ModelNotFound(_) => {
-                ApiError::not_found(format!("model \"{}\" not found", req.source))
-            }
-            other => other.into(),
+    state
+        .store
+        .run(move |store| {
+            store.copy(&src, &dst).map_err(|e| match e {
+                corral_store::StoreError::ModelNotFound(_) => {
+                    ApiError::not_found(format!("model \"{}\" not found", req.source))
+                }
+                other => other.into(),
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(StatusCode::OK)
 }
 
@@ -86,12 +92,14 @@ pub(super) async fn delete(
 ) -> Result<StatusCode, ApiError> {
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = ModelName::parse(&raw).map_err(|_| ApiError::bad_request(format!("name \"{raw}\" is invalid")))?;
-    state.store.run(move |store| {
-        store.delete(&name).map_err(|e| match e {
-            corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model '{raw}' not found")),
-            other => other.into(),
+    state
+        .store
+        .run(move |store| {
+            store.delete(&name).map_err(|e| match e {
+                corral_store::StoreError::ModelNotFound(_) => ApiError::not_found(format!("model '{raw}' not found")),
+                other => other.into(),
+            })
         })
-    })
-    .await?;
+        .await?;
     Ok(StatusCode::OK)
 }

@@ -46,7 +46,8 @@ pub(super) async fn chat(State(state): State<AppState>, JsonBody(req): JsonBody<
 
 /// Ollama's native answer to what a request started.
 async fn native(started: Started, kind: Kind, model: &str, streaming: bool) -> Response {
-    let reply = |timing: Timing| Reply { kind, model: model.to_string(), started: timing.started, load_ns: timing.load_ns };
+    let reply =
+        |timing: Timing| Reply { kind, model: model.to_string(), started: timing.started, load_ns: timing.load_ns };
     match started {
         Started::Immediate(reason, timing) => {
             Json(reply(timing).value(Delta::default(), End::Immediately(reason.as_str()))).into_response()
@@ -163,4 +164,3 @@ pub(super) fn debug_response(model: &str, chat: bool, prompt: String) -> Respons
     }
     axum::Json(v).into_response()
 }
-

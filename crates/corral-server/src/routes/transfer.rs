@@ -5,8 +5,8 @@ use axum::response::{IntoResponse, Response};
 use corral_types::api::{model_or_name, TransferRequest};
 use corral_types::Digest;
 
-use crate::names::parse_name;
 use crate::extract::JsonBody;
+use crate::names::parse_name;
 use crate::stream::progress_async;
 use crate::{ApiError, AppState};
 

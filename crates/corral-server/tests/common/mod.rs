@@ -17,6 +17,8 @@ use tower::ServiceExt;
 
 pub struct Harness {
     pub app: Router,
+    /// The state behind `app`, for tests that serve it on a real listener (`corral_server::run`).
+    pub state: AppState,
     pub backend: Arc<Scripted>,
     _dir: tempfile::TempDir,
 }
@@ -29,12 +31,26 @@ impl Harness {
         let backend = Scripted::new(Script::default());
         let addr = "127.0.0.1:11434".parse().unwrap();
         let state = AppState::with_backend(config, addr, Arc::new(backend.clone()), Duration::from_millis(5)).unwrap();
-        Harness { app: app(state), backend, _dir: dir }
+        Harness { app: app(state.clone()), state, backend, _dir: dir }
     }
 
     pub async fn send(&self, method: &str, uri: &str, body: Body) -> axum::response::Response {
-        let req = Request::builder().method(method).uri(uri).header("host", "127.0.0.1:11434").body(body).unwrap();
-        self.app.clone().oneshot(req).await.unwrap()
+        self.send_with(method, uri, &[], body).await
+    }
+
+    /// A request with extra headers.
+    pub async fn send_with(
+        &self,
+        method: &str,
+        uri: &str,
+        headers: &[(&str, &str)],
+        body: Body,
+    ) -> axum::response::Response {
+        let mut req = Request::builder().method(method).uri(uri).header("host", "127.0.0.1:11434");
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        self.app.clone().oneshot(req.body(body).unwrap()).await.unwrap()
     }
 
     /// A request and its whole answer as JSON (or a string for a body that is not).
@@ -43,7 +59,8 @@ impl Harness {
         let resp = self.send(method, uri, body).await;
         let status = resp.status();
         let bytes = resp.into_body().collect().await.unwrap().to_bytes();
-        let v = serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
+        let v =
+            serde_json::from_slice(&bytes).unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into()));
         (status, v)
     }
 
@@ -87,4 +104,3 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
-

@@ -1,5 +1,6 @@
 //! How answers reach the terminal, for `corral run` and its chat: the word-wrapping printer, the
-//! `--verbose` block, and the check that the model exists (with Ollama's hint when it does not).
+//! `--verbose` block, Ctrl+C while an answer streams, and the check that the model exists (with
+//! Ollama's hint when it does not).
 
 use std::io::{IsTerminal, Write};
 
@@ -23,6 +24,25 @@ pub fn print_stats(m: &Metrics) {
     eprintln!("eval count:           {} token(s)", m.eval_count.unwrap_or(0));
     eprintln!("eval duration:        {}", d(m.eval_duration));
     eprintln!("eval rate:            {}", rate(m.eval_count, m.eval_duration));
+}
+
+/// Ctrl+C presses while one answer streams.
+///
+/// Made once, before the request goes out, and polled in every turn of the streaming loop: a
+/// listener made afresh in each turn (`tokio::signal::ctrl_c()` inside `select!`) only hears presses
+/// made while that turn waits, so a press that lands while a chunk is being printed was lost and the
+/// answer ran on (seen in CI: the chat test's Ctrl+C ignored on a fast stream).
+pub struct Interrupt(tokio::signal::unix::Signal);
+
+impl Interrupt {
+    pub fn listen() -> anyhow::Result<Interrupt> {
+        Ok(Interrupt(tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?))
+    }
+
+    /// Resolves at the first press since `listen` (or since the last press seen).
+    pub async fn pressed(&mut self) {
+        self.0.recv().await;
+    }
 }
 
 /// Streams text to stdout, wrapping at word boundaries when `width` is set.
@@ -123,4 +143,3 @@ pub async fn check_model(client: &Client, model: &str) -> anyhow::Result<corral_
         Err(e) => Err(e.into()),
     }
 }
-

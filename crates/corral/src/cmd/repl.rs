@@ -15,7 +15,7 @@ use rustyline::error::ReadlineError;
 use rustyline::DefaultEditor;
 use serde_json::{Map, Value};
 
-use super::output::{check_model, print_stats, Printer};
+use super::output::{check_model, print_stats, Interrupt, Printer};
 
 /// The session's state.
 pub struct Session {
@@ -253,11 +253,12 @@ impl Repl<'_> {
         let mut spinner = Some(spinner);
         let mut printer = Printer::new(self.s.wordwrap);
         let mut answer = String::new();
+        let mut interrupt = Interrupt::listen()?;
         let mut stream = Box::pin(self.client.stream::<_, ChatResponse>("/api/chat", &req).await?);
         loop {
             let chunk = tokio::select! {
                 c = stream.next() => c,
-                _ = tokio::signal::ctrl_c() => {
+                () = interrupt.pressed() => {
                     if let Some(s) = spinner.take() { s.clear(); }
                     // Dropping the stream closes the connection: the server cancels the answer.
                     println!();

@@ -1,16 +1,15 @@
 //! `corral run MODEL [PROMPT]`: one answer to a prompt (or to stdin), or the interactive chat.
 
-use std::io::{IsTerminal, Read, Write};
+use std::io::{IsTerminal, Read};
 use std::path::PathBuf;
 
 use anyhow::bail;
-use corral_client::{Client, ClientError};
-use corral_types::api::{GenerateRequest, Metrics, ShowRequest};
-use corral_types::format::go_duration;
+use corral_client::Client;
+use corral_types::api::GenerateRequest;
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use super::output::{check_model, print_stats, Printer};
+use super::output::{check_model, print_stats, Interrupt, Printer};
 use crate::progress::Progress;
 
 #[derive(clap::Args)]
@@ -113,11 +112,12 @@ pub async fn run(client: &Client, args: Args, history: Option<PathBuf>) -> anyho
     };
     let mut spinner = std::io::stderr().is_terminal().then(Progress::spinner);
     let mut printer = Printer::new(!args.nowordwrap);
+    let mut interrupt = Interrupt::listen()?;
     let mut stream = Box::pin(client.stream::<_, corral_types::api::GenerateResponse>("/api/generate", &req).await?);
     loop {
         let chunk = tokio::select! {
             c = stream.next() => c,
-            _ = tokio::signal::ctrl_c() => break,
+            () = interrupt.pressed() => break,
         };
         let Some(chunk) = chunk else { break };
         let chunk = chunk?;

@@ -48,16 +48,48 @@ fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
     w.flush()
 }
 
+/// Ends this process soon after the server that started it is gone, whatever it is doing. The
+/// socket closing tells the request loop too, but not a load in progress (a large model reads for
+/// minutes) nor a runner stopped and continued later: a runner must never outlive its server, even
+/// one killed with -9. The parent's death shows as a new parent pid (init or a subreaper).
+fn exit_with_parent() {
+    let parent = std::os::unix::process::parent_id();
+    std::thread::spawn(move || loop {
+        std::thread::sleep(std::time::Duration::from_millis(250));
+        if std::os::unix::process::parent_id() != parent {
+            eprintln!("runner: the server (pid {parent}) is gone; exiting");
+            std::process::exit(0);
+        }
+    });
+}
+
+/// Answers a request on a thread of its own. The engine does its work between decode steps, and
+/// one step of a long prompt can take seconds on a CPU: the thread reading requests must not wait
+/// for that, or `cancel`s would lag and heartbeats (`ping`) would go unanswered and get a healthy
+/// runner killed.
+fn answer_later(
+    engine: &Arc<LlamaEngine>,
+    writer: &Writer,
+    answer: impl FnOnce(&LlamaEngine) -> FromRunner + Send + 'static,
+) {
+    let (engine, writer) = (engine.clone(), writer.clone());
+    std::thread::spawn(move || {
+        let _ = send(&writer, &answer(&engine));
+    });
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.probe {
         // What the server logs at start and places models with.
-        let backends = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
+        let backends =
+            corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
         println!("{}", serde_json::to_string(backends)?);
         return Ok(());
     }
     let (Some(socket), Some(options)) = (args.socket, args.options) else {
         anyhow::bail!("--socket and --options are required");
     };
+    exit_with_parent();
     let options: LoadOptions = serde_json::from_str(&options).context("invalid --options")?;
     let stream = UnixStream::connect(&socket).with_context(|| format!("connect {}", socket.display()))?;
     // Before the engine initialises llama.cpp; a failure is reported as a failed load.
@@ -93,22 +125,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         };
         match msg {
             ToRunner::Tokenize { id, text } => {
-                let reply = match engine.tokenize(&text) {
+                answer_later(&engine, &writer, move |engine| match engine.tokenize(&text) {
                     Ok(tokens) => FromRunner::Tokens { id, tokens },
                     Err(e) => failed(id, &e),
-                };
-                send(&writer, &reply)?;
+                })
             }
             ToRunner::Detokenize { id, tokens } => {
-                let reply = match engine.detokenize(&tokens) {
+                answer_later(&engine, &writer, move |engine| match engine.detokenize(&tokens) {
                     Ok(text) => FromRunner::Text { id, text },
                     Err(e) => failed(id, &e),
-                };
-                send(&writer, &reply)?;
+                });
             }
             ToRunner::Cells { id } => {
                 send(&writer, &FromRunner::Cells { id, cells: engine.cells() })?;
             }
+            ToRunner::Ping { id } => send(&writer, &FromRunner::Pong { id })?,
             ToRunner::Cancel { id } => {
                 running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
             }
@@ -145,15 +176,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 });
             }
             ToRunner::Embed { id, request } => {
-                // On its own thread, so `cancel`s and other requests are still read meanwhile.
-                let (engine, writer) = (engine.clone(), writer.clone());
-                std::thread::spawn(move || {
-                    let reply = match engine.embed(request) {
-                        Ok(result) => FromRunner::Embedded { id, result },
-                        Err(e) => failed(id, &e),
-                    };
-                    let _ = send(&writer, &reply);
-                });
+                answer_later(&engine, &writer, move |engine| match engine.embed(request) {
+                    Ok(result) => FromRunner::Embedded { id, result },
+                    Err(e) => failed(id, &e),
+                })
             }
         }
     }

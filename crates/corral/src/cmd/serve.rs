@@ -44,8 +44,18 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         registry: registry_options(&settings),
         backends,
         gpu: settings.gpu.clone(),
+        api_keys: settings.api_keys.clone(),
+        shutdown_grace: settings.shutdown_grace,
         ..ServerConfig::new(&settings.models_dir)
     };
+    if settings.api_keys.is_empty() && !addr.ip().is_loopback() {
+        tracing::warn!(
+            "listening on {addr}, beyond this machine, without API keys: anyone who can reach it can run, pull and \
+             delete models; set CORRAL_API_KEYS (or CORRAL_API_KEYS_FILE) to require a key"
+        );
+    } else if !settings.api_keys.is_empty() {
+        tracing::info!(keys = settings.api_keys.len(), "API keys required");
+    }
     let state = AppState::new(config, addr)
         .with_context(|| format!("could not open models directory {}", settings.models_dir.display()))?;
     tracing::info!(models = %settings.models_dir.display(), "models directory");

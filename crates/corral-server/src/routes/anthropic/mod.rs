@@ -11,9 +11,9 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use crate::error::Protocol;
+use crate::extract::JsonBody;
 use crate::infer::request::{Chat, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, Started};
-use crate::extract::JsonBody;
 mod wire;
 
 use wire::{Block, BlockDelta, ErrorBody, Event, MessageDelta, Usage};
@@ -230,7 +230,11 @@ fn message(model: &str, all: Collected) -> wire::Message {
         content,
         stop_reason: finish.as_ref().map(|f| stop_reason(f, !delta.calls.is_empty())),
         stop_sequence: None,
-        usage: Usage { input_tokens: input.into(), output_tokens: output.into(), cache_read_input_tokens: Some(cached.into()) },
+        usage: Usage {
+            input_tokens: input.into(),
+            output_tokens: output.into(),
+            cache_read_input_tokens: Some(cached.into()),
+        },
     }
 }
 

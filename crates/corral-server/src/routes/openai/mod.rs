@@ -9,23 +9,24 @@ use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_types::api::Message;
-use corral_types::runner::Constraint;
 use corral_types::format::json_type;
+use corral_types::runner::Constraint;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
 mod wire;
 
 use wire::{
-    ChatChoice, ChunkChoice, ChunkDelta, Envelope, FinishReason, Logprobs, Model, ModelList, TextChoice, ToolCall, Usage,
+    ChatChoice, ChunkChoice, ChunkDelta, Envelope, FinishReason, Logprobs, Model, ModelList, TextChoice, ToolCall,
+    Usage,
 };
 
 use crate::error::Protocol;
+use crate::extract::JsonBody;
+use crate::infer::answer::{Answer, Collected, Delta, Event};
 use crate::infer::options;
 use crate::infer::request::{Chat, Generate, Overlay, Settings, Think};
 use crate::infer::start::{start_chat, start_generate, Started};
-use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Collected, Delta, Event};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
@@ -485,11 +486,13 @@ pub(super) async fn models(State(state): State<AppState>) -> Response {
 pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
     let run = async {
         let name = crate::names::parse_name(&model)?;
-        let stored = state.store.run(move |store| {
-            let found = store.read_manifest(&name);
-            found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
-        })
-        .await?;
+        let stored = state
+            .store
+            .run(move |store| {
+                let found = store.read_manifest(&name);
+                found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
+            })
+            .await?;
         Ok(Json(model_object(&stored.name, stored.modified)).into_response())
     };
     run.await.unwrap_or_else(error)

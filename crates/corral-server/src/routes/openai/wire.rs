@@ -176,7 +176,12 @@ impl Logprobs {
         Logprobs {
             content: lps
                 .iter()
-                .map(|l| TokenLogprob { token: l.token.clone(), logprob: l.logprob, bytes: l.bytes.clone(), top_logprobs: top(l) })
+                .map(|l| TokenLogprob {
+                    token: l.token.clone(),
+                    logprob: l.logprob,
+                    bytes: l.bytes.clone(),
+                    top_logprobs: top(l),
+                })
                 .collect(),
         }
     }

@@ -17,12 +17,12 @@ mod wire;
 
 use wire::{Body, Echo, ErrorObject, Incomplete, InputDetails, Item, OutputDetails, Part, ResponseObject, Usage};
 
-use crate::infer::options;
-use crate::infer::request::{Chat, Overlay, Settings};
-use crate::infer::start::{start_chat, Started};
 use super::openai::{error, think};
 use crate::extract::JsonBody;
 use crate::infer::answer::{random_hex, Answer, Collected, Delta, Event, Finish};
+use crate::infer::options;
+use crate::infer::request::{Chat, Overlay, Settings};
+use crate::infer::start::{start_chat, Started};
 use crate::stream::{answer_stream, sse, Framing};
 use crate::{ApiError, AppState};
 
@@ -311,7 +311,8 @@ fn stream(answer: Answer, shell: Shell) -> Response {
         let close_text = |text: &mut Option<OpenText>, output: &mut Vec<Item>, emit: &mut dyn FnMut(&str, Body)| {
             if let Some(t) = text.take() {
                 let (i, id) = (t.index, t.id.clone());
-                let done = Body::TextDone { item_id: id.clone(), output_index: i, content_index: 0, text: t.text.clone() };
+                let done =
+                    Body::TextDone { item_id: id.clone(), output_index: i, content_index: 0, text: t.text.clone() };
                 emit("response.output_text.done", done);
                 let part = Part::text(&t.text);
                 emit(
@@ -341,7 +342,12 @@ fn stream(answer: Answer, shell: Shell) -> Response {
                     }
                     let t = text.as_mut().expect("opened above");
                     t.text.push_str(&content);
-                    let delta = Body::TextDelta { item_id: t.id.clone(), output_index: t.index, content_index: 0, delta: content };
+                    let delta = Body::TextDelta {
+                        item_id: t.id.clone(),
+                        output_index: t.index,
+                        content_index: 0,
+                        delta: content,
+                    };
                     emit("response.output_text.delta", delta);
                 }
                 for c in &calls {
