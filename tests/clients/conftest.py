@@ -17,6 +17,15 @@ def base_url() -> str:
     return url
 
 
+@pytest.fixture(scope="session")
+def api_key() -> str:
+    """The key the server asks for. ollama-python finds it in OLLAMA_API_KEY by itself."""
+    key = os.environ.get("CORRAL_API_KEY")
+    if not key:
+        pytest.fail("CORRAL_API_KEY is not set: run these through `cargo test --test clients`")
+    return key
+
+
 # The chat model (SmolLM2-135M-Instruct) and the tools model (Qwen2.5-Coder-0.5B-Instruct).
 CHAT = "smollm2"
 TOOLS = "qwen"

@@ -16,8 +16,8 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture(scope="module")
-def client(base_url):
-    return anthropic.Anthropic(base_url=base_url, api_key="corral")
+def client(base_url, api_key):
+    return anthropic.Anthropic(base_url=base_url, api_key=api_key)
 
 
 def test_messages(client):

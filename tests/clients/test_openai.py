@@ -18,8 +18,8 @@ WEATHER_TOOL = {
 
 
 @pytest.fixture(scope="module")
-def client(base_url):
-    return openai.OpenAI(base_url=f"{base_url}/v1", api_key="corral")
+def client(base_url, api_key):
+    return openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key)
 
 
 def test_chat(client):

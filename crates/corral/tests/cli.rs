@@ -205,3 +205,20 @@ fn errors_go_to_stderr_with_exit_code_1() {
         "Error: could not connect to corral server at http://127.0.0.1:1, run 'corral serve' to start it\n"
     );
 }
+
+/// Issue 13: with `CORRAL_API_KEYS` set the CLI needs `OLLAMA_API_KEY`, and says why without it.
+#[test]
+fn the_cli_sends_ollama_api_key() {
+    let mut server = Server::start_env(&[("CORRAL_API_KEYS", "sesame")]);
+    assert_eq!(server.ok(&["list"]), "NAME    ID    SIZE    MODIFIED    \n");
+    server.api_key = Some("wrong".into());
+    let out = server.corral(&["list"]);
+    assert!(!out.status.success());
+    assert_eq!(stderr(&out), "Error: invalid API key\n");
+    server.api_key = None;
+    let out = server.corral(&["ps"]);
+    assert_eq!(
+        stderr(&out),
+        "Error: missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'\n"
+    );
+}

@@ -1,7 +1,8 @@
 //! The official client libraries (ollama-python, openai, anthropic, pinned in
 //! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
 //! answers, Qwen2.5-Coder 0.5B for tool calls, all-MiniLM-L6-v2 (imported from safetensors) for
-//! embeddings. The assertions are in the Python tests under
+//! embeddings. The server asks for an API key, which every client sends its own way (and a wrong
+//! one gets each client's own authentication error). The assertions are in the Python tests under
 //! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
 //!
 //! The interpreter comes from `CORRAL_TEST_PYTHON`, which `scripts/test.sh` sets to a virtual
@@ -13,12 +14,17 @@ use std::process::Command;
 
 use common::{stderr, Server};
 
+/// The key the server asks for (one of two) and the clients send.
+const KEY: &str = "corral-e2e-key";
+
 #[test]
 fn official_client_libraries() {
     let python = std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
         panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
     });
-    let server = Server::start();
+    // Every client passes a key its own way (issue 13): ollama-python reads OLLAMA_API_KEY, the
+    // OpenAI and Anthropic clients take `api_key`; the CLI sends OLLAMA_API_KEY too.
+    let server = Server::start_env(&[("CORRAL_API_KEYS", &format!("other-key,{KEY}"))]);
     let dir = tempfile::tempdir().unwrap();
     for (name, path) in [("smollm2", corral_testkit::smollm2()), ("qwen", corral_testkit::qwen_coder())] {
         let modelfile = dir.path().join(name);
@@ -34,6 +40,8 @@ fn official_client_libraries() {
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])
         .env("CORRAL_URL", &server.base)
+        .env("CORRAL_API_KEY", KEY)
+        .env("OLLAMA_API_KEY", KEY)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));

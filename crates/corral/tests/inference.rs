@@ -5,7 +5,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
-use common::{body, create_from, error, http, lines, post, runnable_bytes, Server};
+use common::{body, create_from, error, http, lines, long_stream, post, runnable_bytes, Server};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 
@@ -287,20 +287,6 @@ fn same_weights_with_different_num_ctx_share_a_runner() {
 }
 
 /// Starts a long streamed generation and returns its open reader after the first line.
-fn long_stream(server: &Server, model: &str) -> BufReader<reqwest::blocking::Response> {
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(
-            &json!({"model": model, "prompt": "Tell me everything.", "options": {"temperature": 0, "num_ctx": 16384}}),
-        )
-        .send()
-        .unwrap();
-    let mut reader = BufReader::new(resp);
-    let mut first = String::new();
-    reader.read_line(&mut first).unwrap();
-    assert!(first.contains("\"done\":false"), "{first}");
-    reader
-}
 
 #[test]
 fn disconnecting_cancels_the_generation() {

@@ -26,6 +26,8 @@ pub struct Server {
     pub models: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
+    /// The first of `CORRAL_API_KEYS` when the server was started with keys: the CLI sends it.
+    pub api_key: Option<String>,
 }
 
 impl Server {
@@ -88,7 +90,9 @@ impl Server {
                 panic!("server did not start:\n{}", log.lock().unwrap());
             }
         };
-        Server { child, base: format!("http://{addr}"), addr, models: models.to_path_buf(), _tmp: None, log }
+        let api_key =
+            env.iter().find(|(k, _)| *k == "CORRAL_API_KEYS").and_then(|(_, v)| v.split(',').next()).map(String::from);
+        Server { child, base: format!("http://{addr}"), addr, models: models.to_path_buf(), _tmp: None, log, api_key }
     }
 
     /// Everything the server logged so far.
@@ -104,7 +108,10 @@ impl Server {
     /// Runs the CLI in `dir`.
     pub fn corral_in(&self, dir: Option<&Path>, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).env("OLLAMA_HOST", &self.addr).env("NO_COLOR", "1");
+        cmd.args(args).env("OLLAMA_HOST", &self.addr).env("NO_COLOR", "1").env_remove("OLLAMA_API_KEY");
+        if let Some(key) = &self.api_key {
+            cmd.env("OLLAMA_API_KEY", key);
+        }
         if let Some(d) = dir {
             cmd.current_dir(d);
         }
@@ -147,6 +154,18 @@ impl Server {
     /// Whether the process is still running.
     pub fn alive(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()
+    }
+
+    /// Waits up to `within` for the server to exit, and returns how it did.
+    pub fn wait_exit(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(std::time::Instant::now() < deadline, "the server did not exit within {within:?}:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Stops the server and waits for it.
@@ -217,6 +236,37 @@ pub fn create(server: &Server, name: &str, extra: Value) -> (StatusCode, Value) 
 pub use corral_testkit::tree;
 
 /// A runnable tiny model (SmolLM2's tokenizer, random weights) with a given seed and context.
+/// Starts an answer that runs for minutes (a 16k context, no `num_predict`) and returns it after
+/// its first line.
+pub fn long_stream(server: &Server, model: &str) -> BufReader<reqwest::blocking::Response> {
+    let resp = http()
+        .post(server.url("/api/generate"))
+        .json(
+            &json!({"model": model, "prompt": "Tell me everything.", "options": {"temperature": 0, "num_ctx": 16384}}),
+        )
+        .send()
+        .unwrap();
+    let mut reader = BufReader::new(resp);
+    let mut first = String::new();
+    reader.read_line(&mut first).unwrap();
+    assert!(first.contains("\"done\":false"), "{first}");
+    reader
+}
+
+/// Whether process `pid` has ended (gone, or a zombie nobody reaped yet).
+pub fn process_ended(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => true,
+        Ok(stat) => stat.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+    }
+}
+
+/// Sends `signal` (`TERM`, `STOP`, `9`…) to `pid`.
+pub fn signal(pid: u32, signal: &str) {
+    let ok = Command::new("kill").arg(format!("-{signal}")).arg(pid.to_string()).status().unwrap();
+    assert!(ok.success(), "kill -{signal} {pid}");
+}
+
 pub fn runnable_bytes(seed: u64, context: u32) -> Vec<u8> {
     corral_testkit::tiny_llama_with_smollm2_tokenizer(&corral_testkit::TinySpec { seed, context, ..Default::default() })
 }
