@@ -153,6 +153,11 @@ impl Registry {
             if matches!(e, RegistryError::BadManifest(_) | RegistryError::Store(StoreError::TooLarge { .. })) {
                 // The registry contradicts the manifest: nothing it sent can be kept.
                 partial.discard();
+            } else if matches!(&e, RegistryError::Store(s) if s.is_disk_full()) {
+                // The disk is full: give back what this download took rather than keep it to
+                // resume; the user has to make room first anyway.
+                tracing::warn!(digest = %layer.digest, "disk full: discarding the partial download");
+                partial.discard();
             }
             return Err(e);
         }

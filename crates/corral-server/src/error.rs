@@ -129,7 +129,7 @@ impl From<StoreError> for ApiError {
             StoreError::BlobNotFound(_) => ApiError::not_found(e.to_string()),
             StoreError::DigestMismatch { .. } => ApiError::bad_request(e.to_string()),
             // A full disk is the user's to fix: say so (the path stays in the log).
-            StoreError::Io { ref source, .. } if source.raw_os_error() == Some(28) => {
+            ref e if e.is_disk_full() => {
                 tracing::error!("{e}");
                 ApiError::server("no space left on device")
             }

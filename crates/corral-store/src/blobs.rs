@@ -7,7 +7,7 @@ use corral_types::{Digest, Layer};
 use sha2::{Digest as _, Sha256};
 use tempfile::NamedTempFile;
 
-use crate::fsutil::{self, TEMP_PREFIX};
+use crate::fsutil;
 use crate::refs::PinGuard;
 use crate::{Result, Store, StoreError};
 
@@ -78,7 +78,7 @@ impl Store {
     /// Starts writing a new blob.
     pub fn blob_writer(&self) -> Result<BlobWriter> {
         let file = tempfile::Builder::new()
-            .prefix(TEMP_PREFIX)
+            .prefix(&fsutil::temp_prefix())
             .tempfile_in(&self.blobs)
             .map_err(|e| StoreError::io(&self.blobs, e))?;
         Ok(BlobWriter { store: self.clone(), file, hasher: Sha256::new(), size: 0 })

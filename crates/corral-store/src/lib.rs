@@ -71,6 +71,13 @@ impl StoreError {
     pub fn io(path: &Path, source: std::io::Error) -> Self {
         StoreError::Io { path: path.to_path_buf(), source }
     }
+
+    /// Whether this is the disk (or the file system's quota) being full: ENOSPC, which a temp
+    /// file's writes wrap, keeping only its kind.
+    pub fn is_disk_full(&self) -> bool {
+        matches!(self, StoreError::Io { source, .. }
+            if source.raw_os_error() == Some(28) || source.kind() == std::io::ErrorKind::StorageFull)
+    }
 }
 
 /// Result alias for store operations.

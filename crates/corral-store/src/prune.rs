@@ -5,7 +5,7 @@ use std::time::{Duration, SystemTime};
 
 use corral_types::Digest;
 
-use crate::fsutil::TEMP_PREFIX;
+use crate::fsutil::{self, TEMP_PREFIX};
 use crate::{Result, Store, StoreError};
 
 /// What [`Store::prune`] did.
@@ -66,7 +66,8 @@ impl Store {
                 continue;
             }
             let age = meta.modified().ok().and_then(|m| now.duration_since(m).ok()).unwrap_or_default();
-            if age < grace {
+            // A temp file whose writer died is a leftover whatever its age.
+            if age < grace && !fsutil::writer_gone(&name) {
                 continue;
             }
             let removable = match Digest::parse(&name) {
@@ -95,24 +96,42 @@ impl Store {
             }
         }
         drop(locked);
-        self.remove_empty_manifest_dirs();
+        report.removed_other += self.sweep_manifests(grace);
         Ok(report)
     }
 
-    fn remove_empty_manifest_dirs(&self) {
-        fn walk(dir: &std::path::Path, depth: usize) {
+    /// Removes the manifests' crash leftovers (temp files of a write cut short: their writer is
+    /// gone, or they are older than `grace`) and empty directories. Returns the files removed.
+    fn sweep_manifests(&self, grace: Duration) -> usize {
+        fn walk(dir: &std::path::Path, depth: usize, grace: Duration, removed: &mut usize) {
             if depth > 3 {
                 return;
             }
             let Ok(rd) = fs::read_dir(dir) else { return };
             for entry in rd.filter_map(|e| e.ok()) {
+                let p = entry.path();
                 if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                    let p = entry.path();
-                    walk(&p, depth + 1);
+                    walk(&p, depth + 1, grace, removed);
                     let _ = fs::remove_dir(&p); // only succeeds when empty
+                    continue;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let old = || {
+                    entry
+                        .metadata()
+                        .ok()
+                        .and_then(|m| m.modified().ok())
+                        .and_then(|m| m.elapsed().ok())
+                        .is_some_and(|a| a >= grace)
+                };
+                if name.starts_with(TEMP_PREFIX) && (fsutil::writer_gone(&name) || old()) && fs::remove_file(&p).is_ok()
+                {
+                    *removed += 1;
                 }
             }
         }
-        walk(&self.manifests, 0);
+        let mut removed = 0;
+        walk(&self.manifests, 0, grace, &mut removed);
+        removed
     }
 }

@@ -408,3 +408,29 @@ fn leased_blob_survives_delete_of_its_last_model() {
     store.delete(&name("c")).unwrap();
     assert!(!store.has_blob(&weights), "lease expired");
 }
+
+/// Issue 13: a write cut short by `kill -9` leaves a temp file named after its writer's pid; the
+/// next start removes it at once (the writer is gone), young as it is, in blobs and manifests
+/// alike, and leaves a live writer's alone.
+#[test]
+fn temp_files_of_a_dead_writer_are_removed_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    create(&store, spec("kept", upload(&store, &tiny_bytes())));
+    // A pid that is not running: past the kernel's pid_max.
+    let dead = 4_194_305 + 7;
+    let blobs = dir.path().join("blobs");
+    let manifest_dir = dir.path().join("manifests/registry.ollama.ai/library/kept");
+    fs::write(blobs.join(format!(".tmp-{dead}-abc")), b"half a blob").unwrap();
+    fs::write(manifest_dir.join(format!(".tmp-{dead}-def")), b"{").unwrap();
+    let live = format!(".tmp-{}-ghi", std::process::id());
+    let parent = format!(".tmp-{}-jkl", std::os::unix::process::parent_id());
+    fs::write(blobs.join(&live), b"ours, in progress").unwrap();
+    fs::write(blobs.join(&parent), b"a live writer's").unwrap();
+    let report = store.prune(Duration::from_secs(3600)).unwrap();
+    assert_eq!(report.removed_other, 2, "{report:?}");
+    assert!(!blobs.join(format!(".tmp-{dead}-abc")).exists());
+    assert!(!manifest_dir.join(format!(".tmp-{dead}-def")).exists());
+    assert!(blobs.join(&live).exists() && blobs.join(&parent).exists());
+    every_manifest_is_complete(&store);
+}
