@@ -9,6 +9,7 @@
 //! Architecture invariant: this crate is the only one that talks to registries, and the store
 //! remains the only one that writes the models directory.
 
+pub mod answers;
 mod auth;
 mod identity;
 mod pull;

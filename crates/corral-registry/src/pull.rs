@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use corral_store::{unblock, AsyncStore, Committed, PartWriter, PinGuard, StoreError};
 use corral_types::api::ProgressResponse;
-use corral_types::{Digest, Layer, Manifest, ModelName};
+use corral_types::{Digest, Layer, ModelName};
 use futures_util::StreamExt;
 use reqwest::header::{ACCEPT, CONTENT_RANGE, RANGE};
 use reqwest::StatusCode;
@@ -43,17 +43,7 @@ impl Registry {
         let repo = repo(name, insecure, digest.map(|d| d.to_string()).as_deref())?;
         progress(status("pulling manifest"));
         let bytes = self.manifest(&repo, name).await?;
-        if let Some(want) = digest {
-            let got = Digest::of(&bytes);
-            if got != *want {
-                return Err(RegistryError::BadManifest(format!("manifest digest is {got}, expected {want}")));
-            }
-        }
-        let manifest: Manifest =
-            serde_json::from_slice(&bytes).map_err(|e| RegistryError::BadManifest(e.to_string()))?;
-        if manifest.schema_version != 2 {
-            return Err(RegistryError::BadManifest(format!("schema version {} (expected 2)", manifest.schema_version)));
-        }
+        let manifest = crate::answers::manifest(&bytes, digest)?;
 
         let mut pins: Vec<PinGuard> = Vec::new();
         let blobs: Vec<Layer> = manifest.layers.iter().chain(std::iter::once(&manifest.config)).cloned().collect();
@@ -213,7 +203,7 @@ impl Registry {
         let whole = match resp.status() {
             StatusCode::PARTIAL_CONTENT => {
                 let range = resp.headers().get(CONTENT_RANGE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-                let (first, total) = parse_content_range(range).unwrap_or_default();
+                let (first, total) = crate::answers::content_range(range).unwrap_or_default();
                 if total != Some(size) {
                     return Err(RegistryError::BadManifest(format!(
                         "{what}: the registry holds {} bytes, the manifest says {size} bytes",
@@ -271,9 +261,3 @@ impl Registry {
     }
 }
 
-/// The first byte and the total of a `Content-Range: bytes FIRST-LAST/TOTAL` value (the total may
-/// be `*`, unknown).
-fn parse_content_range(value: &str) -> Option<(Option<u64>, Option<u64>)> {
-    let (range, total) = value.trim().strip_prefix("bytes ")?.split_once('/')?;
-    Some((range.split_once('-')?.0.trim().parse().ok(), total.trim().parse().ok()))
-}

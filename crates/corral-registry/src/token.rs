@@ -87,12 +87,7 @@ impl Registry {
             return Err(Refused::Denied(status));
         }
         let body = read_bounded(resp, 64 << 10).await.map_err(Refused::Other)?;
-        let v: serde_json::Value = serde_json::from_slice(&body)
-            .map_err(|_| Refused::Other(RegistryError::Config("the token service sent no JSON".into())))?;
-        let token = v.get("token").or_else(|| v.get("access_token")).and_then(|t| t.as_str());
-        token
-            .map(|t| format!("Bearer {t}"))
-            .ok_or_else(|| Refused::Other(RegistryError::Config("the token service sent no token".into())))
+        crate::answers::token(&body).map(|t| format!("Bearer {t}")).map_err(Refused::Other)
     }
 }
 

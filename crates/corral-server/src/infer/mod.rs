@@ -12,7 +12,7 @@
 
 pub mod answer;
 pub mod options;
-pub mod parse;
+pub use corral_parse as parse;
 pub mod prompt;
 pub mod request;
 pub mod start;

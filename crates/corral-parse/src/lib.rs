@@ -7,6 +7,9 @@
 //! followed by JSON (Mistral), or an answer that is nothing but a JSON call, which small models
 //! emit without the tags their template asks for. A call must name one of the request's tools;
 //! anything that does not parse as a call is passed on as content, never dropped.
+//!
+//! Its own crate (the server's answer streaming uses it) so that it can be fuzzed alone: how the
+//! text is cut into tokens never changes what comes out (`fuzz/fuzz_targets/output_parser.rs`).
 
 use serde_json::{Map, Value};
 
@@ -58,6 +61,8 @@ pub struct OutputParser {
     at_start: bool,
     /// Some thinking has been given out (later whitespace in it is kept).
     thought: bool,
+    /// The answer's start was tried as a bare JSON call and is not one.
+    not_json: bool,
 }
 
 impl OutputParser {
@@ -69,7 +74,7 @@ impl OutputParser {
             (true, false) => State::ThinkStart,
             _ => State::Content,
         };
-        OutputParser { state, buf: String::new(), tools, at_start: true, thought: false }
+        OutputParser { state, buf: String::new(), tools, at_start: true, thought: false, not_json: false }
     }
 
     /// Whether the answer is complete (a bare JSON call): the generation may be stopped.
@@ -115,8 +120,10 @@ impl OutputParser {
             State::ThinkStart => {
                 let trimmed = self.buf.trim_start();
                 if trimmed.is_empty() {
-                    self.buf.clear();
+                    // Kept until the tag is known to be absent (then it is the content's), so a
+                    // space sent as a token of its own is not lost (found by the fuzzer).
                     if end {
+                        self.buf.clear();
                         self.state = State::Content;
                     }
                     return false;
@@ -213,20 +220,10 @@ impl OutputParser {
                                 self.state = State::Done;
                                 false
                             }
-                            None => {
-                                let all = std::mem::take(&mut self.buf);
-                                self.content(out, all);
-                                self.state = State::Content;
-                                true
-                            }
+                            None => self.not_json(),
                         }
                     }
-                    None if end || !could_be_json(&self.buf[lead..]) => {
-                        let all = std::mem::take(&mut self.buf);
-                        self.content(out, all);
-                        self.state = State::Content;
-                        !end
-                    }
+                    None if end || !could_be_json(&self.buf[lead..]) => self.not_json(),
                     None => false,
                 }
             }
@@ -253,7 +250,7 @@ impl OutputParser {
             // `[TOOL` may be a tag or JSON: wait.
             return false;
         }
-        if self.at_start && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
+        if self.at_start && !self.not_json && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
             self.state = State::Json;
             return true;
         }
@@ -264,6 +261,15 @@ impl OutputParser {
         let ready: String = self.buf.drain(..self.buf.len() - keep).collect();
         self.content(out, ready);
         false
+    }
+
+    /// The answer's start is no bare JSON call: it is content, read as such from its first byte,
+    /// so a tag inside it is still found wherever the tokens were cut (found by the fuzzer: the
+    /// whole buffer used to go out as content, taking the start of a tag with it).
+    fn not_json(&mut self) -> bool {
+        self.not_json = true;
+        self.state = State::Content;
+        true
     }
 
     /// The calls in `text`: one call object, an array of them, or a sequence of objects. None if
@@ -325,6 +331,9 @@ fn partial_suffix(text: &str, tags: &[&str]) -> usize {
 fn json_end(text: &str) -> Option<usize> {
     let mut it = serde_json::Deserializer::from_str(text).into_iter::<serde::de::IgnoredAny>();
     match it.next()? {
+        // A number that reaches the end of the text may go on in the next token ("1", then "2"):
+        // not complete yet (found by the fuzzer: cut there, a call read differently).
+        Ok(_) if it.byte_offset() == text.len() && text.ends_with(|c: char| c.is_ascii_digit()) => None,
         Ok(_) => Some(it.byte_offset()),
         Err(_) => None,
     }
@@ -339,8 +348,8 @@ fn could_be_json(text: &str) -> bool {
     }
 }
 
-/// Joins neighbouring pieces of the same kind.
-fn merge(pieces: Vec<Piece>) -> Vec<Piece> {
+/// Joins neighbouring pieces of the same kind (as a reader of the answer sees them).
+pub fn merge(pieces: Vec<Piece>) -> Vec<Piece> {
     let mut out: Vec<Piece> = Vec::with_capacity(pieces.len());
     for p in pieces {
         match (out.last_mut(), p) {
@@ -355,6 +364,38 @@ fn merge(pieces: Vec<Piece>) -> Vec<Piece> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    // Issue 13, found by fuzz/fuzz_targets/output_parser.rs: with thinking on, a leading space
+    // that came as its own token was dropped, but kept when it came with the text after it.
+    #[test]
+    fn issue_13_a_tag_after_a_false_json_start_is_found_however_tokens_are_cut() {
+        let run = |chunks: &[&str]| {
+            let mut p = OutputParser::new(false, false, vec!["search".into()]);
+            let mut out: Vec<Piece> = chunks.iter().flat_map(|c| p.push(c)).collect();
+            out.extend(p.finish());
+            merge(out)
+        };
+        let text = r#"[T [TOOL_CALLS][{"name": "search", "arguments": {"q": "x"}}] done"#;
+        let whole = run(&[text]);
+        assert!(matches!(&whole[..], [Piece::Content(a), Piece::Call(c), Piece::Content(b)]
+            if a == "[T " && c.name == "search" && b == " done"), "{whole:?}");
+        let pairs: Vec<&str> = text.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        assert_eq!(run(&pairs), whole);
+    }
+
+    #[test]
+    fn issue_13_leading_whitespace_does_not_depend_on_how_tokens_are_cut() {
+        let run = |chunks: &[&str]| {
+            let mut p = OutputParser::new(true, false, vec![]);
+            let mut out: Vec<Piece> = chunks.iter().flat_map(|c| p.push(c)).collect();
+            out.extend(p.finish());
+            merge(out)
+        };
+        let whole = run(&[" Hi there"]);
+        assert_eq!(whole, vec![Piece::Content(" Hi there".into())]);
+        assert_eq!(run(&[" ", "Hi", " there"]), whole);
+        assert_eq!(run(&[" ", "<think>", "hm</think>", "Hi"]), run(&[" <think>hm</think>Hi"]));
+    }
     use serde_json::json;
 
     /// Feeds `chunks` and returns all pieces, merged.
