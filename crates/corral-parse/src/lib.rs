@@ -238,6 +238,20 @@ impl OutputParser {
         }
         let found =
             CALL_TAGS.iter().enumerate().filter_map(|(i, (open, _))| self.buf.find(open).map(|at| (at, i))).min();
+        let trimmed = self.buf.trim_start();
+        let lead = self.buf.len() - trimmed.len();
+        // An answer that starts as JSON is tried as a bare call before any tag further on is
+        // looked for, as it is when the tag has not arrived yet (found by the fuzzer).
+        if found.is_none_or(|(at, _)| at > lead) && self.at_start {
+            if !end && CALL_TAGS.iter().any(|(open, _)| !trimmed.is_empty() && open.starts_with(trimmed)) {
+                // `[TOOL` may be a tag or JSON: wait.
+                return false;
+            }
+            if !self.not_json && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
+                self.state = State::Json;
+                return true;
+            }
+        }
         if let Some((at, tag)) = found {
             let before: String = self.buf.drain(..at).collect();
             self.content(out, before);
@@ -246,14 +260,6 @@ impl OutputParser {
             return true;
         }
         let trimmed = self.buf.trim_start();
-        if self.at_start && !end && CALL_TAGS.iter().any(|(open, _)| !trimmed.is_empty() && open.starts_with(trimmed)) {
-            // `[TOOL` may be a tag or JSON: wait.
-            return false;
-        }
-        if self.at_start && !self.not_json && (trimmed.starts_with('{') || trimmed.starts_with('[')) {
-            self.state = State::Json;
-            return true;
-        }
         let opens: Vec<&str> = CALL_TAGS.iter().map(|(o, _)| *o).collect();
         let keep = if end { 0 } else { partial_suffix(&self.buf, &opens) };
         // At the start, whitespace is held too: a JSON call may follow it.
