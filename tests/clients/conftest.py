@@ -9,21 +9,23 @@ from pathlib import Path
 import pytest
 
 
+def harness_env(name: str) -> str:
+    """A variable the Rust harness sets; without it these tests cannot run."""
+    value = os.environ.get(name)
+    if not value:
+        pytest.fail(f"{name} is not set: run these through `cargo test --test clients`")
+    return value
+
+
 @pytest.fixture(scope="session")
 def base_url() -> str:
-    url = os.environ.get("CORRAL_URL")
-    if not url:
-        pytest.fail("CORRAL_URL is not set: run these through `cargo test --test clients`")
-    return url
+    return harness_env("CORRAL_URL")
 
 
 @pytest.fixture(scope="session")
 def api_key() -> str:
     """The key the server asks for. ollama-python finds it in OLLAMA_API_KEY by itself."""
-    key = os.environ.get("CORRAL_API_KEY")
-    if not key:
-        pytest.fail("CORRAL_API_KEY is not set: run these through `cargo test --test clients`")
-    return key
+    return harness_env("CORRAL_API_KEY")
 
 
 # The chat model (SmolLM2-135M-Instruct) and the tools model (Qwen2.5-Coder-0.5B-Instruct).

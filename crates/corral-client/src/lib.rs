@@ -62,8 +62,9 @@ impl Client {
     /// with `CORRAL_API_KEYS`).
     pub fn with_api_key(base: impl Into<String>, api_key: Option<&str>) -> Self {
         let mut headers = reqwest::header::HeaderMap::new();
-        if let Some(value) = api_key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok()) {
-            let mut value = value;
+        if let Some(mut value) =
+            api_key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok())
+        {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }

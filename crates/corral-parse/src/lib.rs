@@ -383,8 +383,11 @@ mod tests {
         };
         let text = r#"[T [TOOL_CALLS][{"name": "search", "arguments": {"q": "x"}}] done"#;
         let whole = run(&[text]);
-        assert!(matches!(&whole[..], [Piece::Content(a), Piece::Call(c), Piece::Content(b)]
-            if a == "[T " && c.name == "search" && b == " done"), "{whole:?}");
+        assert!(
+            matches!(&whole[..], [Piece::Content(a), Piece::Call(c), Piece::Content(b)]
+            if a == "[T " && c.name == "search" && b == " done"),
+            "{whole:?}"
+        );
         let pairs: Vec<&str> = text.as_bytes().chunks(2).map(|c| std::str::from_utf8(c).unwrap()).collect();
         assert_eq!(run(&pairs), whole);
     }

@@ -338,14 +338,14 @@ impl Settings {
 /// a server meant to ask for keys must not start without them.
 fn api_keys(get: &impl Fn(&str) -> Option<String>) -> Result<corral_server::ApiKeys, String> {
     let mut keys: Vec<String> = get(CORRAL_API_KEYS).unwrap_or_default().split(',').map(str::to_string).collect();
-    if let Some(path) = get(CORRAL_API_KEYS_FILE).filter(|p| !p.trim().is_empty()) {
-        let text = std::fs::read_to_string(path.trim())
-            .map_err(|e| format!("{CORRAL_API_KEYS_FILE}: {}: {e}", path.trim()))?;
+    let file = get(CORRAL_API_KEYS_FILE).map(|p| p.trim().to_string()).filter(|p| !p.is_empty());
+    if let Some(path) = &file {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("{CORRAL_API_KEYS_FILE}: {path}: {e}"))?;
         let lines = text.lines().filter(|l| !l.trim_start().starts_with('#'));
         keys.extend(lines.flat_map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>()));
     }
     let keys = corral_server::ApiKeys::new(keys);
-    if get(CORRAL_API_KEYS_FILE).is_some_and(|p| !p.trim().is_empty()) && keys.is_empty() {
+    if file.is_some() && keys.is_empty() {
         return Err(format!("{CORRAL_API_KEYS_FILE}: the file holds no keys"));
     }
     Ok(keys)
