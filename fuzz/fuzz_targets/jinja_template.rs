@@ -12,8 +12,12 @@ mod conversation;
 fuzz_target!(|data: &[u8]| {
     let Ok(src) = std::str::from_utf8(data) else { return };
     let Ok(template) = JinjaTemplate::new(src, "<s>", "</s>") else { return };
-    let opts =
-        RenderOptions { tools: Some(conversation::tools()), add_generation_prompt: true, enable_thinking: Some(true) };
+    let opts = RenderOptions {
+        tools: Some(conversation::tools()),
+        add_generation_prompt: true,
+        enable_thinking: Some(true),
+        reasoning_effort: Some("high".into()),
+    };
     if let Ok(out) = template.render(&conversation::messages(), &opts) {
         assert!(out.len() <= corral_template::MAX_OUTPUT);
     }

@@ -34,6 +34,17 @@ def test_system_and_max_tokens(client):
     assert r.stop_reason == "max_tokens" and r.usage.output_tokens == 3
 
 
+def test_count_tokens_is_what_the_answer_reads(client):
+    system, messages = "You are a geography teacher.", [{"role": "user", "content": QUESTION}]
+    counted = client.messages.count_tokens(model=CHAT, system=system, messages=messages)
+    r = client.messages.create(model=CHAT, max_tokens=3, system=system, messages=messages)
+    # Tokens read from the prompt cache (an earlier test asked the same) are counted apart.
+    assert counted.input_tokens == r.usage.input_tokens + (r.usage.cache_read_input_tokens or 0)
+    longer = client.messages.count_tokens(model=CHAT, system=system,
+                                          messages=[{"role": "user", "content": QUESTION + " Say why."}])
+    assert longer.input_tokens > counted.input_tokens
+
+
 def test_streaming(client):
     with client.messages.stream(model=CHAT, max_tokens=64, extra_body=GREEDY,
                                 messages=[{"role": "user", "content": QUESTION}]) as stream:

@@ -34,6 +34,17 @@ def test_generate(client):
     assert r.context
 
 
+def test_fill_in_the_middle(client):
+    # Qwen2.5-Coder's vocabulary has FIM tokens: the answer is what goes between prompt and suffix.
+    assert "insert" in client.show(TOOLS).capabilities
+    r = client.generate(model=TOOLS, prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(2, 3))\n",
+                        options={"temperature": 0, "num_predict": 8})
+    assert "a + b" in r.response
+    with pytest.raises(ollama.ResponseError) as e:
+        client.generate(model=CHAT, prompt="x", suffix="y")
+    assert e.value.status_code == 400 and "insert" in str(e.value)
+
+
 def test_structured_output(client):
     schema = {"type": "object", "properties": {"capital": {"type": "string"}}, "required": ["capital"]}
     r = client.chat(model=CHAT, messages=[{"role": "user", "content": "What is the capital of France? Reply in JSON."}],

@@ -93,11 +93,19 @@ def test_completions(client):
     assert r.object == "text_completion"
 
 
+def test_completions_fill_in_the_middle(client):
+    r = client.completions.create(model=TOOLS, prompt="def add(a, b):\n    return ", suffix="\n\nprint(add(2, 3))\n",
+                                  max_tokens=8, temperature=0)
+    assert "a + b" in r.choices[0].text
+
+
 def test_models(client):
     ids = {m.id for m in client.models.list()}
     assert {f"{CHAT}:latest", f"{TOOLS}:latest"} <= ids
+    # The id is the name as asked, as Ollama answers.
     m = client.models.retrieve(CHAT)
-    assert m.id == f"{CHAT}:latest" and m.owned_by == "library"
+    assert m.id == CHAT and m.owned_by == "library"
+    assert client.models.retrieve(f"{CHAT}:latest").id == f"{CHAT}:latest"
 
 
 def test_errors(client):

@@ -1,14 +1,19 @@
 //! Safetensors models to GGUF, as Ollama's `create` does with `FROM <directory>`.
 //!
-//! Only BERT encoders (sentence-embedding models such as all-MiniLM-L6-v2) are converted so far.
-//! Tensor names follow GGUF's BERT naming, metadata `bert.*`, and the WordPiece vocabulary is
+//! BERT encoders (sentence-embedding models such as all-MiniLM-L6-v2), and decoder language
+//! models: llama, Mistral, qwen2, qwen3, gemma2 and gemma3 ([`decoder`], with byte-level BPE
+//! tokenizers from [`tokenizer`] or SentencePiece ones from [`sentencepiece`]). For BERT, tensor
+//! names follow GGUF's BERT naming, metadata `bert.*`, and the WordPiece vocabulary is
 //! written the way llama.cpp's own converter writes it (word pieces without their `##`, whole
 //! words with a leading `▁`), so llama.cpp's WPM tokenizer reproduces the Python one.
 //!
 //! Everything read is bounded and checked: a tensor whose range, dtype or shape does not add up,
 //! a missing tensor, or a vocabulary that does not match the model is an error naming it.
 
+pub mod decoder;
 pub mod safetensors;
+pub mod sentencepiece;
+pub mod tokenizer;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -193,8 +198,12 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
     let is_bert =
         config.get("model_type").and_then(Value::as_str) == Some("bert") || archs.iter().any(|a| a.starts_with("Bert"));
     if !is_bert {
+        if let Some(arch) = decoder::Arch::of(&config) {
+            return decoder::convert(files, &config, arch, quantize);
+        }
+        let named = if archs.is_empty() { "none named in config.json".to_string() } else { archs.join(", ") };
         return Err(ConvertError::Unsupported(format!(
-            "only BERT models can be converted from safetensors so far (this one is {archs:?})"
+            "unsupported architecture ({named}): Corral converts BERT, llama, Mistral, qwen2, qwen3, gemma2 and gemma3 (text) models from safetensors"
         )));
     }
     let (embd, ffn, layers, heads) = (

@@ -16,6 +16,7 @@ pub mod backends;
 mod grammar;
 mod llama;
 mod offload;
+pub mod quantize;
 mod sample;
 mod slots;
 mod stop;

@@ -23,8 +23,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use corral_types::runner::{
-    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCacheType, KvCells, LoadOptions, RunnerInfo, TokenLogprob,
-    Usage,
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCacheType, KvCells, LoadOptions, RunnerInfo, ThinkBudget,
+    TokenLogprob, Usage,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -151,8 +151,13 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
         .map_err(Clone::clone)
 }
 
+/// Initialises llama.cpp's backend, quietly (for work that loads no model: quantizing).
+pub(crate) fn init_backend() -> Result<(), String> {
+    backend(false).map(|_| ())
+}
+
 /// Drops llama.cpp's and ggml's log lines.
-fn quiet() {
+pub(crate) fn quiet() {
     unsafe extern "C" fn drop_line(
         _level: llama_cpp_sys_2::ggml_log_level,
         _text: *const std::ffi::c_char,
@@ -330,6 +335,60 @@ struct Job {
     first_token: Option<Instant>,
     /// Batch index of this job's logits in the current step.
     logits_at: Option<i32>,
+    /// The thinking bound, while it may still apply.
+    think: Option<Thinking>,
+    /// Tokens written for the model (a closing tag), taken instead of sampling, one per step.
+    forced: VecDeque<LlamaToken>,
+}
+
+/// Where a job is in its thinking, for [`ThinkBudget`].
+struct Thinking {
+    budget: ThinkBudget,
+    inside: bool,
+    /// Thinking tokens generated so far.
+    spent: u32,
+    /// The latest output text, to find a tag cut across tokens.
+    tail: String,
+}
+
+impl Thinking {
+    /// Follows one more token of output; true when the budget is spent inside the thinking.
+    fn after(&mut self, text: &str) -> ThinkStep {
+        self.tail.push_str(text);
+        let tag = if self.inside { &self.budget.close } else { &self.budget.open };
+        if self.tail.contains(tag.as_str()) {
+            if self.inside {
+                return ThinkStep::Closed;
+            }
+            self.inside = true;
+            self.tail.clear();
+            return ThinkStep::Going;
+        }
+        // Keep only what a tag could still end in.
+        let keep = self.budget.open.len().max(self.budget.close.len());
+        if self.tail.len() > keep {
+            let mut cut = self.tail.len() - keep;
+            while !self.tail.is_char_boundary(cut) {
+                cut += 1;
+            }
+            self.tail.drain(..cut);
+        }
+        if self.inside {
+            self.spent += 1;
+            if self.spent >= self.budget.tokens {
+                return ThinkStep::Spent;
+            }
+        }
+        ThinkStep::Going
+    }
+}
+
+enum ThinkStep {
+    Going,
+    /// The model closed its thinking itself.
+    Closed,
+    /// The budget is spent: the closing tag is to be written.
+    Spent,
 }
 
 struct Loop<'m, 'c> {
@@ -631,6 +690,13 @@ impl Loop<'_, '_> {
                 started: Instant::now(),
                 first_token: None,
                 logits_at: None,
+                think: req.think_budget.map(|budget| Thinking {
+                    inside: budget.inside,
+                    budget,
+                    spent: 0,
+                    tail: String::new(),
+                }),
+                forced: VecDeque::new(),
             });
         }
     }
@@ -700,13 +766,15 @@ impl Loop<'_, '_> {
         let Some(at) = job.logits_at.take() else { return };
         let now = Instant::now();
         job.first_token.get_or_insert(now);
-        let token = match &mut job.picker {
-            Picker::Argmax => LlamaToken(sample::argmax(self.ctx.get_logits_ith(at)) as i32),
-            Picker::Chain(s) => s.sample(self.ctx, at),
+        let forced = job.forced.pop_front();
+        let token = match (forced, &mut job.picker) {
+            (Some(token), _) => token,
+            (None, Picker::Argmax) => LlamaToken(sample::argmax(self.ctx.get_logits_ith(at)) as i32),
+            (None, Picker::Chain(s)) => s.sample(self.ctx, at),
         };
         let vocab = self.model.vocab();
         let piece = |t: LlamaToken| vocab.token_to_piece(t, true, None);
-        let logprob = job.logprobs.map(|top| {
+        let logprob = job.logprobs.filter(|_| forced.is_none()).map(|top| {
             let (lp, alternatives) = sample::logprobs(self.ctx.get_logits_ith(at), token.0 as usize, top as usize);
             let bytes = piece(token);
             TokenLogprob {
@@ -719,11 +787,26 @@ impl Loop<'_, '_> {
                     .collect(),
             }
         });
-        if vocab.is_eog(token) {
+        if vocab.is_eog(token) && forced.is_none() {
             return self.finish(i, DoneReason::Stop);
         }
         job.output.push(token);
-        let (text, stopped) = job.stop.push(&piece(token));
+        let bytes = piece(token);
+        if forced.is_none() {
+            if let Some(thinking) = job.think.as_mut() {
+                match thinking.after(&String::from_utf8_lossy(&bytes)) {
+                    ThinkStep::Going => {}
+                    ThinkStep::Closed => job.think = None,
+                    ThinkStep::Spent => {
+                        // The closing tag follows this token, as if the model had written it.
+                        let close = format!("\n{}\n\n", thinking.budget.close);
+                        job.forced = vocab.tokenize(close.as_bytes(), false, true).into();
+                        job.think = None;
+                    }
+                }
+            }
+        }
+        let (text, stopped) = job.stop.push(&bytes);
         if (!text.is_empty() || logprob.is_some()) && job.events.send(Event::Token { text, logprob }).is_err() {
             return self.free(i);
         }

@@ -6,7 +6,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use corral_engine::{Engine, Event, LlamaEngine};
-use corral_types::runner::{CompletionRequest, Constraint, DoneReason, LoadOptions, Sampling};
+use corral_types::runner::{CompletionRequest, Constraint, DoneReason, LoadOptions, Sampling, ThinkBudget};
 
 fn options(path: &str, parallel: u32) -> LoadOptions {
     LoadOptions {
@@ -46,6 +46,7 @@ fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> Comple
         stop: vec![],
         constraint: None,
         logprobs: None,
+        think_budget: None,
     }
 }
 
@@ -246,4 +247,25 @@ fn prompts_that_do_not_fit_are_refused() {
     }
     assert_eq!(engine.detokenize(&engine.tokenize("Hello world").unwrap()).unwrap(), "Hello world");
     assert!(engine.detokenize(&[u32::MAX]).is_err());
+}
+
+// Issue 14: Anthropic's `budget_tokens`. Past the budget the closing tag is written for the model
+// and the answer follows; the thinking before it is exactly what the model wrote.
+#[test]
+fn issue_14_a_thinking_budget_closes_the_thinking_for_the_model() {
+    let engine = tiny();
+    let prompt = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n<think>";
+    let (thought, _, n) = run(engine, request(prompt, greedy(), Some(5)));
+    assert_eq!(n, 5);
+    let budget = ThinkBudget { tokens: 5, open: "<think>".into(), close: "</think>".into(), inside: true };
+    let req = CompletionRequest { think_budget: Some(budget), ..request(prompt, greedy(), Some(30)) };
+    let (text, reason, n) = run(engine, req);
+    assert_eq!((reason, n), (DoneReason::Length, 30));
+    let rest = text.strip_prefix(&thought).unwrap_or_else(|| panic!("{text:?} starts with {thought:?}"));
+    assert!(rest.starts_with("\n</think>\n\n"), "{rest:?}");
+    assert!(rest.len() > "\n</think>\n\n".len(), "the answer follows: {rest:?}");
+    // Outside a thinking block nothing is counted: the tag never opens, nothing is written.
+    let budget = ThinkBudget { tokens: 5, open: "<think>".into(), close: "</think>".into(), inside: false };
+    let req = CompletionRequest { think_budget: Some(budget), ..request(prompt, greedy(), Some(30)) };
+    assert!(!run(engine, req).0.contains("</think>"));
 }

@@ -17,6 +17,8 @@ mod types;
 mod value;
 mod write;
 
+mod dequant;
+pub use dequant::dequantize;
 pub use read::{read, read_bytes, read_path, Gguf, GgufError, Limits, TensorInfo};
 pub use types::{file_type_name, GgmlType};
 pub use value::{ArrayValue, MetaValue};

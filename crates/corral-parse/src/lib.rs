@@ -8,8 +8,21 @@
 //! emit without the tags their template asks for. A call must name one of the request's tools;
 //! anything that does not parse as a call is passed on as content, never dropped.
 //!
+//! Model families write calls their own ways; [`Family::of_template`] picks one from the chat
+//! template, and [`OutputParser::with_family`] adds its tags: Llama 3.x's `<|python_tag|>` before a
+//! JSON call (whose arguments are `parameters`), Mistral's newer `[TOOL_CALLS]name[ARGS]{…}`,
+//! Qwen3-Coder's `<function=name><parameter=key>value</parameter></function>` inside
+//! `<tool_call>`, DeepSeek V3/R1's `<｜tool▁calls▁begin｜>` blocks, Command R's
+//! `<|START_ACTION|>[{"tool_name", "parameters"}]<|END_ACTION|>` (with its own thinking tags, and
+//! response tags dropped), and Granite's `<|tool_call|>[…]`. gpt-oss writes harmony messages
+//! (`<|channel|>analysis<|message|>…<|end|>`): its own reader ([`harmony`]) sends the analysis
+//! channel to thinking, the final channel to content, and a commentary message addressed
+//! `to=functions.name` as a call.
+//!
 //! Its own crate (the server's answer streaming uses it) so that it can be fuzzed alone: how the
 //! text is cut into tokens never changes what comes out (`fuzz/fuzz_targets/output_parser.rs`).
+
+pub mod harmony;
 
 use serde_json::{Map, Value};
 
@@ -31,8 +44,87 @@ pub enum Piece {
 /// Tags around thinking.
 pub const THINK_OPEN: &str = "<think>";
 pub const THINK_CLOSE: &str = "</think>";
-/// Tags that start a tool call, and how each ends (`None`: the JSON that follows ends it).
-const CALL_TAGS: [(&str, Option<&str>); 2] = [("<tool_call>", Some("</tool_call>")), ("[TOOL_CALLS]", None)];
+/// A tag that starts a tool call, and how the call ends (`None`: the call expression that
+/// follows ends it: JSON, or `name[ARGS]{…}`).
+type CallTag = (&'static str, Option<&'static str>);
+/// Tags every parser knows: Qwen 2.5 / Hermes, and Mistral.
+const CALL_TAGS: [CallTag; 2] = [("<tool_call>", Some("</tool_call>")), ("[TOOL_CALLS]", None)];
+
+/// DeepSeek's markers (fullwidth bars, and `▁` for spaces).
+const DEEPSEEK_CALLS_BEGIN: &str = "<\u{ff5c}tool\u{2581}calls\u{2581}begin\u{ff5c}>";
+const DEEPSEEK_CALLS_END: &str = "<\u{ff5c}tool\u{2581}calls\u{2581}end\u{ff5c}>";
+const DEEPSEEK_CALL_BEGIN: &str = "<\u{ff5c}tool\u{2581}call\u{2581}begin\u{ff5c}>";
+const DEEPSEEK_CALL_END: &str = "<\u{ff5c}tool\u{2581}call\u{2581}end\u{ff5c}>";
+const DEEPSEEK_SEP: &str = "<\u{ff5c}tool\u{2581}sep\u{ff5c}>";
+
+/// How a model family writes tool calls and thinking.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    /// `<tool_call>{…}</tool_call>`, `[TOOL_CALLS]{…}`, bare JSON; `<think>`.
+    Generic,
+    Llama3,
+    Mistral,
+    Qwen3Coder,
+    DeepSeek,
+    CommandR,
+    Granite,
+    /// gpt-oss: harmony channels.
+    Harmony,
+}
+
+impl Family {
+    /// The family whose markers the chat template writes (Generic when none).
+    pub fn of_template(template: &str) -> Family {
+        match () {
+            _ if template.contains("<|channel|>") && template.contains("<|message|>") => Family::Harmony,
+            _ if template.contains("<|START_ACTION|>") => Family::CommandR,
+            _ if template.contains(DEEPSEEK_CALLS_BEGIN) => Family::DeepSeek,
+            _ if template.contains("<function=") && template.contains("<parameter=") => Family::Qwen3Coder,
+            _ if template.contains("[TOOL_CALLS]") && template.contains("[ARGS]") => Family::Mistral,
+            _ if template.contains("<|tool_call|>") => Family::Granite,
+            _ if template.contains("<|python_tag|>") => Family::Llama3,
+            _ => Family::Generic,
+        }
+    }
+
+    /// Call tags beyond [`CALL_TAGS`].
+    fn call_tags(self) -> &'static [CallTag] {
+        match self {
+            Family::Llama3 => &[("<|python_tag|>", None)],
+            Family::DeepSeek => &[(DEEPSEEK_CALLS_BEGIN, Some(DEEPSEEK_CALLS_END))],
+            Family::CommandR => &[("<|START_ACTION|>", Some("<|END_ACTION|>"))],
+            Family::Granite => &[("<|tool_call|>", None)],
+            Family::Generic | Family::Mistral | Family::Qwen3Coder | Family::Harmony => &[],
+        }
+    }
+
+    /// The tags around its thinking.
+    pub fn think_tags(self) -> (&'static str, &'static str) {
+        match self {
+            Family::CommandR => ("<|START_THINKING|>", "<|END_THINKING|>"),
+            _ => (THINK_OPEN, THINK_CLOSE),
+        }
+    }
+
+    /// What opens thinking in the output, and what ends it when a budget cuts it short: the
+    /// thinking tags, or for gpt-oss the end of its analysis message and the start of its answer.
+    pub fn budget_tags(self) -> (&'static str, &'static str) {
+        match self {
+            Family::Harmony => {
+                ("<|channel|>analysis<|message|>", "<|end|><|start|>assistant<|channel|>final<|message|>")
+            }
+            other => other.think_tags(),
+        }
+    }
+
+    /// Markers around content that are not part of it.
+    fn dropped(self) -> &'static [&'static str] {
+        match self {
+            Family::CommandR => &["<|START_RESPONSE|>", "<|END_RESPONSE|>"],
+            _ => &[],
+        }
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum State {
@@ -54,7 +146,17 @@ enum State {
 
 pub struct OutputParser {
     state: State,
+    /// Set for gpt-oss: its messages are read by [`harmony::Reader`] instead.
+    harmony: Option<harmony::Reader>,
+    /// Thinking is wanted (gpt-oss always thinks; unwanted, its analysis is dropped).
+    wants_thinking: bool,
     buf: String,
+    /// Tags that start a call.
+    tags: Vec<CallTag>,
+    /// Tags around thinking.
+    think: (&'static str, &'static str),
+    /// Markers dropped from content.
+    dropped: &'static [&'static str],
     /// Tool names of the request; no tools means no tool-call parsing.
     tools: Vec<String>,
     /// Nothing but whitespace has been given out as content yet.
@@ -74,7 +176,30 @@ impl OutputParser {
             (true, false) => State::ThinkStart,
             _ => State::Content,
         };
-        OutputParser { state, buf: String::new(), tools, at_start: true, thought: false, not_json: false }
+        OutputParser {
+            state,
+            harmony: None,
+            wants_thinking: think,
+            buf: String::new(),
+            tags: CALL_TAGS.to_vec(),
+            think: (THINK_OPEN, THINK_CLOSE),
+            dropped: &[],
+            tools,
+            at_start: true,
+            thought: false,
+            not_json: false,
+        }
+    }
+
+    /// Reads `family`'s markers too.
+    pub fn with_family(mut self, family: Family) -> Self {
+        if family == Family::Harmony {
+            self.harmony = Some(harmony::Reader::default());
+        }
+        self.tags.extend_from_slice(family.call_tags());
+        self.think = family.think_tags();
+        self.dropped = family.dropped();
+        self
     }
 
     /// Whether the answer is complete (a bare JSON call): the generation may be stopped.
@@ -86,6 +211,10 @@ impl OutputParser {
     pub fn push(&mut self, text: &str) -> Vec<Piece> {
         self.buf.push_str(text);
         let mut out = Vec::new();
+        if self.harmony.is_some() {
+            self.harmony_step(&mut out, false);
+            return merge(out);
+        }
         while self.step(&mut out, false) {}
         merge(out)
     }
@@ -93,6 +222,10 @@ impl OutputParser {
     /// The generation ended: everything left is settled.
     pub fn finish(&mut self) -> Vec<Piece> {
         let mut out = Vec::new();
+        if self.harmony.is_some() {
+            self.harmony_step(&mut out, true);
+            return merge(out);
+        }
         while self.step(&mut out, true) {}
         if !self.buf.is_empty() {
             let rest = std::mem::take(&mut self.buf);
@@ -104,7 +237,13 @@ impl OutputParser {
         merge(out)
     }
 
-    fn content(&mut self, out: &mut Vec<Piece>, text: String) {
+    fn content(&mut self, out: &mut Vec<Piece>, mut text: String) {
+        // Markers that are not content leave as it goes out: content is never cut inside one
+        // (what may be the start of one is held back), so the same markers go however the
+        // tokens were cut (found by the fuzzer when they were dropped as they came in).
+        for marker in self.dropped {
+            text = text.replace(marker, "");
+        }
         if text.is_empty() {
             return;
         }
@@ -128,10 +267,10 @@ impl OutputParser {
                     }
                     return false;
                 }
-                if let Some(rest) = trimmed.strip_prefix(THINK_OPEN) {
+                if let Some(rest) = trimmed.strip_prefix(self.think.0) {
                     self.buf = rest.to_string();
                     self.state = State::Thinking;
-                } else if THINK_OPEN.starts_with(trimmed) && !end {
+                } else if self.think.0.starts_with(trimmed) && !end {
                     return false;
                 } else {
                     self.state = State::Content;
@@ -139,9 +278,10 @@ impl OutputParser {
                 true
             }
             State::Thinking => {
-                if let Some(i) = self.buf.find(THINK_CLOSE) {
+                let close = self.think.1;
+                if let Some(i) = self.buf.find(close) {
                     let thinking = self.buf[..i].trim_end().to_string();
-                    self.buf.drain(..i + THINK_CLOSE.len());
+                    self.buf.drain(..i + close.len());
                     let thinking = if self.thought { thinking } else { thinking.trim_start().to_string() };
                     if !thinking.is_empty() {
                         out.push(Piece::Thinking(thinking));
@@ -149,7 +289,7 @@ impl OutputParser {
                     self.state = State::AfterThinking;
                     return true;
                 }
-                let mut keep = if end { 0 } else { partial_suffix(&self.buf, &[THINK_CLOSE]) };
+                let mut keep = if end { 0 } else { partial_suffix(&self.buf, &[close]) };
                 if !end {
                     // Whitespace just before the closing tag is dropped, so hold it back.
                     let before = &self.buf[..self.buf.len() - keep];
@@ -180,10 +320,10 @@ impl OutputParser {
                 false
             }
             State::Call { tag } => {
-                let (open, close) = CALL_TAGS[tag];
+                let (open, close) = self.tags[tag];
                 let body_end = match close {
                     Some(close) => self.buf.find(close).map(|i| (i, i + close.len())),
-                    None => json_end(&self.buf).map(|i| (i, i)),
+                    None => call_expression_end(&self.buf).map(|i| (i, i)),
                 };
                 match body_end {
                     Some((i, j)) => {
@@ -232,18 +372,19 @@ impl OutputParser {
 
     fn step_content(&mut self, out: &mut Vec<Piece>, end: bool) -> bool {
         if self.tools.is_empty() {
-            let all = std::mem::take(&mut self.buf);
-            self.content(out, all);
+            let keep = if end { 0 } else { partial_suffix(&self.buf, self.dropped) };
+            let ready: String = self.buf.drain(..self.buf.len() - keep).collect();
+            self.content(out, ready);
             return false;
         }
         let found =
-            CALL_TAGS.iter().enumerate().filter_map(|(i, (open, _))| self.buf.find(open).map(|at| (at, i))).min();
+            self.tags.iter().enumerate().filter_map(|(i, (open, _))| self.buf.find(open).map(|at| (at, i))).min();
         let trimmed = self.buf.trim_start();
         let lead = self.buf.len() - trimmed.len();
         // An answer that starts as JSON is tried as a bare call before any tag further on is
         // looked for, as it is when the tag has not arrived yet (found by the fuzzer).
         if found.is_none_or(|(at, _)| at > lead) && self.at_start {
-            if !end && CALL_TAGS.iter().any(|(open, _)| !trimmed.is_empty() && open.starts_with(trimmed)) {
+            if !end && self.tags.iter().any(|(open, _)| !trimmed.is_empty() && open.starts_with(trimmed)) {
                 // `[TOOL` may be a tag or JSON: wait.
                 return false;
             }
@@ -255,12 +396,12 @@ impl OutputParser {
         if let Some((at, tag)) = found {
             let before: String = self.buf.drain(..at).collect();
             self.content(out, before);
-            self.buf.drain(..CALL_TAGS[tag].0.len());
+            self.buf.drain(..self.tags[tag].0.len());
             self.state = State::Call { tag };
             return true;
         }
         let trimmed = self.buf.trim_start();
-        let opens: Vec<&str> = CALL_TAGS.iter().map(|(o, _)| *o).collect();
+        let opens: Vec<&str> = self.tags.iter().map(|(o, _)| *o).chain(self.dropped.iter().copied()).collect();
         let keep = if end { 0 } else { partial_suffix(&self.buf, &opens) };
         // At the start, whitespace is held too: a JSON call may follow it.
         let keep = if self.at_start && trimmed.is_empty() && !end { self.buf.len() } else { keep };
@@ -281,6 +422,18 @@ impl OutputParser {
     /// The calls in `text`: one call object, an array of them, or a sequence of objects. None if
     /// it is anything else or names a tool the request does not have.
     fn calls(&self, text: &str) -> Option<Vec<ToolCall>> {
+        let trimmed = text.trim();
+        if trimmed.starts_with("<function=") {
+            return self.xml_calls(trimmed);
+        }
+        if trimmed.contains(DEEPSEEK_CALL_BEGIN) {
+            return self.deepseek_calls(trimmed);
+        }
+        if let Some((name, args)) = trimmed.split_once("[ARGS]") {
+            return Some(vec![self.call(
+                serde_json::json!({"name": name.trim(), "arguments": serde_json::from_str::<Value>(args).ok()?}),
+            )?]);
+        }
         let mut values = Vec::new();
         for v in serde_json::Deserializer::from_str(text.trim()).into_iter::<Value>() {
             match v.ok()? {
@@ -302,7 +455,8 @@ impl OutputParser {
         if let Some(Value::Object(f)) = obj.remove("function") {
             obj = f;
         }
-        let name = obj.get("name")?.as_str()?.to_string();
+        // Command R names it `tool_name`.
+        let name = obj.get("name").or_else(|| obj.get("tool_name"))?.as_str()?.to_string();
         if !self.tools.contains(&name) {
             return None;
         }
@@ -317,6 +471,104 @@ impl OutputParser {
         };
         Some(ToolCall { name, arguments })
     }
+}
+
+impl OutputParser {
+    /// Reads harmony messages out of the buffer: pieces for the settled ones and the settled part
+    /// of the current one.
+    fn harmony_step(&mut self, out: &mut Vec<Piece>, end: bool) {
+        let mut reader = self.harmony.take().expect("harmony mode");
+        for (channel, text) in reader.read(&mut self.buf, end) {
+            match channel {
+                harmony::Channel::Analysis if self.wants_thinking => out.push(Piece::Thinking(text)),
+                harmony::Channel::Analysis => {}
+                harmony::Channel::Final => self.content(out, text),
+                harmony::Channel::Call(name) => {
+                    let args = serde_json::from_str::<Value>(text.trim()).unwrap_or(Value::Null);
+                    match self.call(serde_json::json!({"name": name, "arguments": args})) {
+                        Some(call) => out.push(Piece::Call(call)),
+                        // Not a call this request can take: the model's words, as they are.
+                        None => self.content(out, text),
+                    }
+                }
+            }
+        }
+        self.harmony = Some(reader);
+    }
+
+    /// Qwen3-Coder's calls: `<function=name>` then `<parameter=key>value</parameter>`s, then
+    /// `</function>`. A value that reads as JSON other than a string (a number, `true`, an
+    /// object) is that value; anything else is the text, less the newline around it.
+    fn xml_calls(&self, text: &str) -> Option<Vec<ToolCall>> {
+        let mut calls = Vec::new();
+        let mut rest = text;
+        while let Some(start) = rest.find("<function=") {
+            let after = &rest[start + "<function=".len()..];
+            let (name, body) = after.split_once('>')?;
+            let (body, next) = body.split_once("</function>")?;
+            let mut arguments = Map::new();
+            let mut params = body;
+            while let Some(p) = params.find("<parameter=") {
+                let after = &params[p + "<parameter=".len()..];
+                let (key, value) = after.split_once('>')?;
+                let (value, next) = value.split_once("</parameter>")?;
+                let value = value.strip_prefix('\n').unwrap_or(value);
+                let value = value.strip_suffix('\n').unwrap_or(value);
+                let parsed = match serde_json::from_str::<Value>(value) {
+                    Ok(v) if !v.is_string() => v,
+                    _ => Value::String(value.to_string()),
+                };
+                arguments.insert(key.trim().to_string(), parsed);
+                params = next;
+            }
+            calls.push(self.call(serde_json::json!({"name": name.trim(), "arguments": arguments}))?);
+            rest = next;
+        }
+        (!calls.is_empty()).then_some(calls)
+    }
+
+    /// DeepSeek's calls: `<｜tool▁call▁begin｜>` [`function`] `<｜tool▁sep｜>` name, then the
+    /// arguments as JSON (in a ```json fence in V3 and R1, bare in V3.1), `<｜tool▁call▁end｜>`.
+    /// V3.1 puts the name first: `name<｜tool▁sep｜>{…}`.
+    fn deepseek_calls(&self, text: &str) -> Option<Vec<ToolCall>> {
+        let mut calls = Vec::new();
+        for block in text.split(DEEPSEEK_CALL_BEGIN).skip(1) {
+            let block = block.split(DEEPSEEK_CALL_END).next()?;
+            let (head, tail) = block.split_once(DEEPSEEK_SEP)?;
+            let (name, json) = match head.trim() {
+                // V3 / R1: `function<｜tool▁sep｜>name\n```json\n{…}\n````.
+                "function" | "" => {
+                    let (name, json) = tail.split_once('\n').unwrap_or((tail, ""));
+                    (name.trim(), json)
+                }
+                // V3.1: `name<｜tool▁sep｜>{…}`.
+                name => (name, tail),
+            };
+            let json =
+                json.trim().trim_start_matches("```json").trim_start_matches("```").trim_end_matches("```").trim();
+            let arguments: Value =
+                if json.is_empty() { Value::Object(Map::new()) } else { serde_json::from_str(json).ok()? };
+            calls.push(self.call(serde_json::json!({"name": name, "arguments": arguments}))?);
+        }
+        (!calls.is_empty()).then_some(calls)
+    }
+}
+
+/// Where a call expression after an unclosed tag ends: a JSON value, or Mistral's
+/// `name[ARGS]{…}`. `None` while it may still be coming.
+fn call_expression_end(text: &str) -> Option<usize> {
+    let lead = text.len() - text.trim_start().len();
+    let trimmed = &text[lead..];
+    if trimmed.starts_with('{') || trimmed.starts_with('[') {
+        return json_end(text);
+    }
+    let args = trimmed.find("[ARGS]")?;
+    let name = &trimmed[..args];
+    if name.is_empty() || !name.chars().all(|c| c.is_alphanumeric() || matches!(c, '_' | '-' | '.')) {
+        return None;
+    }
+    let from = lead + args + "[ARGS]".len();
+    json_end(&text[from..]).map(|i| from + i)
 }
 
 /// The length of the longest suffix of `text` that is a proper prefix of one of `tags`.
@@ -510,5 +762,146 @@ mod tests {
         // Without tools nothing is parsed.
         let call_text = "{\"name\": \"get_weather\", \"arguments\": {}}";
         assert_eq!(run(OutputParser::new(false, false, vec![]), &[call_text]), vec![Piece::Content(call_text.into())]);
+    }
+
+    /// What `text` parses to for `family` with the weather tool, checked to be the same when the
+    /// text comes one character at a time.
+    fn family_run(family: Family, think: bool, text: &str) -> Vec<Piece> {
+        let parser = || OutputParser::new(think, false, weather()).with_family(family);
+        let whole = run(parser(), &[text]);
+        let by_char: Vec<String> = chars(text);
+        let by_char: Vec<&str> = by_char.iter().map(String::as_str).collect();
+        assert_eq!(run(parser(), &by_char), whole, "{family:?}: one character at a time");
+        whole
+    }
+
+    // Issue 14: each family's own call format, from the markers its template writes.
+    #[test]
+    fn issue_14_families_are_chosen_from_their_templates() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../corral-template/tests/chat-templates/");
+        for (file, family) in [
+            ("meta-llama-Llama-3.1-8B-Instruct.jinja", Family::Llama3),
+            ("Mistral-Small-3.2-24B-Instruct-2506.jinja", Family::Mistral),
+            ("Qwen3-Coder.jinja", Family::Qwen3Coder),
+            ("deepseek-ai-DeepSeek-V3.1.jinja", Family::DeepSeek),
+            ("llama-cpp-deepseek-r1.jinja", Family::DeepSeek),
+            ("CohereForAI-c4ai-command-r7b-12-2024-tool_use.jinja", Family::CommandR),
+            ("ibm-granite-granite-3.3-2B-Instruct.jinja", Family::Granite),
+            ("Qwen-Qwen3-0.6B.jinja", Family::Generic),
+        ] {
+            let template = std::fs::read_to_string(format!("{dir}{file}")).unwrap();
+            assert_eq!(Family::of_template(&template), family, "{file}");
+        }
+    }
+
+    #[test]
+    fn issue_14_each_familys_calls_are_parsed_in_any_chunking() {
+        let paris = || call("get_weather", json!({"city": "Paris"}));
+        let cases: Vec<(Family, &str, Vec<Piece>)> = vec![
+            (
+                Family::Llama3,
+                r#"<|python_tag|>{"name": "get_weather", "parameters": {"city": "Paris"}}"#,
+                vec![paris()],
+            ),
+            (
+                Family::Mistral,
+                r#"Sure.[TOOL_CALLS]get_weather[ARGS]{"city": "Paris"}[TOOL_CALLS]get_weather[ARGS]{"city": "Oslo"}"#,
+                vec![Piece::Content("Sure.".into()), paris(), call("get_weather", json!({"city": "Oslo"}))],
+            ),
+            (
+                Family::Qwen3Coder,
+                "<tool_call>\n<function=get_weather>\n<parameter=city>\nParis\n</parameter>\n<parameter=days>\n3\n</parameter>\n</function>\n</tool_call>",
+                vec![call("get_weather", json!({"city": "Paris", "days": 3}))],
+            ),
+            (
+                Family::DeepSeek,
+                "<\u{ff5c}tool\u{2581}calls\u{2581}begin\u{ff5c}><\u{ff5c}tool\u{2581}call\u{2581}begin\u{ff5c}>function<\u{ff5c}tool\u{2581}sep\u{ff5c}>get_weather\n```json\n{\"city\": \"Paris\"}\n```<\u{ff5c}tool\u{2581}call\u{2581}end\u{ff5c}><\u{ff5c}tool\u{2581}calls\u{2581}end\u{ff5c}>",
+                vec![paris()],
+            ),
+            (
+                Family::DeepSeek,
+                "<\u{ff5c}tool\u{2581}calls\u{2581}begin\u{ff5c}><\u{ff5c}tool\u{2581}call\u{2581}begin\u{ff5c}>get_weather<\u{ff5c}tool\u{2581}sep\u{ff5c}>{\"city\": \"Paris\"}<\u{ff5c}tool\u{2581}call\u{2581}end\u{ff5c}><\u{ff5c}tool\u{2581}calls\u{2581}end\u{ff5c}>",
+                vec![paris()],
+            ),
+            (
+                Family::CommandR,
+                r#"<|START_ACTION|>[{"tool_call_id": "0", "tool_name": "get_weather", "parameters": {"city": "Paris"}}]<|END_ACTION|>"#,
+                vec![paris()],
+            ),
+            (
+                Family::Granite,
+                r#"<|tool_call|>[{"name": "get_weather", "arguments": {"city": "Paris"}}]"#,
+                vec![paris()],
+            ),
+        ];
+        for (family, text, expected) in cases {
+            assert_eq!(family_run(family, false, text), expected, "{family:?}: {text}");
+        }
+    }
+
+    #[test]
+    fn issue_14_command_r_thinks_in_its_own_tags_and_its_response_markers_are_dropped() {
+        let text =
+            "<|START_THINKING|>The user wants weather.<|END_THINKING|><|START_RESPONSE|>It is sunny.<|END_RESPONSE|>";
+        assert_eq!(
+            family_run(Family::CommandR, true, text),
+            vec![Piece::Thinking("The user wants weather.".into()), Piece::Content("It is sunny.".into())]
+        );
+        // Without tools too.
+        let mut p = OutputParser::new(false, false, vec![]).with_family(Family::CommandR);
+        let mut out = p.push("<|START_RESPONSE|>Hi<|END_RE");
+        out.extend(p.push("SPONSE|>"));
+        out.extend(p.finish());
+        assert_eq!(merge(out), vec![Piece::Content("Hi".into())]);
+    }
+
+    #[test]
+    fn issue_14_gpt_oss_harmony_channels() {
+        let analysis = "<|channel|>analysis<|message|>Need the weather.<|end|>";
+        let to_tool = r#"<|start|>assistant<|channel|>commentary to=functions.get_weather <|constrain|>json<|message|>{"city": "Paris"}<|call|>"#;
+        let thinking = || Piece::Thinking("Need the weather.".into());
+        let paris = || call("get_weather", json!({"city": "Paris"}));
+        assert_eq!(family_run(Family::Harmony, true, &format!("{analysis}{to_tool}")), vec![thinking(), paris()]);
+        let answer = "<|start|>assistant<|channel|>final<|message|>It is sunny.<|return|>";
+        assert_eq!(
+            family_run(Family::Harmony, true, &format!("{analysis}{answer}")),
+            vec![thinking(), Piece::Content("It is sunny.".into())]
+        );
+        // The recipient may come before the channel; the end marker may never come (the engine
+        // stops on it without sending it).
+        let early =
+            r#"<|start|>assistant to=functions.get_weather<|channel|>commentary json<|message|>{"city": "Paris"}"#;
+        assert_eq!(family_run(Family::Harmony, true, early), vec![paris()]);
+        // Thinking not wanted: the analysis is dropped, never shown as content.
+        assert_eq!(
+            family_run(Family::Harmony, false, &format!("{analysis}{answer}")),
+            vec![Piece::Content("It is sunny.".into())]
+        );
+        // A model that ignores the format still answers.
+        assert_eq!(family_run(Family::Harmony, true, "Just text."), vec![Piece::Content("Just text.".into())]);
+    }
+
+    // Issue 14, found by the fuzzer: Command R's response markers were dropped as they came in,
+    // so one that arrived inside an unfinished call stayed when the text came in small tokens
+    // and went when it came whole.
+    #[test]
+    fn issue_14_dropped_markers_go_the_same_however_tokens_are_cut() {
+        let text = "<|START_RESPONSE|>Hi [TOOL_CALLS]x<|END_RESPONSE|>";
+        assert_eq!(family_run(Family::CommandR, false, text), vec![Piece::Content("Hi [TOOL_CALLS]x".into())]);
+    }
+
+    // Issue 14, found by the fuzzer: text outside harmony messages came out differently when it
+    // came in small tokens (whitespace dropped, or text taken into the next header).
+    #[test]
+    fn issue_14_harmony_text_outside_messages_is_the_same_however_tokens_are_cut() {
+        assert_eq!(
+            family_run(Family::Harmony, false, "{arc\u{b}\u{b}\u{b}"),
+            vec![Piece::Content("{arc\u{b}\u{b}\u{b}".into())]
+        );
+        assert_eq!(
+            family_run(Family::Harmony, true, " \nHi <|channel|>final<|message|>there"),
+            vec![Piece::Content(" \nHi there".into())]
+        );
+        assert_eq!(family_run(Family::Harmony, false, "\t\t<<|START"), vec![Piece::Content("\t\t<<|START".into())]);
     }
 }

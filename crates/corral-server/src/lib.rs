@@ -20,6 +20,7 @@ mod listen;
 mod metrics;
 mod names;
 mod placement;
+mod render;
 mod routes;
 mod runner;
 mod sched;
@@ -42,6 +43,7 @@ pub use error::ApiError;
 pub use infer::options::Defaults;
 pub use listen::{run, HEADER_READ_TIMEOUT};
 pub use placement::{default_context_length, GpuConfig};
+pub use render::RenderConfig;
 
 /// The version reported by `/api/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -86,6 +88,8 @@ pub struct ServerConfig {
     pub header_timeout: Duration,
     /// Registry logins and trusted token realms.
     pub registry: corral_registry::RegistryOptions,
+    /// Where chat templates render (worker processes started by `launcher`, or in-process).
+    pub render: RenderConfig,
 }
 
 impl ServerConfig {
@@ -111,6 +115,7 @@ impl ServerConfig {
             api_keys: ApiKeys::default(),
             header_timeout: HEADER_READ_TIMEOUT,
             registry: Default::default(),
+            render: RenderConfig::default(),
         }
     }
 }
@@ -142,6 +147,8 @@ pub struct AppState {
     pub metrics: Arc<metrics::Metrics>,
     /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
     headers: infer::Headers,
+    /// Template workers, when renders run in them ([`RenderConfig::in_workers`]).
+    templates: Option<Arc<render::Workers>>,
 }
 
 impl AppState {
@@ -174,6 +181,8 @@ impl AppState {
             heartbeat: config.heartbeat,
         });
         let registry = corral_registry::Registry::new(config.registry.clone())?;
+        let templates =
+            config.render.in_workers.then(|| Arc::new(render::Workers::new(config.launcher.clone(), &config.render)));
         Ok(AppState {
             store: AsyncStore::new(store),
             config: Arc::new(config),
@@ -183,6 +192,7 @@ impl AppState {
             registry,
             metrics: Arc::default(),
             headers: Arc::default(),
+            templates,
         })
     }
 }

@@ -110,14 +110,46 @@ pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
         }
         (None, None) => {}
     }
+    // Without a Go template, fill-in-the-middle comes from the vocabulary's own tokens.
+    if go_template.is_none() && gguf.and_then(fill_in_middle_tokens).is_some() {
+        caps.push("insert");
+    }
     if has(arch_key("vision.block_count")) || !model.projector_paths.is_empty() {
         caps.push("vision");
     }
     let thinking_text = go_template.or(jinja).unwrap_or_default();
-    if thinking_text.contains("<think>") && thinking_text.contains("</think>") {
+    let tags = |open: &str, close: &str| thinking_text.contains(open) && thinking_text.contains(close);
+    // gpt-oss reasons in its analysis channel.
+    let harmony = thinking_text.contains("<|channel|>analysis");
+    if tags("<think>", "</think>") || tags("<|START_THINKING|>", "<|END_THINKING|>") || harmony {
         caps.push("thinking");
     }
     caps.into_iter().map(String::from).collect()
+}
+
+/// Spellings of fill-in-the-middle tokens (prefix, suffix, middle) in code models' vocabularies:
+/// Qwen2.5-Coder and CodeGemma, StarCoder, DeepSeek Coder.
+const FIM_TOKENS: [[&str; 3]; 3] = [
+    ["<|fim_prefix|>", "<|fim_suffix|>", "<|fim_middle|>"],
+    ["<fim_prefix>", "<fim_suffix>", "<fim_middle>"],
+    ["<\u{ff5c}fim\u{2581}begin\u{ff5c}>", "<\u{ff5c}fim\u{2581}hole\u{ff5c}>", "<\u{ff5c}fim\u{2581}end\u{ff5c}>"],
+];
+
+/// The model's fill-in-the-middle tokens as text (prefix, suffix, middle): the ids a converter
+/// wrote (`tokenizer.ggml.fim_pre_token_id`…), else a known spelling present in the vocabulary.
+pub(crate) fn fill_in_middle_tokens(gguf: &Gguf) -> Option<[String; 3]> {
+    let corral_gguf::ArrayValue::String(tokens) = gguf.get("tokenizer.ggml.tokens")?.as_array()? else {
+        return None;
+    };
+    let by_id = |key: &str| gguf.get_u64(key).and_then(|id| tokens.get(id as usize)).cloned();
+    let ids = ["tokenizer.ggml.fim_pre_token_id", "tokenizer.ggml.fim_suf_token_id", "tokenizer.ggml.fim_mid_token_id"];
+    if let [Some(pre), Some(suf), Some(mid)] = ids.map(by_id) {
+        return Some([pre, suf, mid]);
+    }
+    FIM_TOKENS
+        .iter()
+        .find(|set| set.iter().all(|t| tokens.iter().any(|have| have == t)))
+        .map(|set| set.map(String::from))
 }
 
 /// Builds the answer. `system` and `options` come from the request and override the model's.

@@ -71,6 +71,41 @@ impl BlobWriter {
     }
 }
 
+/// A temp file in `blobs/` for another process to fill (llama.cpp's quantizer writes its output
+/// there): nothing is visible under a blob name until [`ExternalBlob::commit`] has hashed what was
+/// written. Dropping it deletes the file; a server killed meanwhile leaves a temp file that the
+/// next start prunes (its name carries this process's pid).
+pub struct ExternalBlob {
+    store: Store,
+    file: NamedTempFile,
+}
+
+impl ExternalBlob {
+    /// Where the other process writes.
+    pub fn path(&self) -> &std::path::Path {
+        self.file.path()
+    }
+
+    /// Hashes the file as it now is and commits it as a blob.
+    pub fn commit(self) -> Result<Committed> {
+        let ExternalBlob { store, file } = self;
+        let mut reader = fs::File::open(file.path()).map_err(|e| StoreError::io(file.path(), e))?;
+        let (mut hasher, mut size, mut buf) = (Sha256::new(), 0u64, vec![0u8; 1 << 20]);
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => {
+                    hasher.update(&buf[..n]);
+                    size += n as u64;
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(StoreError::io(file.path(), e)),
+            }
+        }
+        BlobWriter { store, file, hasher, size }.commit(None)
+    }
+}
+
 /// Longest text layer (template, system, license, params, messages) read into memory.
 pub(crate) const MAX_TEXT_LAYER: u64 = 64 << 20;
 
@@ -82,6 +117,12 @@ impl Store {
             .tempfile_in(&self.blobs)
             .map_err(|e| StoreError::io(&self.blobs, e))?;
         Ok(BlobWriter { store: self.clone(), file, hasher: Sha256::new(), size: 0 })
+    }
+
+    /// A temp file for another process to write a blob into.
+    pub fn external_blob(&self) -> Result<ExternalBlob> {
+        let w = self.blob_writer()?;
+        Ok(ExternalBlob { store: w.store, file: w.file })
     }
 
     /// Copies `reader` into a new blob, verifying it against `expected` if given.

@@ -254,6 +254,21 @@ fn blob_error(e: StoreError) -> CreateError {
 }
 
 impl Prepared {
+    /// The weights' blob (the model layer), if the model has one.
+    pub fn weights(&self) -> Option<Digest> {
+        self.base.iter().find(|l| l.media_type == MEDIA_TYPE_MODEL).map(|l| l.digest)
+    }
+
+    /// Swaps the weights for `digest` of `size` bytes (a quantized copy of them, which the caller
+    /// keeps pinned until the commit), whose header is `gguf`: the model layer, and the file type
+    /// in the config.
+    pub fn replace_weights(&mut self, digest: Digest, size: u64, gguf: &Gguf) {
+        for layer in self.base.iter_mut().filter(|l| l.media_type == MEDIA_TYPE_MODEL) {
+            *layer = Layer::new(MEDIA_TYPE_MODEL, digest, size);
+        }
+        self.config.file_type = gguf.file_type().unwrap_or_default();
+    }
+
     /// Writes the new layers, the config and the manifest, reporting each step. Releases blobs
     /// only the replaced manifest (if any) used.
     pub fn commit(self, progress: &mut dyn FnMut(String)) -> Result<(), StoreError> {

@@ -34,7 +34,7 @@ use std::sync::Arc;
 
 use corral_types::{Digest, ModelName};
 
-pub use blobs::{BlobWriter, Committed};
+pub use blobs::{BlobWriter, Committed, ExternalBlob};
 pub use create::{CreateError, CreateSpec, ModelSource, Prepared};
 pub use manifests::StoredManifest;
 pub use model::{Model, ModelError};

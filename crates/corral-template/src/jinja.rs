@@ -18,6 +18,9 @@ pub struct RenderOptions {
     pub add_generation_prompt: bool,
     /// `enable_thinking` for templates that read it (Qwen 3 and others); unset leaves it undefined.
     pub enable_thinking: Option<bool>,
+    /// `reasoning_effort` (`low`, `medium`, `high`) for templates that read it (gpt-oss); unset
+    /// leaves it undefined (the template's own default).
+    pub reasoning_effort: Option<String>,
 }
 
 /// A compiled chat template.
@@ -114,6 +117,9 @@ impl JinjaTemplate {
         ctx.insert("datetime".into(), now.format("%b %d %Y %H:%M:%S GMT").to_string().into());
         if let Some(t) = opts.enable_thinking {
             ctx.insert("enable_thinking".into(), t.into());
+        }
+        if let Some(effort) = &opts.reasoning_effort {
+            ctx.insert("reasoning_effort".into(), effort.clone().into());
         }
         let mut out = Bounded(Vec::new());
         match tmpl.render_captured_to(Value::from_serialize(&ctx), &mut out) {

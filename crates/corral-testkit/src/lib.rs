@@ -5,6 +5,11 @@
 //!   whose greedy output still depends on the prompt; without one it is a valid GGUF for tests
 //!   that only need the file format.
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
+//! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
+
+mod export;
+
+pub use export::export_hf;
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +39,14 @@ pub fn smollm2() -> PathBuf {
 /// Qwen2.5-Coder-0.5B-Instruct Q4_K_M (the tools model), fetched by `scripts/fetch-models.sh`.
 pub fn qwen_coder() -> PathBuf {
     let p = models_dir().join("Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf");
+    assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
+    p
+}
+
+/// Gemma 3 270M base Q4_K_M (sliding-window attention, no chat template), fetched by
+/// `scripts/fetch-models.sh`.
+pub fn gemma3() -> PathBuf {
+    let p = models_dir().join("gemma-3-270m-q4_k_m.gguf");
     assert!(p.is_file(), "{} is missing: run scripts/fetch-models.sh first", p.display());
     p
 }
@@ -96,11 +109,13 @@ pub struct TinySpec {
     pub ffn: u64,
     pub context: u32,
     pub seed: u64,
+    /// Unquantized F32 weights (a source for `create --quantize`) instead of Q8_0.
+    pub f32: bool,
 }
 
 impl Default for TinySpec {
     fn default() -> Self {
-        TinySpec { embd: 64, layers: 2, heads: 4, kv_heads: 2, ffn: 128, context: 2048, seed: 42 }
+        TinySpec { embd: 64, layers: 2, heads: 4, kv_heads: 2, ffn: 128, context: 2048, seed: 42, f32: false }
     }
 }
 
@@ -130,7 +145,7 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
     let s = spec;
     w.set("general.architecture", MetaValue::String("llama".into()))
         .set("general.name", MetaValue::String("corral-tiny".into()))
-        .set("general.file_type", MetaValue::U32(7))
+        .set("general.file_type", MetaValue::U32(if spec.f32 { 0 } else { 7 }))
         .set("llama.context_length", MetaValue::U32(s.context))
         .set("llama.embedding_length", MetaValue::U32(s.embd as u32))
         .set("llama.block_count", MetaValue::U32(s.layers as u32))
@@ -148,21 +163,29 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
         (0..n).map(|_| rng.gen_range(-a..a)).collect()
     };
     let kv = s.embd / s.heads * s.kv_heads;
-    w.add_q8_0("token_embd.weight", &[s.embd, vocab], &random(s.embd * vocab, 1));
+    // Weights as the spec asks: Q8_0, or F32.
+    let add = |w: &mut GgufWriter, name: &str, dims: &[u64], values: &[f32]| {
+        if s.f32 {
+            w.add_f32(name, dims, values);
+        } else {
+            w.add_q8_0(name, dims, values);
+        }
+    };
+    add(&mut w, "token_embd.weight", &[s.embd, vocab], &random(s.embd * vocab, 1));
     for i in 0..s.layers {
         let ones = vec![1.0f32; s.embd as usize];
         w.add_f32(&format!("blk.{i}.attn_norm.weight"), &[s.embd], &ones);
         for (name, out) in [("attn_q", s.embd), ("attn_k", kv), ("attn_v", kv), ("attn_output", s.embd)] {
-            w.add_q8_0(&format!("blk.{i}.{name}.weight"), &[s.embd, out], &random(s.embd * out, s.embd));
+            add(&mut w, &format!("blk.{i}.{name}.weight"), &[s.embd, out], &random(s.embd * out, s.embd));
         }
         w.add_f32(&format!("blk.{i}.ffn_norm.weight"), &[s.embd], &ones);
-        w.add_q8_0(&format!("blk.{i}.ffn_gate.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
-        w.add_q8_0(&format!("blk.{i}.ffn_up.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
-        w.add_q8_0(&format!("blk.{i}.ffn_down.weight"), &[s.ffn, s.embd], &random(s.ffn * s.embd, s.ffn));
+        add(&mut w, &format!("blk.{i}.ffn_gate.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        add(&mut w, &format!("blk.{i}.ffn_up.weight"), &[s.embd, s.ffn], &random(s.embd * s.ffn, s.embd));
+        add(&mut w, &format!("blk.{i}.ffn_down.weight"), &[s.ffn, s.embd], &random(s.ffn * s.embd, s.ffn));
     }
     w.add_f32("output_norm.weight", &[s.embd], &vec![1.0; s.embd as usize]);
     // An untied output head: a tied one only repeats the last token.
-    w.add_q8_0("output.weight", &[s.embd, vocab], &random(s.embd * vocab, s.embd));
+    add(&mut w, "output.weight", &[s.embd, vocab], &random(s.embd * vocab, s.embd));
     let mut out = Vec::new();
     w.write_to(&mut out).expect("writing to a Vec cannot fail");
     out

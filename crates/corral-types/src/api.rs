@@ -319,6 +319,10 @@ pub struct ChatRequest {
     /// Render the prompt and return it in `_debug_info` instead of generating.
     #[serde(default, rename = "_debug_render_only", skip_serializing_if = "std::ops::Not::not")]
     pub debug_render_only: bool,
+    /// A Go template for this request instead of the model's (the REPL's `/set template`). Not
+    /// in Ollama's chat API, whose server ignores it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub template: Option<String>,
 }
 
 /// Counts and durations (nanoseconds) on a final chunk.

@@ -159,16 +159,31 @@ pub fn check_json_value(name: &str, value: &Value) -> Result<Value, ParamError> 
     })
 }
 
-/// Validates a whole options object, dropping `null`s, removed options and deprecated names.
-/// Returns the normalised object and the names that were dropped (for a warning).
-pub fn check_json_options(options: &Map<String, Value>) -> Result<(Map<String, Value>, Vec<String>), ParamError> {
+/// What to do with a name that is no parameter at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unknown {
+    /// Refuse it (a model's `parameters` at create, as a Modelfile's PARAMETER).
+    Refuse,
+    /// Drop it with the removed ones (a request's `options`, as Ollama's `Options.FromMap` does:
+    /// clients written for an older or newer Ollama send names this one does not know).
+    Ignore,
+}
+
+/// Validates a whole options object, dropping `null`s, removed options and deprecated names (and
+/// unknown ones with [`Unknown::Ignore`]). Returns the normalised object and the names that were
+/// dropped (for a warning).
+pub fn check_json_options(
+    options: &Map<String, Value>,
+    unknown: Unknown,
+) -> Result<(Map<String, Value>, Vec<String>), ParamError> {
     let mut out = Map::new();
     let mut ignored = Vec::new();
     for (name, value) in options {
         if value.is_null() {
             continue;
         }
-        if is_deprecated(name) || IGNORED_OPTIONS.contains(&name.as_str()) {
+        let drop_unknown = unknown == Unknown::Ignore && param_type(name).is_none();
+        if drop_unknown || is_deprecated(name) || IGNORED_OPTIONS.contains(&name.as_str()) {
             ignored.push(name.clone());
             continue;
         }
@@ -250,10 +265,14 @@ mod tests {
             "option \"use_mmap\" must be of type boolean"
         );
         assert!(check_json_value("stop", &json!(["a", 1])).is_err());
-        let (opts, ignored) =
-            check_json_options(json!({"seed": 1, "numa": true, "mirostat": 2, "top_k": null}).as_object().unwrap())
-                .unwrap();
+        let options = json!({"seed": 1, "numa": true, "mirostat": 2, "top_k": null, "future_knob": 3});
+        let (opts, ignored) = check_json_options(options.as_object().unwrap(), Unknown::Ignore).unwrap();
         assert_eq!(Value::Object(opts), json!({"seed": 1}));
-        assert_eq!(ignored, vec!["numa", "mirostat"]);
+        assert_eq!(ignored, vec!["numa", "mirostat", "future_knob"]);
+        let e = check_json_options(options.as_object().unwrap(), Unknown::Refuse).unwrap_err();
+        assert_eq!(e.to_string(), "unknown parameter 'future_knob'");
+        // A known name with a value of the wrong type is refused either way.
+        let e = check_json_options(json!({"seed": "x", "bogus": 1}).as_object().unwrap(), Unknown::Ignore).unwrap_err();
+        assert_eq!(e.to_string(), "option \"seed\" must be of type integer");
     }
 }

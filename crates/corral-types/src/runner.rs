@@ -237,6 +237,22 @@ pub struct CompletionRequest {
     /// Return this many alternatives with each token's log-probability (`None`: no logprobs).
     #[serde(default)]
     pub logprobs: Option<u32>,
+    /// Most tokens the model may think: past them the closing tag is written for it, and the
+    /// answer follows (Anthropic's `budget_tokens`).
+    #[serde(default)]
+    pub think_budget: Option<ThinkBudget>,
+}
+
+/// A bound on thinking, with the tags that delimit it in this model's output.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ThinkBudget {
+    pub tokens: u32,
+    /// The tag that opens thinking (watched for when the prompt does not open it).
+    pub open: String,
+    /// The text written after the last thinking token when the budget is spent.
+    pub close: String,
+    /// The prompt already opened the thinking.
+    pub inside: bool,
 }
 
 /// Grammar-constrained output.

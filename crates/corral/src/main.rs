@@ -69,16 +69,29 @@ enum Command {
     /// Serve one model for the server (started by `serve`, not by hand)
     #[command(hide = true)]
     Runner(cmd::runner::Args),
+    /// Render chat templates for the server (started by `serve`, not by hand)
+    #[command(hide = true)]
+    TemplateWorker(cmd::template_worker::Args),
 }
 
 fn main() {
     let cli = Cli::parse();
-    // The runner is a plain blocking process: no tokio, no settings from the environment.
-    if let Some(Command::Runner(args)) = cli.command {
-        if let Err(e) = cmd::runner::run(args) {
-            fail(e);
+    // The runner and the template worker are plain blocking processes: no tokio, no settings
+    // from the environment.
+    match cli.command {
+        Some(Command::Runner(args)) => {
+            if let Err(e) = cmd::runner::run(args) {
+                fail(e);
+            }
+            return;
         }
-        return;
+        Some(Command::TemplateWorker(args)) => {
+            if let Err(e) = cmd::template_worker::run(args) {
+                fail(e);
+            }
+            return;
+        }
+        _ => {}
     }
     let settings = match settings::Settings::from_env() {
         Ok(s) => s,
@@ -109,7 +122,7 @@ fn main() {
             Some(Command::Stop { model }) => cmd::manage::stop(&client, &model).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
-            Some(Command::Runner(_)) => unreachable!("handled before the runtime starts"),
+            Some(Command::Runner(_) | Command::TemplateWorker(_)) => unreachable!("handled before the runtime starts"),
         }
     });
     // Blocking tasks still running (a template render, a file copy) are not waited for long: the

@@ -321,7 +321,8 @@ fn hostile_requests_get_clear_errors_and_change_nothing() {
         (json!({"model": "m", "from": "keep", "parameters": {"bogus": 1}}), "unknown parameter 'bogus'"),
         (json!({"model": "m", "from": "keep", "parameters": {"num_ctx": "big"}}), "option \"num_ctx\" must be of type integer"),
         (json!({"model": "m", "from": "keep", "parameters": {"stop": "x"}}), "option \"stop\" must be of type array"),
-        (json!({"model": "m", "from": "keep", "quantize": "q4_K_M"}), "quantizing an existing model is not supported yet (asked for \"q4_K_M\"); quantization applies to safetensors imports"),
+        (json!({"model": "m", "from": "keep", "quantize": "q4_K_M"}), "quantization is only supported for F16, BF16 and F32 models"),
+        (json!({"model": "m", "from": "keep", "quantize": "q9_X"}), "unsupported quantization type q9_X - supported types are F32, F16, BF16, Q4_0, Q4_1, Q4_K_S, Q4_K_M, Q5_K_M, Q6_K, Q8_0"),
     ];
     for (req, message) in cases {
         assert_eq!(post(&server, "/api/create", req.clone()), error(StatusCode::BAD_REQUEST, message), "{req}");

@@ -142,11 +142,14 @@ fn openai_completions_and_models() {
     for id in ["tiny:latest", "thinker:latest", "plain:latest"] {
         assert!(ids.contains(&id), "{id} in {ids:?}");
     }
-    let one: Value = http().get(server.url("/v1/models/tiny")).send().unwrap().json().unwrap();
-    assert_eq!(
-        (one["id"].as_str(), one["owned_by"].as_str(), one["object"].as_str()),
-        (Some("tiny:latest"), Some("library"), Some("model"))
-    );
+    // The id is the name as asked, as Ollama answers (issue 14).
+    for asked in ["tiny", "tiny:latest"] {
+        let one: Value = http().get(server.url(&format!("/v1/models/{asked}"))).send().unwrap().json().unwrap();
+        assert_eq!(
+            (one["id"].as_str(), one["owned_by"].as_str(), one["object"].as_str()),
+            (Some(asked), Some("library"), Some("model"))
+        );
+    }
     let missing = http().get(server.url("/v1/models/nothing")).send().unwrap();
     assert_eq!(missing.status(), 404);
     let v: Value = missing.json().unwrap();
@@ -369,4 +372,124 @@ fn openai_responses_answer_and_stream() {
         (call["name"].as_str(), call["arguments"].as_str()),
         (Some("get_weather"), Some("{\"city\":\"Paris\"}"))
     );
+}
+
+/// Issue 14: Ollama behaviours clients rely on, and Anthropic's token count.
+#[test]
+fn issue_14_ollama_behaviours_and_anthropic_token_counts() {
+    let server = server();
+
+    // `count_tokens` is exactly the prompt the answer reads: the template with the system
+    // message and the tools, tokenized by the model.
+    let body = json!({"model": "tiny", "system": "Be brief.", "tools": [{"name": "get_weather",
+        "description": "Weather of a city", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}],
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "What is the weather in Paris?"}]}]});
+    let (status, counted) = post(&server, "/v1/messages/count_tokens", body.clone());
+    assert_eq!(status, 200, "{counted}");
+    let n = counted["input_tokens"].as_u64().unwrap();
+    let mut answered = body.clone();
+    answered["max_tokens"] = json!(2);
+    let (status, v) = post(&server, "/v1/messages", answered);
+    assert_eq!(status, 200, "{v}");
+    // Tokens read from the prompt cache are counted apart (none here: nothing was asked before).
+    let usage = &v["usage"];
+    assert_eq!(usage["input_tokens"].as_u64().unwrap() + usage["cache_read_input_tokens"].as_u64().unwrap(), n, "{v}");
+    // Without the tools (which the template prints as `[tools]`), fewer tokens.
+    let mut plain = body.clone();
+    plain.as_object_mut().unwrap().remove("tools");
+    let (_, fewer) = post(&server, "/v1/messages/count_tokens", plain);
+    assert!(fewer["input_tokens"].as_u64().unwrap() < n, "{fewer} vs {n}");
+    let mut missing = body;
+    missing["model"] = json!("nothing");
+    let (status, v) = post(&server, "/v1/messages/count_tokens", missing);
+    assert_eq!(status, 404, "{v}");
+    assert_eq!(v["error"]["type"], "not_found_error", "{v}");
+
+    // Options this version does not know (retired, or from a newer Ollama) are ignored with a
+    // warning, as Ollama does; a known option of the wrong type is still a 400.
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "tiny", "prompt": "Hi", "stream": false,
+               "options": {"mirostat": 2, "tfs_z": 1.0, "future_knob": true, "num_predict": 2}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], 2, "{v}");
+    assert!(server.log().contains("invalid option provided"), "{}", server.log());
+    assert!(server.log().contains("future_knob"), "{}", server.log());
+    let (status, v) =
+        post(&server, "/api/generate", json!({"model": "tiny", "prompt": "Hi", "options": {"num_predict": "two"}}));
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (StatusCode::BAD_REQUEST, Some("option \"num_predict\" must be of type integer"))
+    );
+
+    let status: Value = http().get(server.url("/api/status")).send().unwrap().json().unwrap();
+    assert_eq!(status, json!({"cloud": {"disabled": true, "source": "none"}}));
+
+    // A chat request may carry a template for itself (the REPL's `/set template`).
+    let (status, v) = post(
+        &server,
+        "/api/chat",
+        json!({"model": "tiny", "messages": [{"role": "user", "content": "Hi"}], "_debug_render_only": true,
+               "template": "{{ range .Messages }}[{{ .Role }}: {{ .Content }}]{{ end }}"}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["_debug_info"]["rendered_template"], "[user: Hi]", "{v}");
+
+    // Thinking levels reach the template (`.ThinkLevel`; the model's own template gives it the
+    // thinking capability); other `think` values are Ollama's 400.
+    let leveled = "{{ range .Messages }}{{ .Content }}{{ end }}<think>{{ .ThinkLevel }}</think>";
+    let render = |think: Value| {
+        post(
+            &server,
+            "/api/chat",
+            json!({"model": "thinker", "messages": [{"role": "user", "content": "Hi"}], "_debug_render_only": true,
+                   "template": leveled, "think": think}),
+        )
+    };
+    for (think, level) in [(json!("high"), "high"), (json!("low"), "low"), (json!(true), "medium"), (json!(false), "")]
+    {
+        let (status, v) = render(think.clone());
+        assert_eq!(status, 200, "{think}: {v}");
+        assert_eq!(v["_debug_info"]["rendered_template"], format!("Hi<think>{level}</think>"), "{think}");
+    }
+    let (status, v) = render(json!("banana"));
+    assert_eq!(
+        (status, v["error"].as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            Some(r#"invalid think value: "banana" (must be "high", "medium", "low", "max", true, or false)"#)
+        )
+    );
+    let (status, _) = render(json!(3));
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+}
+
+// Issue 14: Anthropic's `budget_tokens` is kept: the tiny model never closes its thinking by
+// itself, so without a bound its whole answer is thinking; with one, the answer follows it.
+#[test]
+fn issue_14_anthropic_budget_tokens_ends_the_thinking() {
+    let server = server();
+    let ask = |thinking: Value| {
+        let body = json!({"model": "thinker", "max_tokens": 30, "temperature": 0, "thinking": thinking,
+            "messages": [{"role": "user", "content": "Hi"}]});
+        let (status, v) = post(&server, "/v1/messages", body);
+        assert_eq!(status, 200, "{v}");
+        let block = |kind: &str| {
+            v["content"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|b| b["type"] == kind)
+                .and_then(|b| b[kind].as_str().map(String::from))
+        };
+        (block("thinking").unwrap_or_default(), block("text").unwrap_or_default())
+    };
+    let (thought, answer) = ask(json!({"type": "enabled", "budget_tokens": 10000}));
+    assert!(!thought.is_empty() && answer.is_empty(), "{thought:?} / {answer:?}");
+    let (short, answer) = ask(json!({"type": "enabled", "budget_tokens": 5}));
+    assert!(!short.is_empty() && short.len() < thought.len(), "{short:?} vs {thought:?}");
+    assert!(!answer.trim().is_empty(), "the answer follows the thinking: {answer:?}");
+    assert!(thought.starts_with(short.trim_end()), "the same thinking, cut: {short:?} / {thought:?}");
 }

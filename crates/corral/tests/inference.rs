@@ -2,7 +2,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::time::{Duration, Instant};
 
 use common::{body, create_from, error, http, lines, long_stream, post, runnable_bytes, Server};

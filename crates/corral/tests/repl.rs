@@ -80,6 +80,10 @@ fn two_turns_parameters_save_and_ctrl_c() {
 
     term.send("/set parameter num_predict 5", "Set parameter 'num_predict' to '5'");
     term.send("/set parameter temperature 0", "Set parameter 'temperature' to '0'");
+    // A template over two lines between """ markers (issue 14): the turns below render with it,
+    // and `/save` keeps it.
+    term.send("/set template \"\"\"{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}", "{{ .Content }}");
+    term.send("{{ end }}<|assistant|>\"\"\"", "Set prompt template.");
     let before = term.prompts();
     term.send("Hello there", "Hello there");
     term.wait_for_more_prompts(before);
@@ -94,6 +98,10 @@ fn two_turns_parameters_save_and_ctrl_c() {
     let modelfile = server.ok(&["show", "tiny-saved", "--modelfile"]);
     assert!(
         modelfile.contains("MESSAGE user Hello there") && modelfile.contains("MESSAGE user And again"),
+        "{modelfile}"
+    );
+    assert!(
+        modelfile.contains("TEMPLATE \"{{ range .Messages }}<|{{ .Role }}|>{{ .Content }}\n{{ end }}<|assistant|>\""),
         "{modelfile}"
     );
     let out = server.corral(&["run", "tiny-saved", "one more"]);

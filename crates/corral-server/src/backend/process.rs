@@ -38,18 +38,52 @@ impl Launcher {
         Launcher { exe: exe.into(), library_dir: None, library_path: None, bad_variants: Arc::default() }
     }
 
-    fn command(&self) -> Command {
-        let mut cmd = Command::new(&self.exe);
-        cmd.arg("runner");
-        if let Some(dir) = &self.library_dir {
-            cmd.arg("--libs").arg(dir);
-        }
+    /// `exe` with `subcommand`, and the library path it needs to start.
+    fn base(&self, subcommand: &str) -> std::process::Command {
+        let mut cmd = std::process::Command::new(&self.exe);
+        cmd.arg(subcommand);
         if let Some(path) = &self.library_path {
             cmd.env("LD_LIBRARY_PATH", path);
+        }
+        cmd
+    }
+
+    /// `corral template-worker`, which renders chat templates within `memory` bytes
+    /// ([`crate::render`]).
+    pub(crate) fn template_worker(&self, memory: u64) -> Command {
+        let mut cmd = self.base("template-worker");
+        cmd.arg("--memory").arg(memory.to_string());
+        Command::from(cmd)
+    }
+
+    /// `corral runner` with the backends it may load.
+    fn runner(&self) -> std::process::Command {
+        let mut cmd = self.base("runner");
+        if let Some(dir) = &self.library_dir {
+            cmd.arg("--libs").arg(dir);
         }
         for variant in self.bad_variants.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             cmd.arg("--skip-variant").arg(variant);
         }
+        cmd
+    }
+
+    fn command(&self) -> Command {
+        Command::from(self.runner())
+    }
+
+    /// `corral runner --quantize`: `input` quantized to llama.cpp file type `ftype` in `output`
+    /// (blocking: create's work runs on a blocking thread).
+    pub(crate) fn quantizer(
+        &self,
+        ftype: u32,
+        input: &std::path::Path,
+        output: &std::path::Path,
+        threads: u32,
+    ) -> std::process::Command {
+        let mut cmd = self.runner();
+        cmd.arg("--quantize").arg(ftype.to_string()).arg("--input").arg(input).arg("--output").arg(output);
+        cmd.arg("--threads").arg(threads.to_string());
         cmd
     }
 

@@ -1,22 +1,33 @@
 //! From a conversation to prompt text: which template, what goes in, and dropping old turns when
 //! the conversation is longer than the context.
 
+use std::sync::Arc;
+
 use corral_gguf::Gguf;
 use corral_store::Model;
-use corral_template::{GoTemplate, JinjaTemplate, RenderOptions};
+use corral_template::{Compiled, RenderJob, Source, Thinking};
 use corral_types::api::Message;
 use serde_json::Value;
 
+use crate::render::Workers;
 use crate::runner::Runner;
 use crate::ApiError;
 
 /// How a model turns messages into a prompt.
 #[derive(Clone)]
-pub enum Renderer {
-    /// A Modelfile TEMPLATE (Go template syntax); it takes precedence over the GGUF's.
-    Go(GoTemplate),
-    /// The GGUF's `tokenizer.chat_template`, and `enable_thinking` for it.
-    Jinja(JinjaTemplate, Option<bool>),
+pub struct Renderer {
+    kind: Kind,
+    /// The vocabulary's fill-in-the-middle tokens (prefix, suffix, middle), when it has them.
+    fim: Option<[String; 3]>,
+    /// Where renders run: worker processes, or (`None`) this process's blocking threads.
+    workers: Option<Arc<Workers>>,
+}
+
+#[derive(Clone)]
+enum Kind {
+    /// A Modelfile TEMPLATE (Go template syntax, which takes precedence over the GGUF's), or the
+    /// GGUF's `tokenizer.chat_template` (Jinja), compiled here to report a broken one at once.
+    Template { source: Source, compiled: Compiled, thinking: Thinking },
     /// No template at all: the text of the turns, as they are.
     Raw,
 }
@@ -35,57 +46,111 @@ fn special_token(g: &Gguf, key: &str) -> String {
 impl Renderer {
     /// Picks the renderer: `template` (a request's override) or the model's TEMPLATE, else the
     /// GGUF chat template, else none.
-    pub fn for_model(model: &Model, gguf: &Gguf, template: Option<&str>) -> Result<Self, ApiError> {
-        if let Some(src) = template.or(model.template.as_deref()) {
-            return GoTemplate::parse(src).map(Renderer::Go).map_err(|e| ApiError::bad_request(e.to_string()));
-        }
-        match gguf.get_str("tokenizer.chat_template") {
-            Some(src) => {
-                let bos = special_token(gguf, "tokenizer.ggml.bos_token_id");
-                let eos = special_token(gguf, "tokenizer.ggml.eos_token_id");
-                JinjaTemplate::new(src, &bos, &eos)
-                    .map(|t| Renderer::Jinja(t, None))
-                    // The model's own template is broken: the user's to know, not a fault of ours.
-                    .map_err(|e| ApiError::server(e.to_string()))
+    pub fn for_model(
+        model: &Model,
+        gguf: &Gguf,
+        template: Option<&str>,
+        workers: Option<Arc<Workers>>,
+    ) -> Result<Self, ApiError> {
+        let source = match (template.or(model.template.as_deref()), gguf.get_str("tokenizer.chat_template")) {
+            (Some(src), _) => Source::Go(src.to_string()),
+            (None, Some(src)) => Source::Jinja {
+                source: src.to_string(),
+                bos: special_token(gguf, "tokenizer.ggml.bos_token_id"),
+                eos: special_token(gguf, "tokenizer.ggml.eos_token_id"),
+            },
+            (None, None) => {
+                return Ok(Renderer { kind: Kind::Raw, fim: crate::show::fill_in_middle_tokens(gguf), workers })
             }
-            None => Ok(Renderer::Raw),
-        }
+        };
+        let compiled = Compiled::new(&source).map_err(|e| template_error(&source, e))?;
+        let fim = crate::show::fill_in_middle_tokens(gguf);
+        Ok(Renderer { kind: Kind::Template { source, compiled, thinking: Thinking::default() }, fim, workers })
     }
 
-    /// Tells templates that read it whether the model should think (`None`: leave it unset).
-    pub fn think(&mut self, on: Option<bool>) {
-        if let Renderer::Jinja(_, t) = self {
-            *t = on;
-        }
-    }
-
-    /// [`Renderer::render`] on the blocking pool: a render may take up to the template engines'
-    /// step bound (a second or so for a hostile template), which must not stall the async
-    /// threads that answer every other request.
-    pub async fn render_off_thread(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
-        let (renderer, messages, tools) = (self.clone(), messages.to_vec(), tools.cloned());
-        corral_store::unblock(move || renderer.render(&messages, tools.as_ref())).await
-    }
-
-    /// Renders `messages`, ready for the assistant's answer.
-    pub fn render(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
-        match self {
-            Renderer::Go(t) => t.render_chat(messages, tools).map_err(|e| ApiError::bad_request(e.to_string())),
-            Renderer::Jinja(t, enable_thinking) => {
-                let opts = RenderOptions {
-                    tools: tools.cloned(),
-                    add_generation_prompt: true,
-                    enable_thinking: *enable_thinking,
-                };
-                t.render(messages, &opts).map_err(|e| ApiError::server(e.to_string()))
+    /// The model family whose tool-call and thinking markers its template writes.
+    pub fn family(&self) -> crate::infer::parse::Family {
+        match &self.kind {
+            Kind::Template { source: Source::Go(text) | Source::Jinja { source: text, .. }, .. } => {
+                crate::infer::parse::Family::of_template(text)
             }
-            Renderer::Raw => Ok(messages
+            Kind::Raw => crate::infer::parse::Family::Generic,
+        }
+    }
+
+    /// Tells templates that read it whether (and how hard) the model should think: Jinja's
+    /// `enable_thinking` and `reasoning_effort`, Go's `.Think`, `.ThinkLevel` and `.IsThinkSet`.
+    pub fn think(&mut self, thinking: Thinking) {
+        if let Kind::Template { thinking: t, .. } = &mut self.kind {
+            *t = thinking;
+        }
+    }
+
+    /// Renders `messages`, ready for the assistant's answer: in a worker when there are workers,
+    /// else on the blocking pool (a render may take up to the engines' step bound, a second or
+    /// so, which must not stall the async threads that answer every other request).
+    pub async fn render(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, ApiError> {
+        self.run(messages, tools, None).await
+    }
+
+    /// A fill-in-the-middle prompt: `messages` end with the text before the insertion point,
+    /// `suffix` is the text after it. A Go template that reads `.Suffix` writes it (as in
+    /// Ollama); otherwise the vocabulary's own tokens go around the two (prefix, suffix, middle:
+    /// the order the code models were trained on).
+    pub async fn render_insert(&self, messages: &[Message], suffix: &str) -> Result<String, ApiError> {
+        if let Kind::Template { source: Source::Go(src), .. } = &self.kind {
+            if src.contains(".Suffix") {
+                return self.run(messages, None, Some(suffix)).await;
+            }
+        }
+        let Some([pre, suf, mid]) = &self.fim else {
+            return Err(ApiError::bad_request(
+                "the model cannot fill in the middle: no .Suffix in its template, no FIM tokens in its vocabulary",
+            ));
+        };
+        let prompt = messages.iter().rfind(|m| m.role != "system").map_or("", |m| m.content.as_str());
+        Ok(format!("{pre}{prompt}{suf}{suffix}{mid}"))
+    }
+
+    async fn run(&self, messages: &[Message], tools: Option<&Value>, suffix: Option<&str>) -> Result<String, ApiError> {
+        let Kind::Template { source, compiled, thinking } = &self.kind else {
+            return Ok(messages
                 .iter()
                 .filter(|m| m.role != "system")
                 .map(|m| m.content.as_str())
                 .collect::<Vec<_>>()
-                .join("")),
-        }
+                .join(""));
+        };
+        let reply = match &self.workers {
+            Some(workers) => {
+                let job = RenderJob {
+                    template: source.clone(),
+                    messages: messages.to_vec(),
+                    tools: tools.cloned(),
+                    thinking: thinking.clone(),
+                    suffix: suffix.map(String::from),
+                };
+                workers.render(&job).await
+            }
+            None => {
+                let (compiled, messages, tools, thinking) =
+                    (compiled.clone(), messages.to_vec(), tools.cloned(), thinking.clone());
+                let suffix = suffix.map(String::from);
+                let render = move || compiled.render(&messages, tools.as_ref(), &thinking, suffix.as_deref());
+                corral_store::unblock(render).await
+            }
+        };
+        reply.map_err(|e| template_error(source, e))
+    }
+}
+
+/// A template that cannot render: the request's fault for a Go template (one a request may
+/// carry, as Ollama's are checked at create), the model's for its own chat template.
+fn template_error(source: &Source, e: corral_template::TemplateError) -> ApiError {
+    match source {
+        Source::Go(_) => ApiError::bad_request(e.to_string()),
+        // The model's own template is broken: the user's to know, not a fault of ours.
+        Source::Jinja { .. } => ApiError::server(e.to_string()),
     }
 }
 
@@ -97,7 +162,14 @@ const END_OF_TURN: [&str; 6] = ["<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|
 /// are not marked as such in the vocabulary).
 pub fn default_stops(model: &Model, gguf: &Gguf) -> Vec<String> {
     let text = model.template.as_deref().or_else(|| gguf.get_str("tokenizer.chat_template")).unwrap_or_default();
-    END_OF_TURN.iter().filter(|m| text.contains(*m)).map(|m| m.to_string()).collect()
+    stops_for_template(text)
+}
+
+/// [`default_stops`] of a template's text. gpt-oss's `<|end|>` ends one message of its answer
+/// (the reasoning), not the answer: its end is a token llama.cpp stops at.
+fn stops_for_template(text: &str) -> Vec<String> {
+    let harmony = crate::infer::parse::Family::of_template(text) == crate::infer::parse::Family::Harmony;
+    END_OF_TURN.iter().filter(|m| text.contains(*m) && !(harmony && **m == "<|end|>")).map(|m| m.to_string()).collect()
 }
 
 /// The prompt for `messages`, dropping the oldest turns (never a system message, never the last
@@ -112,7 +184,7 @@ pub async fn fit(
     truncate: bool,
 ) -> Result<String, ApiError> {
     loop {
-        let prompt = renderer.render_off_thread(&messages, tools).await?;
+        let prompt = renderer.render(&messages, tools).await?;
         let n = runner.tokenize(&prompt).await?.len();
         if n < num_ctx as usize {
             return Ok(prompt);
@@ -130,5 +202,18 @@ pub async fn fit(
                 )))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_of_turn_markers_stop_unless_they_end_only_a_harmony_message() {
+        assert_eq!(stops_for_template("<|im_start|>{{ x }}<|im_end|>"), vec!["<|im_end|>"]);
+        assert_eq!(stops_for_template("<|user|>{{ x }}<|end|>"), vec!["<|end|>"]);
+        let oss = "<|start|>assistant<|channel|>final<|message|>{{ x }}<|end|>";
+        assert!(stops_for_template(oss).is_empty());
     }
 }

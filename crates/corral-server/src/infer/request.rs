@@ -4,7 +4,7 @@
 
 use corral_types::api::{ChatRequest, GenerateRequest, Message};
 use corral_types::duration::KeepAlive;
-use corral_types::params::check_json_options;
+use corral_types::params::{check_json_options, Unknown};
 use corral_types::runner::Constraint;
 use serde_json::{Map, Value};
 
@@ -84,10 +84,12 @@ impl Overlay {
     }
 
     /// A native request's `options`: every value checked against Ollama's option types (a 400
-    /// names the bad one); options llama.cpp has no use for are ignored with a warning.
+    /// names the bad one); unknown names, and options llama.cpp has no use for, are ignored with
+    /// a warning, as Ollama does.
     pub fn from_request(map: Option<&Map<String, Value>>) -> Result<Overlay, ApiError> {
         let Some(map) = map else { return Ok(Overlay::default()) };
-        let (checked, ignored) = check_json_options(map).map_err(|e| ApiError::bad_request(e.to_string()))?;
+        let (checked, ignored) =
+            check_json_options(map, Unknown::Ignore).map_err(|e| ApiError::bad_request(e.to_string()))?;
         if !ignored.is_empty() {
             tracing::warn!(?ignored, "invalid option provided");
         }
@@ -138,22 +140,34 @@ pub enum Think {
 }
 
 impl Think {
-    /// The native `think` value: `true`/`false`, a level, or (as Ollama) any other non-empty
-    /// string or value as on. `None` for an absent or null value.
-    pub fn from_json(v: Option<&Value>) -> Option<Think> {
-        Some(match v? {
-            Value::Null => return None,
-            Value::Bool(b) => {
-                if *b {
-                    Think::On
-                } else {
-                    Think::Off
-                }
+    /// The native `think` value: `true`/`false` or a level; anything else is a 400 with
+    /// Ollama's message. `None` for an absent or null value.
+    pub fn from_json(v: Option<&Value>) -> Result<Option<Think>, ApiError> {
+        const CHOICES: &str = r#""high", "medium", "low", "max", true, or false"#;
+        Ok(Some(match v {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::Bool(true)) => Think::On,
+            Some(Value::Bool(false)) => Think::Off,
+            Some(Value::String(s)) if matches!(s.as_str(), "low" | "medium" | "high" | "max") => {
+                Think::Level(s.clone())
             }
-            Value::String(s) if s.is_empty() => Think::Off,
-            Value::String(s) if matches!(s.as_str(), "low" | "medium" | "high" | "max") => Think::Level(s.clone()),
-            _ => Think::On,
-        })
+            Some(Value::String(s)) => {
+                return Err(ApiError::bad_request(format!("invalid think value: {s:?} (must be {CHOICES})")))
+            }
+            Some(other) => {
+                return Err(ApiError::bad_request(format!(
+                    "think must be a boolean or string ({CHOICES}), not {other}"
+                )))
+            }
+        }))
+    }
+
+    /// The effort asked, for a level.
+    pub fn level(&self) -> Option<&str> {
+        match self {
+            Think::Level(l) => Some(l),
+            _ => None,
+        }
     }
 
     /// Whether the model should think.
@@ -194,6 +208,8 @@ macro_rules! native_settings {
 #[derive(Debug, Clone, Default)]
 pub struct Settings {
     pub think: Option<Think>,
+    /// Most tokens to think (Anthropic's `budget_tokens`).
+    pub think_budget: Option<u32>,
     pub format: Option<Constraint>,
     pub options: Overlay,
     /// `None`: the server's default.
@@ -217,7 +233,8 @@ impl Settings {
         let format = options::constraint(n.format)?;
         let keep_alive = keep_alive(n.keep_alive)?;
         Ok(Settings {
-            think: Think::from_json(n.think),
+            think: Think::from_json(n.think)?,
+            think_budget: None,
             format,
             options: Overlay::from_request(n.options)?,
             keep_alive,
@@ -237,6 +254,8 @@ pub struct Chat {
     pub tools: Vec<Value>,
     /// `false`: a conversation longer than the context is a 400 instead of losing old turns.
     pub truncate: bool,
+    /// A Go template that replaces the model's (native requests only).
+    pub template: Option<String>,
     pub settings: Settings,
 }
 
@@ -272,6 +291,7 @@ impl Chat {
             messages: req.messages,
             tools: req.tools.unwrap_or_default(),
             truncate: req.truncate.unwrap_or(true),
+            template: req.template.filter(|t| !t.is_empty()),
             settings,
         })
     }

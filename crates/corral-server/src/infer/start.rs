@@ -9,7 +9,7 @@ use std::time::Instant;
 
 use corral_types::api::Message;
 use corral_types::duration::KeepAlive;
-use corral_types::runner::CompletionRequest;
+use corral_types::runner::{CompletionRequest, ThinkBudget};
 use serde_json::Value;
 
 use super::answer::Answer;
@@ -43,6 +43,7 @@ fn completion(eff: &Effective, prompt: String, settings: &Settings) -> Completio
         stop: eff.stop.clone(),
         constraint: settings.format.clone(),
         logprobs: settings.logprobs,
+        think_budget: None,
     }
 }
 
@@ -111,10 +112,22 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         r.require("insert", "insert")?;
     }
-    let mut renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref().filter(|t| !t.is_empty()))?;
-    renderer.think(think);
+    let mut renderer = Renderer::for_model(
+        &r.model,
+        &r.gguf,
+        req.template.as_deref().filter(|t| !t.is_empty()),
+        state.templates.clone(),
+    )?;
+    renderer.think(template_thinking(think, req.settings.think.as_ref()));
+    // Fill in the middle: the prompt is the text before the insertion point, `suffix` after it.
+    let insert = req.suffix.as_deref().filter(|s| !s.is_empty() && !req.raw);
     if req.settings.debug_render_only && !req.raw {
-        return Ok(Started::Rendered(renderer.render_off_thread(&generate_messages(&r, &req), None).await?));
+        let messages = generate_messages(&r, &req);
+        let prompt = match insert {
+            Some(suffix) => renderer.render_insert(&messages, suffix).await?,
+            None => renderer.render(&messages, None).await?,
+        };
+        return Ok(Started::Rendered(prompt));
     }
     let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
@@ -126,6 +139,9 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     let num_ctx = eff.load.num_ctx;
     let mut prompt = if req.raw {
         req.prompt.clone()
+    } else if let Some(suffix) = insert {
+        // Nothing to drop to fit: it fits whole or is a 400, below.
+        renderer.render_insert(&generate_messages(&r, &req), suffix).await?
     } else {
         let messages = generate_messages(&r, &req);
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
@@ -137,7 +153,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         })?;
         prompt = before + &prompt;
     }
-    if req.raw || req.context.is_some() {
+    if req.raw || req.context.is_some() || insert.is_some() {
         let n = runner.tokenize(&prompt).await?.len();
         if n >= num_ctx as usize {
             return Err(ApiError::bad_request(format!(
@@ -145,7 +161,9 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
             )));
         }
     }
-    let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt), Vec::new());
+    let family = renderer.family();
+    let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt, family), Vec::new())
+        .with_family(family);
     let completion = runner.complete(completion(&eff, prompt, &req.settings)).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
@@ -196,16 +214,9 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
         state.scheduler.unload(&r.weights()?);
         return Ok(Started::Immediate(Immediate::Unload, timing));
     }
-    r.require("completion", "chat")?;
-    let think = thinking(&r, req.settings.think.as_ref(), relax_thinking)?;
-    let tools = (!req.tools.is_empty()).then(|| Value::Array(req.tools.clone()));
-    if tools.is_some() && !r.can("tools") {
-        return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
-    }
-    let mut renderer = Renderer::for_model(&r.model, &r.gguf, None)?;
-    renderer.think(think);
+    let ChatPlan { think, tools, renderer } = plan_chat(state, &r, &req, relax_thinking)?;
     if req.settings.debug_render_only {
-        return Ok(Started::Rendered(renderer.render_off_thread(&chat_messages(&r, &req), tools.as_ref()).await?));
+        return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref()).await?));
     }
     let eff = effective(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
@@ -216,10 +227,53 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     let messages = chat_messages(&r, &req);
     let prompt = fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
     let tool_names = req.tools.iter().filter_map(tool_name).collect();
-    let parser = OutputParser::new(think.unwrap_or(false), opens_thinking(&prompt), tool_names);
-    let completion = lease.runner.complete(completion(&eff, prompt, &req.settings)).await?;
+    let family = renderer.family();
+    let inside = opens_thinking(&prompt, family);
+    let parser = OutputParser::new(think.unwrap_or(false), inside, tool_names).with_family(family);
+    let mut request = completion(&eff, prompt, &req.settings);
+    if let (Some(true), Some(tokens)) = (think, req.settings.think_budget) {
+        let (open, close) = family.budget_tags();
+        request.think_budget = Some(ThinkBudget { tokens, open: open.into(), close: close.into(), inside });
+    }
+    let completion = lease.runner.complete(request).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
+}
+
+/// What a chat needs before its model is loaded.
+struct ChatPlan {
+    think: Option<bool>,
+    tools: Option<Value>,
+    renderer: Renderer,
+}
+
+/// Checks what `req` asks of the model (chat, thinking, tools) and picks its renderer.
+fn plan_chat(state: &AppState, r: &Resolved, req: &Chat, relax_thinking: bool) -> Result<ChatPlan, ApiError> {
+    r.require("completion", "chat")?;
+    let think = thinking(r, req.settings.think.as_ref(), relax_thinking)?;
+    let tools = (!req.tools.is_empty()).then(|| Value::Array(req.tools.clone()));
+    if tools.is_some() && !r.can("tools") {
+        return Err(ApiError::bad_request(format!("{} does not support tools", r.model.name)));
+    }
+    let mut renderer = Renderer::for_model(&r.model, &r.gguf, req.template.as_deref(), state.templates.clone())?;
+    renderer.think(template_thinking(think, req.settings.think.as_ref()));
+    Ok(ChatPlan { think, tools, renderer })
+}
+
+/// How many tokens the prompt of `req` has: the conversation rendered as [`start_chat`] renders
+/// it (all of it, not trimmed to the context) and tokenized by the model's runner, which is
+/// loaded if it is not (Anthropic's `count_tokens`).
+pub async fn count_chat_tokens(state: &AppState, req: Chat, relax_thinking: bool) -> Result<usize, ApiError> {
+    if req.model.trim().is_empty() {
+        return Err(ApiError::bad_request("model is required"));
+    }
+    req.check_size()?;
+    let (r, keep_alive) = prelude(state, &req.model, &req.settings).await?;
+    let plan = plan_chat(state, &r, &req, relax_thinking)?;
+    let eff = effective(state, &r, &req.settings.options)?;
+    let lease = super::acquire(state, &r, &eff, keep_alive).await?;
+    let prompt = plan.renderer.render(&chat_messages(&r, &req), plan.tools.as_ref()).await?;
+    Ok(lease.runner.tokenize(&prompt).await?.len())
 }
 
 /// The name of a tool definition (`{"type": "function", "function": {"name": …}}`).
@@ -227,9 +281,15 @@ fn tool_name(tool: &Value) -> Option<String> {
     tool.get("function").and_then(|f| f.get("name")).and_then(Value::as_str).map(String::from)
 }
 
+/// What the template is told: whether to think (as decided), the level asked, and whether the
+/// request said.
+fn template_thinking(on: Option<bool>, asked: Option<&Think>) -> corral_template::Thinking {
+    corral_template::Thinking { on, level: asked.and_then(Think::level).map(String::from), set: asked.is_some() }
+}
+
 /// Whether the rendered prompt leaves the answer inside a thinking block.
-fn opens_thinking(prompt: &str) -> bool {
-    prompt.trim_end().ends_with(super::parse::THINK_OPEN)
+fn opens_thinking(prompt: &str, family: super::parse::Family) -> bool {
+    prompt.trim_end().ends_with(family.think_tags().0)
 }
 
 /// Whether to think: the request's `think`, else on for models that can (as Ollama does). `None`

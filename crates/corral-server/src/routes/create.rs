@@ -11,6 +11,7 @@ use corral_types::api::{model_or_name, CreateRequest, ProgressResponse};
 use corral_types::{params, Digest, Overlay};
 use std::collections::BTreeMap;
 
+use super::quantize::{self, Target};
 use crate::extract::JsonBody;
 use crate::names::parse_name;
 use crate::stream::{self, Work};
@@ -32,7 +33,7 @@ fn blob_reference(from: &str) -> Option<Digest> {
     Digest::parse(from.strip_prefix('@').unwrap_or(from)).ok()
 }
 
-/// The spec, and the quantization asked for (only for a safetensors import).
+/// The spec, and the quantization asked for.
 fn spec_from_request(req: CreateRequest) -> Result<(CreateSpec, Option<String>), ApiError> {
     let name =
         parse_name(model_or_name(&req.model, &req.name)).map_err(|_| ApiError::bad_request("invalid model name"))?;
@@ -45,8 +46,9 @@ fn spec_from_request(req: CreateRequest) -> Result<(CreateSpec, Option<String>),
         (None, Some(files)) => ModelSource::Files(digests(files)?),
         (None, None) => return Err(ApiError::bad_request("neither 'from' or 'files' was specified")),
     };
-    let (parameters, ignored) = params::check_json_options(&req.parameters.unwrap_or_default())
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (parameters, ignored) =
+        params::check_json_options(&req.parameters.unwrap_or_default(), params::Unknown::Refuse)
+            .map_err(|e| ApiError::bad_request(e.to_string()))?;
     if !ignored.is_empty() {
         tracing::warn!(?ignored, "ignoring deprecated parameters");
     }
@@ -90,30 +92,24 @@ impl std::io::Write for BlobSink {
 
 /// Ollama's import: a safetensors model among the files is converted to a GGUF blob, which
 /// replaces them in the spec. The returned pin keeps that blob until the create is committed.
-/// Quantizing is only offered for this path (re-quantizing a GGUF is not supported).
+/// Returns also the quantization still to do with llama.cpp: the converter writes F16 and Q8_0
+/// itself; other types start from its F16, and a GGUF source is always quantized by llama.cpp.
 fn convert_safetensors(
     store: &corral_store::Store,
     mut spec: CreateSpec,
-    quantize: Option<String>,
-) -> Result<(CreateSpec, Option<corral_store::PinGuard>), ApiError> {
+    quantize: Option<Target>,
+) -> Result<(CreateSpec, Option<corral_store::PinGuard>, Option<Target>), ApiError> {
     let ModelSource::Files(files) = &spec.source else {
-        return match quantize {
-            Some(q) => Err(ApiError::bad_request(format!(
-                "quantizing an existing model is not supported yet (asked for {q:?}); quantization applies to safetensors imports"
-            ))),
-            None => Ok((spec, None)),
-        };
+        return Ok((spec, None, quantize));
     };
     if !corral_convert::is_safetensors_model(files.iter().map(|(n, _)| n.as_str())) {
-        if let Some(q) = quantize {
-            return Err(ApiError::bad_request(format!(
-                "quantizing a GGUF file is not supported yet (asked for {q:?}); import an already quantized GGUF"
-            )));
-        }
-        return Ok((spec, None));
+        return Ok((spec, None, quantize));
     }
-    let quantize = corral_convert::Quantize::parse(quantize.as_deref().unwrap_or("f16"))
-        .map_err(|e| ApiError::bad_request(e.to_string()))?;
+    let (own, pending) = match quantize {
+        Some(Target { name: "Q8_0", .. }) => (corral_convert::Quantize::Q8_0, None),
+        Some(Target { name: "F16", .. }) | None => (corral_convert::Quantize::F16, None),
+        Some(other) => (corral_convert::Quantize::F16, Some(other)),
+    };
     let mut paths = corral_convert::Files::new();
     for (name, digest) in files {
         if name.starts_with('/') || name.split(['/', '\\']).any(|c| c == "..") {
@@ -123,34 +119,71 @@ fn convert_safetensors(
     }
     let digests: Vec<Digest> = files.iter().map(|(_, d)| *d).collect();
     let _sources = store.pin_existing(&digests)?;
-    let (gguf, info) = corral_convert::convert(&paths, quantize).map_err(|e| match e {
+    let (gguf, info) = corral_convert::convert(&paths, own).map_err(|e| match e {
         corral_convert::ConvertError::Io { .. } => ApiError::internal(e.to_string()),
         _ => ApiError::bad_request(e.to_string()),
     })?;
     let mut sink = BlobSink(store.blob_writer()?);
     gguf.write_to(&mut sink).map_err(|e| ApiError::internal(format!("writing the converted model: {e}")))?;
     let committed = sink.0.commit(None)?;
-    tracing::info!(tensors = info.tensors, parameters = info.parameters, digest = %committed.digest, "converted a {} model to GGUF ({quantize:?})", info.architecture);
+    tracing::info!(tensors = info.tensors, parameters = info.parameters, digest = %committed.digest, "converted a {} model to GGUF ({own:?})", info.architecture);
     spec.source = ModelSource::Files(vec![("model.gguf".into(), committed.digest)]);
-    Ok((spec, Some(committed.pin)))
+    Ok((spec, Some(committed.pin), pending))
+}
+
+/// A quantization to do in the streamed part of a create: the type, the weights' blob and what
+/// type they are now.
+struct Pending {
+    target: Target,
+    source: std::path::PathBuf,
+    from: &'static str,
+}
+
+/// Checks before the first byte that `prepared`'s weights can be quantized to `target`.
+fn plan_quantize(
+    store: &corral_store::Store,
+    prepared: &corral_store::Prepared,
+    target: Target,
+) -> Result<Pending, ApiError> {
+    let digest = prepared.weights().ok_or_else(|| ApiError::bad_request("the model has no weights to quantize"))?;
+    let source = store.blob_path(&digest);
+    let gguf = corral_gguf::read_path(&source).map_err(|e| ApiError::bad_request(format!("the weights: {e}")))?;
+    Ok(Pending { target, from: quantize::source_type(&gguf)?, source })
 }
 
 pub(super) async fn create(State(state): State<AppState>, JsonBody(req): JsonBody<CreateRequest>) -> Response {
     let streaming = req.stream.unwrap_or(true);
-    let (spec, quantize) = match spec_from_request(req) {
-        Ok(s) => s,
-        Err(e) => return e.into_response(),
+    let prepared = async {
+        let (spec, quantize) = spec_from_request(req)?;
+        let target = quantize.as_deref().map(Target::parse).transpose()?;
+        state
+            .store
+            .run(move |store| {
+                let (spec, pin, pending) = convert_safetensors(store, spec, target)?;
+                let prepared = store.prepare_create(spec)?;
+                let pending = pending.map(|t| plan_quantize(store, &prepared, t)).transpose()?;
+                Ok::<_, ApiError>((prepared, pin, pending))
+            })
+            .await
     };
-    let prepared = state.store.run(move |store| {
-        let (spec, pin) = convert_safetensors(store, spec, quantize)?;
-        Ok::<_, ApiError>((store.prepare_create(spec)?, pin))
-    });
-    let (prepared, pin) = match prepared.await {
+    let (mut prepared, pin, pending) = match prepared.await {
         Ok(p) => p,
         Err(e) => return e.into_response(),
     };
+    let (store, launcher) = (state.store.blocking().clone(), state.config.launcher.clone());
+    let threads = state.config.defaults.num_thread;
     let work: Work = Box::new(move |progress| {
         let _converted = pin;
+        // Held until the manifest that references the quantized blob is written.
+        let mut _quantized = None;
+        if let Some(Pending { target, source, from }) = pending {
+            let done = quantize::run(&launcher, &store, &source, from, target, threads, progress)?;
+            let path = store.blob_path(&done.digest);
+            let gguf = corral_gguf::read_path(&path)
+                .map_err(|e| ApiError::internal(format!("the quantized model does not read back: {e}")))?;
+            prepared.replace_weights(done.digest, done.size, &gguf);
+            _quantized = Some(done);
+        }
         prepared.commit(&mut |status| progress(ProgressResponse::status(status))).map_err(ApiError::from)
     });
     stream::progress(streaming, work).await

@@ -8,6 +8,7 @@ mod models;
 mod native;
 mod openai;
 mod ps;
+mod quantize;
 mod responses;
 mod transfer;
 
@@ -23,6 +24,7 @@ pub(crate) fn router(state: AppState) -> Router {
     Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version).head(version))
+        .route("/api/status", get(status))
         .route("/api/tags", get(models::list).head(models::list))
         .route("/api/show", post(models::show))
         .route("/api/copy", post(models::copy))
@@ -43,6 +45,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/responses", post(responses::responses))
         .route("/v1/models", get(openai::models))
         .route("/v1/messages", post(anthropic::messages_route))
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens_route))
         .route("/v1/models/{*model}", get(openai::model))
         .fallback(not_found)
         .with_state(state)
@@ -55,6 +58,13 @@ async fn root() -> impl IntoResponse {
 
 async fn version() -> Json<VersionResponse> {
     Json(VersionResponse { version: VERSION.to_string() })
+}
+
+/// `GET /api/status`. Ollama's says whether its cloud models (proxied to ollama.com) are turned
+/// off, and by what (`OLLAMA_NO_CLOUD`, its config file). Corral proxies nothing: they are always
+/// off, by nothing a user set.
+async fn status() -> Json<serde_json::Value> {
+    Json(serde_json::json!({"cloud": {"disabled": true, "source": "none"}}))
 }
 
 async fn not_found() -> impl IntoResponse {

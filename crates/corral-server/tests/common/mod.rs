@@ -80,6 +80,32 @@ impl Harness {
         assert_eq!(status, StatusCode::OK, "{v}");
     }
 
+    /// Creates `name` from a tiny GGUF whose chat template is `template` (a 32-token placeholder
+    /// vocabulary: the scripted runner does not read it).
+    pub async fn create_with_template(&self, name: &str, template: &str) {
+        use corral_gguf::{ArrayValue, Gguf, MetaValue};
+        let tokens = (0..32).map(|i| format!("<t{i}>")).collect();
+        let tokenizer = Gguf {
+            version: 3,
+            metadata: vec![
+                ("tokenizer.ggml.model".into(), MetaValue::String("gpt2".into())),
+                ("tokenizer.ggml.tokens".into(), MetaValue::Array(ArrayValue::String(tokens))),
+                ("tokenizer.chat_template".into(), MetaValue::String(template.into())),
+            ],
+            tensors: vec![],
+            alignment: 32,
+            data_offset: 0,
+        };
+        // Real templates write long system prompts: room for them.
+        let gguf = corral_testkit::tiny_llama(&TinySpec { context: 32768, ..Default::default() }, Some(&tokenizer));
+        let digest = format!("sha256:{:x}", Sha256::digest(&gguf));
+        let resp = self.send("POST", &format!("/api/blobs/{digest}"), Body::from(gguf)).await;
+        assert!(resp.status().is_success(), "{}", resp.status());
+        let req = json!({"model": name, "files": {"m.gguf": digest}, "stream": false});
+        let (status, v) = self.call("POST", "/api/create", req).await;
+        assert_eq!(status, StatusCode::OK, "{v}");
+    }
+
     pub async fn generate(&self, body: Value) -> (StatusCode, Value) {
         let mut body = body;
         body["stream"] = json!(false);

@@ -139,8 +139,33 @@ impl GoTemplate {
         Ok(e.out)
     }
 
-    /// Renders a conversation for the model to answer (Ollama's `Template.Execute`).
+    /// Renders a fill-in-the-middle prompt: the template over `{System, Prompt, Suffix}` with an
+    /// empty `Response`, whole, as Ollama executes it for a generate request with a `suffix`.
+    /// `Prompt` is the last message, `System` the system messages.
+    pub fn render_insert(&self, messages: &[Message], suffix: &str) -> Result<String, TemplateError> {
+        let (system, _) = collate(messages);
+        let prompt = messages.iter().rfind(|m| m.role != "system").map(|m| m.content.clone()).unwrap_or_default();
+        self.execute(&exec::data(vec![
+            ("System", Value::String(system)),
+            ("Prompt", Value::String(prompt)),
+            ("Suffix", Value::String(suffix.to_string())),
+            ("Response", Value::String(String::new())),
+        ]))
+    }
+
+    /// Renders a conversation for the model to answer (Ollama's `Template.Execute`), saying
+    /// nothing about thinking.
     pub fn render_chat(&self, messages: &[Message], tools: Option<&Value>) -> Result<String, TemplateError> {
+        self.render_chat_thinking(messages, tools, &crate::Thinking::default())
+    }
+
+    /// [`GoTemplate::render_chat`] with `.Think`, `.ThinkLevel` and `.IsThinkSet` from `thinking`.
+    pub fn render_chat_thinking(
+        &self,
+        messages: &[Message],
+        tools: Option<&Value>,
+        thinking: &crate::Thinking,
+    ) -> Result<String, TemplateError> {
         let tools = tools.cloned().unwrap_or(Value::Null);
         if self.uses_messages {
             let (system, collated) = collate(messages);
@@ -150,9 +175,9 @@ impl GoTemplate {
                 ("Tools", tools),
                 ("Response", Value::String(String::new())),
                 ("Prompt", Value::String(String::new())),
-                ("Think", Value::Bool(false)),
-                ("ThinkLevel", Value::String(String::new())),
-                ("IsThinkSet", Value::Bool(false)),
+                ("Think", Value::Bool(thinking.on == Some(true))),
+                ("ThinkLevel", Value::String(thinking.go_level())),
+                ("IsThinkSet", Value::Bool(thinking.set)),
             ]);
             return self.execute(&data);
         }

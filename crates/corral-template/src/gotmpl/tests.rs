@@ -164,3 +164,16 @@ fn issue_13_go_template_loops_and_output_are_bounded() {
     let e = t.render_chat(&msgs(&[("user", &long)]), None).unwrap_err().to_string();
     assert!(e.contains("output grew past 32 MiB"), "{e}");
 }
+
+// Issue 14: a generate request with a `suffix` executes the whole template over
+// `{System, Prompt, Suffix}`, as Ollama does for fill-in-the-middle.
+#[test]
+fn issue_14_a_suffix_fills_in_the_middle() {
+    let src =
+        "{{ if .Suffix }}<PRE> {{ .Prompt }} <SUF>{{ .Suffix }} <MID>{{ else }}[{{ .System }}]{{ .Prompt }}{{ end }}";
+    let t = GoTemplate::parse(src).unwrap();
+    let conversation = msgs(&[("system", "be terse"), ("user", "def f():")]);
+    assert_eq!(t.render_insert(&conversation, "\nprint(f())").unwrap(), "<PRE> def f(): <SUF>\nprint(f()) <MID>");
+    // Without one, the same template renders the conversation.
+    assert_eq!(t.render_chat(&conversation, None).unwrap(), "[be terse]def f():");
+}

@@ -182,7 +182,22 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     req.renderer = o.renderer;
     req.parser = o.parser;
 
-    client.create(&req, |p| progress.status(p.status)).await?;
+    // A step reported again (quantizing, tensor by tensor, with counters) moves on its own line.
+    let mut last: Option<String> = None;
+    client
+        .create(&req, |p| {
+            let line = match (p.completed, p.total) {
+                (Some(done), Some(total)) if total > 0 => format!("{} {}%", p.status, done * 100 / total),
+                _ => p.status.clone(),
+            };
+            if last.as_deref() == Some(p.status.as_str()) {
+                progress.update(line);
+            } else {
+                progress.status(line);
+            }
+            last = Some(p.status);
+        })
+        .await?;
     progress.finish();
     Ok(())
 }

@@ -8,4 +8,5 @@ pub mod run;
 pub mod runner;
 pub mod serve;
 pub mod show;
+pub mod template_worker;
 pub mod transfer;

@@ -124,6 +124,8 @@ struct Repl<'a> {
     s: Session,
     messages: Vec<Message>,
     system: Option<String>,
+    /// The session's prompt template (`/set template`), sent with each chat and kept by `/save`.
+    template: Option<String>,
     options: Map<String, Value>,
     history_on: bool,
 }
@@ -135,6 +137,7 @@ pub async fn run(client: &Client, session: Session) -> anyhow::Result<()> {
         s: session,
         messages: Vec::new(),
         system: None,
+        template: None,
         options: Map::new(),
     };
     repl.load().await?;
@@ -142,7 +145,8 @@ pub async fn run(client: &Client, session: Session) -> anyhow::Result<()> {
     if let (Some(path), Some(ed)) = (&repl.s.history, editor.as_mut()) {
         let _ = ed.load_history(path);
     }
-    let mut multiline: Option<String> = None;
+    // Text between """ markers: a message, or the value of `/set system` or `/set template`.
+    let mut multiline: Option<Multiline> = None;
     loop {
         let prompt = if multiline.is_some() { "... " } else { ">>> " };
         let line = match read(&mut editor, prompt).await? {
@@ -155,30 +159,47 @@ pub async fn run(client: &Client, session: Session) -> anyhow::Result<()> {
             }
             Input::Line(l) => l,
         };
-        // Multi-line input between """ markers.
-        if let Some(buf) = multiline.as_mut() {
+        if let Some(pending) = multiline.as_mut() {
             if let Some(end) = line.strip_suffix("\"\"\"") {
-                buf.push_str(end);
-                let text = multiline.take().unwrap_or_default();
-                repl.remember(&mut editor, &text);
-                repl.chat(text).await?;
+                pending.text.push_str(end);
+                let Some(Multiline { command, text }) = multiline.take() else { continue };
+                match command {
+                    None => {
+                        repl.remember(&mut editor, &text);
+                        repl.chat(text).await?;
+                    }
+                    Some(command) => {
+                        repl.remember(&mut editor, &format!("{command} \"\"\"{text}\"\"\""));
+                        repl.command(&format!("{command} {text}")).await?;
+                    }
+                }
             } else {
-                buf.push_str(&line);
-                buf.push('\n');
+                pending.text.push_str(&line);
+                pending.text.push('\n');
             }
             continue;
         }
         let trimmed = line.trim();
-        if let Some(rest) = trimmed.strip_prefix("\"\"\"") {
-            if let Some(inner) = rest.strip_suffix("\"\"\"").filter(|_| rest.len() >= 3) {
-                repl.remember(&mut editor, trimmed);
-                repl.chat(inner.to_string()).await?;
-            } else {
-                multiline = Some(format!("{rest}\n").trim_start_matches('\n').to_string());
-            }
+        if trimmed.is_empty() {
             continue;
         }
-        if trimmed.is_empty() {
+        if let Some((command, rest)) = opens_multiline(trimmed) {
+            match rest.strip_suffix("\"\"\"").filter(|_| rest.len() >= 3) {
+                // `"""text"""` on one line.
+                Some(inner) => {
+                    repl.remember(&mut editor, trimmed);
+                    match command {
+                        None => repl.chat(inner.to_string()).await?,
+                        Some(command) => {
+                            repl.command(&format!("{command} {inner}")).await?;
+                        }
+                    }
+                }
+                None => {
+                    let text = format!("{rest}\n").trim_start_matches('\n').to_string();
+                    multiline = Some(Multiline { command: command.map(String::from), text });
+                }
+            }
             continue;
         }
         repl.remember(&mut editor, trimmed);
@@ -199,6 +220,26 @@ pub async fn run(client: &Client, session: Session) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Text being typed between """ markers, and the command it is for (`None`: a message).
+struct Multiline {
+    command: Option<String>,
+    text: String,
+}
+
+/// Whether `line` opens a """ block: a message (`"""…`), or `/set system """…` or
+/// `/set template """…`. Returns the command and what follows the opening marker.
+fn opens_multiline(line: &str) -> Option<(Option<&'static str>, &str)> {
+    if let Some(rest) = line.strip_prefix("\"\"\"") {
+        return Some((None, rest));
+    }
+    for command in ["/set system", "/set template"] {
+        if let Some(rest) = line.strip_prefix(command).map(str::trim_start).and_then(|r| r.strip_prefix("\"\"\"")) {
+            return Some((Some(command), rest));
+        }
+    }
+    None
 }
 
 impl Repl<'_> {
@@ -247,6 +288,7 @@ impl Repl<'_> {
             keep_alive: self.s.keep_alive.clone(),
             options: (!self.options.is_empty()).then(|| self.options.clone()),
             think: self.s.think.clone(),
+            template: self.template.clone(),
             ..Default::default()
         };
         let spinner = crate::progress::Progress::spinner();
@@ -368,7 +410,15 @@ impl Repl<'_> {
                 self.system = Some(text);
                 println!("Set system message.");
             }
-            Some("template") => println!("Setting a prompt template per session is not supported yet."),
+            Some("template") => {
+                let text = line.split_once("template").map(|(_, t)| t.trim()).unwrap_or_default();
+                if text.is_empty() {
+                    print!("{SET_HELP}");
+                    return;
+                }
+                self.template = Some(text.to_string());
+                println!("Set prompt template.");
+            }
             Some("history") => {
                 self.history_on = true;
                 println!("Set 'history' mode.");
@@ -446,7 +496,10 @@ impl Repl<'_> {
                 }
             }
             Some("system") => println!("{}", or(&resp.system, "No system message was specified for this model.")),
-            Some("template") => println!("{}", or(&resp.template, "No prompt template was specified for this model.")),
+            Some("template") => match &self.template {
+                Some(session) => println!("{session}"),
+                None => println!("{}", or(&resp.template, "No prompt template was specified for this model.")),
+            },
             _ => print!("{SHOW_HELP}"),
         }
         Ok(())
@@ -463,6 +516,7 @@ impl Repl<'_> {
             model: name.to_string(),
             from: Some(self.s.model.clone()),
             system: self.system.clone(),
+            template: self.template.clone(),
             parameters: (!self.options.is_empty()).then(|| self.options.clone()),
             messages: (!self.messages.is_empty()).then(|| self.messages.clone()),
             ..Default::default()

@@ -18,10 +18,10 @@ use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
 #[derive(clap::Args)]
 pub struct Args {
     /// Unix socket the server listens on
-    #[arg(long, required_unless_present = "probe")]
+    #[arg(long, required_unless_present_any = ["probe", "quantize"])]
     socket: Option<PathBuf>,
     /// Load options, as JSON
-    #[arg(long, required_unless_present = "probe")]
+    #[arg(long, required_unless_present_any = ["probe", "quantize"])]
     options: Option<String>,
     /// Directory of llama.cpp's backend modules (default: lib/corral beside the executable)
     #[arg(long)]
@@ -32,6 +32,19 @@ pub struct Args {
     /// A CPU variant not to load (one that died of an illegal instruction here)
     #[arg(long = "skip-variant")]
     skip_variants: Vec<String>,
+    /// Quantize --input into --output as this llama.cpp file type (15 is Q4_K_M), printing
+    /// `{"done":i,"total":n}` after each tensor, and exit
+    #[arg(long, requires_all = ["input", "output"])]
+    quantize: Option<u32>,
+    /// The GGUF to quantize
+    #[arg(long)]
+    input: Option<PathBuf>,
+    /// Where the quantized GGUF goes
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Threads for quantizing (0: all cores)
+    #[arg(long, default_value_t = 0)]
+    threads: i32,
 }
 
 type Writer = Arc<Mutex<BufWriter<UnixStream>>>;
@@ -52,12 +65,14 @@ fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
 /// socket closing tells the request loop too, but not a load in progress (a large model reads for
 /// minutes) nor a runner stopped and continued later: a runner must never outlive its server, even
 /// one killed with -9. The parent's death shows as a new parent pid (init or a subreaper).
-fn exit_with_parent() {
+pub(crate) fn exit_with_parent(who: &'static str) {
     let parent = std::os::unix::process::parent_id();
     std::thread::spawn(move || loop {
         std::thread::sleep(std::time::Duration::from_millis(250));
         if std::os::unix::process::parent_id() != parent {
-            eprintln!("runner: the server (pid {parent}) is gone; exiting");
+            // Not `eprintln!`: stderr is a pipe to the dead server, and a failed write there
+            // panics this thread before it gets to exit.
+            let _ = writeln!(std::io::stderr(), "{who}: the server (pid {parent}) is gone; exiting");
             std::process::exit(0);
         }
     });
@@ -86,10 +101,21 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         println!("{}", serde_json::to_string(backends)?);
         return Ok(());
     }
+    if let (Some(ftype), Some(input), Some(output)) = (args.quantize, &args.input, &args.output) {
+        exit_with_parent("quantizer");
+        corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
+        let mut out = std::io::stdout().lock();
+        corral_engine::quantize::quantize(input, output, ftype, args.threads, |done, total| {
+            let _ = writeln!(out, "{}", serde_json::json!({"done": done, "total": total}));
+            let _ = out.flush();
+        })
+        .map_err(anyhow::Error::msg)?;
+        return Ok(());
+    }
     let (Some(socket), Some(options)) = (args.socket, args.options) else {
         anyhow::bail!("--socket and --options are required");
     };
-    exit_with_parent();
+    exit_with_parent("runner");
     let options: LoadOptions = serde_json::from_str(&options).context("invalid --options")?;
     let stream = UnixStream::connect(&socket).with_context(|| format!("connect {}", socket.display()))?;
     // Before the engine initialises llama.cpp; a failure is reported as a failed load.

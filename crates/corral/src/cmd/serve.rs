@@ -46,6 +46,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         gpu: settings.gpu.clone(),
         api_keys: settings.api_keys.clone(),
         shutdown_grace: settings.shutdown_grace,
+        render: corral_server::RenderConfig { in_workers: true, ..Default::default() },
         ..ServerConfig::new(&settings.models_dir)
     };
     if settings.api_keys.is_empty() && !addr.ip().is_loopback() {

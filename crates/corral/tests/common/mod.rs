@@ -136,6 +136,16 @@ impl Server {
 
     /// Process ids of this server's runner children.
     pub fn runners(&self) -> Vec<u32> {
+        self.children("runner")
+    }
+
+    /// Process ids of this server's template workers.
+    pub fn template_workers(&self) -> Vec<u32> {
+        self.children("template-worker")
+    }
+
+    /// Process ids of this server's children started as `corral <subcommand>`.
+    fn children(&self, subcommand: &str) -> Vec<u32> {
         let mut out = Vec::new();
         for entry in std::fs::read_dir("/proc").unwrap().flatten() {
             let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
@@ -144,11 +154,18 @@ impl Server {
             let after = stat.rsplit_once(')').map(|(_, rest)| rest).unwrap_or_default();
             let ppid: u32 = after.split_whitespace().nth(1).and_then(|p| p.parse().ok()).unwrap_or(0);
             let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            if ppid == self.child.id() && cmdline.contains("runner") {
+            if ppid == self.child.id() && cmdline.split('\0').nth(1) == Some(subcommand) {
                 out.push(pid);
             }
         }
         out
+    }
+
+    /// The most memory the server process itself has held (`VmHWM`), in bytes.
+    pub fn peak_memory(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        let line = status.lines().find(|l| l.starts_with("VmHWM:")).expect("VmHWM in /proc/PID/status");
+        line.split_whitespace().nth(1).and_then(|kb| kb.parse::<u64>().ok()).expect("a size in kB") * 1024
     }
 
     /// Whether the process is still running.

@@ -13,7 +13,7 @@ use serde_json::{json, Map, Value};
 use crate::error::Protocol;
 use crate::extract::JsonBody;
 use crate::infer::request::{Chat, Overlay, Settings, Think};
-use crate::infer::start::{start_chat, Started};
+use crate::infer::start::{count_chat_tokens, start_chat, Started};
 mod wire;
 
 use wire::{Block, BlockDelta, ErrorBody, Event, MessageDelta, Usage};
@@ -44,6 +44,8 @@ pub(super) struct MessagesRequest {
     stop_sequences: Option<Vec<String>>,
     tools: Option<Vec<Value>>,
     thinking: Option<Value>,
+    /// `{"effort": "low" | "medium" | "high" | "max"}`: how hard to think when `thinking` is absent.
+    output_config: Option<Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -168,12 +170,27 @@ fn native(req: MessagesRequest) -> Result<Chat, ApiError> {
         Some("disabled") => Some(Think::Off),
         _ => None,
     });
+    // An effort says how hard to think when `thinking` does not say whether to (as Ollama).
+    let effort = req.output_config.as_ref().and_then(|c| c.get("effort")).and_then(Value::as_str);
+    let think = think.or_else(|| match effort? {
+        level @ ("low" | "medium" | "high" | "max") => Some(Think::Level(level.to_string())),
+        "xhigh" => Some(Think::Level("high".into())),
+        _ => None,
+    });
+    let think_budget = req
+        .thinking
+        .as_ref()
+        .filter(|t| t.get("type").and_then(Value::as_str) == Some("enabled"))
+        .and_then(|t| t.get("budget_tokens"))
+        .and_then(Value::as_u64)
+        .map(|n| n.clamp(1, u64::from(u32::MAX)) as u32);
     Ok(Chat {
         model: req.model,
         messages: messages(req.system.as_ref(), req.messages)?,
         tools: tools.unwrap_or_default(),
         truncate: true,
-        settings: Settings { think, ..Settings::new(options) },
+        template: None,
+        settings: Settings { think, think_budget, ..Settings::new(options) },
     })
 }
 
@@ -206,6 +223,24 @@ pub(super) async fn messages_route(
                 Ok(Json(message(&model, all)).into_response())
             }
         }
+    };
+    run.await.unwrap_or_else(error)
+}
+
+/// `POST /v1/messages/count_tokens`: the request of `/v1/messages` (without `max_tokens`) and
+/// `{"input_tokens": N}`, N being exactly what the answer's `usage.input_tokens` would be: the
+/// conversation rendered with the model's template and tokenized by its runner. Ollama does not
+/// route it; Claude Code calls it.
+pub(super) async fn count_tokens_route(
+    State(state): State<AppState>,
+    body: Result<JsonBody<MessagesRequest>, ApiError>,
+) -> Response {
+    let run = async {
+        let JsonBody(mut req) = body?;
+        // Counting needs no answer length; the translation below asks for one.
+        req.max_tokens = req.max_tokens.max(1);
+        let input_tokens = count_chat_tokens(&state, native(req)?, true).await?;
+        Ok(Json(wire::TokenCount { input_tokens }).into_response())
     };
     run.await.unwrap_or_else(error)
 }
@@ -332,4 +367,27 @@ fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
         }
         out
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn think_of(extra: Value) -> Option<Think> {
+        let mut body = json!({"model": "m", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]});
+        body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+        native(serde_json::from_value(body).unwrap()).unwrap().settings.think
+    }
+
+    #[test]
+    fn thinking_and_effort_become_think_levels() {
+        assert_eq!(think_of(json!({})), None);
+        assert_eq!(think_of(json!({"thinking": {"type": "enabled", "budget_tokens": 1024}})), Some(Think::On));
+        assert_eq!(think_of(json!({"thinking": {"type": "disabled"}})), Some(Think::Off));
+        assert_eq!(think_of(json!({"output_config": {"effort": "low"}})), Some(Think::Level("low".into())));
+        assert_eq!(think_of(json!({"output_config": {"effort": "xhigh"}})), Some(Think::Level("high".into())));
+        // `thinking` says whether; it wins over an effort.
+        let both = json!({"thinking": {"type": "disabled"}, "output_config": {"effort": "high"}});
+        assert_eq!(think_of(both), Some(Think::Off));
+    }
 }

@@ -101,3 +101,9 @@ impl Event {
         }
     }
 }
+
+/// The answer of `/v1/messages/count_tokens`.
+#[derive(Debug, Serialize)]
+pub struct TokenCount {
+    pub input_tokens: usize,
+}

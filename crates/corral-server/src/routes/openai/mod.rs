@@ -254,6 +254,7 @@ fn native_chat(req: ChatCompletionRequest) -> Result<(Chat, bool), ApiError> {
         messages: messages(req.messages)?,
         tools: req.tools.unwrap_or_default(),
         truncate: true,
+        template: None,
         settings: Settings {
             format,
             think: effort.as_deref().map(think).transpose()?,
@@ -486,6 +487,7 @@ pub(super) async fn models(State(state): State<AppState>) -> Response {
 pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
     let run = async {
         let name = crate::names::parse_name(&model)?;
+        let asked = model.clone();
         let stored = state
             .store
             .run(move |store| {
@@ -493,7 +495,9 @@ pub(super) async fn model(State(state): State<AppState>, Path(model): Path<Strin
                 found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
             })
             .await?;
-        Ok(Json(model_object(&stored.name, stored.modified)).into_response())
+        // The id is the name as asked (`acc-chat`, not `acc-chat:latest`), as Ollama answers:
+        // clients compare it with the name they configured.
+        Ok(Json(Model { id: asked, ..model_object(&stored.name, stored.modified) }).into_response())
     };
     run.await.unwrap_or_else(error)
 }

@@ -182,6 +182,7 @@ fn native(req: &ResponsesRequest) -> Result<Chat, ApiError> {
         messages: messages(req.instructions.clone(), &req.input)?,
         tools: tools.unwrap_or_default(),
         truncate: true,
+        template: None,
         settings: Settings { format, think, ..Settings::new(options) },
     })
 }

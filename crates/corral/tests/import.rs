@@ -1,0 +1,171 @@
+//! Issue 14: importing a decoder model from safetensors (`FROM <directory>`). No such model ships
+//! anywhere reachable here, so the fixtures are SmolLM2 (llama, Q/K rows permuted by llama.cpp)
+//! and Qwen2.5-Coder-0.5B (qwen2, Q/K/V biases, Q5_0/Q4_K/Q6_K/Q8_0 weights) exported back to
+//! Hugging Face directories (`corral_testkit::export_hf`: dequantized F16 weights in shards with
+//! their index, `config.json`, `tokenizer.json`, `tokenizer_config.json` with the chat template).
+//! Each import must tokenize as the original (llama.cpp's goldens), answer the Paris question the
+//! same, and give next-token log-probabilities within a small bound of the original's.
+
+mod common;
+
+use std::path::Path;
+
+use common::{post, stderr, Server};
+use serde_json::{json, Value};
+
+fn create(server: &Server, name: &str, from: &Path, extra: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", from.display())).unwrap();
+    let mut args = vec!["create", name, "-f", modelfile.to_str().unwrap()];
+    args.extend_from_slice(extra);
+    server.corral(&args)
+}
+
+/// The token ids of `text` as `model` tokenizes it (a template that is only the prompt).
+fn tokens(server: &Server, model: &str, text: &str) -> Vec<u64> {
+    let body = json!({"model": model, "prompt": text, "template": "{{ .Prompt }}", "stream": false,
+        "options": {"num_predict": 1, "temperature": 0}});
+    let (status, v) = post(server, "/api/generate", body);
+    assert_eq!(status, 200, "{v}");
+    let context: Vec<u64> = v["context"].as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+    context[..context.len() - 1].to_vec()
+}
+
+/// The top five next tokens and their log-probabilities at each of eight greedy steps after
+/// `prompt`.
+fn top_logprobs(server: &Server, model: &str, prompt: &str) -> Vec<Vec<(String, f64)>> {
+    let body = json!({"model": model, "prompt": prompt, "raw": true, "stream": false, "logprobs": true,
+        "top_logprobs": 5, "options": {"num_predict": 8, "temperature": 0}});
+    let (status, v) = post(server, "/api/generate", body);
+    assert_eq!(status, 200, "{v}");
+    v["logprobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|step| {
+            step["top_logprobs"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| (t["token"].as_str().unwrap().to_string(), t["logprob"].as_f64().unwrap()))
+                .collect()
+        })
+        .collect()
+}
+
+/// What an import is held to: llama.cpp's token ids for six strings (`goldens`, a key of the
+/// fixture), the original's greedy answer, and log-probability differences under `first_bound` at
+/// the first step and `bound` over the steps where both greedy continuations agree.
+struct Expect {
+    goldens: &'static str,
+    family: &'static str,
+    template_marker: &'static str,
+    first_bound: f64,
+    bound: f64,
+}
+
+/// Exports `original` into `shards` safetensors files, imports it as `imported`, and checks it
+/// against the original as `expect` says. Returns the directory.
+fn export_and_compare(server: &Server, original: &Path, shards: usize, expect: Expect) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    corral_testkit::export_hf(original, dir.path(), shards);
+    let out = create(server, "original", original, &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = create(server, "imported", dir.path(), &[]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, shown) = post(server, "/api/show", json!({"model": "imported"}));
+    assert_eq!(shown["details"]["family"], expect.family, "{shown}");
+    assert_eq!(shown["details"]["quantization_level"], "F16", "{shown}");
+    assert!(shown["template"].as_str().unwrap().contains(expect.template_marker), "the chat template came along");
+
+    // Tokenization: llama.cpp's own ids for six strings.
+    let goldens: Value = serde_json::from_str(include_str!("fixtures/tokenize.json")).expect("the goldens parse");
+    let goldens = goldens["ids"][expect.goldens].as_object().unwrap();
+    assert_eq!(goldens.len(), 6);
+    for (text, ids) in goldens {
+        let ids: Vec<u64> = ids.as_array().unwrap().iter().map(|t| t.as_u64().unwrap()).collect();
+        assert_eq!(tokens(server, "imported", text), ids, "{text:?}");
+        assert_eq!(tokens(server, "original", text), ids, "{text:?}");
+    }
+
+    // The same greedy answer.
+    let answer = ask(server, "original");
+    assert!(answer.contains("Paris"), "{answer:?}");
+    assert_eq!(ask(server, "imported"), answer);
+
+    // Next-token log-probabilities, compared while both greedy continuations agree (after that
+    // they read different text). The measure: for every token in both top fives, the absolute
+    // difference of its log-probability.
+    let prompt = "The capital of France is";
+    let (a, b) = (top_logprobs(server, "original", prompt), top_logprobs(server, "imported", prompt));
+    let diff = |x: &[(String, f64)], y: &[(String, f64)]| {
+        x.iter()
+            .filter_map(|(token, lp)| y.iter().find(|(t, _)| t == token).map(|(_, other)| (lp - other).abs()))
+            .fold(0.0f64, f64::max)
+    };
+    let first = diff(&a[0], &b[0]);
+    let agreeing = a.iter().zip(&b).take_while(|(x, y)| x[0].0 == y[0].0).count();
+    let worst = a.iter().zip(&b).take(agreeing).map(|(x, y)| diff(x, y)).fold(0.0, f64::max);
+    eprintln!(
+        "{}: log-probability differences: first step {first:.4}, {agreeing} agreeing steps {worst:.4}",
+        expect.goldens
+    );
+    assert!(agreeing >= 4, "{a:?} vs {b:?}");
+    assert!(first < expect.first_bound && worst < expect.bound, "{a:?} vs {b:?}");
+    dir
+}
+
+/// The greedy answer of `model` to the Paris question.
+fn ask(server: &Server, model: &str) -> String {
+    let body = json!({"model": model, "stream": false, "options": {"temperature": 0, "num_predict": 24},
+        "messages": [{"role": "user", "content": "What is the capital of France? Answer in one sentence."}]});
+    let (status, v) = post(server, "/api/chat", body);
+    assert_eq!(status, 200, "{v}");
+    v["message"]["content"].as_str().unwrap().to_string()
+}
+
+#[test]
+fn issue_14_an_exported_smollm2_imports_back_and_answers_as_the_original() {
+    let server = Server::start();
+    // Measured: at most 0.09 at the first step and 0.26 over the five agreeing steps
+    // (low-probability alternatives in flat distributions). The weights are the same up to F16
+    // rounding; what differs is the arithmetic: the original's Q4_1 kernels quantize the
+    // activations to 8 bits, the import's F16 kernels do not.
+    let expect = Expect {
+        goldens: "smollm2-135m",
+        family: "llama",
+        template_marker: "<|im_start|>",
+        first_bound: 0.15,
+        bound: 0.4,
+    };
+    let dir = export_and_compare(&server, &corral_testkit::smollm2(), 2, expect);
+
+    // Quantized on import, with llama.cpp's quantizer after the F16 conversion.
+    let out = create(&server, "imported-q4", dir.path(), &["--quantize", "q4_K_M"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let (_, shown) = post(&server, "/api/show", json!({"model": "imported-q4"}));
+    assert_eq!(shown["details"]["quantization_level"], "Q4_K_M", "{shown}");
+    assert!(ask(&server, "imported-q4").contains("Paris"));
+
+    // An architecture Corral does not convert is a 400 that names it.
+    let mut config: Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    config["architectures"] = json!(["FalconForCausalLM"]);
+    std::fs::write(dir.path().join("config.json"), serde_json::to_vec(&config).unwrap()).unwrap();
+    let out = create(&server, "falcon", dir.path(), &[]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("unsupported architecture (FalconForCausalLM)"), "{}", stderr(&out));
+}
+
+#[test]
+fn issue_14_an_exported_qwen2_imports_back_and_answers_as_the_original() {
+    let server = Server::start();
+    let expect = Expect {
+        goldens: "qwen2.5-coder-0.5b",
+        family: "qwen2",
+        template_marker: "<tool_call>",
+        first_bound: 1.0,
+        bound: 1.0,
+    };
+    export_and_compare(&server, &corral_testkit::qwen_coder(), 3, expect);
+}

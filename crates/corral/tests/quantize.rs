@@ -1,0 +1,96 @@
+//! Issue 14: `create --quantize` with llama.cpp's quantizer, from an unquantized GGUF (a tiny
+//! model with SmolLM2's tokenizer and F32 weights, 256 wide so the K-quants apply), through the
+//! API and the CLI: Ollama's progress lines, the new file type, a smaller blob that runs, and
+//! nothing half-written left in the models directory.
+
+mod common;
+
+use common::{create_from, http, lines, post, Server};
+use corral_testkit::TinySpec;
+use serde_json::{json, Value};
+
+fn f32_model() -> Vec<u8> {
+    let spec = TinySpec { embd: 256, ffn: 512, layers: 1, f32: true, ..Default::default() };
+    corral_testkit::tiny_llama_with_smollm2_tokenizer(&spec)
+}
+
+fn level(server: &Server, model: &str) -> Value {
+    let (status, v) = post(server, "/api/show", json!({"model": model}));
+    assert_eq!(status, 200, "{v}");
+    v["details"]["quantization_level"].clone()
+}
+
+fn weights_size(server: &Server, model: &str) -> u64 {
+    let tags: Value = http().get(server.url("/api/tags")).send().unwrap().json().unwrap();
+    let m = tags["models"].as_array().unwrap().iter().find(|m| m["name"] == format!("{model}:latest")).unwrap().clone();
+    m["size"].as_u64().unwrap()
+}
+
+#[test]
+fn issue_14_create_quantizes_an_unquantized_gguf() {
+    let server = Server::start();
+    let (status, v) = create_from(&server, "src", &f32_model(), json!({}));
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(level(&server, "src"), "F32");
+
+    // From an existing model, streamed: Ollama's status line with tensor counters, then the
+    // usual layers and success.
+    let resp = http()
+        .post(server.url("/api/create"))
+        .json(&json!({"model": "q4", "from": "src", "quantize": "q4_K_M", "system": "Be brief."}))
+        .send()
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let progress = lines(resp);
+    let counted: Vec<&Value> =
+        progress.iter().filter(|p| p["status"] == "quantizing F32 model to Q4_K_M" && p["total"].is_u64()).collect();
+    assert!(!counted.is_empty(), "{progress:?}");
+    let last = counted.last().unwrap();
+    assert_eq!(last["completed"], last["total"], "{last}");
+    assert_eq!(last["digest"], "0000000000000000000");
+    assert_eq!(progress.last().unwrap()["status"], "success", "{progress:?}");
+    assert_eq!(level(&server, "q4"), "Q4_K_M");
+    let (src, q4) = (weights_size(&server, "src"), weights_size(&server, "q4"));
+    assert!(q4 * 4 < src, "Q4_K_M is {q4} bytes, F32 {src}");
+
+    // It runs, and keeps what the request layered on top (the system message).
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "q4", "prompt": "Hi", "stream": false, "options": {"num_predict": 4, "temperature": 0}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], 4, "{v}");
+    let (_, shown) = post(&server, "/api/show", json!({"model": "q4"}));
+    assert_eq!(shown["system"], "Be brief.");
+
+    // From uploaded files, not streamed.
+    let digest = common::upload(&server, &f32_model());
+    let (status, v) = post(
+        &server,
+        "/api/create",
+        json!({"model": "q8", "files": {"model.gguf": digest.to_string()}, "quantize": "Q8_0", "stream": false}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(level(&server, "q8"), "Q8_0");
+
+    // Through the CLI.
+    let dir = tempfile::tempdir().unwrap();
+    let modelfile = dir.path().join("Modelfile");
+    std::fs::write(&modelfile, "FROM src\n").unwrap();
+    let out = server.corral(&["create", "q6", "--quantize", "q6_K", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", common::stderr(&out));
+    assert!(common::stderr(&out).contains("quantizing F32 model to Q6_K"), "{}", common::stderr(&out));
+    assert_eq!(level(&server, "q6"), "Q6_K");
+
+    // A quantized source is refused before anything is written.
+    let (status, v) = post(&server, "/api/create", json!({"model": "again", "from": "q4", "quantize": "q8_0"}));
+    assert_eq!(
+        (status.as_u16(), v["error"].as_str()),
+        (400, Some("quantization is only supported for F16, BF16 and F32 models"))
+    );
+
+    // Nothing half-written is left among the blobs.
+    let leftovers: Vec<String> = common::tree(&server.models).into_iter().filter(|p| p.contains(".tmp")).collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
