@@ -92,7 +92,7 @@ fn unpermute(values: &[f32], rows: usize, cols: usize, heads: usize) -> Vec<f32>
 }
 
 /// Writes one safetensors file of F16 tensors.
-fn write_safetensors(path: &Path, tensors: &[(String, Vec<u64>, Vec<f32>)]) {
+pub fn write_safetensors(path: &Path, tensors: &[(String, Vec<u64>, Vec<f32>)]) {
     let mut header = Map::new();
     let mut data = Vec::new();
     for (name, shape, values) in tensors {

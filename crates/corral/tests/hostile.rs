@@ -100,10 +100,11 @@ fn issue_13_hostile_templates_end_with_clear_errors_while_the_server_answers_and
     assert_eq!(v["eval_count"], 2, "{v}");
 }
 
-#[test]
-fn issue_13_sigterm_stops_a_server_in_the_middle_of_a_slow_render() {
-    let mut server = Server::start_env(&[("CORRAL_SHUTDOWN_TIMEOUT", "1s")]);
-    let (status, v) = create_from(&server, "slow", &model_with_template(SLOW_STEPS), json!({}));
+/// Creates a model whose template renders slowly and starts a chat with it in a thread; returns
+/// the thread (the chat's status, or the error of a closed connection) once a template worker is
+/// rendering, with the workers' pids.
+fn start_slow_render(server: &Server) -> (thread::JoinHandle<reqwest::Result<StatusCode>>, Vec<u32>) {
+    let (status, v) = create_from(server, "slow", &model_with_template(SLOW_STEPS), json!({}));
     assert_eq!(status, 200, "{v}");
     let url = server.url("/api/chat");
     let chat = thread::spawn(move || {
@@ -111,14 +112,20 @@ fn issue_13_sigterm_stops_a_server_in_the_middle_of_a_slow_render() {
         http().post(url).json(&body).send().map(|r| r.status())
     });
     let deadline = Instant::now() + Duration::from_secs(30);
-    let workers = loop {
-        let w = server.template_workers();
-        if !w.is_empty() {
-            break w;
+    loop {
+        let workers = server.template_workers();
+        if !workers.is_empty() {
+            return (chat, workers);
         }
         assert!(Instant::now() < deadline, "no template worker started:\n{}", server.log());
         thread::sleep(Duration::from_millis(50));
-    };
+    }
+}
+
+#[test]
+fn issue_13_sigterm_stops_a_server_in_the_middle_of_a_slow_render() {
+    let mut server = Server::start_env(&[("CORRAL_SHUTDOWN_TIMEOUT", "1s")]);
+    let (chat, workers) = start_slow_render(&server);
     let started = Instant::now();
     signal(server.pid(), "TERM");
     let status = server.wait_exit(Duration::from_secs(10));
@@ -136,22 +143,7 @@ fn issue_13_sigterm_stops_a_server_in_the_middle_of_a_slow_render() {
 #[test]
 fn issue_13_template_workers_do_not_outlive_a_server_killed_with_sigkill() {
     let mut server = Server::start();
-    let (status, v) = create_from(&server, "slow", &model_with_template(SLOW_STEPS), json!({}));
-    assert_eq!(status, 200, "{v}");
-    let url = server.url("/api/chat");
-    let _chat = thread::spawn(move || {
-        let body = json!({"model": "slow", "messages": [{"role": "user", "content": "Hi"}], "stream": false});
-        let _ = http().post(url).json(&body).send();
-    });
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let workers = loop {
-        let w = server.template_workers();
-        if !w.is_empty() {
-            break w;
-        }
-        assert!(Instant::now() < deadline, "no template worker started:\n{}", server.log());
-        thread::sleep(Duration::from_millis(50));
-    };
+    let (_chat, workers) = start_slow_render(&server);
     signal(server.pid(), "9");
     server.wait_exit(Duration::from_secs(5));
     // Mid-render, the worker does not read its stdin: its parent watch ends it.
