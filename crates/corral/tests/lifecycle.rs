@@ -84,7 +84,9 @@ fn sigint_lets_a_short_answer_finish_and_exits_0() {
     create_from(&server, "tiny", &runnable_bytes(42, 4096), json!({}));
     let resp = common::http()
         .post(server.url("/api/generate"))
-        .json(&json!({"model": "tiny", "prompt": "Hi", "options": {"num_predict": 40}}))
+        // Greedy, so the random model's answer is the same each run (sampled, it can draw its
+        // end-of-text token early), and long enough to be running when the signal comes.
+        .json(&json!({"model": "tiny", "prompt": "Hi", "options": {"num_predict": 400, "temperature": 0}}))
         .send()
         .unwrap();
     let mut reader = std::io::BufReader::new(resp);
@@ -93,6 +95,6 @@ fn sigint_lets_a_short_answer_finish_and_exits_0() {
     signal(server.pid(), "INT");
     let last = last_line(reader);
     assert_eq!(last["done"], true, "{last}");
-    assert_eq!(last["eval_count"], 40, "{last}");
+    assert_eq!(last["eval_count"], 400, "{last}");
     assert_eq!(server.wait_exit(Duration::from_secs(10)).code(), Some(0), "{}", server.log());
 }
