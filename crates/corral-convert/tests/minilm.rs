@@ -57,8 +57,8 @@ fn minilm_matches_sentence_transformers() {
 fn other_architectures_are_refused_with_their_name() {
     let tmp = tempfile::tempdir().unwrap();
     let config = tmp.path().join("config.json");
-    std::fs::write(&config, r#"{"architectures": ["LlamaForCausalLM"], "model_type": "llama"}"#).unwrap();
+    std::fs::write(&config, r#"{"architectures": ["FalconForCausalLM"], "model_type": "falcon"}"#).unwrap();
     let files = BTreeMap::from([("config.json".to_string(), config)]);
     let err = convert(&files, Quantize::F16).err().unwrap().to_string();
-    assert!(err.contains("LlamaForCausalLM"), "{err}");
+    assert!(err.contains("unsupported architecture (FalconForCausalLM)"), "{err}");
 }

@@ -19,6 +19,7 @@ mod offload;
 pub mod quantize;
 mod sample;
 mod slots;
+pub mod speculative;
 mod stop;
 
 use std::sync::atomic::{AtomicU8, Ordering};
