@@ -242,37 +242,16 @@ pub fn keys(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use corral_testkit::sentencepiece_model;
 
-    fn varint(mut v: u64, out: &mut Vec<u8>) {
-        while v >= 0x80 {
-            out.push(v as u8 | 0x80);
-            v >>= 7;
-        }
-        out.push(v as u8);
-    }
-
-    fn bytes_field(number: u64, data: &[u8], out: &mut Vec<u8>) {
-        varint(number << 3 | 2, out);
-        varint(data.len() as u64, out);
-        out.extend(data);
-    }
-
-    fn encoded_piece(text: &str, score: f32, kind: u64) -> Vec<u8> {
-        let mut p = Vec::new();
-        bytes_field(1, text.as_bytes(), &mut p);
-        p.push(2 << 3 | 5);
-        p.extend(score.to_le_bytes());
-        p.extend([3 << 3, kind as u8]);
-        p
+    fn pieces(list: &[(&str, f32, i32)]) -> Vec<(String, f32, i32)> {
+        list.iter().map(|(t, s, k)| (t.to_string(), *s, *k)).collect()
     }
 
     #[test]
     fn pieces_and_the_normalizer_flag_are_read() {
-        let mut m = Vec::new();
-        bytes_field(1, &encoded_piece("<unk>", 0.0, 2), &mut m);
-        bytes_field(1, &encoded_piece("▁the", -1.5, 1), &mut m);
-        bytes_field(2, &[8, 1], &mut m); // a trainer spec, skipped
-        bytes_field(3, &[3 << 3, 0], &mut m);
+        let mut m = sentencepiece_model(&pieces(&[("<unk>", 0.0, 2), ("▁the", -1.5, 1)]), false);
+        m.extend([2 << 3 | 2, 2, 8, 1]); // a trainer spec (field 2), skipped
         let model = Model::parse(&m).unwrap();
         assert!(!model.add_dummy_prefix);
         assert_eq!(model.pieces[1], Piece { text: "▁the".into(), score: -1.5, kind: 1 });
@@ -286,16 +265,13 @@ mod tests {
 
     #[test]
     fn malformed_models_are_errors_that_say_where() {
-        let mut m = Vec::new();
-        bytes_field(1, &encoded_piece("a", 0.0, 1), &mut m);
+        let m = sentencepiece_model(&pieces(&[("a", 0.0, 1)]), true);
         let err = |b: &[u8]| Model::parse(b).unwrap_err().to_string();
         assert!(err(&m[..m.len() - 2]).contains("where"), "{}", err(&m[..m.len() - 2]));
         assert!(err(&[0x0b]).contains("wire type 3"));
         assert!(err(&[0x80; 11]).contains("longer than ten bytes"));
         assert!(err(&[0x80; 3]).contains("cut off"));
         assert!(err(&[]).contains("no pieces"));
-        let mut bad_kind = Vec::new();
-        bytes_field(1, &encoded_piece("a", 0.0, 9), &mut bad_kind);
-        assert!(err(&bad_kind).contains("type 9"));
+        assert!(err(&sentencepiece_model(&pieces(&[("a", 0.0, 9)]), true)).contains("type 9"));
     }
 }

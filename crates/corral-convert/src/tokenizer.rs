@@ -95,32 +95,28 @@ pub fn bpe(
         }
     }
     let vocab = model.get("vocab").and_then(Value::as_object).ok_or_else(|| bad("no vocab".into()))?;
-    let mut by_id: Vec<Option<String>> = Vec::new();
-    let put = |id: u64, text: &str, by_id: &mut Vec<Option<String>>| -> Result<(), ConvertError> {
+    // Each id's text and GGUF token type: 1 normal, 3 control (a special added token), 4
+    // user-defined (another added token); ids nothing names stay `None` (unused padding).
+    let mut by_id: Vec<Option<(String, i32)>> = Vec::new();
+    let mut put = |id: u64, text: &str, kind: i32| -> Result<(), ConvertError> {
         let id = usize::try_from(id).ok().filter(|i| *i < 1 << 24).ok_or_else(|| bad(format!("token id {id}")))?;
         if by_id.len() <= id {
             by_id.resize(id + 1, None);
         }
-        by_id[id] = Some(text.to_string());
+        by_id[id] = Some((text.to_string(), kind));
         Ok(())
     };
     for (text, id) in vocab {
-        put(id.as_u64().ok_or_else(|| bad(format!("the id of {text:?}")))?, text, &mut by_id)?;
+        put(id.as_u64().ok_or_else(|| bad(format!("the id of {text:?}")))?, text, 1)?;
     }
-    let mut control = Vec::new();
-    let mut user = Vec::new();
     for added in tokenizer.get("added_tokens").and_then(Value::as_array).into_iter().flatten() {
         let (Some(id), Some(text)) =
             (added.get("id").and_then(Value::as_u64), added.get("content").and_then(Value::as_str))
         else {
             return Err(bad(format!("an added token without id or content: {added}")));
         };
-        put(id, text, &mut by_id)?;
-        if added.get("special").and_then(Value::as_bool) == Some(true) {
-            control.push(id as usize);
-        } else {
-            user.push(id as usize);
-        }
+        let special = added.get("special").and_then(Value::as_bool) == Some(true);
+        put(id, text, if special { 3 } else { 4 })?;
     }
     if let Some(n) = vocab_size {
         if n < by_id.len() {
@@ -128,16 +124,8 @@ pub fn bpe(
         }
         by_id.resize(n, None);
     }
-    let tokens: Vec<String> =
-        by_id.iter().enumerate().map(|(i, t)| t.clone().unwrap_or_else(|| format!("[PAD{i}]"))).collect();
-    let types: Vec<i32> = (0..tokens.len())
-        .map(|i| match () {
-            _ if by_id[i].is_none() => 5, // unused: padding to the embeddings' rows
-            _ if control.contains(&i) => 3,
-            _ if user.contains(&i) => 4,
-            _ => 1,
-        })
-        .collect();
+    let (tokens, types): (Vec<String>, Vec<i32>) =
+        by_id.into_iter().enumerate().map(|(i, t)| t.unwrap_or_else(|| (format!("[PAD{i}]"), 5))).unzip();
     let merges: Vec<String> = match model.get("merges").and_then(Value::as_array) {
         Some(list) => list
             .iter()
@@ -160,7 +148,7 @@ pub fn bpe(
     let mut keys = vec![
         ("tokenizer.ggml.model".to_string(), MetaValue::String("gpt2".into())),
         ("tokenizer.ggml.pre".into(), MetaValue::String(pre.into())),
-        ("tokenizer.ggml.tokens".into(), MetaValue::Array(ArrayValue::String(tokens.clone()))),
+        ("tokenizer.ggml.tokens".into(), MetaValue::Array(ArrayValue::String(tokens))),
         ("tokenizer.ggml.token_type".into(), MetaValue::Array(ArrayValue::I32(types))),
         ("tokenizer.ggml.merges".into(), MetaValue::Array(ArrayValue::String(merges))),
     ];

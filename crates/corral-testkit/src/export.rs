@@ -132,7 +132,7 @@ fn proto_bytes(number: u64, data: &[u8], out: &mut Vec<u8>) {
 
 /// SentencePiece's `ModelProto` with these pieces (text, score, type) and the normalizer's
 /// `add_dummy_prefix`: what a `tokenizer.model` holds that a converter reads.
-fn sentencepiece_model(pieces: &[(String, f32, i32)], add_dummy_prefix: bool) -> Vec<u8> {
+pub fn sentencepiece_model(pieces: &[(String, f32, i32)], add_dummy_prefix: bool) -> Vec<u8> {
     let mut out = Vec::new();
     for (text, score, kind) in pieces {
         let mut p = Vec::new();

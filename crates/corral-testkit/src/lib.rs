@@ -9,7 +9,7 @@
 
 mod export;
 
-pub use export::{export_hf, write_safetensors};
+pub use export::{export_hf, sentencepiece_model, write_safetensors};
 
 use std::path::{Path, PathBuf};
 
