@@ -19,19 +19,16 @@ pub(crate) struct Target {
     pub ftype: u32,
 }
 
-/// The types `create --quantize` accepts (llama.cpp's `LLAMA_FTYPE_*` numbers).
-const TARGETS: [Target; 10] = [
-    Target { name: "F32", ftype: 0 },
-    Target { name: "F16", ftype: 1 },
-    Target { name: "BF16", ftype: 32 },
-    Target { name: "Q4_0", ftype: 2 },
-    Target { name: "Q4_1", ftype: 3 },
-    Target { name: "Q4_K_S", ftype: 14 },
-    Target { name: "Q4_K_M", ftype: 15 },
-    Target { name: "Q5_K_M", ftype: 17 },
-    Target { name: "Q6_K", ftype: 18 },
-    Target { name: "Q8_0", ftype: 7 },
-];
+/// The llama.cpp file types (`LLAMA_FTYPE_*`) `create --quantize` accepts, in the order the
+/// error lists them. Their names are corral-gguf's, the ones `show` prints.
+const TARGETS: [u32; 10] = [0, 1, 32, 2, 3, 14, 15, 17, 18, 7];
+
+fn targets() -> impl Iterator<Item = Target> {
+    TARGETS.iter().map(|&ftype| Target {
+        name: corral_gguf::file_type_name(ftype.into()).expect("every accepted file type has a name"),
+        ftype,
+    })
+}
 
 impl Target {
     /// A type name in any case; `Q4_K` is `Q4_K_M`, as in Ollama. Unknown: a 400 naming it and
@@ -39,8 +36,8 @@ impl Target {
     pub fn parse(name: &str) -> Result<Target, ApiError> {
         let upper = name.trim().to_ascii_uppercase();
         let upper = if upper == "Q4_K" { "Q4_K_M".to_string() } else { upper };
-        TARGETS.iter().find(|t| t.name == upper).copied().ok_or_else(|| {
-            let names: Vec<&str> = TARGETS.iter().map(|t| t.name).collect();
+        targets().find(|t| t.name == upper).ok_or_else(|| {
+            let names: Vec<&str> = targets().map(|t| t.name).collect();
             ApiError::bad_request(format!(
                 "unsupported quantization type {name} - supported types are {}",
                 names.join(", ")
