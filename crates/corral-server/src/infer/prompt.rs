@@ -17,8 +17,6 @@ use crate::ApiError;
 #[derive(Clone)]
 pub struct Renderer {
     kind: Kind,
-    /// The vocabulary's fill-in-the-middle tokens (prefix, suffix, middle), when it has them.
-    fim: Option<[String; 3]>,
     /// Where renders run: worker processes, or (`None`) this process's blocking threads.
     workers: Option<Arc<Workers>>,
 }
@@ -59,13 +57,10 @@ impl Renderer {
                 bos: special_token(gguf, "tokenizer.ggml.bos_token_id"),
                 eos: special_token(gguf, "tokenizer.ggml.eos_token_id"),
             },
-            (None, None) => {
-                return Ok(Renderer { kind: Kind::Raw, fim: crate::show::fill_in_middle_tokens(gguf), workers })
-            }
+            (None, None) => return Ok(Renderer { kind: Kind::Raw, workers }),
         };
         let compiled = Compiled::new(&source).map_err(|e| template_error(&source, e))?;
-        let fim = crate::show::fill_in_middle_tokens(gguf);
-        Ok(Renderer { kind: Kind::Template { source, compiled, thinking: Thinking::default() }, fim, workers })
+        Ok(Renderer { kind: Kind::Template { source, compiled, thinking: Thinking::default() }, workers })
     }
 
     /// The model family whose tool-call and thinking markers its template writes.
@@ -95,15 +90,16 @@ impl Renderer {
 
     /// A fill-in-the-middle prompt: `messages` end with the text before the insertion point,
     /// `suffix` is the text after it. A Go template that reads `.Suffix` writes it (as in
-    /// Ollama); otherwise the vocabulary's own tokens go around the two (prefix, suffix, middle:
-    /// the order the code models were trained on).
-    pub async fn render_insert(&self, messages: &[Message], suffix: &str) -> Result<String, ApiError> {
+    /// Ollama); otherwise the vocabulary's own tokens (in `gguf`, looked up only here: it may mean
+    /// a search of the whole vocabulary) go around the two (prefix, suffix, middle: the order the
+    /// code models were trained on).
+    pub async fn render_insert(&self, messages: &[Message], suffix: &str, gguf: &Gguf) -> Result<String, ApiError> {
         if let Kind::Template { source: Source::Go(src), .. } = &self.kind {
             if src.contains(".Suffix") {
                 return self.run(messages, None, Some(suffix)).await;
             }
         }
-        let Some([pre, suf, mid]) = &self.fim else {
+        let Some([pre, suf, mid]) = crate::show::fill_in_middle_tokens(gguf) else {
             return Err(ApiError::bad_request(
                 "the model cannot fill in the middle: no .Suffix in its template, no FIM tokens in its vocabulary",
             ));

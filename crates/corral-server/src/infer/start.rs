@@ -124,7 +124,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     if req.settings.debug_render_only && !req.raw {
         let messages = generate_messages(&r, &req);
         let prompt = match insert {
-            Some(suffix) => renderer.render_insert(&messages, suffix).await?,
+            Some(suffix) => renderer.render_insert(&messages, suffix, &r.gguf).await?,
             None => renderer.render(&messages, None).await?,
         };
         return Ok(Started::Rendered(prompt));
@@ -141,7 +141,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         req.prompt.clone()
     } else if let Some(suffix) = insert {
         // Nothing to drop to fit: it fits whole or is a 400, below.
-        renderer.render_insert(&generate_messages(&r, &req), suffix).await?
+        renderer.render_insert(&generate_messages(&r, &req), suffix, &r.gguf).await?
     } else {
         let messages = generate_messages(&r, &req);
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
