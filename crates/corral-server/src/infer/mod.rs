@@ -34,6 +34,9 @@ use crate::{ApiError, AppState};
 pub struct Resolved {
     pub model: Model,
     pub gguf: Arc<Gguf>,
+    /// [`Resolved::capabilities`], worked out at the first check: a request checks several, and
+    /// finding fill-in-the-middle tokens can mean a search of the whole vocabulary.
+    capabilities: std::sync::OnceLock<Vec<String>>,
 }
 
 impl Resolved {
@@ -50,8 +53,8 @@ impl Resolved {
     }
 
     /// Ollama's capability list for this model.
-    pub fn capabilities(&self) -> Vec<String> {
-        crate::show::capabilities(&self.model, Some(&self.gguf))
+    pub fn capabilities(&self) -> &[String] {
+        self.capabilities.get_or_init(|| crate::show::capabilities(&self.model, Some(&self.gguf)))
     }
 
     /// Whether `capability` is in [`Resolved::capabilities`].
@@ -109,7 +112,7 @@ pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Re
         .run(move |store| {
             let (model, gguf) = load(store, &headers, &name, &raw)?;
             let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
-            Ok(Resolved { model, gguf })
+            Ok(Resolved { model, gguf, capabilities: Default::default() })
         })
         .await
 }
