@@ -178,13 +178,13 @@ class Corral:
 
 
 class LlamaServer:
-    def __init__(self, bindir, threads, parallel, gguf):
+    def __init__(self, bindir, threads, parallel, gguf, extra=()):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.started = time.perf_counter()
         self.proc = subprocess.Popen(
             [f"{bindir}/llama-server", "-m", gguf, "-t", str(threads), "-tb", str(threads), "-c", str(CTX * parallel),
-             "-np", str(parallel), "--port", str(self.port), "--no-webui"],
+             "-np", str(parallel), "--port", str(self.port), "--no-webui", *extra],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_http(f"{self.url}/health")
 

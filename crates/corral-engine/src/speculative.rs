@@ -13,12 +13,14 @@
 //!   so it is kept with probability `p(x)` and replaced from `p` without `x`.
 //! - [`DraftLength`]: how many tokens to draft next, from how many of the last drafts were kept.
 //!
-//! Not wired into the decode loop yet: see issue 15.
+//! The decode loop (`llama.rs`) drafts with [`lookup`] and adapts with [`DraftLength`]. It
+//! checks drafts by sampling from the model and comparing, which is [`accept`] with a certain
+//! guess; the general rule is for drafts drawn from a draft model's distribution.
 
 /// Up to `k` tokens to draft after `history`: the tokens that followed the latest earlier
 /// occurrence of its last `n` tokens, trying `n` from `max_ngram` down to `min_ngram`. Empty when
 /// no such n-gram occurred before.
-pub fn lookup(history: &[i32], min_ngram: usize, max_ngram: usize, k: usize) -> Vec<i32> {
+pub fn lookup<T: Copy + PartialEq>(history: &[T], min_ngram: usize, max_ngram: usize, k: usize) -> Vec<T> {
     let len = history.len();
     if k == 0 || min_ngram == 0 {
         return Vec::new();
@@ -147,6 +149,7 @@ mod tests {
         // Nothing repeats: nothing drafted. Too short a history: nothing either.
         assert!(lookup(&[1, 2, 3, 4], 1, 3, 4).is_empty());
         assert!(lookup(&[5], 1, 3, 4).is_empty());
+        assert!(lookup::<i32>(&[], 1, 3, 4).is_empty());
         assert!(lookup(&[5, 5], 1, 3, 0).is_empty());
         // The draft stops at the end of the history.
         assert_eq!(lookup(&[5, 5, 5], 1, 1, 8), vec![5]);

@@ -47,6 +47,7 @@ fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> Comple
         constraint: None,
         logprobs: None,
         think_budget: None,
+        speculation: None,
     }
 }
 

@@ -77,6 +77,8 @@ pub struct Metrics {
     prompt_cache_hits: AtomicU64,
     generation_tokens: AtomicU64,
     shared_steps: AtomicU64,
+    draft_tokens: AtomicU64,
+    draft_accepted: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -90,6 +92,8 @@ impl Default for Metrics {
             prompt_cache_hits: AtomicU64::new(0),
             generation_tokens: AtomicU64::new(0),
             shared_steps: AtomicU64::new(0),
+            draft_tokens: AtomicU64::new(0),
+            draft_accepted: AtomicU64::new(0),
         }
     }
 }
@@ -105,6 +109,8 @@ impl Metrics {
         }
         self.generation_tokens.fetch_add(u64::from(usage.generated_tokens), Ordering::Relaxed);
         self.shared_steps.fetch_add(u64::from(usage.shared_steps), Ordering::Relaxed);
+        self.draft_tokens.fetch_add(u64::from(usage.draft_tokens), Ordering::Relaxed);
+        self.draft_accepted.fetch_add(u64::from(usage.draft_accepted), Ordering::Relaxed);
     }
 }
 
@@ -173,7 +179,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         ("corral_kv_cache_used_cells", "KV cache cells held by running requests.", cells.used as f64),
         ("corral_kv_cache_cached_cells", "KV cache cells kept by idle slots as a prompt cache.", cells.cached as f64),
     ];
-    let counters: [(&str, &str, u64); 7] = [
+    let counters: [(&str, &str, u64); 9] = [
         (
             "corral_sequence_moves_total",
             "Running sequences moved to another slot to keep the busy ones contiguous (loaded runners).",
@@ -196,6 +202,12 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "corral_shared_decode_steps_total",
             "Decode steps a generation shared with at least one other sequence, summed over generations.",
             load(&m.shared_steps),
+        ),
+        ("corral_draft_tokens_total", "Tokens drafted for speculative decoding.", load(&m.draft_tokens)),
+        (
+            "corral_draft_accepted_tokens_total",
+            "Drafted tokens the model kept (speculative decoding).",
+            load(&m.draft_accepted),
         ),
     ];
     let mut out = String::new();

@@ -99,6 +99,7 @@ impl Slot {
         let have = &self.request.options;
         have.model_path == want.model_path
             && have.adapters == want.adapters
+            && have.draft_path == want.draft_path
             && have.num_batch == want.num_batch
             && have.num_thread == want.num_thread
             && have.num_gpu == want.num_gpu

@@ -34,6 +34,9 @@ pub(crate) fn modelfile(model: &Model, params: &Map<String, Value>) -> String {
     for a in &model.adapter_paths {
         mf.push(Instruction::Adapter, a.display().to_string());
     }
+    if let Some(d) = &model.draft_path {
+        mf.push(Instruction::Draft, d.display().to_string());
+    }
     for p in &model.projector_paths {
         mf.push(Instruction::From, p.display().to_string());
     }

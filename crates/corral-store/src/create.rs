@@ -35,6 +35,8 @@ pub struct CreateSpec {
     pub name: ModelName,
     pub source: ModelSource,
     pub adapters: Vec<(String, Digest)>,
+    /// A draft model for speculative decoding (`DRAFT`): a GGUF with the model's vocabulary.
+    pub draft: Vec<(String, Digest)>,
     /// Template, system, licenses, parameters and messages to layer on top.
     pub overlay: Overlay,
 }
@@ -97,6 +99,35 @@ fn inspect(store: &Store, file: &str, digest: &Digest) -> Result<Option<Gguf>, C
 
 fn is_projector(g: &Gguf) -> bool {
     g.architecture() == Some("clip") || matches!(g.get_str("general.type"), Some("mmproj" | "projector"))
+}
+
+/// Whether a draft model's tokens mean what the target's do: the same tokenizer, the same token
+/// at every id both have, and sizes apart by at most 128 (padding or a few added tokens, as
+/// llama.cpp allows), so the ids a draft proposes can be checked by the target as they are.
+fn same_vocabulary(target: &Gguf, draft: &Gguf) -> Result<(), String> {
+    let model = |g: &Gguf| g.get_str("tokenizer.ggml.model").unwrap_or("none").to_string();
+    if model(target) != model(draft) {
+        return Err(format!("its tokenizer is {}, the model's is {}", model(draft), model(target)));
+    }
+    fn tokens(g: &Gguf) -> Result<&[String], String> {
+        match g.get("tokenizer.ggml.tokens").and_then(|v| v.as_array()) {
+            Some(corral_gguf::ArrayValue::String(t)) => Ok(t),
+            _ => Err("no token list".to_string()),
+        }
+    }
+    let (t, d) = (tokens(target)?, tokens(draft)?);
+    if t.len().abs_diff(d.len()) > 128 {
+        return Err(format!("it has {} tokens, the model {}", d.len(), t.len()));
+    }
+    if let Some(i) = t.iter().zip(d.iter()).position(|(a, b)| a != b) {
+        return Err(format!("token {i} is {:?} in it and {:?} in the model", d[i], t[i]));
+    }
+    for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
+        if target.get_u64(key) != draft.get_u64(key) {
+            return Err(format!("{key} differs: {:?} in it, {:?} in the model", draft.get_u64(key), target.get_u64(key)));
+        }
+    }
+    Ok(())
 }
 
 /// Fills config fields the base did not set from the weights' header (base values win, as in
@@ -201,6 +232,35 @@ impl Store {
             ggufs_parsed += 1;
             base.retain(|l| l.media_type != MEDIA_TYPE_ADAPTER);
             base.push(Layer::new(MEDIA_TYPE_ADAPTER, *digest, self.blob_size(digest)?));
+        }
+
+        if spec.draft.len() > 1 {
+            return Err(CreateError::Unsupported("only one draft model is supported".into()));
+        }
+        if let Some((file, digest)) = spec.draft.first() {
+            check_relative(file)?;
+            pins.absorb(self.pin_existing(&[*digest]).map_err(blob_error)?);
+            let draft = match inspect(self, file, digest)? {
+                Some(g) if !is_projector(&g) && g.get_str("general.type") != Some("adapter") => g,
+                _ => return Err(CreateError::Unsupported(format!("draft model {file} is not a GGUF model"))),
+            };
+            ggufs_parsed += 1;
+            let target = match weights.take() {
+                Some(g) => g,
+                None => {
+                    let layer = base.iter().find(|l| l.media_type == MEDIA_TYPE_MODEL).ok_or_else(|| {
+                        CreateError::Unsupported("a draft model needs a model to draft for".into())
+                    })?;
+                    let path = self.blob_path(&layer.digest);
+                    corral_gguf::read_path(&path)
+                        .map_err(|error| CreateError::InvalidGguf { file: "the model".into(), error })?
+                }
+            };
+            same_vocabulary(&target, &draft).map_err(|why| {
+                CreateError::Unsupported(format!("draft model {file} does not share the model's vocabulary: {why}"))
+            })?;
+            base.retain(|l| l.media_type != MEDIA_TYPE_DRAFT);
+            base.push(Layer::new(MEDIA_TYPE_DRAFT, *digest, self.blob_size(digest)?));
         }
 
         let mut new: Vec<(&'static str, Vec<u8>)> = Vec::new();

@@ -16,7 +16,7 @@ fn name(s: &str) -> ModelName {
 }
 
 fn spec(model: &str, source: ModelSource) -> CreateSpec {
-    CreateSpec { name: name(model), source, adapters: vec![], overlay: Overlay::default() }
+    CreateSpec { name: name(model), source, adapters: vec![], draft: vec![], overlay: Overlay::default() }
 }
 
 fn tiny_bytes() -> Vec<u8> {

@@ -173,6 +173,12 @@ pub struct CreateRequest {
     pub files: Option<BTreeMap<String, String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub adapters: Option<BTreeMap<String, String>>,
+    /// The draft model for speculative decoding (Modelfile `DRAFT`), by relative path and digest.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_files: Option<BTreeMap<String, String>>,
+    /// Ollama quantizes the draft with this; Corral refuses it (quantize the draft first).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_quantize: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub template: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -14,6 +14,10 @@ pub struct LoadOptions {
     /// LoRA adapters and their scales.
     #[serde(default)]
     pub adapters: Vec<(String, f32)>,
+    /// A draft model for speculative decoding (same vocabulary), loaded beside the model with a
+    /// context of the same shape.
+    #[serde(default)]
+    pub draft_path: Option<String>,
     /// Context length of each sequence.
     pub num_ctx: u32,
     /// Sequences decoded together (continuous batching slots).
@@ -241,6 +245,18 @@ pub struct CompletionRequest {
     /// answer follows (Anthropic's `budget_tokens`).
     #[serde(default)]
     pub think_budget: Option<ThinkBudget>,
+    /// Speculative decoding for this request (`None`: one token per step).
+    #[serde(default)]
+    pub speculation: Option<Speculation>,
+}
+
+/// How a request drafts tokens for the model to check several at a time (speculative decoding).
+/// The output is the same as without it: drafts only decide how many tokens one step can keep.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Speculation {
+    /// Most tokens drafted per step (Ollama's `draft_num_predict`); the engine adapts how many it
+    /// drafts, up to this, to how many of its drafts are kept.
+    pub max_tokens: u32,
 }
 
 /// A bound on thinking, with the tags that delimit it in this model's output.
@@ -300,6 +316,12 @@ pub struct Usage {
     /// Decode steps this generation shared with at least one other sequence (continuous batching).
     #[serde(default)]
     pub shared_steps: u32,
+    /// Tokens drafted for this generation (speculative decoding).
+    #[serde(default)]
+    pub draft_tokens: u32,
+    /// Drafted tokens the model kept.
+    #[serde(default)]
+    pub draft_accepted: u32,
 }
 
 /// One token's log-probability and its best alternatives.

@@ -233,3 +233,104 @@ fn a_long_prompt_does_not_stall_a_running_stream() {
     assert!(shared >= (prompt / 64) as f64, "{shared} shared steps for a {prompt}-token prompt");
     drop(running);
 }
+
+/// Issue 15: prompt lookup through the API. A model's `draft_num_predict` PARAMETER turns it on
+/// and a request's option turns it off again; the answer is the same either way, and `/metrics`
+/// counts the drafted and kept tokens. The random model repeats itself, so its drafts are kept.
+#[test]
+fn issue_15_prompt_lookup_is_a_parameter_and_an_option() {
+    let server = server("2");
+    let d = common::upload(&server, &runnable_bytes(42, 4096));
+    let (status, v) = post(
+        &server,
+        "/api/create",
+        json!({"model": "tiny-lookup", "files": {"model.gguf": d.to_string()}, "stream": false,
+            "parameters": {"draft_num_predict": 6}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    let (_, shown) = post(&server, "/api/show", json!({"model": "tiny-lookup"}));
+    assert!(shown["parameters"].as_str().unwrap().contains("draft_num_predict"), "{shown}");
+    let answer = |model: &str, options: Value| {
+        let mut o = json!({"temperature": 0, "num_predict": 150});
+        o.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
+        let (status, v) = post(
+            &server,
+            "/api/generate",
+            json!({"model": model, "prompt": PROMPTS[0], "stream": false, "raw": true, "options": o}),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["eval_count"], 150, "{v}");
+        v["response"].as_str().unwrap().to_string()
+    };
+    let counters = || (metric(&server, "corral_draft_tokens_total"), metric(&server, "corral_draft_accepted_tokens_total"));
+    let plain = answer("tiny", json!({}));
+    assert_eq!(counters(), (0.0, 0.0));
+    let drafted = answer("tiny-lookup", json!({}));
+    let (proposed, kept) = counters();
+    assert!(kept > 0.0 && kept <= proposed, "drafted {proposed}, kept {kept}");
+    assert_eq!(plain, drafted);
+    // Off for one request; on for a model without the PARAMETER.
+    assert_eq!(answer("tiny-lookup", json!({"draft_num_predict": 0})), plain);
+    assert_eq!(counters(), (proposed, kept));
+    assert_eq!(answer("tiny", json!({"draft_num_predict": 4})), plain);
+    assert!(counters().0 > proposed);
+    // A value of the wrong type is refused with the option's name.
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "tiny", "prompt": "x", "stream": false, "options": {"draft_num_predict": "many"}}),
+    );
+    assert_eq!(status, 400, "{v}");
+    assert!(v["error"].as_str().unwrap().contains("draft_num_predict"), "{v}");
+}
+
+/// Issue 15: a draft model (`draft_files`, the Modelfile's `DRAFT`) is stored as its own layer,
+/// shown in the Modelfile, checked for the model's vocabulary at create, and drafts by default
+/// (Ollama's `draft_num_predict` 4); the answers are those of the model alone.
+#[test]
+fn issue_15_a_draft_model_is_a_layer_checked_at_create() {
+    let server = server("2");
+    let target = common::upload(&server, &runnable_bytes(42, 4096));
+    let draft = common::upload(&server, &runnable_bytes(7, 4096));
+    let create = |name: &str, draft: &corral_types::Digest| {
+        post(
+            &server,
+            "/api/create",
+            json!({"model": name, "files": {"model.gguf": target.to_string()},
+                "draft_files": {"draft.gguf": draft.to_string()}, "stream": false}),
+        )
+    };
+    let (status, v) = create("tiny-draft", &draft);
+    assert_eq!(status, 200, "{v}");
+    let (_, show) = post(&server, "/api/show", json!({"model": "tiny-draft"}));
+    let draft_line = format!("DRAFT {}", server.models.join("blobs").join(draft.file_name()).display());
+    assert!(show["modelfile"].as_str().unwrap().contains(&draft_line), "{}", show["modelfile"]);
+
+    // A draft with another vocabulary (the 32-token placeholder) is refused, naming the file.
+    let other = common::upload(&server, &corral_testkit::tiny_llama(&Default::default(), None));
+    let (status, v) = create("tiny-bad-draft", &other);
+    assert_eq!(status, 400, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("draft.gguf") && error.contains("vocabulary"), "{error}");
+    let (status, _) = post(&server, "/api/show", json!({"model": "tiny-bad-draft"}));
+    assert_eq!(status, 404, "nothing was created");
+
+    let answer = |model: &str, options: Value| {
+        let mut o = json!({"temperature": 0, "num_predict": 120});
+        o.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
+        let (status, v) = post(
+            &server,
+            "/api/generate",
+            json!({"model": model, "prompt": PROMPTS[1], "stream": false, "raw": true, "options": o}),
+        );
+        assert_eq!(status, 200, "{v}");
+        assert_eq!(v["eval_count"], 120, "{v}");
+        v["response"].as_str().unwrap().to_string()
+    };
+    let drafted = || metric(&server, "corral_draft_tokens_total");
+    let plain = answer("tiny", json!({}));
+    assert_eq!(answer("tiny-draft", json!({"draft_num_predict": 0})), plain);
+    assert_eq!(drafted(), 0.0);
+    assert_eq!(answer("tiny-draft", json!({})), plain);
+    assert!(drafted() > 0.0, "the draft model drafted");
+}

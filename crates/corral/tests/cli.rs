@@ -118,6 +118,42 @@ fn adapter_and_digest_in_a_modelfile() {
     assert_eq!(server.ok(&["show", "by-digest", "--system"]), "by digest\n");
 }
 
+/// Issue 15: `DRAFT` in a Modelfile uploads the draft and stores it as its own layer, shown by
+/// `show --modelfile`; the round trip through that Modelfile gives the same model; a draft
+/// with another vocabulary, or the FROM file itself, is refused.
+#[test]
+fn issue_15_draft_in_a_modelfile() {
+    let server = Server::start();
+    let dir = tempfile::tempdir().unwrap();
+    tiny_gguf(dir.path());
+    let draft = corral_testkit::tiny_llama(&corral_testkit::TinySpec { seed: 7, ..Default::default() }, None);
+    fs::write(dir.path().join("draft.gguf"), draft).unwrap();
+    fs::write(dir.path().join("Modelfile"), "FROM ./tiny.gguf\nDRAFT ./draft.gguf\n").unwrap();
+    let out = server.corral_in(Some(dir.path()), &["create", "drafted"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let modelfile = server.ok(&["show", "drafted", "--modelfile"]);
+    assert!(normalize(&modelfile, &server).contains("\nDRAFT <blobs>/sha256-"), "{modelfile}");
+    fs::write(dir.path().join("Modelfile2"), &modelfile).unwrap();
+    server.ok(&["create", "again", "-f", dir.path().join("Modelfile2").to_str().unwrap()]);
+    let listed = server.ok(&["list"]);
+    let ids: Vec<&str> = listed.lines().skip(1).map(|l| l.split_whitespace().nth(1).unwrap()).collect();
+    assert_eq!(ids.len(), 2);
+    assert_eq!(ids[0], ids[1], "{listed}");
+
+    fs::write(dir.path().join("Modelfile"), "FROM ./tiny.gguf\nDRAFT ./tiny.gguf\n").unwrap();
+    let out = server.corral_in(Some(dir.path()), &["create", "self"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("DRAFT must not reference the same local path as FROM"), "{}", stderr(&out));
+
+    fs::write(dir.path().join("smol-draft.gguf"), corral_testkit::tiny_llama_with_smollm2_tokenizer(&Default::default()))
+        .unwrap();
+    fs::write(dir.path().join("Modelfile"), "FROM ./tiny.gguf\nDRAFT ./smol-draft.gguf\n").unwrap();
+    let out = server.corral_in(Some(dir.path()), &["create", "mismatch"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = stderr(&out);
+    assert!(err.contains("draft model smol-draft.gguf does not share the model's vocabulary"), "{err}");
+}
+
 #[test]
 fn real_model_details() {
     let server = Server::start();

@@ -164,7 +164,10 @@ pub async fn acquire(
     opts: &options::Effective,
     keep_alive: KeepAlive,
 ) -> Result<Lease, ApiError> {
-    let weights = std::fs::metadata(&opts.load.model_path).map(|m| m.len()).unwrap_or(0);
+    // A draft model's weights count with the model's; its KV cache is counted once the runner
+    // reports what it holds.
+    let size = |path: &str| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let weights = size(&opts.load.model_path) + opts.load.draft_path.as_deref().map_or(0, size);
     let mut options = opts.load.clone();
     let kv = state.config.gpu.kv_cache_type;
     if options.parallel == 0 {

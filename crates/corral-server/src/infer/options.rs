@@ -1,7 +1,7 @@
 //! Request options: Ollama's defaults < the model's PARAMETERs < the request's `options`, split
 //! into what needs a (re)load and what is per request. The layers are [`Overlay`]s.
 
-use corral_types::runner::{Constraint, LoadOptions, Sampling};
+use corral_types::runner::{Constraint, LoadOptions, Sampling, Speculation};
 use serde_json::Value;
 
 use super::request::Overlay;
@@ -27,14 +27,23 @@ pub struct Effective {
     /// Tokens kept when the context shifts (`num_keep`).
     pub num_keep: Option<u32>,
     pub stop: Vec<String>,
+    /// Speculative decoding (`draft_num_predict`): drafts from the draft model if the model has
+    /// one, else from prompt lookup.
+    pub speculation: Option<Speculation>,
     pub load: LoadOptions,
 }
+
+/// Tokens drafted per step when `draft_num_predict` is not set: by a draft model (Ollama's
+/// default), and by prompt lookup.
+pub const DEFAULT_DRAFT_NUM_PREDICT: u32 = 4;
+pub const DEFAULT_LOOKUP_NUM_PREDICT: u32 = 0;
 
 /// The options in effect: `layers` (a request's options over the model's PARAMETERs) over
 /// Ollama's defaults and the server's.
 pub fn effective(
     model_path: &str,
     adapters: Vec<(String, f32)>,
+    draft_path: Option<String>,
     n_ctx_train: u32,
     layers: Overlay,
     defaults: &Defaults,
@@ -63,9 +72,16 @@ pub fn effective(
         // -1 keeps the whole prompt.
         num_keep: o.num_keep.filter(|n| *n >= -1).map(|n| if n < 0 { u32::MAX } else { n.min(u32::MAX as i64) as u32 }),
         stop: o.stop.unwrap_or_default(),
+        speculation: Some(o.draft_num_predict.map_or(
+            if draft_path.is_some() { DEFAULT_DRAFT_NUM_PREDICT } else { DEFAULT_LOOKUP_NUM_PREDICT },
+            |n| n.clamp(0, 64) as u32,
+        ))
+            .filter(|n| *n > 0)
+            .map(|max_tokens| Speculation { max_tokens }),
         load: LoadOptions {
             model_path: model_path.to_string(),
             adapters,
+            draft_path,
             num_ctx,
             parallel: defaults.parallel,
             num_batch: o.num_batch.map_or(512, |n| n.clamp(1, 1 << 16) as u32),
@@ -113,7 +129,7 @@ mod tests {
     fn precedence_defaults_model_request() {
         let model = Overlay::from_json(json!({"temperature": 0.2, "top_k": 10, "stop": ["A"]}).as_object().unwrap());
         let req = Overlay::from_request(json!({"temperature": 0.9, "num_ctx": 99999, "seed": 42}).as_object()).unwrap();
-        let e = effective("m", vec![], 8192, req.over(model), &defaults());
+        let e = effective("m", vec![], None, 8192, req.over(model), &defaults());
         assert_eq!(e.sampling.temperature, 0.9);
         assert_eq!(e.sampling.top_k, 10);
         assert_eq!(e.sampling.top_p, 0.9, "Ollama's default");
@@ -125,7 +141,7 @@ mod tests {
         // A negative seed over the model's is a random one; no limit over the model's limit.
         let model = Overlay::from_json(json!({"seed": 42, "num_predict": 100}).as_object().unwrap());
         let req = Overlay::from_request(json!({"seed": -1, "num_predict": -1}).as_object()).unwrap();
-        let e = effective("m", vec![], 0, req.over(model), &defaults());
+        let e = effective("m", vec![], None, 0, req.over(model), &defaults());
         assert_eq!((e.sampling.seed, e.num_predict), (None, None));
     }
 

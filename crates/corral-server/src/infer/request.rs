@@ -39,6 +39,8 @@ pub struct Overlay {
     pub num_gpu: Option<i64>,
     pub main_gpu: Option<i64>,
     pub use_mmap: Option<bool>,
+    /// Most tokens drafted per step for speculative decoding; 0 turns it off.
+    pub draft_num_predict: Option<i64>,
 }
 
 fn f32_of(v: &Value) -> Option<f32> {
@@ -77,6 +79,7 @@ impl Overlay {
                 "num_gpu" => o.num_gpu = i64_of(v),
                 "main_gpu" => o.main_gpu = i64_of(v),
                 "use_mmap" => o.use_mmap = v.as_bool(),
+                "draft_num_predict" => o.draft_num_predict = i64_of(v),
                 _ => {}
             }
         }
@@ -118,6 +121,7 @@ impl Overlay {
             num_gpu: self.num_gpu.or(base.num_gpu),
             main_gpu: self.main_gpu.or(base.main_gpu),
             use_mmap: self.use_mmap.or(base.use_mmap),
+            draft_num_predict: self.draft_num_predict.or(base.draft_num_predict),
         }
     }
 }

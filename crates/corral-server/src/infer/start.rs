@@ -26,7 +26,8 @@ pub fn effective(state: &AppState, r: &Resolved, request: &Overlay) -> Result<Ef
     let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
     let n_ctx_train = r.gguf.arch_u64("context_length").unwrap_or(0) as u32;
     let layers = request.clone().over(Overlay::from_json(&r.model.parameters));
-    let mut eff = options::effective(&r.weights()?, adapters, n_ctx_train, layers, &state.config.defaults);
+    let draft = r.model.draft_path.as_ref().map(|p| p.display().to_string());
+    let mut eff = options::effective(&r.weights()?, adapters, draft, n_ctx_train, layers, &state.config.defaults);
     if eff.stop.is_empty() {
         eff.stop = super::prompt::default_stops(&r.model, &r.gguf);
     }
@@ -44,6 +45,7 @@ fn completion(eff: &Effective, prompt: String, settings: &Settings) -> Completio
         constraint: settings.format.clone(),
         logprobs: settings.logprobs,
         think_budget: None,
+        speculation: eff.speculation,
     }
 }
 

@@ -53,6 +53,11 @@ fn spec_from_request(req: CreateRequest) -> Result<(CreateSpec, Option<String>),
         tracing::warn!(?ignored, "ignoring deprecated parameters");
     }
     let non_empty = |s: Option<String>| s.filter(|s| !s.is_empty());
+    if req.draft_quantize.as_deref().is_some_and(|q| !q.is_empty()) {
+        return Err(ApiError::bad_request(
+            "draft_quantize is not supported: create the draft model quantized, and name that file in DRAFT",
+        ));
+    }
     if let Some(t) = req.template.as_deref().filter(|t| !t.is_empty()) {
         corral_template::GoTemplate::parse(t).map_err(|e| ApiError::bad_request(e.to_string()))?;
     }
@@ -61,6 +66,7 @@ fn spec_from_request(req: CreateRequest) -> Result<(CreateSpec, Option<String>),
             name,
             source,
             adapters: digests(req.adapters.unwrap_or_default())?,
+            draft: digests(req.draft_files.unwrap_or_default())?,
             overlay: Overlay {
                 template: non_empty(req.template),
                 system: non_empty(req.system),

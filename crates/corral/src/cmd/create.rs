@@ -131,9 +131,6 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     }
     // An empty parent means the current directory; joining onto it keeps paths as the user wrote them.
     let dir = args.file.parent().map(Path::to_path_buf).unwrap_or_default();
-    if !recipe.drafts.is_empty() {
-        bail!("(line {}): DRAFT models are not supported yet", recipe.drafts[0].line);
-    }
 
     // Resolve every path before showing progress, so a typo fails at once with its line.
     let mut froms = Vec::new();
@@ -144,6 +141,16 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
         Some(a) => match local_files(a, &dir, home, "ADAPTER")?.into_iter().next() {
             Some(f) => Some(f),
             None => bail!("(line {}): ADAPTER must name a local GGUF file, got {:?}", a.line, a.value),
+        },
+        None => None,
+    };
+    let draft = match recipe.drafts.last() {
+        Some(d) => match local_files(d, &dir, home, "DRAFT")?.into_iter().next() {
+            Some(f) if froms.iter().flat_map(|(_, l)| l).any(|l| l.path == f.path) => {
+                bail!("(line {}): DRAFT must not reference the same local path as FROM: {}", d.line, d.value)
+            }
+            Some(f) => Some(f),
+            None => bail!("(line {}): DRAFT must name a local GGUF file, got {:?}", d.line, d.value),
         },
         None => None,
     };
@@ -171,6 +178,10 @@ pub async fn run(client: &Client, args: Args, home: Option<&Path>) -> anyhow::Re
     if let Some(f) = adapter {
         let d = upload(client, &progress, &f).await?;
         req.adapters = Some(BTreeMap::from([(f.key, d.to_string())]));
+    }
+    if let Some(f) = draft {
+        let d = upload(client, &progress, &f).await?;
+        req.draft_files = Some(BTreeMap::from([(f.key, d.to_string())]));
     }
     let o = recipe.overlay;
     req.template = o.template;
