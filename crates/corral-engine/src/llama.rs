@@ -296,22 +296,15 @@ fn engine_thread(
         None => None,
     };
 
-    // KV cache size: K and V, per layer and position, for every slot.
-    let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
-    let kv_elements =
-        2 * u64::from(model.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(model.n_head_kv());
-    let kv_bytes = offload.kv_cache_type.bytes(kv_elements);
+    let kv_bytes = offload.kv_cache_type.bytes(kv_elements(&model, num_ctx * parallel));
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers
     let devices = offload.used();
     let gpu_bytes: u64 = devices.iter().map(|d| d.bytes).sum();
     let gpu_layers = offload.gpu_layers.min(layers);
     // Wholly on GPUs, the measured GPU memory is the model's size (weights, cache and compute
     // buffers); otherwise the estimate, and at least what the GPUs took.
-    let draft_bytes = draft_model.as_ref().map_or(0, |m| {
-        let head_dim = m.n_embd() as u64 / u64::from(m.n_head().max(1));
-        let elements = 2 * u64::from(m.n_layer()) * u64::from(num_ctx * parallel) * head_dim * u64::from(m.n_head_kv());
-        m.size() + KvCacheType::F16.bytes(elements)
-    });
+    let draft_bytes =
+        draft_model.as_ref().map_or(0, |m| m.size() + KvCacheType::F16.bytes(kv_elements(m, num_ctx * parallel)));
     let memory_bytes = draft_bytes
         + if gpu_layers == layers && gpu_bytes > 0 { gpu_bytes } else { (model.size() + kv_bytes).max(gpu_bytes) };
     let info = RunnerInfo {
@@ -344,6 +337,12 @@ fn engine_thread(
         drafter,
     }
     .run(commands);
+}
+
+/// Elements of `model`'s KV cache for `cells` positions: K and V, per layer and position.
+fn kv_elements(model: &LlamaModel, cells: u32) -> u64 {
+    let head_dim = model.n_embd() as u64 / u64::from(model.n_head().max(1));
+    2 * u64::from(model.n_layer()) * u64::from(cells) * head_dim * u64::from(model.n_head_kv())
 }
 
 /// The sliding attention window from the GGUF metadata (`<arch>.attention.sliding_window`).

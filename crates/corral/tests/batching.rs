@@ -234,6 +234,20 @@ fn a_long_prompt_does_not_stall_a_running_stream() {
     drop(running);
 }
 
+/// A greedy raw answer of exactly `n` tokens from `model`, with extra `options`.
+fn answer(server: &Server, model: &str, prompt: &str, n: u32, options: Value) -> String {
+    let mut o = json!({"temperature": 0, "num_predict": n});
+    o.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
+    let (status, v) = post(
+        server,
+        "/api/generate",
+        json!({"model": model, "prompt": prompt, "stream": false, "raw": true, "options": o}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], n, "{v}");
+    v["response"].as_str().unwrap().to_string()
+}
+
 /// Issue 15: prompt lookup through the API. A model's `draft_num_predict` PARAMETER turns it on
 /// and a request's option turns it off again; the answer is the same either way, and `/metrics`
 /// counts the drafted and kept tokens. The random model repeats itself, so its drafts are kept.
@@ -250,18 +264,7 @@ fn issue_15_prompt_lookup_is_a_parameter_and_an_option() {
     assert_eq!(status, 200, "{v}");
     let (_, shown) = post(&server, "/api/show", json!({"model": "tiny-lookup"}));
     assert!(shown["parameters"].as_str().unwrap().contains("draft_num_predict"), "{shown}");
-    let answer = |model: &str, options: Value| {
-        let mut o = json!({"temperature": 0, "num_predict": 150});
-        o.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
-        let (status, v) = post(
-            &server,
-            "/api/generate",
-            json!({"model": model, "prompt": PROMPTS[0], "stream": false, "raw": true, "options": o}),
-        );
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["eval_count"], 150, "{v}");
-        v["response"].as_str().unwrap().to_string()
-    };
+    let answer = |model: &str, options: Value| answer(&server, model, PROMPTS[0], 150, options);
     let counters = || (metric(&server, "corral_draft_tokens_total"), metric(&server, "corral_draft_accepted_tokens_total"));
     let plain = answer("tiny", json!({}));
     assert_eq!(counters(), (0.0, 0.0));
@@ -315,18 +318,7 @@ fn issue_15_a_draft_model_is_a_layer_checked_at_create() {
     let (status, _) = post(&server, "/api/show", json!({"model": "tiny-bad-draft"}));
     assert_eq!(status, 404, "nothing was created");
 
-    let answer = |model: &str, options: Value| {
-        let mut o = json!({"temperature": 0, "num_predict": 120});
-        o.as_object_mut().unwrap().extend(options.as_object().unwrap().clone());
-        let (status, v) = post(
-            &server,
-            "/api/generate",
-            json!({"model": model, "prompt": PROMPTS[1], "stream": false, "raw": true, "options": o}),
-        );
-        assert_eq!(status, 200, "{v}");
-        assert_eq!(v["eval_count"], 120, "{v}");
-        v["response"].as_str().unwrap().to_string()
-    };
+    let answer = |model: &str, options: Value| answer(&server, model, PROMPTS[1], 120, options);
     let drafted = || metric(&server, "corral_draft_tokens_total");
     let plain = answer("tiny", json!({}));
     assert_eq!(answer("tiny-draft", json!({"draft_num_predict": 0})), plain);
