@@ -35,7 +35,13 @@ pub(crate) struct Drafter<'m> {
 pub(crate) const VOCAB_SLACK: i32 = 128;
 
 impl<'m> Drafter<'m> {
-    pub fn new(model: &'m LlamaModel, ctx: LlamaContext<'m>, slots: usize, num_batch: usize, target_vocab: i32) -> Self {
+    pub fn new(
+        model: &'m LlamaModel,
+        ctx: LlamaContext<'m>,
+        slots: usize,
+        num_batch: usize,
+        target_vocab: i32,
+    ) -> Self {
         Drafter {
             model,
             ctx,
@@ -88,7 +94,8 @@ impl<'m> Drafter<'m> {
                 break;
             }
             self.batch.clear();
-            if self.batch.add(token, held.len() as i32, &[id], true).is_err() || self.ctx.decode(&mut self.batch).is_err()
+            if self.batch.add(token, held.len() as i32, &[id], true).is_err()
+                || self.ctx.decode(&mut self.batch).is_err()
             {
                 self.forget(seq);
                 return out;

@@ -16,7 +16,11 @@ fn load(path: &Path, parallel: u32) -> LlamaEngine {
     load_with_draft(path, None, parallel).unwrap()
 }
 
-fn load_with_draft(path: &Path, draft: Option<&Path>, parallel: u32) -> Result<LlamaEngine, corral_engine::EngineError> {
+fn load_with_draft(
+    path: &Path,
+    draft: Option<&Path>,
+    parallel: u32,
+) -> Result<LlamaEngine, corral_engine::EngineError> {
     let opts = LoadOptions {
         model_path: path.to_str().unwrap().to_string(),
         draft_path: draft.map(|d| d.to_str().unwrap().to_string()),
@@ -101,7 +105,9 @@ const CODE: &str = "def mean(values):\n    total = 0\n    for value in values:\n
 
 fn prompts() -> Vec<String> {
     vec![
-        chat(&format!("Rename the function `mean` to `average` in this code and show the whole code:\n```python\n{CODE}```")),
+        chat(&format!(
+            "Rename the function `mean` to `average` in this code and show the whole code:\n```python\n{CODE}```"
+        )),
         chat("What is the capital of France? Answer in one sentence."),
         chat("Write a Python function that checks whether a number is prime."),
         chat(&format!("Repeat this text exactly: {}", "the quick brown fox jumps over the lazy dog. ".repeat(3))),
@@ -160,7 +166,13 @@ fn same_with_and_without(engine: &LlamaEngine, sampling: Sampling) -> ((u32, u32
         let counts = (drafted.usage.draft_tokens, drafted.usage.draft_accepted);
         first.get_or_insert(counts);
         totals = (totals.0 + counts.0, totals.1 + counts.1);
-        eprintln!("drafted {} kept {} of {} tokens: {:?}", counts.0, counts.1, plain.usage.generated_tokens, &prompt[..40]);
+        eprintln!(
+            "drafted {} kept {} of {} tokens: {:?}",
+            counts.0,
+            counts.1,
+            plain.usage.generated_tokens,
+            &prompt[..40]
+        );
     }
     (totals, first.unwrap())
 }

@@ -124,7 +124,11 @@ fn same_vocabulary(target: &Gguf, draft: &Gguf) -> Result<(), String> {
     }
     for key in ["tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"] {
         if target.get_u64(key) != draft.get_u64(key) {
-            return Err(format!("{key} differs: {:?} in it, {:?} in the model", draft.get_u64(key), target.get_u64(key)));
+            return Err(format!(
+                "{key} differs: {:?} in it, {:?} in the model",
+                draft.get_u64(key),
+                target.get_u64(key)
+            ));
         }
     }
     Ok(())
@@ -248,9 +252,10 @@ impl Store {
             let target = match weights.take() {
                 Some(g) => g,
                 None => {
-                    let layer = base.iter().find(|l| l.media_type == MEDIA_TYPE_MODEL).ok_or_else(|| {
-                        CreateError::Unsupported("a draft model needs a model to draft for".into())
-                    })?;
+                    let layer = base
+                        .iter()
+                        .find(|l| l.media_type == MEDIA_TYPE_MODEL)
+                        .ok_or_else(|| CreateError::Unsupported("a draft model needs a model to draft for".into()))?;
                     let path = self.blob_path(&layer.digest);
                     corral_gguf::read_path(&path)
                         .map_err(|error| CreateError::InvalidGguf { file: "the model".into(), error })?

@@ -265,7 +265,8 @@ fn issue_15_prompt_lookup_is_a_parameter_and_an_option() {
     let (_, shown) = post(&server, "/api/show", json!({"model": "tiny-lookup"}));
     assert!(shown["parameters"].as_str().unwrap().contains("draft_num_predict"), "{shown}");
     let answer = |model: &str, options: Value| answer(&server, model, PROMPTS[0], 150, options);
-    let counters = || (metric(&server, "corral_draft_tokens_total"), metric(&server, "corral_draft_accepted_tokens_total"));
+    let counters =
+        || (metric(&server, "corral_draft_tokens_total"), metric(&server, "corral_draft_accepted_tokens_total"));
     let plain = answer("tiny", json!({}));
     assert_eq!(counters(), (0.0, 0.0));
     let drafted = answer("tiny-lookup", json!({}));

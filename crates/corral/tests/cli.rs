@@ -145,8 +145,11 @@ fn issue_15_draft_in_a_modelfile() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("DRAFT must not reference the same local path as FROM"), "{}", stderr(&out));
 
-    fs::write(dir.path().join("smol-draft.gguf"), corral_testkit::tiny_llama_with_smollm2_tokenizer(&Default::default()))
-        .unwrap();
+    fs::write(
+        dir.path().join("smol-draft.gguf"),
+        corral_testkit::tiny_llama_with_smollm2_tokenizer(&Default::default()),
+    )
+    .unwrap();
     fs::write(dir.path().join("Modelfile"), "FROM ./tiny.gguf\nDRAFT ./smol-draft.gguf\n").unwrap();
     let out = server.corral_in(Some(dir.path()), &["create", "mismatch"]);
     assert_eq!(out.status.code(), Some(1));

@@ -72,12 +72,14 @@ pub fn effective(
         // -1 keeps the whole prompt.
         num_keep: o.num_keep.filter(|n| *n >= -1).map(|n| if n < 0 { u32::MAX } else { n.min(u32::MAX as i64) as u32 }),
         stop: o.stop.unwrap_or_default(),
-        speculation: Some(o.draft_num_predict.map_or(
-            if draft_path.is_some() { DEFAULT_DRAFT_NUM_PREDICT } else { DEFAULT_LOOKUP_NUM_PREDICT },
-            |n| n.clamp(0, 64) as u32,
-        ))
-            .filter(|n| *n > 0)
-            .map(|max_tokens| Speculation { max_tokens }),
+        speculation: Some(
+            o.draft_num_predict.map_or(
+                if draft_path.is_some() { DEFAULT_DRAFT_NUM_PREDICT } else { DEFAULT_LOOKUP_NUM_PREDICT },
+                |n| n.clamp(0, 64) as u32,
+            ),
+        )
+        .filter(|n| *n > 0)
+        .map(|max_tokens| Speculation { max_tokens }),
         load: LoadOptions {
             model_path: model_path.to_string(),
             adapters,
