@@ -3,7 +3,8 @@
 code-writing prompt and on a code-editing prompt (the input echoed with a change), for
 
 - llama-bench tg128 of the target (the plain kernel speed),
-- Corral without drafting, and with prompt lookup (`draft_num_predict`),
+- Corral without drafting, with prompt lookup (`draft_num_predict`), and with a draft model
+  (Modelfile `DRAFT`),
 - llama-server without drafting, with its n-gram lookup, and with a draft model (`-md`),
 
 alternating in rounds in the same run, printed as ratios to llama-bench tg128, with the share of
@@ -78,9 +79,9 @@ def metric(url, name):
     return 0.0
 
 
-def corral_run(c, prompt, draft):
+def corral_run(c, model, prompt, draft):
     before = (metric(c.url, "corral_draft_tokens_total"), metric(c.url, "corral_draft_accepted_tokens_total"))
-    r = post(f"{c.url}/api/generate", {"model": c.name, "prompt": prompt, "raw": True, "stream": False,
+    r = post(f"{c.url}/api/generate", {"model": model, "prompt": prompt, "raw": True, "stream": False,
                                         "options": {"temperature": 0, "num_predict": DECODE,
                                                     "draft_num_predict": draft}})
     drafted = metric(c.url, "corral_draft_tokens_total") - before[0]
@@ -112,6 +113,12 @@ def main():
     args = ap.parse_args()
 
     corral = Corral(args.corral, args.threads, 1, args.target, "target")
+    # The same target with the draft model beside it: a second model (and runner) on the same server.
+    with open(f"{corral.tmp}/Modelfile.draft", "w") as f:
+        f.write(f"FROM {args.target}\nDRAFT {args.draft}\n")
+    subprocess.run([args.corral, "create", "target-md", "-f", f"{corral.tmp}/Modelfile.draft"], env=corral.env,
+                   check=True, stderr=subprocess.DEVNULL)
+    runs = [("corral", corral.name, 0), ("corral lookup", corral.name, DRAFT_MAX), ("corral DRAFT", "target-md", DRAFT_MAX)]
     servers = {"llama-server": LlamaServer(args.peer, args.threads, 1, args.target)}
     flags = lookup_flags(args.peer)
     if flags:
@@ -124,9 +131,9 @@ def main():
         for rnd in range(RUNS):
             tg.append(llama_bench(args.peer, args.threads, args.target)[1])
             for pname, prompt in PROMPTS.items():
-                for draft in (0, DRAFT_MAX):
-                    speed, acc, text = corral_run(corral, prompt, draft)
-                    results.setdefault((pname, f"corral lookup={draft}"), []).append((speed, acc))
+                for label, model, draft in runs:
+                    speed, acc, _ = corral_run(corral, model, prompt, draft)
+                    results.setdefault((pname, label), []).append((speed, acc))
                 for sname, server in servers.items():
                     speed, acc, _ = peer_run(server, prompt)
                     results.setdefault((pname, sname), []).append((speed, acc))
@@ -146,7 +153,6 @@ def main():
         drafted = sum(r[1][1] for r in rows)
         share = f"{kept / drafted:.0%} of {drafted / len(rows):.0f}" if drafted else "-"
         print(f"{pname:8} {sname:24} {speed:8.2f} {speed / base:8.2f} {share:>14}")
-    print("Corral has no draft model yet (Modelfile DRAFT): its column is prompt lookup only.")
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ pub mod speculative;
 mod stop;
 
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::mpsc::Receiver;
+use std::sync::mpsc::{Receiver, Sender};
 use std::sync::Arc;
 
 use corral_types::runner::{
@@ -78,6 +78,26 @@ pub enum Event {
     Error(EngineError),
 }
 
+/// Where the events of a completion go, on the engine thread.
+///
+/// The engine hands each event over as it happens and calls [`Sink::flush`] once the step that
+/// made them is over, so a sink that writes to a socket can send one step's tokens of every
+/// sequence in one write, between decode steps, with no thread of its own to wake per token
+/// (on a machine whose cores all run the model, each extra wake-up takes a core from it).
+pub trait Sink: Send {
+    /// Takes one event; `false` when nobody wants the rest (the engine then cancels the job).
+    fn event(&mut self, event: Event) -> bool;
+    /// Sends on what was taken since the last call. The engine calls it after every step in
+    /// which the sink got events, and right after the last event.
+    fn flush(&mut self) {}
+}
+
+impl Sink for Sender<Event> {
+    fn event(&mut self, event: Event) -> bool {
+        self.send(event).is_ok()
+    }
+}
+
 /// A running completion: its events, and the handle that cancels it when dropped.
 #[derive(Debug)]
 pub struct Generation {
@@ -86,10 +106,6 @@ pub struct Generation {
 }
 
 impl Generation {
-    pub(crate) fn new(events: Receiver<Event>, flag: Arc<AtomicU8>) -> Self {
-        Generation { events, cancel: CancelOnDrop(flag) }
-    }
-
     /// Asks the engine to stop this generation.
     pub fn cancel(&self) {
         self.cancel.cancel();
@@ -136,8 +152,14 @@ pub trait Engine: Send + Sync {
     fn tokenize(&self, text: &str) -> Result<Vec<u32>, EngineError>;
     /// Text of `tokens`.
     fn detokenize(&self, tokens: &[u32]) -> Result<String, EngineError>;
-    /// Starts a completion.
-    fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError>;
+    /// Starts a completion whose events go to `sink`; dropping the handle cancels it.
+    fn complete_into(&self, request: CompletionRequest, sink: Box<dyn Sink>) -> Result<CancelOnDrop, EngineError>;
+    /// Starts a completion whose events come through a channel.
+    fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError> {
+        let (tx, rx) = std::sync::mpsc::channel();
+        let cancel = self.complete_into(request, Box::new(tx))?;
+        Ok(Generation { events: rx, cancel })
+    }
     /// Pooled embeddings of texts, batched together (an embedding model only).
     fn embed(&self, request: EmbedRequest) -> Result<Embedded, EngineError>;
     /// KV cache cells in use, as of the last decode step (never waits for the engine).

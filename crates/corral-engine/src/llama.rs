@@ -51,12 +51,12 @@ use crate::sample::{self, Picker};
 use crate::slots::{self, SlotState};
 use crate::speculative::{self, DraftLength};
 use crate::stop::StopBuffer;
-use crate::{Engine, EngineError, Event, Generation};
+use crate::{CancelOnDrop, Engine, EngineError, Event, Sink};
 
 enum Command {
     Tokenize(String, Sender<Vec<u32>>),
     Detokenize(Vec<u32>, Sender<Result<String, String>>),
-    Complete(CompletionRequest, Sender<Event>, Arc<AtomicU8>),
+    Complete(CompletionRequest, Box<dyn Sink>, Arc<AtomicU8>),
     Embed(EmbedRequest, Sender<Result<Embedded, EngineError>>),
 }
 
@@ -116,11 +116,10 @@ impl Engine for LlamaEngine {
         rx.recv().map_err(|_| EngineError::Stopped)?.map_err(EngineError::Request)
     }
 
-    fn complete(&self, request: CompletionRequest) -> Result<Generation, EngineError> {
-        let (tx, rx) = mpsc::channel();
+    fn complete_into(&self, request: CompletionRequest, sink: Box<dyn Sink>) -> Result<CancelOnDrop, EngineError> {
         let cancel = Arc::new(AtomicU8::new(crate::wish::RUN));
-        self.send(Command::Complete(request, tx, cancel.clone()))?;
-        Ok(Generation::new(rx, cancel))
+        self.send(Command::Complete(request, sink, cancel.clone()))?;
+        Ok(CancelOnDrop(cancel))
     }
 
     fn embed(&self, request: EmbedRequest) -> Result<Embedded, EngineError> {
@@ -351,9 +350,18 @@ fn sliding_window(model: &LlamaModel) -> Option<u32> {
     model.meta_val_str(&format!("{arch}.attention.sliding_window")).ok()?.parse().ok().filter(|w| *w > 0)
 }
 
+/// Completions waiting for a slot: the request, where its events go, and its owner's wish.
+type Waiting = VecDeque<(CompletionRequest, Box<dyn Sink>, Arc<AtomicU8>)>;
+
+/// Hands a job's last event to its sink and sends it on.
+fn last(sink: &mut dyn Sink, event: Event) {
+    sink.event(event);
+    sink.flush();
+}
+
 /// A completion occupying a slot.
 struct Job {
-    events: Sender<Event>,
+    events: Box<dyn Sink>,
     cancel: Arc<AtomicU8>,
     prompt: Vec<LlamaToken>,
     /// Prompt tokens already decoded (or found in the slot's cache).
@@ -512,7 +520,7 @@ impl Loop<'_, '_, '_> {
     }
 
     fn run(mut self, commands: Receiver<Command>) {
-        let mut waiting: VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)> = VecDeque::new();
+        let mut waiting = Waiting::new();
         let mut closed = false;
         let mut batch = LlamaBatch::new(self.num_batch as usize, 1);
         loop {
@@ -563,6 +571,10 @@ impl Loop<'_, '_, '_> {
             }
             for i in 0..self.slots.len() {
                 self.sample(i);
+            }
+            // One step's tokens go out together (jobs that ended this step have sent theirs).
+            for job in self.slots.iter_mut().flatten() {
+                job.events.flush();
             }
             self.publish_cells();
         }
@@ -674,7 +686,7 @@ impl Loop<'_, '_, '_> {
         Ok(Embedded { vectors, prompt_tokens })
     }
 
-    fn handle(&mut self, cmd: Command, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
+    fn handle(&mut self, cmd: Command, waiting: &mut Waiting) {
         match cmd {
             Command::Tokenize(text, reply) => {
                 let _ = reply.send(to_u32(&self.tokenize(&text)));
@@ -711,9 +723,9 @@ impl Loop<'_, '_, '_> {
     }
 
     /// Moves waiting completions into free slots.
-    fn admit(&mut self, waiting: &mut VecDeque<(CompletionRequest, Sender<Event>, Arc<AtomicU8>)>) {
+    fn admit(&mut self, waiting: &mut Waiting) {
         while self.slots.iter().any(Option::is_none) {
-            let Some((req, events, cancel)) = waiting.pop_front() else { return };
+            let Some((req, mut events, cancel)) = waiting.pop_front() else { return };
             if cancel.load(Ordering::Relaxed) != crate::wish::RUN {
                 continue;
             }
@@ -730,20 +742,20 @@ impl Loop<'_, '_, '_> {
                 None
             };
             if let Some(e) = error {
-                let _ = events.send(Event::Error(e));
+                last(&mut *events, Event::Error(e));
                 continue;
             }
             let grammar = match req.constraint.as_ref().map(crate::grammar::to_gbnf).transpose() {
                 Ok(g) => g,
                 Err(e) => {
-                    let _ = events.send(Event::Error(EngineError::Request(e)));
+                    last(&mut *events, Event::Error(EngineError::Request(e)));
                     continue;
                 }
             };
             let picker = match sample::picker(self.model, &req.sampling, grammar.as_deref(), self.num_ctx) {
                 Ok(p) => p,
                 Err(e) => {
-                    let _ = events.send(Event::Error(EngineError::Request(e)));
+                    last(&mut *events, Event::Error(EngineError::Request(e)));
                     continue;
                 }
             };
@@ -947,7 +959,7 @@ impl Loop<'_, '_, '_> {
             }
         }
         let (text, stopped) = job.stop.push(&bytes);
-        if (!text.is_empty() || logprob.is_some()) && job.events.send(Event::Token { text, logprob }).is_err() {
+        if (!text.is_empty() || logprob.is_some()) && !job.events.event(Event::Token { text, logprob }) {
             self.free(i);
             return Flow::Ended;
         }
@@ -991,7 +1003,7 @@ impl Loop<'_, '_, '_> {
         let Some(mut job) = self.slots[i].take() else { return };
         let rest = job.stop.flush();
         if !rest.is_empty() {
-            let _ = job.events.send(Event::Token { text: rest, logprob: None });
+            job.events.event(Event::Token { text: rest, logprob: None });
         }
         let first = job.first_token.unwrap_or(job.started);
         let usage = Usage {
@@ -1006,7 +1018,7 @@ impl Loop<'_, '_, '_> {
         };
         let mut tokens = to_u32(&job.prompt);
         tokens.extend(to_u32(&job.output));
-        let _ = job.events.send(Event::Done { reason, usage, tokens });
+        last(&mut *job.events, Event::Done { reason, usage, tokens });
         self.keep(i, job);
     }
 
@@ -1033,8 +1045,8 @@ impl Loop<'_, '_, '_> {
     }
 
     fn fail(&mut self, i: usize, msg: &str) {
-        if let Some(job) = self.slots[i].take() {
-            let _ = job.events.send(Event::Error(EngineError::Internal(msg.to_string())));
+        if let Some(mut job) = self.slots[i].take() {
+            last(&mut *job.events, Event::Error(EngineError::Internal(msg.to_string())));
         }
         // After a failed decode the sequence's cells are not trusted.
         self.cached[i].clear();

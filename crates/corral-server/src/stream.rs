@@ -81,13 +81,13 @@ pub(crate) fn to_line<T: serde::Serialize>(value: &T) -> String {
 
 /// A 200 response whose body is the lines from `rx`, flushed as they come.
 pub(crate) fn ndjson(rx: mpsc::Receiver<String>) -> Response {
-    streamed(rx, "application/x-ndjson")
+    let body = stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|line| (line, rx)) });
+    streamed(body, "application/x-ndjson")
 }
 
-fn streamed(rx: mpsc::Receiver<String>, content_type: &'static str) -> Response {
-    let body = stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|line| (Ok::<_, std::convert::Infallible>(line), rx))
-    });
+/// A 200 response whose body is the pieces of `body`, each sent as it comes.
+fn streamed(body: impl futures_util::Stream<Item = String> + Send + 'static, content_type: &'static str) -> Response {
+    let body = futures_util::StreamExt::map(body, Ok::<_, std::convert::Infallible>);
     let headers = [(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")];
     (StatusCode::OK, headers, Body::from_stream(body)).into_response()
 }
@@ -102,35 +102,39 @@ pub(crate) enum Framing {
 }
 
 /// Streams an answer: `encode` turns each event into body pieces (lines or SSE events), and is
-/// called once more with `None` after the last event. A client that disconnects cancels the
-/// generation (dropping the answer stops the runner's work on it).
+/// called once more with `None` after the last event. The body polls the answer itself, with no
+/// task and channel between them: each token would cost one more wake-up on its way out. A client
+/// that disconnects drops the body and with it the answer, which stops the runner's work on it.
 pub(crate) fn answer_stream(
-    mut answer: Answer,
+    answer: Answer,
     framing: Framing,
-    mut encode: impl FnMut(Option<Event>) -> Vec<String> + Send + 'static,
+    encode: impl FnMut(Option<Event>) -> Vec<String> + Send + 'static,
 ) -> Response {
-    let (tx, rx) = mpsc::channel::<String>(256);
-    tokio::spawn(async move {
+    struct State<E> {
+        answer: Answer,
+        encode: E,
+        pieces: std::vec::IntoIter<String>,
+        ended: bool,
+    }
+    let state = State { answer, encode, pieces: Vec::new().into_iter(), ended: false };
+    let body = stream::unfold(state, |mut s| async move {
         loop {
-            let event = tokio::select! {
-                e = answer.next() => e,
-                _ = tx.closed() => return,
-            };
-            let last = event.is_none();
-            for piece in encode(event) {
-                if tx.send(piece).await.is_err() {
-                    return;
-                }
+            if let Some(piece) = s.pieces.next() {
+                return Some((piece, s));
             }
-            if last {
-                return;
+            if s.ended {
+                return None;
             }
+            let event = s.answer.next().await;
+            s.ended = event.is_none();
+            s.pieces = (s.encode)(event).into_iter();
         }
     });
-    match framing {
-        Framing::Ndjson => ndjson(rx),
-        Framing::Sse => streamed(rx, "text/event-stream"),
-    }
+    let content_type = match framing {
+        Framing::Ndjson => "application/x-ndjson",
+        Framing::Sse => "text/event-stream",
+    };
+    streamed(body, content_type)
 }
 
 /// One SSE event: `event: <name>` (if any) and `data: <json>`.

@@ -12,7 +12,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
-use corral_engine::{CancelOnDrop, Engine, EngineError, Event, Generation, LlamaEngine};
+use corral_engine::{CancelOnDrop, Engine, EngineError, Event, LlamaEngine, Sink};
 use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
 
 #[derive(clap::Args)]
@@ -56,9 +56,48 @@ fn failed(id: u64, e: &EngineError) -> FromRunner {
 
 fn send(writer: &Writer, msg: &FromRunner) -> std::io::Result<()> {
     let mut w = writer.lock().unwrap_or_else(|p| p.into_inner());
-    serde_json::to_writer(&mut *w, msg)?;
-    w.write_all(b"\n")?;
+    put(&mut w, msg)?;
     w.flush()
+}
+
+/// Writes one message into the buffer, not sending it yet.
+fn put(w: &mut BufWriter<UnixStream>, msg: &FromRunner) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *w, msg)?;
+    w.write_all(b"\n")
+}
+
+/// Generations by request id; dropping one's handle cancels it in the engine.
+type Running = Arc<Mutex<HashMap<u64, CancelOnDrop>>>;
+
+/// Where a completion's events go: straight onto the socket, from the engine thread. Tokens of a
+/// step are buffered and go out in one write when the engine flushes after the step, for all the
+/// completions in it; a thread per completion forwarding each token would wake up beside the
+/// model's threads at every token.
+struct SocketSink {
+    id: u64,
+    writer: Writer,
+    running: Running,
+}
+
+impl Sink for SocketSink {
+    fn event(&mut self, event: Event) -> bool {
+        let id = self.id;
+        let msg = match event {
+            Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
+            Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
+            Event::Error(e) => failed(id, &e),
+        };
+        if !matches!(msg, FromRunner::Token { .. }) {
+            // The last message: the request no longer needs its cancel handle.
+            self.running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
+        }
+        let mut w = self.writer.lock().unwrap_or_else(|p| p.into_inner());
+        put(&mut w, &msg).is_ok()
+    }
+
+    fn flush(&mut self) {
+        let _ = self.writer.lock().unwrap_or_else(|p| p.into_inner()).flush();
+    }
 }
 
 /// Ends this process soon after the server that started it is gone, whatever it is doing. The
@@ -138,8 +177,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     };
     send(&writer, &FromRunner::Ready { info: engine.info() })?;
 
-    // Generations by request id; dropping one cancels it in the engine.
-    let running: Arc<Mutex<HashMap<u64, CancelOnDrop>>> = Arc::default();
+    let running: Running = Arc::default();
     for line in BufReader::new(stream).lines() {
         let line = line?;
         let msg: ToRunner = match serde_json::from_str(&line) {
@@ -175,31 +213,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
             }
             ToRunner::Complete { id, request } => {
-                let generation = match engine.complete(request) {
-                    Ok(g) => g,
+                let sink = SocketSink { id, writer: writer.clone(), running: running.clone() };
+                // The map is locked across the start so the handle is in it before the engine can
+                // end the request (and take the handle out).
+                let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
+                match engine.complete_into(request, Box::new(sink)) {
+                    Ok(cancel) => {
+                        map.insert(id, cancel);
+                    }
                     Err(e) => {
+                        drop(map);
                         send(&writer, &failed(id, &e))?;
-                        continue;
                     }
-                };
-                // The receiver moves to a forwarding thread; the map keeps the cancel handle.
-                let Generation { events, cancel } = generation;
-                running.lock().unwrap_or_else(|p| p.into_inner()).insert(id, cancel);
-                let (writer, running) = (writer.clone(), running.clone());
-                std::thread::spawn(move || {
-                    for event in events {
-                        let msg = match event {
-                            Event::Token { text, logprob } => FromRunner::Token { id, text, logprob },
-                            Event::Done { reason, usage, tokens } => FromRunner::Done { id, reason, usage, tokens },
-                            Event::Error(e) => failed(id, &e),
-                        };
-                        let last = !matches!(msg, FromRunner::Token { .. });
-                        if send(&writer, &msg).is_err() || last {
-                            break;
-                        }
-                    }
-                    running.lock().unwrap_or_else(|p| p.into_inner()).remove(&id);
-                });
+                }
             }
             ToRunner::Embed { id, request } => {
                 answer_later(&engine, &writer, move |engine| match engine.embed(request) {
