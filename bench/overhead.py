@@ -43,28 +43,27 @@ def timed_stream(url, body):
     return time.perf_counter() - start, last
 
 
+def timed(url, body, stream):
+    """Wall seconds of a request, streamed or not, and its (last) JSON object."""
+    if stream:
+        return timed_stream(url, body)
+    start = time.perf_counter()
+    r = post(url, body)
+    return time.perf_counter() - start, r
+
+
 def corral_once(c, n, stream):
     """(wall s, tokens, engine decode s, engine prompt s) of one request for n tokens."""
     body = {"model": c.name, "prompt": PROMPT, "raw": True, "stream": stream,
             "options": {"temperature": 0, "num_predict": n, "seed": 1}}
-    if stream:
-        wall, r = timed_stream(f"{c.url}/api/generate", body)
-    else:
-        start = time.perf_counter()
-        r = post(f"{c.url}/api/generate", body)
-        wall = time.perf_counter() - start
+    wall, r = timed(f"{c.url}/api/generate", body, stream)
     return wall, r["eval_count"], r["eval_duration"] / 1e9, r["prompt_eval_duration"] / 1e9
 
 
 def peer_once(s, n, stream):
     body = {"prompt": PROMPT, "n_predict": n, "temperature": 0, "cache_prompt": False, "ignore_eos": True,
             "stream": stream}
-    if stream:
-        wall, r = timed_stream(f"{s.url}/completion", body)
-    else:
-        start = time.perf_counter()
-        r = post(f"{s.url}/completion", body)
-        wall = time.perf_counter() - start
+    wall, r = timed(f"{s.url}/completion", body, stream)
     t = r["timings"]
     return wall, t["predicted_n"], t["predicted_ms"] / 1e3, t["prompt_ms"] / 1e3
 
