@@ -99,7 +99,8 @@ def lookup_flags(bindir):
     """llama-server's flags for n-gram drafting without a model, if this build has them."""
     help_text = subprocess.run([f"{bindir}/llama-server", "--help"], capture_output=True, text=True).stdout
     if "ngram-simple" in help_text:
-        return ["--spec-type", "ngram-simple", "--draft-max", str(DRAFT_MAX)]
+        # The same longest draft as Corral's; the lookup n-gram length is llama-server's own.
+        return ["--spec-type", "ngram-simple", "--spec-ngram-simple-size-m", str(DRAFT_MAX)]
     return None
 
 
@@ -124,7 +125,7 @@ def main():
     if flags:
         servers["llama-server ngram"] = LlamaServer(args.peer, args.threads, 1, args.target, flags)
     servers["llama-server -md"] = LlamaServer(args.peer, args.threads, 1, args.target,
-                                              ["-md", args.draft, "--draft-max", str(DRAFT_MAX), "-ngld", "0"])
+                                              ["-md", args.draft, "--spec-draft-n-max", str(DRAFT_MAX), "-ngld", "0"])
     results = {}  # (prompt, system) -> [(tok/s, (kept, drafted))]
     tg = []
     try:
