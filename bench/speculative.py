@@ -120,12 +120,14 @@ def main():
     subprocess.run([args.corral, "create", "target-md", "-f", f"{corral.tmp}/Modelfile.draft"], env=corral.env,
                    check=True, stderr=subprocess.DEVNULL)
     runs = [("corral", corral.name, 0), ("corral lookup", corral.name, DRAFT_MAX), ("corral DRAFT", "target-md", DRAFT_MAX)]
+    # This llama-server loads `-md` but drafts with it only when told to (`--spec-type draft-simple`).
     servers = {"llama-server": LlamaServer(args.peer, args.threads, 1, args.target)}
     flags = lookup_flags(args.peer)
     if flags:
         servers["llama-server ngram"] = LlamaServer(args.peer, args.threads, 1, args.target, flags)
     servers["llama-server -md"] = LlamaServer(args.peer, args.threads, 1, args.target,
-                                              ["-md", args.draft, "--spec-draft-n-max", str(DRAFT_MAX), "-ngld", "0"])
+                                              ["-md", args.draft, "--spec-type", "draft-simple",
+                                               "--spec-draft-n-max", str(DRAFT_MAX), "-ngld", "0"])
     results = {}  # (prompt, system) -> [(tok/s, (kept, drafted))]
     tg = []
     try:
