@@ -6,20 +6,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use corral_engine::{Engine, Event, LlamaEngine};
-use corral_types::runner::{CompletionRequest, Constraint, DoneReason, LoadOptions, Sampling, ThinkBudget};
+use corral_types::runner::{CompletionRequest, Constraint, DoneReason, Sampling, ThinkBudget};
 
-fn options(path: &str, parallel: u32) -> LoadOptions {
-    LoadOptions {
-        model_path: path.to_string(),
-        adapters: vec![],
-        num_ctx: 512,
-        parallel,
-        num_batch: 64,
-        num_thread: 1,
-        num_gpu: 0,
-        ..Default::default()
-    }
-}
+mod common;
+
+use common::{greedy, options, request};
 
 /// The tiny model, written once per test process, loaded with two slots.
 fn tiny() -> &'static LlamaEngine {
@@ -28,46 +19,19 @@ fn tiny() -> &'static LlamaEngine {
         let dir = tempfile::tempdir().unwrap().keep();
         let path = dir.join("tiny.gguf");
         std::fs::write(&path, corral_testkit::tiny_llama_with_smollm2_tokenizer(&Default::default())).unwrap();
-        LlamaEngine::load(options(path.to_str().unwrap(), 2), |_| {}).unwrap()
+        LlamaEngine::load(options(&path, 512, 2), |_| {}).unwrap()
     })
-}
-
-fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, ..Default::default() }
-}
-
-fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> CompletionRequest {
-    CompletionRequest {
-        prompt: prompt.into(),
-        sampling,
-        num_predict,
-        num_keep: None,
-        shift: true,
-        stop: vec![],
-        constraint: None,
-        logprobs: None,
-        think_budget: None,
-        speculation: None,
-    }
 }
 
 /// Runs to completion: (text, reason, generated token count).
 fn run(engine: &dyn Engine, req: CompletionRequest) -> (String, DoneReason, u32) {
-    let generation = engine.complete(req).unwrap();
-    let mut text = String::new();
-    for event in generation.events.iter() {
-        match event {
-            Event::Token { text: t, .. } => text.push_str(&t),
-            Event::Done { reason, usage, .. } => return (text, reason, usage.generated_tokens),
-            Event::Error(e) => panic!("generation failed: {e}"),
-        }
-    }
-    panic!("stream ended without done");
+    let out = common::finish(engine, req);
+    (out.text, out.reason, out.usage.generated_tokens)
 }
 
 #[test]
 fn smollm2_knows_the_capital_of_france() {
-    let engine = LlamaEngine::load(options(corral_testkit::smollm2().to_str().unwrap(), 1), |_| {}).unwrap();
+    let engine = LlamaEngine::load(options(&corral_testkit::smollm2(), 512, 1), |_| {}).unwrap();
     let prompt = "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n\
                   <|im_start|>user\nWhat is the capital of France? Answer in one sentence.<|im_end|>\n<|im_start|>assistant\n";
     let (text, reason, _) = run(&engine, request(prompt, greedy(), Some(40)));

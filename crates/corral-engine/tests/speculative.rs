@@ -4,13 +4,14 @@
 //! its prompt or the draft is good, and drafting sequences share steps with plain ones, with
 //! stops, grammars, logprobs and budgets. One thread.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use corral_engine::{Engine, Event, LlamaEngine};
-use corral_types::runner::{
-    CompletionRequest, Constraint, DoneReason, LoadOptions, Sampling, Speculation, TokenLogprob, Usage,
-};
+use common::{finish as run, greedy, Output};
+use corral_engine::LlamaEngine;
+use corral_types::runner::{CompletionRequest, Constraint, DoneReason, Sampling, Speculation};
 
 fn load(path: &Path, parallel: u32) -> LlamaEngine {
     load_with_draft(path, None, parallel).unwrap()
@@ -21,16 +22,8 @@ fn load_with_draft(
     draft: Option<&Path>,
     parallel: u32,
 ) -> Result<LlamaEngine, corral_engine::EngineError> {
-    let opts = LoadOptions {
-        model_path: path.to_str().unwrap().to_string(),
-        draft_path: draft.map(|d| d.to_str().unwrap().to_string()),
-        num_ctx: 1024,
-        parallel,
-        num_batch: 64,
-        num_thread: 1,
-        num_gpu: 0,
-        ..Default::default()
-    };
+    let mut opts = common::options(path, 1024, parallel);
+    opts.draft_path = draft.map(|d| d.to_str().unwrap().to_string());
     LlamaEngine::load(opts, |_| {})
 }
 
@@ -51,50 +44,11 @@ fn tiny() -> &'static LlamaEngine {
     })
 }
 
-fn greedy() -> Sampling {
-    Sampling { temperature: 0.0, ..Default::default() }
-}
-
+/// A request for `num_predict` tokens that drafts up to `draft` tokens a step (none if 0).
 fn request(prompt: &str, sampling: Sampling, num_predict: u32, draft: u32) -> CompletionRequest {
-    CompletionRequest {
-        prompt: prompt.into(),
-        sampling,
-        num_predict: Some(num_predict),
-        num_keep: None,
-        shift: true,
-        stop: vec![],
-        constraint: None,
-        logprobs: None,
-        think_budget: None,
-        speculation: (draft > 0).then_some(Speculation { max_tokens: draft }),
-    }
-}
-
-/// What a finished generation gave.
-#[derive(Debug)]
-struct Output {
-    text: String,
-    reason: DoneReason,
-    usage: Usage,
-    tokens: Vec<u32>,
-    logprobs: Vec<TokenLogprob>,
-}
-
-fn run(engine: &dyn Engine, req: CompletionRequest) -> Output {
-    let generation = engine.complete(req).unwrap();
-    let mut text = String::new();
-    let mut logprobs = Vec::new();
-    for event in generation.events.iter() {
-        match event {
-            Event::Token { text: t, logprob } => {
-                text.push_str(&t);
-                logprobs.extend(logprob);
-            }
-            Event::Done { reason, usage, tokens } => return Output { text, reason, usage, tokens, logprobs },
-            Event::Error(e) => panic!("generation failed: {e}"),
-        }
-    }
-    panic!("stream ended without done");
+    let mut req = common::request(prompt, sampling, Some(num_predict));
+    req.speculation = (draft > 0).then_some(Speculation { max_tokens: draft });
+    req
 }
 
 fn chat(user: &str) -> String {
@@ -277,4 +231,111 @@ fn issue_15_drafting_shares_steps_and_keeps_the_limits() {
     assert_eq!(plain.text, spec.text);
     let v: serde_json::Value = serde_json::from_str(&spec.text).unwrap_or_else(|e| panic!("{e}: {:?}", spec.text));
     assert!(v["answer"].is_u64(), "{v}");
+}
+
+/// Sampling with drafts keeps the model's distribution (issue 15), counted on a random model of
+/// eight letters. A drafted token is kept when the token sampled at its position is the same,
+/// and otherwise the sampled token replaces it; done right, every token is drawn from the
+/// distribution the model gives at its position, whatever was drafted. Done wrong (a draft kept
+/// unchecked, a position's logits taken for another's, a sampler that draws twice from the same
+/// numbers), the drafted positions lean towards the drafts.
+///
+/// Each run samples eight letters at temperature 0.6 (a grammar keeps the end token out) and
+/// reports every letter's log-probability at each position, which gives the distribution the
+/// token there must follow. For every position and letter, the count of draws is compared with
+/// the sum of those probabilities: z, the difference over its standard deviation, is about
+/// normal when the draws follow the model. Every |z| must stay under 5 (64 of them per mode:
+/// about 1 in 30,000 that one passes 5 by chance) and their squares must sum to under 120 (about
+/// 56 expected, 11 its standard deviation), which catches a small lean spread over many cells.
+/// The seeds are fixed, so a pass or a fail repeats. Checked to fail: keeping drafts unchecked
+/// (z 156) and sampling a drafted position from the logits of the one before (sums 131 and 223).
+/// Modes: plain decoding, prompt lookup (the prompt is the model's own greedy text, so lookups
+/// match) and the model drafting for itself.
+#[test]
+fn issue_15_sampled_tokens_follow_the_models_distribution_when_drafting() {
+    const LETTERS: &str = "abcdefgh";
+    const POSITIONS: usize = 8;
+    const RUNS: u64 = 3000;
+    const TEMPERATURE: f32 = 0.6;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("letters.gguf");
+    let tokenizer = corral_testkit::letters_tokenizer(LETTERS);
+    std::fs::write(&path, corral_testkit::tiny_llama(&corral_testkit::TinySpec::default(), Some(&tokenizer))).unwrap();
+    let plain = load(&path, 1);
+    let with_itself = load_with_draft(&path, Some(&path), 1).unwrap();
+
+    // Exactly `n` letters: asked for two more than are generated, the end token is never allowed.
+    let grammar = |n: usize| Constraint::Grammar(format!("root ::= {}", "[a-h] ".repeat(n)));
+    // The prompt is what the model writes greedily: samples at a low temperature often take the
+    // same turns, so lookups match and their drafts are often kept.
+    let mut req = request("abcdefgh", common::greedy(), 300, 0);
+    req.constraint = Some(grammar(300));
+    let prompt = format!("abcdefgh{}", run(&plain, req).text);
+    for (mode, engine, draft) in [("plain", &plain, 0), ("prompt lookup", &plain, 8), ("draft model", &with_itself, 8)]
+    {
+        // For each position and letter: draws minus expected draws, and the variance of that.
+        let mut excess = [[0f64; LETTERS.len()]; POSITIONS];
+        let mut variance = [[0f64; LETTERS.len()]; POSITIONS];
+        let (mut drafted, mut kept) = (0, 0);
+        for run_index in 0..RUNS {
+            let sampling = Sampling {
+                temperature: TEMPERATURE,
+                top_k: 0,
+                top_p: 1.0,
+                min_p: 0.0,
+                seed: Some((mode.len() as u32) << 16 | run_index as u32),
+                ..Default::default()
+            };
+            let mut req = request(&prompt, sampling, POSITIONS as u32, draft);
+            req.constraint = Some(grammar(POSITIONS + 2));
+            req.logprobs = Some(LETTERS.len() as u32 + 1);
+            let out = run(engine, req);
+            assert_eq!((out.reason, out.logprobs.len()), (DoneReason::Length, POSITIONS), "{mode}: {:?}", out.text);
+            drafted += out.usage.draft_tokens;
+            kept += out.usage.draft_accepted;
+            for (position, step) in out.logprobs.iter().enumerate() {
+                let logprob = |letter: char| {
+                    let found = step.top_logprobs.iter().find(|t| t.token == letter.to_string());
+                    found.unwrap_or_else(|| panic!("{mode}: no log-probability for {letter:?}: {step:?}")).logprob
+                };
+                // The sampler's distribution: the letters' probabilities at the temperature,
+                // renormalised without the end token the grammar forbids.
+                let weights: Vec<f64> = LETTERS.chars().map(|c| f64::from(logprob(c) / TEMPERATURE).exp()).collect();
+                let total: f64 = weights.iter().sum();
+                for (i, letter) in LETTERS.chars().enumerate() {
+                    let p = weights[i] / total;
+                    let drawn = f64::from(u8::from(step.token == letter.to_string()));
+                    excess[position][i] += drawn - p;
+                    variance[position][i] += p * (1.0 - p);
+                }
+            }
+        }
+        let mut worst = (0.0f64, 0, ' ');
+        let mut squares = 0.0;
+        for (position, (excess, variance)) in excess.iter().zip(&variance).enumerate() {
+            for ((e, v), letter) in excess.iter().zip(variance).zip(LETTERS.chars()) {
+                let z = e / v.sqrt();
+                squares += z * z;
+                if z.abs() > worst.0.abs() {
+                    worst = (z, position, letter);
+                }
+            }
+        }
+        eprintln!(
+            "{mode}: drafted {drafted}, kept {kept}; largest deviation {:.2} standard deviations ({:?} at position {}), squares sum to {squares:.1}",
+            worst.0, worst.2, worst.1
+        );
+        assert!(
+            worst.0.abs() < 5.0,
+            "{mode}: {:?} at position {} is {:.2} standard deviations off",
+            worst.2,
+            worst.1,
+            worst.0
+        );
+        assert!(squares < 120.0, "{mode}: the squared deviations sum to {squares:.1}");
+        if draft > 0 {
+            // Enough drafts are kept for a leaning towards them to show.
+            assert!(kept as u64 >= RUNS / 4, "{mode}: only {kept} of {drafted} drafted tokens kept");
+        }
+    }
 }

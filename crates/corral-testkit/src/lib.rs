@@ -4,6 +4,8 @@
 //!   GGUF writer. With SmolLM2's tokenizer copied in it is a real, loadable model of about 8.5 MB
 //!   whose greedy output still depends on the prompt; without one it is a valid GGUF for tests
 //!   that only need the file format.
+//! - [`letters_tokenizer`]: a vocabulary of a few letters for [`tiny_llama`], for tests that
+//!   count every token's draws.
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
 
@@ -210,6 +212,30 @@ pub fn lora_adapter(embd: u64, layers: u64, rank: u64, scale: f32, seed: u64) ->
     let mut out = Vec::new();
     w.write_to(&mut out).expect("writing to a Vec cannot fail");
     out
+}
+
+/// A tokenizer of one token per letter of `letters` (ASCII letters), then an end token: a
+/// byte-level BPE vocabulary with no merges, so llama.cpp reads a prompt of those letters as one
+/// token each. With it the tiny model has a vocabulary small enough that a test can count how
+/// often every token is drawn.
+pub fn letters_tokenizer(letters: &str) -> Gguf {
+    assert!(letters.chars().all(|c| c.is_ascii_alphabetic()), "{letters:?}: one ASCII letter per token");
+    let mut tokens: Vec<String> = letters.chars().map(String::from).collect();
+    tokens.push("<|end|>".into());
+    let end = tokens.len() as u32 - 1;
+    // 1 = a normal token, 3 = a control token.
+    let types: Vec<i32> = (0..tokens.len()).map(|i| if i as u32 == end { 3 } else { 1 }).collect();
+    let metadata = vec![
+        ("tokenizer.ggml.model".into(), MetaValue::String("gpt2".into())),
+        ("tokenizer.ggml.pre".into(), MetaValue::String("default".into())),
+        ("tokenizer.ggml.tokens".into(), MetaValue::Array(ArrayValue::String(tokens))),
+        ("tokenizer.ggml.token_type".into(), MetaValue::Array(ArrayValue::I32(types))),
+        ("tokenizer.ggml.merges".into(), MetaValue::Array(ArrayValue::String(Vec::new()))),
+        ("tokenizer.ggml.bos_token_id".into(), MetaValue::U32(end)),
+        ("tokenizer.ggml.eos_token_id".into(), MetaValue::U32(end)),
+        ("tokenizer.ggml.add_bos_token".into(), MetaValue::Bool(false)),
+    ];
+    Gguf { version: 3, metadata, tensors: Vec::new(), alignment: 32, data_offset: 0 }
 }
 
 /// The tiny model with SmolLM2's tokenizer: real enough for llama.cpp to load and run.
