@@ -1,8 +1,9 @@
 //! Speculative decoding (issue 15) on real models, with prompt lookup and with a draft model: the
 //! output with drafting is token for token the output without it (greedy, and sampled with a
-//! seed: the sampler draws once per token either way), drafts are kept where the answer repeats
-//! its prompt or the draft is good, and drafting sequences share steps with plain ones, with
-//! stops, grammars, logprobs and budgets. One thread.
+//! seed: the sampler draws once per token either way), sampled tokens follow the model's
+//! distribution (counted on a random model of eight letters), drafts are kept where the answer
+//! repeats its prompt or the draft is good, and drafting sequences share steps with plain ones,
+//! with stops, grammars, logprobs and budgets. One thread.
 
 mod common;
 
