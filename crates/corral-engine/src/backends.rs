@@ -6,9 +6,9 @@
 //! loads, once, before llama.cpp is initialised:
 //!
 //! - the CPU variant that scores highest on the running CPU (each module's own
-//!   `ggml_backend_score`, which checks what the CPU reports *and* what the OS enables, so a CPU
-//!   that reports AMX the kernel does not enable gets a variant without it, not "Illegal
-//!   instruction");
+//!   `ggml_backend_score`) among those whose instructions the OS lets this process run (so a CPU
+//!   that reports AVX-512 the kernel does not enable gets a variant without it, not "Illegal
+//!   instruction"), never the AMX one, whose kernels fault in this ggml (see `os_state`);
 //! - every other backend module.
 //!
 //! A module is loaded only if `<module>.source` beside it names the ggml source this binary was
@@ -247,10 +247,10 @@ pub fn devices() -> Vec<DeviceInfo> {
 /// What the operating system enables, beyond what the CPU reports.
 ///
 /// ggml scores a variant by the CPU's feature flags alone. But AVX and AVX-512 registers are usable
-/// only when the OS saves their state (XCR0), and AMX tiles only when it does and, on Linux, grants
-/// the process permission. A CPU (or a virtual machine's) that reports AMX or AVX-512 without that
-/// kills the runner with "Illegal instruction" at its first matrix product. So each variant's
-/// needs are checked here first, by the register state its instruction sets require.
+/// only when the OS saves their state (XCR0): a CPU (or a virtual machine's) that reports AVX-512
+/// without that kills the runner with "Illegal instruction" at its first matrix product. So each
+/// variant's needs are checked here first, by the register state its instruction sets require;
+/// the AMX variant is refused outright ([`AMX_BROKEN`](self::AMX_BROKEN)).
 mod os_state {
     /// XCR0 bits: SSE and AVX (YMM) state; AVX-512 opmask and upper ZMM state; AMX tile config
     /// and tile data.
@@ -270,7 +270,7 @@ mod os_state {
     }
 
     /// Whether this process may run `variant`: `Err(None)` when the CPU does not even report its
-    /// instructions, `Err(Some(why))` when it does but the OS does not let them run.
+    /// instructions, `Err(Some(why))` when it does but they cannot be used.
     pub fn allows(variant: &str) -> Result<(), Option<String>> {
         let need = needs(variant);
         if need == 0 {
@@ -279,72 +279,31 @@ mod os_state {
         if !reports(need) {
             return Err(None);
         }
+        if need == AMX {
+            return Err(Some(AMX_BROKEN.into()));
+        }
         let have = xcr0();
         if have & need != need {
-            let what = if need == AMX && have & AVX512 == AVX512 {
-                "AMX"
-            } else if need & AVX512 == AVX512 {
-                "AVX-512"
-            } else {
-                "AVX"
-            };
+            let what = if need & AVX512 == AVX512 { "AVX-512" } else { "AVX" };
             return Err(Some(format!(
                 "the CPU reports {what}, but the operating system does not enable its registers (XCR0 {have:#x})"
             )));
         }
-        if need == AMX {
-            amx_permission().map_err(Some)?;
-            if !amx_runs() {
-                return Err(Some(
-                    "the CPU reports AMX and the operating system enables it, but a tile instruction \
-                     faults (seen in virtual machines)"
-                        .into(),
-                ));
-            }
-        }
         Ok(())
     }
 
-    /// Runs AMX tile instructions in a child process. Some virtual machines report AMX in CPUID,
-    /// enable its state in XCR0 and grant the permission, and still fault the first tile
-    /// instruction: the sapphirerapids variant then kills the runner at its first matrix product.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn amx_runs() -> bool {
-        #[repr(C, align(64))]
-        struct TileConfig([u8; 64]);
-        let mut config = TileConfig([0; 64]);
-        config.0[0] = 1; // palette 1
-        config.0[16] = 64; // tile 0: 64 bytes a row
-        config.0[48] = 16; // tile 0: 16 rows
-                           // SAFETY: the child runs three instructions on a valid tile configuration and exits
-                           // without touching anything else (no allocation, no locks); the parent only waits.
-        unsafe {
-            let pid = libc::fork();
-            if pid == 0 {
-                std::arch::asm!(
-                    ".byte 0xc4, 0xe2, 0x78, 0x49, 0x00", // ldtilecfg [rax]
-                    ".byte 0xc4, 0xe2, 0x7b, 0x49, 0xc0", // tilezero tmm0
-                    ".byte 0xc4, 0xe2, 0x78, 0x49, 0xc0", // tilerelease
-                    in("rax") config.0.as_ptr(),
-                    options(nostack),
-                );
-                libc::_exit(0);
-            }
-            if pid < 0 {
-                return false;
-            }
-            let mut status = 0;
-            if libc::waitpid(pid, &mut status, 0) != pid {
-                return false;
-            }
-            libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0
-        }
-    }
-
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    fn amx_runs() -> bool {
-        true
-    }
+    /// Why the AMX variant is never chosen. Its kernels set up the tile registers from a
+    /// configuration on the stack that the compiler (GCC 12 here) reduces to the palette byte: the
+    /// row and column sizes are never stored, every tile is left unconfigured, and the first tile
+    /// instruction of the first prompt of more than a few tokens raises "Illegal instruction" on
+    /// any machine where AMX works (seen: `tilezero` in `tinygemm_kernel_amx`, in Corral's runner
+    /// and in llama.cpp's own `llama-bench` built with AMX). Fixed upstream by keeping the
+    /// configuration in read-only data (llama.cpp pull request 26954), not in the ggml this
+    /// binary is built from. Decoding does not use AMX at all, and Ollama measured it slower on
+    /// Sapphire Rapids, so the best AVX-512 variant loses little.
+    const AMX_BROKEN: &str = "the CPU reports AMX, but this ggml's AMX kernels run with an unconfigured \
+                              tile set (an illegal instruction at the first prompt): the best variant without \
+                              AMX is used";
 
     /// Whether the CPU reports the instructions behind the register state `need` (CPUID: AVX,
     /// AVX-512 Foundation, AMX tiles).
@@ -389,28 +348,6 @@ mod os_state {
         u64::MAX
     }
 
-    /// Asks Linux for the AMX tile data permission (`arch_prctl(ARCH_REQ_XCOMP_PERM)`), as ggml
-    /// does before using AMX; a kernel that refuses it would fault the first tile instruction.
-    #[cfg(all(target_os = "linux", target_arch = "x86_64"))]
-    fn amx_permission() -> Result<(), String> {
-        const ARCH_REQ_XCOMP_PERM: libc::c_long = 0x1023;
-        const XFEATURE_XTILEDATA: libc::c_long = 18;
-        // SAFETY: a plain system call with integer arguments.
-        let r = unsafe { libc::syscall(libc::SYS_arch_prctl, ARCH_REQ_XCOMP_PERM, XFEATURE_XTILEDATA) };
-        if r != 0 {
-            return Err(format!(
-                "the operating system refuses this process the AMX registers ({})",
-                std::io::Error::last_os_error()
-            ));
-        }
-        Ok(())
-    }
-
-    #[cfg(not(all(target_os = "linux", target_arch = "x86_64")))]
-    fn amx_permission() -> Result<(), String> {
-        Ok(())
-    }
-
     #[cfg(test)]
     mod tests {
         use super::*;
@@ -422,6 +359,12 @@ mod os_state {
             assert_eq!(needs("haswell"), AVX);
             assert_eq!(needs("zen4"), AVX512);
             assert_eq!(needs("sapphirerapids") & (1 << 18), 1 << 18);
+            // The AMX variant is refused wherever the CPU reports AMX, with the reason.
+            match allows("sapphirerapids") {
+                Err(Some(why)) => assert!(why.contains("AMX") && reports(AMX), "{why}"),
+                Err(None) => assert!(!reports(AMX)),
+                Ok(()) => panic!("the AMX variant was allowed"),
+            }
             // Whatever this machine is, the baseline always runs, and a variant is allowed only
             // if the OS enables its registers.
             assert!(allows("x64").is_ok());
