@@ -227,7 +227,18 @@ def batched_bench(bindir, threads, gguf):
     return {r["pl"]: r["speed_tg"] for r in rows}
 
 
-def aggregate(run_one, clients):
+def counting(seed):
+    """A prompt of the aggregate runs, different for each seed: a few words, then the start of a
+    count. With the words alone, SmolLM2's greedy answer ended before DECODE tokens in 5 of 39
+    requests (1 of 39 with the count), and a sequence that ends leaves the batch, so the steps after
+    decode fewer sequences than llama-batched-bench's, which all run DECODE tokens."""
+    return words(6, seed) + ". Count: 1, 2, 3, 4, 5,"
+
+
+SHORT = []  # (server, clients, tokens) of every aggregate request that ended before DECODE tokens
+
+
+def aggregate(run_one, clients, who=""):
     """Total generated tokens per second with `clients` concurrent requests of DECODE tokens."""
     counts = [0] * clients
 
@@ -240,7 +251,9 @@ def aggregate(run_one, clients):
         t.start()
     for t in threads:
         t.join()
-    return sum(counts) / (time.perf_counter() - start)
+    elapsed = time.perf_counter() - start
+    SHORT.extend((who, clients, n) for n in counts if n < DECODE)
+    return sum(counts) / elapsed
 
 
 def history(turns_tokens=2000):
@@ -293,7 +306,8 @@ def bench_model(args, name, gguf):
                 out["ttft"].append(server.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
                 for c in (1, 4, 8):
                     out[f"agg{c}"].append(
-                        aggregate(lambda i, c=c: server.decoded(words(6, 300 + 10 * c + i + 100 * s), DECODE), c))
+                        aggregate(lambda i, c=c: server.decoded(counting(300 + 10 * c + i + 100 * s), DECODE), c,
+                                  "corral" if server is corral else "peer"))
                 out["stall"].append(server.stall(words(STALL_WORDS, 500 + s)))
 
             pairs = [(corral_single, peer_single), (lambda: served(corral, ours), lambda: served(peer, theirs))]
@@ -357,6 +371,9 @@ def bench_model(args, name, gguf):
     print(f"cached / uncached second-turn TTFT: {m['cached'] / m['uncached']:.3f} (goal <= 0.2)")
     print(f"8-client aggregate / single-stream decode: {m['agg8'] / m['tg']:.2f} (goal >= 2.5)")
     print(f"llama.cpp's own 8-sequence / 1-sequence decode on this machine: {p['bb8'] / p['bb1']:.2f}")
+    short = [f"{who} {n} tokens ({c} clients)" for who, c, n in SHORT]
+    print(f"aggregate requests that ended before {DECODE} tokens: {', '.join(short) or 'none'}")
+    SHORT.clear()
     sys.stdout.flush()
 
 
