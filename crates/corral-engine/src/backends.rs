@@ -250,7 +250,7 @@ pub fn devices() -> Vec<DeviceInfo> {
 /// only when the OS saves their state (XCR0): a CPU (or a virtual machine's) that reports AVX-512
 /// without that kills the runner with "Illegal instruction" at its first matrix product. So each
 /// variant's needs are checked here first, by the register state its instruction sets require;
-/// the AMX variant is refused outright ([`AMX_BROKEN`](self::AMX_BROKEN)).
+/// the AMX variant is refused outright (see `AMX_BROKEN`).
 mod os_state {
     /// XCR0 bits: SSE and AVX (YMM) state; AVX-512 opmask and upper ZMM state; AMX tile config
     /// and tile data.

@@ -266,14 +266,14 @@ fn issue_15_sampled_tokens_follow_the_models_distribution_when_drafting() {
     let with_itself = load_with_draft(&path, Some(&path), 1).unwrap();
 
     // Exactly `n` letters: asked for two more than are generated, the end token is never allowed.
-    let grammar = |n: usize| Constraint::Grammar(format!("root ::= {}", "[a-h] ".repeat(n)));
+    let grammar = |n: usize| Constraint::Grammar(format!("root ::= {}", format!("[{LETTERS}] ").repeat(n)));
     // The prompt is what the model writes greedily: samples at a low temperature often take the
     // same turns, so lookups match and their drafts are often kept.
-    let mut req = request("abcdefgh", common::greedy(), 300, 0);
+    let mut req = request(LETTERS, greedy(), 300, 0);
     req.constraint = Some(grammar(300));
-    let prompt = format!("abcdefgh{}", run(&plain, req).text);
-    for (mode, engine, draft) in [("plain", &plain, 0), ("prompt lookup", &plain, 8), ("draft model", &with_itself, 8)]
-    {
+    let prompt = format!("{LETTERS}{}", run(&plain, req).text);
+    let modes = [("plain", &plain, 0), ("prompt lookup", &plain, 8), ("draft model", &with_itself, 8)];
+    for (mode_index, (mode, engine, draft)) in modes.into_iter().enumerate() {
         // For each position and letter: draws minus expected draws, and the variance of that.
         let mut excess = [[0f64; LETTERS.len()]; POSITIONS];
         let mut variance = [[0f64; LETTERS.len()]; POSITIONS];
@@ -284,7 +284,8 @@ fn issue_15_sampled_tokens_follow_the_models_distribution_when_drafting() {
                 top_k: 0,
                 top_p: 1.0,
                 min_p: 0.0,
-                seed: Some((mode.len() as u32) << 16 | run_index as u32),
+                // Each mode its own seeds: three independent samples.
+                seed: Some((mode_index as u32) << 16 | run_index as u32),
                 ..Default::default()
             };
             let mut req = request(&prompt, sampling, POSITIONS as u32, draft);
