@@ -5,9 +5,12 @@ For each model:
   - single stream: prompt tok/s on a 512-token prompt and decode tok/s (128 tokens), against
     llama-bench's pp512 and tg128;
   - time to first token of a 512-token prompt, against llama-server;
-  - aggregate decode tok/s with 1, 4 and 8 concurrent clients (128 tokens each), against
+  - aggregate decode tok/s with 1, 4 and 8 concurrent streaming clients (128 tokens each), against
     llama-server -np 8 on the same load, and llama-batched-bench's decode speed with 1, 4 and 8
-    sequences (no server, no sampling: what llama.cpp's kernels allow on this machine);
+    sequences (no server, no sampling: what llama.cpp's kernels allow on this machine). Two
+    figures from the same requests: over the whole time the clients waited (what a user sees, the
+    prompts included), and steady (only while every client's answer was streaming: the window
+    llama-batched-bench's decode figure measures, which leaves its prompts out);
   - second-turn time to first token of a chat with a 2,000-token history, with and without the
     prompt cache;
   - the longest pause of a streaming answer while another client's 1,500-token prompt is
@@ -56,6 +59,31 @@ def post(url, body, timeout=900):
     req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
     with urllib.request.urlopen(req, timeout=timeout) as r:
         return json.loads(r.read())
+
+
+def lines(response):
+    """The JSON texts of a streamed response: NDJSON lines or server-sent `data:` events."""
+    for raw in response:
+        line = raw.decode().strip()
+        if line.startswith("data: "):
+            line = line[6:]
+        if line and line != "[DONE]":
+            yield line
+
+
+def stamped(url, body, final):
+    """Streams `body`; returns the arrival time of each token event and the token count that the
+    last event reports. `final(event)` gives that count on the last event, None on the others."""
+    req = urllib.request.Request(url, json.dumps(body).encode(), {"Content-Type": "application/json"})
+    stamps = []
+    with urllib.request.urlopen(req, timeout=900) as r:
+        for line in lines(r):
+            event = json.loads(line)
+            count = final(event)
+            if count is not None:
+                return stamps, count
+            stamps.append(time.perf_counter())
+    raise RuntimeError("the stream ended without its last event")
 
 
 def first_chunk(url, body, is_token):
@@ -154,6 +182,11 @@ class Corral:
         """Tokens generated for a greedy completion of `prompt` with a budget of `n`."""
         return self.generate(prompt, n)["eval_count"]
 
+    def streamed(self, prompt, n):
+        """The arrival times of a streamed greedy completion's tokens, and how many there were."""
+        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": n}}
+        return stamped(f"{self.url}/api/generate", body, lambda e: e["eval_count"] if e.get("done") else None)
+
     def ttft(self, prompt):
         body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": 2}}
         return first_chunk(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"))
@@ -194,6 +227,10 @@ class LlamaServer:
 
     def decoded(self, prompt, n):
         return self.complete(prompt, n)["tokens_predicted"]
+
+    def streamed(self, prompt, n):
+        body = {"prompt": prompt, "n_predict": n, "temperature": 0, "stream": True, "cache_prompt": False}
+        return stamped(f"{self.url}/completion", body, lambda e: e["tokens_predicted"] if e.get("stop") else None)
 
     def ttft(self, prompt, cache=False):
         body = {"prompt": prompt, "n_predict": 2, "temperature": 0, "stream": True, "cache_prompt": cache}
@@ -239,11 +276,17 @@ SHORT = []  # (server, clients, tokens) of every aggregate request that ended be
 
 
 def aggregate(run_one, clients, who=""):
-    """Total generated tokens per second with `clients` concurrent requests of DECODE tokens."""
-    counts = [0] * clients
+    """Generated tokens per second with `clients` concurrent streaming requests of DECODE tokens
+    (`run_one(i)` gives request i's token arrival times and count), as two figures:
+
+    - overall: all tokens over the time from sending the requests to the last one's end;
+    - steady: the tokens that arrived while every answer was streaming (from the last first
+      token to the first last token) over that window's length.
+    """
+    results = [None] * clients
 
     def worker(i):
-        counts[i] = run_one(i)
+        results[i] = run_one(i)
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(clients)]
     start = time.perf_counter()
@@ -252,8 +295,12 @@ def aggregate(run_one, clients, who=""):
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - start
+    counts = [n for _, n in results]
     SHORT.extend((who, clients, n) for n in counts if n < DECODE)
-    return sum(counts) / elapsed
+    first = max(s[0] for s, _ in results)
+    last = min(s[-1] for s, _ in results)
+    inside = sum(1 for s, _ in results for t in s if first < t <= last)
+    return sum(counts) / elapsed, inside / (last - first)
 
 
 def history(turns_tokens=2000):
@@ -277,8 +324,9 @@ def bench_model(args, name, gguf):
     machine whose speed drifts over minutes (a shared VM) biases neither side."""
     t = args.threads
     print(f"\n== {name} ({os.path.basename(gguf)}), {t} threads, context {CTX}, {RUNS} rounds", flush=True)
-    ours = {k: [] for k in ("pp", "tg", "ttft", "agg1", "agg4", "agg8", "stall", "cold", "cached", "uncached")}
-    theirs = {k: [] for k in ("pp", "tg", "ttft", "agg1", "agg4", "agg8", "stall", "cold", "bb1", "bb4", "bb8")}
+    aggs = [f"{kind}{c}" for kind in ("agg", "steady") for c in (1, 4, 8)]
+    ours = {k: [] for k in ("pp", "tg", "ttft", "stall", "cold", "cached", "uncached", *aggs)}
+    theirs = {k: [] for k in ("pp", "tg", "ttft", "stall", "cold", "bb1", "bb4", "bb8", *aggs)}
     corral = Corral(args.corral, t, PARALLEL, gguf, name)
     peer = LlamaServer(args.peer, t, PARALLEL, gguf)
     n_prompt = 0
@@ -305,9 +353,11 @@ def bench_model(args, name, gguf):
             def served(server, out):
                 out["ttft"].append(server.ttft(words(PROMPT_WORDS, 100 + 10 * s)))
                 for c in (1, 4, 8):
-                    out[f"agg{c}"].append(
-                        aggregate(lambda i, c=c: server.decoded(counting(300 + 10 * c + i + 100 * s), DECODE), c,
-                                  "corral" if server is corral else "peer"))
+                    overall, steady = aggregate(
+                        lambda i, c=c: server.streamed(counting(300 + 10 * c + i + 100 * s), DECODE), c,
+                        "corral" if server is corral else "peer")
+                    out[f"agg{c}"].append(overall)
+                    out[f"steady{c}"].append(steady)
                 out["stall"].append(server.stall(words(STALL_WORDS, 500 + s)))
 
             pairs = [(corral_single, peer_single), (lambda: served(corral, ours), lambda: served(peer, theirs))]
@@ -360,6 +410,12 @@ def bench_model(args, name, gguf):
         ("aggregate decode tok/s, 1 sequence, no server", m["agg1"], p["bb1"], "llama-batched-bench"),
         ("aggregate decode tok/s, 4 sequences, no server", m["agg4"], p["bb4"], "llama-batched-bench"),
         ("aggregate decode tok/s, 8 sequences, no server", m["agg8"], p["bb8"], "llama-batched-bench"),
+        ("steady decode tok/s, 1 client", m["steady1"], p["steady1"], "llama-server -np 8"),
+        ("steady decode tok/s, 4 clients", m["steady4"], p["steady4"], "llama-server -np 8"),
+        ("steady decode tok/s, 8 clients", m["steady8"], p["steady8"], "llama-server -np 8"),
+        ("steady decode tok/s, 1 sequence, no server", m["steady1"], p["bb1"], "llama-batched-bench"),
+        ("steady decode tok/s, 4 sequences, no server", m["steady4"], p["bb4"], "llama-batched-bench"),
+        ("steady decode tok/s, 8 sequences, no server", m["steady8"], p["bb8"], "llama-batched-bench"),
         ("stream pause while a 1,500-token prompt arrives, s", m["stall"], p["stall"], "llama-server -np 8"),
         ("cold load to first token, s (lower is better)", m["cold"], p["cold"], "llama-server -np 8 start"),
     ]

@@ -11,12 +11,19 @@
 //! Proposals are made one job at a time, a decode per drafted token. Batching the draft's steps
 //! across jobs is left for later: the draft model is small, and with several streams the target
 //! is already batched.
+//!
+//! The drafter times its proposals (see [`crate::pace`]): the time per proposed token of the
+//! proposals that started from a nearly caught-up sequence. A proposal that first decodes a
+//! long stretch (the prompt, or the answer written while drafting paused) is not counted: that
+//! is paid once, not per token.
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
+use std::time::Instant;
 
+use crate::pace::Rate;
 use crate::sample;
 
 pub(crate) struct Drafter<'m> {
@@ -28,6 +35,8 @@ pub(crate) struct Drafter<'m> {
     num_batch: usize,
     /// Token ids the target has: a proposal past them is cut there.
     target_vocab: i32,
+    /// Seconds per proposed token.
+    cost: Rate,
 }
 
 /// The draft and target vocabularies may differ by this many tokens (padding, a few added
@@ -49,12 +58,32 @@ impl<'m> Drafter<'m> {
             batch: LlamaBatch::new(num_batch, 1),
             num_batch,
             target_vocab,
+            cost: Rate::new(0.9),
         }
+    }
+
+    /// Seconds the draft model takes to propose one token, once it has proposed some.
+    pub fn cost_per_proposal(&self) -> Option<f64> {
+        self.cost.get()
     }
 
     /// Up to `k` tokens the draft model would write after `seen` (the prompt and answer so far of
     /// the job in slot `seq`). Empty if the draft cannot decode.
     pub fn propose(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
+        /// At most this many tokens decoded before the first proposal still count as a step
+        /// following the last one (the kept drafts' last and the target's own next token).
+        const CAUGHT_UP: usize = 4;
+        let started = Instant::now();
+        let behind = seen.len().saturating_sub(self.held[seq].len());
+        let out = self.propose_untimed(seq, seen, k);
+        if !out.is_empty() && behind <= CAUGHT_UP {
+            self.cost.record(started.elapsed().as_secs_f64(), out.len() as f64);
+        }
+        out
+    }
+
+    /// [`Drafter::propose`] without the timing.
+    fn propose_untimed(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
         if k == 0 || seen.is_empty() {
             return Vec::new();
         }

@@ -17,6 +17,7 @@ mod draft;
 mod grammar;
 mod llama;
 mod offload;
+mod pace;
 pub mod quantize;
 mod sample;
 mod slots;

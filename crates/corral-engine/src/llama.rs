@@ -24,7 +24,8 @@
 //! have chosen one step at a time, however good the draft: with a sampler the draft is a certain
 //! guess, and "draw from the model, keep the guess if the draw equals it" is the exact acceptance
 //! rule for that case (see [`crate::speculative`]). Drafts come from the draft model when one is
-//! loaded ([`crate::draft`]), else from prompt lookup.
+//! loaded ([`crate::draft`]), else from prompt lookup. The loop times its decode steps and the
+//! draft model's proposals, and a job drafts only while that pays ([`crate::pace`]).
 
 use std::collections::VecDeque;
 use std::num::NonZeroU32;
@@ -47,6 +48,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::draft::{Drafter, VOCAB_SLACK};
 use crate::offload;
+use crate::pace::{Cost, Payoff, StepCost};
 use crate::sample::{self, Picker};
 use crate::slots::{self, SlotState};
 use crate::speculative::{self, DraftLength};
@@ -334,6 +336,8 @@ fn engine_thread(
         window: sliding_window(&model),
         cells,
         drafter,
+        step_cost: StepCost::default(),
+        prompt_in_step: false,
     }
     .run(commands);
 }
@@ -406,6 +410,10 @@ struct Drafting {
     draft: Vec<LlamaToken>,
     proposed: u32,
     accepted: u32,
+    /// Whether drafting pays for this job now.
+    payoff: Payoff,
+    /// Draft whether it pays or not.
+    always: bool,
 }
 
 /// Shortest and longest n-gram prompt lookup matches: a match of one token drafts at nearly
@@ -421,6 +429,8 @@ impl Drafting {
             draft: Vec::new(),
             proposed: 0,
             accepted: 0,
+            payoff: Payoff::new(),
+            always: spec.always,
         })
     }
 }
@@ -502,6 +512,10 @@ struct Loop<'m, 'c, 'd> {
     cells: Arc<CellCounts>,
     /// The draft model, if one was loaded.
     drafter: Option<Drafter<'d>>,
+    /// The decode steps' time, fitted to their size (what a drafted token costs to check).
+    step_cost: StepCost,
+    /// The batch being decoded holds prompt tokens (its time says nothing about decode steps).
+    prompt_in_step: bool,
 }
 
 fn to_u32(tokens: &[LlamaToken]) -> Vec<u32> {
@@ -560,6 +574,7 @@ impl Loop<'_, '_, '_> {
                     }
                 }
             }
+            let started = Instant::now();
             if let Err(e) = self.ctx.decode(&mut batch) {
                 let msg = format!("llama.cpp failed to decode a batch: {e}");
                 for i in 0..self.slots.len() {
@@ -571,6 +586,10 @@ impl Loop<'_, '_, '_> {
             }
             for i in 0..self.slots.len() {
                 self.sample(i);
+            }
+            // Sampling is timed with the decode: checking a drafted token samples one more row.
+            if !self.prompt_in_step {
+                self.step_cost.record(batch.n_tokens() as usize, started.elapsed().as_secs_f64());
             }
             // One step's tokens go out together (jobs that ended this step have sent theirs).
             for job in self.slots.iter_mut().flatten() {
@@ -830,9 +849,10 @@ impl Loop<'_, '_, '_> {
         let n = self.slots.len();
         let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
         let mut room = (self.num_batch as usize).saturating_sub(decoding);
+        let cost = self.draft_cost(decoding);
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             if let Some(job) = slot {
-                room -= draft(job, seq, self.drafter.as_mut(), self.num_ctx, room);
+                room -= draft(job, seq, self.drafter.as_mut(), cost, self.num_ctx, room);
             }
         }
         let share = if decoding > 0 { (self.num_batch as usize / 8).max(16) } else { self.num_batch as usize };
@@ -846,6 +866,7 @@ impl Loop<'_, '_, '_> {
             chunk[seq] = (job.prompt.len() - job.fed).min(budget);
             budget -= chunk[seq];
         }
+        self.prompt_in_step = chunk.iter().any(|c| *c > 0);
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             self.in_batch[seq] = false;
             let Some(job) = slot else { continue };
@@ -873,6 +894,18 @@ impl Loop<'_, '_, '_> {
             }
         }
         batch.n_tokens()
+    }
+
+    /// What a drafted token costs and a kept one saves at a step with `decoding` plain tokens, once
+    /// measured.
+    fn draft_cost(&self, decoding: usize) -> Option<Cost> {
+        let check = self.step_cost.per_token()?;
+        let step = self.step_cost.step(decoding)?;
+        let propose = match &self.drafter {
+            Some(d) => d.cost_per_proposal()?,
+            None => 0.0,
+        };
+        Some(Cost { per_draft: propose + check, per_token: step / decoding.max(1) as f64 })
     }
 
     /// Chooses slot `i`'s next token from the step's logits, and walks its draft while the
@@ -904,6 +937,7 @@ impl Loop<'_, '_, '_> {
             }
             if let Some(d) = job.drafting.as_mut() {
                 d.length.record(draft.len(), j);
+                d.payoff.record(draft.len(), j);
                 d.proposed += draft.len() as u32;
                 d.accepted += j as u32;
             }
@@ -1064,9 +1098,16 @@ impl Loop<'_, '_, '_> {
 
 /// Drafts up to `room` tokens for the next step of `job` (in slot `seq`), if it is generating and
 /// drafts: as many as its draft length allows, the context has positions for, and its token
-/// budget can still use. With `drafter` the draft model proposes them, else prompt lookup.
-/// Returns how many.
-fn draft(job: &mut Job, seq: usize, drafter: Option<&mut Drafter>, num_ctx: u32, room: usize) -> usize {
+/// budget can still use, and none while drafting does not pay at `cost`. With `drafter` the draft
+/// model proposes them, else prompt lookup. Returns how many.
+fn draft(
+    job: &mut Job,
+    seq: usize,
+    drafter: Option<&mut Drafter>,
+    cost: Option<Cost>,
+    num_ctx: u32,
+    room: usize,
+) -> usize {
     let Some(d) = job.drafting.as_mut() else { return 0 };
     d.draft.clear();
     // After a context shift the answer no longer fits behind the prompt in the draft's context.
@@ -1077,7 +1118,11 @@ fn draft(job: &mut Job, seq: usize, drafter: Option<&mut Drafter>, num_ctx: u32,
     // token chosen after the last draft.
     let positions = (num_ctx as i64 - i64::from(job.n_past) - 3).max(0) as usize;
     let budget = job.num_predict.map_or(usize::MAX, |n| (n as usize).saturating_sub(job.output.len() + 1));
-    let k = d.length.get().min(room).min(positions).min(budget);
+    let allowed = if d.always { usize::MAX } else { d.payoff.allowance(cost) };
+    let k = d.length.get().min(allowed).min(room).min(positions).min(budget);
+    if k == 0 {
+        return 0;
+    }
     d.draft = match drafter {
         Some(drafter) => drafter.propose(seq, &d.seen, k),
         None => speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, k),

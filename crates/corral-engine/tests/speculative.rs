@@ -45,10 +45,11 @@ fn tiny() -> &'static LlamaEngine {
     })
 }
 
-/// A request for `num_predict` tokens that drafts up to `draft` tokens a step (none if 0).
+/// A request for `num_predict` tokens that drafts up to `draft` tokens a step (none if 0), at
+/// every step whether it pays or not: these tests are about what drafting gives, not its speed.
 fn request(prompt: &str, sampling: Sampling, num_predict: u32, draft: u32) -> CompletionRequest {
     let mut req = common::request(prompt, sampling, Some(num_predict));
-    req.speculation = (draft > 0).then_some(Speculation { max_tokens: draft });
+    req.speculation = (draft > 0).then_some(Speculation { max_tokens: draft, always: true });
     req
 }
 
@@ -232,6 +233,27 @@ fn issue_15_drafting_shares_steps_and_keeps_the_limits() {
     assert_eq!(plain.text, spec.text);
     let v: serde_json::Value = serde_json::from_str(&spec.text).unwrap_or_else(|e| panic!("{e}: {:?}", spec.text));
     assert!(v["answer"].is_u64(), "{v}");
+}
+
+/// Issue 15: a job drafts only while a drafted token costs less time than it saves. A model
+/// drafting for itself takes as long to propose a token as to decode one, and checking it adds
+/// to that: it can never pay, however many drafts are kept. So once the engine has measured that
+/// (in this job's first steps, or earlier ones), the job drafts no more and tries nothing (even
+/// a kept draft would not pay); told to draft always, it drafts all the way. The answer is the
+/// same either way.
+#[test]
+fn issue_15_drafting_stops_where_it_cannot_pay() {
+    let engine = tiny();
+    let prompt = "Once upon a time there was a little robot";
+    let always = run(engine, request(prompt, greedy(), 200, 6));
+    let mut req = request(prompt, greedy(), 200, 6);
+    req.speculation = req.speculation.map(|s| Speculation { always: false, ..s });
+    let paced = run(engine, req);
+    assert_eq!(always.tokens, paced.tokens);
+    let (a, p) = (always.usage.draft_tokens, paced.usage.draft_tokens);
+    eprintln!("drafted {a} tokens always, {p} when paced");
+    assert!(a >= 150, "drafting always drafted only {a} tokens");
+    assert!(p * 4 < a, "paced drafting drafted {p} tokens, always {a}");
 }
 
 /// Sampling with drafts keeps the model's distribution (issue 15), counted on a random model of

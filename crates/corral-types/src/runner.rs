@@ -257,6 +257,10 @@ pub struct Speculation {
     /// Most tokens drafted per step (Ollama's `draft_num_predict`); the engine adapts how many it
     /// drafts, up to this, to how many of its drafts are kept.
     pub max_tokens: u32,
+    /// Draft at every step, even where the engine measures that drafting costs more time than it
+    /// saves (it otherwise stops there). For tests and benches of drafting itself.
+    #[serde(default)]
+    pub always: bool,
 }
 
 /// A bound on thinking, with the tags that delimit it in this model's output.

@@ -79,7 +79,7 @@ pub fn effective(
             ),
         )
         .filter(|n| *n > 0)
-        .map(|max_tokens| Speculation { max_tokens }),
+        .map(|max_tokens| Speculation { max_tokens, always: false }),
         load: LoadOptions {
             model_path: model_path.to_string(),
             adapters,
