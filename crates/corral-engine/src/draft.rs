@@ -70,16 +70,24 @@ impl<'m> Drafter<'m> {
     /// Up to `k` tokens the draft model would write after `seen` (the prompt and answer so far of
     /// the job in slot `seq`). Empty if the draft cannot decode.
     pub fn propose(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
-        /// At most this many tokens decoded before the first proposal still count as a step
-        /// following the last one (the kept drafts' last and the target's own next token).
-        const CAUGHT_UP: usize = 4;
         let started = Instant::now();
-        let behind = seen.len().saturating_sub(self.held[seq].len());
+        let caught_up = self.caught_up(seq, seen);
         let out = self.propose_untimed(seq, seen, k);
-        if !out.is_empty() && behind <= CAUGHT_UP {
+        if !out.is_empty() && caught_up {
             self.cost.record(started.elapsed().as_secs_f64(), out.len() as f64);
         }
         out
+    }
+
+    /// Whether slot `seq`'s sequence is at most a few tokens behind `seen`: the kept drafts' last
+    /// and the target's own next token, as after a step that drafted.
+    pub fn caught_up(&self, seq: usize, seen: &[LlamaToken]) -> bool {
+        seen.len() - self.common(seq, seen) <= 4
+    }
+
+    /// How many of `seen`'s first tokens slot `seq`'s sequence holds.
+    fn common(&self, seq: usize, seen: &[LlamaToken]) -> usize {
+        self.held[seq].iter().zip(seen).take_while(|(a, b)| a == b).count()
     }
 
     /// [`Drafter::propose`] without the timing.
@@ -88,9 +96,9 @@ impl<'m> Drafter<'m> {
             return Vec::new();
         }
         let id = seq as i32;
-        let held = &mut self.held[seq];
         // The last token is decoded again even if held: its logits give the first proposal.
-        let mut common = held.iter().zip(seen).take_while(|(a, b)| a == b).count().min(seen.len() - 1);
+        let mut common = self.common(seq, seen).min(seen.len() - 1);
+        let held = &mut self.held[seq];
         if !self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(common as u32), None).unwrap_or(false) {
             let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);
             common = 0;
