@@ -248,36 +248,45 @@ fn answer(server: &Server, model: &str, prompt: &str, n: u32, options: Value) ->
     v["response"].as_str().unwrap().to_string()
 }
 
-/// Issue 15: prompt lookup through the API. A model's `draft_num_predict` PARAMETER turns it on
-/// and a request's option turns it off again; the answer is the same either way, and `/metrics`
-/// counts the drafted and kept tokens. The random model repeats itself, so its drafts are kept.
+/// Issue 15: prompt lookup through the API. It is on by default (up to 4 tokens a step); a
+/// model's `draft_num_predict` PARAMETER sets it, 0 turning it off, and a request's option
+/// overrides that either way; the answer is the same in every case, and `/metrics` counts the
+/// drafted and kept tokens. The random model repeats itself, so its drafts are kept.
 #[test]
 fn issue_15_prompt_lookup_is_a_parameter_and_an_option() {
     let server = server("2");
     let d = common::upload(&server, &runnable_bytes(42, 4096));
-    let (status, v) = post(
-        &server,
-        "/api/create",
-        json!({"model": "tiny-lookup", "files": {"model.gguf": d.to_string()}, "stream": false,
-            "parameters": {"draft_num_predict": 6}}),
-    );
-    assert_eq!(status, 200, "{v}");
-    let (_, shown) = post(&server, "/api/show", json!({"model": "tiny-lookup"}));
-    assert!(shown["parameters"].as_str().unwrap().contains("draft_num_predict"), "{shown}");
+    for (name, n) in [("tiny-lookup", 6), ("tiny-plain", 0)] {
+        let (status, v) = post(
+            &server,
+            "/api/create",
+            json!({"model": name, "files": {"model.gguf": d.to_string()}, "stream": false,
+                "parameters": {"draft_num_predict": n}}),
+        );
+        assert_eq!(status, 200, "{v}");
+        let (_, shown) = post(&server, "/api/show", json!({"model": name}));
+        assert!(shown["parameters"].as_str().unwrap().contains("draft_num_predict"), "{shown}");
+    }
     let answer = |model: &str, options: Value| answer(&server, model, PROMPTS[0], 150, options);
     let counters =
         || (metric(&server, "corral_draft_tokens_total"), metric(&server, "corral_draft_accepted_tokens_total"));
-    let plain = answer("tiny", json!({}));
+    let plain = answer("tiny-plain", json!({}));
     assert_eq!(counters(), (0.0, 0.0));
-    let drafted = answer("tiny-lookup", json!({}));
-    let (proposed, kept) = counters();
-    assert!(kept > 0.0 && kept <= proposed, "drafted {proposed}, kept {kept}");
-    assert_eq!(plain, drafted);
-    // Off for one request; on for a model without the PARAMETER.
+    assert_eq!(answer("tiny", json!({"draft_num_predict": 0})), plain);
+    assert_eq!(counters(), (0.0, 0.0));
+    // On by default, and by the PARAMETER.
+    for model in ["tiny", "tiny-lookup"] {
+        let before = counters();
+        assert_eq!(answer(model, json!({})), plain, "{model}");
+        let (proposed, kept) = counters();
+        assert!(kept > before.1 && kept <= proposed, "{model}: drafted {proposed}, kept {kept}");
+    }
+    // Off for one request; on for one request of a model whose PARAMETER turns it off.
+    let before = counters();
     assert_eq!(answer("tiny-lookup", json!({"draft_num_predict": 0})), plain);
-    assert_eq!(counters(), (proposed, kept));
-    assert_eq!(answer("tiny", json!({"draft_num_predict": 4})), plain);
-    assert!(counters().0 > proposed);
+    assert_eq!(counters(), before);
+    assert_eq!(answer("tiny-plain", json!({"draft_num_predict": 4})), plain);
+    assert!(counters().0 > before.0);
     // A value of the wrong type is refused with the option's name.
     let (status, v) = post(
         &server,
