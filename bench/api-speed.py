@@ -29,7 +29,8 @@ def main():
     base, model = sys.argv[1], sys.argv[2]
     runs = int(sys.argv[3]) if len(sys.argv) > 3 else 5
     generate(base, {"model": model, "prompt": ""})  # load
-    opts = {"temperature": 0, "seed": 1}
+    # Prompt lookup off: the decode figure is the kernels', not what the answer's repetitions add.
+    opts = {"temperature": 0, "seed": 1, "draft_num_predict": 0}
     decode, prompt, overhead = [], [], []
     long_prompt = "Summarise the following text. " + " ".join(f"Item {i} is a small red box." for i in range(60))
     for i in range(runs):

@@ -36,7 +36,8 @@ def get(path):
 
 
 def generate(name, prompt, tokens, options=None, on_chunk=None):
-    opts = {"temperature": 0, "num_predict": tokens, "seed": 1}
+    # Prompt lookup off unless asked: decode figures are compared with llama-bench's.
+    opts = {"temperature": 0, "num_predict": tokens, "seed": 1, "draft_num_predict": 0}
     opts.update(options or {})
     body = {"model": name, "prompt": prompt, "raw": True, "stream": True, "options": opts}
     chunks, last = [], None

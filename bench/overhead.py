@@ -55,7 +55,7 @@ def timed(url, body, stream):
 def corral_once(c, n, stream):
     """(wall s, tokens, engine decode s, engine prompt s) of one request for n tokens."""
     body = {"model": c.name, "prompt": PROMPT, "raw": True, "stream": stream,
-            "options": {"temperature": 0, "num_predict": n, "seed": 1}}
+            "options": {"temperature": 0, "num_predict": n, "seed": 1, "draft_num_predict": 0}}
     wall, r = timed(f"{c.url}/api/generate", body, stream)
     return wall, r["eval_count"], r["eval_duration"] / 1e9, r["prompt_eval_duration"] / 1e9
 

@@ -17,6 +17,11 @@ For each model:
     processed (chunked prompts against llama-server's default batch of 2,048);
   - cold load to first token, against starting llama-server with the same context and slots.
 
+Corral runs with prompt lookup off (`draft_num_predict` 0), which is on by default: this compares
+serving and batching over the same kernels, and lookup would add the answers' repetitions to
+Corral's side. bench/speculative.sh measures drafting; bench/lookup_load.py what the default
+costs or gains under load.
+
 Both sides are measured in the same rounds (RUNS, default 3), taking turns at going first, and
 the medians are printed: on a shared VM the machine's speed drifts by 10-20 % over minutes, which
 would otherwise land on whichever side ran later.
@@ -38,6 +43,8 @@ import time
 import urllib.request
 
 CTX = 4096
+# Corral's options in every request: greedy, and no drafting (see the module docs).
+PLAIN = {"temperature": 0, "draft_num_predict": 0}
 PARALLEL = 8
 DECODE = 128
 RUNS = int(os.environ.get("RUNS", "3"))
@@ -176,7 +183,7 @@ class Corral:
 
     def generate(self, prompt, n, raw=True):
         return post(f"{self.url}/api/generate", {"model": self.name, "prompt": prompt, "raw": raw, "stream": False,
-                                                  "options": {"temperature": 0, "num_predict": n}})
+                                                  "options": {**PLAIN, "num_predict": n}})
 
     def decoded(self, prompt, n):
         """Tokens generated for a greedy completion of `prompt` with a budget of `n`."""
@@ -184,20 +191,20 @@ class Corral:
 
     def streamed(self, prompt, n):
         """The arrival times of a streamed greedy completion's tokens, and how many there were."""
-        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": n}}
+        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {**PLAIN, "num_predict": n}}
         return stamped(f"{self.url}/api/generate", body, lambda e: e["eval_count"] if e.get("done") else None)
 
     def ttft(self, prompt):
-        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {"temperature": 0, "num_predict": 2}}
+        body = {"model": self.name, "prompt": prompt, "raw": True, "options": {**PLAIN, "num_predict": 2}}
         return first_chunk(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"))
 
     def chat_ttft(self, messages):
-        body = {"model": self.name, "messages": messages, "options": {"temperature": 0, "num_predict": 8}}
+        body = {"model": self.name, "messages": messages, "options": {**PLAIN, "num_predict": 8}}
         return first_chunk(f"{self.url}/api/chat", body, lambda l: json.loads(l)["message"].get("content"))
 
     def stall(self, long_prompt):
         body = {"model": self.name, "prompt": words(4, 77), "raw": True,
-                "options": {"temperature": 0, "num_predict": 100000}}
+                "options": {**PLAIN, "num_predict": 100000}}
         return longest_stall(f"{self.url}/api/generate", body, lambda l: json.loads(l).get("response"),
                              lambda: self.generate(long_prompt, 1))
 
@@ -371,7 +378,7 @@ def bench_model(args, name, gguf):
             msgs[1]["content"] = f"run{s} " + msgs[1]["content"]
             # The first turn, read to its end as a chat client does, leaves the history in a slot.
             post(f"{corral.url}/api/chat", {"model": corral.name, "messages": msgs, "stream": False,
-                                            "options": {"temperature": 0, "num_predict": 8}})
+                                            "options": {**PLAIN, "num_predict": 8}})
             nxt = msgs + [{"role": "assistant", "content": "Done."}, {"role": "user", "content": "Thanks. One more?"}]
             ours["cached"].append(corral.chat_ttft(nxt))
             fresh = [dict(m) for m in nxt]
