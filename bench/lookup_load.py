@@ -14,16 +14,13 @@ at 1 client, 1.04 / 0.99 at 4, 0.99 / 1.00 at 8; the machine's drift is a few pe
 
 import statistics
 import sys
-import urllib.request
 
 import throughput as t
 
 
 def drafted(url):
     """(drafted, kept) token counters of the server."""
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=60).read().decode()
-    values = dict(line.split() for line in text.splitlines() if line.startswith("corral_draft"))
-    return float(values["corral_draft_tokens_total"]), float(values["corral_draft_accepted_tokens_total"])
+    return t.metric(url, "corral_draft_tokens_total"), t.metric(url, "corral_draft_accepted_tokens_total")
 
 
 def main():

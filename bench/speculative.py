@@ -17,9 +17,8 @@ import argparse
 import json
 import subprocess
 import sys
-import urllib.request
 
-from throughput import Corral, LlamaServer, llama_bench, med, post
+from throughput import Corral, LlamaServer, llama_bench, med, metric, post
 
 RUNS = 3
 DECODE = 256
@@ -69,14 +68,6 @@ PROMPTS = {
     "edit": chatml("Rename the field `customer` to `client` everywhere in this code, and reply with the whole "
                    f"updated code only:\n```python\n{CODE}```"),
 }
-
-
-def metric(url, name):
-    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    return 0.0
 
 
 def corral_run(c, model, prompt, draft):

@@ -68,6 +68,15 @@ def post(url, body, timeout=900):
         return json.loads(r.read())
 
 
+def metric(url, name):
+    """The value of an unlabelled counter or gauge in a server's /metrics, 0 if absent."""
+    text = urllib.request.urlopen(f"{url}/metrics", timeout=30).read().decode()
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.split()[1])
+    return 0.0
+
+
 def lines(response):
     """The JSON texts of a streamed response: NDJSON lines or server-sent `data:` events."""
     for raw in response:
