@@ -43,6 +43,12 @@ pub(crate) struct Drafter<'m> {
 /// tokens), as llama.cpp allows; the tokens both have must be the same (checked at create).
 pub(crate) const VOCAB_SLACK: i32 = 128;
 
+/// A draft sequence at most this many tokens behind its job is caught up: the kept drafts' last
+/// and the target's own next token are what a step that drafted leaves to read. A proposal that
+/// first reads more (the prompt, or the answer written while drafting paused) is not timed, and
+/// drafting then needs a larger margin ([`crate::pace`]).
+const CAUGHT_UP: usize = 4;
+
 impl<'m> Drafter<'m> {
     pub fn new(
         model: &'m LlamaModel,
@@ -71,18 +77,17 @@ impl<'m> Drafter<'m> {
     /// the job in slot `seq`). Empty if the draft cannot decode.
     pub fn propose(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
         let started = Instant::now();
-        let caught_up = self.caught_up(seq, seen);
-        let out = self.propose_untimed(seq, seen, k);
-        if !out.is_empty() && caught_up {
+        let common = self.common(seq, seen);
+        let out = self.propose_untimed(seq, seen, k, common);
+        if !out.is_empty() && seen.len() - common <= CAUGHT_UP {
             self.cost.record(started.elapsed().as_secs_f64(), out.len() as f64);
         }
         out
     }
 
-    /// Whether slot `seq`'s sequence is at most a few tokens behind `seen`: the kept drafts' last
-    /// and the target's own next token, as after a step that drafted.
+    /// Whether slot `seq`'s sequence is at most [`CAUGHT_UP`] tokens behind `seen`.
     pub fn caught_up(&self, seq: usize, seen: &[LlamaToken]) -> bool {
-        seen.len() - self.common(seq, seen) <= 4
+        seen.len() - self.common(seq, seen) <= CAUGHT_UP
     }
 
     /// How many of `seen`'s first tokens slot `seq`'s sequence holds.
@@ -90,14 +95,14 @@ impl<'m> Drafter<'m> {
         self.held[seq].iter().zip(seen).take_while(|(a, b)| a == b).count()
     }
 
-    /// [`Drafter::propose`] without the timing.
-    fn propose_untimed(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
+    /// [`Drafter::propose`] without the timing; the sequence holds `seen`'s first `common` tokens.
+    fn propose_untimed(&mut self, seq: usize, seen: &[LlamaToken], k: usize, common: usize) -> Vec<LlamaToken> {
         if k == 0 || seen.is_empty() {
             return Vec::new();
         }
         let id = seq as i32;
         // The last token is decoded again even if held: its logits give the first proposal.
-        let mut common = self.common(seq, seen).min(seen.len() - 1);
+        let mut common = common.min(seen.len() - 1);
         let held = &mut self.held[seq];
         if !self.ctx.clear_kv_cache_seq(Some(seq as u32), Some(common as u32), None).unwrap_or(false) {
             let _ = self.ctx.clear_kv_cache_seq(Some(seq as u32), None, None);

@@ -905,7 +905,7 @@ impl Loop<'_, '_, '_> {
             Some(d) => d.cost_per_proposal()?,
             None => 0.0,
         };
-        Some(Cost { per_draft: propose + check, per_token: step / decoding.max(1) as f64, catch_up: false })
+        Some(Cost { per_draft: propose + check, per_token: step / decoding.max(1) as f64 })
     }
 
     /// Chooses slot `i`'s next token from the step's logits, and walks its draft while the
@@ -1118,8 +1118,12 @@ fn draft(
     // token chosen after the last draft.
     let positions = (num_ctx as i64 - i64::from(job.n_past) - 3).max(0) as usize;
     let budget = job.num_predict.map_or(usize::MAX, |n| (n as usize).saturating_sub(job.output.len() + 1));
-    let catch_up = drafter.as_ref().is_some_and(|dr| !dr.caught_up(seq, &d.seen));
-    let allowed = if d.always { usize::MAX } else { d.payoff.allowance(cost.map(|c| Cost { catch_up, ..c })) };
+    let allowed = if d.always {
+        usize::MAX
+    } else {
+        let catch_up = drafter.as_ref().is_some_and(|dr| !dr.caught_up(seq, &d.seen));
+        d.payoff.allowance(cost, catch_up)
+    };
     let k = d.length.get().min(allowed).min(room).min(positions).min(budget);
     if k == 0 {
         return 0;

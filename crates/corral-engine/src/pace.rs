@@ -98,8 +98,6 @@ pub struct Cost {
     pub per_draft: f64,
     /// What the step costs for each plain token in it: the time a kept draft saves.
     pub per_token: f64,
-    /// The draft model must first decode a long stretch of the job's text.
-    pub catch_up: bool,
 }
 
 /// One job's decision to draft, step by step.
@@ -146,15 +144,16 @@ impl Payoff {
     }
 
     /// How many tokens the job may draft at this step (`usize::MAX`: as many as it likes), given
-    /// the step's cost, if known. When even a draft that is always kept would not pay, nothing is
+    /// the step's cost, if known, and whether the draft model must first `catch_up` on a long
+    /// stretch of the job's text. When even a draft that is always kept would not pay, nothing is
     /// drafted. Otherwise drafting goes on while a drafted token saves more than it costs (by
     /// [`Payoff::MARGIN`], or [`Payoff::CATCH_UP_MARGIN`]), `per_draft × margin < kept share ×
     /// per_token`; a job that has not drafted yet tries one token; when only its kept share is
     /// too low, one token is tried now and then (where a draft kept [`Payoff::TRIAL_SHARE`] of the
     /// time would pay), so an answer that starts repeating its input is noticed.
-    pub fn allowance(&mut self, cost: Option<Cost>) -> usize {
+    pub fn allowance(&mut self, cost: Option<Cost>, catch_up: bool) -> usize {
         let Some(cost) = cost else { return usize::MAX };
-        let margin = if cost.catch_up { Self::CATCH_UP_MARGIN } else { Self::MARGIN };
+        let margin = if catch_up { Self::CATCH_UP_MARGIN } else { Self::MARGIN };
         let per_draft = cost.per_draft * margin;
         if per_draft >= cost.per_token {
             return 0;
@@ -230,31 +229,31 @@ mod tests {
     /// 1.5B): drafting never pays, whatever is kept, and no trial is made.
     #[test]
     fn drafting_stops_when_even_a_kept_draft_costs_more_than_it_saves() {
-        let cost = Some(Cost { per_draft: 0.038 + 0.020, per_token: 0.060, catch_up: false });
+        let cost = Some(Cost { per_draft: 0.038 + 0.020, per_token: 0.060 });
         let mut p = Payoff::new();
-        assert_eq!(p.allowance(None), usize::MAX, "nothing measured yet");
-        assert_eq!(p.allowance(cost), 0, "not even tried");
+        assert_eq!(p.allowance(None, false), usize::MAX, "nothing measured yet");
+        assert_eq!(p.allowance(cost, false), 0, "not even tried");
         p.record(8, 8);
-        assert!((0..1000).all(|_| p.allowance(cost) == 0));
+        assert!((0..1000).all(|_| p.allowance(cost, false) == 0));
         // Alone on a GPU-sized step, the same draft pays.
-        assert_eq!(p.allowance(Some(Cost { per_draft: 0.061, per_token: 0.300, catch_up: true })), usize::MAX);
-        assert_eq!(p.allowance(None), usize::MAX);
+        assert_eq!(p.allowance(Some(Cost { per_draft: 0.061, per_token: 0.300 }), true), usize::MAX);
+        assert_eq!(p.allowance(None, false), usize::MAX);
     }
 
     /// Prompt lookup costs only the check: it drafts while enough is kept, tries one token at
     /// growing intervals while too little is, and drafts fully again once trials are kept.
     #[test]
     fn drafting_follows_the_kept_share() {
-        let cost = Some(Cost { per_draft: 0.020, per_token: 0.060, catch_up: false });
+        let cost = Some(Cost { per_draft: 0.020, per_token: 0.060 });
         let mut p = Payoff::new();
         p.record(8, 4);
-        assert_eq!(p.allowance(cost), usize::MAX, "half kept: 20 ms < 30 ms");
+        assert_eq!(p.allowance(cost, false), usize::MAX, "half kept: 20 ms < 30 ms");
         for _ in 0..6 {
             p.record(8, 0);
         }
         let mut trials = Vec::new();
         for step in 0..1000 {
-            if p.allowance(cost) == 1 {
+            if p.allowance(cost, false) == 1 {
                 trials.push(step);
                 p.record(1, 0);
             }
@@ -267,27 +266,27 @@ mod tests {
         for _ in 0..10 {
             p.record(1, 1);
         }
-        assert_eq!(p.allowance(cost), usize::MAX);
+        assert_eq!(p.allowance(cost, false), usize::MAX);
         // A draft model far behind the job must first catch up: 32 ms against about 45 ms kept
         // pays when it is caught up (× 1.1 = 35 ms), not before (× 1.5 = 48 ms).
-        let cost = Cost { per_draft: 0.032, per_token: 0.050, catch_up: false };
+        let cost = Cost { per_draft: 0.032, per_token: 0.050 };
         p.record(10, 9);
-        assert_eq!(p.allowance(Some(cost)), usize::MAX);
-        assert_eq!(p.allowance(Some(Cost { catch_up: true, ..cost })), 0);
+        assert_eq!(p.allowance(Some(cost), false), usize::MAX);
+        assert_eq!(p.allowance(Some(cost), true), 0);
     }
 
     /// Eight answers in a step on a CPU: a checked row costs 3.9 ms against 4.5 ms a plain token.
     /// Nearly every draft kept would pay; a job that kept a third makes no trials.
     #[test]
     fn no_trials_where_only_a_draft_nearly_always_kept_would_pay() {
-        let cost = Some(Cost { per_draft: 0.0039, per_token: 0.0045, catch_up: false });
+        let cost = Some(Cost { per_draft: 0.0039, per_token: 0.0045 });
         let mut p = Payoff::new();
-        assert_eq!(p.allowance(cost), 1, "not drafted yet: one token");
+        assert_eq!(p.allowance(cost, false), 1, "not drafted yet: one token");
         p.record(3, 1);
-        assert!((0..1000).all(|_| p.allowance(cost) == 0));
+        assert!((0..1000).all(|_| p.allowance(cost, false) == 0));
         for _ in 0..20 {
             p.record(4, 4);
         }
-        assert_eq!(p.allowance(cost), usize::MAX, "all kept: 4.3 ms < 4.5 ms");
+        assert_eq!(p.allowance(cost, false), usize::MAX, "all kept: 4.3 ms < 4.5 ms");
     }
 }
