@@ -5,6 +5,10 @@
 # system libraries the binary links besides glibc, used there only if that machine lacks them.
 #
 #   bench/gpu-bundle.sh [DIR]          # default .gpu (ignored by git)
+#
+# The bundle carries the CPU variants the release build made: by default this machine's best and
+# x64 (CORRAL_CPU_VARIANTS), so on the GPU machine the CPU side runs on one of those, x64 at worst.
+# For CPU figures there that use its own best variant, build with CORRAL_CPU_VARIANTS=all.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dir=${1:-.gpu}

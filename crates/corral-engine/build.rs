@@ -22,6 +22,7 @@ fn main() {
             .expect("llama-cpp-sys-2 did not report its backends directory: is its `dynamic-backends` feature on?"),
     );
     let sys_out = backends.parent().expect("backends dir has a parent").to_path_buf();
+    check_cpu_variants(&sys_out);
     let source = llama_source(&sys_out);
     let id = source_id(&source.join("ggml"));
     println!("cargo:rustc-env=CORRAL_GGML_SOURCE={id}");
@@ -73,6 +74,33 @@ fn is_runtime_library(name: &str) -> bool {
     let module = name.starts_with("libggml-") && name.ends_with(".so") && !name.starts_with("libggml-base");
     let soname = name.rsplit_once(".so.").is_some_and(|(_, v)| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()));
     module || soname
+}
+
+/// The CPU variants were chosen when llama-cpp-sys-2 first configured CMake
+/// (`cpu-variants.cmake`, from `CORRAL_CPU_VARIANTS`), and its build script does not configure
+/// again when that variable changes: a request that differs from the recorded one would be
+/// silently ignored, so it stops the build with what to do instead.
+fn check_cpu_variants(sys_out: &Path) {
+    println!("cargo:rerun-if-env-changed=CORRAL_CPU_VARIANTS");
+    let asked = env::var("CORRAL_CPU_VARIANTS").ok().filter(|v| !v.is_empty()).unwrap_or_else(|| "host".into());
+    let record = sys_out.join("build").join("corral-cpu-variants.txt");
+    let Ok(text) = fs::read_to_string(&record) else {
+        // Configured without the include (CMAKE_PROJECT_INCLUDE unset): ggml's full set.
+        println!(
+            "cargo:warning=no {} (built without cpu-variants.cmake?): every CPU variant was built",
+            record.display()
+        );
+        return;
+    };
+    let field = |key: &str| text.lines().find_map(|l| l.strip_prefix(key)).unwrap_or_default().to_string();
+    let (recorded, built) = (field("request="), field("built="));
+    if recorded != asked {
+        panic!(
+            "llama.cpp was configured with CORRAL_CPU_VARIANTS={recorded} (CPU variants built: {built}), and this build \
+             asks for {asked}; its build script does not reconfigure CMake: run `cargo clean -p llama-cpp-sys-2` \
+             (add `--release` for a release build) and build again"
+        );
+    }
 }
 
 /// The llama.cpp tree llama-cpp-sys-2 configured CMake with.
