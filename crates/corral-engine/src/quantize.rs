@@ -24,12 +24,16 @@ pub fn quantize(
     let path = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
     let (input, output) = (path(input)?, path(output)?);
     crate::llama::init_backend()?;
+    // SAFETY: takes no arguments and only fills in a plain struct it returns by value; it touches
+    // no llama.cpp state, so it is sound whenever it is called.
     let mut params = unsafe { llama_cpp_sys_2::llama_model_quantize_default_params() };
     params.nthread = threads;
     params.ftype = ftype;
     let mut report: Progress<'_> = &mut progress;
     // SAFETY: the callback reads `report` through `user_data` only while llama_model_quantize
     // runs (it logs from the calling thread); the quiet callback replaces it before `report` goes.
+    // The quantize call itself gets two NUL-terminated paths (`CString`s) and a `params` struct
+    // filled in by llama.cpp, all owned by this frame and alive until it returns.
     let code = unsafe {
         llama_cpp_sys_2::llama_log_set(Some(on_log), (&mut report as *mut Progress<'_>).cast::<c_void>());
         let code = llama_cpp_sys_2::llama_model_quantize(input.as_ptr(), output.as_ptr(), &params);
@@ -46,9 +50,14 @@ unsafe extern "C" fn on_log(_level: llama_cpp_sys_2::ggml_log_level, text: *cons
     if text.is_null() || user_data.is_null() {
         return;
     }
-    // SAFETY: llama.cpp passes a NUL-terminated string; `user_data` is the `Progress` set above.
+    // SAFETY: `text` is not null (checked above), and llama.cpp passes a NUL-terminated string
+    // that stays valid for the length of this call, and `text` is not kept past it.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
     if let Some((done, total)) = tensor_counter(&text) {
+        // SAFETY: `user_data` is not null, and this callback is installed only by `quantize`, with
+        // the address of its `report`, which outlives the quantization. llama.cpp calls it on the
+        // thread that is inside `llama_model_quantize`, where nothing else uses `report`, so this
+        // is the only reference to it while it lives.
         let report = unsafe { &mut *user_data.cast::<Progress<'_>>() };
         report(done, total);
     }

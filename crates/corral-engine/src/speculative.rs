@@ -13,9 +13,10 @@
 //!   so it is kept with probability `p(x)` and replaced from `p` without `x`.
 //! - [`DraftLength`]: how many tokens to draft next, from how many of the last drafts were kept.
 //!
-//! The decode loop (`llama.rs`) drafts with [`lookup`] and adapts with [`DraftLength`]. It
-//! checks drafts by sampling from the model and comparing, which is [`accept`] with a certain
-//! guess; the general rule is for drafts drawn from a draft model's distribution.
+//! The decode loop (`llama/job.rs`, `llama/step.rs`) drafts with [`lookup`] and adapts with
+//! [`DraftLength`]. It checks drafts by sampling from the model and comparing, which is
+//! [`accept`] with a certain guess; the general rule is for drafts drawn from a draft model's
+//! distribution.
 
 /// Up to `k` tokens to draft after `history`: the tokens that followed the latest earlier
 /// occurrence of its last `n` tokens, trying `n` from `max_ngram` down to `min_ngram`. Empty when

@@ -1,0 +1,314 @@
+//! A completion while it holds a slot ([`Job`]), and its speculative decoding state
+//! ([`Drafting`]), with [`draft`]: how many tokens a job drafts at a step and which.
+//!
+//! These are the per-request facts the loop consults every step. Drafting's limits (the context,
+//! the token budget, the batch's room, whether it pays) are decided here, away from llama.cpp, so
+//! that prompt-lookup drafting can be tested without a model.
+
+use std::collections::VecDeque;
+use std::sync::atomic::AtomicU8;
+use std::sync::Arc;
+use std::time::Instant;
+
+use corral_types::runner::{CompletionRequest, Speculation};
+use llama_cpp_2::token::LlamaToken;
+
+use super::think::Thinking;
+use crate::draft::Drafter;
+use crate::pace::{Cost, Payoff};
+use crate::sample::Picker;
+use crate::speculative::{self, DraftLength};
+use crate::stop::StopBuffer;
+use crate::Sink;
+
+/// A completion occupying a slot.
+pub(super) struct Job {
+    pub(super) events: Box<dyn Sink>,
+    pub(super) cancel: Arc<AtomicU8>,
+    pub(super) prompt: Vec<LlamaToken>,
+    /// Prompt tokens already decoded (or found in the slot's cache).
+    pub(super) fed: usize,
+    /// Prompt tokens found in the slot's cache, not decoded again.
+    pub(super) reused: usize,
+    /// Decode steps that included this job together with another one.
+    pub(super) shared_steps: u32,
+    /// Tokens kept at the start when the context is shifted.
+    pub(super) num_keep: u32,
+    /// The context may be shifted at all.
+    pub(super) may_shift: bool,
+    /// The context was shifted: the KV cells no longer hold a prefix of prompt + output.
+    pub(super) shifted: bool,
+    /// KV position of the next token.
+    pub(super) n_past: i32,
+    /// Sampled token waiting to be decoded.
+    pub(super) next: Option<LlamaToken>,
+    pub(super) output: Vec<LlamaToken>,
+    pub(super) picker: Picker,
+    pub(super) stop: StopBuffer,
+    pub(super) num_predict: Option<u32>,
+    pub(super) logprobs: Option<u32>,
+    pub(super) started: Instant,
+    pub(super) first_token: Option<Instant>,
+    /// Batch index of this job's logits in the current step.
+    pub(super) logits_at: Option<i32>,
+    /// The thinking bound, while it may still apply.
+    pub(super) think: Option<Thinking>,
+    /// Tokens written for the model (a closing tag), taken instead of sampling, one per step.
+    pub(super) forced: VecDeque<LlamaToken>,
+    /// Speculative decoding, when the request asked for it.
+    pub(super) drafting: Option<Drafting>,
+}
+
+impl Job {
+    /// The job for `req`, whose tokenized `prompt` has its first `reuse` tokens in the slot's
+    /// cache already. `may_draft` is false where rejected drafts could not be removed from the
+    /// cache (recurrent state).
+    pub(super) fn new(
+        req: CompletionRequest,
+        events: Box<dyn Sink>,
+        cancel: Arc<AtomicU8>,
+        prompt: Vec<LlamaToken>,
+        reuse: usize,
+        picker: Picker,
+        may_draft: bool,
+    ) -> Job {
+        let drafting = req.speculation.filter(|_| may_draft).and_then(|s| Drafting::new(s, &prompt));
+        Job {
+            events,
+            cancel,
+            prompt,
+            fed: reuse,
+            reused: reuse,
+            shared_steps: 0,
+            num_keep: req.num_keep.unwrap_or(4),
+            may_shift: req.shift,
+            shifted: false,
+            n_past: reuse as i32,
+            next: None,
+            output: Vec::new(),
+            picker,
+            stop: StopBuffer::new(req.stop),
+            num_predict: req.num_predict,
+            logprobs: req.logprobs,
+            started: Instant::now(),
+            first_token: None,
+            logits_at: None,
+            think: req.think_budget.map(Thinking::new),
+            forced: VecDeque::new(),
+            drafting,
+        }
+    }
+}
+
+/// A job's speculative decoding state.
+pub(super) struct Drafting {
+    pub(super) length: DraftLength,
+    /// The prompt and the answer so far, where drafts are looked up.
+    pub(super) seen: Vec<LlamaToken>,
+    /// Tokens drafted in the batch being decoded, after the job's pending token.
+    pub(super) draft: Vec<LlamaToken>,
+    pub(super) proposed: u32,
+    pub(super) accepted: u32,
+    /// Whether drafting pays for this job now.
+    pub(super) payoff: Payoff,
+    /// Draft whether it pays or not.
+    always: bool,
+}
+
+/// Shortest and longest n-gram prompt lookup matches: a match of one token drafts at nearly
+/// every step and is wrong most of the time.
+const LOOKUP_NGRAM: (usize, usize) = (2, 4);
+
+impl Drafting {
+    fn new(spec: Speculation, prompt: &[LlamaToken]) -> Option<Self> {
+        let max = spec.max_tokens.min(16) as usize;
+        (max > 0).then(|| Drafting {
+            length: DraftLength::new(1, max),
+            seen: prompt.to_vec(),
+            draft: Vec::new(),
+            proposed: 0,
+            accepted: 0,
+            payoff: Payoff::new(),
+            always: spec.always,
+        })
+    }
+}
+
+/// Drafts up to `room` tokens for the next step of `job` (in slot `seq`), if it is generating and
+/// drafts: as many as its draft length allows, the context has positions for, and its token
+/// budget can still use, and none while drafting does not pay at `cost`. With `drafter` the draft
+/// model proposes them, else prompt lookup. Returns how many.
+pub(super) fn draft(
+    job: &mut Job,
+    seq: usize,
+    drafter: Option<&mut Drafter>,
+    cost: Option<Cost>,
+    num_ctx: u32,
+    room: usize,
+) -> usize {
+    let Some(d) = job.drafting.as_mut() else { return 0 };
+    d.draft.clear();
+    // After a context shift the answer no longer fits behind the prompt in the draft's context.
+    if job.next.is_none() || !job.forced.is_empty() || (job.shifted && drafter.is_some()) {
+        return 0;
+    }
+    // The pending token goes at n_past and the drafts after it; one position stays free for the
+    // token chosen after the last draft.
+    let positions = (num_ctx as i64 - i64::from(job.n_past) - 3).max(0) as usize;
+    let budget = job.num_predict.map_or(usize::MAX, |n| (n as usize).saturating_sub(job.output.len() + 1));
+    let allowed = if d.always {
+        usize::MAX
+    } else {
+        let catch_up = drafter.as_ref().is_some_and(|dr| !dr.caught_up(seq, &d.seen));
+        d.payoff.allowance(cost, catch_up)
+    };
+    let k = d.length.get().min(allowed).min(room).min(positions).min(budget);
+    if k == 0 {
+        return 0;
+    }
+    d.draft = match drafter {
+        Some(drafter) => drafter.propose(seq, &d.seen, k),
+        None => speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, k),
+    };
+    d.draft.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_types::runner::Sampling;
+
+    fn tokens(ids: &[i32]) -> Vec<LlamaToken> {
+        ids.iter().map(|&t| LlamaToken(t)).collect()
+    }
+
+    fn request(speculation: Option<Speculation>) -> CompletionRequest {
+        CompletionRequest {
+            prompt: String::new(),
+            sampling: Sampling::default(),
+            num_predict: None,
+            num_keep: None,
+            shift: true,
+            stop: Vec::new(),
+            constraint: None,
+            logprobs: None,
+            think_budget: None,
+            speculation,
+        }
+    }
+
+    /// A job that has read `prompt` and has `next` pending at the position after it, drafting
+    /// up to `max_tokens` per step even where it would not pay (`always`).
+    fn generating(prompt: &[i32], next: i32, max_tokens: u32, always: bool) -> Job {
+        let (tx, _) = std::sync::mpsc::channel();
+        let spec = Speculation { max_tokens, always };
+        let prompt = tokens(prompt);
+        let mut job = Job::new(request(Some(spec)), Box::new(tx), Arc::default(), prompt, 0, Picker::Argmax, true);
+        job.fed = job.prompt.len();
+        job.n_past = job.prompt.len() as i32;
+        job.next = Some(LlamaToken(next));
+        job.drafting.as_mut().unwrap().seen.push(LlamaToken(next));
+        job
+    }
+
+    /// `… 1 2 3 4 … 1 2`: prompt lookup drafts `3 4 …`.
+    const REPEATING: [i32; 7] = [9, 1, 2, 3, 4, 5, 1];
+
+    fn drafted(job: &Job) -> Vec<LlamaToken> {
+        job.drafting.as_ref().unwrap().draft.clone()
+    }
+
+    #[test]
+    fn a_new_job_starts_after_its_cached_prefix() {
+        let (tx, _) = std::sync::mpsc::channel();
+        let mut req = request(None);
+        req.num_keep = Some(7);
+        let job = Job::new(req, Box::new(tx), Arc::default(), tokens(&[1, 2, 3]), 2, Picker::Argmax, true);
+        assert_eq!((job.fed, job.reused, job.n_past, job.num_keep), (2, 2, 2, 7));
+        assert!(job.drafting.is_none() && job.think.is_none() && job.next.is_none());
+        // Ollama's default number of tokens kept by a context shift.
+        let (tx, _) = std::sync::mpsc::channel();
+        let job = Job::new(request(None), Box::new(tx), Arc::default(), tokens(&[1]), 0, Picker::Argmax, true);
+        assert_eq!(job.num_keep, 4);
+    }
+
+    #[test]
+    fn drafting_is_set_up_only_where_it_can_be_undone() {
+        let (tx, _) = std::sync::mpsc::channel();
+        let spec = Some(Speculation { max_tokens: 4, always: false });
+        let job = Job::new(request(spec), Box::new(tx), Arc::default(), tokens(&[1, 2]), 0, Picker::Argmax, false);
+        assert!(job.drafting.is_none());
+        assert!(Drafting::new(Speculation { max_tokens: 0, always: true }, &[]).is_none());
+        let d = Drafting::new(Speculation { max_tokens: 4, always: true }, &tokens(&[5, 6])).unwrap();
+        assert_eq!(d.seen, tokens(&[5, 6]));
+    }
+
+    #[test]
+    fn drafts_are_never_longer_than_sixteen() {
+        let mut d = Drafting::new(Speculation { max_tokens: 100, always: true }, &[]).unwrap();
+        for _ in 0..40 {
+            let k = d.length.get();
+            d.length.record(k, k);
+        }
+        assert_eq!(d.length.get(), 16);
+    }
+
+    #[test]
+    fn prompt_lookup_drafts_what_followed_the_last_tokens() {
+        let mut job = generating(&REPEATING, 2, 4, true);
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        assert_eq!(drafted(&job), tokens(&[3, 4, 5, 1]));
+        // The batch's room bounds it.
+        assert_eq!(draft(&mut job, 0, None, None, 100, 2), 2);
+        assert_eq!(drafted(&job), tokens(&[3, 4]));
+        // After a shift, prompt lookup still works on the tokens (only a draft model cannot).
+        job.shifted = true;
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+    }
+
+    #[test]
+    fn nothing_is_drafted_without_a_pending_token() {
+        let mut job = generating(&REPEATING, 2, 4, true);
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        job.next = None;
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        // The last step's draft does not linger.
+        assert!(drafted(&job).is_empty());
+        // Nor while forced tokens (a closing tag) are being written.
+        let mut job = generating(&REPEATING, 2, 4, true);
+        job.forced.push_back(LlamaToken(0));
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        // Nor for a job that does not draft at all.
+        let mut job = generating(&REPEATING, 2, 4, true);
+        job.drafting = None;
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+    }
+
+    #[test]
+    fn drafts_stop_short_of_the_context_and_the_token_budget() {
+        let mut job = generating(&REPEATING, 2, 4, true);
+        let n_past = job.n_past as u32;
+        // The pending token, the drafts and one more must fit: n_past + 3 positions leave none.
+        assert_eq!(draft(&mut job, 0, None, None, n_past + 3, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, None, n_past + 5, 100), 2);
+        // With 3 tokens left to generate, the pending one and 2 drafts use them all.
+        job.num_predict = Some(job.output.len() as u32 + 3);
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 2);
+        job.num_predict = Some(job.output.len() as u32 + 1);
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+    }
+
+    #[test]
+    fn drafting_stops_where_it_cannot_pay() {
+        // Each drafted token would cost more than a plain token saves.
+        let dear = Some(Cost { per_draft: 2.0, per_token: 1.0 });
+        let mut job = generating(&REPEATING, 2, 4, false);
+        assert_eq!(draft(&mut job, 0, None, dear, 100, 100), 0);
+        // `always` drafts regardless.
+        let mut job = generating(&REPEATING, 2, 4, true);
+        assert_eq!(draft(&mut job, 0, None, dear, 100, 100), 4);
+        // With nothing measured yet, a job drafts.
+        let mut job = generating(&REPEATING, 2, 4, false);
+        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+    }
+}
