@@ -8,13 +8,22 @@ use std::path::Path;
 
 use corral_types::api::{
     CopyRequest, CreateRequest, DeleteRequest, ErrorResponse, ListResponse, ProgressResponse, ShowRequest,
-    ShowResponse, VersionResponse,
+    ShowResponse, VersionResponse, CORRAL_VERSION_HEADER,
 };
 use corral_types::Digest;
 use futures_util::{Stream, StreamExt, TryStreamExt};
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
+
+/// What a server says of its version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerVersion {
+    /// The body's `version`: Ollama's release whose API the server speaks.
+    pub api: String,
+    /// Corral's own version, when the server is Corral.
+    pub corral: Option<String>,
+}
 
 /// What a client call can fail with.
 #[derive(Debug, thiserror::Error)]
@@ -122,8 +131,14 @@ impl Client {
         self.send(self.request(Method::HEAD, "/")).await.map(drop)
     }
 
-    pub async fn version(&self) -> Result<String> {
-        Ok(self.json::<VersionResponse>(self.request(Method::GET, "/api/version")).await?.version)
+    /// `GET /api/version`: the Ollama API version the server speaks, and Corral's own version
+    /// when the server is Corral.
+    pub async fn version(&self) -> Result<ServerVersion> {
+        let resp = self.send(self.request(Method::GET, "/api/version")).await?;
+        let corral = resp.headers().get(CORRAL_VERSION_HEADER).and_then(|v| v.to_str().ok()).map(String::from);
+        let body: VersionResponse =
+            serde_json::from_slice(&resp.bytes().await?).map_err(|e| ClientError::Decode(e.to_string()))?;
+        Ok(ServerVersion { api: body.version, corral })
     }
 
     pub async fn list(&self) -> Result<ListResponse> {
@@ -176,7 +191,7 @@ impl Client {
     ) -> Result<impl Stream<Item = Result<T>>> {
         let resp = self.send(self.request(Method::POST, path).json(body)).await?;
         let status = resp.status();
-        Ok(ndjson_lines(resp.bytes_stream()).map(move |line| {
+        Ok(ndjson_lines(resp.bytes_stream(), MAX_NDJSON_LINE).map(move |line| {
             let line = line?;
             let value: serde_json::Value =
                 serde_json::from_str(&line).map_err(|e| ClientError::Decode(format!("{e}: {line}")))?;
@@ -222,35 +237,75 @@ impl Client {
     }
 }
 
-/// Splits a byte stream into lines (without the `\n`), skipping empty ones.
-fn ndjson_lines(bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>>) -> impl Stream<Item = Result<String>> {
-    futures_util::stream::unfold(
-        (Box::pin(bytes), Vec::<u8>::new(), false),
-        |(mut bytes, mut buf, mut done)| async move {
-            loop {
-                if let Some(i) = buf.iter().position(|b| *b == b'\n') {
-                    let line: Vec<u8> = buf.drain(..=i).collect();
-                    let text = String::from_utf8_lossy(&line[..line.len() - 1]).trim().to_string();
-                    if text.is_empty() {
-                        continue;
-                    }
-                    return Some((Ok(text), (bytes, buf, done)));
-                }
-                if done {
-                    let text = String::from_utf8_lossy(&buf).trim().to_string();
-                    buf.clear();
-                    return (!text.is_empty()).then_some((Ok(text), (bytes, buf, done)));
-                }
-                match bytes.next().await {
-                    Some(Ok(chunk)) => buf.extend_from_slice(&chunk),
-                    Some(Err(e)) => {
-                        done = true;
-                        buf.clear();
-                        return Some((Err(ClientError::Http(e)), (bytes, buf, done)));
-                    }
-                    None => done = true,
-                }
+/// The longest NDJSON line accepted from a server. Lines are mostly one token each, but one line
+/// can carry a whole answer (`"stream": false`) or, on `/api/generate`'s last line, the `context`:
+/// every token of the context window as a decimal number, about 7 MB for a million tokens. 64 MiB,
+/// the largest request body the server accepts, leaves room for both while a server that never
+/// sends a newline cannot make the client buffer without end.
+const MAX_NDJSON_LINE: usize = 64 << 20;
+
+/// Splits a byte stream into lines (without the `\n`, trimmed), skipping empty ones; a line over
+/// `max` bytes is an error that ends the stream.
+fn ndjson_lines(
+    bytes: impl Stream<Item = reqwest::Result<bytes::Bytes>>,
+    max: usize,
+) -> impl Stream<Item = Result<String>> {
+    use tokio_util::codec::{FramedRead, LinesCodec, LinesCodecError};
+    let reader = tokio_util::io::StreamReader::new(bytes.map_err(std::io::Error::other));
+    FramedRead::new(reader, LinesCodec::new_with_max_length(max))
+        .map(move |line| match line {
+            Ok(line) => Ok(line.trim().to_string()),
+            Err(LinesCodecError::MaxLineLengthExceeded) => {
+                Err(ClientError::Decode(format!("a line of the server's answer is longer than {max} bytes")))
             }
-        },
-    )
+            // The connection's own errors come back as they were; what else is left is a line
+            // that is not UTF-8.
+            Err(LinesCodecError::Io(e)) => Err(match e.downcast::<reqwest::Error>() {
+                Ok(e) => ClientError::Http(e),
+                Err(e) => ClientError::Decode(e.to_string()),
+            }),
+        })
+        .try_filter(|line| std::future::ready(!line.is_empty()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn chunks(parts: &[&'static str]) -> impl Stream<Item = reqwest::Result<bytes::Bytes>> {
+        futures_util::stream::iter(
+            parts.iter().map(|p| Ok(bytes::Bytes::from_static(p.as_bytes()))).collect::<Vec<_>>(),
+        )
+    }
+
+    async fn lines(parts: &[&'static str], max: usize) -> Vec<Result<String>> {
+        ndjson_lines(chunks(parts), max).collect().await
+    }
+
+    #[tokio::test]
+    async fn lines_are_split_across_chunks() {
+        let got = lines(&["{\"a\":", "1}\n\n  \r\n{\"b\"", ":2}\r\n", "{\"é\":3}"], 64).await;
+        let got: Vec<String> = got.into_iter().map(Result::unwrap).collect();
+        assert_eq!(got, ["{\"a\":1}", "{\"b\":2}", "{\"é\":3}"]);
+        assert!(lines(&[], 64).await.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_line_over_the_bound_is_an_error_not_memory() {
+        let got = lines(&["{\"ok\":1}\n", "0123456789", "0123456789", "0123456789\n", "{\"after\":1}\n"], 16).await;
+        assert_eq!(got.len(), 2, "the stream ends at the error: {got:?}");
+        assert_eq!(got[0].as_ref().unwrap(), "{\"ok\":1}");
+        assert!(matches!(&got[1], Err(ClientError::Decode(m)) if m.contains("longer than 16 bytes")), "{got:?}");
+        // A server that never ends its line: an error once the bound is passed, not a hang.
+        let endless = futures_util::stream::repeat_with(|| Ok(bytes::Bytes::from_static(&[b'x'; 1024])));
+        let first = Box::pin(ndjson_lines(endless, 1 << 20)).next().await;
+        assert!(matches!(first, Some(Err(ClientError::Decode(_)))), "{first:?}");
+    }
+
+    #[tokio::test]
+    async fn a_line_that_is_not_utf8_is_an_error() {
+        let bad = futures_util::stream::iter([Ok(bytes::Bytes::from_static(b"{\"a\":\"\xff\"}\n"))]);
+        let got: Vec<_> = ndjson_lines(bad, 64).collect().await;
+        assert!(matches!(&got[..], [Err(ClientError::Decode(_))]), "{got:?}");
+    }
 }

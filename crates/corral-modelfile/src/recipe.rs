@@ -74,6 +74,9 @@ impl Modelfile {
 }
 
 /// `MAJOR[.MINOR[.PATCH]][-PRE][+BUILD]`, the forms Go's `x/mod/semver` accepts.
+///
+/// Hand-written to accept what Ollama accepts for `REQUIRES`: the `semver` crate wants all three
+/// numbers and would refuse `1` and `1.2`.
 fn is_semver(v: &str) -> bool {
     let (core, _build) = v.split_once('+').unwrap_or((v, ""));
     let (core, pre) = match core.split_once('-') {

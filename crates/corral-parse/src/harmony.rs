@@ -96,7 +96,7 @@ impl Reader {
                 None => {
                     // A call is whole or nothing; other bodies go out as far as is settled.
                     if !matches!(channel, Channel::Call(_)) {
-                        let keep = crate::partial_suffix(buf, &ENDS);
+                        let keep = crate::scan::partial_suffix(buf, &ENDS);
                         let ready: String = buf.drain(..buf.len() - keep).collect();
                         if !ready.is_empty() {
                             self.said = true;

@@ -32,42 +32,19 @@ pub struct Credentials {
     trusted_realms: HashMap<String, Vec<String>>,
 }
 
-pub(crate) fn b64decode(s: &str) -> Option<Vec<u8>> {
-    let table = |c: u8| -> Option<u8> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' | b'-' => 62,
-            b'/' | b'_' => 63,
-            _ => return None,
-        })
-    };
-    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=' && !b.is_ascii_whitespace()).collect();
-    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
-    for chunk in bytes.chunks(4) {
-        let vals: Vec<u8> = chunk.iter().map(|c| table(*c)).collect::<Option<_>>()?;
-        let n = vals.iter().fold(0u32, |acc, v| (acc << 6) | u32::from(*v)) << (6 * (4 - vals.len()));
-        let take = vals.len() * 6 / 8;
-        out.extend_from_slice(&n.to_be_bytes()[1..1 + take]);
-    }
-    Some(out)
-}
-
-pub(crate) fn b64encode(data: &[u8]) -> String {
-    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::new();
-    for chunk in data.chunks(3) {
-        let n = chunk.iter().enumerate().fold(0u32, |acc, (i, b)| acc | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
+/// Decodes the base64 of Docker's `config.json` `auth` field: the standard alphabet (or the URL-safe
+/// one), padded or not, surrounding white space ignored.
+fn decode_auth(s: &str) -> Option<Vec<u8>> {
+    use base64::alphabet::{STANDARD, URL_SAFE};
+    use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+    use base64::Engine as _;
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent)
+        .with_decode_allow_trailing_bits(true);
+    let s = s.trim();
+    [GeneralPurpose::new(&STANDARD, LENIENT), GeneralPurpose::new(&URL_SAFE, LENIENT)]
+        .iter()
+        .find_map(|engine| engine.decode(s).ok())
 }
 
 impl Credentials {
@@ -95,7 +72,7 @@ impl Credentials {
             let from_auth = entry
                 .get("auth")
                 .and_then(|a| a.as_str())
-                .and_then(b64decode)
+                .and_then(decode_auth)
                 .and_then(|raw| String::from_utf8(raw).ok())
                 .and_then(|s| s.split_once(':').map(|(u, p)| Login { username: u.into(), password: p.into() }));
             let from_fields = match (
@@ -142,6 +119,10 @@ pub enum Challenge {
 }
 
 /// Parses `Basic realm="x"` or `Bearer realm="…",service="…",scope="…"`.
+///
+/// Hand-written and small: it reads the parameters as the Docker and Ollama Go clients do (quoted
+/// or bare values, `,` between them), and the fuzz target `registry_answers` drives it with
+/// whatever a registry could send.
 pub fn parse_challenge(header: &str) -> Option<Challenge> {
     let (scheme, params) = header.trim().split_once(' ').unwrap_or((header.trim(), ""));
     let mut map = HashMap::new();
@@ -178,6 +159,9 @@ pub(crate) fn url_host(url: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
+    use base64::engine::general_purpose::STANDARD as BASE64;
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -202,7 +186,7 @@ mod tests {
         let mut c = Credentials::default();
         c.add_docker_config(&format!(
             r#"{{"auths": {{"https://reg.example:5000/v2/": {{"auth": "{}"}}, "other": {{"username": "u", "password": "p"}}}}}}"#,
-            b64encode(b"alice:s3cr:et")
+            BASE64.encode(b"alice:s3cr:et")
         ));
         assert_eq!(c.login("REG.example:5000"), Some(&Login { username: "alice".into(), password: "s3cr:et".into() }));
         assert_eq!(c.login("other").unwrap().username, "u");
@@ -215,7 +199,12 @@ mod tests {
         c.trust_realm("r.example", "auth.example");
         assert!(c.realm_allowed("r.example", "auth.example"));
         for s in ["", "a", "ab", "abc", "abcd", "\u{0}\u{ff}xyz"] {
-            assert_eq!(b64decode(&b64encode(s.as_bytes())).unwrap(), s.as_bytes());
+            assert_eq!(decode_auth(&BASE64.encode(s.as_bytes())).unwrap(), s.as_bytes());
         }
+        // Unpadded, URL-safe, and with white space around: still read.
+        assert_eq!(decode_auth(" YWxpY2U6cD8-\n").unwrap(), b"alice:p?>");
+        assert_eq!(decode_auth("YWxpY2U6cA").unwrap(), b"alice:p");
+        assert_eq!(decode_auth("YWxpY2U6cA==").unwrap(), b"alice:p");
+        assert_eq!(decode_auth("not base64!"), None);
     }
 }

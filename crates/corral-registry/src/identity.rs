@@ -8,15 +8,16 @@
 
 use std::fs;
 use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine as _;
 use ed25519_dalek::{Signer, SigningKey};
+use ssh_key::private::{Ed25519Keypair, Ed25519PrivateKey, KeypairData};
+use ssh_key::public::{Ed25519PublicKey, KeyData};
+use ssh_key::{LineEnding, PrivateKey, PublicKey};
 
-use crate::auth::{b64decode, b64encode};
-
-const KEY_TYPE: &[u8] = b"ssh-ed25519";
-const MAGIC: &[u8] = b"openssh-key-v1\0";
 const BEGIN: &str = "-----BEGIN OPENSSH PRIVATE KEY-----";
 const END: &str = "-----END OPENSSH PRIVATE KEY-----";
 
@@ -64,17 +65,18 @@ impl Identity {
         }
     }
 
-    /// The public key as one `authorized_keys` line: `ssh-ed25519 AAAA…`.
+    /// The public key as one `authorized_keys` line: `ssh-ed25519 AAAA…` (no comment).
     pub fn public_key(&self) -> String {
-        format!("ssh-ed25519 {}", b64encode(&self.public_blob()))
+        self.ssh_public_key().to_openssh().expect("an ed25519 public key always encodes")
     }
 
     /// The SSH wire encoding of the public key.
     fn public_blob(&self) -> Vec<u8> {
-        let mut out = Vec::new();
-        put_string(&mut out, KEY_TYPE);
-        put_string(&mut out, self.key.verifying_key().as_bytes());
-        out
+        self.ssh_public_key().to_bytes().expect("an ed25519 public key always encodes")
+    }
+
+    fn ssh_public_key(&self) -> PublicKey {
+        PublicKey::new(KeyData::Ed25519(Ed25519PublicKey::from(self.key.verifying_key())), "")
     }
 
     /// The `Authorization` value for a token request to `url`.
@@ -84,115 +86,64 @@ impl Identity {
             "ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0OWI5MzRjYTQ5NTk5MWI3ODUyYjg1NQ==";
         let message = format!("GET,{url},{EMPTY_BODY}");
         let signature = self.key.sign(message.as_bytes());
-        format!("{}:{}", b64encode(&self.public_blob()), b64encode(&signature.to_bytes()))
+        format!("{}:{}", BASE64.encode(self.public_blob()), BASE64.encode(signature.to_bytes()))
     }
 
-    /// Writes the private key (mode 0600) and `<path>.pub`, each through a temp file and a rename
-    /// so a crash never leaves half a key.
+    /// Writes the private key (mode 0600) and `<path>.pub` (0644): each into a temp file of its
+    /// own beside the target, fsynced, renamed over it, and the directory fsynced, so a crash
+    /// never leaves half a key and two writers never share a temp file.
     fn write(&self, path: &Path) -> Result<(), IdentityError> {
         fn io(p: &Path) -> impl FnOnce(std::io::Error) -> IdentityError + '_ {
             move |source| IdentityError::Io { path: p.to_path_buf(), source }
         }
-        if let Some(dir) = path.parent() {
-            fs::create_dir_all(dir).map_err(io(dir))?;
+        let dir = match path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        fs::create_dir_all(dir).map_err(io(dir))?;
+        let (private, public) = (self.to_openssh(), self.public_key() + "\n");
+        for (target, text, mode) in [(path, private.as_str(), 0o600), (&path.with_extension("pub"), &public, 0o644)] {
+            // Created 0600 (tempfile's default), so the private key is never readable by others.
+            let mut tmp = tempfile::Builder::new().prefix(".tmp-").tempfile_in(dir).map_err(io(dir))?;
+            tmp.as_file().set_permissions(fs::Permissions::from_mode(mode)).map_err(io(tmp.path()))?;
+            tmp.write_all(text.as_bytes()).and_then(|()| tmp.as_file().sync_all()).map_err(io(tmp.path()))?;
+            tmp.persist(target).map_err(|e| io(target)(e.error))?;
         }
-        let public = path.with_extension("pub");
-        for (target, text, mode) in [(path, self.to_openssh(), 0o600), (&public, self.public_key() + "\n", 0o644)] {
-            let tmp = target.with_extension("tmp");
-            let mut f = fs::OpenOptions::new()
-                .write(true)
-                .create(true)
-                .truncate(true)
-                .mode(mode)
-                .open(&tmp)
-                .map_err(io(&tmp))?;
-            f.set_permissions(fs::Permissions::from_mode(mode)).map_err(io(&tmp))?;
-            f.write_all(text.as_bytes()).and_then(|()| f.sync_all()).map_err(io(&tmp))?;
-            fs::rename(&tmp, target).map_err(io(target))?;
-        }
-        Ok(())
+        fs::File::open(dir).and_then(|d| d.sync_all()).map_err(io(dir))
     }
 
-    /// The unencrypted `openssh-key-v1` encoding.
-    fn to_openssh(&self) -> String {
-        let public = self.public_blob();
-        let check = u32::from_le_bytes(self.key.to_bytes()[..4].try_into().unwrap());
-        let mut private = Vec::new();
-        private.extend_from_slice(&check.to_be_bytes());
-        private.extend_from_slice(&check.to_be_bytes());
-        put_string(&mut private, KEY_TYPE);
-        put_string(&mut private, self.key.verifying_key().as_bytes());
-        put_string(&mut private, &self.key.to_keypair_bytes());
-        put_string(&mut private, b"");
-        let mut pad = 1u8;
-        while private.len() % 8 != 0 {
-            private.push(pad);
-            pad += 1;
-        }
-        let mut out = MAGIC.to_vec();
-        for s in [&b"none"[..], b"none", b""] {
-            put_string(&mut out, s);
-        }
-        out.extend_from_slice(&1u32.to_be_bytes());
-        put_string(&mut out, &public);
-        put_string(&mut out, &private);
-        let b64 = b64encode(&out);
-        let lines: Vec<&str> = b64.as_bytes().chunks(70).map(|c| std::str::from_utf8(c).unwrap()).collect();
-        format!("{BEGIN}\n{}\n{END}\n", lines.join("\n"))
+    /// The unencrypted `openssh-key-v1` encoding, as `ssh-keygen` writes it (70-column lines,
+    /// LF, no comment). The text is zeroed when dropped.
+    fn to_openssh(&self) -> impl std::ops::Deref<Target = String> {
+        let pair = Ed25519Keypair::from(Ed25519PrivateKey::from(&self.key));
+        PrivateKey::new(KeypairData::Ed25519(pair), "")
+            .and_then(|key| key.to_openssh(LineEnding::LF))
+            .expect("an unencrypted ed25519 key always encodes")
     }
 
     /// Parses an unencrypted OpenSSH ed25519 private key.
+    ///
+    /// The PEM armor is taken off here, not by `PrivateKey::from_openssh`: ssh-key 0.6 reads only
+    /// lines of exactly 70 characters (`ssh-keygen`'s), and Ollama writes its key with Go's
+    /// `encoding/pem`, in lines of 64. Like OpenSSH and Go, any line length is accepted.
     fn from_openssh(text: &str) -> Result<Identity, String> {
         let body =
             text.trim().strip_prefix(BEGIN).and_then(|t| t.strip_suffix(END)).ok_or("not an OpenSSH private key")?;
-        let bytes = b64decode(body).ok_or("invalid base64")?;
-        let mut r = Reader(bytes.strip_prefix(MAGIC).ok_or("not an openssh-key-v1 key")?);
-        let (cipher, kdf, _) = (r.string()?, r.string()?, r.string()?);
-        if cipher != b"none" || kdf != b"none" {
+        let bytes = BASE64
+            .decode(body.split_ascii_whitespace().collect::<String>())
+            .map_err(|_| "not an OpenSSH private key (invalid base64)")?;
+        let key = PrivateKey::from_bytes(&bytes).map_err(|e| match e {
+            ssh_key::Error::AlgorithmUnknown => "an unsupported kind of key; only ssh-ed25519 is supported".into(),
+            e => format!("not a valid OpenSSH private key ({e})"),
+        })?;
+        if key.is_encrypted() {
             return Err("the key is protected by a passphrase, which Corral cannot use".into());
         }
-        if r.u32()? != 1 {
-            return Err("the file must hold exactly one key".into());
-        }
-        r.string()?;
-        let mut p = Reader(r.string()?);
-        if p.u32()? != p.u32()? {
-            return Err("corrupt key (check values differ)".into());
-        }
-        let kind = p.string()?;
-        if kind != KEY_TYPE {
-            return Err(format!("a {} key; only ssh-ed25519 is supported", String::from_utf8_lossy(kind)));
-        }
-        let public = p.string()?;
-        let pair: &[u8; 64] = p.string()?.try_into().map_err(|_| "corrupt ed25519 key (length)")?;
-        let key = SigningKey::from_keypair_bytes(pair).map_err(|_| "corrupt ed25519 key (halves do not match)")?;
-        if key.verifying_key().as_bytes() != public {
-            return Err("corrupt ed25519 key (public key differs)".into());
-        }
-        Ok(Identity { key })
-    }
-}
-
-fn put_string(out: &mut Vec<u8>, s: &[u8]) {
-    out.extend_from_slice(&(s.len() as u32).to_be_bytes());
-    out.extend_from_slice(s);
-}
-
-/// Reads SSH wire-format fields.
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn u32(&mut self) -> Result<u32, String> {
-        let (head, rest) = self.0.split_at_checked(4).ok_or("truncated key")?;
-        self.0 = rest;
-        Ok(u32::from_be_bytes(head.try_into().unwrap()))
-    }
-
-    fn string(&mut self) -> Result<&'a [u8], String> {
-        let n = self.u32()? as usize;
-        let (head, rest) = self.0.split_at_checked(n).ok_or("truncated key")?;
-        self.0 = rest;
-        Ok(head)
+        let pair = key
+            .key_data()
+            .ed25519()
+            .ok_or_else(|| format!("a {} key; only ssh-ed25519 is supported", key.algorithm()))?;
+        Ok(Identity { key: SigningKey::from(&pair.private) })
     }
 }
 
@@ -204,11 +155,61 @@ mod tests {
     const KEYGEN_KEY: &str = include_str!("../tests/data/id_ed25519");
     const KEYGEN_PUB: &str = include_str!("../tests/data/id_ed25519.pub");
 
+    /// The base64 body of a PEM text, decoded.
+    fn pem_body(text: &str) -> Vec<u8> {
+        let body = text.trim().strip_prefix(BEGIN).unwrap().strip_suffix(END).unwrap();
+        BASE64.decode(body.split_whitespace().collect::<String>()).unwrap()
+    }
+
+    /// `bytes` as a PEM text with lines of `width` characters.
+    fn pem(bytes: &[u8], width: usize) -> String {
+        let b64 = BASE64.encode(bytes);
+        let lines: Vec<&str> = b64.as_bytes().chunks(width).map(|c| std::str::from_utf8(c).unwrap()).collect();
+        format!("{BEGIN}\n{}\n{END}\n", lines.join("\n"))
+    }
+
     #[test]
     fn reads_keys_made_by_ssh_keygen() {
         let id = Identity::from_openssh(KEYGEN_KEY).unwrap();
         let line = KEYGEN_PUB.split_whitespace().take(2).collect::<Vec<_>>().join(" ");
         assert_eq!(id.public_key(), line);
+        assert_eq!(line, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHnFDCnYlR+RZ8D28Bf4FEx2y8Cqmb1Y9v3BDAgfWuuV");
+    }
+
+    /// Ollama writes its key with Go's `ssh.MarshalPrivateKey` and `pem.EncodeToMemory`: 64-column
+    /// lines, where `ssh-keygen` writes 70. Keys with CRLF line ends (copied from Windows) load too.
+    #[test]
+    fn reads_keys_made_by_ollama() {
+        let id = Identity::from_openssh(KEYGEN_KEY).unwrap();
+        let bytes = pem_body(KEYGEN_KEY);
+        for text in [pem(&bytes, 64), pem(&bytes, 64).replace('\n', "\r\n"), pem(&bytes, 76)] {
+            assert_eq!(Identity::from_openssh(&text).unwrap().public_key(), id.public_key(), "{text}");
+        }
+    }
+
+    /// The file Corral writes, byte for byte, for a fixed key: `openssh-key-v1`, no cipher, one
+    /// key, an empty comment, padding 1, 2, 3…, 70-column lines, LF, as `ssh-keygen` writes it;
+    /// `ssh-keygen -y -f` reads it back. The check integers (random in `ssh-keygen`'s and Go's
+    /// files; any value that is the same twice is valid) are ssh-key's, derived from the key.
+    #[test]
+    fn writes_the_openssh_format() {
+        let id = Identity { key: SigningKey::from_bytes(b"corral test key, 32 bytes long!!") };
+        let text = id.to_openssh();
+        assert_eq!(
+            text.as_str(),
+            "-----BEGIN OPENSSH PRIVATE KEY-----\n\
+             b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAMwAAAAtzc2gtZW\n\
+             QyNTUxOQAAACCNDt9PDWEgvxMSEuM70gu9rrtAkcSvvAwUPBo+7aYJ+AAAAIhTGFQBUxhU\n\
+             AQAAAAtzc2gtZWQyNTUxOQAAACCNDt9PDWEgvxMSEuM70gu9rrtAkcSvvAwUPBo+7aYJ+A\n\
+             AAAEBjb3JyYWwgdGVzdCBrZXksIDMyIGJ5dGVzIGxvbmchIY0O308NYSC/ExIS4zvSC72u\n\
+             u0CRxK+8DBQ8Gj7tpgn4AAAAAAECAwQF\n\
+             -----END OPENSSH PRIVATE KEY-----\n"
+        );
+        // What `ssh-keygen -y -f` prints for that file.
+        assert_eq!(id.public_key(), "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAII0O308NYSC/ExIS4zvSC72uu0CRxK+8DBQ8Gj7tpgn4");
+        let back = Identity::from_openssh(&text).unwrap();
+        assert_eq!(back.key.to_bytes(), id.key.to_bytes());
+        assert_eq!(back.public_key(), id.public_key());
     }
 
     #[test]
@@ -218,11 +219,15 @@ mod tests {
         let made = Identity::load_or_create(&path).unwrap();
         let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
+        let pub_mode = fs::metadata(path.with_extension("pub")).unwrap().permissions().mode() & 0o777;
+        assert_eq!(pub_mode, 0o644);
         let again = Identity::load_or_create(&path).unwrap();
+        assert_eq!(made.key.to_bytes(), again.key.to_bytes());
         assert_eq!(made.public_key(), again.public_key());
-        assert_eq!(fs::read_to_string(path.with_extension("pub")).unwrap().trim(), made.public_key());
+        assert_eq!(fs::read_to_string(path.with_extension("pub")).unwrap(), made.public_key() + "\n");
+        assert_eq!(fs::read_to_string(&path).unwrap(), made.to_openssh().as_str());
         let listing: Vec<_> = fs::read_dir(path.parent().unwrap()).unwrap().map(|e| e.unwrap().file_name()).collect();
-        assert_eq!(listing.len(), 2, "{listing:?}");
+        assert_eq!(listing.len(), 2, "no temp file is left: {listing:?}");
     }
 
     #[test]
@@ -232,7 +237,7 @@ mod tests {
         let header = id.sign_token_request(url);
         let (public, signature) = header.split_once(':').unwrap();
         assert_eq!(format!("ssh-ed25519 {public}"), id.public_key());
-        let signature: [u8; 64] = b64decode(signature).unwrap().try_into().unwrap();
+        let signature: [u8; 64] = BASE64.decode(signature).unwrap().try_into().unwrap();
         let message = format!(
             "GET,{url},ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0OWI5MzRjYTQ5NTk5MWI3ODUyYjg1NQ=="
         );
@@ -241,10 +246,32 @@ mod tests {
             .verify_strict(message.as_bytes(), &ed25519_dalek::Signature::from_bytes(&signature))
             .unwrap();
         assert_eq!(
-            b64encode(b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
+            BASE64.encode(b"e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"),
             "ZTNiMGM0NDI5OGZjMWMxNDlhZmJmNGM4OTk2ZmI5MjQyN2FlNDFlNDY0OWI5MzRjYTQ5NTk5MWI3ODUyYjg1NQ=="
         );
     }
+
+    /// `ssh-keygen -t ed25519 -N secret`.
+    const ENCRYPTED_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAACmFlczI1Ni1jdHIAAAAGYmNyeXB0AAAAGAAAABBMAUGdXg
+mkQKYJJtsrDldNAAAAEAAAAAEAAAAzAAAAC3NzaC1lZDI1NTE5AAAAIHQ2lnlNAJtE6+nA
+nz8EwKRurbDBCAfaU3mAl3uUkAiFAAAAkBbbF6oGIbg6c+S98sPhhGc0Fimnsjpccc5QOQ
+8zoxuXuYMt7cDRRO78O+27em1LPZz6EOQ4MpAMVcgr73Caufsw9KIhSJH3jpKyfllI/d/4
+fr09t7k+F6y3ZNcl9XE9/+PGUVfdbCqI/kt9lQOkLa/suW0gW2iLpSiVTe5p4TaiG12Iiy
+ttfI6nZ+7AQlbm1Q==
+-----END OPENSSH PRIVATE KEY-----
+";
+
+    /// `ssh-keygen -t ecdsa -b 256 -N ''`.
+    const ECDSA_KEY: &str = "-----BEGIN OPENSSH PRIVATE KEY-----
+b3BlbnNzaC1rZXktdjEAAAAABG5vbmUAAAAEbm9uZQAAAAAAAAABAAAAaAAAABNlY2RzYS
+1zaGEyLW5pc3RwMjU2AAAACG5pc3RwMjU2AAAAQQSihw0pfP0T+k8IDvf1wbfKXMxU6Wuw
+qbQgpdxU/Tn2TjF9/z5dYTy0RCDucTu6MDmTMVEbJRxUyRPpuKqlsbSxAAAAmM+ii4jPoo
+uIAAAAE2VjZHNhLXNoYTItbmlzdHAyNTYAAAAIbmlzdHAyNTYAAABBBKKHDSl8/RP6TwgO
+9/XBt8pczFTpa7CptCCl3FT9OfZOMX3/Pl1hPLREIO5xO7owOZMxURslHFTJE+m4qqWxtL
+EAAAAgMJnc1r4DnqI7JGubp94QZRSCffWbCaR3+SpjfZ2I41oAAAAA
+-----END OPENSSH PRIVATE KEY-----
+";
 
     #[test]
     fn hostile_key_files_are_errors() {
@@ -253,10 +280,20 @@ mod tests {
         {
             assert!(Identity::from_openssh(text).is_err());
         }
-        let mut bytes = b64decode(KEYGEN_KEY.trim().strip_prefix(BEGIN).unwrap().strip_suffix(END).unwrap()).unwrap();
+        let bytes = pem_body(KEYGEN_KEY);
         let n = bytes.len();
-        bytes.truncate(n - 20);
-        let text = format!("{BEGIN}\n{}\n{END}\n", b64encode(&bytes));
-        assert!(Identity::from_openssh(&text).is_err());
+        assert!(Identity::from_openssh(&pem(&bytes[..n - 20], 70)).is_err(), "truncated");
+        // The private section of this 242-byte key starts at 98 with the two check integers.
+        assert_eq!((n, &bytes[98..102]), (242, &bytes[102..106]));
+        let mut checks = bytes.clone();
+        checks[102] ^= 1;
+        assert!(Identity::from_openssh(&pem(&checks, 70)).is_err(), "check integers differ");
+        let mut halves = bytes.clone();
+        halves[200] ^= 1; // in the copy of the public key after the seed (193..225)
+        assert!(Identity::from_openssh(&pem(&halves, 70)).is_err(), "halves differ");
+        let err = Identity::from_openssh(ENCRYPTED_KEY).unwrap_err();
+        assert!(err.contains("passphrase"), "{err}");
+        let err = Identity::from_openssh(ECDSA_KEY).unwrap_err();
+        assert!(err.contains("only ssh-ed25519"), "{err}");
     }
 }

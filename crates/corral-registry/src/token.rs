@@ -7,9 +7,11 @@
 //!   request is signed (Ollama's scheme), and if the token service refuses the signature the
 //!   request is repeated anonymously (public repositories on Docker-style registries).
 
+use base64::engine::general_purpose::{STANDARD as BASE64, URL_SAFE_NO_PAD};
+use base64::Engine as _;
 use reqwest::header::AUTHORIZATION;
 
-use crate::auth::{b64encode, url_host, Challenge, Login};
+use crate::auth::{url_host, Challenge, Login};
 use crate::{read_bounded, Registry, RegistryError};
 
 /// A token service's answer that is not a token.
@@ -29,7 +31,7 @@ impl Registry {
     ) -> Result<String, RegistryError> {
         let fail = |reason: String| RegistryError::Auth { what: what.into(), host: host.into(), reason };
         let login = self.options.credentials.login(host);
-        let basic = |l: &Login| format!("Basic {}", b64encode(format!("{}:{}", l.username, l.password).as_bytes()));
+        let basic = |l: &Login| format!("Basic {}", BASE64.encode(format!("{}:{}", l.username, l.password)));
         let (realm, service, scope) = match challenge {
             None => return Err(fail("the registry asked for credentials without saying how".into())),
             Some(Challenge::Basic) => {
@@ -112,7 +114,8 @@ fn token_url(realm: &str, params: &[(&str, String)]) -> String {
     format!("{base}?{}", query.join("&"))
 }
 
-/// Go's `url.QueryEscape`.
+/// Go's `url.QueryEscape`, byte for byte: Ollama's token service checks a signature over the
+/// escaped URL, and the form encoders of Rust crates differ from Go's (`~`, `*`).
 fn escape(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
@@ -129,7 +132,7 @@ fn escape(s: &str) -> String {
 fn nonce() -> String {
     let mut bytes = [0u8; 16];
     let _ = getrandom::getrandom(&mut bytes);
-    b64encode(&bytes).trim_end_matches('=').replace('+', "-").replace('/', "_")
+    URL_SAFE_NO_PAD.encode(bytes)
 }
 
 #[cfg(test)]
@@ -153,6 +156,8 @@ mod tests {
         );
         assert_eq!(token_url("http://h/t?z=1", &[("a", "x y".into())]), "http://h/t?a=x+y&z=1");
         assert_eq!(token_url("http://h/t", &[]), "http://h/t");
-        assert_eq!(nonce().len(), 22);
+        let n = nonce();
+        assert_eq!(n.len(), 22);
+        assert!(n.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'), "{n}");
     }
 }

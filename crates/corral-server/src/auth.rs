@@ -14,10 +14,11 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::{header, HeaderValue, Method, StatusCode};
 use axum::middleware::Next;
-use axum::response::Response;
+use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
 
-use crate::error::{ApiError, Protocol};
+use crate::error::ApiError;
 use crate::AppState;
 
 /// The accepted keys. Empty: no key is asked for.
@@ -54,29 +55,17 @@ impl ApiKeys {
     /// Whether `presented` is one of the keys, in time that depends only on the number of keys.
     pub fn allows(&self, presented: &str) -> bool {
         let digest: [u8; 32] = Sha256::digest(presented.as_bytes()).into();
-        let mut found = 0u8;
+        let mut found = subtle::Choice::from(0);
         for key in &self.0 {
-            let diff = key.iter().zip(&digest).fold(0u8, |acc, (a, b)| acc | (a ^ b));
-            found |= u8::from(diff == 0);
+            found |= key[..].ct_eq(&digest[..]);
         }
-        found == 1
+        found.into()
     }
 }
 
 /// Requests that need no key: what health checks and `corral --version` ask.
 fn open(method: &Method, path: &str) -> bool {
     (path == "/" && (method == Method::GET || method == Method::HEAD)) || path == "/api/version"
-}
-
-/// The protocol a path belongs to, for the shape of its error.
-pub(crate) fn protocol_of(path: &str) -> Protocol {
-    if path == "/v1/messages" || path.starts_with("/v1/messages/") {
-        Protocol::Anthropic
-    } else if path.starts_with("/v1/") {
-        Protocol::OpenAi
-    } else {
-        Protocol::Native
-    }
 }
 
 /// The key a request carries: a bearer token, or Anthropic's `x-api-key`.
@@ -100,7 +89,8 @@ pub(crate) async fn require_key(State(state): State<AppState>, req: Request<Body
         None => "missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'",
     };
     tracing::warn!(path = req.uri().path(), "refused a request: {message}");
-    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).respond(protocol_of(req.uri().path()));
+    // In Ollama's shape; the route group's layer gives it its protocol's (`error::shape_errors`).
+    let mut resp = ApiError::new(StatusCode::UNAUTHORIZED, message).into_response();
     resp.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     resp
 }
@@ -122,11 +112,7 @@ mod tests {
     }
 
     #[test]
-    fn protocols_by_path() {
-        assert_eq!(protocol_of("/v1/messages"), Protocol::Anthropic);
-        assert_eq!(protocol_of("/v1/messages/count_tokens"), Protocol::Anthropic);
-        assert_eq!(protocol_of("/v1/chat/completions"), Protocol::OpenAi);
-        assert_eq!(protocol_of("/api/chat"), Protocol::Native);
+    fn open_paths() {
         assert!(open(&Method::GET, "/") && open(&Method::HEAD, "/") && open(&Method::GET, "/api/version"));
         assert!(!open(&Method::POST, "/") && !open(&Method::GET, "/api/tags"));
     }

@@ -2,19 +2,26 @@
 //! Ollama's `{"error": "..."}`, OpenAI's `{"error": {"message", "type", …}}` and Anthropic's
 //! `{"type": "error", "error": {"type", "message"}, "request_id"}`.
 //!
+//! Handlers return `Result<_, ApiError>` and never choose a shape: an `ApiError` becomes a
+//! response in Ollama's shape that carries the error itself as an extension, and each route
+//! group's [`shape_errors`] layer (set once per group in the route table) renders it again in its
+//! protocol's shape. Errors that end a stream after it started take the same bodies
+//! ([`ApiError::body`]), written by each protocol's stream encoder.
+//!
 //! Architecture invariant: a fault (an I/O error, a failed task, a runner failure nobody
 //! expected) is logged with its cause under a request id when it is made, and the client gets a
 //! generic message with that id, never the cause: causes carry file paths and internal state.
 //! Server-side failures with a message meant for the user (the runner stopped, a load failed, a
 //! registry refused) keep their message, as Ollama's do.
 
-use axum::http::StatusCode;
+use axum::extract::State;
+use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use corral_store::{CreateError, ModelError, StoreError};
 use corral_types::api::ErrorResponse;
 use corral_types::runner::ErrorKind;
-use serde_json::json;
+use serde_json::{json, Value};
 
 use crate::runner::RunnerError;
 use crate::sched::SchedError;
@@ -41,7 +48,7 @@ pub enum Protocol {
 pub(crate) fn random_hex(bytes: usize) -> String {
     let mut b = vec![0u8; bytes];
     let _ = getrandom::getrandom(&mut b);
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(b)
 }
 
 impl ApiError {
@@ -70,24 +77,24 @@ impl ApiError {
         }
     }
 
-    /// The answer in `protocol`'s error shape.
-    pub fn respond(self, protocol: Protocol) -> Response {
-        // A fault was logged with its cause when it was made; other server errors are logged here.
-        if self.status.is_server_error() && self.request_id.is_none() {
-            tracing::error!(status = %self.status, "{}", self.message);
-        }
+    /// The error body in `protocol`'s shape: the body of an error response, and what a stream
+    /// that fails after it started sends last.
+    pub fn body(&self, protocol: Protocol) -> Value {
         match protocol {
-            Protocol::Native => (self.status, Json(ErrorResponse { error: self.message })).into_response(),
+            Protocol::Native => json!(ErrorResponse { error: self.message.clone() }),
             Protocol::OpenAi => {
-                let body = json!({"error": {"message": self.message, "type": self.openai_type(), "param": null, "code": null}});
-                (self.status, Json(body)).into_response()
+                json!({"error": {"message": self.message, "type": self.openai_type(), "param": null, "code": null}})
             }
             Protocol::Anthropic => {
                 let id = self.request_id.clone().unwrap_or_else(|| format!("req_{}", random_hex(12)));
-                let body = json!({"type": "error", "error": {"type": self.anthropic_type(), "message": self.message}, "request_id": id});
-                (self.status, Json(body)).into_response()
+                json!({"type": "error", "error": {"type": self.anthropic_type(), "message": self.message}, "request_id": id})
             }
         }
+    }
+
+    /// The response in `protocol`'s error shape.
+    fn respond(&self, protocol: Protocol) -> Response {
+        (self.status, Json(self.body(protocol))).into_response()
     }
 
     /// OpenAI's error `type`.
@@ -117,9 +124,32 @@ impl ApiError {
 }
 
 impl IntoResponse for ApiError {
+    /// Ollama's shape, with the error attached for the route group's [`shape_errors`].
     fn into_response(self) -> Response {
-        self.respond(Protocol::Native)
+        // A fault was logged with its cause when it was made; other server errors are logged here.
+        if self.status.is_server_error() && self.request_id.is_none() {
+            tracing::error!(status = %self.status, "{}", self.message);
+        }
+        let mut response = self.respond(Protocol::Native);
+        response.extensions_mut().insert(self);
+        response
     }
+}
+
+/// The layer of a route group (`map_response_with_state`): an error answered by any handler,
+/// extractor or middleware inside the group is rendered in the group's protocol. The response's
+/// other headers (`WWW-Authenticate` of a 401, say) are kept.
+pub async fn shape_errors(State(protocol): State<Protocol>, mut response: Response) -> Response {
+    let Some(error) = response.extensions_mut().remove::<ApiError>() else { return response };
+    if protocol == Protocol::Native {
+        return response;
+    }
+    let (mut parts, _) = response.into_parts();
+    let (shaped, body) = error.respond(protocol).into_parts();
+    parts.status = shaped.status;
+    parts.headers.remove(header::CONTENT_LENGTH);
+    parts.headers.extend(shaped.headers);
+    Response::from_parts(parts, body)
 }
 
 impl From<StoreError> for ApiError {

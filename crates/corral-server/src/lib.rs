@@ -1,11 +1,26 @@
-//! Corral's HTTP server: Ollama's native API (`/api/*`) over the model store.
+//! Corral's HTTP server: Ollama's native API (`/api/*`), OpenAI's (`/v1/chat/completions`,
+//! `/v1/completions`, `/v1/responses`, `/v1/embeddings`, `/v1/models`) and Anthropic's
+//! (`/v1/messages`), over the model store and the runners that hold loaded models.
 //!
 //! The entry points are testable in-process: [`app`] builds the router from an [`AppState`], and
 //! [`run`] serves it on a listener the caller bound, until a shutdown future resolves.
 //!
+//! Where things live:
+//! - `routes/`: the route table and one translator per protocol (request into `infer`'s typed
+//!   request, its events back into the protocol's objects and stream encoders); `routes/mod.rs`
+//!   groups the routes by protocol, which fixes the shape their errors take (`error.rs`).
+//! - `infer/`: the core every protocol shares: options, prompt, the answer as events.
+//! - `sched.rs` (which runners exist), `placement.rs` (the memory and GPU policy it asks, pure
+//!   functions), `runner.rs` (the runner protocol), `backend/` (runner processes, the scripted
+//!   fake for tests, `create --quantize` runs).
+//! - `render.rs` (templates in worker processes), `stream.rs` (streamed bodies), `auth.rs`,
+//!   `guard.rs` (host, CORS, access log), `listen.rs` (the accept loop and shutdown),
+//!   `metrics.rs`, `show.rs`, `names.rs`, `extract.rs` (the bounded JSON body).
+//!
 //! Architecture invariant: handlers are thin. They parse and validate the request, call the
-//! store through [`AsyncStore`] (its synchronous file I/O runs on the blocking pool), and map the outcome to
-//! Ollama's JSON and status codes through the one error type, [`ApiError`].
+//! store through [`AsyncStore`] (its synchronous file I/O runs on the blocking pool) or the
+//! scheduler, and return `Result<_, ApiError>`: the one error type, rendered in the protocol's
+//! shape by its route group.
 //!
 //! Architecture invariant: the server reads configuration only from [`ServerConfig`]; it never
 //! looks at environment variables itself.
@@ -45,8 +60,15 @@ pub use listen::{run, HEADER_READ_TIMEOUT};
 pub use placement::{default_context_length, GpuConfig};
 pub use render::RenderConfig;
 
-/// The version reported by `/api/version`.
+/// Corral's own version: `corral --version`, the start-up log, and the
+/// [`CORRAL_VERSION_HEADER`](corral_types::api::CORRAL_VERSION_HEADER) of `/api/version`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// The version of Ollama whose API this server implements, which `/api/version` answers. Clients
+/// gate features on that number (Codex refuses an Ollama older than 0.13.4), so it is Ollama's,
+/// not Corral's: raise it when `shared/reference/ollama-api.md` moves to a newer Ollama and the
+/// differences are implemented.
+pub const OLLAMA_API_VERSION: &str = "0.33.0";
 
 /// Settings the server runs with, resolved once by the binary from flags and environment.
 #[derive(Debug, Clone)]
@@ -220,9 +242,9 @@ pub fn startup(state: &AppState) {
 
 /// The router with every route and middleware.
 pub fn app(state: AppState) -> Router {
+    // API keys are checked inside each route group (`routes::router`), so inside CORS: a
+    // preflight needs no key, and a 401 still carries the CORS headers.
     routes::router(state.clone())
-        // Inside CORS: a preflight needs no key, and a 401 still carries the CORS headers.
-        .layer(axum::middleware::from_fn_with_state(state.clone(), auth::require_key))
         .layer(axum::middleware::from_fn_with_state(state.clone(), guard::cors))
         .layer(axum::middleware::from_fn_with_state(state, guard::allowed_hosts))
         .layer(axum::middleware::from_fn(guard::log_requests))

@@ -16,9 +16,15 @@
 //!   only busy ones hold it, the request waits for one to finish. Once no other model holds GPU
 //!   memory, the model loads with whatever fits.
 //!
-//! The expectation (`weights + KV cache`) is deliberately rough and used only for these choices;
-//! what a loaded model really holds is measured by its runner and accounted from then on.
+//! - Host memory: how many sequences a runner decodes together when `OLLAMA_NUM_PARALLEL` is
+//!   unset ([`auto_parallel`]), and which idle models are unloaded, least recently used first,
+//!   when the count (`OLLAMA_MAX_LOADED_MODELS`) or the host memory would be exceeded
+//!   ([`make_room`], which the scheduler asks once per load).
+//!
+//! The expectation (`weights + KV cache`, [`needs`]) is deliberately rough and used only for these
+//! choices; what a loaded model really holds is measured by its runner and accounted from then on.
 
+use corral_gguf::Gguf;
 use corral_types::runner::{DeviceInfo, KvCacheType};
 
 const GIB: u64 = 1 << 30;
@@ -83,6 +89,40 @@ pub struct Needs {
     pub kv_elements: u64,
     /// Transformer blocks (llama.cpp offloads these plus the output layer).
     pub layers: u32,
+}
+
+impl Needs {
+    /// Rough bytes a runner of the model takes: the weights plus the KV cache in `kv`.
+    pub fn bytes(&self, kv: KvCacheType) -> u64 {
+        self.weights.saturating_add(kv.bytes(self.kv_elements))
+    }
+}
+
+/// What a runner of the model in `g` needs: `weights` bytes (the model's and a draft's files, from
+/// the manifest), K and V for `num_ctx` positions in each of `parallel` slots, and its blocks.
+pub fn needs(g: &Gguf, weights: u64, num_ctx: u32, parallel: u32) -> Needs {
+    let layers = g.arch_u64("block_count").unwrap_or(0);
+    let embd = g.arch_u64("embedding_length").unwrap_or(0);
+    let heads = g.arch_u64("attention.head_count").unwrap_or(1).max(1);
+    let kv_heads = g.arch_u64("attention.head_count_kv").unwrap_or(heads);
+    let kv_elements = 2 * layers * u64::from(num_ctx) * u64::from(parallel) * (embd / heads) * kv_heads;
+    Needs { weights, kv_elements, layers: u32::try_from(layers).unwrap_or(u32::MAX) }
+}
+
+/// Sequences decoded together when `OLLAMA_NUM_PARALLEL` is unset: 4, or fewer when a runner
+/// with that many would take more than three quarters of `room` (`bytes(p)`: the estimate for
+/// `p` sequences; `room`: the host's available memory plus the GPUs', `None` when unknown).
+pub fn auto_parallel(bytes: impl Fn(u32) -> u64, room: Option<u64>) -> u32 {
+    let Some(room) = room else { return 4 };
+    [4, 2].into_iter().find(|p| bytes(*p) <= room / 4 * 3).unwrap_or(1)
+}
+
+/// Free memory of the GPUs a model may use (none with `num_gpu` 0), less what each keeps free.
+pub fn gpu_room(gpus: &[Gpu], num_gpu: i32, config: &GpuConfig) -> u64 {
+    if num_gpu == 0 {
+        return 0;
+    }
+    gpus.iter().map(|g| g.free.saturating_sub(FIT_MARGIN.saturating_add(config.overhead))).sum()
 }
 
 /// What the request asked for.
@@ -179,14 +219,27 @@ pub fn plan(gpus: &[Gpu], needs: &Needs, ask: &Ask, config: &GpuConfig) -> Plan 
 }
 
 /// A loaded model, as far as making room is concerned.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Loaded {
-    /// GPU bytes it holds.
-    pub gpu_bytes: u64,
-    /// No request is using it.
+    /// GPU bytes it holds (measured, or planned while it loads), by GPU id.
+    pub gpu: Vec<(String, u64)>,
+    /// Host bytes it is expected to hold: its estimate less what its runner measured on GPUs.
+    pub host_bytes: u64,
+    /// Loaded, and no request is using it: it may be unloaded.
     pub idle: bool,
     /// Larger is more recent.
     pub last_used: u64,
+}
+
+impl Loaded {
+    /// GPU bytes it holds on all GPUs.
+    pub fn gpu_bytes(&self) -> u64 {
+        self.gpu.iter().map(|(_, b)| b).sum()
+    }
+
+    fn held_on(&self, id: &str) -> u64 {
+        self.gpu.iter().filter(|(g, _)| g == id).map(|(_, b)| b).sum()
+    }
 }
 
 /// What the scheduler does for a model that is not loaded.
@@ -203,7 +256,7 @@ pub enum Decision {
 /// Whether a model can load now on `gpus` beside `loaded` ones, or who must make room.
 pub fn decide(gpus: &[Gpu], loaded: &[Loaded], needs: &Needs, ask: &Ask, config: &GpuConfig) -> Decision {
     let plan = plan(gpus, needs, ask, config);
-    let holders = || loaded.iter().enumerate().filter(|(_, l)| l.gpu_bytes > 0);
+    let holders = || loaded.iter().enumerate().filter(|(_, l)| l.gpu_bytes() > 0);
     // CPU only, fits, or nothing else holds GPU memory: load as planned (partly offloaded if
     // need be).
     if plan.fits() || holders().next().is_none() {
@@ -212,6 +265,68 @@ pub fn decide(gpus: &[Gpu], loaded: &[Loaded], needs: &Needs, ask: &Ask, config:
     match holders().filter(|(_, l)| l.idle).min_by_key(|(_, l)| l.last_used) {
         Some((i, _)) => Decision::Evict(i),
         None => Decision::Wait,
+    }
+}
+
+/// The host's side of making room.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Host {
+    /// Bytes of memory available to new models (`None`: unknown, as if unlimited).
+    pub available: Option<u64>,
+    /// `OLLAMA_MAX_LOADED_MODELS`.
+    pub max_loaded: usize,
+}
+
+/// How a model that is not loaded gets its place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Room {
+    /// Unload these loaded models (indices, with why), then start it with this plan.
+    Load { plan: Plan, evict: Vec<(usize, &'static str)> },
+    /// Wait for a loaded model to finish its requests.
+    Wait,
+}
+
+/// Where a model with `needs` goes beside the `loaded` ones on `devices` and the host, and which
+/// loaded ones must go first: by GPU memory ([`decide`]), then by count, then by host memory,
+/// the least recently used idle model each time. When nothing idle is left, the count makes the
+/// request wait while host memory does not (the estimate is rough, and a load that really does
+/// not fit fails cleanly).
+pub fn make_room(
+    devices: &[DeviceInfo],
+    loaded: &[Loaded],
+    host: &Host,
+    needs: &Needs,
+    ask: &Ask,
+    config: &GpuConfig,
+) -> Room {
+    let estimate = needs.bytes(config.kv_cache_type);
+    let mut available = host.available.unwrap_or(u64::MAX);
+    let mut evict: Vec<(usize, &'static str)> = Vec::new();
+    loop {
+        let staying: Vec<(usize, &Loaded)> =
+            loaded.iter().enumerate().filter(|(i, _)| !evict.iter().any(|(e, _)| e == i)).collect();
+        let gpus = Gpu::from_devices(devices, |id| staying.iter().map(|(_, l)| l.held_on(id)).sum());
+        let described: Vec<Loaded> = staying.iter().map(|(_, l)| (*l).clone()).collect();
+        let over_count = staying.len() >= host.max_loaded;
+        let (victim, why) = match decide(&gpus, &described, needs, ask, config) {
+            Decision::Wait => return Room::Wait,
+            Decision::Evict(i) => (staying[i].0, "GPU memory"),
+            Decision::Load(plan) => {
+                // What stays on the host.
+                let over_memory = estimate.saturating_sub(plan.expected_gpu_bytes()) > available;
+                if !over_count && !over_memory {
+                    return Room::Load { plan, evict };
+                }
+                let idle = staying.iter().filter(|(_, l)| l.idle).min_by_key(|(_, l)| l.last_used);
+                match idle {
+                    Some((i, _)) => (*i, if over_count { "count" } else { "memory" }),
+                    None if over_count => return Room::Wait,
+                    None => return Room::Load { plan, evict },
+                }
+            }
+        };
+        available = available.saturating_add(loaded[victim].host_bytes);
+        evict.push((victim, why));
     }
 }
 
@@ -349,10 +464,11 @@ mod tests {
     fn another_model_must_fit_whole_or_an_idle_one_makes_room() {
         // 8 GiB GPU holding a 5 GiB model: 2 GiB room after the margin.
         let gpus = [Gpu { id: "CUDA0".into(), total: 8 * GIB, free: 2 * GIB }];
-        let idle_old = Loaded { gpu_bytes: 5 * GIB, idle: true, last_used: 1 };
-        let idle_new = Loaded { gpu_bytes: GIB, idle: true, last_used: 2 };
-        let busy = Loaded { gpu_bytes: 5 * GIB, idle: false, last_used: 0 };
-        let cpu_only = Loaded { gpu_bytes: 0, idle: true, last_used: 0 };
+        let on_gpu = |bytes| vec![("CUDA0".to_string(), bytes)];
+        let idle_old = Loaded { gpu: on_gpu(5 * GIB), idle: true, last_used: 1, ..Default::default() };
+        let idle_new = Loaded { gpu: on_gpu(GIB), idle: true, last_used: 2, ..Default::default() };
+        let busy = Loaded { gpu: on_gpu(5 * GIB), idle: false, last_used: 0, ..Default::default() };
+        let cpu_only = Loaded { idle: true, last_used: 0, ..Default::default() };
         let config = GpuConfig::default();
         assert_eq!(
             decide(&gpus, &[idle_new.clone(), idle_old.clone()], &llama8b(), &auto(), &config),
@@ -399,5 +515,79 @@ mod tests {
             [dev("CPU", DeviceKind::Cpu), dev("CUDA0", DeviceKind::Gpu), dev("Vulkan0", DeviceKind::IntegratedGpu)];
         let gpus = Gpu::from_devices(&devices, |id| if id == "CUDA0" { 4 * GIB } else { 0 });
         assert_eq!(gpus, vec![Gpu { id: "CUDA0".into(), total: 10 * GIB, free: 5 * GIB }]);
+    }
+
+    #[test]
+    fn parallelism_follows_memory() {
+        let bytes = |p: u32| 1000 + 500 * u64::from(p);
+        assert_eq!(auto_parallel(bytes, None), 4);
+        assert_eq!(auto_parallel(bytes, Some(10_000)), 4);
+        assert_eq!(auto_parallel(bytes, Some(2_700)), 2);
+        assert_eq!(auto_parallel(bytes, Some(1_000)), 1);
+        let gpus = [gpu("CUDA0", 10), gpu("CUDA1", 4)];
+        let config = GpuConfig { overhead: GIB, ..Default::default() };
+        assert_eq!(gpu_room(&gpus, -1, &config), 8 * GIB + 2 * GIB, "the margin and overhead stay free");
+        assert_eq!(gpu_room(&gpus, 0, &config), 0, "num_gpu 0 uses no GPU");
+    }
+
+    /// Host-side room, on a machine without GPUs: by count, then by memory, idle models least
+    /// recently used first; the count waits for a busy model, memory does not.
+    #[test]
+    fn making_room_on_the_host() {
+        let model = Needs { weights: 4 * GIB, kv_elements: 0, layers: 32 };
+        let resident = |host_gib: u64, idle: bool, last_used: u64| Loaded {
+            host_bytes: host_gib * GIB,
+            idle,
+            last_used,
+            ..Default::default()
+        };
+        let config = GpuConfig::default();
+        let host = |available_gib: u64, max_loaded: usize| Host { available: Some(available_gib * GIB), max_loaded };
+        let room = |loaded: &[Loaded], host: Host| match make_room(&[], loaded, &host, &model, &auto(), &config) {
+            Room::Load { evict, .. } => Some(evict),
+            Room::Wait => None,
+        };
+        let (old, new, busy) = (resident(3, true, 1), resident(3, true, 2), resident(3, false, 0));
+        assert_eq!(room(&[old.clone(), new.clone()], host(16, 3)), Some(vec![]));
+        assert_eq!(room(&[new.clone(), old.clone()], host(16, 2)), Some(vec![(1, "count")]));
+        assert_eq!(room(std::slice::from_ref(&busy), host(16, 1)), None, "over the count with nothing idle: wait");
+        // 4 GiB needed, 2 available: the oldest idle one goes; then 5 are, enough.
+        assert_eq!(room(&[new.clone(), old.clone()], host(2, 3)), Some(vec![(1, "memory")]));
+        // Nothing available: both idle ones go, oldest first; the busy one stays.
+        assert_eq!(
+            room(&[new.clone(), busy.clone(), old.clone()], host(0, 4)),
+            Some(vec![(2, "memory"), (0, "memory")])
+        );
+        // Short of memory with nothing idle: load anyway.
+        assert_eq!(room(&[busy], host(1, 3)), Some(vec![]));
+        // Unknown host memory never evicts.
+        let unknown = Host { available: None, max_loaded: 3 };
+        assert_eq!(room(&[old], unknown), Some(vec![]));
+    }
+
+    /// GPU room first: a model that does not fit beside an idle one on the GPU unloads it, and
+    /// what it held comes off the devices before the plan is made.
+    #[test]
+    fn making_room_on_a_gpu() {
+        use corral_types::runner::{DeviceInfo, DeviceKind};
+        let devices = [DeviceInfo {
+            id: "CUDA0".into(),
+            description: String::new(),
+            kind: DeviceKind::Gpu,
+            total_bytes: 8 * GIB,
+            free_bytes: 8 * GIB,
+        }];
+        let holder = |last_used| Loaded { gpu: vec![("CUDA0".into(), 5 * GIB)], host_bytes: 0, idle: true, last_used };
+        let host = Host { available: Some(64 * GIB), max_loaded: 3 };
+        let config = GpuConfig::default();
+        match make_room(&devices, &[holder(1)], &host, &llama8b(), &auto(), &config) {
+            Room::Load { plan, evict } => {
+                assert_eq!(evict, vec![(0, "GPU memory")]);
+                assert!(plan.fits(), "the whole model goes on the GPU once it is free: {plan:?}");
+            }
+            Room::Wait => panic!("an idle holder makes room"),
+        }
+        let busy = Loaded { idle: false, ..holder(1) };
+        assert_eq!(make_room(&devices, &[busy], &host, &llama8b(), &auto(), &config), Room::Wait);
     }
 }

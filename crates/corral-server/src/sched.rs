@@ -21,7 +21,7 @@ use corral_types::runner::{DeviceInfo, LoadOptions};
 use tokio::sync::Notify;
 
 use crate::backend::Backend;
-use crate::placement::{self, Decision, GpuConfig};
+use crate::placement::{self, GpuConfig};
 use crate::runner::{Runner, RunnerError};
 
 /// Scheduler settings.
@@ -268,47 +268,34 @@ impl Scheduler {
         if slots.iter().any(|s| matches!(s.state, State::Loading) && s.serves(&req.options)) {
             return Step::Wait;
         }
-        // Make room: by count, by GPU memory (see `placement`), then by host memory, evicting
+        // Make room (see `placement::make_room`): by GPU memory, count and host memory, evicting
         // idle runners least recently used first.
-        let mut available = self.available_memory().unwrap_or(u64::MAX);
-        let plan = loop {
-            let over_count = slots.len() >= self.max_loaded();
-            let (victim, why) = match self.gpu_decision(&slots, req, now) {
-                Decision::Wait => return Step::Wait,
-                Decision::Evict(i) => (Some(i), "GPU memory"),
-                Decision::Load(plan) => {
-                    // What stays on the host.
-                    let host = req.estimate.saturating_sub(plan.expected_gpu_bytes());
-                    let over_memory = host > available;
-                    if !over_count && !over_memory {
-                        break plan;
-                    }
-                    let victim = slots
-                        .iter()
-                        .enumerate()
-                        .filter(|(_, s)| s.refs == 0 && matches!(s.state, State::Ready(_)))
-                        .min_by_key(|(_, s)| s.last_used)
-                        .map(|(i, _)| i);
-                    match victim {
-                        Some(i) => (Some(i), if over_count { "count" } else { "memory" }),
-                        // Nothing idle to evict: wait if it is the count; try anyway if it is
-                        // memory (the estimate is rough, and the load fails cleanly if it really
-                        // does not fit).
-                        None if over_count => return Step::Wait,
-                        None => break plan,
-                    }
-                }
+        let loaded: Vec<placement::Loaded> = slots
+            .iter()
+            .map(|s| placement::Loaded {
+                gpu: self.config.devices.iter().map(|d| (d.id.clone(), s.gpu_bytes(&d.id))).collect(),
+                host_bytes: s.request.estimate.saturating_sub(s.runner().map_or(0, |r| r.info.gpu_bytes())),
+                idle: s.refs == 0 && s.runner().is_some(),
+                last_used: u64::MAX
+                    - now.saturating_duration_since(s.last_used).as_nanos().min(u64::MAX as u128) as u64,
+            })
+            .collect();
+        let host = placement::Host { available: self.available_memory(), max_loaded: self.max_loaded() };
+        let ask = placement::Ask { num_gpu: req.options.num_gpu, main_gpu: req.options.main_gpu };
+        let (plan, mut evict) =
+            match placement::make_room(&self.config.devices, &loaded, &host, &req.needs, &ask, &self.config.gpu) {
+                placement::Room::Wait => return Step::Wait,
+                placement::Room::Load { plan, evict } => (plan, evict),
             };
-            if let Some(i) = victim {
-                let s = slots.remove(i);
-                tracing::info!(model = %s.request.name, reason = why, "evicting model to make room");
-                let gpu = s.runner().map_or(0, |r| r.info.gpu_bytes());
-                available = available.saturating_add(s.request.estimate.saturating_sub(gpu));
-                if let Some(r) = s.runner() {
-                    r.kill();
-                }
+        // Highest index first, so that the others stay where they are.
+        evict.sort_by_key(|(i, _)| std::cmp::Reverse(*i));
+        for (i, why) in evict {
+            let s = slots.remove(i);
+            tracing::info!(model = %s.request.name, reason = why, "evicting model to make room");
+            if let Some(r) = s.runner() {
+                r.kill();
             }
-        };
+        }
         let gpus = self.gpus(&slots);
         let planned =
             gpus.iter().zip(&plan.expected).map(|(g, b)| (g.id.clone(), *b)).filter(|(_, b)| *b > 0).collect();
@@ -334,21 +321,6 @@ impl Scheduler {
     /// The GPUs with what loaded and loading runners hold taken off.
     fn gpus(&self, slots: &[Slot]) -> Vec<placement::Gpu> {
         placement::Gpu::from_devices(&self.config.devices, |id| slots.iter().map(|s| s.gpu_bytes(id)).sum())
-    }
-
-    /// Whether `req` may load now as far as GPU memory goes, or who must make room.
-    fn gpu_decision(&self, slots: &[Slot], req: &LoadRequest, now: Instant) -> Decision {
-        let loaded: Vec<placement::Loaded> = slots
-            .iter()
-            .map(|s| placement::Loaded {
-                gpu_bytes: self.config.devices.iter().map(|d| s.gpu_bytes(&d.id)).sum(),
-                idle: s.refs == 0 && s.runner().is_some(),
-                last_used: u64::MAX
-                    - now.saturating_duration_since(s.last_used).as_nanos().min(u64::MAX as u128) as u64,
-            })
-            .collect();
-        let ask = placement::Ask { num_gpu: req.options.num_gpu, main_gpu: req.options.main_gpu };
-        placement::decide(&self.gpus(slots), &loaded, &req.needs, &ask, &self.config.gpu)
     }
 
     /// Starts the runner of slot `id` with `options` (the request's, with the placement filled in).

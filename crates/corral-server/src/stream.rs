@@ -1,4 +1,7 @@
-//! Streaming progress as NDJSON, or, with `"stream": false`, only the last line.
+//! Streamed bodies: progress as NDJSON (or, with `"stream": false`, only the last line), and
+//! answers, whose events each protocol turns into body pieces with its own [`Encode`]r (Ollama's
+//! NDJSON chunks, OpenAI's SSE chunks, Anthropic's and the Responses API's named SSE events).
+//! The encoders are plain values, so their output is snapshot-tested without a server.
 
 use axum::body::Body;
 use axum::http::{header, StatusCode};
@@ -8,7 +11,7 @@ use corral_types::api::{ErrorResponse, ProgressResponse};
 use futures_util::stream;
 use tokio::sync::mpsc;
 
-use crate::infer::answer::{Answer, Event};
+use crate::infer::answer::{Answer, AnswerEvent};
 use crate::ApiError;
 
 /// A unit of blocking work that reports progress through the callback.
@@ -101,15 +104,17 @@ pub(crate) enum Framing {
     Sse,
 }
 
-/// Streams an answer: `encode` turns each event into body pieces (lines or SSE events), and is
-/// called once more with `None` after the last event. The body polls the answer itself, with no
-/// task and channel between them: each token would cost one more wake-up on its way out. A client
-/// that disconnects drops the body and with it the answer, which stops the runner's work on it.
-pub(crate) fn answer_stream(
-    answer: Answer,
-    framing: Framing,
-    encode: impl FnMut(Option<Event>) -> Vec<String> + Send + 'static,
-) -> Response {
+/// One protocol's way of writing a streamed answer.
+pub(crate) trait Encode: Send + 'static {
+    /// The body pieces (lines or SSE events) for one event; called once more with `None` after
+    /// the last event.
+    fn encode(&mut self, event: Option<AnswerEvent>) -> Vec<String>;
+}
+
+/// Streams an answer through `encoder`. The body polls the answer itself, with no task and
+/// channel between them: each token would cost one more wake-up on its way out. A client that
+/// disconnects drops the body and with it the answer, which stops the runner's work on it.
+pub(crate) fn answer_stream(answer: Answer, framing: Framing, encode: impl Encode) -> Response {
     struct State<E> {
         answer: Answer,
         encode: E,
@@ -127,7 +132,7 @@ pub(crate) fn answer_stream(
             }
             let event = s.answer.next().await;
             s.ended = event.is_none();
-            s.pieces = (s.encode)(event).into_iter();
+            s.pieces = s.encode.encode(event).into_iter();
         }
     });
     let content_type = match framing {
@@ -143,5 +148,64 @@ pub(crate) fn sse<T: serde::Serialize>(event: Option<&str>, data: &T) -> String 
     match event {
         Some(name) => format!("event: {name}\ndata: {data}\n\n"),
         None => format!("data: {data}\n\n"),
+    }
+}
+
+/// Test helpers: the pieces an encoder writes for a sequence of events, as one text.
+#[cfg(test)]
+pub(crate) mod testing {
+    use super::Encode;
+    use crate::infer::answer::{AnswerEvent, Delta, Finish};
+    use corral_types::api::{FunctionCall, ToolCall};
+    use corral_types::runner::{DoneReason, Usage};
+
+    /// Every piece `encoder` writes for `events` and the final `None`.
+    pub fn encode_all(mut encoder: impl Encode, events: Vec<AnswerEvent>) -> String {
+        let mut out = String::new();
+        for e in events.into_iter().map(Some).chain([None]) {
+            out.extend(encoder.encode(e));
+        }
+        out
+    }
+
+    pub fn text(content: &str) -> AnswerEvent {
+        AnswerEvent::Delta(Delta { content: content.into(), ..Default::default() })
+    }
+
+    pub fn thinking(thinking: &str) -> AnswerEvent {
+        AnswerEvent::Delta(Delta { thinking: thinking.into(), ..Default::default() })
+    }
+
+    /// A delta with one tool call, `index`-th of the answer.
+    pub fn call(index: usize, name: &str, arguments: serde_json::Value) -> AnswerEvent {
+        let function =
+            FunctionCall { name: name.into(), arguments: arguments.as_object().cloned().unwrap_or_default() };
+        AnswerEvent::Delta(Delta {
+            calls: vec![ToolCall::new(format!("call_{index:08x}"), index, function)],
+            ..Default::default()
+        })
+    }
+
+    /// An answer that thinks, writes, calls a tool and stops.
+    pub fn answer_with_a_call() -> Vec<AnswerEvent> {
+        vec![
+            thinking("Hmm."),
+            text("Hello"),
+            call(0, "get_weather", serde_json::json!({"city": "Paris"})),
+            done(DoneReason::Stop),
+        ]
+    }
+
+    /// The end: 7 prompt tokens (2 of them cached), 3 generated, fixed timings.
+    pub fn done(reason: DoneReason) -> AnswerEvent {
+        let usage = Usage {
+            prompt_tokens: 5,
+            prompt_ns: 1_000_000,
+            generated_tokens: 3,
+            generation_ns: 3_000_000,
+            cached_tokens: 2,
+            ..Default::default()
+        };
+        AnswerEvent::Done(Finish { reason, usage, tokens: vec![1, 2, 3] })
     }
 }

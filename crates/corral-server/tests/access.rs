@@ -228,3 +228,28 @@ async fn shutdown_ends_answers_still_running_at_the_deadline_with_an_error() {
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
     assert_eq!(h.backend.running(), 0);
 }
+
+/// Issue 27: the error shape is the route group's, whoever answers: the API-key middleware, the
+/// body extractor (a body that is no JSON) or the handler; unknown paths still need a key.
+#[tokio::test]
+async fn errors_take_the_shape_of_their_route_group() {
+    let h = Harness::new(|c| c.api_keys = ApiKeys::new(["k1"]));
+    let (status, headers, _) = answer(h.send("GET", "/no/such/path", Body::empty()).await).await;
+    assert_eq!((status, &headers["www-authenticate"]), (StatusCode::UNAUTHORIZED, &"Bearer".parse().unwrap()));
+    let key = [("authorization", "Bearer k1")];
+    let resp = h.send_with("GET", "/no/such/path", &key, Body::empty()).await;
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    for (path, shape) in [("/api/chat", "native"), ("/v1/chat/completions", "openai"), ("/v1/messages", "anthropic")] {
+        let (status, _, v) = answer(h.send_with("POST", path, &key, Body::from("{not json")).await).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {v}");
+        match shape {
+            "native" => assert!(v["error"].is_string(), "{path}: {v}"),
+            "openai" => assert_eq!(v["error"]["type"], "invalid_request_error", "{path}: {v}"),
+            _ => assert_eq!(
+                (v["type"].as_str(), v["error"]["type"].as_str()),
+                (Some("error"), Some("invalid_request_error")),
+                "{v}"
+            ),
+        }
+    }
+}

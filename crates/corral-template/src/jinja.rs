@@ -173,7 +173,7 @@ fn message_json(m: &Message) -> Json {
         obj.insert("reasoning_content".into(), t.clone().into());
     }
     if let Some(calls) = &m.tool_calls {
-        obj.insert("tool_calls".into(), Json::Array(calls.clone()));
+        obj.insert("tool_calls".into(), serde_json::to_value(calls).unwrap_or_default());
     }
     if let Some(n) = &m.tool_name {
         obj.insert("name".into(), n.clone().into());

@@ -156,7 +156,10 @@ mod tests {
             eos: "</s>".into(),
         };
         let mut call = Message::new("assistant", "");
-        call.tool_calls = Some(vec![serde_json::json!({"function": {"name": "weather", "arguments": {}}})]);
+        call.tool_calls =
+            Some(vec![
+                serde_json::from_value(serde_json::json!({"function": {"name": "weather", "arguments": {}}})).unwrap()
+            ]);
         let job = RenderJob {
             template,
             messages: vec![Message::new("user", "Hi"), call],

@@ -16,11 +16,16 @@ pub struct ErrorResponse {
     pub error: String,
 }
 
-/// `GET /api/version`.
+/// `GET /api/version`: the version of Ollama's API the server speaks (Corral answers the Ollama
+/// release it implements, since clients compare this number with the one they need).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct VersionResponse {
     pub version: String,
 }
+
+/// The header of a Corral server's `/api/version` answer that carries Corral's own version (an
+/// Ollama server has none).
+pub const CORRAL_VERSION_HEADER: &str = "x-corral-version";
 
 /// The `details` object of list, show and ps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -68,11 +73,87 @@ pub struct Message {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub images: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<Value>>,
+    pub tool_calls: Option<Vec<ToolCall>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_name: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tool_call_id: Option<String>,
+}
+
+/// A function a model called: what the output parser reads from the answer and every protocol
+/// writes in its own shape.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FunctionCall {
+    pub name: String,
+    /// Always a JSON object (protocols that send a string are decoded at their edge).
+    pub arguments: Map<String, Value>,
+}
+
+/// A tool call of a message or an answer: its function call, its place among the message's
+/// calls, and the id that protocols tie results to (absent in native requests that send none).
+///
+/// On the wire it is Ollama's `{"id"?, "function": {"index", "name", "arguments"}}`, `index`
+/// always written; on input a missing `index`, `name` or `arguments` (or a null one) is 0, "" or
+/// `{}`, as Go's decoder leaves them.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(from = "NativeToolCall", into = "NativeToolCall")]
+pub struct ToolCall {
+    pub id: Option<String>,
+    pub index: usize,
+    pub function: FunctionCall,
+}
+
+/// [`ToolCall`] as Ollama's JSON nests it.
+#[derive(Clone, Serialize, Deserialize)]
+struct NativeToolCall {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    id: Option<String>,
+    #[serde(default)]
+    function: NativeFunction,
+}
+
+#[derive(Clone, Default, Serialize, Deserialize)]
+struct NativeFunction {
+    #[serde(default, deserialize_with = "null_as_default")]
+    index: usize,
+    #[serde(default, deserialize_with = "null_as_default")]
+    name: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    arguments: Map<String, Value>,
+}
+
+fn null_as_default<'de, D, T>(d: D) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Default + Deserialize<'de>,
+{
+    Ok(Option::<T>::deserialize(d)?.unwrap_or_default())
+}
+
+impl From<NativeToolCall> for ToolCall {
+    fn from(n: NativeToolCall) -> Self {
+        let NativeFunction { index, name, arguments } = n.function;
+        ToolCall { id: n.id, index, function: FunctionCall { name, arguments } }
+    }
+}
+
+impl From<ToolCall> for NativeToolCall {
+    fn from(c: ToolCall) -> Self {
+        let FunctionCall { name, arguments } = c.function;
+        NativeToolCall { id: c.id, function: NativeFunction { index: c.index, name, arguments } }
+    }
+}
+
+impl ToolCall {
+    /// A call with an id, `index`-th in its message.
+    pub fn new(id: impl Into<String>, index: usize, function: FunctionCall) -> Self {
+        ToolCall { id: Some(id.into()), index, function }
+    }
+
+    /// The arguments as a JSON string (OpenAI's and the Responses API's form).
+    pub fn arguments_json(&self) -> String {
+        serde_json::to_string(&self.function.arguments).unwrap_or_else(|_| "{}".into())
+    }
 }
 
 impl Message {
@@ -425,4 +506,41 @@ pub struct TransferRequest {
     pub insecure: bool,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stream: Option<bool>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn tool_calls_have_ollamas_shape() {
+        let call = ToolCall::new(
+            "call_1",
+            2,
+            FunctionCall {
+                name: "get_weather".into(),
+                arguments: json!({"city": "Paris"}).as_object().unwrap().clone(),
+            },
+        );
+        let wire = serde_json::to_value(&call).unwrap();
+        assert_eq!(
+            wire,
+            json!({"id": "call_1", "function": {"index": 2, "name": "get_weather", "arguments": {"city": "Paris"}}})
+        );
+        assert_eq!(serde_json::from_value::<ToolCall>(wire).unwrap(), call);
+        assert_eq!(call.arguments_json(), r#"{"city":"Paris"}"#);
+        // What clients send: no id, no index, sometimes no or null arguments; `index` is always written.
+        let sent: ToolCall = serde_json::from_value(json!({"function": {"name": "f", "arguments": null}})).unwrap();
+        assert_eq!(
+            sent,
+            ToolCall { id: None, index: 0, function: FunctionCall { name: "f".into(), ..Default::default() } }
+        );
+        assert_eq!(
+            serde_json::to_value(&sent).unwrap(),
+            json!({"function": {"index": 0, "name": "f", "arguments": {}}})
+        );
+        // Arguments that are no object are refused, as Ollama's decoder refuses them.
+        assert!(serde_json::from_value::<ToolCall>(json!({"function": {"name": "f", "arguments": "{}"}})).is_err());
+    }
 }

@@ -13,6 +13,10 @@ pub enum KeepAlive {
 }
 
 /// Parses Go's `time.ParseDuration` syntax into signed nanoseconds.
+///
+/// Hand-written on purpose: `keep_alive` must accept exactly what Ollama (Go) accepts and give
+/// Go's error text, and no Rust duration crate reads that grammar (`humantime` takes spaces and
+/// days, and refuses `1.5h` and a sign).
 pub fn parse_go_duration(s: &str) -> Result<i128, String> {
     let err = || format!("time: invalid duration {s:?}");
     let (neg, mut rest) = match s.strip_prefix('-') {

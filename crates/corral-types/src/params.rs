@@ -3,6 +3,12 @@
 //!
 //! Values are normalised to JSON (`i64`, `f64`, `bool`, or an array of strings for `stop`), which is
 //! also how Ollama stores them in a model's params layer.
+//!
+//! One table ([`parameters!`]) is the source of every name: it defines [`PARAMETERS`] (what a
+//! Modelfile and a request may set, with types) and [`Options`] (the typed values a layer sets),
+//! so a parameter cannot exist in one and be missing from the other. The server turns `Options`
+//! into the runner's options with a destructuring that names every field, so a new parameter
+//! that reaches no runner option does not compile either.
 
 use serde_json::{Map, Number, Value};
 
@@ -28,29 +34,101 @@ impl ParamType {
     }
 }
 
-/// Every valid parameter name and its type, in the order of Ollama's `api.Options`.
-pub const PARAMETERS: &[(&str, ParamType)] = &[
-    ("num_keep", ParamType::Int),
-    ("seed", ParamType::Int),
-    ("num_predict", ParamType::Int),
-    ("top_k", ParamType::Int),
-    ("top_p", ParamType::Float),
-    ("min_p", ParamType::Float),
-    ("typical_p", ParamType::Float),
-    ("repeat_last_n", ParamType::Int),
-    ("temperature", ParamType::Float),
-    ("repeat_penalty", ParamType::Float),
-    ("presence_penalty", ParamType::Float),
-    ("frequency_penalty", ParamType::Float),
-    ("stop", ParamType::StringList),
-    ("num_ctx", ParamType::Int),
-    ("num_batch", ParamType::Int),
-    ("num_gpu", ParamType::Int),
-    ("main_gpu", ParamType::Int),
-    ("use_mmap", ParamType::Bool),
-    ("num_thread", ParamType::Int),
-    ("draft_num_predict", ParamType::Int),
-];
+/// The Rust type that holds a value of each [`ParamType`].
+macro_rules! param_value_type {
+    (Int) => { i64 };
+    (Float) => { f32 };
+    (Bool) => { bool };
+    (StringList) => { Vec<String> };
+}
+
+/// Defines, from one list of `name: Type`, the [`PARAMETERS`] table and the [`Options`] struct
+/// with one optional field per parameter, its JSON reading and its layering.
+macro_rules! parameters {
+    ($($(#[doc = $doc:expr])* $name:ident: $kind:ident,)*) => {
+        /// Every valid parameter name and its type, in the order of Ollama's `api.Options`.
+        pub const PARAMETERS: &[(&str, ParamType)] = &[$((stringify!($name), ParamType::$kind),)*];
+
+        /// Option values set by one layer: the model's PARAMETERs, or a request's `options`. An
+        /// unset field falls through to the layer below ([`Options::over`]), and at the bottom to
+        /// Ollama's defaults (in the server, where the runner's options are made).
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct Options {
+            $($(#[doc = $doc])* pub $name: Option<param_value_type!($kind)>,)*
+        }
+
+        impl Options {
+            /// From JSON values whose types were checked ([`check_json_options`]); a model's
+            /// stored PARAMETERs are trusted as far as their types allow (a value of the wrong
+            /// type is as if unset). Names that are no parameter were dropped by the check.
+            pub fn from_json(map: &Map<String, Value>) -> Options {
+                Options { $($name: map.get(stringify!($name)).and_then(ParamValue::from_json),)* }
+            }
+
+            /// This layer over `base`: its set values win.
+            pub fn over(self, base: Options) -> Options {
+                Options { $($name: self.$name.or(base.$name),)* }
+            }
+        }
+    };
+}
+
+parameters! {
+    /// Tokens kept from the start when the context shifts; -1 keeps the whole prompt.
+    num_keep: Int,
+    /// Negative: a random seed.
+    seed: Int,
+    /// Zero or negative: no limit.
+    num_predict: Int,
+    top_k: Int,
+    top_p: Float,
+    min_p: Float,
+    typical_p: Float,
+    repeat_last_n: Int,
+    temperature: Float,
+    repeat_penalty: Float,
+    presence_penalty: Float,
+    frequency_penalty: Float,
+    stop: StringList,
+    num_ctx: Int,
+    num_batch: Int,
+    /// -1: as many layers as fit.
+    num_gpu: Int,
+    main_gpu: Int,
+    use_mmap: Bool,
+    num_thread: Int,
+    /// Most tokens drafted per step for speculative decoding; 0 turns it off.
+    draft_num_predict: Int,
+}
+
+/// A typed value read from checked JSON.
+trait ParamValue: Sized {
+    fn from_json(v: &Value) -> Option<Self>;
+}
+
+impl ParamValue for i64 {
+    fn from_json(v: &Value) -> Option<i64> {
+        v.as_i64().or_else(|| v.as_f64().map(|f| f as i64))
+    }
+}
+
+impl ParamValue for f32 {
+    fn from_json(v: &Value) -> Option<f32> {
+        v.as_f64().map(|f| f as f32)
+    }
+}
+
+impl ParamValue for bool {
+    fn from_json(v: &Value) -> Option<bool> {
+        v.as_bool()
+    }
+}
+
+impl ParamValue for Vec<String> {
+    fn from_json(v: &Value) -> Option<Vec<String>> {
+        v.as_array().map(|a| a.iter().filter_map(|s| s.as_str().map(String::from)).collect())
+    }
+}
 
 /// Parameters Ollama once had. A Modelfile that sets one gets a warning and the line is ignored.
 pub const DEPRECATED: &[&str] = &[
@@ -219,6 +297,34 @@ mod tests {
     #[test]
     fn twenty_parameters() {
         assert_eq!(PARAMETERS.len(), 20);
+    }
+
+    /// Every parameter a Modelfile may set lands in its own field of [`Options`], typed, and a
+    /// layer's set values win over the one below.
+    #[test]
+    fn every_parameter_reaches_its_options_field() {
+        for &(name, ty) in PARAMETERS {
+            let raw = match ty {
+                ParamType::Int => "7",
+                ParamType::Float => "0.25",
+                ParamType::Bool => "false",
+                ParamType::StringList => "END",
+            };
+            let mut map = Map::new();
+            insert_text_param(&mut map, name, raw).unwrap();
+            let set = Options::from_json(&map);
+            assert_ne!(set, Options::default(), "{name} was dropped");
+            let debug = format!("{set:?}");
+            let expected = match ty {
+                ParamType::Int => format!("{name}: Some(7)"),
+                ParamType::Float => format!("{name}: Some(0.25)"),
+                ParamType::Bool => format!("{name}: Some(false)"),
+                ParamType::StringList => format!("{name}: Some([\"END\"])"),
+            };
+            assert!(debug.contains(&expected), "{name}: {debug}");
+            assert_eq!(set.clone().over(Options::default()), set);
+            assert_eq!(Options::default().over(set.clone()), set);
+        }
     }
 
     #[test]

@@ -15,6 +15,8 @@ pub const OLLAMA_ORIGINS: &str = "OLLAMA_ORIGINS";
 pub const OLLAMA_NOPRUNE: &str = "OLLAMA_NOPRUNE";
 /// Debug logging.
 pub const OLLAMA_DEBUG: &str = "OLLAMA_DEBUG";
+/// A full `tracing` filter for the server's log (wins over `OLLAMA_DEBUG`).
+pub const CORRAL_LOG: &str = "CORRAL_LOG";
 /// Default keep-alive of loaded models.
 pub const OLLAMA_KEEP_ALIVE: &str = "OLLAMA_KEEP_ALIVE";
 /// Default context length.
@@ -76,6 +78,8 @@ pub struct Settings {
     pub origins: Vec<String>,
     pub noprune: bool,
     pub debug: bool,
+    /// `CORRAL_LOG`, when set: the log filter, in `tracing`'s syntax.
+    pub log_filter: Option<String>,
     pub hostname: Option<String>,
     /// `$HOME`, for `~` in Modelfile paths.
     pub home: Option<PathBuf>,
@@ -273,6 +277,7 @@ impl Settings {
             origins: origins.unwrap_or_default(),
             noprune: env_bool(get(OLLAMA_NOPRUNE)),
             debug: env_bool(get(OLLAMA_DEBUG)),
+            log_filter: get(CORRAL_LOG).filter(|v| !v.trim().is_empty()),
             hostname: hostname(),
             home: get("HOME").map(PathBuf::from),
             no_color: get(NO_COLOR).is_some_and(|v| !v.is_empty()),

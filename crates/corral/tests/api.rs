@@ -29,10 +29,11 @@ fn health_version_and_routing() {
     assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     assert_eq!(resp.text().unwrap(), "Ollama is running");
     assert_eq!(http().head(server.url("/")).send().unwrap().status(), 200);
-    assert_eq!(
-        body(http().get(server.url("/api/version")).send().unwrap()),
-        (StatusCode::OK, json!({"version": "0.1.0"}))
-    );
+    // Issue 27: the body is the Ollama release whose API Corral implements (clients such as Codex
+    // refuse an "Ollama 0.1.0"); Corral's own version is in a header.
+    let resp = http().get(server.url("/api/version")).send().unwrap();
+    assert_eq!(resp.headers()["x-corral-version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(body(resp), (StatusCode::OK, json!({"version": corral_server::OLLAMA_API_VERSION})));
     assert_eq!(body(http().get(server.url("/api/tags")).send().unwrap()), (StatusCode::OK, json!({"models": []})));
     assert_eq!(http().head(server.url("/api/tags")).send().unwrap().status(), 200);
     let resp = http().get(server.url("/api/nope")).send().unwrap();

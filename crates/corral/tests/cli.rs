@@ -261,3 +261,21 @@ fn the_cli_sends_ollama_api_key() {
         "Error: missing API key: send it as 'Authorization: Bearer <key>' or 'x-api-key: <key>'\n"
     );
 }
+
+/// Issue 27: `corral --version` against a Corral server prints the server's own version and the
+/// Ollama API version it answers clients with; the client's only when it differs.
+#[test]
+fn version_names_corral_and_the_ollama_api() {
+    let server = Server::start();
+    let out = server.corral(&["--version"]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(
+        stdout(&out),
+        format!(
+            "corral version is {}\nOllama API version is {}\n",
+            env!("CARGO_PKG_VERSION"),
+            corral_server::OLLAMA_API_VERSION
+        )
+    );
+    assert_eq!(stderr(&out), "");
+}

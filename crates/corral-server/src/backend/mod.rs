@@ -18,10 +18,9 @@
 //! The host's available memory comes from the backend too, so a test decides what "fits".
 
 mod process;
+pub(crate) mod quantize;
 mod scripted;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
 use corral_types::runner::{LoadOptions, RunnerInfo};
@@ -47,7 +46,7 @@ pub struct Link {
 }
 
 /// A boxed future, for a trait that is used as `dyn`.
-pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+pub use futures_util::future::BoxFuture;
 
 /// What runs models for the scheduler.
 pub trait Backend: Send + Sync + 'static {

@@ -9,7 +9,7 @@ use corral_gguf::Gguf;
 use corral_store::{Committed, Store};
 use corral_types::api::ProgressResponse;
 
-use crate::backend::Launcher;
+use super::Launcher;
 use crate::ApiError;
 
 /// A quantization type: how Ollama spells it in progress lines, and llama.cpp's file type.

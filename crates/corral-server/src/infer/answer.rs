@@ -9,44 +9,23 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use corral_types::api::Logprob;
+use corral_types::api::{Logprob, ToolCall};
 use corral_types::runner::{DoneReason, FromRunner, TokenLogprob, Usage};
-use serde_json::{json, Value};
 
-use super::parse::{OutputParser, Piece, ToolCall};
+use super::parse::{OutputParser, Piece};
 use crate::metrics::Metrics;
 use crate::runner::{Completion, RunnerError};
 use crate::sched::Lease;
 use crate::ApiError;
-
-/// A tool call with its place in the answer.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Call {
-    /// `call_<hex>`, for protocols that tie results to calls.
-    pub id: String,
-    /// 0, 1, … in the order of the answer.
-    pub index: usize,
-    pub call: ToolCall,
-}
-
-impl Call {
-    /// Ollama's native shape.
-    pub fn native(&self) -> Value {
-        json!({"id": self.id, "function": {"index": self.index, "name": self.call.name, "arguments": self.call.arguments}})
-    }
-
-    /// The arguments as a JSON string (OpenAI).
-    pub fn arguments_json(&self) -> String {
-        Value::Object(self.call.arguments.clone()).to_string()
-    }
-}
 
 /// Settled output of one or more tokens.
 #[derive(Debug, Clone, Default)]
 pub struct Delta {
     pub content: String,
     pub thinking: String,
-    pub calls: Vec<Call>,
+    /// Every call has an id (`call_<hex>`, for protocols that tie results to calls) and its
+    /// index among the answer's calls.
+    pub calls: Vec<ToolCall>,
     pub logprobs: Vec<Logprob>,
 }
 
@@ -74,7 +53,7 @@ impl Finish {
 }
 
 #[derive(Debug)]
-pub enum Event {
+pub enum AnswerEvent {
     Delta(Delta),
     Done(Finish),
     /// The answer failed (its cause is logged): what to tell the client, with the status it
@@ -93,7 +72,7 @@ pub struct Answer {
     parser: OutputParser,
     lease: Option<Lease>,
     calls: usize,
-    queued: VecDeque<Event>,
+    queued: VecDeque<AnswerEvent>,
     ended: bool,
     /// The runner was asked to stop (the parser has the whole answer).
     stopping: bool,
@@ -156,7 +135,7 @@ impl Answer {
                 Piece::Content(t) => d.content.push_str(&t),
                 Piece::Thinking(t) => d.thinking.push_str(&t),
                 Piece::Call(call) => {
-                    d.calls.push(Call { id: call_id(), index: self.calls, call });
+                    d.calls.push(ToolCall::new(call_id(), self.calls, call));
                     self.calls += 1;
                 }
             }
@@ -165,7 +144,7 @@ impl Answer {
     }
 
     /// The next event; `None` once the answer has ended.
-    pub async fn next(&mut self) -> Option<Event> {
+    pub async fn next(&mut self) -> Option<AnswerEvent> {
         loop {
             if let Some(e) = self.queued.pop_front() {
                 return Some(e);
@@ -189,7 +168,7 @@ impl Answer {
                     }
                     let d = self.delta(pieces, lp.map(logprob).into_iter().collect());
                     if !d.is_empty() {
-                        return Some(Event::Delta(d));
+                        return Some(AnswerEvent::Delta(d));
                     }
                 }
                 Some(FromRunner::Done { reason, usage, tokens, .. }) => {
@@ -199,18 +178,18 @@ impl Answer {
                     let pieces = self.parser.finish();
                     let d = self.delta(pieces, Vec::new());
                     if !d.is_empty() {
-                        self.queued.push_back(Event::Delta(d));
+                        self.queued.push_back(AnswerEvent::Delta(d));
                     }
-                    self.queued.push_back(Event::Done(Finish { reason, usage, tokens }));
+                    self.queued.push_back(AnswerEvent::Done(Finish { reason, usage, tokens }));
                 }
                 Some(FromRunner::Error { error, kind, .. }) => {
                     self.ended = true;
-                    return Some(Event::Error(RunnerError::from_reply(kind, error).into()));
+                    return Some(AnswerEvent::Error(RunnerError::from_reply(kind, error).into()));
                 }
                 Some(_) => {}
                 None => {
                     self.ended = true;
-                    return Some(Event::Error(RunnerError::Stopped.into()));
+                    return Some(AnswerEvent::Error(RunnerError::Stopped.into()));
                 }
             }
         }
@@ -221,14 +200,14 @@ impl Answer {
         let mut all = Collected::default();
         while let Some(e) = self.next().await {
             match e {
-                Event::Delta(d) => {
+                AnswerEvent::Delta(d) => {
                     all.delta.content.push_str(&d.content);
                     all.delta.thinking.push_str(&d.thinking);
                     all.delta.calls.extend(d.calls);
                     all.delta.logprobs.extend(d.logprobs);
                 }
-                Event::Done(f) => all.finish = Some(f),
-                Event::Error(e) => return Err(e),
+                AnswerEvent::Done(f) => all.finish = Some(f),
+                AnswerEvent::Error(e) => return Err(e),
             }
         }
         Ok(all)

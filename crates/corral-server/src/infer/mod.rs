@@ -22,11 +22,11 @@ use std::sync::Arc;
 use corral_gguf::Gguf;
 use corral_store::{Model, ModelError, StoreError};
 use corral_types::duration::KeepAlive;
-use corral_types::runner::KvCacheType;
+use corral_types::manifest::{MEDIA_TYPE_DRAFT, MEDIA_TYPE_MODEL};
 use corral_types::ModelName;
 use serde_json::Value;
 
-use crate::placement::Needs;
+use crate::placement;
 use crate::sched::{Lease, LoadRequest};
 use crate::{ApiError, AppState};
 
@@ -122,41 +122,6 @@ pub fn keep_alive(state: &AppState, v: Option<&Value>) -> Result<KeepAlive, ApiE
     Ok(request::keep_alive(v)?.unwrap_or(state.config.keep_alive))
 }
 
-/// What placement knows of a runner of this model: its weights, KV cache elements for `num_ctx`
-/// positions in each of `parallel` slots, and its blocks.
-fn needs(g: &Gguf, weights_bytes: u64, num_ctx: u32, parallel: u32) -> Needs {
-    let layers = g.arch_u64("block_count").unwrap_or(0);
-    let embd = g.arch_u64("embedding_length").unwrap_or(0);
-    let heads = g.arch_u64("attention.head_count").unwrap_or(1).max(1);
-    let kv_heads = g.arch_u64("attention.head_count_kv").unwrap_or(heads);
-    let kv_elements = 2 * layers * u64::from(num_ctx) * u64::from(parallel) * (embd / heads) * kv_heads;
-    Needs { weights: weights_bytes, kv_elements, layers: u32::try_from(layers).unwrap_or(u32::MAX) }
-}
-
-/// Rough memory a runner of this model needs: the weights plus the KV cache.
-fn estimate(needs: &Needs, kv: KvCacheType) -> u64 {
-    needs.weights.saturating_add(kv.bytes(needs.kv_elements))
-}
-
-/// Sequences decoded together when `OLLAMA_NUM_PARALLEL` is unset: 4, or fewer when a runner
-/// with that many would take more than three quarters of the available memory (`needs(p)` is the
-/// estimate for `p` sequences).
-fn auto_parallel(needs: impl Fn(u32) -> u64, available: Option<u64>) -> u32 {
-    let Some(available) = available else { return 4 };
-    [4, 2].into_iter().find(|p| needs(*p) <= available / 4 * 3).unwrap_or(1)
-}
-
-/// Free memory of the GPUs a model may use (none with `num_gpu` 0), as the probe saw it at start.
-fn gpu_room(state: &AppState, num_gpu: i32) -> u64 {
-    if num_gpu == 0 {
-        return 0;
-    }
-    crate::placement::Gpu::from_devices(&state.config.backends.devices, |_| 0)
-        .iter()
-        .map(|g| g.free.saturating_sub(crate::placement::FIT_MARGIN + state.config.gpu.overhead))
-        .sum()
-}
-
 /// Schedules a runner for `resolved` with `opts`.
 pub async fn acquire(
     state: &AppState,
@@ -164,17 +129,25 @@ pub async fn acquire(
     opts: &options::Effective,
     keep_alive: KeepAlive,
 ) -> Result<Lease, ApiError> {
-    // A draft model's weights count with the model's; its KV cache is counted once the runner
-    // reports what it holds.
-    let size = |path: &str| std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-    let weights = size(&opts.load.model_path) + opts.load.draft_path.as_deref().map_or(0, size);
+    // A draft model's weights count with the model's (their sizes are in the manifest); its KV
+    // cache is counted once the runner reports what it holds.
+    let layer_size = |media_type: &str| {
+        r.model.manifest.layers.iter().rev().find(|l| l.media_type == media_type).map_or(0, |l| l.size)
+    };
+    let draft = if opts.load.draft_path.is_some() { layer_size(MEDIA_TYPE_DRAFT) } else { 0 };
+    let weights = layer_size(MEDIA_TYPE_MODEL) + draft;
     let mut options = opts.load.clone();
-    let kv = state.config.gpu.kv_cache_type;
+    let gpu = &state.config.gpu;
     if options.parallel == 0 {
-        let room = state.scheduler.available_memory().map(|host| host.saturating_add(gpu_room(state, options.num_gpu)));
-        options.parallel = auto_parallel(|p| estimate(&needs(&r.gguf, weights, options.num_ctx, p), kv), room);
+        let gpus = placement::Gpu::from_devices(&state.config.backends.devices, |_| 0);
+        let room = state
+            .scheduler
+            .available_memory()
+            .map(|host| host.saturating_add(placement::gpu_room(&gpus, options.num_gpu, gpu)));
+        let bytes = |p| placement::needs(&r.gguf, weights, options.num_ctx, p).bytes(gpu.kv_cache_type);
+        options.parallel = placement::auto_parallel(bytes, room);
     }
-    let needs = needs(&r.gguf, weights, options.num_ctx, options.parallel);
+    let needs = placement::needs(&r.gguf, weights, options.num_ctx, options.parallel);
     let config = &r.model.config;
     let req = LoadRequest {
         name: r.short_name(),
@@ -187,24 +160,10 @@ pub async fn acquire(
             parameter_size: config.model_type.clone(),
             quantization_level: config.file_type.clone(),
         },
-        estimate: estimate(&needs, kv),
+        estimate: needs.bytes(gpu.kv_cache_type),
         needs,
         options,
         keep_alive,
     };
     Ok(state.scheduler.acquire(req).await?)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parallelism_follows_memory() {
-        let needs = |p: u32| 1000 + 500 * u64::from(p);
-        assert_eq!(auto_parallel(needs, None), 4);
-        assert_eq!(auto_parallel(needs, Some(10_000)), 4);
-        assert_eq!(auto_parallel(needs, Some(2_700)), 2);
-        assert_eq!(auto_parallel(needs, Some(1_000)), 1);
-    }
 }

@@ -16,16 +16,17 @@ use super::answer::Answer;
 use super::options::{self, Effective};
 use super::parse::OutputParser;
 use super::prompt::{fit, Renderer};
-use super::request::{Chat, Generate, Overlay, Settings, Think};
+use super::request::{Chat, Generate, RequestSettings, Think};
 use super::Resolved;
 use crate::names::parse_name;
 use crate::{ApiError, AppState};
+use corral_types::params::Options;
 
 /// Options in effect for `r` with the request's `options` over the model's PARAMETERs.
-pub fn effective(state: &AppState, r: &Resolved, request: &Overlay) -> Result<Effective, ApiError> {
+pub fn resolve_options(state: &AppState, r: &Resolved, request: &Options) -> Result<Effective, ApiError> {
     let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
     let n_ctx_train = r.gguf.arch_u64("context_length").unwrap_or(0) as u32;
-    let layers = request.clone().over(Overlay::from_json(&r.model.parameters));
+    let layers = request.clone().over(Options::from_json(&r.model.parameters));
     let draft = r.model.draft_path.as_ref().map(|p| p.display().to_string());
     let mut eff = options::effective(&r.weights()?, adapters, draft, n_ctx_train, layers, &state.config.defaults);
     if eff.stop.is_empty() {
@@ -34,7 +35,7 @@ pub fn effective(state: &AppState, r: &Resolved, request: &Overlay) -> Result<Ef
     Ok(eff)
 }
 
-fn completion(eff: &Effective, prompt: String, settings: &Settings) -> CompletionRequest {
+fn completion(eff: &Effective, prompt: String, settings: &RequestSettings) -> CompletionRequest {
     CompletionRequest {
         prompt,
         sampling: eff.sampling.clone(),
@@ -50,7 +51,7 @@ fn completion(eff: &Effective, prompt: String, settings: &Settings) -> Completio
 }
 
 /// The model a request names, with its manifest and GGUF header, and the keep-alive in force.
-async fn prelude(state: &AppState, model: &str, settings: &Settings) -> Result<(Resolved, KeepAlive), ApiError> {
+async fn prelude(state: &AppState, model: &str, settings: &RequestSettings) -> Result<(Resolved, KeepAlive), ApiError> {
     let name = parse_name(model)?;
     let resolved = super::resolve(state, &name, model).await?;
     Ok((resolved, settings.keep_alive.unwrap_or(state.config.keep_alive)))
@@ -131,7 +132,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         };
         return Ok(Started::Rendered(prompt));
     }
-    let eff = effective(state, &r, &req.settings.options)?;
+    let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
     timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.prompt.is_empty() {
@@ -220,7 +221,7 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     if req.settings.debug_render_only {
         return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref()).await?));
     }
-    let eff = effective(state, &r, &req.settings.options)?;
+    let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
     timing.load_ns = started.elapsed().as_nanos() as u64;
     if req.messages.is_empty() {
@@ -272,7 +273,7 @@ pub async fn count_chat_tokens(state: &AppState, req: Chat, relax_thinking: bool
     req.check_size()?;
     let (r, keep_alive) = prelude(state, &req.model, &req.settings).await?;
     let plan = plan_chat(state, &r, &req, relax_thinking)?;
-    let eff = effective(state, &r, &req.settings.options)?;
+    let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
     let prompt = plan.renderer.render(&chat_messages(&r, &req), plan.tools.as_ref()).await?;
     Ok(lease.runner.tokenize(&prompt).await?.len())

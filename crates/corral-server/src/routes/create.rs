@@ -11,7 +11,7 @@ use corral_types::api::{model_or_name, CreateRequest, ProgressResponse};
 use corral_types::{params, Digest, Overlay};
 use std::collections::BTreeMap;
 
-use super::quantize::{self, Target};
+use crate::backend::quantize::{self, Target};
 use crate::extract::JsonBody;
 use crate::names::parse_name;
 use crate::stream::{self, Work};

@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use crate::extract::JsonBody;
-use crate::infer::request::Overlay;
-use crate::infer::start::effective;
+use crate::infer::request::request_options;
+use crate::infer::start::resolve_options;
 use crate::infer::{self, Resolved};
 use crate::names::parse_name;
 use crate::{ApiError, AppState};
@@ -42,7 +42,7 @@ async fn embed(
     let keep_alive = infer::keep_alive(state, keep_alive)?;
     let r: Resolved = infer::resolve(state, &name, model).await?;
     r.require("embedding", "embeddings")?;
-    let mut eff = effective(state, &r, &Overlay::from_request(options)?)?;
+    let mut eff = resolve_options(state, &r, &request_options(options)?)?;
     eff.load.embedding = true;
     eff.load.parallel = EMBED_SLOTS;
     let lease = infer::acquire(state, &r, &eff, keep_alive).await?;
@@ -146,30 +146,25 @@ pub(super) struct EmbedBody {
     options: Option<Map<String, Value>>,
 }
 
-pub(super) async fn api_embed(State(state): State<AppState>, JsonBody(req): JsonBody<EmbedBody>) -> Response {
-    let run = async {
-        let started = Instant::now();
-        let texts = inputs(&req.input)?;
-        let dims = dimensions(req.dimensions)?;
-        let e = embed(
-            &state,
-            &req.model,
-            texts,
-            req.truncate.unwrap_or(true),
-            req.keep_alive.as_ref(),
-            req.options.as_ref(),
-        )
-        .await?;
-        let vectors: Vec<Vec<f32>> = e.vectors.into_iter().map(|v| normalise(v, dims)).collect();
-        Ok::<_, ApiError>(Json(EmbedResponse {
-            model: req.model,
-            embeddings: vectors,
-            total_duration: started.elapsed().as_nanos() as u64,
-            load_duration: e.load_ns,
-            prompt_eval_count: e.prompt_tokens,
-        }))
-    };
-    run.await.into_response()
+pub(super) async fn api_embed(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<EmbedBody>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let texts = inputs(&req.input)?;
+    let dims = dimensions(req.dimensions)?;
+    let e =
+        embed(&state, &req.model, texts, req.truncate.unwrap_or(true), req.keep_alive.as_ref(), req.options.as_ref())
+            .await?;
+    let vectors: Vec<Vec<f32>> = e.vectors.into_iter().map(|v| normalise(v, dims)).collect();
+    Ok(Json(EmbedResponse {
+        model: req.model,
+        embeddings: vectors,
+        total_duration: started.elapsed().as_nanos() as u64,
+        load_duration: e.load_ns,
+        prompt_eval_count: e.prompt_tokens,
+    })
+    .into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -183,14 +178,14 @@ pub(super) struct LegacyBody {
 }
 
 /// The legacy endpoint: one prompt, the raw (not normalised) vector.
-pub(super) async fn api_embeddings(State(state): State<AppState>, JsonBody(req): JsonBody<LegacyBody>) -> Response {
-    let run = async {
-        let texts = if req.prompt.is_empty() { Vec::new() } else { vec![req.prompt.clone()] };
-        let e = embed(&state, &req.model, texts, true, req.keep_alive.as_ref(), req.options.as_ref()).await?;
-        let vector: Vec<f64> = e.vectors.into_iter().next().unwrap_or_default().into_iter().map(f64::from).collect();
-        Ok::<_, ApiError>(Json(LegacyResponse { embedding: vector }))
-    };
-    run.await.into_response()
+pub(super) async fn api_embeddings(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<LegacyBody>,
+) -> Result<Response, ApiError> {
+    let texts = if req.prompt.is_empty() { Vec::new() } else { vec![req.prompt.clone()] };
+    let e = embed(&state, &req.model, texts, true, req.keep_alive.as_ref(), req.options.as_ref()).await?;
+    let vector: Vec<f64> = e.vectors.into_iter().next().unwrap_or_default().into_iter().map(f64::from).collect();
+    Ok(Json(LegacyResponse { embedding: vector }).into_response())
 }
 
 #[derive(Debug, Deserialize)]
@@ -206,45 +201,41 @@ pub(super) struct OpenAiBody {
 /// OpenAI's `/v1/embeddings`: vectors as floats or base64 little-endian f32.
 pub(super) async fn openai_embeddings(
     State(state): State<AppState>,
-    body: Result<JsonBody<OpenAiBody>, ApiError>,
-) -> Response {
-    let run = async {
-        let JsonBody(req) = body?;
-        let base64 = match req.encoding_format.as_deref() {
-            None | Some("float") => false,
-            Some("base64") => true,
-            Some(other) => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid value for 'encoding_format' = {other}. Supported values: ['float', 'base64']."
-                )))
-            }
-        };
-        let texts = match &req.input {
-            Value::String(s) => vec![s.clone()],
-            Value::Array(items) if !items.is_empty() => inputs(&req.input)?,
-            _ => return Err(ApiError::bad_request("invalid input")),
-        };
-        let dims = dimensions(req.dimensions)?;
-        let e = embed(&state, &req.model, texts, true, None, None).await?;
-        let data: Vec<OpenAiEmbedding> = e
-            .vectors
-            .into_iter()
-            .enumerate()
-            .map(|(index, v)| {
-                let v = normalise(v, dims);
-                let embedding = if base64 {
-                    let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
-                    Vector::Base64(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes))
-                } else {
-                    Vector::Floats(v)
-                };
-                OpenAiEmbedding { object: "embedding", embedding, index }
-            })
-            .collect();
-        let usage = OpenAiUsage { prompt_tokens: e.prompt_tokens, total_tokens: e.prompt_tokens };
-        Ok(Json(OpenAiEmbeddings { object: "list", data, model: req.model, usage }).into_response())
+    JsonBody(req): JsonBody<OpenAiBody>,
+) -> Result<Response, ApiError> {
+    let base64 = match req.encoding_format.as_deref() {
+        None | Some("float") => false,
+        Some("base64") => true,
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "Invalid value for 'encoding_format' = {other}. Supported values: ['float', 'base64']."
+            )))
+        }
     };
-    run.await.unwrap_or_else(|e| e.respond(crate::error::Protocol::OpenAi))
+    let texts = match &req.input {
+        Value::String(s) => vec![s.clone()],
+        Value::Array(items) if !items.is_empty() => inputs(&req.input)?,
+        _ => return Err(ApiError::bad_request("invalid input")),
+    };
+    let dims = dimensions(req.dimensions)?;
+    let e = embed(&state, &req.model, texts, true, None, None).await?;
+    let data: Vec<OpenAiEmbedding> = e
+        .vectors
+        .into_iter()
+        .enumerate()
+        .map(|(index, v)| {
+            let v = normalise(v, dims);
+            let embedding = if base64 {
+                let bytes: Vec<u8> = v.iter().flat_map(|x| x.to_le_bytes()).collect();
+                Vector::Base64(base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &bytes))
+            } else {
+                Vector::Floats(v)
+            };
+            OpenAiEmbedding { object: "embedding", embedding, index }
+        })
+        .collect();
+    let usage = OpenAiUsage { prompt_tokens: e.prompt_tokens, total_tokens: e.prompt_tokens };
+    Ok(Json(OpenAiEmbeddings { object: "list", data, model: req.model, usage }).into_response())
 }
 
 #[cfg(test)]

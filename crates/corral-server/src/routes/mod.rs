@@ -8,20 +8,26 @@ mod models;
 mod native;
 mod openai;
 mod ps;
-mod quantize;
 mod responses;
 mod transfer;
 
+use axum::handler::Handler;
 use axum::http::{header, StatusCode};
+use axum::middleware::{from_fn_with_state, map_response_with_state};
 use axum::response::IntoResponse;
 use axum::routing::{delete, get, post};
 use axum::{Json, Router};
-use corral_types::api::VersionResponse;
+use corral_types::api::{VersionResponse, CORRAL_VERSION_HEADER};
 
-use crate::{AppState, VERSION};
+use crate::auth::require_key;
+use crate::error::{shape_errors, Protocol};
+use crate::{AppState, OLLAMA_API_VERSION, VERSION};
 
+/// Every route, in three groups by the protocol whose error shape their errors take (chosen
+/// here, once: see `error.rs`). Each group's routes need an API key when keys are set (the
+/// middleware sits inside the group, so a 401 takes the group's shape too), as do unknown paths.
 pub(crate) fn router(state: AppState) -> Router {
-    Router::new()
+    let native = Router::new()
         .route("/", get(root).head(root))
         .route("/api/version", get(version).head(version))
         .route("/api/status", get(status))
@@ -37,17 +43,28 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/embed", post(embed::api_embed))
         .route("/api/embeddings", post(embed::api_embeddings))
-        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/api/pull", post(transfer::pull))
-        .route("/api/push", post(transfer::push))
+        .route("/api/push", post(transfer::push));
+    let openai = Router::new()
+        .route("/v1/embeddings", post(embed::openai_embeddings))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/responses", post(responses::responses))
         .route("/v1/models", get(openai::models))
+        .route("/v1/models/{*model}", get(openai::model));
+    let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages_route))
-        .route("/v1/messages/count_tokens", post(anthropic::count_tokens_route))
-        .route("/v1/models/{*model}", get(openai::model))
-        .fallback(not_found)
+        .route("/v1/messages/count_tokens", post(anthropic::count_tokens_route));
+    let group = |routes: Router<AppState>, protocol: Protocol| {
+        routes
+            .layer(from_fn_with_state(state.clone(), require_key))
+            .layer(map_response_with_state(protocol, shape_errors))
+    };
+    Router::new()
+        .merge(group(native, Protocol::Native))
+        .merge(group(openai, Protocol::OpenAi))
+        .merge(group(anthropic, Protocol::Anthropic))
+        .fallback(not_found.layer(from_fn_with_state(state.clone(), require_key)))
         .with_state(state)
 }
 
@@ -56,8 +73,9 @@ async fn root() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "text/plain; charset=utf-8")], "Ollama is running")
 }
 
-async fn version() -> Json<VersionResponse> {
-    Json(VersionResponse { version: VERSION.to_string() })
+/// Ollama's API version in the body (what clients compare), Corral's own in a header.
+async fn version() -> impl IntoResponse {
+    ([(CORRAL_VERSION_HEADER, VERSION)], Json(VersionResponse { version: OLLAMA_API_VERSION.to_string() }))
 }
 
 /// `GET /api/status`. Ollama's says whether its cloud models (proxied to ollama.com) are turned

@@ -7,16 +7,15 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use chrono::Utc;
-use corral_types::api::{
-    ChatRequest, ChatResponse, ErrorResponse, GenerateRequest, GenerateResponse, Message, Metrics,
-};
+use corral_types::api::{ChatRequest, ChatResponse, GenerateRequest, GenerateResponse, Message, Metrics};
 use serde_json::Value;
 
+use crate::error::Protocol;
 use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Collected, Delta, Event, Finish};
+use crate::infer::answer::{Answer, AnswerEvent, Collected, Delta, Finish};
 use crate::infer::request::{Chat, Generate};
 use crate::infer::start::{start_chat, start_generate, Started, Timing};
-use crate::stream::{answer_stream, to_line, Framing};
+use crate::stream::{answer_stream, to_line, Encode, Framing};
 use crate::{ApiError, AppState};
 
 pub(super) async fn generate(State(state): State<AppState>, JsonBody(req): JsonBody<GenerateRequest>) -> Response {
@@ -112,7 +111,7 @@ impl Reply {
                     role: "assistant".into(),
                     content: delta.content,
                     thinking,
-                    tool_calls: (!delta.calls.is_empty()).then(|| delta.calls.iter().map(|c| c.native()).collect()),
+                    tool_calls: (!delta.calls.is_empty()).then(|| delta.calls.clone()),
                     ..Default::default()
                 },
                 done,
@@ -145,12 +144,22 @@ async fn respond(streaming: bool, reply: Reply, answer: Answer) -> Response {
             Err(e) => e.into_response(),
         };
     }
-    answer_stream(answer, Framing::Ndjson, move |event| match event {
-        Some(Event::Delta(d)) => vec![to_line(&reply.value(d, End::No))],
-        Some(Event::Done(f)) => vec![to_line(&reply.value(Delta::default(), End::After(&f)))],
-        Some(Event::Error(e)) => vec![to_line(&ErrorResponse { error: e.message })],
-        None => Vec::new(),
-    })
+    answer_stream(answer, Framing::Ndjson, Lines(reply))
+}
+
+/// A streamed answer as Ollama's NDJSON chunks: one per delta, a last one with the metrics, or an
+/// error line.
+struct Lines(Reply);
+
+impl Encode for Lines {
+    fn encode(&mut self, event: Option<AnswerEvent>) -> Vec<String> {
+        match event {
+            Some(AnswerEvent::Delta(d)) => vec![to_line(&self.0.value(d, End::No))],
+            Some(AnswerEvent::Done(f)) => vec![to_line(&self.0.value(Delta::default(), End::After(&f)))],
+            Some(AnswerEvent::Error(e)) => vec![to_line(&e.body(Protocol::Native))],
+            None => Vec::new(),
+        }
+    }
 }
 
 /// The `_debug_render_only` answer: the rendered prompt, nothing generated.
@@ -163,4 +172,42 @@ pub(super) fn debug_response(model: &str, chat: bool, prompt: String) -> Respons
         v["response"] = Value::String(String::new());
     }
     axum::Json(v).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stream::testing::{answer_with_a_call, done, encode_all, text};
+    use corral_types::runner::DoneReason;
+    use serde_json::json;
+
+    /// The chunks with what changes from run to run (the time, the total duration) masked.
+    fn lines(kind: Kind, events: Vec<AnswerEvent>) -> String {
+        let reply = Reply { kind, model: "tiny".into(), started: Instant::now(), load_ns: 5 };
+        let text = encode_all(Lines(reply), events);
+        let masked = text.lines().map(|line| {
+            let mut v: Value = serde_json::from_str(line).expect("every line is JSON");
+            for key in ["created_at", "total_duration"] {
+                if v.get(key).is_some() {
+                    v[key] = json!(format!("<{key}>"));
+                }
+            }
+            v.to_string()
+        });
+        masked.collect::<Vec<_>>().join("\n")
+    }
+
+    /// Issue 27: a change of Ollama's stream format shows up as a snapshot diff.
+    #[test]
+    fn chat_chunks() {
+        insta::assert_snapshot!(lines(Kind::Chat, answer_with_a_call()));
+    }
+
+    #[test]
+    fn generate_chunks_and_an_error() {
+        let events = vec![text("Once"), done(DoneReason::Length)];
+        insta::assert_snapshot!(lines(Kind::Generate { context: true }, events));
+        let failed = vec![text("Once"), AnswerEvent::Error(ApiError::server("model runner has unexpectedly stopped"))];
+        insta::assert_snapshot!("generate_error", lines(Kind::Generate { context: true }, failed));
+    }
 }

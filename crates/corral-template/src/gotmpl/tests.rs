@@ -102,7 +102,10 @@ fn llama3_with_tools_and_tool_calls() {
     );
     let tools = json!([{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]);
     let mut call = Message::new("assistant", "");
-    call.tool_calls = Some(vec![json!({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}})]);
+    call.tool_calls = Some(vec![serde_json::from_value(
+        json!({"function": {"name": "get_weather", "arguments": {"city": "Paris"}}}),
+    )
+    .unwrap()]);
     let conversation = vec![Message::new("user", "Weather?"), call, Message::new("tool", "sunny")];
     let out = t.render_chat(&conversation, Some(&tools)).unwrap();
     assert!(out.contains("You are a helpful assistant with tool calling capabilities."), "{out}");

@@ -1,19 +1,27 @@
 //! `list`, `cp`, `rm` and `--version`.
 
 use chrono::Utc;
-use corral_client::{Client, ClientError};
+use corral_client::{Client, ClientError, ServerVersion};
 use corral_types::format::{human_bytes, human_time, processor};
 
 use crate::table;
 
+/// `corral --version`: as Ollama's CLI, the server's version and, when it differs, the client's.
+/// A Corral server has two: its own, and the Ollama API version it answers clients with.
 pub async fn version(client: &Client) -> anyhow::Result<()> {
     let ours = env!("CARGO_PKG_VERSION");
     match client.version().await {
-        Ok(v) => {
-            println!("corral version is {v}");
-            if v != ours {
+        Ok(ServerVersion { api, corral: Some(server) }) => {
+            println!("corral version is {server}");
+            println!("Ollama API version is {api}");
+            if server != ours {
                 eprintln!("Warning: client version is {ours}");
             }
+        }
+        Ok(ServerVersion { api, corral: None }) => {
+            // Another server speaking Ollama's API (Ollama itself).
+            println!("ollama version is {api}");
+            eprintln!("Warning: client version is {ours}");
         }
         Err(_) => {
             eprintln!("Warning: could not connect to a running corral instance");

@@ -115,22 +115,14 @@ impl Printer {
     }
 }
 
+/// Columns of the terminal on stdout; `None` when stdout is not a terminal.
 fn terminal_width() -> Option<usize> {
-    // SAFETY: TIOCGWINSZ fills a winsize struct; stdout is a terminal here.
-    #[repr(C)]
-    struct WinSize {
-        rows: u16,
-        cols: u16,
-        x: u16,
-        y: u16,
-    }
-    extern "C" {
-        fn ioctl(fd: i32, request: u64, ...) -> i32;
-    }
-    const TIOCGWINSZ: u64 = 0x5413;
-    let mut ws = WinSize { rows: 0, cols: 0, x: 0, y: 0 };
-    let ok = unsafe { ioctl(1, TIOCGWINSZ, &mut ws as *mut WinSize) } == 0;
-    (ok && ws.cols > 0).then_some(ws.cols as usize)
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes one `winsize` through the pointer, which points at a live,
+    // writable `winsize` for the whole call; on a descriptor that is not a terminal it fails
+    // (ENOTTY) and writes nothing.
+    let ok = unsafe { libc::ioctl(libc::STDOUT_FILENO, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) } == 0;
+    (ok && ws.ws_col > 0).then_some(usize::from(ws.ws_col))
 }
 
 /// 404 from the server becomes Ollama's hint.

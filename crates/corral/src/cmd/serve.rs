@@ -7,12 +7,18 @@ use tokio::net::TcpListener;
 use crate::settings::Settings;
 
 pub async fn run(settings: Settings) -> anyhow::Result<()> {
-    let filter = if settings.debug { "debug" } else { "info" };
+    let level = if settings.debug { "debug" } else { "info" };
+    // A `CORRAL_LOG` that does not parse falls back to the level, as an unset one does.
+    let filter = settings
+        .log_filter
+        .as_deref()
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| level.into());
     use std::io::IsTerminal;
     tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
         .with_ansi(!settings.no_color && std::io::stderr().is_terminal())
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("CORRAL_LOG").unwrap_or_else(|_| filter.into()))
+        .with_env_filter(filter)
         .init();
 
     let bind = settings.host.bind_addr();
@@ -63,7 +69,11 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     let prune_state = state.clone();
     tokio::task::spawn_blocking(move || corral_server::startup(&prune_state)).await?;
     // Tests and scripts wait for this line to learn the bound port.
-    tracing::info!("Listening on {addr} (version {})", corral_server::VERSION);
+    tracing::info!(
+        "Listening on {addr} (version {}, Ollama API {})",
+        corral_server::VERSION,
+        corral_server::OLLAMA_API_VERSION
+    );
     corral_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped");
     Ok(())

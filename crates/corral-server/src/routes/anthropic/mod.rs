@@ -5,27 +5,25 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::Message;
+use corral_types::api::{FunctionCall, Message, ToolCall};
 use corral_types::runner::DoneReason;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
-use crate::error::Protocol;
 use crate::extract::JsonBody;
-use crate::infer::request::{Chat, Overlay, Settings, Think};
+use crate::infer::request::{Chat, ContentPart, RequestSettings, Think};
 use crate::infer::start::{count_chat_tokens, start_chat, Started};
+use corral_types::params::Options;
+mod events;
 mod wire;
 
-use wire::{Block, BlockDelta, ErrorBody, Event, MessageDelta, Usage};
+use events::MessageEvents;
 
-use crate::infer::answer::{random_hex, Answer, Collected, Delta, Event as AnswerEvent, Finish};
-use crate::stream::{answer_stream, sse, Framing};
+use wire::{Block, Usage};
+
+use crate::infer::answer::{random_hex, Collected, Finish};
+use crate::stream::{answer_stream, Framing};
 use crate::{ApiError, AppState};
-
-/// Anthropic's error shape.
-fn error(e: ApiError) -> Response {
-    e.respond(Protocol::Anthropic)
-}
 
 #[derive(Debug, Deserialize)]
 pub(super) struct MessagesRequest {
@@ -68,6 +66,57 @@ fn text_of(v: &Value) -> String {
     }
 }
 
+/// One content block of a message, as clients send them.
+enum InBlock {
+    Part(ContentPart),
+    Thinking(String),
+    /// Its content is encrypted: dropped.
+    RedactedThinking,
+    ToolUse {
+        id: Option<String>,
+        function: FunctionCall,
+    },
+    /// A tool's result (its text) for the call `id`.
+    ToolResult {
+        id: String,
+        text: String,
+    },
+}
+
+impl InBlock {
+    /// A block by its `type`; an image must be base64 data, any other type is a 400 naming it.
+    fn parse(b: &Value) -> Result<InBlock, ApiError> {
+        let str_of = |key: &str| b.get(key).and_then(Value::as_str).unwrap_or_default().to_string();
+        Ok(match b.get("type").and_then(Value::as_str).unwrap_or_default() {
+            "text" => InBlock::Part(ContentPart::Text(str_of("text"))),
+            "image" => {
+                let source = b.get("source").cloned().unwrap_or_default();
+                let kind = source.get("type").and_then(Value::as_str).unwrap_or_default();
+                if kind != "base64" {
+                    return Err(ApiError::bad_request(format!(
+                        "invalid image source type: {kind}. Only base64 images are supported."
+                    )));
+                }
+                InBlock::Part(ContentPart::Image(source.get("data").and_then(Value::as_str).unwrap_or_default().into()))
+            }
+            "thinking" => InBlock::Thinking(str_of("thinking")),
+            "redacted_thinking" => InBlock::RedactedThinking,
+            "tool_use" => InBlock::ToolUse {
+                id: b.get("id").and_then(Value::as_str).map(String::from),
+                function: FunctionCall {
+                    name: str_of("name"),
+                    arguments: b.get("input").and_then(Value::as_object).cloned().unwrap_or_default(),
+                },
+            },
+            "tool_result" => InBlock::ToolResult {
+                id: str_of("tool_use_id"),
+                text: text_of(b.get("content").unwrap_or(&Value::Null)),
+            },
+            other => return Err(ApiError::bad_request(format!("unsupported content block type: {other:?}"))),
+        })
+    }
+}
+
 /// Anthropic messages as native ones: a user turn's `tool_result` blocks become `tool` messages,
 /// an assistant's `tool_use` blocks its tool calls, `thinking` blocks its thinking.
 fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message>, ApiError> {
@@ -92,43 +141,24 @@ fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message
             }
         };
         let mut msg = Message::new(&role, "");
-        for b in blocks {
-            match b.get("type").and_then(Value::as_str).unwrap_or_default() {
-                "text" => msg.content.push_str(b.get("text").and_then(Value::as_str).unwrap_or_default()),
-                "image" => {
-                    let source = b.get("source").cloned().unwrap_or_default();
-                    let kind = source.get("type").and_then(Value::as_str).unwrap_or_default().to_string();
-                    if kind != "base64" {
-                        return Err(ApiError::bad_request(format!(
-                            "invalid image source type: {kind}. Only base64 images are supported."
-                        )));
+        for block in blocks.iter().map(InBlock::parse) {
+            match block? {
+                InBlock::Part(part) => part.add_to(&mut msg),
+                InBlock::Thinking(t) => msg.thinking.get_or_insert_with(String::new).push_str(&t),
+                InBlock::RedactedThinking => {}
+                InBlock::ToolUse { id, function } => {
+                    if let Some(i) = &id {
+                        names.insert(i.clone(), Value::String(function.name.clone()));
                     }
-                    let data = source.get("data").and_then(Value::as_str).unwrap_or_default().to_string();
-                    msg.images.get_or_insert_with(Vec::new).push(data);
+                    let calls = msg.tool_calls.get_or_insert_with(Vec::new);
+                    calls.push(ToolCall { id, index: calls.len(), function });
                 }
-                "thinking" => {
-                    let t = b.get("thinking").and_then(Value::as_str).unwrap_or_default();
-                    msg.thinking.get_or_insert_with(String::new).push_str(t);
-                }
-                "redacted_thinking" => {}
-                "tool_use" => {
-                    let id = b.get("id").cloned().unwrap_or_default();
-                    let name = b.get("name").cloned().unwrap_or_default();
-                    if let Some(i) = id.as_str() {
-                        names.insert(i.to_string(), name.clone());
-                    }
-                    let input = b.get("input").cloned().filter(Value::is_object).unwrap_or(json!({}));
-                    let call = json!({"id": id, "function": {"name": name, "arguments": input}});
-                    msg.tool_calls.get_or_insert_with(Vec::new).push(call);
-                }
-                "tool_result" => {
-                    let id = b.get("tool_use_id").and_then(Value::as_str).unwrap_or_default();
-                    let mut result = Message::new("tool", &text_of(b.get("content").unwrap_or(&Value::Null)));
-                    result.tool_call_id = Some(id.to_string());
-                    result.tool_name = names.get(id).and_then(Value::as_str).map(String::from);
+                InBlock::ToolResult { id, text } => {
+                    let mut result = Message::new("tool", &text);
+                    result.tool_name = names.get(&id).and_then(Value::as_str).map(String::from);
+                    result.tool_call_id = Some(id);
                     out.push(result);
                 }
-                other => return Err(ApiError::bad_request(format!("unsupported content block type: {other:?}"))),
             }
         }
         if !msg.content.is_empty() || msg.images.is_some() || msg.tool_calls.is_some() || msg.thinking.is_some() {
@@ -148,13 +178,13 @@ fn native(req: MessagesRequest) -> Result<Chat, ApiError> {
     if req.messages.is_empty() {
         return Err(ApiError::bad_request("messages is required"));
     }
-    let options = Overlay {
+    let options = Options {
         num_predict: Some(req.max_tokens),
         temperature: req.temperature.map(|t| t as f32),
         top_p: req.top_p.map(|p| p as f32),
         top_k: req.top_k,
         stop: req.stop_sequences.filter(|s| !s.is_empty()),
-        ..Overlay::default()
+        ..Options::default()
     };
     let tools = req.tools.map(|tools| {
         tools
@@ -190,7 +220,7 @@ fn native(req: MessagesRequest) -> Result<Chat, ApiError> {
         tools: tools.unwrap_or_default(),
         truncate: true,
         template: None,
-        settings: Settings { think, think_budget, ..Settings::new(options) },
+        settings: RequestSettings { think, think_budget, ..RequestSettings::new(options) },
     })
 }
 
@@ -204,27 +234,26 @@ fn stop_reason(f: &Finish, calls: bool) -> &'static str {
 
 pub(super) async fn messages_route(
     State(state): State<AppState>,
-    body: Result<JsonBody<MessagesRequest>, ApiError>,
-) -> Response {
-    let run = async {
-        let JsonBody(req) = body?;
-        let model = req.model.clone();
-        let streaming = req.stream;
-        // A rough count for `message_start`, before the prompt is tokenized (as Ollama does).
-        let estimate = serde_json::to_string(&req.messages.iter().map(|m| &m.content).collect::<Vec<_>>())
-            .map_or(0, |s| s.len() / 4);
-        let native = native(req)?;
-        match start_chat(&state, native, true).await? {
-            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
-            Started::Immediate(..) => Err(ApiError::bad_request("messages is required")),
-            Started::Answer(answer, _) if streaming => Ok(stream(answer, &model, estimate)),
-            Started::Answer(answer, _) => {
-                let all = answer.collect().await?;
-                Ok(Json(message(&model, all)).into_response())
-            }
+    JsonBody(req): JsonBody<MessagesRequest>,
+) -> Result<Response, ApiError> {
+    let model = req.model.clone();
+    let streaming = req.stream;
+    // A rough count for `message_start`, before the prompt is tokenized (as Ollama does).
+    let estimate =
+        serde_json::to_string(&req.messages.iter().map(|m| &m.content).collect::<Vec<_>>()).map_or(0, |s| s.len() / 4);
+    let native = native(req)?;
+    match start_chat(&state, native, true).await? {
+        Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
+        Started::Immediate(..) => Err(ApiError::bad_request("messages is required")),
+        Started::Answer(answer, _) if streaming => {
+            let events = MessageEvents::new(format!("msg_{}", random_hex(12)), &model, estimate);
+            Ok(answer_stream(answer, Framing::Sse, events))
         }
-    };
-    run.await.unwrap_or_else(error)
+        Started::Answer(answer, _) => {
+            let all = answer.collect().await?;
+            Ok(Json(message(&model, all)).into_response())
+        }
+    }
 }
 
 /// `POST /v1/messages/count_tokens`: the request of `/v1/messages` (without `max_tokens`) and
@@ -233,16 +262,12 @@ pub(super) async fn messages_route(
 /// route it; Claude Code calls it.
 pub(super) async fn count_tokens_route(
     State(state): State<AppState>,
-    body: Result<JsonBody<MessagesRequest>, ApiError>,
-) -> Response {
-    let run = async {
-        let JsonBody(mut req) = body?;
-        // Counting needs no answer length; the translation below asks for one.
-        req.max_tokens = req.max_tokens.max(1);
-        let input_tokens = count_chat_tokens(&state, native(req)?, true).await?;
-        Ok(Json(wire::TokenCount { input_tokens }).into_response())
-    };
-    run.await.unwrap_or_else(error)
+    JsonBody(mut req): JsonBody<MessagesRequest>,
+) -> Result<Response, ApiError> {
+    // Counting needs no answer length; the translation below asks for one.
+    req.max_tokens = req.max_tokens.max(1);
+    let input_tokens = count_chat_tokens(&state, native(req)?, true).await?;
+    Ok(Json(wire::TokenCount { input_tokens }).into_response())
 }
 
 fn message(model: &str, all: Collected) -> wire::Message {
@@ -254,7 +279,7 @@ fn message(model: &str, all: Collected) -> wire::Message {
     if !delta.content.is_empty() || delta.calls.is_empty() {
         content.push(Block::Text { text: delta.content });
     }
-    content.extend(delta.calls.iter().map(|c| Block::tool_use(c, c.call.arguments.clone())));
+    content.extend(delta.calls.iter().map(|c| Block::tool_use(c, c.function.arguments.clone())));
     let (input, output, cached) =
         finish.as_ref().map_or((0, 0, 0), |f| (f.usage.prompt_tokens, f.usage.generated_tokens, f.usage.cached_tokens));
     wire::Message {
@@ -271,102 +296,6 @@ fn message(model: &str, all: Collected) -> wire::Message {
             cache_read_input_tokens: Some(cached.into()),
         },
     }
-}
-
-/// Which content block is open while streaming.
-#[derive(PartialEq, Clone, Copy)]
-enum Open {
-    Thinking,
-    Text,
-}
-
-fn event(e: Event) -> String {
-    sse(Some(e.name()), &e)
-}
-
-fn stream(answer: Answer, model: &str, estimate: usize) -> Response {
-    let id = format!("msg_{}", random_hex(12));
-    let model = model.to_string();
-    let mut started = false;
-    let mut open: Option<Open> = None;
-    let mut index = 0usize;
-    let mut any_calls = false;
-    answer_stream(answer, Framing::Sse, move |next| {
-        let mut out = Vec::new();
-        if !started {
-            started = true;
-            let message = wire::Message {
-                id: id.clone(),
-                kind: "message",
-                role: "assistant",
-                model: model.clone(),
-                content: Vec::new(),
-                stop_reason: None,
-                stop_sequence: None,
-                usage: Usage { input_tokens: estimate as u64, output_tokens: 0, cache_read_input_tokens: None },
-            };
-            out.push(event(Event::MessageStart { message }));
-            out.push(event(Event::Ping));
-        }
-        let close = |out: &mut Vec<String>, open: &mut Option<Open>, index: &mut usize| {
-            if open.take().is_some() {
-                out.push(event(Event::ContentBlockStop { index: *index }));
-                *index += 1;
-            }
-        };
-        let text = |out: &mut Vec<String>, open: &mut Option<Open>, index: &mut usize, kind: Open, t: &str| {
-            if *open != Some(kind) {
-                close(out, open, index);
-                let content_block = match kind {
-                    Open::Thinking => Block::Thinking { thinking: String::new(), signature: String::new() },
-                    Open::Text => Block::Text { text: String::new() },
-                };
-                out.push(event(Event::ContentBlockStart { index: *index, content_block }));
-                *open = Some(kind);
-            }
-            let delta = match kind {
-                Open::Thinking => BlockDelta::Thinking { thinking: t.to_string() },
-                Open::Text => BlockDelta::Text { text: t.to_string() },
-            };
-            out.push(event(Event::ContentBlockDelta { index: *index, delta }));
-        };
-        match next {
-            Some(AnswerEvent::Delta(Delta { content, thinking, calls, .. })) => {
-                if !thinking.is_empty() {
-                    text(&mut out, &mut open, &mut index, Open::Thinking, &thinking);
-                }
-                if !content.is_empty() {
-                    text(&mut out, &mut open, &mut index, Open::Text, &content);
-                }
-                for c in &calls {
-                    any_calls = true;
-                    close(&mut out, &mut open, &mut index);
-                    // The input arrives as JSON deltas; the block starts empty.
-                    out.push(event(Event::ContentBlockStart { index, content_block: Block::tool_use(c, Map::new()) }));
-                    let delta = BlockDelta::InputJson { partial_json: c.arguments_json() };
-                    out.push(event(Event::ContentBlockDelta { index, delta }));
-                    out.push(event(Event::ContentBlockStop { index }));
-                    index += 1;
-                }
-            }
-            Some(AnswerEvent::Done(f)) => {
-                close(&mut out, &mut open, &mut index);
-                let delta = MessageDelta { stop_reason: stop_reason(&f, any_calls), stop_sequence: None };
-                let usage = Usage {
-                    input_tokens: f.usage.prompt_tokens.into(),
-                    output_tokens: f.usage.generated_tokens.into(),
-                    cache_read_input_tokens: Some(f.usage.cached_tokens.into()),
-                };
-                out.push(event(Event::MessageDelta { delta, usage }));
-                out.push(event(Event::MessageStop));
-            }
-            Some(AnswerEvent::Error(e)) => {
-                out.push(event(Event::Error { error: ErrorBody { kind: e.anthropic_type(), message: e.message } }));
-            }
-            None => {}
-        }
-        out
-    })
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::infer::answer::Call;
+use corral_types::api::ToolCall;
 
 /// A whole message (also the `message` of `message_start`, empty then).
 #[derive(Debug, Serialize)]
@@ -40,8 +40,9 @@ pub enum Block {
 
 impl Block {
     /// A tool call as a `tool_use` block (`toolu_…` ids, from the call's own).
-    pub fn tool_use(c: &Call, input: Map<String, Value>) -> Self {
-        Block::ToolUse { id: format!("toolu_{}", c.id.trim_start_matches("call_")), name: c.call.name.clone(), input }
+    pub fn tool_use(c: &ToolCall, input: Map<String, Value>) -> Self {
+        let id = c.id.as_deref().unwrap_or_default();
+        Block::ToolUse { id: format!("toolu_{}", id.trim_start_matches("call_")), name: c.function.name.clone(), input }
     }
 }
 
@@ -72,10 +73,10 @@ pub struct ErrorBody {
     pub message: String,
 }
 
-/// One event of a streamed message; its SSE `event:` name is [`Event::name`].
+/// One event of a streamed message; its SSE `event:` name is [`StreamEvent::name`].
 #[derive(Debug, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
-pub enum Event {
+pub enum StreamEvent {
     MessageStart { message: Message },
     Ping,
     ContentBlockStart { index: usize, content_block: Block },
@@ -86,18 +87,18 @@ pub enum Event {
     Error { error: ErrorBody },
 }
 
-impl Event {
+impl StreamEvent {
     /// The SSE event name: the same as the `type`.
     pub fn name(&self) -> &'static str {
         match self {
-            Event::MessageStart { .. } => "message_start",
-            Event::Ping => "ping",
-            Event::ContentBlockStart { .. } => "content_block_start",
-            Event::ContentBlockDelta { .. } => "content_block_delta",
-            Event::ContentBlockStop { .. } => "content_block_stop",
-            Event::MessageDelta { .. } => "message_delta",
-            Event::MessageStop => "message_stop",
-            Event::Error { .. } => "error",
+            StreamEvent::MessageStart { .. } => "message_start",
+            StreamEvent::Ping => "ping",
+            StreamEvent::ContentBlockStart { .. } => "content_block_start",
+            StreamEvent::ContentBlockDelta { .. } => "content_block_delta",
+            StreamEvent::ContentBlockStop { .. } => "content_block_stop",
+            StreamEvent::MessageDelta { .. } => "message_delta",
+            StreamEvent::MessageStop => "message_stop",
+            StreamEvent::Error { .. } => "error",
         }
     }
 }

@@ -8,37 +8,27 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use corral_types::api::Message;
+use corral_types::api::{FunctionCall, Message, ToolCall};
 use corral_types::format::json_type;
 use corral_types::runner::Constraint;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
+mod chunks;
 mod wire;
 
-use wire::{
-    ChatChoice, ChunkChoice, ChunkDelta, Envelope, FinishReason, Logprobs, Model, ModelList, TextChoice, ToolCall,
-    Usage,
-};
+use chunks::{ChatChunks, TextChunks};
 
-use crate::error::Protocol;
+use wire::{ChatChoice, Envelope, FinishReason, Logprobs, MessageToolCall, Model, ModelList, TextChoice, Usage};
+
 use crate::extract::JsonBody;
-use crate::infer::answer::{Answer, Collected, Delta, Event};
+use crate::infer::answer::Collected;
 use crate::infer::options;
-use crate::infer::request::{Chat, Generate, Overlay, Settings, Think};
+use crate::infer::request::{Chat, ContentPart, Generate, RequestSettings, Think};
 use crate::infer::start::{start_chat, start_generate, Started};
-use crate::stream::{answer_stream, sse, Framing};
+use crate::stream::{answer_stream, Framing};
 use crate::{ApiError, AppState};
-
-/// OpenAI's error object: `{"error": {"message", "type", "param", "code"}}`.
-pub(super) fn error(e: ApiError) -> Response {
-    e.respond(Protocol::OpenAi)
-}
-
-/// An `{"error": …}` event ending a stream that failed after it started.
-fn stream_error(e: &ApiError) -> String {
-    sse(None, &json!({"error": {"message": e.message, "type": e.openai_type(), "param": null, "code": null}}))
-}
+use corral_types::params::Options;
 
 fn now() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
@@ -71,7 +61,7 @@ struct Sampling {
 
 impl Sampling {
     /// The native options these stand for (OpenAI's defaults: `temperature` and `top_p` 1).
-    fn overlay(&self) -> Result<Overlay, ApiError> {
+    fn options(&self) -> Result<Options, ApiError> {
         let stop = match &self.stop {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(vec![s.clone()]),
@@ -88,7 +78,7 @@ impl Sampling {
                 return Err(ApiError::bad_request(format!("invalid type for 'stop' field: {}", json_type(other))))
             }
         };
-        Ok(Overlay {
+        Ok(Options {
             temperature: Some(self.temperature.unwrap_or(1.0) as f32),
             top_p: Some(self.top_p.filter(|p| *p != 0.0).unwrap_or(1.0) as f32),
             num_predict: self.max_completion_tokens.or(self.max_tokens),
@@ -96,7 +86,7 @@ impl Sampling {
             seed: self.seed,
             frequency_penalty: self.frequency_penalty.map(|p| p as f32),
             presence_penalty: self.presence_penalty.map(|p| p as f32),
-            ..Overlay::default()
+            ..Options::default()
         })
     }
 }
@@ -130,9 +120,39 @@ struct ChatMessage {
     #[serde(default)]
     content: Value,
     name: Option<String>,
-    tool_calls: Option<Vec<Value>>,
+    tool_calls: Option<Vec<InToolCall>>,
     tool_call_id: Option<String>,
     reasoning: Option<String>,
+}
+
+/// A tool call of an assistant message as OpenAI's clients send it back.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InToolCall {
+    id: Option<String>,
+    function: InFunction,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(default)]
+struct InFunction {
+    name: String,
+    /// A JSON string as OpenAI writes it; an object is taken too.
+    arguments: Value,
+}
+
+impl InToolCall {
+    /// The call, `index`-th of its message, with its arguments decoded (an empty string is `{}`).
+    fn native(self, index: usize) -> Result<ToolCall, ApiError> {
+        let arguments = match self.function.arguments {
+            Value::String(s) if s.trim().is_empty() => Map::new(),
+            Value::String(s) => serde_json::from_str::<Map<String, Value>>(&s)
+                .map_err(|_| ApiError::bad_request("invalid tool call arguments"))?,
+            Value::Object(o) => o,
+            _ => Map::new(),
+        };
+        Ok(ToolCall { id: self.id, index, function: FunctionCall { name: self.function.name, arguments } })
+    }
 }
 
 /// `reasoning_effort` (or the Responses API's `reasoning.effort`) as a thinking level.
@@ -165,64 +185,55 @@ fn image(url: &str) -> Result<String, ApiError> {
     Ok(data.to_string())
 }
 
+/// A message's `content`: a string is one text part, null none, an array its parts; any other
+/// shape, part type or image is a 400 naming it.
+fn content_parts(content: Value) -> Result<Vec<ContentPart>, ApiError> {
+    let parts = match content {
+        Value::Null => return Ok(Vec::new()),
+        Value::String(s) => return Ok(vec![ContentPart::Text(s)]),
+        Value::Array(parts) => parts,
+        other => return Err(ApiError::bad_request(format!("invalid message content type: {}", json_type(&other)))),
+    };
+    parts
+        .iter()
+        .map(|part| match part.get("type").and_then(Value::as_str) {
+            Some("text") => Ok(ContentPart::Text(part.get("text").and_then(Value::as_str).unwrap_or("").into())),
+            Some("image_url") => {
+                let url = part
+                    .get("image_url")
+                    .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
+                    .ok_or_else(|| ApiError::bad_request("invalid image input"))?;
+                Ok(ContentPart::Image(image(url)?))
+            }
+            other => {
+                Err(ApiError::bad_request(format!("invalid message content part type: {}", other.unwrap_or("(none)"))))
+            }
+        })
+        .collect()
+}
+
 /// OpenAI messages as native ones: text parts joined, images as base64, tool calls with their
 /// arguments decoded, tool results named after the call they answer.
 fn messages(input: Vec<ChatMessage>) -> Result<Vec<Message>, ApiError> {
     let mut out: Vec<Message> = Vec::new();
     for m in input {
         let mut msg = Message::new(&m.role.to_ascii_lowercase(), "");
-        match m.content {
-            Value::Null => {}
-            Value::String(s) => msg.content = s,
-            Value::Array(parts) => {
-                for part in parts {
-                    match part.get("type").and_then(Value::as_str) {
-                        Some("text") => msg.content.push_str(part.get("text").and_then(Value::as_str).unwrap_or("")),
-                        Some("image_url") => {
-                            let url = part
-                                .get("image_url")
-                                .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
-                                .ok_or_else(|| ApiError::bad_request("invalid image input"))?;
-                            msg.images.get_or_insert_with(Vec::new).push(image(url)?);
-                        }
-                        other => {
-                            return Err(ApiError::bad_request(format!(
-                                "invalid message content part type: {}",
-                                other.unwrap_or("(none)")
-                            )))
-                        }
-                    }
-                }
-            }
-            other => return Err(ApiError::bad_request(format!("invalid message content type: {}", json_type(&other)))),
+        for part in content_parts(m.content)? {
+            part.add_to(&mut msg);
         }
         msg.thinking = m.reasoning;
         if let Some(calls) = m.tool_calls {
-            let mut native = Vec::new();
-            for c in calls {
-                let f = c.get("function").cloned().unwrap_or_default();
-                let args = match f.get("arguments") {
-                    Some(Value::String(s)) if s.trim().is_empty() => json!({}),
-                    Some(Value::String(s)) => serde_json::from_str::<Value>(s)
-                        .ok()
-                        .filter(Value::is_object)
-                        .ok_or_else(|| ApiError::bad_request("invalid tool call arguments"))?,
-                    Some(v @ Value::Object(_)) => v.clone(),
-                    _ => json!({}),
-                };
-                native.push(json!({"id": c.get("id"), "function": {"name": f.get("name"), "arguments": args}}));
-            }
-            msg.tool_calls = Some(native);
+            msg.tool_calls = Some(calls.into_iter().enumerate().map(|(i, c)| c.native(i)).collect::<Result<_, _>>()?);
         }
         if msg.role == "tool" {
             msg.tool_call_id = m.tool_call_id.clone();
             msg.tool_name = m.name.or_else(|| {
                 let id = m.tool_call_id.as_deref()?;
-                out.iter().rev().flat_map(|p| p.tool_calls.iter().flatten()).find_map(|c| {
-                    (c.get("id").and_then(Value::as_str) == Some(id))
-                        .then(|| c["function"]["name"].as_str().map(String::from))
-                        .flatten()
-                })
+                out.iter()
+                    .rev()
+                    .flat_map(|p| p.tool_calls.iter().flatten())
+                    .find(|c| c.id.as_deref() == Some(id))
+                    .map(|c| c.function.name.clone())
             });
         }
         out.push(msg);
@@ -255,12 +266,12 @@ fn native_chat(req: ChatCompletionRequest) -> Result<(Chat, bool), ApiError> {
         tools: req.tools.unwrap_or_default(),
         truncate: true,
         template: None,
-        settings: Settings {
+        settings: RequestSettings {
             format,
             think: effort.as_deref().map(think).transpose()?,
             logprobs: options::logprobs(req.logprobs, req.top_logprobs)?,
             debug_render_only: req.debug_render_only,
-            ..Settings::new(req.sampling.overlay()?)
+            ..RequestSettings::new(req.sampling.options()?)
         },
     };
     Ok((native, include_usage))
@@ -293,24 +304,22 @@ impl Head {
 
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
-    body: Result<JsonBody<ChatCompletionRequest>, ApiError>,
-) -> Response {
-    let run = async {
-        let JsonBody(req) = body?;
-        let model = req.model.clone();
-        let streaming = req.stream;
-        let (native, include_usage) = native_chat(req)?;
-        match start_chat(&state, native, false).await? {
-            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
-            Started::Immediate(..) => Err(ApiError::bad_request("[] is too short - 'messages'")),
-            Started::Answer(answer, _) if streaming => Ok(stream_chat(answer, &model, include_usage)),
-            Started::Answer(answer, _) => {
-                let all = answer.collect().await?;
-                Ok(Json(chat_completion(&model, all)).into_response())
-            }
+    JsonBody(req): JsonBody<ChatCompletionRequest>,
+) -> Result<Response, ApiError> {
+    let model = req.model.clone();
+    let streaming = req.stream;
+    let (native, include_usage) = native_chat(req)?;
+    match start_chat(&state, native, false).await? {
+        Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
+        Started::Immediate(..) => Err(ApiError::bad_request("[] is too short - 'messages'")),
+        Started::Answer(answer, _) if streaming => {
+            Ok(answer_stream(answer, Framing::Sse, ChatChunks::new(Head::new("chatcmpl", &model), include_usage)))
         }
-    };
-    run.await.unwrap_or_else(error)
+        Started::Answer(answer, _) => {
+            let all = answer.collect().await?;
+            Ok(Json(chat_completion(&model, all)).into_response())
+        }
+    }
 }
 
 fn chat_completion(model: &str, all: Collected) -> Envelope<ChatChoice> {
@@ -320,7 +329,7 @@ fn chat_completion(model: &str, all: Collected) -> Envelope<ChatChoice> {
         role: "assistant",
         content: delta.content,
         reasoning: (!delta.thinking.is_empty()).then_some(delta.thinking),
-        tool_calls: calls.then(|| ToolCall::list(&delta.calls)),
+        tool_calls: calls.then(|| MessageToolCall::list(&delta.calls)),
     };
     let choice = ChatChoice {
         index: 0,
@@ -329,54 +338,6 @@ fn chat_completion(model: &str, all: Collected) -> Envelope<ChatChoice> {
         logprobs: (!delta.logprobs.is_empty()).then(|| Logprobs::of(&delta.logprobs)),
     };
     Head::new("chatcmpl", model).with("chat.completion", vec![choice], Some(finish.as_ref().map(Usage::of)))
-}
-
-fn stream_chat(answer: Answer, model: &str, include_usage: bool) -> Response {
-    let head = Head::new("chatcmpl", model);
-    let mut first = true;
-    let mut any_calls = false;
-    answer_stream(answer, Framing::Sse, move |event| {
-        let chunk = |delta: ChunkDelta, finish: Option<FinishReason>, logprobs: Option<Logprobs>| {
-            let choice = ChunkChoice { index: 0, delta, finish_reason: finish, logprobs };
-            sse(None, &head.with("chat.completion.chunk", vec![choice], None))
-        };
-        match event {
-            Some(Event::Delta(d)) => {
-                let mut out = Vec::new();
-                let Delta { content, thinking, calls, logprobs: lps } = d;
-                let mut delta = ChunkDelta::default();
-                if first {
-                    delta.role = Some("assistant");
-                    first = false;
-                }
-                if !thinking.is_empty() {
-                    // Reasoning goes in a chunk of its own, as Ollama does.
-                    out.push(chunk(ChunkDelta { reasoning: Some(thinking), ..delta }, None, None));
-                    delta = ChunkDelta::default();
-                }
-                if !content.is_empty() || !calls.is_empty() || !lps.is_empty() {
-                    delta.content = Some(content);
-                    if !calls.is_empty() {
-                        any_calls = true;
-                        delta.tool_calls = Some(ToolCall::list(&calls));
-                    }
-                    out.push(chunk(delta, None, (!lps.is_empty()).then(|| Logprobs::of(&lps))));
-                }
-                out
-            }
-            Some(Event::Done(f)) => {
-                let mut out = vec![chunk(ChunkDelta::default(), Some(FinishReason::of(&f, any_calls)), None)];
-                if include_usage {
-                    let usage = head.with::<ChunkChoice>("chat.completion.chunk", vec![], Some(Some(Usage::of(&f))));
-                    out.push(sse(None, &usage));
-                }
-                out.push("data: [DONE]\n\n".to_string());
-                out
-            }
-            Some(Event::Error(e)) => vec![stream_error(&e)],
-            None => Vec::new(),
-        }
-    })
 }
 
 #[derive(Debug, Deserialize)]
@@ -398,73 +359,44 @@ pub(super) struct CompletionRequest {
 
 pub(super) async fn completions(
     State(state): State<AppState>,
-    body: Result<JsonBody<CompletionRequest>, ApiError>,
-) -> Response {
-    let run = async {
-        let JsonBody(req) = body?;
-        let prompt = match &req.prompt {
-            Value::String(s) => s.clone(),
-            Value::Null => String::new(),
-            other => {
-                return Err(ApiError::bad_request(format!("invalid type for 'prompt' field: {}", json_type(other))))
-            }
-        };
-        let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
-        let native = Generate {
-            model: req.model.clone(),
-            prompt,
-            suffix: req.suffix.clone(),
-            settings: Settings {
-                logprobs: options::logprobs(req.logprobs.is_some_and(|n| n > 0), req.logprobs.filter(|n| *n > 0))?,
-                debug_render_only: req.debug_render_only,
-                ..Settings::new(req.sampling.overlay()?)
-            },
-            ..Default::default()
-        };
-        let model = req.model;
-        match start_generate(&state, native).await? {
-            Started::Rendered(prompt) => Ok(super::native::debug_response(&model, false, prompt)),
-            Started::Immediate(..) => {
-                let choice = TextChoice { text: String::new(), index: 0, finish_reason: Some(FinishReason::Stop) };
-                let v = Head::new("cmpl", &model).with("text_completion", vec![choice], Some(Some(Usage::default())));
-                Ok(Json(v).into_response())
-            }
-            Started::Answer(answer, _) if req.stream => Ok(stream_completion(answer, &model, include_usage)),
-            Started::Answer(answer, _) => {
-                let Collected { delta, finish } = answer.collect().await?;
-                let reason = finish.as_ref().map(|f| FinishReason::of(f, false));
-                let choice = TextChoice { text: delta.content, index: 0, finish_reason: reason };
-                let usage = Some(finish.as_ref().map(Usage::of));
-                Ok(Json(Head::new("cmpl", &model).with("text_completion", vec![choice], usage)).into_response())
-            }
-        }
+    JsonBody(req): JsonBody<CompletionRequest>,
+) -> Result<Response, ApiError> {
+    let prompt = match &req.prompt {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => return Err(ApiError::bad_request(format!("invalid type for 'prompt' field: {}", json_type(other)))),
     };
-    run.await.unwrap_or_else(error)
-}
-
-fn stream_completion(answer: Answer, model: &str, include_usage: bool) -> Response {
-    let head = Head::new("cmpl", model);
-    answer_stream(answer, Framing::Sse, move |event| {
-        let chunk = |text: &str, finish: Option<FinishReason>| {
-            let choice = TextChoice { text: text.to_string(), index: 0, finish_reason: finish };
-            // With usage asked for, every chunk carries zero counts until the last one.
-            let usage = include_usage.then_some(Some(Usage::default()));
-            sse(None, &head.with("text_completion", vec![choice], usage))
-        };
-        match event {
-            Some(Event::Delta(d)) if !d.content.is_empty() => vec![chunk(&d.content, None)],
-            Some(Event::Delta(_)) | None => Vec::new(),
-            Some(Event::Done(f)) => {
-                let mut out = vec![chunk("", Some(FinishReason::of(&f, false)))];
-                if include_usage {
-                    out.push(sse(None, &head.with::<TextChoice>("text_completion", vec![], Some(Some(Usage::of(&f))))));
-                }
-                out.push("data: [DONE]\n\n".to_string());
-                out
-            }
-            Some(Event::Error(e)) => vec![stream_error(&e)],
+    let include_usage = req.stream_options.as_ref().is_some_and(|o| o.include_usage);
+    let native = Generate {
+        model: req.model.clone(),
+        prompt,
+        suffix: req.suffix.clone(),
+        settings: RequestSettings {
+            logprobs: options::logprobs(req.logprobs.is_some_and(|n| n > 0), req.logprobs.filter(|n| *n > 0))?,
+            debug_render_only: req.debug_render_only,
+            ..RequestSettings::new(req.sampling.options()?)
+        },
+        ..Default::default()
+    };
+    let model = req.model;
+    match start_generate(&state, native).await? {
+        Started::Rendered(prompt) => Ok(super::native::debug_response(&model, false, prompt)),
+        Started::Immediate(..) => {
+            let choice = TextChoice { text: String::new(), index: 0, finish_reason: Some(FinishReason::Stop) };
+            let v = Head::new("cmpl", &model).with("text_completion", vec![choice], Some(Some(Usage::default())));
+            Ok(Json(v).into_response())
         }
-    })
+        Started::Answer(answer, _) if req.stream => {
+            Ok(answer_stream(answer, Framing::Sse, TextChunks { head: Head::new("cmpl", &model), include_usage }))
+        }
+        Started::Answer(answer, _) => {
+            let Collected { delta, finish } = answer.collect().await?;
+            let reason = finish.as_ref().map(|f| FinishReason::of(f, false));
+            let choice = TextChoice { text: delta.content, index: 0, finish_reason: reason };
+            let usage = Some(finish.as_ref().map(Usage::of));
+            Ok(Json(Head::new("cmpl", &model).with("text_completion", vec![choice], usage)).into_response())
+        }
+    }
 }
 
 /// One model as OpenAI lists it.
@@ -473,31 +405,23 @@ fn model_object(name: &corral_types::ModelName, modified: SystemTime) -> Model {
     Model { id: name.display_shortest(), object: "model", created, owned_by: name.namespace().to_string() }
 }
 
-pub(super) async fn models(State(state): State<AppState>) -> Response {
-    let listed = state.store.run(|store| store.list()).await.map_err(ApiError::from);
-    match listed {
-        Ok(models) => {
-            let data: Vec<Model> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
-            Json(ModelList { object: "list", data: (!data.is_empty()).then_some(data) }).into_response()
-        }
-        Err(e) => error(e),
-    }
+pub(super) async fn models(State(state): State<AppState>) -> Result<Json<ModelList>, ApiError> {
+    let models = state.store.run(|store| store.list()).await?;
+    let data: Vec<Model> = models.iter().map(|m| model_object(&m.name, m.modified)).collect();
+    Ok(Json(ModelList { object: "list", data: (!data.is_empty()).then_some(data) }))
 }
 
-pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Response {
-    let run = async {
-        let name = crate::names::parse_name(&model)?;
-        let asked = model.clone();
-        let stored = state
-            .store
-            .run(move |store| {
-                let found = store.read_manifest(&name);
-                found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
-            })
-            .await?;
-        // The id is the name as asked (`acc-chat`, not `acc-chat:latest`), as Ollama answers:
-        // clients compare it with the name they configured.
-        Ok(Json(Model { id: asked, ..model_object(&stored.name, stored.modified) }).into_response())
-    };
-    run.await.unwrap_or_else(error)
+pub(super) async fn model(State(state): State<AppState>, Path(model): Path<String>) -> Result<Response, ApiError> {
+    let name = crate::names::parse_name(&model)?;
+    let asked = model.clone();
+    let stored = state
+        .store
+        .run(move |store| {
+            let found = store.read_manifest(&name);
+            found.map_err(|_| ApiError::not_found(format!("model '{model}' not found")))
+        })
+        .await?;
+    // The id is the name as asked (`acc-chat`, not `acc-chat:latest`), as Ollama answers:
+    // clients compare it with the name they configured.
+    Ok(Json(Model { id: asked, ..model_object(&stored.name, stored.modified) }).into_response())
 }

@@ -6,7 +6,8 @@ use corral_types::api::Logprob;
 use corral_types::runner::DoneReason;
 use serde::Serialize;
 
-use crate::infer::answer::{Call, Finish};
+use crate::infer::answer::Finish;
+use corral_types::api::ToolCall;
 
 /// Why a choice ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -88,7 +89,7 @@ pub struct ChatMessage {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reasoning: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<ToolCall>>,
+    pub tool_calls: Option<Vec<MessageToolCall>>,
 }
 
 /// One choice of a chat completion chunk.
@@ -111,11 +112,12 @@ pub struct ChunkDelta {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub tool_calls: Option<Vec<ToolCall>>,
+    pub tool_calls: Option<Vec<MessageToolCall>>,
 }
 
+/// A tool call in OpenAI's shape (arguments as a JSON string, `type: "function"`).
 #[derive(Debug, Serialize)]
-pub struct ToolCall {
+pub struct MessageToolCall {
     pub index: usize,
     pub id: String,
     #[serde(rename = "type")]
@@ -130,15 +132,15 @@ pub struct Function {
     pub arguments: String,
 }
 
-impl ToolCall {
-    pub fn list(calls: &[Call]) -> Vec<ToolCall> {
+impl MessageToolCall {
+    pub fn list(calls: &[ToolCall]) -> Vec<MessageToolCall> {
         calls
             .iter()
-            .map(|c| ToolCall {
+            .map(|c| MessageToolCall {
                 index: c.index,
-                id: c.id.clone(),
+                id: c.id.clone().unwrap_or_default(),
                 kind: "function",
-                function: Function { name: c.call.name.clone(), arguments: c.arguments_json() },
+                function: Function { name: c.function.name.clone(), arguments: c.arguments_json() },
             })
             .collect()
     }

@@ -4,7 +4,7 @@
 use serde::Serialize;
 use serde_json::{Map, Value};
 
-use crate::infer::answer::Call;
+use corral_types::api::ToolCall;
 
 /// A response: its state, its output so far, and the request's settings echoed back.
 #[derive(Debug, Clone, Serialize)]
@@ -92,11 +92,12 @@ impl Item {
     }
 
     /// A tool call as a `function_call` item (`fc_…` ids, from the call's own).
-    pub fn call(c: &Call, arguments: String, status: &'static str) -> Self {
+    pub fn call(c: &ToolCall, arguments: String, status: &'static str) -> Self {
+        let call_id = c.id.clone().unwrap_or_default();
         Item::FunctionCall {
-            id: format!("fc_{}", c.id.trim_start_matches("call_")),
-            call_id: c.id.clone(),
-            name: c.call.name.clone(),
+            id: format!("fc_{}", call_id.trim_start_matches("call_")),
+            call_id,
+            name: c.function.name.clone(),
             arguments,
             status,
         }
@@ -137,7 +138,7 @@ pub enum Body {
 
 /// A stream event.
 #[derive(Debug, Serialize)]
-pub struct Event<'a> {
+pub struct ResponseEvent<'a> {
     #[serde(flatten)]
     pub body: Body,
     #[serde(rename = "type")]
