@@ -8,7 +8,8 @@ use axum::Json;
 use corral_types::api::{FunctionCall, Message, ToolCall};
 use corral_types::runner::DoneReason;
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
+use std::collections::HashMap;
 
 use crate::extract::JsonBody;
 use crate::infer::request::{Chat, ContentPart, RequestSettings, Think};
@@ -127,7 +128,8 @@ fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message
             out.push(Message::new("system", &text));
         }
     }
-    let mut names: Map<String, Value> = Map::new();
+    // Tool names by call id, for the results that name only the call.
+    let mut names: HashMap<String, String> = HashMap::new();
     for m in input {
         let role = m.role.to_ascii_lowercase();
         let blocks = match m.content {
@@ -148,14 +150,14 @@ fn messages(system: Option<&Value>, input: Vec<InMessage>) -> Result<Vec<Message
                 InBlock::RedactedThinking => {}
                 InBlock::ToolUse { id, function } => {
                     if let Some(i) = &id {
-                        names.insert(i.clone(), Value::String(function.name.clone()));
+                        names.insert(i.clone(), function.name.clone());
                     }
                     let calls = msg.tool_calls.get_or_insert_with(Vec::new);
                     calls.push(ToolCall { id, index: calls.len(), function });
                 }
                 InBlock::ToolResult { id, text } => {
                     let mut result = Message::new("tool", &text);
-                    result.tool_name = names.get(&id).and_then(Value::as_str).map(String::from);
+                    result.tool_name = names.get(&id).cloned();
                     result.tool_call_id = Some(id);
                     out.push(result);
                 }

@@ -2,6 +2,7 @@
 //! native chat request and back. `previous_response_id`, `store`, background runs and built-in
 //! tools are not supported.
 
+use std::collections::HashMap;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::extract::State;
@@ -100,7 +101,8 @@ fn messages(instructions: Option<String>, input: &Value) -> Result<Vec<Message>,
         Value::Array(items) => items,
         _ => return Err(ApiError::bad_request("input must be a string or an array of items")),
     };
-    let mut names: Map<String, Value> = Map::new();
+    // Tool names by call id, for the results that name only the call.
+    let mut names: HashMap<String, String> = HashMap::new();
     for item in items {
         let kind = item.get("type").and_then(Value::as_str).unwrap_or("message");
         match kind {
@@ -113,7 +115,7 @@ fn messages(instructions: Option<String>, input: &Value) -> Result<Vec<Message>,
                 let id = item.get("call_id").and_then(Value::as_str).map(String::from);
                 let name = item.get("name").and_then(Value::as_str).unwrap_or_default().to_string();
                 if let Some(id) = &id {
-                    names.insert(id.clone(), Value::String(name.clone()));
+                    names.insert(id.clone(), name.clone());
                 }
                 let arguments = match item.get("arguments") {
                     Some(Value::String(s)) => serde_json::from_str::<Map<String, Value>>(s)
@@ -136,10 +138,10 @@ fn messages(instructions: Option<String>, input: &Value) -> Result<Vec<Message>,
             "function_call_output" => {
                 let id = item.get("call_id").and_then(Value::as_str).unwrap_or_default();
                 // A tool's output is its text (images in it are dropped, as before).
-                let mut m =
-                    Message::new("tool", &message_of("tool", item.get("output").unwrap_or(&Value::Null))?.content);
+                let mut m = message_of("tool", item.get("output").unwrap_or(&Value::Null))?;
+                m.images = None;
                 m.tool_call_id = Some(id.to_string());
-                m.tool_name = names.get(id).and_then(Value::as_str).map(String::from);
+                m.tool_name = names.get(id).cloned();
                 out.push(m);
             }
             "reasoning" => {}
