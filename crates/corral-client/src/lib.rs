@@ -121,9 +121,7 @@ impl Client {
     }
 
     async fn json<T: DeserializeOwned>(&self, rb: RequestBuilder) -> Result<T> {
-        let resp = self.send(rb).await?;
-        let bytes = resp.bytes().await?;
-        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+        decode(self.send(rb).await?).await
     }
 
     /// `HEAD /`: is a server there?
@@ -136,8 +134,7 @@ impl Client {
     pub async fn version(&self) -> Result<ServerVersion> {
         let resp = self.send(self.request(Method::GET, "/api/version")).await?;
         let corral = resp.headers().get(CORRAL_VERSION_HEADER).and_then(|v| v.to_str().ok()).map(String::from);
-        let body: VersionResponse =
-            serde_json::from_slice(&resp.bytes().await?).map_err(|e| ClientError::Decode(e.to_string()))?;
+        let body: VersionResponse = decode(resp).await?;
         Ok(ServerVersion { api: body.version, corral })
     }
 
@@ -235,6 +232,12 @@ impl Client {
             .body(reqwest::Body::wrap_stream(body));
         self.send(rb).await.map(drop)
     }
+}
+
+/// A whole JSON answer.
+async fn decode<T: DeserializeOwned>(resp: Response) -> Result<T> {
+    let bytes = resp.bytes().await?;
+    serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
 }
 
 /// The longest NDJSON line accepted from a server. Lines are mostly one token each, but one line
