@@ -23,6 +23,7 @@ fn main() {
     );
     let sys_out = backends.parent().expect("backends dir has a parent").to_path_buf();
     check_cpu_variants(&sys_out);
+    check_compat_hooks(&sys_out);
     let source = llama_source(&sys_out);
     let id = source_id(&source.join("ggml"));
     println!("cargo:rustc-env=CORRAL_GGML_SOURCE={id}");
@@ -99,6 +100,36 @@ fn check_cpu_variants(sys_out: &Path) {
             "llama.cpp was configured with CORRAL_CPU_VARIANTS={recorded} (CPU variants built: {built}), and this build \
              asks for {asked}; its build script does not reconfigure CMake: run `cargo clean -p llama-cpp-sys-2` \
              (add `--release` for a release build) and build again"
+        );
+    }
+}
+
+/// llama.cpp's model loader is built with the hooks in `compat/` (`compat/compat.cmake`), and
+/// cargo does not rebuild llama-cpp-sys-2 when only those files change: a build whose hooks differ
+/// from the files here would load Ollama-published models with stale translations, so it stops.
+fn check_compat_hooks(sys_out: &Path) {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
+    let mut digests = Vec::new();
+    for name in ["corral-compat.cpp", "corral-compat.h", "compat.cmake"] {
+        let path = dir.join(name);
+        println!("cargo:rerun-if-changed={}", path.display());
+        let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
+        digests.push(hex(&Sha256::digest(&bytes)));
+    }
+    let want = digests.join(" ");
+    let record = sys_out.join("build").join("corral-compat-sources.txt");
+    let built = fs::read_to_string(&record).unwrap_or_else(|e| {
+        panic!(
+            "read {}: {e}: llama.cpp was configured without crates/corral-engine/llama-cpp.cmake \
+             (CMAKE_PROJECT_INCLUDE in .cargo/config.toml), or before it carried the GGUF translation hooks: \
+             run `cargo clean -p llama-cpp-sys-2` (add `--release` for a release build) and build again",
+            record.display()
+        )
+    });
+    if built.trim() != want {
+        panic!(
+            "llama.cpp was built with other GGUF translation hooks than crates/corral-engine/compat/ holds now: run \
+             `cargo clean -p llama-cpp-sys-2` (add `--release` for a release build) and build again"
         );
     }
 }

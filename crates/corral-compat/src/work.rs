@@ -1,0 +1,253 @@
+//! The translation under construction: a copy of the header that the handlers read and edit, and
+//! the record of every edit they make (the [`Translation`] handed to llama.cpp).
+//!
+//! Handlers read values after their own edits (a key copied under a new prefix, then read back),
+//! so each edit is applied to the copy as it is recorded.
+
+use corral_gguf::{ArrayValue, GgmlType, Gguf, MetaValue, TensorInfo};
+
+use crate::{Edit, Translation};
+
+pub(crate) struct Work {
+    pub(crate) g: Gguf,
+    t: Translation,
+}
+
+/// Sets `key` in a metadata list, in place when it exists.
+pub(crate) fn put(metadata: &mut Vec<(String, MetaValue)>, key: &str, value: MetaValue) {
+    match metadata.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value,
+        None => metadata.push((key.to_string(), value)),
+    }
+}
+
+/// Bytes of a tensor of `kind` with these dimensions, if they fit its block size.
+pub(crate) fn size_of(kind: GgmlType, dims: &[u64]) -> Option<u64> {
+    let elements = dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d))?;
+    let first = *dims.first()?;
+    if kind.block_elements() == 0 || first % kind.block_elements() != 0 {
+        return None;
+    }
+    (elements / kind.block_elements()).checked_mul(kind.block_bytes())
+}
+
+impl Work {
+    pub(crate) fn new(g: &Gguf) -> Work {
+        Work { g: g.clone(), t: Translation::default() }
+    }
+
+    pub(crate) fn finish(mut self) -> Translation {
+        if self.t.handler.is_empty() {
+            self.t.handler = "unnamed";
+        }
+        self.t
+    }
+
+    /// Names the handler that matched.
+    pub(crate) fn handler(&mut self, name: &'static str) {
+        self.t.handler = name;
+    }
+
+    pub(crate) fn arch(&self) -> String {
+        self.g.architecture().unwrap_or_default().to_string()
+    }
+
+    // ---- reading ----
+
+    pub(crate) fn has(&self, key: &str) -> bool {
+        self.g.get(key).is_some()
+    }
+
+    pub(crate) fn get(&self, key: &str) -> Option<&MetaValue> {
+        self.g.get(key)
+    }
+
+    pub(crate) fn str_is(&self, key: &str, want: &str) -> bool {
+        self.g.get_str(key) == Some(want)
+    }
+
+    pub(crate) fn str_contains(&self, key: &str, needle: &str) -> bool {
+        self.g.get_str(key).is_some_and(|s| s.contains(needle))
+    }
+
+    /// Missing, empty or `default` (what older converters wrote for "no pre-tokenizer").
+    pub(crate) fn str_missing_or_default(&self, key: &str) -> bool {
+        match self.g.get(key) {
+            None => true,
+            Some(MetaValue::String(s)) => s.is_empty() || s == "default",
+            Some(_) => false,
+        }
+    }
+
+    /// A non-negative integer key read as u32 (u32 or i32 in the file, as converters differ).
+    pub(crate) fn u32_of(&self, key: &str) -> Option<u32> {
+        match self.g.get(key)? {
+            MetaValue::U32(v) => Some(*v),
+            MetaValue::I32(v) => u32::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+
+    /// Length of an array key.
+    pub(crate) fn array_len(&self, key: &str) -> Option<usize> {
+        self.g.get(key)?.as_array().map(ArrayValue::len)
+    }
+
+    /// The `i`th entry of the token list equals `want`.
+    pub(crate) fn token_is(&self, i: usize, want: &str) -> bool {
+        matches!(self.g.get("tokenizer.ggml.tokens"), Some(MetaValue::Array(ArrayValue::String(t))) if t.get(i).map(String::as_str) == Some(want))
+    }
+
+    pub(crate) fn tensor(&self, name: &str) -> Option<&TensorInfo> {
+        self.g.tensors.iter().find(|t| t.name == name)
+    }
+
+    pub(crate) fn any_tensor_with_prefix(&self, prefix: &str) -> bool {
+        self.g.tensors.iter().any(|t| t.name.starts_with(prefix))
+    }
+
+    /// Dimension `i` of a tensor (`ne[i]`), if the tensor exists and has it.
+    pub(crate) fn dim(&self, name: &str, i: usize) -> Option<u64> {
+        self.tensor(name)?.dims.get(i).copied()
+    }
+
+    // ---- editing ----
+
+    pub(crate) fn set(&mut self, key: &str, value: MetaValue) {
+        put(&mut self.g.metadata, key, value.clone());
+        self.t.edits.push(Edit::Set(key.to_string(), value));
+    }
+
+    pub(crate) fn set_str(&mut self, key: &str, value: &str) {
+        self.set(key, MetaValue::String(value.to_string()));
+    }
+
+    pub(crate) fn set_u32(&mut self, key: &str, value: u32) {
+        self.set(key, MetaValue::U32(value));
+    }
+
+    pub(crate) fn set_if_missing(&mut self, key: &str, value: MetaValue) {
+        if !self.has(key) {
+            self.set(key, value);
+        }
+    }
+
+    /// Copies `from` to `to`, when `from` exists.
+    pub(crate) fn copy(&mut self, from: &str, to: &str) {
+        if let Some(v) = self.g.get(from).cloned() {
+            self.set(to, v);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &str) {
+        if self.has(key) {
+            self.g.metadata.retain(|(k, _)| k != key);
+            self.t.edits.push(Edit::Remove(key.to_string()));
+        }
+    }
+
+    /// Loads the file as `arch`: `general.architecture` changes and every `<old>.` key moves to
+    /// `<arch>.` (a key already present under the new prefix is kept).
+    pub(crate) fn set_arch(&mut self, arch: &str) {
+        let old = format!("{}.", self.arch());
+        let new = format!("{arch}.");
+        let moved: Vec<(String, MetaValue)> =
+            self.g.metadata.iter().filter(|(k, _)| k.starts_with(&old)).cloned().collect();
+        for (key, value) in moved {
+            let renamed = format!("{new}{}", &key[old.len()..]);
+            if !self.has(&renamed) {
+                self.set(&renamed, value);
+            }
+            self.remove(&key);
+        }
+        put(&mut self.g.metadata, "general.architecture", MetaValue::String(arch.to_string()));
+        self.t.architecture = Some(arch.to_string());
+    }
+
+    pub(crate) fn rename_tensor(&mut self, from: &str, to: &str) {
+        if self.tensor(to).is_some() {
+            return;
+        }
+        if let Some(t) = self.g.tensors.iter_mut().find(|t| t.name == from) {
+            t.name = to.to_string();
+            self.t.renames.push((from.to_string(), to.to_string()));
+        }
+    }
+
+    /// Renames every tensor whose name contains `needle`, replacing its first occurrence.
+    pub(crate) fn rename_tensors_containing(&mut self, needle: &str, replacement: &str) {
+        let names: Vec<String> = self.g.tensors.iter().filter(|t| t.name.contains(needle)).map(|t| t.name.clone()).collect();
+        for name in names {
+            let to = name.replacen(needle, replacement, 1);
+            self.rename_tensor(&name, &to);
+        }
+    }
+
+    /// Gives a tensor a smaller shape (the loader reads its first bytes only).
+    pub(crate) fn shrink(&mut self, name: &str, dims: Vec<u64>) {
+        let Some(t) = self.g.tensors.iter_mut().find(|t| t.name == name) else { return };
+        let Some(size) = size_of(t.kind, &dims) else { return };
+        if size > t.size || dims == t.dims {
+            return;
+        }
+        t.dims = dims.clone();
+        t.size = size;
+        self.t.reshapes.push((name.to_string(), dims));
+    }
+
+    /// Hides every tensor whose name starts with `prefix` from the text loader.
+    pub(crate) fn hide_prefix(&mut self, prefix: &str) {
+        let hidden = &mut self.t.hidden;
+        self.g.tensors.retain(|t| {
+            if t.name.starts_with(prefix) {
+                hidden.insert(t.name.clone());
+                false
+            } else {
+                true
+            }
+        });
+    }
+
+    /// Truncates an array key to `n` entries (when it is longer).
+    pub(crate) fn truncate_array(&mut self, key: &str, n: usize) {
+        let Some(MetaValue::Array(a)) = self.g.get(key) else { return };
+        if a.len() <= n {
+            return;
+        }
+        let cut = match a {
+            ArrayValue::String(v) => ArrayValue::String(v[..n].to_vec()),
+            ArrayValue::F32(v) => ArrayValue::F32(v[..n].to_vec()),
+            ArrayValue::I32(v) => ArrayValue::I32(v[..n].to_vec()),
+            ArrayValue::U32(v) => ArrayValue::U32(v[..n].to_vec()),
+            _ => return,
+        };
+        self.set(key, MetaValue::Array(cut));
+    }
+
+    /// An array of unsigned integers (u32 or i32 in the file) replaced by its largest value, or by
+    /// `fallback` when all are 0: llama.cpp wants one number where Ollama wrote one per layer.
+    pub(crate) fn collapse_to_max(&mut self, key: &str, fallback: u32) {
+        let max = match self.g.get(key) {
+            Some(MetaValue::Array(ArrayValue::U32(v))) => v.iter().copied().max().unwrap_or(0),
+            Some(MetaValue::Array(ArrayValue::I32(v))) => v.iter().map(|x| (*x).max(0) as u32).max().unwrap_or(0),
+            _ => return,
+        };
+        let value = if max == 0 { fallback } else { max };
+        if value != 0 {
+            self.set_u32(key, value);
+        }
+    }
+
+    /// A three-entry M-RoPE section list from `from`, padded with a 0 into `to` (llama.cpp reads
+    /// four).
+    pub(crate) fn pad_sections(&mut self, from: &str, to: &str) {
+        // In place, only a three-entry list changes; from another key, the first three are taken.
+        let fits = |n: usize| if from == to { n == 3 } else { n >= 3 };
+        let sections: Vec<i32> = match self.g.get(from) {
+            Some(MetaValue::Array(ArrayValue::I32(v))) if fits(v.len()) => v.clone(),
+            Some(MetaValue::Array(ArrayValue::U32(v))) if fits(v.len()) => v.iter().map(|x| *x as i32).collect(),
+            _ => return,
+        };
+        self.set(to, MetaValue::Array(ArrayValue::I32(vec![sections[0], sections[1], sections[2], 0])));
+    }
+}

@@ -1,0 +1,83 @@
+# Builds Corral's GGUF translation hooks into llama.cpp's `llama` library (see corral-compat.h).
+#
+# llama.cpp's sources stay untouched (they live in cargo's registry): at the end of configuring,
+# this script writes a copy of src/llama-model-loader.cpp with two calls added, and builds the
+# `llama` target from that copy plus corral-compat.cpp:
+#   - after the main file's metadata is read: corral_compat::translate(...)
+#   - in each loop that indexes a file's tensors: `if (corral_compat::skip(...)) continue;`
+# Each insertion point is found by its exact text; when a llama.cpp update moves one, configuring
+# stops with the text it looked for, instead of building a loader without the hook.
+#
+# corral-compat-sources.txt in the build directory records a digest of the files here, which
+# corral-engine's build script compares with the files it sees (cargo does not rebuild llama.cpp
+# when only these files change).
+include_guard(GLOBAL)
+
+set(_corral_compat_dir "${CMAKE_CURRENT_LIST_DIR}")
+
+function(_corral_compat_hook)
+    if(NOT TARGET llama)
+        message(FATAL_ERROR "corral compat: llama.cpp defines no `llama` target")
+    endif()
+    get_target_property(_src_dir llama SOURCE_DIR)
+    set(_in "${_src_dir}/llama-model-loader.cpp")
+    file(READ "${_in}" _text)
+
+    # 1. The translation, once the main file's architecture is known and before the loader
+    #    derives its key names from it.
+    set(_anchor "get_key(llm_kv(LLM_KV_GENERAL_ARCHITECTURE), arch_name, false);\n        llm_kv = LLM_KV(llm_arch_from_string(arch_name));\n\n        files.emplace_back(new llama_file(fname.c_str()")
+    set(_hooked "get_key(llm_kv(LLM_KV_GENERAL_ARCHITECTURE), arch_name, false);\n        corral_compat::translate(this, fname, metadata, ctx, arch_name);\n        llm_kv = LLM_KV(llm_arch_from_string(arch_name));\n\n        files.emplace_back(new llama_file(fname.c_str()")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    # 2. Hidden tensors never enter the weights index (nor its counts).
+    set(_anchor "std::string tensor_name = std::string(cur->name);")
+    set(_hooked "std::string tensor_name = std::string(cur->name); if (corral_compat::skip(this, tensor_name.c_str())) { continue; }")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 0)
+
+    set(_anchor "#include \"llama-model-loader.h\"\n")
+    set(_hooked "#include \"llama-model-loader.h\"\n#include \"corral-compat.h\"\n")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    set(_out_dir "${CMAKE_BINARY_DIR}/corral-compat")
+    file(MAKE_DIRECTORY "${_out_dir}")
+    # Written only when it differs, so a reconfigure does not rebuild the loader.
+    file(WRITE "${_out_dir}/llama-model-loader.cpp.new" "${_text}")
+    file(COPY_FILE "${_out_dir}/llama-model-loader.cpp.new" "${_out_dir}/llama-model-loader.cpp" ONLY_IF_DIFFERENT)
+
+    get_target_property(_sources llama SOURCES)
+    list(FIND _sources "llama-model-loader.cpp" _at)
+    if(_at EQUAL -1)
+        message(FATAL_ERROR "corral compat: the `llama` target does not build llama-model-loader.cpp")
+    endif()
+    list(REMOVE_AT _sources ${_at})
+    list(APPEND _sources "${_out_dir}/llama-model-loader.cpp" "${_corral_compat_dir}/corral-compat.cpp")
+    set_target_properties(llama PROPERTIES SOURCES "${_sources}")
+    # The copy includes llama.cpp's private headers (src/ is on the target's include path) and ours.
+    target_include_directories(llama PRIVATE "${_corral_compat_dir}")
+    set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
+        "${_in}" "${_corral_compat_dir}/compat.cmake")
+
+    file(SHA256 "${_corral_compat_dir}/corral-compat.cpp" _cpp)
+    file(SHA256 "${_corral_compat_dir}/corral-compat.h" _h)
+    file(SHA256 "${_corral_compat_dir}/compat.cmake" _cmake)
+    file(WRITE "${CMAKE_BINARY_DIR}/corral-compat-sources.txt" "${_cpp} ${_h} ${_cmake}\n")
+    message(STATUS "corral: llama.cpp's model loader carries the GGUF translation hooks")
+endfunction()
+
+# _corral_compat_replace(VAR ANCHOR REPLACEMENT EXACTLY_ONE): replaces ANCHOR in VAR; stops when it
+# is missing (or, with EXACTLY_ONE, found more than once).
+function(_corral_compat_replace var anchor replacement exactly_one)
+    string(FIND "${${var}}" "${anchor}" _first)
+    string(FIND "${${var}}" "${anchor}" _last REVERSE)
+    if(_first EQUAL -1)
+        message(FATAL_ERROR "corral compat: llama-model-loader.cpp no longer contains:\n${anchor}\n"
+                            "update crates/corral-engine/compat/compat.cmake for this llama.cpp")
+    endif()
+    if(exactly_one AND NOT _first EQUAL _last)
+        message(FATAL_ERROR "corral compat: llama-model-loader.cpp contains this more than once:\n${anchor}")
+    endif()
+    string(REPLACE "${anchor}" "${replacement}" _text "${${var}}")
+    set(${var} "${_text}" PARENT_SCOPE)
+endfunction()
+
+cmake_language(DEFER DIRECTORY "${CMAKE_SOURCE_DIR}" CALL _corral_compat_hook)

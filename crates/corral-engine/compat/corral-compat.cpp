@@ -1,0 +1,249 @@
+// Applies the translation plans Corral computes for Ollama-published GGUFs (see corral-compat.h).
+// This file holds no knowledge of any architecture: it only performs the edits it is given.
+
+#include "corral-compat.h"
+
+#include "ggml.h"
+#include "gguf.h"
+#include "llama-impl.h"
+
+#include <cstring>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct corral_compat_plan {
+    struct Edit {
+        enum Kind { SET, SET_STR, SET_STRS, REMOVE } kind;
+        std::string key;
+        int32_t type = 0;
+        bool is_array = false;
+        size_t n = 0;
+        std::vector<uint8_t> bytes;
+        std::vector<std::string> strings;
+    };
+
+    std::string path;
+    std::string arch;
+    std::vector<Edit> edits;
+    std::vector<std::pair<std::string, std::string>> renames;
+    std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
+    std::set<std::string> hidden;
+};
+
+namespace {
+
+std::mutex g_mutex;
+// Installed plans, by the path llama.cpp is given.
+std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_plans;
+// The tensors each loader hides. A loader's address can be reused by a later loader: `translate`
+// runs first for every file and replaces the entry.
+std::map<const void *, std::set<std::string>> g_hidden;
+
+size_t scalar_size(int32_t type) {
+    switch (type) {
+        case GGUF_TYPE_UINT8: case GGUF_TYPE_INT8: case GGUF_TYPE_BOOL: return 1;
+        case GGUF_TYPE_UINT16: case GGUF_TYPE_INT16: return 2;
+        case GGUF_TYPE_UINT32: case GGUF_TYPE_INT32: case GGUF_TYPE_FLOAT32: return 4;
+        case GGUF_TYPE_UINT64: case GGUF_TYPE_INT64: case GGUF_TYPE_FLOAT64: return 8;
+        default: return 0;
+    }
+}
+
+void set_scalar(gguf_context * meta, const char * key, int32_t type, const uint8_t * p) {
+    switch (type) {
+        case GGUF_TYPE_UINT8:   gguf_set_val_u8  (meta, key, *p); break;
+        case GGUF_TYPE_INT8:    gguf_set_val_i8  (meta, key, (int8_t) *p); break;
+        case GGUF_TYPE_BOOL:    gguf_set_val_bool(meta, key, *p != 0); break;
+        case GGUF_TYPE_UINT16:  { uint16_t v; std::memcpy(&v, p, 2); gguf_set_val_u16(meta, key, v); break; }
+        case GGUF_TYPE_INT16:   { int16_t  v; std::memcpy(&v, p, 2); gguf_set_val_i16(meta, key, v); break; }
+        case GGUF_TYPE_UINT32:  { uint32_t v; std::memcpy(&v, p, 4); gguf_set_val_u32(meta, key, v); break; }
+        case GGUF_TYPE_INT32:   { int32_t  v; std::memcpy(&v, p, 4); gguf_set_val_i32(meta, key, v); break; }
+        case GGUF_TYPE_FLOAT32: { float    v; std::memcpy(&v, p, 4); gguf_set_val_f32(meta, key, v); break; }
+        case GGUF_TYPE_UINT64:  { uint64_t v; std::memcpy(&v, p, 8); gguf_set_val_u64(meta, key, v); break; }
+        case GGUF_TYPE_INT64:   { int64_t  v; std::memcpy(&v, p, 8); gguf_set_val_i64(meta, key, v); break; }
+        case GGUF_TYPE_FLOAT64: { double   v; std::memcpy(&v, p, 8); gguf_set_val_f64(meta, key, v); break; }
+        default: break;
+    }
+}
+
+void apply_edit(gguf_context * meta, const corral_compat_plan::Edit & e) {
+    const char * key = e.key.c_str();
+    switch (e.kind) {
+        case corral_compat_plan::Edit::REMOVE:
+            gguf_remove_key(meta, key);
+            break;
+        case corral_compat_plan::Edit::SET_STR:
+            gguf_remove_key(meta, key);
+            gguf_set_val_str(meta, key, e.strings.at(0).c_str());
+            break;
+        case corral_compat_plan::Edit::SET_STRS: {
+            std::vector<const char *> ptrs;
+            ptrs.reserve(e.strings.size());
+            for (const auto & s : e.strings) ptrs.push_back(s.c_str());
+            gguf_remove_key(meta, key);
+            gguf_set_arr_str(meta, key, ptrs.data(), ptrs.size());
+            break;
+        }
+        case corral_compat_plan::Edit::SET:
+            // Removed first: gguf refuses to change the type of a key in place.
+            gguf_remove_key(meta, key);
+            if (e.is_array) {
+                gguf_set_arr_data(meta, key, (gguf_type) e.type, e.bytes.data(), e.n);
+            } else {
+                set_scalar(meta, key, e.type, e.bytes.data());
+            }
+            break;
+    }
+}
+
+void set_name(gguf_context * meta, ggml_context * ctx, const std::string & from, const std::string & to) {
+    ggml_tensor * t = ggml_get_tensor(ctx, from.c_str());
+    const int64_t id = gguf_find_tensor(meta, from.c_str());
+    if (!t || id < 0) {
+        throw std::runtime_error("compat: tensor '" + from + "' to rename is not in the file");
+    }
+    if (to.size() >= GGML_MAX_NAME) {
+        throw std::runtime_error("compat: tensor name '" + to + "' is too long");
+    }
+    ggml_set_name(t, to.c_str());
+    // gguf has no rename: its name buffer (GGML_MAX_NAME bytes) is written in place.
+    char * name = const_cast<char *>(gguf_get_tensor_name(meta, id));
+    std::memset(name, 0, GGML_MAX_NAME);
+    std::memcpy(name, to.c_str(), to.size());
+}
+
+void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name, const std::vector<int64_t> & ne) {
+    ggml_tensor * t = ggml_get_tensor(ctx, name.c_str());
+    const int64_t id = gguf_find_tensor(meta, name.c_str());
+    if (!t || id < 0 || ne.empty() || ne.size() > GGML_MAX_DIMS) {
+        throw std::runtime_error("compat: tensor '" + name + "' to reshape is not in the file");
+    }
+    const size_t before = ggml_nbytes(t);
+    int64_t * gguf_ne = const_cast<int64_t *>(gguf_get_tensor_ne(meta, id));
+    for (int i = 0; i < GGML_MAX_DIMS; ++i) {
+        t->ne[i] = i < (int) ne.size() ? ne[i] : 1;
+        gguf_ne[i] = t->ne[i];
+    }
+    t->nb[0] = ggml_type_size(t->type);
+    t->nb[1] = t->nb[0] * (t->ne[0] / ggml_blck_size(t->type));
+    for (int i = 2; i < GGML_MAX_DIMS; ++i) {
+        t->nb[i] = t->nb[i - 1] * t->ne[i - 1];
+    }
+    if (ggml_nbytes(t) > before) {
+        throw std::runtime_error("compat: tensor '" + name + "' cannot grow in place");
+    }
+}
+
+} // namespace
+
+namespace corral_compat {
+
+void translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
+               std::string & arch_name) {
+    std::shared_ptr<const corral_compat_plan> plan;
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        auto it = g_plans.find(fname);
+        if (it != g_plans.end()) plan = it->second;
+        g_hidden[loader] = plan ? plan->hidden : std::set<std::string>{};
+    }
+    if (!plan || !meta || !ctx) return;
+
+    for (const auto & e : plan->edits) apply_edit(meta, e);
+    if (!plan->arch.empty()) {
+        gguf_remove_key(meta, "general.architecture");
+        gguf_set_val_str(meta, "general.architecture", plan->arch.c_str());
+        arch_name = plan->arch;
+    }
+    for (const auto & [from, to] : plan->renames) set_name(meta, ctx, from, to);
+    for (const auto & [name, ne] : plan->shapes) set_shape(meta, ctx, name, ne);
+    LLAMA_LOG_INFO("%s: translated an Ollama-published GGUF: %zu keys set or removed, %zu tensors renamed, "
+                   "%zu reshaped, %zu hidden\n",
+                   __func__, plan->edits.size(), plan->renames.size(), plan->shapes.size(), plan->hidden.size());
+}
+
+bool skip(const void * loader, const char * tensor_name) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_hidden.find(loader);
+    return it != g_hidden.end() && it->second.count(tensor_name) > 0;
+}
+
+} // namespace corral_compat
+
+extern "C" {
+
+corral_compat_plan * corral_compat_begin(const char * path) {
+    auto * plan = new corral_compat_plan();
+    plan->path = path ? path : "";
+    return plan;
+}
+
+void corral_compat_set(corral_compat_plan * plan, const char * key, int32_t gguf_type, const void * data,
+                       size_t n, int32_t is_array) {
+    const size_t size = scalar_size(gguf_type);
+    if (!plan || !key || size == 0 || (n > 0 && !data)) return;
+    corral_compat_plan::Edit e{corral_compat_plan::Edit::SET, key};
+    e.type = gguf_type;
+    e.is_array = is_array != 0;
+    e.n = e.is_array ? n : 1;
+    const auto * p = static_cast<const uint8_t *>(data);
+    e.bytes.assign(p, p + size * e.n);
+    plan->edits.push_back(std::move(e));
+}
+
+void corral_compat_set_str(corral_compat_plan * plan, const char * key, const char * value) {
+    if (!plan || !key || !value) return;
+    corral_compat_plan::Edit e{corral_compat_plan::Edit::SET_STR, key};
+    e.strings.emplace_back(value);
+    plan->edits.push_back(std::move(e));
+}
+
+void corral_compat_set_strs(corral_compat_plan * plan, const char * key, const char * const * values, size_t n) {
+    if (!plan || !key || (n > 0 && !values)) return;
+    corral_compat_plan::Edit e{corral_compat_plan::Edit::SET_STRS, key};
+    e.strings.reserve(n);
+    for (size_t i = 0; i < n; ++i) e.strings.emplace_back(values[i] ? values[i] : "");
+    plan->edits.push_back(std::move(e));
+}
+
+void corral_compat_remove(corral_compat_plan * plan, const char * key) {
+    if (!plan || !key) return;
+    plan->edits.push_back(corral_compat_plan::Edit{corral_compat_plan::Edit::REMOVE, key});
+}
+
+void corral_compat_set_arch(corral_compat_plan * plan, const char * arch) {
+    if (plan && arch) plan->arch = arch;
+}
+
+void corral_compat_rename(corral_compat_plan * plan, const char * from, const char * to) {
+    if (plan && from && to) plan->renames.emplace_back(from, to);
+}
+
+void corral_compat_reshape(corral_compat_plan * plan, const char * name, const int64_t * ne, int32_t n_dims) {
+    if (!plan || !name || !ne || n_dims <= 0 || n_dims > GGML_MAX_DIMS) return;
+    plan->shapes.emplace_back(name, std::vector<int64_t>(ne, ne + n_dims));
+}
+
+void corral_compat_hide(corral_compat_plan * plan, const char * name) {
+    if (plan && name) plan->hidden.insert(name);
+}
+
+void corral_compat_install(corral_compat_plan * plan) {
+    if (!plan) return;
+    std::shared_ptr<const corral_compat_plan> owned(plan);
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_plans[owned->path] = owned;
+}
+
+void corral_compat_forget(const char * path) {
+    if (!path) return;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_plans.erase(path);
+}
+
+} // extern "C"

@@ -1,0 +1,61 @@
+// Corral's load-time translation of GGUF files published for Ollama's own engine.
+//
+// The translation itself (which keys change, which tensors are renamed, reshaped or hidden) is
+// computed in Rust from the file's header (crates/corral-compat) and handed over through the C
+// functions below before the model is loaded. llama.cpp's model loader calls the two hooks in
+// namespace corral_compat (inserted into a copy of src/llama-model-loader.cpp by compat.cmake):
+// `translate` once the file's metadata is read, `skip` for every tensor it indexes. A file with
+// no plan installed for its path is loaded exactly as before.
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+#include <string>
+
+struct gguf_context;
+struct ggml_context;
+
+namespace corral_compat {
+
+// Applies the plan installed for `fname`, if any, to the loader's metadata and tensor index, and
+// updates `arch_name` when the plan changes the architecture. Throws std::runtime_error when the
+// plan does not fit the file (a tensor it names is missing): the load then fails with that text.
+void translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
+               std::string & arch_name);
+
+// Whether the loader must leave this tensor out of its index (an embedded vision, audio or MTP
+// tensor the text model does not use).
+bool skip(const void * loader, const char * tensor_name);
+
+} // namespace corral_compat
+
+extern "C" {
+#endif
+
+typedef struct corral_compat_plan corral_compat_plan;
+
+// A new, empty plan for the file at `path` (as it will be passed to llama.cpp).
+corral_compat_plan * corral_compat_begin(const char * path);
+// Sets a key to a scalar (n == 1, is_array == 0) or an array of `n` values of GGUF type
+// `gguf_type` (any numeric type or bool), stored contiguously at `data`.
+void corral_compat_set(corral_compat_plan * plan, const char * key, int32_t gguf_type, const void * data,
+                       size_t n, int32_t is_array);
+void corral_compat_set_str(corral_compat_plan * plan, const char * key, const char * value);
+void corral_compat_set_strs(corral_compat_plan * plan, const char * key, const char * const * values, size_t n);
+void corral_compat_remove(corral_compat_plan * plan, const char * key);
+// The architecture the loader must use from now on (also written to general.architecture).
+void corral_compat_set_arch(corral_compat_plan * plan, const char * arch);
+void corral_compat_rename(corral_compat_plan * plan, const char * from, const char * to);
+// A smaller shape for a tensor (the loader then reads only its first bytes).
+void corral_compat_reshape(corral_compat_plan * plan, const char * name, const int64_t * ne, int32_t n_dims);
+void corral_compat_hide(corral_compat_plan * plan, const char * name);
+// Installs the plan for its path, replacing an earlier one; the plan is consumed.
+void corral_compat_install(corral_compat_plan * plan);
+// Removes the plan installed for `path`, if any.
+void corral_compat_forget(const char * path);
+
+#ifdef __cplusplus
+}
+#endif
