@@ -13,9 +13,11 @@
 //! not thread-safe); other threads talk to it through channels.
 
 pub mod backends;
+pub mod compat;
 mod draft;
 mod grammar;
 mod llama;
+mod log;
 mod offload;
 mod pace;
 pub mod quantize;

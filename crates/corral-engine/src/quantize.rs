@@ -14,16 +14,21 @@ type Progress<'a> = &'a mut dyn FnMut(u32, u32);
 /// Quantizes `input` (an F32, F16 or BF16 GGUF) to `output` as llama.cpp file type `ftype`
 /// (`LLAMA_FTYPE_MOSTLY_Q4_K_M` is 15…) with `threads` threads (0: all cores), calling `progress`
 /// after each tensor. The backend must be loaded ([`crate::backends::load`]).
+///
+/// An input in a layout published for Ollama's engine is translated as it would be for loading
+/// (when `compat`), so the output is in llama.cpp's layout, its hidden tensors left out.
 pub fn quantize(
     input: &Path,
     output: &Path,
     ftype: u32,
     threads: i32,
+    compat: bool,
     mut progress: impl FnMut(u32, u32),
 ) -> Result<(), String> {
     let path = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
-    let (input, output) = (path(input)?, path(output)?);
     crate::llama::init_backend()?;
+    crate::compat::prepare(&input.to_string_lossy(), compat)?;
+    let (input, output) = (path(input)?, path(output)?);
     // SAFETY: takes no arguments and only fills in a plain struct it returns by value; it touches
     // no llama.cpp state, so it is sound whenever it is called.
     let mut params = unsafe { llama_cpp_sys_2::llama_model_quantize_default_params() };
@@ -41,7 +46,7 @@ pub fn quantize(
         code
     };
     if code != 0 {
-        return Err(format!("llama.cpp could not quantize the model (code {code})"));
+        return Err(crate::log::with_reasons(format!("llama.cpp could not quantize the model (code {code})")));
     }
     Ok(())
 }

@@ -127,7 +127,7 @@ impl ServerConfig {
             backends: Backends::default(),
             gpu: GpuConfig::default(),
             keep_alive: KeepAlive::For(Duration::from_secs(300)),
-            defaults: infer::options::Defaults { num_ctx: 4096, parallel: 1, num_thread: 0 },
+            defaults: infer::options::Defaults { num_ctx: 4096, parallel: 1, num_thread: 0, no_compat: false },
             max_loaded_models: 0,
             max_queue: 512,
             load_timeout: Duration::from_secs(300),

@@ -8,10 +8,15 @@
 //!   count every token's draws.
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
+//! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in.
 
 mod export;
+mod published;
+mod random_arch;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
+pub use published::gemma3_as_published;
+pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 
 use std::path::{Path, PathBuf};
 

@@ -47,6 +47,10 @@ pub struct LoadOptions {
     /// An embedding model: the context returns pooled embeddings instead of logits.
     #[serde(default)]
     pub embedding: bool,
+    /// Load GGUFs published for Ollama's own engine as they are, without translating them to
+    /// llama.cpp's layout (`OLLAMA_LLAMA_CPP_COMPAT=0`).
+    #[serde(default)]
+    pub no_compat: bool,
 }
 
 /// Element type of the KV cache (`OLLAMA_KV_CACHE_TYPE`). The quantized types need flash

@@ -94,6 +94,8 @@ pub struct Settings {
     pub load_timeout: std::time::Duration,
     pub num_thread: u32,
     pub nohistory: bool,
+    /// Translate Ollama-published GGUFs at load (`OLLAMA_LLAMA_CPP_COMPAT`, on unless `0`).
+    pub compat: bool,
     /// Registry client options (the identity key is loaded by `serve`, which may create it).
     pub registry: corral_registry::RegistryOptions,
     /// `CORRAL_LIBRARY_PATH`.
@@ -304,6 +306,7 @@ impl Settings {
             },
             num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
             nohistory: env_bool(get(OLLAMA_NOHISTORY)),
+            compat: corral_compat::enabled(get(corral_compat::ENV_SWITCH).as_deref()),
             registry: corral_registry::RegistryOptions {
                 credentials: registry_credentials(&get)?,
                 identity: None,

@@ -28,16 +28,10 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
     static BACKEND: std::sync::OnceLock<Result<LlamaBackend, String>> = std::sync::OnceLock::new();
     BACKEND
         .get_or_init(|| {
-            if !verbose {
-                // Before anything is loaded, so the module loader's own lines stay quiet too.
-                quiet();
-            }
+            // Before anything is loaded, so the module loader's own lines go through it too.
+            crate::log::install(verbose);
             crate::backends::load(None, &[])?;
-            let mut b = LlamaBackend::init().map_err(|e| e.to_string())?;
-            if !verbose {
-                b.void_logs();
-            }
-            Ok(b)
+            LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -48,16 +42,21 @@ pub(crate) fn init_backend() -> Result<(), String> {
     backend(false).map(|_| ())
 }
 
-/// Drops llama.cpp's and ggml's log lines.
+/// Hides llama.cpp's and ggml's log lines (keeping the last warnings and errors, see
+/// [`crate::log`]).
 pub(crate) fn quiet() {
-    unsafe extern "C" fn drop_line(
-        _level: llama_cpp_sys_2::ggml_log_level,
-        _text: *const std::ffi::c_char,
-        _user_data: *mut std::ffi::c_void,
-    ) {
+    crate::log::install(false);
+}
+
+/// Why a model did not load, naming its architecture and any translation applied to it.
+fn load_failure(path: &str, prepared: &crate::compat::Prepared, error: &str) -> String {
+    let arch = prepared.architecture.as_deref().unwrap_or("unknown");
+    match prepared.translated {
+        Some(handler) => format!(
+            "could not load model {path} (architecture {arch}, translated from Ollama's {handler} layout): {error}"
+        ),
+        None => format!("could not load model {path} (architecture {arch}): {error}"),
     }
-    // SAFETY: installs a function that ignores its arguments; llama_log_set also sets ggml's.
-    unsafe { llama_cpp_sys_2::llama_log_set(Some(drop_line), std::ptr::null_mut()) }
 }
 
 /// The context's size, from the load options.
@@ -132,12 +131,17 @@ pub(super) fn engine_thread(
         Ok(o) => o,
         Err(e) => return fail(e),
     };
+    let prepared = match crate::compat::prepare(&opts.model_path, !opts.no_compat) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    crate::log::take_recent();
     let model = LlamaModel::load_from_file(backend, &opts.model_path, &params);
     drop(params); // ends the progress channel
     let _ = forward.join();
     let mut model = match model {
         Ok(m) => m,
-        Err(e) => return fail(format!("could not load model {}: {e}", opts.model_path)),
+        Err(e) => return fail(crate::log::with_reasons(load_failure(&opts.model_path, &prepared, &e.to_string()))),
     };
     let mut adapters = Vec::new();
     for (path, scale) in &opts.adapters {
@@ -176,6 +180,11 @@ pub(super) fn engine_thread(
         Some(path) => {
             // Wholly on the GPUs unless the request keeps the model on the CPU.
             let params = LlamaModelParams::default().with_n_gpu_layers(if opts.num_gpu == 0 { 0 } else { 999 });
+            let prepared = match crate::compat::prepare(path, !opts.no_compat) {
+                Ok(p) => p,
+                Err(e) => return fail(e),
+            };
+            crate::log::take_recent();
             match LlamaModel::load_from_file(backend, path, &params) {
                 Ok(m) if (m.n_vocab() - model.n_vocab()).abs() > VOCAB_SLACK => {
                     return fail(format!(
@@ -185,7 +194,10 @@ pub(super) fn engine_thread(
                     ))
                 }
                 Ok(m) => Some(m),
-                Err(e) => return fail(format!("could not load draft model {path}: {e}")),
+                Err(e) => {
+                    let text = load_failure(path, &prepared, &e.to_string());
+                    return fail(crate::log::with_reasons(format!("could not load the draft model: {text}")));
+                }
             }
         }
         None => None,

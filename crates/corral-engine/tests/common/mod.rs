@@ -71,3 +71,20 @@ pub fn finish(engine: &dyn Engine, req: CompletionRequest) -> Output {
     }
     panic!("stream ended without done");
 }
+
+/// Asserts that two generations chose the same tokens and gave each step's top alternatives the
+/// same log-probabilities, within `bound`.
+pub fn assert_same_answers(a: &Output, b: &Output, bound: f32) {
+    assert_eq!(a.text, b.text);
+    assert_eq!(a.tokens, b.tokens);
+    assert_eq!(a.logprobs.len(), b.logprobs.len());
+    for (step, (x, y)) in a.logprobs.iter().zip(&b.logprobs).enumerate() {
+        assert_eq!(x.token, y.token, "step {step}");
+        assert!((x.logprob - y.logprob).abs() <= bound, "step {step}: {} vs {}", x.logprob, y.logprob);
+        assert_eq!(x.top_logprobs.len(), y.top_logprobs.len(), "step {step}");
+        for (p, q) in x.top_logprobs.iter().zip(&y.top_logprobs) {
+            assert_eq!(p.token, q.token, "step {step}");
+            assert!((p.logprob - q.logprob).abs() <= bound, "step {step}, {:?}: {} vs {}", p.token, p.logprob, q.logprob);
+        }
+    }
+}

@@ -17,6 +17,8 @@ pub struct Defaults {
     pub parallel: u32,
     /// Threads per runner (`CORRAL_NUM_THREAD`; 0 = all cores).
     pub num_thread: u32,
+    /// Load Ollama-published GGUFs untranslated (`OLLAMA_LLAMA_CPP_COMPAT=0`).
+    pub no_compat: bool,
 }
 
 /// The options in effect for one request.
@@ -111,6 +113,7 @@ pub fn effective(
             num_gpu: num_gpu.map_or(-1, |n| n.clamp(-1, 1 << 16) as i32),
             main_gpu: main_gpu.filter(|n| (0..=1 << 16).contains(n)).map(|n| n as u32),
             use_mmap,
+            no_compat: defaults.no_compat,
             ..Default::default()
         },
     }
@@ -146,7 +149,7 @@ mod tests {
     use serde_json::{json, Map};
 
     fn defaults() -> Defaults {
-        Defaults { num_ctx: 4096, parallel: 1, num_thread: 1 }
+        Defaults { num_ctx: 4096, parallel: 1, num_thread: 1, no_compat: false }
     }
 
     #[test]
@@ -174,7 +177,7 @@ mod tests {
     /// request option each change the options the runner gets, and change them alike.
     #[test]
     fn every_parameter_and_option_reaches_the_runner() {
-        let defaults = Defaults { num_ctx: 4096, parallel: 1, num_thread: 0 };
+        let defaults = Defaults { num_ctx: 4096, parallel: 1, num_thread: 0, no_compat: false };
         let run = |layers: Options| format!("{:?}", effective("m", vec![], None, 0, layers, &defaults));
         let unset = run(Options::default());
         for &(name, ty) in PARAMETERS {

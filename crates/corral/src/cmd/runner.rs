@@ -144,7 +144,9 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         exit_with_parent("quantizer");
         corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
         let mut out = std::io::stdout().lock();
-        corral_engine::quantize::quantize(input, output, ftype, args.threads, |done, total| {
+        // The server's environment, inherited: a published layout is quantized as it loads.
+        let compat = corral_compat::enabled(std::env::var(corral_compat::ENV_SWITCH).ok().as_deref());
+        corral_engine::quantize::quantize(input, output, ftype, args.threads, compat, |done, total| {
             let _ = writeln!(out, "{}", serde_json::json!({"done": done, "total": total}));
             let _ = out.flush();
         })

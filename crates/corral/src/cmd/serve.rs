@@ -43,6 +43,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
                 .unwrap_or_else(|| corral_server::default_context_length(&backends.devices, settings.gpu.overhead)),
             parallel: settings.num_parallel,
             num_thread: settings.num_thread,
+            no_compat: !settings.compat,
         },
         max_loaded_models: settings.max_loaded_models,
         max_queue: settings.max_queue,

@@ -1,0 +1,170 @@
+//! Hands the translation of an Ollama-published GGUF ([`corral_compat`]) to llama.cpp's model
+//! loader before the file is loaded. The loader's hooks (`compat/`, built into llama.cpp) apply
+//! it to their in-memory view of the header; the file itself is never written.
+
+use std::ffi::{c_char, CString};
+use std::path::Path;
+
+use corral_compat::{Edit, Translation};
+use corral_gguf::{ArrayValue, MetaValue};
+
+/// What was found about a file before loading it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Prepared {
+    /// The file's `general.architecture`.
+    pub architecture: Option<String>,
+    /// The handler whose translation was installed, if any.
+    pub translated: Option<&'static str>,
+}
+
+/// Reads the header at `path` and, when `enabled` and the file is in a published layout,
+/// installs its translation for the next load of that path. Refuses a file Corral recognises but
+/// cannot translate, with a message that names its architecture.
+pub fn prepare(path: &str, enabled: bool) -> Result<Prepared, String> {
+    let header = match corral_gguf::read_path(Path::new(path)) {
+        Ok(h) => h,
+        // Not a GGUF Corral can read: llama.cpp gets to say why.
+        Err(_) => return Ok(Prepared::default()),
+    };
+    let architecture = header.architecture().map(str::to_string);
+    forget(path);
+    if !enabled {
+        return Ok(Prepared { architecture, translated: None });
+    }
+    match corral_compat::translate(&header).map_err(|e| e.to_string())? {
+        Some(t) => {
+            install(path, &t)?;
+            Ok(Prepared { architecture, translated: Some(t.handler) })
+        }
+        None => Ok(Prepared { architecture, translated: None }),
+    }
+}
+
+// The C side lives in compat/corral-compat.cpp, compiled into libllama.
+unsafe extern "C" {
+    fn corral_compat_begin(path: *const c_char) -> *mut Plan;
+    fn corral_compat_set(plan: *mut Plan, key: *const c_char, ty: i32, data: *const u8, n: usize, is_array: i32);
+    fn corral_compat_set_str(plan: *mut Plan, key: *const c_char, value: *const c_char);
+    fn corral_compat_set_strs(plan: *mut Plan, key: *const c_char, values: *const *const c_char, n: usize);
+    fn corral_compat_remove(plan: *mut Plan, key: *const c_char);
+    fn corral_compat_set_arch(plan: *mut Plan, arch: *const c_char);
+    fn corral_compat_rename(plan: *mut Plan, from: *const c_char, to: *const c_char);
+    fn corral_compat_reshape(plan: *mut Plan, name: *const c_char, ne: *const i64, n_dims: i32);
+    fn corral_compat_hide(plan: *mut Plan, name: *const c_char);
+    fn corral_compat_install(plan: *mut Plan);
+    fn corral_compat_forget(path: *const c_char);
+}
+
+#[repr(C)]
+struct Plan {
+    _opaque: [u8; 0],
+}
+
+fn c(s: &str) -> Result<CString, String> {
+    CString::new(s).map_err(|_| format!("a NUL byte in {s:?}"))
+}
+
+/// Removes any translation installed for `path`.
+pub fn forget(path: &str) {
+    if let Ok(p) = c(path) {
+        // SAFETY: a NUL-terminated string that outlives the call; the C side copies what it keeps.
+        unsafe { corral_compat_forget(p.as_ptr()) }
+    }
+}
+
+/// GGUF's value type numbers (gguf.h).
+fn scalar(v: &MetaValue) -> Option<(i32, Vec<u8>)> {
+    Some(match v {
+        MetaValue::U8(x) => (0, vec![*x]),
+        MetaValue::I8(x) => (1, x.to_le_bytes().to_vec()),
+        MetaValue::U16(x) => (2, x.to_le_bytes().to_vec()),
+        MetaValue::I16(x) => (3, x.to_le_bytes().to_vec()),
+        MetaValue::U32(x) => (4, x.to_le_bytes().to_vec()),
+        MetaValue::I32(x) => (5, x.to_le_bytes().to_vec()),
+        MetaValue::F32(x) => (6, x.to_le_bytes().to_vec()),
+        MetaValue::Bool(x) => (7, vec![u8::from(*x)]),
+        MetaValue::U64(x) => (10, x.to_le_bytes().to_vec()),
+        MetaValue::I64(x) => (11, x.to_le_bytes().to_vec()),
+        MetaValue::F64(x) => (12, x.to_le_bytes().to_vec()),
+        MetaValue::String(_) | MetaValue::Array(_) => return None,
+    })
+}
+
+/// A numeric array as its GGUF type and little-endian bytes (native order on every target
+/// llama.cpp reads GGUF on).
+fn array(a: &ArrayValue) -> Option<(i32, usize, Vec<u8>)> {
+    fn bytes<T, const N: usize>(v: &[T], f: impl Fn(&T) -> [u8; N]) -> Vec<u8> {
+        v.iter().flat_map(f).collect()
+    }
+    Some(match a {
+        ArrayValue::U8(v) => (0, v.len(), v.clone()),
+        ArrayValue::I8(v) => (1, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::U16(v) => (2, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::I16(v) => (3, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::U32(v) => (4, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::I32(v) => (5, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::F32(v) => (6, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::Bool(v) => (7, v.len(), v.iter().map(|b| u8::from(*b)).collect()),
+        ArrayValue::U64(v) => (10, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::I64(v) => (11, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::F64(v) => (12, v.len(), bytes(v, |x| x.to_le_bytes())),
+        ArrayValue::String(_) | ArrayValue::Array(_) => return None,
+    })
+}
+
+fn install(path: &str, t: &Translation) -> Result<(), String> {
+    let p = c(path)?;
+    // SAFETY (this block and every call below): the plan pointer comes from corral_compat_begin
+    // and is used only here, until corral_compat_install takes it; every string is a
+    // NUL-terminated CString and every buffer a Vec that outlive the call they are passed to (the
+    // C side copies them).
+    unsafe {
+        let plan = corral_compat_begin(p.as_ptr());
+        let result = fill(plan, t);
+        // Only corral_compat_install frees a plan. One that could not be filled completely is
+        // installed and removed at once: a half-translated model must not load.
+        corral_compat_install(plan);
+        if result.is_err() {
+            corral_compat_forget(p.as_ptr());
+        }
+        result
+    }
+}
+
+unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
+    unsafe {
+        for edit in &t.edits {
+            match edit {
+                Edit::Remove(key) => corral_compat_remove(plan, c(key)?.as_ptr()),
+                Edit::Set(key, MetaValue::String(s)) => corral_compat_set_str(plan, c(key)?.as_ptr(), c(s)?.as_ptr()),
+                Edit::Set(key, MetaValue::Array(ArrayValue::String(items))) => {
+                    let owned = items.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;
+                    let ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
+                    corral_compat_set_strs(plan, c(key)?.as_ptr(), ptrs.as_ptr(), ptrs.len());
+                }
+                Edit::Set(key, MetaValue::Array(a)) => {
+                    let (ty, n, data) = array(a).ok_or_else(|| format!("cannot hand {key} to llama.cpp"))?;
+                    corral_compat_set(plan, c(key)?.as_ptr(), ty, data.as_ptr(), n, 1);
+                }
+                Edit::Set(key, v) => {
+                    let (ty, data) = scalar(v).ok_or_else(|| format!("cannot hand {key} to llama.cpp"))?;
+                    corral_compat_set(plan, c(key)?.as_ptr(), ty, data.as_ptr(), 1, 0);
+                }
+            }
+        }
+        if let Some(arch) = &t.architecture {
+            corral_compat_set_arch(plan, c(arch)?.as_ptr());
+        }
+        for (from, to) in &t.renames {
+            corral_compat_rename(plan, c(from)?.as_ptr(), c(to)?.as_ptr());
+        }
+        for (name, dims) in &t.reshapes {
+            let ne: Vec<i64> = dims.iter().map(|d| *d as i64).collect();
+            corral_compat_reshape(plan, c(name)?.as_ptr(), ne.as_ptr(), ne.len() as i32);
+        }
+        for name in &t.hidden {
+            corral_compat_hide(plan, c(name)?.as_ptr());
+        }
+    }
+    Ok(())
+}
