@@ -86,7 +86,7 @@ pub fn translate(g: &Gguf) -> Result<Option<Translation>, Unsupported> {
         "qwen3vl" | "qwen3vlmoe" => qwen::qwen3vl(&mut w),
         "laguna" => other::laguna(&mut w),
         "gptoss" => other::gptoss(&mut w),
-        "lfm2" => other::lfm2(&mut w),
+        "lfm2" | "lfm2moe" => other::lfm2(&mut w),
         "olmo3" => other::olmo3(&mut w),
         "mistral3" => other::mistral3(&mut w),
         "glm4moelite" => other::glm4moelite(&mut w),

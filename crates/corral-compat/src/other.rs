@@ -25,18 +25,21 @@ pub(crate) fn gptoss(w: &mut Work) -> bool {
     true
 }
 
-/// LFM2 with its last norm as `output_norm` (llama.cpp: `token_embd_norm`), the default
-/// pre-tokenizer, and in some files a feed-forward width that disagrees with the tensors.
+/// LFM2 (and LFM2-MoE, written the same way) with its last norm as `output_norm` (llama.cpp:
+/// `token_embd_norm`), the default pre-tokenizer, and in some files a feed-forward width that
+/// disagrees with the tensors.
 pub(crate) fn lfm2(w: &mut Work) -> bool {
     if w.tensor("output_norm.weight").is_none() || w.tensor("token_embd_norm.weight").is_some() {
         return false;
     }
-    w.handler("lfm2");
+    let arch = w.arch();
+    w.handler(if arch == "lfm2moe" { "lfm2moe" } else { "lfm2" });
     w.rename_tensor("output_norm.weight", "token_embd_norm.weight");
     w.set_str("tokenizer.ggml.pre", "lfm2");
+    let key = format!("{arch}.feed_forward_length");
     if let Some(n_ff) = w.dim("blk.0.ffn_gate.weight", 1) {
-        if w.u32_of("lfm2.feed_forward_length") != Some(n_ff as u32) {
-            w.set_u32("lfm2.feed_forward_length", n_ff as u32);
+        if w.u32_of(&key) != Some(n_ff as u32) {
+            w.set_u32(&key, n_ff as u32);
         }
     }
     true

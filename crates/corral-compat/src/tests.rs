@@ -158,7 +158,8 @@ fn gptoss_becomes_gpt_oss() {
         ],
         &[
             ("blk.0.attn_out.weight", &[8, 8]),
-            ("blk.0.attn_out.bias", &[8]),
+            // Already llama.cpp's name: not `attn_outputput`.
+            ("blk.0.attn_output.bias", &[8]),
             ("blk.0.attn_sinks", &[2]),
             ("blk.0.ffn_norm.weight", &[8]),
             ("blk.0.ffn_gate_exps.weight", &[8, 24, 4]),

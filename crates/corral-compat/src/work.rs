@@ -174,9 +174,16 @@ impl Work {
         }
     }
 
-    /// Renames every tensor whose name contains `needle`, replacing its first occurrence.
+    /// Renames every tensor whose name contains `needle`, replacing its first occurrence; a name
+    /// that already has `replacement` (`attn_output` for `attn_out`) is left as it is.
     pub(crate) fn rename_tensors_containing(&mut self, needle: &str, replacement: &str) {
-        let names: Vec<String> = self.g.tensors.iter().filter(|t| t.name.contains(needle)).map(|t| t.name.clone()).collect();
+        let names: Vec<String> = self
+            .g
+            .tensors
+            .iter()
+            .filter(|t| t.name.contains(needle) && !t.name.contains(replacement))
+            .map(|t| t.name.clone())
+            .collect();
         for name in names {
             let to = name.replacen(needle, replacement, 1);
             self.rename_tensor(&name, &to);

@@ -6,7 +6,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{finish, greedy, options, request, Output};
+use common::{assert_same_answers, finish, greedy, options, request, Output};
 use corral_engine::LlamaEngine;
 use corral_gguf::{Gguf, MetaValue};
 use corral_testkit::Layout;
@@ -35,7 +35,8 @@ fn sorted_keys(g: &Gguf) -> Vec<(String, String)> {
 }
 
 fn sorted_tensors(g: &Gguf) -> Vec<(String, Vec<u64>, String)> {
-    let mut tensors: Vec<_> = g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.kind.name().to_string())).collect();
+    let mut tensors: Vec<_> =
+        g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.kind.name().to_string())).collect();
     tensors.sort();
     tensors
 }
@@ -48,7 +49,12 @@ fn assert_translates_to_reference(reference: &Path, published: &Path, handler: &
     let translation = corral_compat::translate(&header).unwrap().expect("the published layout is recognised");
     assert_eq!(translation.handler, handler);
     let seen = translation.apply(&header);
-    assert_eq!(sorted_keys(&seen), sorted_keys(&want));
+    // Only the entries on one side: the tokenizer's arrays make the whole lists unreadable.
+    let (seen_keys, want_keys) = (sorted_keys(&seen), sorted_keys(&want));
+    let extra: Vec<_> = seen_keys.iter().filter(|k| !want_keys.contains(k)).collect();
+    let missing: Vec<_> = want_keys.iter().filter(|k| !seen_keys.contains(k)).collect();
+    assert!(extra.is_empty() && missing.is_empty(), "translated header has {extra:?}, lacks {missing:?}");
+    assert_eq!(seen_keys.len(), want_keys.len());
     assert_eq!(sorted_tensors(&seen), sorted_tensors(&want));
     // The translation changed something that matters, or the comparison proves nothing.
     assert_ne!(sorted_tensors(&header), sorted_tensors(&want));
@@ -61,27 +67,6 @@ fn answer(path: &Path) -> Output {
     let mut req = request(PROMPT, greedy(), Some(STEPS as u32));
     req.logprobs = Some(5);
     finish(&engine, req)
-}
-
-/// The same tokens, and every step's alternatives with log-probabilities within 1e-4.
-fn assert_same(want: &Output, got: &Output) {
-    assert_eq!(want.logprobs.len(), STEPS, "{want:?}");
-    let texts = |o: &Output| o.logprobs.iter().map(|l| l.token.clone()).collect::<Vec<_>>();
-    assert_eq!(texts(want), texts(got));
-    assert_eq!(want.text, got.text);
-    assert_eq!(want.tokens, got.tokens);
-    let mut worst = 0.0f32;
-    for (step, (x, y)) in want.logprobs.iter().zip(&got.logprobs).enumerate() {
-        assert_eq!(x.top_logprobs.len(), 5, "step {step}");
-        assert_eq!(x.top_logprobs.len(), y.top_logprobs.len(), "step {step}");
-        worst = worst.max((x.logprob - y.logprob).abs());
-        for (p, q) in x.top_logprobs.iter().zip(&y.top_logprobs) {
-            assert_eq!(p.token, q.token, "step {step}");
-            worst = worst.max((p.logprob - q.logprob).abs());
-        }
-    }
-    eprintln!("largest log-probability difference over {STEPS} steps: {worst:e}; answer {:?}", want.text);
-    assert!(worst <= 1e-4, "log-probabilities differ by {worst}");
 }
 
 /// Without the translation the published file must fail, and the error must name its
@@ -98,7 +83,9 @@ fn check(name: &str, make: Fixture, handler: &str, published_arch: &str) {
     assert_translates_to_reference(&reference, &published, handler);
     let want = answer(&reference);
     let got = answer(&published);
-    assert_same(&want, &got);
+    assert_eq!(want.logprobs.len(), STEPS, "{want:?}");
+    // The same bytes through the same kernels: equal to the last bit.
+    assert_same_answers(&want, &got, 0.0);
     assert_refused_untranslated(&published, published_arch);
 }
 
@@ -127,5 +114,8 @@ fn the_layouts_differ_only_where_ollamas_did() {
     let lfm = corral_gguf::read_bytes(&corral_testkit::tiny_lfm2(Layout::Published, &tokenizer, 1)).unwrap();
     let reference = corral_gguf::read_bytes(&corral_testkit::tiny_lfm2(Layout::LlamaCpp, &tokenizer, 1)).unwrap();
     assert_ne!(lfm.arch_u64("feed_forward_length"), reference.arch_u64("feed_forward_length"));
-    assert_eq!(reference.arch_u64("feed_forward_length"), Some(reference.tensors.iter().find(|t| t.name == "blk.0.ffn_gate.weight").unwrap().dims[1]));
+    assert_eq!(
+        reference.arch_u64("feed_forward_length"),
+        Some(reference.tensors.iter().find(|t| t.name == "blk.0.ffn_gate.weight").unwrap().dims[1])
+    );
 }

@@ -6,6 +6,8 @@ use corral_modelfile::{Instruction, Modelfile};
 use corral_store::Model;
 use corral_types::api::{ModelDetails, ShowResponse, TensorInfo};
 use corral_types::format::{go_value, go_value_sharp};
+
+use crate::infer::{Header, Loaded};
 use serde_json::{Map, Value};
 
 /// Arrays longer than this are shown as `[]` unless `verbose` (token lists run to 262k entries).
@@ -86,7 +88,8 @@ fn model_info(gguf: &Gguf, verbose: bool) -> Map<String, Value> {
 }
 
 /// What the model can do, judged from its metadata and templates (Ollama's rules).
-pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
+/// `loaded`: what the runner loads of the weights (a published layout's vision tower is not).
+pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>, loaded: Loaded) -> Vec<String> {
     let mut caps = Vec::new();
     let arch_key = |suffix: &str| gguf.and_then(|g| g.architecture().map(|a| format!("{a}.{suffix}")));
     let has = |key: Option<String>| key.is_some_and(|k| gguf.is_some_and(|g| g.get(&k).is_some()));
@@ -117,7 +120,9 @@ pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>) -> Vec<String> {
     if go_template.is_none() && gguf.and_then(fill_in_middle_tokens).is_some() {
         caps.push("insert");
     }
-    if has(arch_key("vision.block_count")) || !model.projector_paths.is_empty() {
+    // A vision tower inside the file counts once Corral loads it; today a published layout's is
+    // hidden from the text loader.
+    if (has(arch_key("vision.block_count")) && !loaded.vision_hidden) || !model.projector_paths.is_empty() {
         caps.push("vision");
     }
     let thinking_text = go_template.or(jinja).unwrap_or_default();
@@ -158,11 +163,12 @@ pub(crate) fn fill_in_middle_tokens(gguf: &Gguf) -> Option<[String; 3]> {
 /// Builds the answer. `system` and `options` come from the request and override the model's.
 pub(crate) fn show(
     mut model: Model,
-    gguf: Option<&Gguf>,
+    header: Option<&Header>,
     verbose: bool,
     system: Option<String>,
     options: Option<Map<String, Value>>,
 ) -> ShowResponse {
+    let gguf = header.map(|h| &*h.gguf);
     if let Some(s) = system.filter(|s| !s.is_empty()) {
         model.system = Some(s);
     }
@@ -204,7 +210,7 @@ pub(crate) fn show(
                 .collect(),
             _ => Vec::new(),
         },
-        capabilities: capabilities(&model, gguf),
+        capabilities: capabilities(&model, gguf, header.map(|h| h.loaded).unwrap_or_default()),
         modified_at: Some(DateTime::<Local>::from(model.modified)),
         requires: config.requires.clone(),
     }

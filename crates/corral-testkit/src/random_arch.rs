@@ -45,7 +45,7 @@ impl Model {
     fn new(arch: &str, tokenizer: &Gguf, pre: &str, seed: u64) -> Model {
         let mut w = GgufWriter::new();
         w.set("general.architecture", MetaValue::String(arch.into()))
-            .set("general.name", MetaValue::String(format!("corral-tiny-{arch}")))
+            .set("general.name", MetaValue::String("corral-tiny".into()))
             // Mostly Q8_0: the matrices are, the norms and biases are F32.
             .set("general.file_type", MetaValue::U32(7));
         let mut vocab = 0;
@@ -165,8 +165,11 @@ pub fn tiny_gpt_oss(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     }
 
     // The three tensor names that differ: (llama.cpp's, Ollama's) block-local stems.
-    let (attn_out, sinks, post_norm) =
-        if llama_cpp { ("attn_output", "attn_sinks.weight", "post_attention_norm") } else { ("attn_out", "attn_sinks", "ffn_norm") };
+    let (attn_out, sinks, post_norm) = if llama_cpp {
+        ("attn_output", "attn_sinks.weight", "post_attention_norm")
+    } else {
+        ("attn_out", "attn_sinks", "ffn_norm")
+    };
     let (q, kv) = (OSS_HEADS * OSS_HEAD_DIM, OSS_KV_HEADS * OSS_HEAD_DIM);
     let (e, ff, n) = (OSS_EMBD, OSS_EXPERT_FFN, OSS_EXPERTS);
     m.embeddings(e);

@@ -34,6 +34,8 @@ use crate::{ApiError, AppState};
 pub struct Resolved {
     pub model: Model,
     pub gguf: Arc<Gguf>,
+    /// What llama.cpp's text loader leaves of the weights (see [`Header`]).
+    pub loaded: Loaded,
     /// [`Resolved::capabilities`], worked out at the first check: a request checks several, and
     /// finding fill-in-the-middle tokens can mean a search of the whole vocabulary.
     capabilities: std::sync::OnceLock<Vec<String>>,
@@ -54,7 +56,7 @@ impl Resolved {
 
     /// Ollama's capability list for this model.
     pub fn capabilities(&self) -> &[String] {
-        self.capabilities.get_or_init(|| crate::show::capabilities(&self.model, Some(&self.gguf)))
+        self.capabilities.get_or_init(|| crate::show::capabilities(&self.model, Some(&self.gguf), self.loaded))
     }
 
     /// Whether `capability` is in [`Resolved::capabilities`].
@@ -72,18 +74,51 @@ impl Resolved {
     }
 }
 
+/// A model's GGUF header as the file has it (what `show` reports, as Ollama does) and what
+/// the runner's text loader will leave of it.
+#[derive(Debug, Clone)]
+pub struct Header {
+    pub gguf: Arc<Gguf>,
+    pub loaded: Loaded,
+}
+
+/// What a runner loads of a model's weights: a file in a layout published for Ollama's own engine
+/// is translated at load (`corral-compat`), and its embedded vision, audio and MTP tensors are
+/// not loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Loaded {
+    /// Bytes of tensor data the runner does not load.
+    pub unread: u64,
+    /// The file's vision tower is among them: the model runs as a text model.
+    pub vision_hidden: bool,
+}
+
+impl Loaded {
+    /// Worked out once per model (the translation copies the header).
+    fn of(g: &Gguf, compat: bool) -> Loaded {
+        match corral_compat::translate(g) {
+            Ok(Some(t)) if compat => Loaded {
+                unread: t.unread_bytes(g),
+                vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
+            },
+            _ => Loaded::default(),
+        }
+    }
+}
+
 /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
-pub type Headers = Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Arc<Gguf>>>>;
+pub type Headers = Arc<std::sync::Mutex<std::collections::HashMap<corral_types::Digest, Header>>>;
 
 /// Loads a model's manifest and, cached by manifest digest in `headers`, its GGUF header (`None`
 /// for a model without weights). Blocking: call it through `AsyncStore::run`. `raw` is the name
-/// as given, for the 404 message.
+/// as given, for the 404 message; `compat`: whether runners translate published layouts.
 pub fn load(
     store: &corral_store::Store,
     headers: &Headers,
     name: &ModelName,
     raw: &str,
-) -> Result<(Model, Option<Arc<Gguf>>), ApiError> {
+    compat: bool,
+) -> Result<(Model, Option<Header>), ApiError> {
     let model = store.load_model(name).map_err(|e| match e {
         ModelError::Store(StoreError::ModelNotFound(_)) => ApiError::not_found(format!("model '{raw}' not found")),
         other => other.into(),
@@ -93,12 +128,11 @@ pub fn load(
     let gguf = match cache.get(&model.digest) {
         Some(g) => g.clone(),
         None => {
-            let g = Arc::new(
-                corral_gguf::read_path(&path)
-                    .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?,
-            );
-            cache.insert(model.digest, g.clone());
-            g
+            let g = corral_gguf::read_path(&path)
+                .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?;
+            let header = Header { loaded: Loaded::of(&g, compat), gguf: Arc::new(g) };
+            cache.insert(model.digest, header.clone());
+            header
         }
     };
     Ok((model, Some(gguf)))
@@ -107,12 +141,13 @@ pub fn load(
 /// [`load`] on the blocking pool, for a model that must have weights (to run it).
 pub async fn resolve(state: &AppState, name: &ModelName, raw: &str) -> Result<Resolved, ApiError> {
     let (headers, name, raw) = (state.headers.clone(), name.clone(), raw.to_string());
+    let compat = !state.config.defaults.no_compat;
     state
         .store
         .run(move |store| {
-            let (model, gguf) = load(store, &headers, &name, &raw)?;
-            let gguf = gguf.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
-            Ok(Resolved { model, gguf, capabilities: Default::default() })
+            let (model, header) = load(store, &headers, &name, &raw, compat)?;
+            let header = header.ok_or_else(|| ApiError::bad_request(format!("model '{raw}' has no weights")))?;
+            Ok(Resolved { model, gguf: header.gguf, loaded: header.loaded, capabilities: Default::default() })
         })
         .await
 }
@@ -135,7 +170,8 @@ pub async fn acquire(
         r.model.manifest.layers.iter().rev().find(|l| l.media_type == media_type).map_or(0, |l| l.size)
     };
     let draft = if opts.load.draft_path.is_some() { layer_size(MEDIA_TYPE_DRAFT) } else { 0 };
-    let weights = layer_size(MEDIA_TYPE_MODEL) + draft;
+    // Only what the runner loads: not the vision, audio or MTP tensors of a published layout.
+    let weights = layer_size(MEDIA_TYPE_MODEL).saturating_sub(r.loaded.unread) + draft;
     let mut options = opts.load.clone();
     let gpu = &state.config.gpu;
     if options.parallel == 0 {

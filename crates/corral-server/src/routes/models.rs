@@ -55,11 +55,12 @@ pub(super) async fn show(
     let raw = model_or_name(&req.model, &req.name).to_string();
     let name = parse_name(&raw)?;
     let headers = state.headers.clone();
+    let compat = !state.config.defaults.no_compat;
     state
         .store
         .run(move |store| {
-            let (model, gguf) = crate::infer::load(store, &headers, &name, &raw)?;
-            Ok(Json(crate::show::show(model, gguf.as_deref(), req.verbose, req.system, req.options)))
+            let (model, header) = crate::infer::load(store, &headers, &name, &raw, compat)?;
+            Ok(Json(crate::show::show(model, header.as_ref(), req.verbose, req.system, req.options)))
         })
         .await
 }

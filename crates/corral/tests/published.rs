@@ -1,0 +1,112 @@
+//! Issue 28: a models directory as `ollama pull` leaves it, holding Gemma 3 in the layout Ollama
+//! published it in (vision tower in the file, its own key names), is served with no re-pull:
+//! `corral run` answers, the answer is the one the llama.cpp layout gives, `show` reports the
+//! file's own metadata without claiming vision, `ps` counts only what was loaded, and the blob
+//! is untouched.
+
+mod common;
+
+use std::path::Path;
+
+use common::{post, stdout, Server};
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+/// Writes `bytes` as a blob and returns its `sha256:<hex>` digest.
+fn blob(models: &Path, bytes: &[u8]) -> String {
+    let hex = format!("{:x}", Sha256::digest(bytes));
+    std::fs::create_dir_all(models.join("blobs")).unwrap();
+    std::fs::write(models.join("blobs").join(format!("sha256-{hex}")), bytes).unwrap();
+    format!("sha256:{hex}")
+}
+
+/// A store with `registry.ollama.ai/library/gemma3:270m` (the published layout, a chat template
+/// layer as Ollama's library has), and `gemma3-ref:latest`, the same weights in llama.cpp's
+/// layout. Returns the published blob's digest.
+fn ollama_store(models: &Path) -> String {
+    let published = corral_testkit::gemma3_as_published(&corral_testkit::gemma3());
+    let weights = blob(models, &published);
+    let template = "{{ range .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}{{ .Role }}{{ end }}\n\
+                    {{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n";
+    let template_digest = blob(models, template.as_bytes());
+    let config = json!({
+        "model_format": "gguf", "model_family": "gemma3", "model_families": ["gemma3"],
+        "model_type": "268.10M", "file_type": "Q4_K_M", "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [weights, template_digest]}
+    })
+    .to_string();
+    let config_digest = blob(models, config.as_bytes());
+    let manifest = |model: &str, size: usize| {
+        json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "digest": config_digest, "size": config.len()},
+            "layers": [
+                {"mediaType": "application/vnd.ollama.image.model", "digest": model, "size": size},
+                {"mediaType": "application/vnd.ollama.image.template", "digest": template_digest, "size": template.len()}
+            ]
+        })
+        .to_string()
+    };
+    let dir = models.join("manifests/registry.ollama.ai/library/gemma3");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("270m"), manifest(&weights, published.len())).unwrap();
+    let reference = std::fs::read(corral_testkit::gemma3()).unwrap();
+    let reference_digest = blob(models, &reference);
+    let dir = models.join("manifests/registry.ollama.ai/library/gemma3-ref");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("latest"), manifest(&reference_digest, reference.len())).unwrap();
+    weights
+}
+
+fn generate(server: &Server, model: &str) -> Value {
+    let body = json!({"model": model, "prompt": "Once upon a time", "raw": true, "stream": false,
+                      "options": {"temperature": 0, "num_predict": 12, "num_ctx": 512}});
+    let (status, v) = post(server, "/api/generate", body);
+    assert_eq!(status, 200, "{v}");
+    v
+}
+
+#[test]
+fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
+    let tmp = tempfile::tempdir().unwrap();
+    let models = tmp.path().join("models");
+    let digest = ollama_store(&models);
+    let blob_path = models.join("blobs").join(digest.replace(':', "-"));
+    let before = std::fs::read(&blob_path).unwrap();
+    let server = Server::start_in(&models, &[("CORRAL_NUM_THREAD", "1")]);
+
+    let published = generate(&server, "gemma3:270m");
+    let reference = generate(&server, "gemma3-ref");
+    assert_eq!(published["response"], reference["response"]);
+    assert!(published["response"].as_str().unwrap().starts_with(", there was a "), "{published}");
+
+    // `ps` counts the text model only: the file less its vision tower and projector, which is
+    // what the reference loads (the two differ in file size by those tensors).
+    let ps: Value = common::http().get(server.url("/api/ps")).send().unwrap().json().unwrap();
+    let size = |name: &str| {
+        let entry = ps["models"].as_array().unwrap().iter().find(|m| m["name"] == name);
+        entry.unwrap_or_else(|| panic!("{name} is not loaded: {ps}"))["size"].as_u64().unwrap()
+    };
+    let header = corral_gguf::read_bytes(&before).unwrap();
+    let unread = corral_compat::translate(&header).unwrap().unwrap().unread_bytes(&header);
+    assert!(unread > 100_000, "the fixture's vision tensors: {unread} bytes");
+    assert_eq!(size("gemma3:270m"), size("gemma3-ref:latest"), "{ps}");
+
+    // `show` reports the file's own metadata, as Ollama does, and no vision: images do not run.
+    let (_, shown) = post(&server, "/api/show", json!({"model": "gemma3:270m"}));
+    assert_eq!(shown["model_info"]["general.architecture"], "gemma3", "{shown}");
+    assert_eq!(shown["model_info"]["gemma3.mm.tokens_per_image"], 256, "{shown}");
+    let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert_eq!(caps, ["completion"], "{shown}");
+
+    // `corral run` through the chat template answers.
+    let out = server.corral(&["run", "gemma3:270m", "Say hello."]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(!stdout(&out).trim().is_empty(), "{out:?}");
+
+    // Nothing was re-pulled or rewritten.
+    assert_eq!(std::fs::read(&blob_path).unwrap(), before);
+    let blobs = std::fs::read_dir(models.join("blobs")).unwrap().count();
+    assert_eq!(blobs, 4, "the store holds the same four blobs");
+}
