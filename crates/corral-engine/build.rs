@@ -105,8 +105,10 @@ fn check_cpu_variants(sys_out: &Path) {
 }
 
 /// llama.cpp's model loader is built with the hooks in `compat/` (`compat/compat.cmake`), and
-/// cargo does not rebuild llama-cpp-sys-2 when only those files change: a build whose hooks differ
-/// from the files here would load Ollama-published models with stale translations, so it stops.
+/// cargo does not rerun llama-cpp-sys-2's build when only those files change. When the digest
+/// recorded at configure time differs from the files here, this brings llama.cpp's build up to
+/// date itself (CMake rebuilds what changed and installs it where llama-cpp-sys-2 put it), so a
+/// stale translation is never linked.
 fn check_compat_hooks(sys_out: &Path) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
     let mut digests = Vec::new();
@@ -117,19 +119,32 @@ fn check_compat_hooks(sys_out: &Path) {
         digests.push(hex(&Sha256::digest(&bytes)));
     }
     let want = digests.join(" ");
-    let record = sys_out.join("build").join("corral-compat-sources.txt");
-    let built = fs::read_to_string(&record).unwrap_or_else(|e| {
-        panic!(
+    let build = sys_out.join("build");
+    let record = build.join("corral-compat-sources.txt");
+    let recorded = || fs::read_to_string(&record).map(|s| s.trim().to_string());
+    match recorded() {
+        Ok(built) if built == want => return,
+        Ok(_) => {}
+        Err(e) => panic!(
             "read {}: {e}: llama.cpp was configured without crates/corral-engine/llama-cpp.cmake \
              (CMAKE_PROJECT_INCLUDE in .cargo/config.toml), or before it carried the GGUF translation hooks: \
              run `cargo clean -p llama-cpp-sys-2` (add `--release` for a release build) and build again",
             record.display()
-        )
-    });
-    if built.trim() != want {
+        ),
+    }
+    // compat.cmake names these files as configure dependencies: the build reconfigures (which
+    // writes the record again), recompiles the loader and the hooks, and installs the libraries.
+    let status = std::process::Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .args(["--target", "install"])
+        .status()
+        .unwrap_or_else(|e| panic!("run cmake --build {}: {e}", build.display()));
+    if !status.success() || recorded().ok().as_deref() != Some(want.as_str()) {
         panic!(
-            "llama.cpp was built with other GGUF translation hooks than crates/corral-engine/compat/ holds now: run \
-             `cargo clean -p llama-cpp-sys-2` (add `--release` for a release build) and build again"
+            "llama.cpp's build in {} could not be brought up to date with crates/corral-engine/compat/: run \
+             `cargo clean -p llama-cpp-sys-2` (add `--release` for a release build) and build again",
+            build.display()
         );
     }
 }

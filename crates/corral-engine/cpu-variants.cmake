@@ -1,8 +1,9 @@
 # Which of ggml's x86 CPU backend variants the build makes. llama-cpp-sys-2 (feature
 # `dynamic-backends`) turns on GGML_CPU_ALL_VARIANTS, which compiles ggml's CPU backend 14 times
 # (x64 … sapphirerapids): on a 2-core machine that is most of a 22-minute release build, for
-# modules this machine never loads. Cargo runs CMake with this file as CMAKE_PROJECT_INCLUDE
-# (`.cargo/config.toml`), so it runs after `project()` and before ggml's own CMakeLists.
+# modules this machine never loads. Cargo runs CMake with llama-cpp.cmake, which includes this
+# file, as CMAKE_PROJECT_INCLUDE (`.cargo/config.toml`), so it runs after `project()` and before
+# ggml's own CMakeLists.
 #
 # CORRAL_CPU_VARIANTS (read here, at configure time):
 #   unset or `host`  the variant this CPU scores best on (ggml's own scoring, AMX left out: Corral

@@ -42,6 +42,8 @@ pub fn enabled(switch: Option<&str>) -> bool {
 pub enum Edit {
     Set(String, MetaValue),
     Remove(String),
+    /// An array cut to its first entries (a 262k-token list need not cross to llama.cpp again).
+    Truncate(String, usize),
 }
 
 /// What turns a published header into the one llama.cpp expects.
@@ -115,6 +117,11 @@ impl Translation {
             match edit {
                 Edit::Set(key, value) => work::put(&mut out.metadata, key, value.clone()),
                 Edit::Remove(key) => out.metadata.retain(|(k, _)| k != key),
+                Edit::Truncate(key, n) => {
+                    if let Some((_, MetaValue::Array(a))) = out.metadata.iter_mut().find(|(k, _)| k == key) {
+                        work::truncate(a, *n);
+                    }
+                }
             }
         }
         if let Some(arch) = &self.architecture {

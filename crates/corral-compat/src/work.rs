@@ -21,6 +21,25 @@ pub(crate) fn put(metadata: &mut Vec<(String, MetaValue)>, key: &str, value: Met
     }
 }
 
+/// Cuts an array to its first `n` entries (nested arrays are left alone).
+pub(crate) fn truncate(a: &mut ArrayValue, n: usize) {
+    match a {
+        ArrayValue::U8(v) => v.truncate(n),
+        ArrayValue::I8(v) => v.truncate(n),
+        ArrayValue::U16(v) => v.truncate(n),
+        ArrayValue::I16(v) => v.truncate(n),
+        ArrayValue::U32(v) => v.truncate(n),
+        ArrayValue::I32(v) => v.truncate(n),
+        ArrayValue::F32(v) => v.truncate(n),
+        ArrayValue::Bool(v) => v.truncate(n),
+        ArrayValue::String(v) => v.truncate(n),
+        ArrayValue::U64(v) => v.truncate(n),
+        ArrayValue::I64(v) => v.truncate(n),
+        ArrayValue::F64(v) => v.truncate(n),
+        ArrayValue::Array(_) => {}
+    }
+}
+
 /// Bytes of a tensor of `kind` with these dimensions, if they fit its block size.
 pub(crate) fn size_of(kind: GgmlType, dims: &[u64]) -> Option<u64> {
     let elements = dims.iter().try_fold(1u64, |n, d| n.checked_mul(*d))?;
@@ -217,18 +236,11 @@ impl Work {
 
     /// Truncates an array key to `n` entries (when it is longer).
     pub(crate) fn truncate_array(&mut self, key: &str, n: usize) {
-        let Some(MetaValue::Array(a)) = self.g.get(key) else { return };
-        if a.len() <= n {
-            return;
+        let Some((_, MetaValue::Array(a))) = self.g.metadata.iter_mut().find(|(k, _)| k == key) else { return };
+        if a.len() > n && !matches!(a, ArrayValue::Array(_)) {
+            truncate(a, n);
+            self.t.edits.push(Edit::Truncate(key.to_string(), n));
         }
-        let cut = match a {
-            ArrayValue::String(v) => ArrayValue::String(v[..n].to_vec()),
-            ArrayValue::F32(v) => ArrayValue::F32(v[..n].to_vec()),
-            ArrayValue::I32(v) => ArrayValue::I32(v[..n].to_vec()),
-            ArrayValue::U32(v) => ArrayValue::U32(v[..n].to_vec()),
-            _ => return,
-        };
-        self.set(key, MetaValue::Array(cut));
     }
 
     /// An array of unsigned integers (u32 or i32 in the file) replaced by its largest value, or by

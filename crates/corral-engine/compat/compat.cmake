@@ -9,8 +9,9 @@
 # stops with the text it looked for, instead of building a loader without the hook.
 #
 # corral-compat-sources.txt in the build directory records a digest of the files here, which
-# corral-engine's build script compares with the files it sees (cargo does not rebuild llama.cpp
-# when only these files change).
+# corral-engine's build script compares with the files it sees: cargo does not rerun
+# llama-cpp-sys-2's build when only these files change, so the engine's build script runs CMake's
+# build itself when they differ.
 include_guard(GLOBAL)
 
 set(_corral_compat_dir "${CMAKE_CURRENT_LIST_DIR}")
@@ -54,8 +55,10 @@ function(_corral_compat_hook)
     set_target_properties(llama PROPERTIES SOURCES "${_sources}")
     # The copy includes llama.cpp's private headers (src/ is on the target's include path) and ours.
     target_include_directories(llama PRIVATE "${_corral_compat_dir}")
+    # Any change here reconfigures, which writes the digest record below again.
     set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
-        "${_in}" "${_corral_compat_dir}/compat.cmake")
+        "${_in}" "${_corral_compat_dir}/compat.cmake" "${_corral_compat_dir}/corral-compat.cpp"
+        "${_corral_compat_dir}/corral-compat.h")
 
     file(SHA256 "${_corral_compat_dir}/corral-compat.cpp" _cpp)
     file(SHA256 "${_corral_compat_dir}/corral-compat.h" _h)

@@ -18,7 +18,7 @@
 
 struct corral_compat_plan {
     struct Edit {
-        enum Kind { SET, SET_STR, SET_STRS, REMOVE } kind;
+        enum Kind { SET, SET_STR, SET_STRS, REMOVE, TRUNCATE } kind;
         std::string key;
         int32_t type = 0;
         bool is_array = false;
@@ -77,6 +77,28 @@ void apply_edit(gguf_context * meta, const corral_compat_plan::Edit & e) {
         case corral_compat_plan::Edit::REMOVE:
             gguf_remove_key(meta, key);
             break;
+        case corral_compat_plan::Edit::TRUNCATE: {
+            const int64_t id = gguf_find_key(meta, key);
+            if (id < 0 || gguf_get_kv_type(meta, id) != GGUF_TYPE_ARRAY || gguf_get_arr_n(meta, id) <= e.n) break;
+            const gguf_type type = gguf_get_arr_type(meta, id);
+            if (type == GGUF_TYPE_STRING) {
+                // Copied first: setting the key frees the strings the pointers point into.
+                std::vector<std::string> kept;
+                kept.reserve(e.n);
+                for (size_t i = 0; i < e.n; ++i) kept.emplace_back(gguf_get_arr_str(meta, id, i));
+                std::vector<const char *> ptrs;
+                ptrs.reserve(e.n);
+                for (const auto & s : kept) ptrs.push_back(s.c_str());
+                gguf_remove_key(meta, key);
+                gguf_set_arr_str(meta, key, ptrs.data(), ptrs.size());
+            } else if (scalar_size(type) > 0) {
+                const auto * p = static_cast<const uint8_t *>(gguf_get_arr_data(meta, id));
+                std::vector<uint8_t> kept(p, p + e.n * scalar_size(type));
+                gguf_remove_key(meta, key);
+                gguf_set_arr_data(meta, key, type, kept.data(), e.n);
+            }
+            break;
+        }
         case corral_compat_plan::Edit::SET_STR:
             gguf_remove_key(meta, key);
             gguf_set_val_str(meta, key, e.strings.at(0).c_str());
@@ -214,6 +236,13 @@ void corral_compat_set_strs(corral_compat_plan * plan, const char * key, const c
 void corral_compat_remove(corral_compat_plan * plan, const char * key) {
     if (!plan || !key) return;
     plan->edits.push_back(corral_compat_plan::Edit{corral_compat_plan::Edit::REMOVE, key});
+}
+
+void corral_compat_truncate(corral_compat_plan * plan, const char * key, size_t n) {
+    if (!plan || !key) return;
+    corral_compat_plan::Edit e{corral_compat_plan::Edit::TRUNCATE, key};
+    e.n = n;
+    plan->edits.push_back(std::move(e));
 }
 
 void corral_compat_set_arch(corral_compat_plan * plan, const char * arch) {

@@ -45,6 +45,8 @@ void corral_compat_set(corral_compat_plan * plan, const char * key, int32_t gguf
 void corral_compat_set_str(corral_compat_plan * plan, const char * key, const char * value);
 void corral_compat_set_strs(corral_compat_plan * plan, const char * key, const char * const * values, size_t n);
 void corral_compat_remove(corral_compat_plan * plan, const char * key);
+// Cuts an array key to its first `n` entries (nothing when it is not longer).
+void corral_compat_truncate(corral_compat_plan * plan, const char * key, size_t n);
 // The architecture the loader must use from now on (also written to general.architecture).
 void corral_compat_set_arch(corral_compat_plan * plan, const char * arch);
 void corral_compat_rename(corral_compat_plan * plan, const char * from, const char * to);

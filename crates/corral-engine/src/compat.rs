@@ -47,6 +47,7 @@ unsafe extern "C" {
     fn corral_compat_set_str(plan: *mut Plan, key: *const c_char, value: *const c_char);
     fn corral_compat_set_strs(plan: *mut Plan, key: *const c_char, values: *const *const c_char, n: usize);
     fn corral_compat_remove(plan: *mut Plan, key: *const c_char);
+    fn corral_compat_truncate(plan: *mut Plan, key: *const c_char, n: usize);
     fn corral_compat_set_arch(plan: *mut Plan, arch: *const c_char);
     fn corral_compat_rename(plan: *mut Plan, from: *const c_char, to: *const c_char);
     fn corral_compat_reshape(plan: *mut Plan, name: *const c_char, ne: *const i64, n_dims: i32);
@@ -136,6 +137,7 @@ unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
         for edit in &t.edits {
             match edit {
                 Edit::Remove(key) => corral_compat_remove(plan, c(key)?.as_ptr()),
+                Edit::Truncate(key, n) => corral_compat_truncate(plan, c(key)?.as_ptr(), *n),
                 Edit::Set(key, MetaValue::String(s)) => corral_compat_set_str(plan, c(key)?.as_ptr(), c(s)?.as_ptr()),
                 Edit::Set(key, MetaValue::Array(ArrayValue::String(items))) => {
                     let owned = items.iter().map(|s| c(s)).collect::<Result<Vec<_>, _>>()?;

@@ -73,3 +73,24 @@ pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
     out
 }
 
+
+/// `bytes` (a GGUF) with every tensor as F32: a source for `create --quantize` in whatever layout
+/// it was written in.
+pub fn dequantized(bytes: &[u8]) -> Vec<u8> {
+    let g = corral_gguf::read_bytes(bytes).expect("a GGUF");
+    let mut w = GgufWriter::new();
+    for (key, value) in &g.metadata {
+        w.set(key, value.clone());
+    }
+    w.set("general.file_type", MetaValue::U32(0));
+    for t in &g.tensors {
+        let start = (g.data_offset + t.offset) as usize;
+        let data = &bytes[start..start + t.size as usize];
+        let values = corral_gguf::dequantize(t.kind, data, t.elements() as usize)
+            .unwrap_or_else(|| panic!("tensor {}: cannot read {}", t.name, t.kind.name()));
+        w.add_f32(&t.name, &t.dims, &values);
+    }
+    let mut out = Vec::new();
+    w.write_to(&mut out).expect("writing to a Vec cannot fail");
+    out
+}

@@ -94,3 +94,36 @@ fn issue_14_create_quantizes_an_unquantized_gguf() {
     let leftovers: Vec<String> = common::tree(&server.models).into_iter().filter(|p| p.contains(".tmp")).collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
 }
+
+/// Issue 28: quantizing a model in the layout Ollama published it in (gpt-oss as `gptoss`, F32)
+/// writes llama.cpp's layout: the new model is `gpt-oss`, with llama.cpp's tensor names, and runs.
+#[test]
+fn issue_28_quantizing_a_published_layout_writes_llama_cpps() {
+    let server = Server::start();
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    let published = corral_testkit::tiny_gpt_oss(corral_testkit::Layout::Published, &tokenizer, 5);
+    let (status, v) = create_from(&server, "oss-src", &corral_testkit::dequantized(&published), json!({}));
+    assert_eq!(status, 200, "{v}");
+    let (status, v) = post(&server, "/api/create", json!({"model": "oss-q8", "from": "oss-src", "quantize": "q8_0", "stream": false}));
+    assert_eq!(status, 200, "{v}");
+
+    let show = |model: &str| post(&server, "/api/show", json!({"model": model, "verbose": true})).1;
+    let (src, q8) = (show("oss-src"), show("oss-q8"));
+    // The source is reported as its file has it (as Ollama does); the new model is llama.cpp's.
+    assert_eq!(src["model_info"]["general.architecture"], "gptoss", "{src}");
+    assert_eq!(q8["model_info"]["general.architecture"], "gpt-oss", "{q8}");
+    assert_eq!(q8["details"]["quantization_level"], "Q8_0", "{q8}");
+    assert!(q8["model_info"].as_object().unwrap().keys().all(|k| !k.starts_with("gptoss.")), "{q8}");
+    assert!(q8["model_info"]["gpt-oss.expert_feed_forward_length"].is_u64(), "{q8}");
+    let names: Vec<&str> = q8["tensors"].as_array().unwrap().iter().map(|t| t["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"blk.0.attn_output.weight") && names.contains(&"blk.0.attn_sinks.weight"), "{names:?}");
+    assert!(!names.iter().any(|n| n.contains("attn_out.") || n.ends_with("attn_sinks")), "{names:?}");
+
+    let (status, v) = post(
+        &server,
+        "/api/generate",
+        json!({"model": "oss-q8", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_predict": 4, "temperature": 0}}),
+    );
+    assert_eq!(status, 200, "{v}");
+    assert_eq!(v["eval_count"], 4, "{v}");
+}

@@ -51,6 +51,8 @@ pub(crate) fn quiet() {
 /// Why a model did not load, naming its architecture and any translation applied to it.
 fn load_failure(path: &str, prepared: &crate::compat::Prepared, error: &str) -> String {
     let arch = prepared.architecture.as_deref().unwrap_or("unknown");
+    // llama-cpp-2's words for "llama.cpp returned no model"; the reasons follow from its log.
+    let error = if error == "null result from llama cpp" { "llama.cpp did not load it" } else { error };
     match prepared.translated {
         Some(handler) => format!(
             "could not load model {path} (architecture {arch}, translated from Ollama's {handler} layout): {error}"
