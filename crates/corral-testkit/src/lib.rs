@@ -9,14 +9,18 @@
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
 //! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in.
+//! - [`tiny_gpt_oss`], [`tiny_lfm2`], [`tiny_mistral3`], [`tiny_qwen3vl`], [`tiny_llama3`]: random
+//!   models written both in llama.cpp's layout and in the one Ollama published them in.
 
 mod export;
 mod published;
 mod random_arch;
+mod random_arch2;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
-pub use published::gemma3_as_published;
+pub use published::{dequantized, gemma3_as_published};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
+pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
 
 use std::path::{Path, PathBuf};
 

@@ -15,7 +15,7 @@
 //! The models are small (64 wide, a few blocks) but shaped like the real ones, so llama.cpp runs
 //! the same graph code it runs for the released models. A tokenizer's header supplies the
 //! vocabulary (the tests use SmolLM2's); its `tokenizer.ggml.pre` is replaced with what each
-//! layout writes.
+//! layout writes. The file builder, `Model`, is shared with the fixtures of `random_arch2`.
 
 use corral_gguf::{ArrayValue, Gguf, GgufWriter, MetaValue};
 use rand::rngs::StdRng;
@@ -32,44 +32,47 @@ pub enum Layout {
 
 /// A file under construction: the writer, the generator every weight comes from, the key prefix
 /// of its architecture and the size of the copied vocabulary.
-struct Model {
+pub(crate) struct Model {
     w: GgufWriter,
     rng: StdRng,
     prefix: String,
-    vocab: u64,
+    pub(crate) vocab: u64,
 }
 
 impl Model {
     /// Starts a file of architecture `arch` with every `tokenizer.*` key of `tokenizer`, its
-    /// pre-tokenizer replaced by `pre`.
-    fn new(arch: &str, tokenizer: &Gguf, pre: &str, seed: u64) -> Model {
+    /// pre-tokenizer replaced by `pre` (left out when `None`).
+    pub(crate) fn new(arch: &str, tokenizer: &Gguf, pre: Option<&str>, seed: u64) -> Model {
         let mut w = GgufWriter::new();
         w.set("general.architecture", MetaValue::String(arch.into()))
             .set("general.name", MetaValue::String("corral-tiny".into()))
             // Mostly Q8_0: the matrices are, the norms and biases are F32.
             .set("general.file_type", MetaValue::U32(7));
         let mut vocab = 0;
-        for (key, value) in tokenizer.metadata.iter().filter(|(k, _)| k.starts_with("tokenizer.")) {
+        let copied = |k: &str| k.starts_with("tokenizer.") && k != "tokenizer.ggml.pre";
+        for (key, value) in tokenizer.metadata.iter().filter(|(k, _)| copied(k)) {
             if key == "tokenizer.ggml.tokens" {
                 vocab = value.as_array().map_or(0, ArrayValue::len) as u64;
             }
             w.set(key, value.clone());
         }
         assert!(vocab > 0, "the tokenizer source has no tokens");
-        w.set("tokenizer.ggml.pre", MetaValue::String(pre.into()));
+        if let Some(pre) = pre {
+            w.set("tokenizer.ggml.pre", MetaValue::String(pre.into()));
+        }
         Model { w, rng: StdRng::seed_from_u64(seed), prefix: arch.into(), vocab }
     }
 
     /// Sets `<arch>.<suffix>`.
-    fn key(&mut self, suffix: &str, value: MetaValue) {
+    pub(crate) fn key(&mut self, suffix: &str, value: MetaValue) {
         self.w.set(&format!("{}.{suffix}", self.prefix), value);
     }
 
-    fn u32(&mut self, suffix: &str, value: u64) {
+    pub(crate) fn u32(&mut self, suffix: &str, value: u64) {
         self.key(suffix, MetaValue::U32(value as u32));
     }
 
-    fn f32(&mut self, suffix: &str, value: f32) {
+    pub(crate) fn f32(&mut self, suffix: &str, value: f32) {
         self.key(suffix, MetaValue::F32(value));
     }
 
@@ -78,20 +81,20 @@ impl Model {
     }
 
     /// A norm's weights: near one, but not all equal, so that swapping two norms would show.
-    fn norm(&mut self, name: &str, n: u64) {
+    pub(crate) fn norm(&mut self, name: &str, n: u64) {
         let values = self.uniform(n, 0.8, 1.2);
         self.w.add_f32(name, &[n], &values);
     }
 
     /// An F32 tensor of values in `±scale` (biases, sinks, convolution kernels).
-    fn small(&mut self, name: &str, dims: &[u64], scale: f32) {
+    pub(crate) fn small(&mut self, name: &str, dims: &[u64], scale: f32) {
         let values = self.uniform(dims.iter().product(), -scale, scale);
         self.w.add_f32(name, dims, &values);
     }
 
     /// A projection from `fan_in` inputs, scaled so its outputs keep about unit variance: Q8_0 for
     /// a matrix, F32 for a stack of experts.
-    fn matrix(&mut self, name: &str, dims: &[u64]) {
+    pub(crate) fn matrix(&mut self, name: &str, dims: &[u64]) {
         let bound = (3.0 / dims[0] as f32).sqrt();
         let values = self.uniform(dims.iter().product(), -bound, bound);
         if dims.len() == 2 {
@@ -102,18 +105,18 @@ impl Model {
     }
 
     /// The token embeddings (values of about unit size, as a real model's are after its scaling).
-    fn embeddings(&mut self, embd: u64) {
+    pub(crate) fn embeddings(&mut self, embd: u64) {
         let values = self.uniform(embd * self.vocab, -1.0, 1.0);
         self.w.add_q8_0("token_embd.weight", &[embd, self.vocab], &values);
     }
 
     /// The output head, untied: a tied one makes a random model repeat its last token.
-    fn head(&mut self, embd: u64) {
+    pub(crate) fn head(&mut self, embd: u64) {
         let vocab = self.vocab;
         self.matrix("output.weight", &[embd, vocab]);
     }
 
-    fn finish(self) -> Vec<u8> {
+    pub(crate) fn finish(self) -> Vec<u8> {
         let mut out = Vec::new();
         self.w.write_to(&mut out).expect("writing to a Vec cannot fail");
         out
@@ -140,7 +143,7 @@ const OSS_ROPE_FACTOR: f32 = 32.0;
 pub fn tiny_gpt_oss(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     let (arch, pre) = if llama_cpp { ("gpt-oss", "gpt-4o") } else { ("gptoss", "default") };
-    let mut m = Model::new(arch, tokenizer, pre, seed);
+    let mut m = Model::new(arch, tokenizer, Some(pre), seed);
     m.u32("context_length", OSS_CONTEXT);
     m.u32("embedding_length", OSS_EMBD);
     m.u32("block_count", OSS_BLOCKS);
@@ -219,7 +222,7 @@ const LFM_ATTENTION: [bool; 4] = [false, true, false, true];
 pub fn tiny_lfm2(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     let pre = if llama_cpp { "lfm2" } else { "default" };
-    let mut m = Model::new("lfm2", tokenizer, pre, seed);
+    let mut m = Model::new("lfm2", tokenizer, Some(pre), seed);
     let (e, head_dim, blocks) = (LFM_EMBD, LFM_EMBD / LFM_HEADS, LFM_ATTENTION.len() as u64);
     let vocab = m.vocab;
     m.u32("vocab_size", vocab);

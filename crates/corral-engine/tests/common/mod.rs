@@ -1,8 +1,11 @@
 //! What the engine's integration tests share: load options for one thread, requests with
-//! everything off but what a test sets, and a generation run to its end.
+//! everything off but what a test sets, a generation run to its end, and (`compat`) the checks of
+//! models in the layouts Ollama published them in.
 
 // Each test file uses the part it needs.
 #![allow(dead_code)]
+
+pub mod compat;
 
 use std::path::Path;
 
