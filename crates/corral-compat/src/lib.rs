@@ -15,8 +15,10 @@
 //! gives the header llama.cpp will see, which the server uses for what it places in memory and the
 //! tests compare with the same weights written in llama.cpp's layout.
 //!
-//! Architectures whose translation needs the tensor data itself to change (fused or split tensors,
-//! converted types) are refused by name with [`Unsupported`].
+//! Where llama.cpp fuses tensors that Ollama's layout keeps apart (GLM-OCR's FFN gate and up),
+//! the fused tensor is assembled at load from the parts' byte ranges ([`Translation::assembled`]);
+//! such a file is read rather than mapped. Translations that would need tensor data converted
+//! (Qwen 3.5's MTP head: norms shifted to F32) are not made: those tensors are hidden instead.
 
 mod gemma;
 mod other;
@@ -61,6 +63,10 @@ pub struct Translation {
     pub reshapes: Vec<(String, Vec<u64>)>,
     /// Tensors the text loader must not index (embedded vision, audio, projector, MTP).
     pub hidden: BTreeSet<String>,
+    /// Tensors (by their name after renames) whose bytes are the concatenation of these ranges
+    /// of the file, `(absolute offset, size)`: llama.cpp's layout fuses what Ollama's kept apart.
+    /// Such a file is read into memory, not mapped.
+    pub assembled: Vec<(String, Vec<(u64, u64)>)>,
 }
 
 /// A published file Corral recognises but cannot translate.
@@ -97,12 +103,7 @@ pub fn translate(g: &Gguf) -> Result<Option<Translation>, Unsupported> {
         "nemotron_h_moe" => other::nemotron_h_moe(&mut w),
         "llama" => other::llama3(&mut w),
         "llama4" => other::llama4(&mut w),
-        "glmocr" => {
-            return Err(Unsupported {
-                architecture: arch.into(),
-                why: "its FFN gate and up tensors must be joined into one at load time, which Corral does not do yet".into(),
-            })
-        }
+        "glmocr" => other::glmocr(&mut w)?,
         _ => false,
     };
     Ok(handled.then(|| w.finish()))

@@ -5,6 +5,7 @@
 use corral_gguf::{ArrayValue, MetaValue};
 
 use crate::work::Work;
+use crate::Unsupported;
 
 /// gpt-oss published as `gptoss`: llama.cpp's name is `gpt-oss`; the expert FFN width comes from
 /// the expert tensors' shape, RoPE is YaRN, the pre-tokenizer is GPT-4o's (without it prompts
@@ -237,6 +238,47 @@ pub(crate) fn llama3(w: &mut Work) -> bool {
     }
     w.set("tokenizer.ggml.eos_token_ids", MetaValue::Array(ArrayValue::I32(vec![128_009])));
     true
+}
+
+/// GLM-OCR published as `glmocr`: llama.cpp's `glm4` (its OCR variant), with four M-RoPE
+/// sections, the RoPE width from the key length, the `chatglm-bpe` pre-tokenizer, three tensor
+/// names of its own, and each block's FFN gate and up joined into llama.cpp's one `ffn_up`
+/// (gate rows first, as its SwiGLU splits them).
+pub(crate) fn glmocr(w: &mut Work) -> Result<bool, Unsupported> {
+    w.handler("glmocr");
+    w.set_arch("glm4");
+    w.pad_sections("glm4.rope.mrope_section", "glm4.rope.dimension_sections");
+    w.remove("glm4.rope.mrope_section");
+    if !w.has("glm4.rope.dimension_count") {
+        if let Some(n) = w.u32_of("glm4.attention.key_length") {
+            w.set_u32("glm4.rope.dimension_count", n);
+        }
+    }
+    if w.has("tokenizer.ggml.pre") {
+        w.set_str("tokenizer.ggml.pre", "chatglm-bpe");
+    }
+    w.rename_tensors_containing(".attn_out.", ".attn_output.");
+    w.rename_tensors_containing(".post_attn_norm.", ".post_attention_norm.");
+    w.rename_tensors_containing(".post_ffn_norm.", ".post_ffw_norm.");
+    let gates: Vec<String> = w
+        .g
+        .tensors
+        .iter()
+        .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate.weight"))
+        .map(|t| t.name.clone())
+        .collect();
+    for gate in gates {
+        let up = gate.replace(".ffn_gate.weight", ".ffn_up.weight");
+        if !w.fuse_rows(&[&gate], &up) {
+            return Err(Unsupported {
+                architecture: "glmocr".into(),
+                why: format!("{gate} and {up} cannot be joined (missing, or of other types or widths)"),
+            });
+        }
+    }
+    w.hide_prefix("v.");
+    w.hide_prefix("mm.");
+    Ok(true)
 }
 
 /// Llama 4 with its vision tower and projector in the file.

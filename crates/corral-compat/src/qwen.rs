@@ -58,6 +58,7 @@ pub(crate) fn qwen25vl(w: &mut Work) -> bool {
     w.handler("qwen25vl");
     w.set_arch("qwen2vl");
     w.pad_sections("qwen2vl.rope.mrope_section", "qwen2vl.rope.dimension_sections");
+    w.remove("qwen2vl.rope.mrope_section");
     w.hide_prefix("v.");
     w.hide_prefix("mm.");
     true

@@ -326,11 +326,38 @@ fn snowflake_charsmap_is_decoded_from_base64_characters() {
 }
 
 #[test]
-fn glmocr_is_refused_by_name() {
-    let g = header(vec![("general.architecture", s("glmocr"))], &[]);
-    let err = translate(&g).unwrap_err();
+fn glmocr_joins_each_gate_and_up_into_llama_cpps_ffn_up() {
+    let g = header(
+        vec![
+            ("general.architecture", s("glmocr")),
+            ("glmocr.attention.key_length", MetaValue::U32(64)),
+            ("glmocr.rope.mrope_section", MetaValue::Array(ArrayValue::I32(vec![8, 12, 12]))),
+            ("tokenizer.ggml.pre", s("llama-bpe")),
+        ],
+        &[("blk.0.ffn_gate.weight", &[8, 24]), ("blk.0.ffn_up.weight", &[8, 24]), ("blk.0.attn_out.weight", &[8, 8]), ("v.x", &[4])],
+    );
+    let t = translate(&g).unwrap().unwrap();
+    let (gate, up) = (&g.tensors[0], &g.tensors[1]);
+    assert_eq!(
+        t.assembled,
+        [("blk.0.ffn_up.weight".to_string(), vec![(g.data_offset + gate.offset, gate.size), (g.data_offset + up.offset, up.size)])]
+    );
+    let seen = t.apply(&g);
+    assert_eq!(seen.architecture(), Some("glm4"));
+    assert_eq!(seen.get_u64("glm4.rope.dimension_count"), Some(64));
+    assert_eq!(seen.get("glm4.rope.dimension_sections"), Some(&MetaValue::Array(ArrayValue::I32(vec![8, 12, 12, 0]))));
+    assert_eq!(seen.get_str("tokenizer.ggml.pre"), Some("chatglm-bpe"));
+    assert_eq!(names(&seen), ["blk.0.ffn_up.weight", "blk.0.attn_output.weight"]);
+    assert_eq!(seen.tensors[0].dims, [8, 48]);
+    assert_eq!(seen.tensors[0].size, gate.size + up.size);
+    // The gate's bytes are read as part of ffn_up: nothing is left unread but the vision tensor.
+    assert_eq!(t.unread_bytes(&g), 4 * 4);
+
+    // A gate that does not fit its up is refused by name, not handed to llama.cpp half done.
+    let odd = header(vec![("general.architecture", s("glmocr"))], &[("blk.0.ffn_gate.weight", &[8, 24]), ("blk.0.ffn_up.weight", &[16, 24])]);
+    let err = translate(&odd).unwrap_err();
     assert_eq!(err.architecture, "glmocr");
-    assert!(err.to_string().contains("glmocr"), "{err}");
+    assert!(err.to_string().contains("blk.0.ffn_gate.weight"), "{err}");
 }
 
 #[test]
@@ -344,7 +371,7 @@ fn the_switch_reads_like_ollamas() {
 /// from the expected ones. The handlers skip what they cannot use.
 #[test]
 fn odd_headers_do_not_panic() {
-    for arch in ["gemma3", "gemma3n", "gemma4", "qwen35", "qwen3vl", "gptoss", "lfm2", "glm4moelite", "deepseekocr", "nemotron_h_omni", "llama"] {
+    for arch in ["gemma3", "gemma3n", "gemma4", "qwen35", "qwen3vl", "gptoss", "lfm2", "glm4moelite", "deepseekocr", "nemotron_h_omni", "llama", "glmocr"] {
         let g = header(
             vec![
                 ("general.architecture", s(arch)),

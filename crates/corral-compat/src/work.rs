@@ -221,6 +221,46 @@ impl Work {
         self.t.reshapes.push((name.to_string(), dims));
     }
 
+    /// Makes `target` (2-D) the concatenation, along its second dimension, of itself preceded by
+    /// the `before` tensors (same type and row width): its bytes are theirs then its own, read
+    /// from the file at load. The parts are hidden. Nothing happens unless every part fits.
+    pub(crate) fn fuse_rows(&mut self, before: &[&str], target: &str) -> bool {
+        let Some(t) = self.tensor(target).cloned() else { return false };
+        let mut parts = Vec::new();
+        for name in before {
+            match self.tensor(name) {
+                Some(p) if p.kind == t.kind && p.dims.len() == 2 && t.dims.len() == 2 && p.dims[0] == t.dims[0] => {
+                    parts.push(p.clone())
+                }
+                _ => return false,
+            }
+        }
+        parts.push(t.clone());
+        let rows = parts.iter().try_fold(0u64, |n, p| n.checked_add(p.dims[1]));
+        let Some(rows) = rows else { return false };
+        let ranges: Vec<(u64, u64)> =
+            parts.iter().map(|p| (self.g.data_offset.saturating_add(p.offset), p.size)).collect();
+        let dims = vec![t.dims[0], rows];
+        let Some(size) = size_of(t.kind, &dims) else { return false };
+        for name in before {
+            let hidden = &mut self.t.hidden;
+            self.g.tensors.retain(|p| {
+                let keep = p.name != *name;
+                if !keep {
+                    hidden.insert(p.name.clone());
+                }
+                keep
+            });
+        }
+        if let Some(t) = self.g.tensors.iter_mut().find(|p| p.name == target) {
+            t.dims = dims.clone();
+            t.size = size;
+        }
+        self.t.reshapes.push((target.to_string(), dims));
+        self.t.assembled.push((target.to_string(), ranges));
+        true
+    }
+
     /// Hides every tensor whose name starts with `prefix` from the text loader.
     pub(crate) fn hide_prefix(&mut self, prefix: &str) {
         let hidden = &mut self.t.hidden;

@@ -1,10 +1,12 @@
 # Builds Corral's GGUF translation hooks into llama.cpp's `llama` library (see corral-compat.h).
 #
 # llama.cpp's sources stay untouched (they live in cargo's registry): at the end of configuring,
-# this script writes a copy of src/llama-model-loader.cpp with two calls added, and builds the
-# `llama` target from that copy plus corral-compat.cpp:
-#   - after the main file's metadata is read: corral_compat::translate(...)
+# this script writes a copy of src/llama-model-loader.cpp with the hooks' calls added, and builds
+# the `llama` target from that copy plus corral-compat.cpp:
+#   - after the main file's metadata is read: corral_compat::translate(...) (which may turn mmap
+#     off);
 #   - in each loop that indexes a file's tensors: `if (corral_compat::skip(...)) continue;`
+#   - before a tensor's data is read (whole, or a range of it): corral_compat::load / load_range.
 # Each insertion point is found by its exact text; when a llama.cpp update moves one, configuring
 # stops with the text it looked for, instead of building a loader without the hook.
 #
@@ -27,13 +29,22 @@ function(_corral_compat_hook)
     # 1. The translation, once the main file's architecture is known and before the loader
     #    derives its key names from it.
     set(_anchor "get_key(llm_kv(LLM_KV_GENERAL_ARCHITECTURE), arch_name, false);\n        llm_kv = LLM_KV(llm_arch_from_string(arch_name));\n\n        files.emplace_back(new llama_file(fname.c_str()")
-    set(_hooked "get_key(llm_kv(LLM_KV_GENERAL_ARCHITECTURE), arch_name, false);\n        corral_compat::translate(this, fname, metadata, ctx, arch_name);\n        llm_kv = LLM_KV(llm_arch_from_string(arch_name));\n\n        files.emplace_back(new llama_file(fname.c_str()")
+    set(_hooked "get_key(llm_kv(LLM_KV_GENERAL_ARCHITECTURE), arch_name, false);\n        if (corral_compat::translate(this, fname, metadata, ctx, arch_name)) { this->use_mmap = false; }\n        llm_kv = LLM_KV(llm_arch_from_string(arch_name));\n\n        files.emplace_back(new llama_file(fname.c_str()")
     _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
 
     # 2. Hidden tensors never enter the weights index (nor its counts).
     set(_anchor "std::string tensor_name = std::string(cur->name);")
     set(_hooked "std::string tensor_name = std::string(cur->name); if (corral_compat::skip(this, tensor_name.c_str())) { continue; }")
     _corral_compat_replace(_text "${_anchor}" "${_hooked}" 0)
+
+    # 3. Tensors assembled from other byte ranges of the file: read by the hooks, whole or (for the
+    #    quantizer) in pieces.
+    set(_anchor "        size_t n_size = ggml_nbytes(cur);\n\n        const bool from_mapping")
+    set(_hooked "        size_t n_size = ggml_nbytes(cur);\n        if (corral_compat::load(this, cur, n_size)) { size_done += n_size; continue; }\n\n        const bool from_mapping")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+    set(_anchor "    GGML_ASSERT(offs + size <= ggml_nbytes(w.tensor));\n")
+    set(_hooked "    GGML_ASSERT(offs + size <= ggml_nbytes(w.tensor));\n    if (corral_compat::load_range(this, w.tensor, offs, size, buf)) { return buf; }\n")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
 
     set(_anchor "#include \"llama-model-loader.h\"\n")
     set(_hooked "#include \"llama-model-loader.h\"\n#include \"corral-compat.h\"\n")

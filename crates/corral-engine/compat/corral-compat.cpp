@@ -3,10 +3,13 @@
 
 #include "corral-compat.h"
 
+#include "ggml-backend.h"
 #include "ggml.h"
 #include "gguf.h"
 #include "llama-impl.h"
 
+#include <algorithm>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <memory>
@@ -33,6 +36,8 @@ struct corral_compat_plan {
     std::vector<std::pair<std::string, std::string>> renames;
     std::vector<std::pair<std::string, std::vector<int64_t>>> shapes;
     std::set<std::string> hidden;
+    // Tensors assembled from byte ranges (absolute offset, size) of the file.
+    std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> assembled;
 };
 
 namespace {
@@ -40,9 +45,35 @@ namespace {
 std::mutex g_mutex;
 // Installed plans, by the path llama.cpp is given.
 std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_plans;
-// The tensors each loader hides. A loader's address can be reused by a later loader: `translate`
-// runs first for every file and replaces the entry.
-std::map<const void *, std::set<std::string>> g_hidden;
+// The plan each loader follows (null: none). A loader's address can be reused by a later loader:
+// `translate` runs first for every file and replaces the entry.
+std::map<const void *, std::shared_ptr<const corral_compat_plan>> g_active;
+
+std::shared_ptr<const corral_compat_plan> active(const void * loader) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = g_active.find(loader);
+    return it == g_active.end() ? nullptr : it->second;
+}
+
+// Copies `size` bytes from `offs` of the concatenation of `ranges` (in `path`) into `dst`.
+void read_ranges(const std::string & path, const std::vector<std::pair<uint64_t, uint64_t>> & ranges, size_t offs,
+                 size_t size, uint8_t * dst) {
+    std::unique_ptr<FILE, int (*)(FILE *)> f(std::fopen(path.c_str(), "rb"), &std::fclose);
+    if (!f) throw std::runtime_error("compat: cannot open " + path);
+    size_t at = 0; // where this range starts in the concatenation
+    for (const auto & [start, len] : ranges) {
+        const size_t lo = std::max(offs, at);
+        const size_t hi = std::min(offs + size, at + (size_t) len);
+        if (lo < hi) {
+            if (fseeko(f.get(), (off_t) (start + (lo - at)), SEEK_SET) != 0 ||
+                std::fread(dst + (lo - offs), 1, hi - lo, f.get()) != hi - lo) {
+                throw std::runtime_error("compat: cannot read " + path);
+            }
+        }
+        at += len;
+    }
+    if (offs + size > at) throw std::runtime_error("compat: an assembled tensor is larger than its parts");
+}
 
 size_t scalar_size(int32_t type) {
     switch (type) {
@@ -139,7 +170,8 @@ void set_name(gguf_context * meta, ggml_context * ctx, const std::string & from,
     std::memcpy(name, to.c_str(), to.size());
 }
 
-void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name, const std::vector<int64_t> & ne) {
+void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name, const std::vector<int64_t> & ne,
+               bool may_grow) {
     ggml_tensor * t = ggml_get_tensor(ctx, name.c_str());
     const int64_t id = gguf_find_tensor(meta, name.c_str());
     if (!t || id < 0 || ne.empty() || ne.size() > GGML_MAX_DIMS) {
@@ -156,7 +188,7 @@ void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name
     for (int i = 2; i < GGML_MAX_DIMS; ++i) {
         t->nb[i] = t->nb[i - 1] * t->ne[i - 1];
     }
-    if (ggml_nbytes(t) > before) {
+    if (ggml_nbytes(t) > before && !may_grow) {
         throw std::runtime_error("compat: tensor '" + name + "' cannot grow in place");
     }
 }
@@ -165,16 +197,16 @@ void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name
 
 namespace corral_compat {
 
-void translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
+bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
                std::string & arch_name) {
     std::shared_ptr<const corral_compat_plan> plan;
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         auto it = g_plans.find(fname);
         if (it != g_plans.end()) plan = it->second;
-        g_hidden[loader] = plan ? plan->hidden : std::set<std::string>{};
+        g_active[loader] = plan;
     }
-    if (!plan || !meta || !ctx) return;
+    if (!plan || !meta || !ctx) return false;
 
     for (const auto & e : plan->edits) apply_edit(meta, e);
     if (!plan->arch.empty()) {
@@ -183,16 +215,44 @@ void translate(const void * loader, const std::string & fname, gguf_context * me
         arch_name = plan->arch;
     }
     for (const auto & [from, to] : plan->renames) set_name(meta, ctx, from, to);
-    for (const auto & [name, ne] : plan->shapes) set_shape(meta, ctx, name, ne);
+    for (const auto & [name, ne] : plan->shapes) set_shape(meta, ctx, name, ne, plan->assembled.count(name) > 0);
     LLAMA_LOG_INFO("%s: translated an Ollama-published GGUF: %zu keys set or removed, %zu tensors renamed, "
-                   "%zu reshaped, %zu hidden\n",
-                   __func__, plan->edits.size(), plan->renames.size(), plan->shapes.size(), plan->hidden.size());
+                   "%zu reshaped, %zu hidden, %zu assembled\n",
+                   __func__, plan->edits.size(), plan->renames.size(), plan->shapes.size(), plan->hidden.size(),
+                   plan->assembled.size());
+    // An assembled tensor is not where the file's index says: the loader reads, not maps.
+    return !plan->assembled.empty();
 }
 
 bool skip(const void * loader, const char * tensor_name) {
-    std::lock_guard<std::mutex> lock(g_mutex);
-    auto it = g_hidden.find(loader);
-    return it != g_hidden.end() && it->second.count(tensor_name) > 0;
+    auto plan = active(loader);
+    return plan && plan->hidden.count(tensor_name) > 0;
+}
+
+bool load(const void * loader, ggml_tensor * cur, size_t n_size) {
+    auto plan = active(loader);
+    if (!plan) return false;
+    auto it = plan->assembled.find(ggml_get_name(cur));
+    if (it == plan->assembled.end()) return false;
+    std::vector<uint8_t> bytes(n_size);
+    read_ranges(plan->path, it->second, 0, n_size, bytes.data());
+    if (cur->buffer) {
+        ggml_backend_tensor_set(cur, bytes.data(), 0, n_size);
+    } else if (cur->data) {
+        std::memcpy(cur->data, bytes.data(), n_size);
+    } else {
+        throw std::runtime_error(std::string("compat: nowhere to load ") + ggml_get_name(cur));
+    }
+    return true;
+}
+
+bool load_range(const void * loader, const ggml_tensor * cur, size_t offs, size_t size, void * buf) {
+    auto plan = active(loader);
+    if (!plan || !buf) return false;
+    auto it = plan->assembled.find(ggml_get_name(cur));
+    if (it == plan->assembled.end()) return false;
+    read_ranges(plan->path, it->second, offs, size, static_cast<uint8_t *>(buf));
+    return true;
 }
 
 } // namespace corral_compat
@@ -260,6 +320,13 @@ void corral_compat_reshape(corral_compat_plan * plan, const char * name, const i
 
 void corral_compat_hide(corral_compat_plan * plan, const char * name) {
     if (plan && name) plan->hidden.insert(name);
+}
+
+void corral_compat_assemble(corral_compat_plan * plan, const char * name, const uint64_t * offsets,
+                            const uint64_t * sizes, size_t n) {
+    if (!plan || !name || (n > 0 && (!offsets || !sizes))) return;
+    auto & ranges = plan->assembled[name];
+    for (size_t i = 0; i < n; ++i) ranges.emplace_back(offsets[i], sizes[i]);
 }
 
 void corral_compat_install(corral_compat_plan * plan) {

@@ -1,11 +1,12 @@
 // Corral's load-time translation of GGUF files published for Ollama's own engine.
 //
-// The translation itself (which keys change, which tensors are renamed, reshaped or hidden) is
-// computed in Rust from the file's header (crates/corral-compat) and handed over through the C
-// functions below before the model is loaded. llama.cpp's model loader calls the two hooks in
-// namespace corral_compat (inserted into a copy of src/llama-model-loader.cpp by compat.cmake):
-// `translate` once the file's metadata is read, `skip` for every tensor it indexes. A file with
-// no plan installed for its path is loaded exactly as before.
+// The translation itself (which keys change, which tensors are renamed, reshaped or hidden, and
+// which are assembled from other byte ranges of the file) is computed in Rust from the file's
+// header (crates/corral-compat) and handed over through the C functions below before the model
+// is loaded. llama.cpp's model loader calls the hooks in namespace corral_compat (inserted into a
+// copy of src/llama-model-loader.cpp by compat.cmake): `translate` once the file's metadata is
+// read, `skip` for every tensor it indexes, `load` / `load_range` before it reads a tensor's
+// data. A file with no plan installed for its path is loaded exactly as before.
 #pragma once
 
 #include <stddef.h>
@@ -16,18 +17,28 @@
 
 struct gguf_context;
 struct ggml_context;
+struct ggml_tensor;
 
 namespace corral_compat {
 
 // Applies the plan installed for `fname`, if any, to the loader's metadata and tensor index, and
 // updates `arch_name` when the plan changes the architecture. Throws std::runtime_error when the
 // plan does not fit the file (a tensor it names is missing): the load then fails with that text.
-void translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
+// Returns whether the file must not be memory-mapped (some tensor is assembled at load).
+bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
                std::string & arch_name);
 
 // Whether the loader must leave this tensor out of its index (an embedded vision, audio or MTP
 // tensor the text model does not use).
 bool skip(const void * loader, const char * tensor_name);
+
+// Fills `cur` (its `n_size` bytes) when the plan assembles it from byte ranges of the file; false
+// when the loader reads it itself. Throws std::runtime_error when the file cannot be read.
+bool load(const void * loader, ggml_tensor * cur, size_t n_size);
+
+// The same for `size` bytes from `offs` of the tensor into `buf` (llama.cpp's quantizer reads
+// tensors in pieces).
+bool load_range(const void * loader, const ggml_tensor * cur, size_t offs, size_t size, void * buf);
 
 } // namespace corral_compat
 
@@ -53,6 +64,11 @@ void corral_compat_rename(corral_compat_plan * plan, const char * from, const ch
 // A smaller shape for a tensor (the loader then reads only its first bytes).
 void corral_compat_reshape(corral_compat_plan * plan, const char * name, const int64_t * ne, int32_t n_dims);
 void corral_compat_hide(corral_compat_plan * plan, const char * name);
+// The tensor `name` (after renames) is the concatenation of `n` byte ranges of the file: `sizes[i]`
+// bytes from absolute offset `offsets[i]`. Its shape (set with corral_compat_reshape) may then
+// be larger than the file's entry for it.
+void corral_compat_assemble(corral_compat_plan * plan, const char * name, const uint64_t * offsets,
+                            const uint64_t * sizes, size_t n);
 // Installs the plan for its path, replacing an earlier one; the plan is consumed.
 void corral_compat_install(corral_compat_plan * plan);
 // Removes the plan installed for `path`, if any.

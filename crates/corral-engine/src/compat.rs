@@ -52,6 +52,7 @@ unsafe extern "C" {
     fn corral_compat_rename(plan: *mut Plan, from: *const c_char, to: *const c_char);
     fn corral_compat_reshape(plan: *mut Plan, name: *const c_char, ne: *const i64, n_dims: i32);
     fn corral_compat_hide(plan: *mut Plan, name: *const c_char);
+    fn corral_compat_assemble(plan: *mut Plan, name: *const c_char, offsets: *const u64, sizes: *const u64, n: usize);
     fn corral_compat_install(plan: *mut Plan);
     fn corral_compat_forget(path: *const c_char);
 }
@@ -166,6 +167,10 @@ unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
         }
         for name in &t.hidden {
             corral_compat_hide(plan, c(name)?.as_ptr());
+        }
+        for (name, ranges) in &t.assembled {
+            let (offsets, sizes): (Vec<u64>, Vec<u64>) = ranges.iter().copied().unzip();
+            corral_compat_assemble(plan, c(name)?.as_ptr(), offsets.as_ptr(), sizes.as_ptr(), ranges.len());
         }
     }
     Ok(())

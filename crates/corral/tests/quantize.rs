@@ -127,3 +127,41 @@ fn issue_28_quantizing_a_published_layout_writes_llama_cpps() {
     assert_eq!(status, 200, "{v}");
     assert_eq!(v["eval_count"], 4, "{v}");
 }
+
+/// Issue 28: quantizing GLM-OCR as Ollama published it: llama.cpp's quantizer reads the fused
+/// `ffn_up` through the translation in pieces and writes it whole; the result answers as the same
+/// weights quantized from llama.cpp's layout do.
+#[test]
+fn issue_28_quantizing_a_published_glmocr_writes_the_fused_feed_forward() {
+    let server = Server::start();
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    for (name, layout) in [("ocr", corral_testkit::Layout::Published), ("glm", corral_testkit::Layout::LlamaCpp)] {
+        let bytes = corral_testkit::dequantized(&corral_testkit::tiny_glmocr(layout, &tokenizer, 5));
+        let (status, v) = create_from(&server, &format!("{name}-src"), &bytes, json!({}));
+        assert_eq!(status, 200, "{v}");
+        let (status, v) = post(
+            &server,
+            "/api/create",
+            json!({"model": format!("{name}-q8"), "from": format!("{name}-src"), "quantize": "q8_0", "stream": false}),
+        );
+        assert_eq!(status, 200, "{v}");
+    }
+    let (_, q8) = post(&server, "/api/show", json!({"model": "ocr-q8", "verbose": true}));
+    assert_eq!(q8["model_info"]["general.architecture"], "glm4", "{q8}");
+    let tensors = q8["tensors"].as_array().unwrap();
+    let up = tensors.iter().find(|t| t["name"] == "blk.0.ffn_up.weight").expect("ffn_up");
+    assert_eq!(up["shape"], json!([64, 192]), "{up}");
+    let name = |t: &Value| t["name"].as_str().unwrap().to_string();
+    assert!(!tensors.iter().any(|t| name(t).contains("ffn_gate") || name(t).starts_with("v.")), "{tensors:?}");
+
+    let answer = |model: &str| {
+        let body = json!({"model": model, "prompt": "Once upon a time", "raw": true, "stream": false,
+                          "logprobs": true, "top_logprobs": 3, "options": {"num_predict": 6, "temperature": 0}});
+        let (status, v) = post(&server, "/api/generate", body);
+        assert_eq!(status, 200, "{v}");
+        (v["response"].clone(), v["logprobs"].clone())
+    };
+    let (published, reference) = (answer("ocr-q8"), answer("glm-q8"));
+    assert!(published.1.as_array().is_some_and(|l| l.len() == 6), "{published:?}");
+    assert_eq!(published, reference);
+}
