@@ -81,16 +81,21 @@ pub(crate) fn mistral3(w: &mut Work) -> bool {
 /// latent rank) with the per-head sizes under `*_mla`.
 pub(crate) fn glm4moelite(w: &mut Work) -> bool {
     w.handler("glm4moelite");
-    let head_dim = w.u32_of("glm4moelite.attention.key_length");
+    // Per-head sizes in the published convention: the key's (no-RoPE part plus RoPE part) and
+    // the value's, which llama.cpp reads as `*_mla`.
+    let key_dim = w.u32_of("glm4moelite.attention.key_length");
+    let value_dim = w.u32_of("glm4moelite.attention.value_length").or(key_dim);
     w.set_arch("deepseek2");
     w.set_u32("deepseek2.attention.head_count_kv", 1);
     if let (Some(rank), Some(rope)) = (w.u32_of("deepseek2.attention.kv_lora_rank"), w.u32_of("deepseek2.rope.dimension_count")) {
         w.set_u32("deepseek2.attention.key_length", rank + rope);
         w.set_u32("deepseek2.attention.value_length", rank);
     }
-    if let Some(head_dim) = head_dim {
-        w.set_u32("deepseek2.attention.key_length_mla", head_dim);
-        w.set_u32("deepseek2.attention.value_length_mla", head_dim);
+    if let Some(key_dim) = key_dim {
+        w.set_u32("deepseek2.attention.key_length_mla", key_dim);
+    }
+    if let Some(value_dim) = value_dim {
+        w.set_u32("deepseek2.attention.value_length_mla", value_dim);
     }
     w.set_if_missing("deepseek2.expert_group_count", MetaValue::U32(1));
     w.set_if_missing("deepseek2.expert_group_used_count", MetaValue::U32(1));
@@ -117,14 +122,17 @@ pub(crate) fn deepseekocr(w: &mut Work) -> bool {
     w.handler("deepseekocr");
     w.set_arch("deepseek2-ocr");
     w.set_if_missing("deepseek2-ocr.attention.layer_norm_rms_epsilon", MetaValue::F32(1e-6));
+    // The first MoE block (after the dense ones) has the expert shapes.
+    let moe_block = first_block_with(w, ".ffn_down_exps.weight");
     if !w.has("deepseek2-ocr.expert_feed_forward_length") {
-        if let Some(n) = w.dim("blk.1.ffn_down_exps.weight", 0) {
+        if let Some(n) = moe_block.as_ref().and_then(|b| w.dim(&format!("{b}.ffn_down_exps.weight"), 0)) {
             w.set_u32("deepseek2-ocr.expert_feed_forward_length", n as u32);
         }
     }
     if !w.has("deepseek2-ocr.expert_shared_count") {
         let ff = w.u32_of("deepseek2-ocr.expert_feed_forward_length").filter(|n| *n > 0);
-        if let (Some(shared), Some(ff)) = (w.dim("blk.1.ffn_down_shexp.weight", 0), ff) {
+        let shared = moe_block.as_ref().and_then(|b| w.dim(&format!("{b}.ffn_down_shexp.weight"), 0));
+        if let (Some(shared), Some(ff)) = (shared, ff) {
             w.set_u32("deepseek2-ocr.expert_shared_count", (shared / u64::from(ff)) as u32);
         }
     }
@@ -134,12 +142,20 @@ pub(crate) fn deepseekocr(w: &mut Work) -> bool {
     true
 }
 
+/// `blk.N` of the first block that has a tensor ending in `suffix`.
+fn first_block_with(w: &Work, suffix: &str) -> Option<String> {
+    w.g.tensors
+        .iter()
+        .filter_map(|t| t.name.strip_suffix(suffix))
+        .filter(|b| b.starts_with("blk.") && b[4..].bytes().all(|c| c.is_ascii_digit()))
+        .min_by_key(|b| b[4..].parse::<u64>().unwrap_or(u64::MAX))
+        .map(str::to_string)
+}
+
 /// Nemotron-H MoE: the latent-FFN variants name their projections `ffn_latent_in/out`
 /// (llama.cpp: `down/up`) and lack `moe_latent_size`; MTP tensors are hidden.
 pub(crate) fn nemotron_h_moe(w: &mut Work) -> bool {
-    let marked = w.any_tensor_with_prefix("blk.0.ffn_latent_in")
-        || w.any_tensor_with_prefix("blk.1.ffn_latent_in")
-        || w.any_tensor_with_prefix("mtp.");
+    let marked = first_block_with(w, ".ffn_latent_in.weight").is_some() || w.any_tensor_with_prefix("mtp.");
     if !marked {
         return false;
     }
@@ -281,12 +297,21 @@ pub(crate) fn glmocr(w: &mut Work) -> Result<bool, Unsupported> {
     Ok(true)
 }
 
-/// Llama 4 with its vision tower and projector in the file.
+/// Llama 4 with its vision tower and projector in the file. Ollama's converter also wrote the
+/// expert width as `feed_forward_length` (the dense one as `intermediate_size`) and no
+/// `expert_feed_forward_length`, which llama.cpp requires: taken from the expert tensors.
 pub(crate) fn llama4(w: &mut Work) -> bool {
     if !(w.any_tensor_with_prefix("v.") || w.any_tensor_with_prefix("mm.")) {
         return false;
     }
     w.handler("llama4");
+    if !w.has("llama4.expert_feed_forward_length") {
+        let experts = first_block_with(w, ".ffn_gate_exps.weight");
+        if let Some(n) = experts.and_then(|b| w.dim(&format!("{b}.ffn_gate_exps.weight"), 1)) {
+            w.set_u32("llama4.expert_feed_forward_length", n as u32);
+            w.copy("llama4.intermediate_size", "llama4.feed_forward_length");
+        }
+    }
     w.hide_prefix("v.");
     w.hide_prefix("mm.");
     true

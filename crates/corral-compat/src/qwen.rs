@@ -35,6 +35,11 @@ pub(crate) fn qwen35(w: &mut Work) -> bool {
     w.collapse_to_max(&key("attention.head_count_kv"), 2);
     w.pad_sections(&key("rope.dimension_sections"), &key("rope.dimension_sections"));
     rename_ssm_dt(w);
+    // With its MTP head hidden, no block is a prediction block: a count of them would make
+    // llama.cpp take the last text blocks for MTP.
+    if w.any_tensor_with_prefix("mtp.") && !w.g.tensors.iter().any(|t| t.name.contains(".nextn.")) {
+        w.remove(&key("nextn_predict_layers"));
+    }
     for prefix in ["v.", "mm.", "mtp."] {
         w.hide_prefix(prefix);
     }

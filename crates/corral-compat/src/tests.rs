@@ -216,12 +216,14 @@ fn qwen35_collapses_per_layer_heads_pads_sections_and_hides_mtp() {
             ("qwen35moe.attention.head_count_kv", MetaValue::Array(ArrayValue::U32(vec![0, 0, 0, 2]))),
             ("qwen35moe.rope.dimension_sections", MetaValue::Array(ArrayValue::I32(vec![11, 11, 10]))),
             ("qwen35moe.vision.block_count", MetaValue::U32(2)),
+            ("qwen35moe.nextn_predict_layers", MetaValue::U32(1)),
         ],
         &[("blk.0.ssm_dt", &[4]), ("mtp.fc.weight", &[4, 4]), ("v.blk.0.attn_q.weight", &[4, 4]), ("mm.0.weight", &[4])],
     );
     let seen = translate(&g).unwrap().unwrap().apply(&g);
     assert_eq!(seen.get("qwen35moe.attention.head_count_kv"), Some(&MetaValue::U32(2)));
     assert_eq!(seen.get("qwen35moe.rope.dimension_sections"), Some(&MetaValue::Array(ArrayValue::I32(vec![11, 11, 10, 0]))));
+    assert_eq!(seen.get("qwen35moe.nextn_predict_layers"), None, "the MTP head is hidden");
     assert_eq!(names(&seen), ["blk.0.ssm_dt.bias"]);
 }
 
@@ -383,4 +385,41 @@ fn odd_headers_do_not_panic() {
         );
         let _ = translate(&g).map(|t| t.map(|t| t.apply(&g)));
     }
+}
+
+/// Reviews against llama.cpp's loaders: sizes taken from the first block that has them, the
+/// value head size from its own key, Llama 4's expert width from its tensors.
+#[test]
+fn sizes_come_from_the_right_keys_and_blocks() {
+    let glm = header(
+        vec![
+            ("general.architecture", s("glm4moelite")),
+            ("glm4moelite.attention.key_length", MetaValue::U32(192)),
+            ("glm4moelite.attention.value_length", MetaValue::U32(128)),
+        ],
+        &[],
+    );
+    let seen = translate(&glm).unwrap().unwrap().apply(&glm);
+    assert_eq!(seen.get_u64("deepseek2.attention.key_length_mla"), Some(192));
+    assert_eq!(seen.get_u64("deepseek2.attention.value_length_mla"), Some(128));
+
+    let nemotron = header(vec![("general.architecture", s("nemotron_h_moe"))], &[("blk.3.ffn_latent_in.weight", &[8, 5])]);
+    let seen = translate(&nemotron).unwrap().expect("a latent block past the first two").apply(&nemotron);
+    assert_eq!(seen.get_u64("nemotron_h_moe.moe_latent_size"), Some(5));
+
+    let ocr = header(
+        vec![("general.architecture", s("deepseekocr"))],
+        &[("blk.2.ffn_down_exps.weight", &[64, 8, 4]), ("blk.2.ffn_down_shexp.weight", &[192, 8])],
+    );
+    let seen = translate(&ocr).unwrap().unwrap().apply(&ocr);
+    assert_eq!(seen.get_u64("deepseek2-ocr.expert_feed_forward_length"), Some(64));
+    assert_eq!(seen.get_u64("deepseek2-ocr.expert_shared_count"), Some(3));
+
+    let llama4 = header(
+        vec![("general.architecture", s("llama4")), ("llama4.feed_forward_length", MetaValue::U32(24)), ("llama4.intermediate_size", MetaValue::U32(48))],
+        &[("blk.1.ffn_gate_exps.weight", &[8, 24, 4]), ("v.x", &[4])],
+    );
+    let seen = translate(&llama4).unwrap().unwrap().apply(&llama4);
+    assert_eq!(seen.get_u64("llama4.expert_feed_forward_length"), Some(24));
+    assert_eq!(seen.get_u64("llama4.feed_forward_length"), Some(48));
 }
