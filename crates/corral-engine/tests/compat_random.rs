@@ -73,3 +73,10 @@ fn published_llama3_answers_as_the_llama_cpp_layout_does() {
     let got = answer_of(&untranslated);
     assert_ne!(got.tokens, want.tokens);
 }
+
+/// GLM-OCR: llama.cpp's fused `ffn_up` is assembled at load from Ollama's separate gate and up
+/// (the file is read, not mapped), and answers as the reference does.
+#[test]
+fn published_glmocr_answers_as_the_llama_cpp_layout_does() {
+    check("glmocr", corral_testkit::tiny_glmocr, "glmocr", "glmocr", Keys::Equal);
+}

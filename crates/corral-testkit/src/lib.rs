@@ -16,11 +16,16 @@ mod export;
 mod published;
 mod random_arch;
 mod random_arch2;
+pub mod random_gemma;
+mod random_glm;
+pub mod random_other;
+pub mod random_qwen;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
 pub use published::{dequantized, gemma3_as_published};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
+pub use random_glm::tiny_glmocr;
 
 use std::path::{Path, PathBuf};
 
