@@ -1,5 +1,5 @@
 //! Published layouts of OLMo 3, Llama 4, GLM-4.7 Flash, Nemotron-H MoE with latent experts,
-//! Laguna and DeepSeek-OCR (fixtures in `corral_testkit::random_other`): the translation turns each published header into
+//! Laguna and DeepSeek-OCR: the translation turns each published header into
 //! the reference's, both files then give the same answer to the last bit, and without the
 //! translation the published file does not load.
 
@@ -9,34 +9,33 @@ use common::assert_same_answers;
 use common::compat::{
     answer, assert_refused_untranslated, check, sorted_keys, sorted_tensors, write_both, Keys, STEPS,
 };
-use corral_testkit::random_other;
 
 #[test]
 fn published_olmo3_answers_as_the_llama_cpp_layout_does() {
     // Every key moves from `olmo3.` to `olmo2.`: nothing of Ollama's stays behind.
-    check("olmo3", random_other::tiny_olmo3, "olmo3", "olmo3", Keys::Equal);
+    check("olmo3", corral_testkit::tiny_olmo3, "olmo3", "olmo3", Keys::Equal);
 }
 
 #[test]
 fn published_llama4_answers_as_the_llama_cpp_layout_does() {
     // Only the vision tensors are hidden; the vision keys stay behind, unread.
-    check("llama4", random_other::tiny_llama4, "llama4", "llama4", Keys::Superset);
+    check("llama4", corral_testkit::tiny_llama4, "llama4", "llama4", Keys::Superset);
 }
 
 #[test]
 fn published_glm4moelite_answers_as_the_llama_cpp_layout_does() {
-    check("glm4moelite", random_other::tiny_glm4moelite, "glm4moelite", "glm4moelite", Keys::Equal);
+    check("glm4moelite", corral_testkit::tiny_glm4moelite, "glm4moelite", "glm4moelite", Keys::Equal);
 }
 
 #[test]
 fn published_nemotron_h_moe_answers_as_the_llama_cpp_layout_does() {
-    check("nemotron-h-moe", random_other::tiny_nemotron_h_moe, "nemotron_h_moe", "nemotron_h_moe", Keys::Equal);
+    check("nemotron-h-moe", corral_testkit::tiny_nemotron_h_moe, "nemotron_h_moe", "nemotron_h_moe", Keys::Equal);
 }
 
 #[test]
 fn published_laguna_answers_as_the_llama_cpp_layout_does() {
     // The RoPE keys are copied, and the keys of Ollama's own engine stay behind, unread.
-    check("laguna", random_other::tiny_laguna, "laguna", "laguna", Keys::Superset);
+    check("laguna", corral_testkit::tiny_laguna, "laguna", "laguna", Keys::Superset);
 }
 
 /// Published DeepSeek-OCR: every `deepseekocr.` key moves to `deepseek2-ocr.`, the vision and SAM
@@ -45,7 +44,7 @@ fn published_laguna_answers_as_the_llama_cpp_layout_does() {
 #[test]
 fn published_deepseekocr_answers_as_the_llama_cpp_layout_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (reference, published) = write_both(dir.path(), "deepseekocr", random_other::tiny_deepseekocr);
+    let (reference, published) = write_both(dir.path(), "deepseekocr", corral_testkit::tiny_deepseekocr);
     let want = corral_gguf::read_path(&reference).unwrap();
     let header = corral_gguf::read_path(&published).unwrap();
     assert_eq!(corral_compat::translate(&want).unwrap(), None);

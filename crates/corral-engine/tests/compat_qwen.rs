@@ -11,7 +11,6 @@ use common::assert_same_answers;
 use common::compat::{
     answer, assert_refused_untranslated, check, sorted_keys, sorted_tensors, write_both, Keys, STEPS,
 };
-use corral_testkit::random_qwen;
 
 /// The translated Qwen2.5-VL header is the reference's, except for published keys that moved
 /// from `qwen25vl.` to `qwen2vl.` and that llama.cpp does not read (the three-entry
@@ -44,7 +43,7 @@ fn assert_translates_with_new_prefix(reference: &Path, published: &Path) {
 #[test]
 fn published_qwen25vl_answers_as_the_llama_cpp_layout_does() {
     let dir = tempfile::tempdir().unwrap();
-    let (reference, published) = write_both(dir.path(), "qwen25vl", random_qwen::tiny_qwen25vl);
+    let (reference, published) = write_both(dir.path(), "qwen25vl", corral_testkit::tiny_qwen25vl);
     assert_translates_with_new_prefix(&reference, &published);
     let want = answer(&reference);
     assert_eq!(want.logprobs.len(), STEPS, "{want:?}");
@@ -55,10 +54,10 @@ fn published_qwen25vl_answers_as_the_llama_cpp_layout_does() {
 #[test]
 fn published_qwen35_answers_as_the_llama_cpp_layout_does() {
     // Ollama's markers and vision keys stay behind.
-    check("qwen35", random_qwen::tiny_qwen35, "qwen35", "qwen35", Keys::Superset);
+    check("qwen35", corral_testkit::tiny_qwen35, "qwen35", "qwen35", Keys::Superset);
 }
 
 #[test]
 fn published_qwen3next_answers_as_the_llama_cpp_layout_does() {
-    check("qwen3next", random_qwen::tiny_qwen3next, "qwen3next", "qwen3next", Keys::Equal);
+    check("qwen3next", corral_testkit::tiny_qwen3next, "qwen3next", "qwen3next", Keys::Equal);
 }

@@ -9,23 +9,28 @@
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
 //! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in.
-//! - [`tiny_gpt_oss`], [`tiny_lfm2`], [`tiny_mistral3`], [`tiny_qwen3vl`], [`tiny_llama3`]: random
-//!   models written both in llama.cpp's layout and in the one Ollama published them in.
+//! - `tiny_<architecture>` ([`tiny_gpt_oss`], [`tiny_gemma4`], [`tiny_glmocr`], [`tiny_qwen35`]…):
+//!   random models of real structure written both in llama.cpp's layout and in the one Ollama
+//!   published them in ([`Layout`]), the same weights in both; [`dequantized`] makes any GGUF a
+//!   quantizer's input.
 
 mod export;
 mod published;
 mod random_arch;
 mod random_arch2;
-pub mod random_gemma;
+mod random_gemma;
 mod random_glm;
-pub mod random_other;
-pub mod random_qwen;
+mod random_other;
+mod random_qwen;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
 pub use published::{dequantized, gemma3_as_published};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
+pub use random_gemma::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};
 pub use random_glm::tiny_glmocr;
+pub use random_other::{tiny_deepseekocr, tiny_glm4moelite, tiny_laguna, tiny_llama4, tiny_nemotron_h_moe, tiny_olmo3};
+pub use random_qwen::{tiny_qwen25vl, tiny_qwen35, tiny_qwen3next};
 
 use std::path::{Path, PathBuf};
 
