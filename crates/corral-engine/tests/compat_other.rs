@@ -1,5 +1,5 @@
-//! Published layouts of OLMo 3, Llama 4, GLM-4.7 Flash, Nemotron-H MoE with latent experts,
-//! Laguna and DeepSeek-OCR: the translation turns each published header into
+//! Published layouts of OLMo 3, Llama 4, GLM-4.7 Flash, Nemotron-H MoE with latent experts (and
+//! as the unified text, vision and audio Nemotron), Laguna and DeepSeek-OCR: the translation turns each published header into
 //! the reference's, both files then give the same answer to the last bit, and without the
 //! translation the published file does not load.
 
@@ -30,6 +30,21 @@ fn published_glm4moelite_answers_as_the_llama_cpp_layout_does() {
 #[test]
 fn published_nemotron_h_moe_answers_as_the_llama_cpp_layout_does() {
     check("nemotron-h-moe", corral_testkit::tiny_nemotron_h_moe, "nemotron_h_moe", "nemotron_h_moe", Keys::Equal);
+}
+
+/// The unified Nemotron (`nemotron_h_omni`) is its text model plus media encoders: the
+/// translation selects the text architecture and hides the rest.
+fn nemotron_omni(layout: corral_testkit::Layout, tokenizer: &corral_gguf::Gguf, seed: u64) -> Vec<u8> {
+    let text = corral_testkit::tiny_nemotron_h_moe(corral_testkit::Layout::LlamaCpp, tokenizer, seed);
+    match layout {
+        corral_testkit::Layout::LlamaCpp => text,
+        corral_testkit::Layout::Published => corral_testkit::as_nemotron_omni(&text),
+    }
+}
+
+#[test]
+fn published_nemotron_omni_answers_as_its_text_model_does() {
+    check("nemotron-omni", nemotron_omni, "nemotron_h_omni", "nemotron_h_omni", Keys::Equal);
 }
 
 #[test]

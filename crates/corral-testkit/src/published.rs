@@ -94,3 +94,29 @@ pub fn dequantized(bytes: &[u8]) -> Vec<u8> {
     w.write_to(&mut out).expect("writing to a Vec cannot fail");
     out
 }
+
+/// A Nemotron-H MoE file (llama.cpp's layout) as the unified text, vision and audio model Ollama
+/// published (`nemotron_h_omni`): the architecture and its keys renamed, the media encoders' keys
+/// and stand-in tensors (`a.*`, `v.*`, `mm.*`) added after the text weights.
+pub fn as_nemotron_omni(bytes: &[u8]) -> Vec<u8> {
+    let g = corral_gguf::read_bytes(bytes).expect("a GGUF");
+    assert_eq!(g.architecture(), Some("nemotron_h_moe"));
+    let mut w = GgufWriter::new();
+    for (key, value) in &g.metadata {
+        match key.strip_prefix("nemotron_h_moe.") {
+            _ if key == "general.architecture" => w.set(key, MetaValue::String("nemotron_h_omni".into())),
+            Some(rest) => w.set(&format!("nemotron_h_omni.{rest}"), value.clone()),
+            None => w.set(key, value.clone()),
+        };
+    }
+    w.set("nemotron_h_omni.vision.block_count", MetaValue::U32(1));
+    w.set("nemotron_h_omni.audio.block_count", MetaValue::U32(1));
+    copy_tensors(&mut w, &g, bytes);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    for (name, dims) in [("a.conv1d.0.weight", [3u64, 16]), ("v.patch_embd.weight", [16, 16]), ("mm.vision.fc.weight", [16, 16])] {
+        w.add_f32(name, &dims, &random_f32(&mut rng, dims.iter().product()));
+    }
+    let mut out = Vec::new();
+    w.write_to(&mut out).expect("writing to a Vec cannot fail");
+    out
+}

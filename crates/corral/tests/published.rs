@@ -2,7 +2,7 @@
 //! published it in (vision tower in the file, its own key names), is served with no re-pull:
 //! `corral run` answers, the answer is the one the llama.cpp layout gives, `show` reports the
 //! file's own metadata without claiming vision, `ps` counts only what was loaded, and the blob
-//! is untouched.
+//! is untouched. With `OLLAMA_LLAMA_CPP_COMPAT=0` it does not load, and the error says why.
 
 mod common;
 
@@ -109,4 +109,15 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     assert_eq!(std::fs::read(&blob_path).unwrap(), before);
     let blobs = std::fs::read_dir(models.join("blobs")).unwrap().count();
     assert_eq!(blobs, 4, "the store holds the same four blobs");
+    server.stop();
+
+    // With the translation turned off, as in Ollama, the file is handed to llama.cpp as it is:
+    // a 500 that names the architecture and gives llama.cpp's own reason.
+    let server = Server::start_in(&models, &[("CORRAL_NUM_THREAD", "1"), ("OLLAMA_LLAMA_CPP_COMPAT", "0")]);
+    let body = json!({"model": "gemma3:270m", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_predict": 1}});
+    let (status, v) = post(&server, "/api/generate", body);
+    assert_eq!(status, 500, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(error.contains("architecture gemma3") && error.contains("llama.cpp:"), "{error}");
+    assert!(error.contains("layer_norm_rms_epsilon") || error.contains("tensor"), "{error}");
 }
