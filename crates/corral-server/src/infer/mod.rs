@@ -96,8 +96,11 @@ pub struct Loaded {
 impl Loaded {
     /// Worked out once per model (the translation copies the header).
     fn of(g: &Gguf, compat: bool) -> Loaded {
+        if !compat {
+            return Loaded::default();
+        }
         match corral_compat::translate(g) {
-            Ok(Some(t)) if compat => Loaded {
+            Ok(Some(t)) => Loaded {
                 unread: t.unread_bytes(g),
                 vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
             },
