@@ -31,6 +31,8 @@ pub const OLLAMA_MAX_QUEUE: &str = "OLLAMA_MAX_QUEUE";
 pub const OLLAMA_LOAD_TIMEOUT: &str = "OLLAMA_LOAD_TIMEOUT";
 /// Do not keep REPL history.
 pub const OLLAMA_NOHISTORY: &str = "OLLAMA_NOHISTORY";
+/// Draft at every step drafting is on, whether or not pacing finds it pays.
+pub const CORRAL_DRAFT_ALWAYS: &str = "CORRAL_DRAFT_ALWAYS";
 /// Registry logins: `host=user:password`, several separated by `;`.
 pub const CORRAL_REGISTRY_AUTH: &str = "CORRAL_REGISTRY_AUTH";
 /// Token realms trusted for a registry on another host: `registry=realm`, `;`-separated.
@@ -96,6 +98,8 @@ pub struct Settings {
     pub nohistory: bool,
     /// Translate Ollama-published GGUFs at load (`OLLAMA_LLAMA_CPP_COMPAT`, on unless `0`).
     pub compat: bool,
+    /// `CORRAL_DRAFT_ALWAYS`: draft whether or not pacing finds it pays.
+    pub draft_always: bool,
     /// Registry client options (the identity key is loaded by `serve`, which may create it).
     pub registry: corral_registry::RegistryOptions,
     /// `CORRAL_LIBRARY_PATH`.
@@ -307,6 +311,7 @@ impl Settings {
             num_thread: env_uint(CORRAL_NUM_THREAD, get(CORRAL_NUM_THREAD), 0).min(1024) as u32,
             nohistory: env_bool(get(OLLAMA_NOHISTORY)),
             compat: corral_compat::enabled(get(corral_compat::ENV_SWITCH).as_deref()),
+            draft_always: env_bool(get(CORRAL_DRAFT_ALWAYS)),
             registry: corral_registry::RegistryOptions {
                 credentials: registry_credentials(&get)?,
                 identity: None,

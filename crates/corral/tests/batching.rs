@@ -251,10 +251,14 @@ fn answer(server: &Server, model: &str, prompt: &str, n: u32, options: Value) ->
 /// Issue 15: prompt lookup through the API. It is on by default (up to 4 tokens a step); a
 /// model's `draft_num_predict` PARAMETER sets it, 0 turning it off, and a request's option
 /// overrides that either way; the answer is the same in every case, and `/metrics` counts the
-/// drafted and kept tokens. The random model repeats itself, so its drafts are kept.
+/// drafted and kept tokens. The random model repeats itself, so its drafts are kept. Whether
+/// drafting pays is measured as the answer goes (pacing), and on a tiny model on two shared cores
+/// it is a close call that went either way from run to run: `CORRAL_DRAFT_ALWAYS` keeps pacing
+/// out of what this test checks.
 #[test]
 fn issue_15_prompt_lookup_is_a_parameter_and_an_option() {
-    let server = server("2");
+    let server = Server::start_env(&[("OLLAMA_NUM_PARALLEL", "2"), ("CORRAL_DRAFT_ALWAYS", "1")]);
+    assert_eq!(create_from(&server, "tiny", &runnable_bytes(42, 4096), json!({})).0, 200);
     let d = common::upload(&server, &runnable_bytes(42, 4096));
     for (name, n) in [("tiny-lookup", 6), ("tiny-plain", 0)] {
         let (status, v) = post(

@@ -19,6 +19,9 @@ pub struct Defaults {
     pub num_thread: u32,
     /// Load Ollama-published GGUFs untranslated (`OLLAMA_LLAMA_CPP_COMPAT=0`).
     pub no_compat: bool,
+    /// Draft at every step drafting is on, even where pacing finds it does not pay
+    /// (`CORRAL_DRAFT_ALWAYS`: for measuring drafting, and for tests that must see it happen).
+    pub draft_always: bool,
 }
 
 /// The options in effect for one request.
@@ -101,7 +104,7 @@ pub fn effective(
         stop: stop.unwrap_or_default(),
         speculation: Some(draft_num_predict.map_or(DEFAULT_DRAFT_NUM_PREDICT, |n| n.clamp(0, 64) as u32))
             .filter(|n| *n > 0)
-            .map(|max_tokens| Speculation { max_tokens, always: false }),
+            .map(|max_tokens| Speculation { max_tokens, always: defaults.draft_always }),
         load: LoadOptions {
             model_path: model_path.to_string(),
             adapters,
@@ -149,7 +152,7 @@ mod tests {
     use serde_json::{json, Map};
 
     fn defaults() -> Defaults {
-        Defaults { num_ctx: 4096, parallel: 1, num_thread: 1, no_compat: false }
+        Defaults { num_ctx: 4096, parallel: 1, num_thread: 1, no_compat: false, draft_always: false }
     }
 
     #[test]
@@ -177,7 +180,7 @@ mod tests {
     /// request option each change the options the runner gets, and change them alike.
     #[test]
     fn every_parameter_and_option_reaches_the_runner() {
-        let defaults = Defaults { num_ctx: 4096, parallel: 1, num_thread: 0, no_compat: false };
+        let defaults = Defaults { num_ctx: 4096, parallel: 1, num_thread: 0, no_compat: false, draft_always: false };
         let run = |layers: Options| format!("{:?}", effective("m", vec![], None, 0, layers, &defaults));
         let unset = run(Options::default());
         for &(name, ty) in PARAMETERS {

@@ -44,6 +44,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
             parallel: settings.num_parallel,
             num_thread: settings.num_thread,
             no_compat: !settings.compat,
+            draft_always: settings.draft_always,
         },
         max_loaded_models: settings.max_loaded_models,
         max_queue: settings.max_queue,
