@@ -78,7 +78,8 @@ pub(crate) fn embeddinggemma(w: &mut Work) -> bool {
 /// dropped entries are image and audio markers the text model never uses), the tokenizer is
 /// read as SentencePiece with byte tokens typed as such, and `<end_of_turn>` (106) ends a turn.
 pub(crate) fn gemma3n(w: &mut Work) -> bool {
-    let (Some(te), Some(pe)) = (w.tensor("token_embd.weight").cloned(), w.tensor("per_layer_token_embd.weight").cloned())
+    let (Some(te), Some(pe)) =
+        (w.tensor("token_embd.weight").cloned(), w.tensor("per_layer_token_embd.weight").cloned())
     else {
         return false;
     };
@@ -147,13 +148,12 @@ pub(crate) fn gemma4(w: &mut Work) -> bool {
         w.hide_prefix(prefix);
     }
     // Walks the tensors, not 0..block_count: the count is the file's word.
-    let scales: Vec<String> = w
-        .g
-        .tensors
-        .iter()
-        .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate_inp.per_expert_scale"))
-        .map(|t| t.name.clone())
-        .collect();
+    let scales: Vec<String> =
+        w.g.tensors
+            .iter()
+            .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate_inp.per_expert_scale"))
+            .map(|t| t.name.clone())
+            .collect();
     for name in scales {
         let to = name.replace(".ffn_gate_inp.per_expert_scale", ".ffn_down_exps.scale");
         w.rename_tensor(&name, &to);

@@ -87,7 +87,9 @@ pub(crate) fn glm4moelite(w: &mut Work) -> bool {
     let value_dim = w.u32_of("glm4moelite.attention.value_length").or(key_dim);
     w.set_arch("deepseek2");
     w.set_u32("deepseek2.attention.head_count_kv", 1);
-    if let (Some(rank), Some(rope)) = (w.u32_of("deepseek2.attention.kv_lora_rank"), w.u32_of("deepseek2.rope.dimension_count")) {
+    if let (Some(rank), Some(rope)) =
+        (w.u32_of("deepseek2.attention.kv_lora_rank"), w.u32_of("deepseek2.rope.dimension_count"))
+    {
         w.set_u32("deepseek2.attention.key_length", rank + rope);
         w.set_u32("deepseek2.attention.value_length", rank);
     }
@@ -168,7 +170,8 @@ fn nemotron_latent(w: &mut Work) {
     let arch = w.arch();
     let key = format!("{arch}.moe_latent_size");
     if !w.has(&key) {
-        let latent = w.g.tensors.iter().find(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_latent_in.weight"));
+        let latent =
+            w.g.tensors.iter().find(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_latent_in.weight"));
         if let Some(n) = latent.and_then(|t| t.dims.get(1).copied()) {
             w.set_u32(&key, n as u32);
         }
@@ -189,13 +192,12 @@ pub(crate) fn nemotron_h_omni(w: &mut Work) -> bool {
         || w.u32_of("nemotron_h_omni.expert_used_count").unwrap_or(0) > 0;
     let text = if experts { "nemotron_h_moe" } else { "nemotron_h" };
     // The media encoders' own keys stay behind.
-    let media: Vec<String> = w
-        .g
-        .metadata
-        .iter()
-        .map(|(k, _)| k.clone())
-        .filter(|k| k.starts_with("nemotron_h_omni.vision.") || k.starts_with("nemotron_h_omni.audio."))
-        .collect();
+    let media: Vec<String> =
+        w.g.metadata
+            .iter()
+            .map(|(k, _)| k.clone())
+            .filter(|k| k.starts_with("nemotron_h_omni.vision.") || k.starts_with("nemotron_h_omni.audio."))
+            .collect();
     for k in media {
         w.remove(&k);
     }
@@ -220,7 +222,8 @@ pub(crate) fn laguna(w: &mut Work) -> bool {
     w.handler("laguna");
     w.copy("laguna.rope.swa.dimension_count", "laguna.rope.dimension_count_swa");
     w.copy("laguna.rope.swa.freq_base", "laguna.rope.freq_base_swa");
-    let names: Vec<String> = w.g.tensors.iter().filter(|t| t.name.ends_with(".attn_g.weight")).map(|t| t.name.clone()).collect();
+    let names: Vec<String> =
+        w.g.tensors.iter().filter(|t| t.name.ends_with(".attn_g.weight")).map(|t| t.name.clone()).collect();
     for name in names {
         let to = format!("{}.attn_gate.weight", name.trim_end_matches(".attn_g.weight"));
         w.rename_tensor(&name, &to);
@@ -276,13 +279,12 @@ pub(crate) fn glmocr(w: &mut Work) -> Result<bool, Unsupported> {
     w.rename_tensors_containing(".attn_out.", ".attn_output.");
     w.rename_tensors_containing(".post_attn_norm.", ".post_attention_norm.");
     w.rename_tensors_containing(".post_ffn_norm.", ".post_ffw_norm.");
-    let gates: Vec<String> = w
-        .g
-        .tensors
-        .iter()
-        .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate.weight"))
-        .map(|t| t.name.clone())
-        .collect();
+    let gates: Vec<String> =
+        w.g.tensors
+            .iter()
+            .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate.weight"))
+            .map(|t| t.name.clone())
+            .collect();
     for gate in gates {
         let up = gate.replace(".ffn_gate.weight", ".ffn_up.weight");
         if !w.fuse_rows(&[&gate], &up) {

@@ -77,7 +77,12 @@ fn gemma3_published_with_vision_gets_llama_cpp_keys_and_hides_the_tower() {
             ("tokenizer.ggml.scores", MetaValue::Array(ArrayValue::F32(vec![0.0; 6]))),
             ("tokenizer.ggml.token_type", MetaValue::Array(ArrayValue::I32(vec![1; 6]))),
         ],
-        &[("token_embd.weight", &[8, 4]), ("blk.0.attn_q.weight", &[8, 8]), ("v.patch_embd.weight", &[14, 14, 3, 8]), ("mm.input_projection.weight", &[8, 8])],
+        &[
+            ("token_embd.weight", &[8, 4]),
+            ("blk.0.attn_q.weight", &[8, 8]),
+            ("v.patch_embd.weight", &[14, 14, 3, 8]),
+            ("mm.input_projection.weight", &[8, 8]),
+        ],
     );
     let t = translate(&g).unwrap().unwrap();
     assert_eq!(t.handler, "gemma3");
@@ -103,7 +108,12 @@ fn embeddinggemma_becomes_gemma_embedding_with_its_dense_layers() {
             ("gemma3.block_count", MetaValue::U32(2)),
             ("gemma3.attention.causal", MetaValue::Bool(false)),
         ],
-        &[("token_embd.weight", &[8, 4]), ("norm.weight", &[8]), ("dense.0.weight", &[8, 32]), ("dense.1.weight", &[32, 8])],
+        &[
+            ("token_embd.weight", &[8, 4]),
+            ("norm.weight", &[8]),
+            ("dense.0.weight", &[8, 32]),
+            ("dense.1.weight", &[32, 8]),
+        ],
     );
     let t = translate(&g).unwrap().unwrap();
     assert_eq!(t.handler, "embeddinggemma");
@@ -131,15 +141,27 @@ fn gemma3n_cuts_the_main_embedding_to_the_text_vocabulary() {
     assert_eq!(seen.get("tokenizer.ggml.tokens").and_then(MetaValue::as_array).map(ArrayValue::len), Some(6));
     assert_eq!(seen.get("tokenizer.ggml.eos_token_ids"), Some(&MetaValue::Array(ArrayValue::I32(vec![1, 106]))));
     // Same vocabulary on both: llama.cpp's layout.
-    let fine = header(vec![("general.architecture", s("gemma3n"))], &[("token_embd.weight", &[8, 6]), ("per_layer_token_embd.weight", &[16, 6])]);
+    let fine = header(
+        vec![("general.architecture", s("gemma3n"))],
+        &[("token_embd.weight", &[8, 6]), ("per_layer_token_embd.weight", &[16, 6])],
+    );
     assert_eq!(translate(&fine).unwrap(), None);
 }
 
 #[test]
 fn gemma4_hides_its_encoders_and_fixes_the_tokenizer_name() {
     let g = header(
-        vec![("general.architecture", s("gemma4")), ("tokenizer.ggml.model", s("llama")), ("gemma4.block_count", MetaValue::U32(u32::MAX))],
-        &[("blk.0.ffn_gate_inp.per_expert_scale", &[4]), ("a.conv.weight", &[4]), ("v.patch.weight", &[4]), ("mm.proj.weight", &[4])],
+        vec![
+            ("general.architecture", s("gemma4")),
+            ("tokenizer.ggml.model", s("llama")),
+            ("gemma4.block_count", MetaValue::U32(u32::MAX)),
+        ],
+        &[
+            ("blk.0.ffn_gate_inp.per_expert_scale", &[4]),
+            ("a.conv.weight", &[4]),
+            ("v.patch.weight", &[4]),
+            ("mm.proj.weight", &[4]),
+        ],
     );
     let t = translate(&g).unwrap().unwrap();
     let seen = t.apply(&g);
@@ -176,7 +198,13 @@ fn gptoss_becomes_gpt_oss() {
     assert!(seen.metadata.iter().all(|(k, _)| !k.starts_with("gptoss.")));
     assert_eq!(
         names(&seen),
-        ["blk.0.attn_output.weight", "blk.0.attn_output.bias", "blk.0.attn_sinks.weight", "blk.0.post_attention_norm.weight", "blk.0.ffn_gate_exps.weight"]
+        [
+            "blk.0.attn_output.weight",
+            "blk.0.attn_output.bias",
+            "blk.0.attn_sinks.weight",
+            "blk.0.post_attention_norm.weight",
+            "blk.0.ffn_gate_exps.weight"
+        ]
     );
 }
 
@@ -187,7 +215,11 @@ fn llama3_gets_its_pre_tokenizer_and_end_of_turn() {
     tokens[128_009] = "<|eot_id|>".into();
     let tokens = MetaValue::Array(ArrayValue::String(tokens));
     let old = header(
-        vec![("general.architecture", s("llama")), ("tokenizer.ggml.tokens", tokens.clone()), ("tokenizer.ggml.eos_token_id", MetaValue::U32(128_001))],
+        vec![
+            ("general.architecture", s("llama")),
+            ("tokenizer.ggml.tokens", tokens.clone()),
+            ("tokenizer.ggml.eos_token_id", MetaValue::U32(128_001)),
+        ],
         &[],
     );
     let t = translate(&old).unwrap().unwrap();
@@ -218,11 +250,19 @@ fn qwen35_collapses_per_layer_heads_pads_sections_and_hides_mtp() {
             ("qwen35moe.vision.block_count", MetaValue::U32(2)),
             ("qwen35moe.nextn_predict_layers", MetaValue::U32(1)),
         ],
-        &[("blk.0.ssm_dt", &[4]), ("mtp.fc.weight", &[4, 4]), ("v.blk.0.attn_q.weight", &[4, 4]), ("mm.0.weight", &[4])],
+        &[
+            ("blk.0.ssm_dt", &[4]),
+            ("mtp.fc.weight", &[4, 4]),
+            ("v.blk.0.attn_q.weight", &[4, 4]),
+            ("mm.0.weight", &[4]),
+        ],
     );
     let seen = translate(&g).unwrap().unwrap().apply(&g);
     assert_eq!(seen.get("qwen35moe.attention.head_count_kv"), Some(&MetaValue::U32(2)));
-    assert_eq!(seen.get("qwen35moe.rope.dimension_sections"), Some(&MetaValue::Array(ArrayValue::I32(vec![11, 11, 10, 0]))));
+    assert_eq!(
+        seen.get("qwen35moe.rope.dimension_sections"),
+        Some(&MetaValue::Array(ArrayValue::I32(vec![11, 11, 10, 0])))
+    );
     assert_eq!(seen.get("qwen35moe.nextn_predict_layers"), None, "the MTP head is hidden");
     assert_eq!(names(&seen), ["blk.0.ssm_dt.bias"]);
 }
@@ -230,20 +270,32 @@ fn qwen35_collapses_per_layer_heads_pads_sections_and_hides_mtp() {
 #[test]
 fn qwen25vl_and_qwen3vl_get_their_m_rope_sections() {
     let g = header(
-        vec![("general.architecture", s("qwen25vl")), ("qwen25vl.rope.mrope_section", MetaValue::Array(ArrayValue::I32(vec![16, 24, 24])))],
+        vec![
+            ("general.architecture", s("qwen25vl")),
+            ("qwen25vl.rope.mrope_section", MetaValue::Array(ArrayValue::I32(vec![16, 24, 24]))),
+        ],
         &[("v.blk.0.w", &[4])],
     );
     let seen = translate(&g).unwrap().unwrap().apply(&g);
     assert_eq!(seen.architecture(), Some("qwen2vl"));
-    assert_eq!(seen.get("qwen2vl.rope.dimension_sections"), Some(&MetaValue::Array(ArrayValue::I32(vec![16, 24, 24, 0]))));
+    assert_eq!(
+        seen.get("qwen2vl.rope.dimension_sections"),
+        Some(&MetaValue::Array(ArrayValue::I32(vec![16, 24, 24, 0])))
+    );
     assert!(seen.tensors.is_empty());
 
     let g = header(
-        vec![("general.architecture", s("qwen3vl")), ("qwen3vl.vision.deepstack_visual_indexes", MetaValue::Array(ArrayValue::I32(vec![5, 11, 17])))],
+        vec![
+            ("general.architecture", s("qwen3vl")),
+            ("qwen3vl.vision.deepstack_visual_indexes", MetaValue::Array(ArrayValue::I32(vec![5, 11, 17]))),
+        ],
         &[],
     );
     let seen = translate(&g).unwrap().unwrap().apply(&g);
-    assert_eq!(seen.get("qwen3vl.rope.dimension_sections"), Some(&MetaValue::Array(ArrayValue::I32(vec![24, 20, 20, 0]))));
+    assert_eq!(
+        seen.get("qwen3vl.rope.dimension_sections"),
+        Some(&MetaValue::Array(ArrayValue::I32(vec![24, 20, 20, 0])))
+    );
     assert_eq!(seen.get("qwen3vl.n_deepstack_layers"), Some(&MetaValue::U32(3)));
 }
 
@@ -285,7 +337,11 @@ fn other_text_layouts() {
     assert_eq!((seen.architecture(), seen.get_u64("olmo2.block_count")), (Some("olmo2"), Some(2)));
 
     let mistral = header(
-        vec![("general.architecture", s("mistral3")), ("mistral3.rope.scaling.beta_fast", MetaValue::F32(32.0)), ("mistral3.rope.scaling_beta", MetaValue::F32(0.1))],
+        vec![
+            ("general.architecture", s("mistral3")),
+            ("mistral3.rope.scaling.beta_fast", MetaValue::F32(32.0)),
+            ("mistral3.rope.scaling_beta", MetaValue::F32(0.1)),
+        ],
         &[("blk.0.attn_q.weight", &[4]), ("v.patch_conv.weight", &[4])],
     );
     let seen = translate(&mistral).unwrap().unwrap().apply(&mistral);
@@ -296,13 +352,20 @@ fn other_text_layouts() {
 
     let nemotron = header(
         vec![("general.architecture", s("nemotron_h_moe"))],
-        &[("blk.1.ffn_latent_in.weight", &[8, 3]), ("blk.1.ffn_latent_out.weight", &[3, 8]), ("mtp.layers.0.x.weight", &[4])],
+        &[
+            ("blk.1.ffn_latent_in.weight", &[8, 3]),
+            ("blk.1.ffn_latent_out.weight", &[3, 8]),
+            ("mtp.layers.0.x.weight", &[4]),
+        ],
     );
     let seen = translate(&nemotron).unwrap().unwrap().apply(&nemotron);
     assert_eq!(seen.get_u64("nemotron_h_moe.moe_latent_size"), Some(3));
     assert_eq!(names(&seen), ["blk.1.ffn_latent_down.weight", "blk.1.ffn_latent_up.weight"]);
 
-    let ocr = header(vec![("general.architecture", s("deepseekocr"))], &[("blk.1.ffn_down_exps.weight", &[896, 8, 4]), ("blk.1.ffn_down_shexp.weight", &[1792, 8]), ("s.x", &[4])]);
+    let ocr = header(
+        vec![("general.architecture", s("deepseekocr"))],
+        &[("blk.1.ffn_down_exps.weight", &[896, 8, 4]), ("blk.1.ffn_down_shexp.weight", &[1792, 8]), ("s.x", &[4])],
+    );
     let seen = translate(&ocr).unwrap().unwrap().apply(&ocr);
     assert_eq!(seen.architecture(), Some("deepseek2-ocr"));
     assert_eq!(seen.get_u64("deepseek2-ocr.expert_feed_forward_length"), Some(896));
@@ -322,7 +385,10 @@ fn snowflake_charsmap_is_decoded_from_base64_characters() {
         &[],
     );
     let seen = translate(&g).unwrap().unwrap().apply(&g);
-    assert_eq!(seen.get("tokenizer.ggml.precompiled_charsmap"), Some(&MetaValue::Array(ArrayValue::U8(vec![0, 1, 2, 255]))));
+    assert_eq!(
+        seen.get("tokenizer.ggml.precompiled_charsmap"),
+        Some(&MetaValue::Array(ArrayValue::U8(vec![0, 1, 2, 255])))
+    );
     assert_eq!(crate::other::base64_for_tests("aGk"), Some(b"hi".to_vec()));
     assert_eq!(crate::other::base64_for_tests("a$"), None);
 }
@@ -336,13 +402,21 @@ fn glmocr_joins_each_gate_and_up_into_llama_cpps_ffn_up() {
             ("glmocr.rope.mrope_section", MetaValue::Array(ArrayValue::I32(vec![8, 12, 12]))),
             ("tokenizer.ggml.pre", s("llama-bpe")),
         ],
-        &[("blk.0.ffn_gate.weight", &[8, 24]), ("blk.0.ffn_up.weight", &[8, 24]), ("blk.0.attn_out.weight", &[8, 8]), ("v.x", &[4])],
+        &[
+            ("blk.0.ffn_gate.weight", &[8, 24]),
+            ("blk.0.ffn_up.weight", &[8, 24]),
+            ("blk.0.attn_out.weight", &[8, 8]),
+            ("v.x", &[4]),
+        ],
     );
     let t = translate(&g).unwrap().unwrap();
     let (gate, up) = (&g.tensors[0], &g.tensors[1]);
     assert_eq!(
         t.assembled,
-        [("blk.0.ffn_up.weight".to_string(), vec![(g.data_offset + gate.offset, gate.size), (g.data_offset + up.offset, up.size)])]
+        [(
+            "blk.0.ffn_up.weight".to_string(),
+            vec![(g.data_offset + gate.offset, gate.size), (g.data_offset + up.offset, up.size)]
+        )]
     );
     let seen = t.apply(&g);
     assert_eq!(seen.architecture(), Some("glm4"));
@@ -356,7 +430,10 @@ fn glmocr_joins_each_gate_and_up_into_llama_cpps_ffn_up() {
     assert_eq!(t.unread_bytes(&g), 4 * 4);
 
     // A gate that does not fit its up is refused by name, not handed to llama.cpp half done.
-    let odd = header(vec![("general.architecture", s("glmocr"))], &[("blk.0.ffn_gate.weight", &[8, 24]), ("blk.0.ffn_up.weight", &[16, 24])]);
+    let odd = header(
+        vec![("general.architecture", s("glmocr"))],
+        &[("blk.0.ffn_gate.weight", &[8, 24]), ("blk.0.ffn_up.weight", &[16, 24])],
+    );
     let err = translate(&odd).unwrap_err();
     assert_eq!(err.architecture, "glmocr");
     assert!(err.to_string().contains("blk.0.ffn_gate.weight"), "{err}");
@@ -373,7 +450,20 @@ fn the_switch_reads_like_ollamas() {
 /// from the expected ones. The handlers skip what they cannot use.
 #[test]
 fn odd_headers_do_not_panic() {
-    for arch in ["gemma3", "gemma3n", "gemma4", "qwen35", "qwen3vl", "gptoss", "lfm2", "glm4moelite", "deepseekocr", "nemotron_h_omni", "llama", "glmocr"] {
+    for arch in [
+        "gemma3",
+        "gemma3n",
+        "gemma4",
+        "qwen35",
+        "qwen3vl",
+        "gptoss",
+        "lfm2",
+        "glm4moelite",
+        "deepseekocr",
+        "nemotron_h_omni",
+        "llama",
+        "glmocr",
+    ] {
         let g = header(
             vec![
                 ("general.architecture", s(arch)),
@@ -381,7 +471,13 @@ fn odd_headers_do_not_panic() {
                 ("tokenizer.ggml.tokens", MetaValue::U32(3)),
                 ("tokenizer.ggml.eos_token_ids", s("x")),
             ],
-            &[("token_embd.weight", &[7]), ("per_layer_token_embd.weight", &[3]), ("dense.0.weight", &[1]), ("v.x", &[1]), ("blk.0.ffn_gate_exps.weight", &[1])],
+            &[
+                ("token_embd.weight", &[7]),
+                ("per_layer_token_embd.weight", &[3]),
+                ("dense.0.weight", &[1]),
+                ("v.x", &[1]),
+                ("blk.0.ffn_gate_exps.weight", &[1]),
+            ],
         );
         let _ = translate(&g).map(|t| t.map(|t| t.apply(&g)));
     }
@@ -403,7 +499,8 @@ fn sizes_come_from_the_right_keys_and_blocks() {
     assert_eq!(seen.get_u64("deepseek2.attention.key_length_mla"), Some(192));
     assert_eq!(seen.get_u64("deepseek2.attention.value_length_mla"), Some(128));
 
-    let nemotron = header(vec![("general.architecture", s("nemotron_h_moe"))], &[("blk.3.ffn_latent_in.weight", &[8, 5])]);
+    let nemotron =
+        header(vec![("general.architecture", s("nemotron_h_moe"))], &[("blk.3.ffn_latent_in.weight", &[8, 5])]);
     let seen = translate(&nemotron).unwrap().expect("a latent block past the first two").apply(&nemotron);
     assert_eq!(seen.get_u64("nemotron_h_moe.moe_latent_size"), Some(5));
 
@@ -416,7 +513,11 @@ fn sizes_come_from_the_right_keys_and_blocks() {
     assert_eq!(seen.get_u64("deepseek2-ocr.expert_shared_count"), Some(3));
 
     let llama4 = header(
-        vec![("general.architecture", s("llama4")), ("llama4.feed_forward_length", MetaValue::U32(24)), ("llama4.intermediate_size", MetaValue::U32(48))],
+        vec![
+            ("general.architecture", s("llama4")),
+            ("llama4.feed_forward_length", MetaValue::U32(24)),
+            ("llama4.intermediate_size", MetaValue::U32(48)),
+        ],
         &[("blk.1.ffn_gate_exps.weight", &[8, 24, 4]), ("v.x", &[4])],
     );
     let seen = translate(&llama4).unwrap().unwrap().apply(&llama4);

@@ -19,8 +19,7 @@ struct Recent {
     partial_level: ggml_log_level,
 }
 
-static RECENT: Mutex<Recent> =
-    Mutex::new(Recent { lines: VecDeque::new(), partial: String::new(), partial_level: 0 });
+static RECENT: Mutex<Recent> = Mutex::new(Recent { lines: VecDeque::new(), partial: String::new(), partial_level: 0 });
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 /// Routes llama.cpp's and ggml's log through [`on_log`].
@@ -94,7 +93,10 @@ mod tests {
         record(4, "llama_model_load: error loading model: ");
         record(5, "missing tensor 'blk.0.attn_q.weight'\n");
         record(3, "a warning\n");
-        assert_eq!(take_recent(), ["llama_model_load: error loading model: missing tensor 'blk.0.attn_q.weight'", "a warning"]);
+        assert_eq!(
+            take_recent(),
+            ["llama_model_load: error loading model: missing tensor 'blk.0.attn_q.weight'", "a warning"]
+        );
         assert!(take_recent().is_empty());
         for i in 0..10 {
             record(4, &format!("e{i}\n"));

@@ -21,7 +21,8 @@ fn published_gemma3_answers_as_the_llama_cpp_layout_does() {
     assert_eq!(translation.handler, "gemma3");
     let seen = translation.apply(&header);
     let original = corral_gguf::read_path(&reference).unwrap();
-    let shape = |g: &corral_gguf::Gguf| g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.kind)).collect::<Vec<_>>();
+    let shape =
+        |g: &corral_gguf::Gguf| g.tensors.iter().map(|t| (t.name.clone(), t.dims.clone(), t.kind)).collect::<Vec<_>>();
     assert_eq!(shape(&seen), shape(&original));
     for (key, value) in &original.metadata {
         assert_eq!(seen.get(key), Some(value), "{key}");

@@ -10,8 +10,8 @@ use common::compat::{assert_refused_untranslated, assert_translates_to_reference
 use common::options;
 use corral_engine::{Engine, LlamaEngine};
 use corral_gguf::{ArrayValue, MetaValue};
-use corral_testkit::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};
 use corral_testkit::Layout;
+use corral_testkit::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};
 use corral_types::runner::{EmbedRequest, Embedded, LoadOptions};
 
 #[test]

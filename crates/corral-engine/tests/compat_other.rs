@@ -1,7 +1,7 @@
 //! Published layouts of OLMo 3, Llama 4, GLM-4.7 Flash, Nemotron-H MoE with latent experts (and
-//! as the unified text, vision and audio Nemotron), Laguna and DeepSeek-OCR: the translation turns each published header into
-//! the reference's, both files then give the same answer to the last bit, and without the
-//! translation the published file does not load.
+//! as the unified text, vision and audio Nemotron), Laguna, LFM2-MoE and DeepSeek-OCR: the
+//! translation turns each published header into the reference's, both files then give the same
+//! answer to the last bit, and without the translation the published file does not load.
 
 mod common;
 
@@ -51,6 +51,12 @@ fn published_nemotron_omni_answers_as_its_text_model_does() {
 fn published_laguna_answers_as_the_llama_cpp_layout_does() {
     // The RoPE keys are copied, and the keys of Ollama's own engine stay behind, unread.
     check("laguna", corral_testkit::tiny_laguna, "laguna", "laguna", Keys::Superset);
+}
+
+#[test]
+fn published_lfm2moe_answers_as_the_llama_cpp_layout_does() {
+    // LFM2's fixes: the last norm renamed, the pre-tokenizer and the dense width set.
+    check("lfm2moe", corral_testkit::tiny_lfm2moe, "lfm2moe", "lfm2moe", Keys::Equal);
 }
 
 /// Published DeepSeek-OCR: every `deepseekocr.` key moves to `deepseek2-ocr.`, the vision and SAM

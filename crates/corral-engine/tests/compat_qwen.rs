@@ -1,7 +1,7 @@
 //! Qwen architectures with random weights in llama.cpp's layout and in Ollama's (Qwen2.5-VL,
-//! Qwen 3.5, Qwen3-Next): the translation turns the published header into the reference's, both
-//! files then give the same answer to the bit, and without the translation the published one does
-//! not load.
+//! Qwen 3.5 dense and MoE, Qwen3-Next, Qwen3-VL MoE): the translation turns the published header
+//! into the reference's, both files then give the same answer to the bit, and without the
+//! translation the published one does not load.
 
 mod common;
 
@@ -60,4 +60,16 @@ fn published_qwen35_answers_as_the_llama_cpp_layout_does() {
 #[test]
 fn published_qwen3next_answers_as_the_llama_cpp_layout_does() {
     check("qwen3next", corral_testkit::tiny_qwen3next, "qwen3next", "qwen3next", Keys::Equal);
+}
+
+#[test]
+fn published_qwen35moe_answers_as_the_llama_cpp_layout_does() {
+    // As for the dense model, with `feed_forward_length` among the markers left behind.
+    check("qwen35moe", corral_testkit::tiny_qwen35moe, "qwen35moe", "qwen35moe", Keys::Superset);
+}
+
+#[test]
+fn published_qwen3vlmoe_answers_as_the_llama_cpp_layout_does() {
+    // The vision keys stay behind.
+    check("qwen3vlmoe", corral_testkit::tiny_qwen3vlmoe, "qwen3vlmoe", "qwen3vlmoe", Keys::Superset);
 }

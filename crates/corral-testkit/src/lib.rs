@@ -29,8 +29,10 @@ pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
 pub use random_gemma::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};
 pub use random_glm::tiny_glmocr;
-pub use random_other::{tiny_deepseekocr, tiny_glm4moelite, tiny_laguna, tiny_llama4, tiny_nemotron_h_moe, tiny_olmo3};
-pub use random_qwen::{tiny_qwen25vl, tiny_qwen35, tiny_qwen3next};
+pub use random_other::{
+    tiny_deepseekocr, tiny_glm4moelite, tiny_laguna, tiny_lfm2moe, tiny_llama4, tiny_nemotron_h_moe, tiny_olmo3,
+};
+pub use random_qwen::{tiny_qwen25vl, tiny_qwen35, tiny_qwen35moe, tiny_qwen3next, tiny_qwen3vlmoe};
 
 use std::path::{Path, PathBuf};
 

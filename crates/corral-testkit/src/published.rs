@@ -73,7 +73,6 @@ pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
     out
 }
 
-
 /// `bytes` (a GGUF) with every tensor as F32: a source for `create --quantize` in whatever layout
 /// it was written in.
 pub fn dequantized(bytes: &[u8]) -> Vec<u8> {
@@ -113,7 +112,9 @@ pub fn as_nemotron_omni(bytes: &[u8]) -> Vec<u8> {
     w.set("nemotron_h_omni.audio.block_count", MetaValue::U32(1));
     copy_tensors(&mut w, &g, bytes);
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
-    for (name, dims) in [("a.conv1d.0.weight", [3u64, 16]), ("v.patch_embd.weight", [16, 16]), ("mm.vision.fc.weight", [16, 16])] {
+    for (name, dims) in
+        [("a.conv1d.0.weight", [3u64, 16]), ("v.patch_embd.weight", [16, 16]), ("mm.vision.fc.weight", [16, 16])]
+    {
         w.add_f32(name, &dims, &random_f32(&mut rng, dims.iter().product()));
     }
     let mut out = Vec::new();

@@ -302,7 +302,8 @@ pub(crate) mod testing {
         let mut matched = Vec::new();
         for x in &ga.tensors {
             let name = renames.iter().fold(x.name.clone(), |n, (from, to)| n.replace(from, to));
-            let y = gb.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no {name} in the published copy"));
+            let y =
+                gb.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no {name} in the published copy"));
             let (dx, dy) = (data(&ga, &a, x), data(&gb, &b, y));
             if grown == Some(x.name.as_str()) {
                 assert!(x.dims[0] == y.dims[0] && y.dims[1] > x.dims[1], "{}", x.name);
@@ -313,7 +314,8 @@ pub(crate) mod testing {
             }
             matched.push(name);
         }
-        let rest: Vec<&str> = gb.tensors.iter().map(|t| t.name.as_str()).filter(|n| !matched.iter().any(|m| m == n)).collect();
+        let rest: Vec<&str> =
+            gb.tensors.iter().map(|t| t.name.as_str()).filter(|n| !matched.iter().any(|m| m == n)).collect();
         assert!(rest.iter().all(|n| hidden.iter().any(|p| n.starts_with(p))), "{rest:?}");
         assert_eq!(rest.is_empty(), hidden.is_empty(), "{rest:?}");
     }
@@ -332,7 +334,11 @@ mod tests {
 
     #[test]
     fn both_layouts_hold_the_same_bytes() {
-        let oss = [(".attn_output", ".attn_out"), (".attn_sinks.weight", ".attn_sinks"), (".post_attention_norm", ".ffn_norm")];
+        let oss = [
+            (".attn_output", ".attn_out"),
+            (".attn_sinks.weight", ".attn_sinks"),
+            (".post_attention_norm", ".ffn_norm"),
+        ];
         testing::assert_same_weights(tiny_gpt_oss, &oss, &[], None);
         testing::assert_same_weights(tiny_lfm2, &[("token_embd_norm", "output_norm")], &[], None);
     }

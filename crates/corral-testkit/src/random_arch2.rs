@@ -107,15 +107,14 @@ pub fn tiny_mistral3(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.head(e);
     if !llama_cpp {
         m.stand_ins(&[
-                ("v.patch_conv.weight", &[4, 4, 3, 16]),
-                ("v.encoder_norm.weight", &[16]),
-                ("v.blk.0.attn_q.weight", &[16, 16]),
-                ("v.blk.0.attn_output.weight", &[16, 16]),
-                ("mm.patch_merger.merging_layer.weight", &[64, 16]),
-                ("mm.linear_1.weight", &[16, e]),
-                ("mm.linear_2.weight", &[e, e]),
-            ],
-        );
+            ("v.patch_conv.weight", &[4, 4, 3, 16]),
+            ("v.encoder_norm.weight", &[16]),
+            ("v.blk.0.attn_q.weight", &[16, 16]),
+            ("v.blk.0.attn_output.weight", &[16, 16]),
+            ("mm.patch_merger.merging_layer.weight", &[64, 16]),
+            ("mm.linear_1.weight", &[16, e]),
+            ("mm.linear_2.weight", &[e, e]),
+        ]);
     }
     m.finish()
 }
@@ -142,10 +141,38 @@ const QVL_DEEPSTACK: [i32; 1] = [2];
 /// `rope.dimension_sections` and `n_deepstack_layers`; the published one has neither, but the
 /// vision keys (among them `vision.deepstack_visual_indexes`) and `v.*`/`mm.*` tensors.
 pub fn tiny_qwen3vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let e = QVL_EMBD;
+    qwen3vl(
+        "qwen3vl",
+        layout,
+        tokenizer,
+        seed,
+        e,
+        |_| {},
+        |m, i| {
+            m.matrix(&format!("blk.{i}.ffn_gate.weight"), &[e, QVL_FFN]);
+            m.matrix(&format!("blk.{i}.ffn_up.weight"), &[e, QVL_FFN]);
+            m.matrix(&format!("blk.{i}.ffn_down.weight"), &[QVL_FFN, e]);
+        },
+    )
+}
+
+/// A Qwen3-VL text model (of either kind, `arch`) `embd` wide with [`QVL_HEADS`] heads of
+/// [`QVL_HEAD_DIM`]: `keys` adds the feed-forward's own keys, `ffn` writes block `i`'s
+/// feed-forward after its norm.
+pub(crate) fn qwen3vl(
+    arch: &str,
+    layout: Layout,
+    tokenizer: &Gguf,
+    seed: u64,
+    embd: u64,
+    keys: impl FnOnce(&mut Model),
+    mut ffn: impl FnMut(&mut Model, u64),
+) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     // Both converters write Qwen's pre-tokenizer, and the translation leaves it alone.
-    let mut m = Model::new("qwen3vl", tokenizer, Some("qwen2"), seed);
-    let (e, q, kv) = (QVL_EMBD, QVL_HEADS * QVL_HEAD_DIM, QVL_KV_HEADS * QVL_HEAD_DIM);
+    let mut m = Model::new(arch, tokenizer, Some("qwen2"), seed);
+    let (e, q, kv) = (embd, QVL_HEADS * QVL_HEAD_DIM, QVL_KV_HEADS * QVL_HEAD_DIM);
     m.u32("context_length", QVL_CONTEXT);
     m.u32("embedding_length", e);
     m.u32("block_count", QVL_BLOCKS);
@@ -156,6 +183,7 @@ pub fn tiny_qwen3vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.u32("attention.value_length", QVL_HEAD_DIM);
     m.f32("attention.layer_norm_rms_epsilon", 1e-6);
     m.f32("rope.freq_base", 5_000_000.0);
+    keys(&mut m);
     if llama_cpp {
         m.key("rope.dimension_sections", MetaValue::Array(ArrayValue::I32(QVL_SECTIONS.to_vec())));
         m.u32("n_deepstack_layers", QVL_DEEPSTACK.len() as u64);
@@ -179,22 +207,19 @@ pub fn tiny_qwen3vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         m.matrix(&b("attn_v.weight"), &[e, kv]);
         m.matrix(&b("attn_output.weight"), &[q, e]);
         m.norm(&b("ffn_norm.weight"), e);
-        m.matrix(&b("ffn_gate.weight"), &[e, QVL_FFN]);
-        m.matrix(&b("ffn_up.weight"), &[e, QVL_FFN]);
-        m.matrix(&b("ffn_down.weight"), &[QVL_FFN, e]);
+        ffn(&mut m, i);
     }
     m.norm("output_norm.weight", e);
     m.head(e);
     if !llama_cpp {
         m.stand_ins(&[
-                ("v.patch_embed.weight", &[16 * 16, 3, 16]),
-                ("v.blk.0.attn_q.weight", &[16, 16]),
-                ("v.blk.0.attn_out.weight", &[16, 16]),
-                ("v.deepstack_merger.0.fc1.weight", &[64, 64]),
-                ("mm.0.weight", &[64, 64]),
-                ("mm.2.weight", &[64, e]),
-            ],
-        );
+            ("v.patch_embed.weight", &[16 * 16, 3, 16]),
+            ("v.blk.0.attn_q.weight", &[16, 16]),
+            ("v.blk.0.attn_out.weight", &[16, 16]),
+            ("v.deepstack_merger.0.fc1.weight", &[64, 64]),
+            ("mm.0.weight", &[64, 64]),
+            ("mm.2.weight", &[64, e]),
+        ]);
     }
     m.finish()
 }

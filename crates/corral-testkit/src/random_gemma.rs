@@ -361,8 +361,11 @@ mod tests {
     fn both_layouts_hold_the_same_text_weights() {
         assert_same_weights(tiny_gemma3n, &[], &[], Some("token_embd.weight"));
         assert_same_weights(tiny_gemma4, &[], &["a.", "v.", "mm."], None);
-        let renamed =
-            [("output_norm.weight", "norm.weight"), ("dense_2.weight", "dense.0.weight"), ("dense_3.weight", "dense.1.weight")];
+        let renamed = [
+            ("output_norm.weight", "norm.weight"),
+            ("dense_2.weight", "dense.0.weight"),
+            ("dense_3.weight", "dense.1.weight"),
+        ];
         assert_same_weights(tiny_embeddinggemma, &renamed, &[], None);
     }
 

@@ -43,7 +43,9 @@ pub fn tiny_glmocr(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         m.key("rope.dimension_sections", MetaValue::Array(ArrayValue::I32(padded)));
         m.u32("rope.dimension_count", HEAD_DIM);
     }
-    let name = |b: u64, reference: &str, ollama: &str| format!("blk.{b}.{}.weight", if published { ollama } else { reference });
+    let name = |b: u64, reference: &str, ollama: &str| {
+        format!("blk.{b}.{}.weight", if published { ollama } else { reference })
+    };
     m.embeddings(EMBD);
     for b in 0..BLOCKS {
         m.norm(&format!("blk.{b}.attn_norm.weight"), EMBD);

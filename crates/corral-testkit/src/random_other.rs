@@ -24,6 +24,10 @@
 //!   their own RoPE), a per-head softplus gate on the attention output, and a sigmoid-routed MoE
 //!   after a dense first block. Ollama writes the sliding-window RoPE keys as `rope.swa.*` and
 //!   names the gate `attn_g`.
+//! - [`tiny_lfm2moe`]: LFM2-MoE, LFM2's convolution and attention blocks with dense feed-forwards
+//!   in the leading blocks and sigmoid-routed experts (with a routing bias) after them. Ollama's
+//!   copy differs as its LFM2 does: the last norm is `output_norm`, the pre-tokenizer `default`,
+//!   and the dense width the one from before the converter shrank it.
 //!
 //! Tensors only one layout has (vision, MTP) are drawn after all the others, so the shared ones
 //! have the same bytes whatever the layout.
@@ -181,12 +185,11 @@ pub fn tiny_llama4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.head(e);
     if layout == Layout::Published {
         m.stand_ins(&[
-                ("v.patch_embedding.weight", &[4 * 4 * 3, 16]),
-                ("v.blk.0.attn_q.weight", &[16, 16]),
-                ("v.blk.0.attn_output.weight", &[16, 16]),
-                ("mm.linear_1.weight", &[64, e]),
-            ],
-        );
+            ("v.patch_embedding.weight", &[4 * 4 * 3, 16]),
+            ("v.blk.0.attn_q.weight", &[16, 16]),
+            ("v.blk.0.attn_output.weight", &[16, 16]),
+            ("mm.linear_1.weight", &[64, e]),
+        ]);
     }
     m.finish()
 }
@@ -364,10 +367,9 @@ pub fn tiny_nemotron_h_moe(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u
     m.head(e);
     if !llama_cpp {
         m.stand_ins(&[
-                ("mtp.layers.0.mixer.experts.0.up_proj.weight", &[e, NEM_EXPERT_FFN]),
-                ("mtp.layers.0.mixer.experts.0.down_proj.weight", &[NEM_EXPERT_FFN, e]),
-            ],
-        );
+            ("mtp.layers.0.mixer.experts.0.up_proj.weight", &[e, NEM_EXPERT_FFN]),
+            ("mtp.layers.0.mixer.experts.0.down_proj.weight", &[NEM_EXPERT_FFN, e]),
+        ]);
     }
     m.finish()
 }
@@ -447,13 +449,12 @@ pub fn tiny_deepseekocr(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> 
     m.head(e);
     if !llama_cpp {
         m.stand_ins(&[
-                ("s.patch_embd.weight", &[4, 4, 3, 16]),
-                ("s.blk.0.attn.qkv.weight", &[16, 48]),
-                ("v.blk.0.self_attn.qkv_proj.weight", &[16, 48]),
-                ("mm.layers.weight", &[32, e]),
-                ("mm.image_newline", &[e]),
-            ],
-        );
+            ("s.patch_embd.weight", &[4, 4, 3, 16]),
+            ("s.blk.0.attn.qkv.weight", &[16, 48]),
+            ("v.blk.0.self_attn.qkv_proj.weight", &[16, 48]),
+            ("mm.layers.weight", &[32, e]),
+            ("mm.image_newline", &[e]),
+        ]);
     }
     m.finish()
 }
@@ -550,6 +551,75 @@ pub fn tiny_laguna(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.finish()
 }
 
+// LFM2-MoE, at the scale of a test.
+const LFMOE_EMBD: u64 = 64;
+const LFMOE_HEADS: u64 = 4;
+const LFMOE_KV_HEADS: u64 = 2;
+const LFMOE_FFN: u64 = 128;
+const LFMOE_CONV: u64 = 3;
+/// Which blocks attend (the others convolve); the first two have dense feed-forwards, so each
+/// kind of block meets both kinds of feed-forward.
+const LFMOE_ATTENTION: [bool; 4] = [false, true, false, true];
+const LFMOE_DENSE: u64 = 2;
+const LFMOE_EXPERTS: u64 = 4;
+const LFMOE_EXPERTS_USED: u64 = 2;
+const LFMOE_EXPERT_FFN: u64 = 32;
+
+/// An LFM2-MoE model with random weights in `layout`: short-convolution and attention blocks
+/// (a KV head count of zero marks a convolution), dense SwiGLU feed-forwards in the leading
+/// blocks and sigmoid-routed experts with a routing bias after them. As with LFM2, llama.cpp's
+/// layout has the last norm as `token_embd_norm.weight`, the `lfm2` pre-tokenizer and the dense
+/// width of the tensors; Ollama's has `output_norm.weight`, `default` and a wider width.
+pub fn tiny_lfm2moe(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let llama_cpp = layout == Layout::LlamaCpp;
+    let mut m = Model::new("lfm2moe", tokenizer, Some(if llama_cpp { "lfm2" } else { "default" }), seed);
+    let (e, head_dim) = (LFMOE_EMBD, LFMOE_EMBD / LFMOE_HEADS);
+    let vocab = m.vocab;
+    m.u32("vocab_size", vocab);
+    m.u32("context_length", 2048);
+    m.u32("embedding_length", e);
+    m.u32("block_count", LFMOE_ATTENTION.len() as u64);
+    m.u32("feed_forward_length", if llama_cpp { LFMOE_FFN } else { LFMOE_FFN * 3 / 2 });
+    m.u32("attention.head_count", LFMOE_HEADS);
+    let kv_heads: Vec<u64> = LFMOE_ATTENTION.iter().map(|a| if *a { LFMOE_KV_HEADS } else { 0 }).collect();
+    per_block(&mut m, "attention.head_count_kv", &kv_heads);
+    m.u32("attention.key_length", head_dim);
+    m.u32("attention.value_length", head_dim);
+    m.f32("attention.layer_norm_rms_epsilon", 1e-5);
+    m.u32("shortconv.l_cache", LFMOE_CONV);
+    m.f32("rope.freq_base", 1_000_000.0);
+    m.u32("leading_dense_block_count", LFMOE_DENSE);
+    m.u32("expert_count", LFMOE_EXPERTS);
+    m.u32("expert_used_count", LFMOE_EXPERTS_USED);
+    m.u32("expert_feed_forward_length", LFMOE_EXPERT_FFN);
+    m.u32("expert_gating_func", 2);
+
+    m.embeddings(e);
+    for (i, attends) in LFMOE_ATTENTION.iter().enumerate() {
+        m.norm(&format!("blk.{i}.attn_norm.weight"), e);
+        if *attends {
+            m.norm(&format!("blk.{i}.attn_q_norm.weight"), head_dim);
+            m.norm(&format!("blk.{i}.attn_k_norm.weight"), head_dim);
+            attention(&mut m, i, e, LFMOE_HEADS, LFMOE_KV_HEADS, head_dim);
+        } else {
+            // The input projection gives the two gates and the convolved signal, side by side.
+            m.matrix(&format!("blk.{i}.shortconv.in_proj.weight"), &[e, 3 * e]);
+            m.small(&format!("blk.{i}.shortconv.conv.weight"), &[LFMOE_CONV, e], 0.5);
+            m.matrix(&format!("blk.{i}.shortconv.out_proj.weight"), &[e, e]);
+        }
+        m.norm(&format!("blk.{i}.ffn_norm.weight"), e);
+        if (i as u64) < LFMOE_DENSE {
+            swiglu(&mut m, i, "", e, LFMOE_FFN);
+        } else {
+            experts(&mut m, i, e, e, LFMOE_EXPERT_FFN, LFMOE_EXPERTS, true);
+            expert_bias(&mut m, i, LFMOE_EXPERTS);
+        }
+    }
+    m.norm(if llama_cpp { "token_embd_norm.weight" } else { "output_norm.weight" }, e);
+    m.head(e);
+    m.finish()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -564,6 +634,7 @@ mod tests {
         assert_same_weights(tiny_nemotron_h_moe, &latent, &["mtp."], None);
         assert_same_weights(tiny_deepseekocr, &[], &["s.", "v.", "mm."], None);
         assert_same_weights(tiny_laguna, &[(".attn_gate.", ".attn_g.")], &[], None);
+        assert_same_weights(tiny_lfm2moe, &[("token_embd_norm", "output_norm")], &[], None);
     }
 
     #[test]
@@ -587,5 +658,10 @@ mod tests {
         assert!(nemotron.get("nemotron_h_moe.moe_latent_size").is_none());
         let latent_in = nemotron.tensors.iter().find(|t| t.name == "blk.1.ffn_latent_in.weight").unwrap();
         assert_eq!(latent_in.dims, [NEM_EMBD, NEM_LATENT]);
+
+        let lfm = read(tiny_lfm2moe(Layout::Published, &tok, 1));
+        assert_eq!(lfm.get_str("tokenizer.ggml.pre"), Some("default"));
+        assert_eq!(lfm.arch_u64("feed_forward_length"), Some(LFMOE_FFN * 3 / 2));
+        assert!(lfm.tensors.iter().any(|t| t.name == "output_norm.weight"));
     }
 }

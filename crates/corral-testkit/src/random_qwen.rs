@@ -15,6 +15,12 @@
 //! - [`tiny_qwen3next`]: Qwen3-Next, the same hybrid with a mixture of experts plus a shared
 //!   expert in every block and ordinary RoPE. The published copy differs only in the per-block KV
 //!   head counts and the `ssm_dt` name.
+//! - [`tiny_qwen35moe`]: Qwen 3.5 MoE, the Qwen 3.5 hybrid with Qwen3-Next's experts. It is
+//!   published as the dense one is, plus a `feed_forward_length` that llama.cpp's converter does
+//!   not write (the marker Ollama's handler looks for), and an MTP layer with experts.
+//! - [`tiny_qwen3vlmoe`]: Qwen3-VL MoE's text model, Qwen 3 attention with interleaved
+//!   multi-axis RoPE and experts without a shared one. The published copy lacks the RoPE
+//!   sections and deepstack count llama.cpp needs, and carries the vision keys and tensors.
 //!
 //! The stand-ins for what a published file holds beside the text model (`v.*`, `mm.*`, `mtp.*`)
 //! are a few small F32 tensors drawn after every text tensor.
@@ -101,14 +107,13 @@ pub fn tiny_qwen25vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.head(e);
     if !llama_cpp {
         m.stand_ins(&[
-                ("v.patch_embd_0.weight", &[14, 14, 3, 16]),
-                ("v.blk.0.attn_q.weight", &[16, 16]),
-                ("v.blk.0.attn_out.weight", &[16, 16]),
-                ("v.post_ln.weight", &[16]),
-                ("mm.0.weight", &[64, 64]),
-                ("mm.2.weight", &[64, e]),
-            ],
-        );
+            ("v.patch_embd_0.weight", &[14, 14, 3, 16]),
+            ("v.blk.0.attn_q.weight", &[16, 16]),
+            ("v.blk.0.attn_out.weight", &[16, 16]),
+            ("v.post_ln.weight", &[16]),
+            ("mm.0.weight", &[64, 64]),
+            ("mm.2.weight", &[64, e]),
+        ]);
     }
     m.finish()
 }
@@ -250,18 +255,12 @@ const Q35_CONTEXT: u64 = 4096;
 /// 32 pairs); they cover `rope.dimension_count`.
 const Q35_SECTIONS: [i32; 3] = [3, 3, 2];
 
-/// A Qwen 3.5 (dense) model with random weights in `layout`: delta-net and gated-attention blocks
-/// (see [`HYBRID`]), dense SwiGLU feed-forwards, an untied output head. llama.cpp's layout has
-/// one KV head count, four RoPE sections and `ssm_dt.bias`, and no MTP head (its converter can
-/// leave it out). The published one has a KV head count per block, three sections, `ssm_dt`,
-/// `ssm.v_head_reordered`, `rope.mrope_interleaved`, the vision keys, and `v.*`, `mm.*` and
-/// `mtp.*` tensors.
-pub fn tiny_qwen35(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
-    let h = &HYBRID;
-    let mut m = Model::new("qwen35", tokenizer, Some("qwen35"), seed);
-    h.keys(&mut m, Q35_CONTEXT);
-    h.kv_heads_key(&mut m, layout);
-    m.u32("feed_forward_length", Q35_FFN);
+/// The keys of a Qwen 3.5 file (dense or MoE) but its feed-forward's: the hybrid's, the KV head
+/// count and the RoPE sections as `layout` writes them, and in the published layout Ollama's
+/// markers and vision keys.
+fn qwen35_keys(m: &mut Model, h: &Hybrid, layout: Layout) {
+    h.keys(m, Q35_CONTEXT);
+    h.kv_heads_key(m, layout);
     m.key("rope.dimension_sections", sections(layout, Q35_SECTIONS));
     if layout == Layout::Published {
         m.key("ssm.v_head_reordered", MetaValue::Bool(true));
@@ -273,67 +272,142 @@ pub fn tiny_qwen35(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         m.u32("vision.patch_size", 16);
         m.u32("vision.spatial_merge_size", 2);
     }
+}
 
+/// What a published Qwen 3.5 file holds beside the text model: a piece of the vision tower, the
+/// projector and one MTP layer (a full-attention block fed by the hidden state and the next
+/// token's embedding, fused by `fc`), whose feed-forward ends in `mtp_ffn`.
+fn qwen35_stand_ins(m: &mut Model, h: &Hybrid, mtp_ffn: (&str, &[u64])) {
+    let e = h.embd;
+    m.stand_ins(&[
+        ("v.patch_embd.weight", &[16, 16, 3, 16]),
+        ("v.blk.0.attn_qkv.weight", &[16, 48]),
+        ("v.post_ln.weight", &[16]),
+        ("mm.0.weight", &[64, 64]),
+        ("mm.2.weight", &[64, e]),
+        ("mtp.fc.weight", &[2 * e, e]),
+        ("mtp.pre_fc_norm_embedding.weight", &[e]),
+        ("mtp.pre_fc_norm_hidden.weight", &[e]),
+        ("mtp.layers.0.attn_norm.weight", &[e]),
+        ("mtp.layers.0.attn_q.weight", &[e, 2 * h.heads * h.head_dim]),
+        mtp_ffn,
+        ("mtp.norm.weight", &[e]),
+    ]);
+}
+
+/// A Qwen 3.5 (dense) model with random weights in `layout`: delta-net and gated-attention blocks
+/// (see [`HYBRID`]), dense SwiGLU feed-forwards, an untied output head. llama.cpp's layout has
+/// one KV head count, four RoPE sections and `ssm_dt.bias`, and no MTP head (its converter can
+/// leave it out). The published one has a KV head count per block, three sections, `ssm_dt`,
+/// `ssm.v_head_reordered`, `rope.mrope_interleaved`, the vision keys, and `v.*`, `mm.*` and
+/// `mtp.*` tensors.
+pub fn tiny_qwen35(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let h = &HYBRID;
+    let mut m = Model::new("qwen35", tokenizer, Some("qwen35"), seed);
+    qwen35_keys(&mut m, h, layout);
+    m.u32("feed_forward_length", Q35_FFN);
     h.blocks(&mut m, layout, true, |m, i| swiglu(m, i, h.embd, Q35_FFN));
     if layout == Layout::Published {
-        let e = h.embd;
-        m.stand_ins(&[
-                ("v.patch_embd.weight", &[16, 16, 3, 16]),
-                ("v.blk.0.attn_qkv.weight", &[16, 48]),
-                ("v.post_ln.weight", &[16]),
-                ("mm.0.weight", &[64, 64]),
-                ("mm.2.weight", &[64, e]),
-                // One MTP layer: a full-attention block fed by the hidden state and the next
-                // token's embedding, fused by `fc`.
-                ("mtp.fc.weight", &[2 * e, e]),
-                ("mtp.pre_fc_norm_embedding.weight", &[e]),
-                ("mtp.pre_fc_norm_hidden.weight", &[e]),
-                ("mtp.layers.0.attn_norm.weight", &[e]),
-                ("mtp.layers.0.attn_q.weight", &[e, 2 * h.heads * h.head_dim]),
-                ("mtp.layers.0.ffn_down.weight", &[Q35_FFN, e]),
-                ("mtp.norm.weight", &[e]),
-            ],
-        );
+        qwen35_stand_ins(&mut m, h, ("mtp.layers.0.ffn_down.weight", &[Q35_FFN, h.embd]));
     }
     m.finish()
 }
 
-// Qwen3-Next, at the scale of a test.
-const Q3N_CONTEXT: u64 = 4096;
-const Q3N_EXPERTS: u64 = 4;
-const Q3N_EXPERTS_USED: u64 = 2;
-const Q3N_EXPERT_FFN: u64 = 64;
-const Q3N_SHARED_FFN: u64 = 64;
+/// A mixture of experts at the scale of a test, with a sigmoid-gated shared expert when `shared`
+/// is not 0.
+struct Experts {
+    count: u64,
+    used: u64,
+    /// Each expert's hidden width (`expert_feed_forward_length`).
+    ffn: u64,
+    /// The shared expert's hidden width (`expert_shared_feed_forward_length`), or 0 for none.
+    shared: u64,
+}
 
-/// A Qwen3-Next model with random weights in `layout`: delta-net and gated-attention blocks (see
-/// [`HYBRID`]), each followed by a mixture of experts and a sigmoid-gated shared expert, and an
-/// untied output head. llama.cpp's layout has one KV head count and `ssm_dt.bias`; the published
-/// one a KV head count per block and `ssm_dt`.
-pub fn tiny_qwen3next(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
-    let h = &HYBRID;
-    let mut m = Model::new("qwen3next", tokenizer, Some("qwen2"), seed);
-    h.keys(&mut m, Q3N_CONTEXT);
-    h.kv_heads_key(&mut m, layout);
-    m.u32("feed_forward_length", Q3N_EXPERT_FFN);
-    m.u32("expert_count", Q3N_EXPERTS);
-    m.u32("expert_used_count", Q3N_EXPERTS_USED);
-    m.u32("expert_feed_forward_length", Q3N_EXPERT_FFN);
-    m.u32("expert_shared_feed_forward_length", Q3N_SHARED_FFN);
+/// The hybrids' experts: four, two of them used per token, and a shared one.
+const HYBRID_EXPERTS: Experts = Experts { count: 4, used: 2, ffn: 64, shared: 64 };
 
-    let (e, ff, n, shared) = (h.embd, Q3N_EXPERT_FFN, Q3N_EXPERTS, Q3N_SHARED_FFN);
-    h.blocks(&mut m, layout, false, |m, i| {
+impl Experts {
+    fn keys(&self, m: &mut Model) {
+        m.u32("expert_count", self.count);
+        m.u32("expert_used_count", self.used);
+        m.u32("expert_feed_forward_length", self.ffn);
+        if self.shared > 0 {
+            m.u32("expert_shared_feed_forward_length", self.shared);
+        }
+    }
+
+    /// Block `i`'s router, the experts stacked along a third axis, then the shared expert.
+    fn tensors(&self, m: &mut Model, i: usize, e: u64) {
         let b = |stem: &str| format!("blk.{i}.{stem}");
+        let (n, ff, shared) = (self.count, self.ffn, self.shared);
         m.matrix(&b("ffn_gate_inp.weight"), &[e, n]);
         m.matrix(&b("ffn_gate_exps.weight"), &[e, ff, n]);
         m.matrix(&b("ffn_up_exps.weight"), &[e, ff, n]);
         m.matrix(&b("ffn_down_exps.weight"), &[ff, e, n]);
-        // The shared expert's gate is one logit: a vector, not a matrix.
-        m.small(&b("ffn_gate_inp_shexp.weight"), &[e], 0.2);
-        m.matrix(&b("ffn_gate_shexp.weight"), &[e, shared]);
-        m.matrix(&b("ffn_up_shexp.weight"), &[e, shared]);
-        m.matrix(&b("ffn_down_shexp.weight"), &[shared, e]);
-    });
+        if shared > 0 {
+            // The shared expert's gate is one logit: a vector, not a matrix.
+            m.small(&b("ffn_gate_inp_shexp.weight"), &[e], 0.2);
+            m.matrix(&b("ffn_gate_shexp.weight"), &[e, shared]);
+            m.matrix(&b("ffn_up_shexp.weight"), &[e, shared]);
+            m.matrix(&b("ffn_down_shexp.weight"), &[shared, e]);
+        }
+    }
+}
+
+/// A Qwen 3.5 MoE model with random weights in `layout`: the dense model's blocks and published
+/// differences (see [`tiny_qwen35`]), with [`HYBRID_EXPERTS`] for feed-forwards. The published
+/// copy also has `feed_forward_length`, which llama.cpp's converter does not write for this
+/// architecture (Ollama's handler takes it as a marker); its MTP layer has experts too.
+pub fn tiny_qwen35moe(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let (h, x) = (&HYBRID, &HYBRID_EXPERTS);
+    let mut m = Model::new("qwen35moe", tokenizer, Some("qwen35"), seed);
+    qwen35_keys(&mut m, h, layout);
+    x.keys(&mut m);
+    h.blocks(&mut m, layout, true, |m, i| x.tensors(m, i, h.embd));
+    if layout == Layout::Published {
+        m.u32("feed_forward_length", x.ffn);
+        // Ollama keeps the MTP layer's experts one tensor each.
+        qwen35_stand_ins(&mut m, h, ("mtp.layers.0.mlp.experts.0.down_proj.weight", &[x.ffn, h.embd]));
+    }
     m.finish()
+}
+
+const Q3N_CONTEXT: u64 = 4096;
+
+/// A Qwen3-Next model with random weights in `layout`: delta-net and gated-attention blocks (see
+/// [`HYBRID`]), each followed by [`HYBRID_EXPERTS`], and an untied output head. llama.cpp's
+/// layout has one KV head count and `ssm_dt.bias`; the published one a KV head count per block
+/// and `ssm_dt`.
+pub fn tiny_qwen3next(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let (h, x) = (&HYBRID, &HYBRID_EXPERTS);
+    let mut m = Model::new("qwen3next", tokenizer, Some("qwen2"), seed);
+    h.keys(&mut m, Q3N_CONTEXT);
+    h.kv_heads_key(&mut m, layout);
+    m.u32("feed_forward_length", x.ffn);
+    x.keys(&mut m);
+    h.blocks(&mut m, layout, false, |m, i| x.tensors(m, i, h.embd));
+    m.finish()
+}
+
+/// Qwen3-VL MoE's experts, without a shared one, as in the released models; its attention and
+/// published differences are Qwen3-VL's ([`crate::tiny_qwen3vl`]).
+const QVM_EXPERTS: Experts = Experts { count: 4, used: 2, ffn: 64, shared: 0 };
+const QVM_EMBD: u64 = 128;
+
+/// A Qwen3-VL MoE model with random weights in `layout`: Qwen3-VL's blocks (per-head Q and K
+/// norms, its published differences) with a mixture of experts in each.
+pub fn tiny_qwen3vlmoe(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
+    let x = &QVM_EXPERTS;
+    crate::random_arch2::qwen3vl(
+        "qwen3vlmoe",
+        layout,
+        tokenizer,
+        seed,
+        QVM_EMBD,
+        |m| x.keys(m),
+        |m, i| x.tensors(m, i as usize, QVM_EMBD),
+    )
 }
 
 #[cfg(test)]
@@ -347,6 +421,8 @@ mod tests {
         assert_same_weights(tiny_qwen25vl, &[], &["v.", "mm."], None);
         assert_same_weights(tiny_qwen35, &dt, &["v.", "mm.", "mtp."], None);
         assert_same_weights(tiny_qwen3next, &dt, &[], None);
+        assert_same_weights(tiny_qwen35moe, &dt, &["v.", "mm.", "mtp."], None);
+        assert_same_weights(tiny_qwen3vlmoe, &[], &["v.", "mm."], None);
     }
 
     #[test]
@@ -361,7 +437,9 @@ mod tests {
         assert_eq!(reference.architecture(), Some("qwen2vl"));
         assert_eq!(reference.get("qwen2vl.rope.dimension_sections"), Some(&i32_array(&[4, 6, 6, 0])));
 
-        for (make, arch) in [(tiny_qwen35 as Fixture, "qwen35"), (tiny_qwen3next, "qwen3next")] {
+        let hybrids =
+            [(tiny_qwen35 as Fixture, "qwen35"), (tiny_qwen3next, "qwen3next"), (tiny_qwen35moe, "qwen35moe")];
+        for (make, arch) in hybrids {
             let published = read(make(Layout::Published, &tok, 1));
             let reference = read(make(Layout::LlamaCpp, &tok, 1));
             let kv = format!("{arch}.attention.head_count_kv");
@@ -373,5 +451,20 @@ mod tests {
         let q35 = read(tiny_qwen35(Layout::Published, &tok, 1));
         assert_eq!(q35.get("qwen35.rope.dimension_sections"), Some(&i32_array(&Q35_SECTIONS)));
         assert_eq!(q35.get("qwen35.ssm.v_head_reordered"), Some(&MetaValue::Bool(true)));
+
+        // Only Ollama writes a Qwen 3.5 MoE's `feed_forward_length`.
+        let moe = read(tiny_qwen35moe(Layout::Published, &tok, 1));
+        assert_eq!(moe.arch_u64("feed_forward_length"), Some(HYBRID_EXPERTS.ffn));
+        assert_eq!(moe.get("qwen35moe.rope.dimension_sections"), Some(&i32_array(&Q35_SECTIONS)));
+        let reference = read(tiny_qwen35moe(Layout::LlamaCpp, &tok, 1));
+        assert_eq!(reference.arch_u64("feed_forward_length"), None);
+        assert_eq!(reference.arch_u64("expert_count"), Some(HYBRID_EXPERTS.count));
+
+        let vlmoe = read(tiny_qwen3vlmoe(Layout::Published, &tok, 1));
+        assert_eq!(vlmoe.get("qwen3vlmoe.rope.dimension_sections"), None);
+        assert_eq!(vlmoe.get("qwen3vlmoe.n_deepstack_layers"), None);
+        let reference = read(tiny_qwen3vlmoe(Layout::LlamaCpp, &tok, 1));
+        assert_eq!(reference.arch_u64("n_deepstack_layers"), Some(1));
+        assert!(reference.get("qwen3vlmoe.expert_shared_feed_forward_length").is_none());
     }
 }

@@ -26,7 +26,8 @@ fn blob(models: &Path, bytes: &[u8]) -> String {
 fn ollama_store(models: &Path) -> String {
     let published = corral_testkit::gemma3_as_published(&corral_testkit::gemma3());
     let weights = blob(models, &published);
-    let template = "{{ range .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}{{ .Role }}{{ end }}\n\
+    let template =
+        "{{ range .Messages }}<start_of_turn>{{ if eq .Role \"assistant\" }}model{{ else }}{{ .Role }}{{ end }}\n\
                     {{ .Content }}<end_of_turn>\n{{ end }}<start_of_turn>model\n";
     let template_digest = blob(models, template.as_bytes());
     let config = json!({
@@ -114,7 +115,8 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     // With the translation turned off, as in Ollama, the file is handed to llama.cpp as it is:
     // a 500 that names the architecture and gives llama.cpp's own reason.
     let server = Server::start_in(&models, &[("CORRAL_NUM_THREAD", "1"), ("OLLAMA_LLAMA_CPP_COMPAT", "0")]);
-    let body = json!({"model": "gemma3:270m", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_predict": 1}});
+    let body =
+        json!({"model": "gemma3:270m", "prompt": "Hi", "raw": true, "stream": false, "options": {"num_predict": 1}});
     let (status, v) = post(&server, "/api/generate", body);
     assert_eq!(status, 500, "{v}");
     let error = v["error"].as_str().unwrap();

@@ -104,7 +104,11 @@ fn issue_28_quantizing_a_published_layout_writes_llama_cpps() {
     let published = corral_testkit::tiny_gpt_oss(corral_testkit::Layout::Published, &tokenizer, 5);
     let (status, v) = create_from(&server, "oss-src", &corral_testkit::dequantized(&published), json!({}));
     assert_eq!(status, 200, "{v}");
-    let (status, v) = post(&server, "/api/create", json!({"model": "oss-q8", "from": "oss-src", "quantize": "q8_0", "stream": false}));
+    let (status, v) = post(
+        &server,
+        "/api/create",
+        json!({"model": "oss-q8", "from": "oss-src", "quantize": "q8_0", "stream": false}),
+    );
     assert_eq!(status, 200, "{v}");
 
     let show = |model: &str| post(&server, "/api/show", json!({"model": model, "verbose": true})).1;

@@ -118,4 +118,3 @@ pub fn check(name: &str, make: Fixture, handler: &str, published_arch: &str, key
     let (_dir, published, _) = compare(name, make, handler, keys);
     assert_refused_untranslated(&published, published_arch);
 }
-

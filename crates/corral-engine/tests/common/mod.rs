@@ -87,7 +87,13 @@ pub fn assert_same_answers(a: &Output, b: &Output, bound: f32) {
         assert_eq!(x.top_logprobs.len(), y.top_logprobs.len(), "step {step}");
         for (p, q) in x.top_logprobs.iter().zip(&y.top_logprobs) {
             assert_eq!(p.token, q.token, "step {step}");
-            assert!((p.logprob - q.logprob).abs() <= bound, "step {step}, {:?}: {} vs {}", p.token, p.logprob, q.logprob);
+            assert!(
+                (p.logprob - q.logprob).abs() <= bound,
+                "step {step}, {:?}: {} vs {}",
+                p.token,
+                p.logprob,
+                q.logprob
+            );
         }
     }
 }

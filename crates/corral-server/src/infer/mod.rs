@@ -100,10 +100,9 @@ impl Loaded {
             return Loaded::default();
         }
         match corral_compat::translate(g) {
-            Ok(Some(t)) => Loaded {
-                unread: t.unread_bytes(g),
-                vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
-            },
+            Ok(Some(t)) => {
+                Loaded { unread: t.unread_bytes(g), vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")) }
+            }
             _ => Loaded::default(),
         }
     }
