@@ -6,8 +6,9 @@
 //! blob must stay what the registry served (its digest is its name), so the translation happens at
 //! load time: [`translate`] looks at a header and returns a [`Translation`], a list of edits
 //! (keys set or removed, tensors renamed, reshaped or hidden from the text loader) that the
-//! runner hands to llama.cpp's model loader (`corral-engine/compat/`). Nothing is copied: every
-//! edit leaves the tensor data where it is, so the file is still memory-mapped.
+//! runner hands to llama.cpp's model loader (`corral-engine/compat/`). Nothing is written to disk:
+//! the tensor data stays where the file has it, and the file is still memory-mapped (but see
+//! the assembled tensors below).
 //!
 //! Each architecture's handler is a pure function of the header. Detection follows the markers
 //! Ollama's own compatibility layer uses (`llama/compat/` in its source): a file that matches none
