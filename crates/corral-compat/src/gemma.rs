@@ -148,15 +148,6 @@ pub(crate) fn gemma4(w: &mut Work) -> bool {
         w.hide_prefix(prefix);
     }
     // Walks the tensors, not 0..block_count: the count is the file's word.
-    let scales: Vec<String> =
-        w.g.tensors
-            .iter()
-            .filter(|t| t.name.starts_with("blk.") && t.name.ends_with(".ffn_gate_inp.per_expert_scale"))
-            .map(|t| t.name.clone())
-            .collect();
-    for name in scales {
-        let to = name.replace(".ffn_gate_inp.per_expert_scale", ".ffn_down_exps.scale");
-        w.rename_tensor(&name, &to);
-    }
+    w.rename_suffix(".ffn_gate_inp.per_expert_scale", ".ffn_down_exps.scale");
     true
 }

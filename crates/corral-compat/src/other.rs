@@ -222,12 +222,7 @@ pub(crate) fn laguna(w: &mut Work) -> bool {
     w.handler("laguna");
     w.copy("laguna.rope.swa.dimension_count", "laguna.rope.dimension_count_swa");
     w.copy("laguna.rope.swa.freq_base", "laguna.rope.freq_base_swa");
-    let names: Vec<String> =
-        w.g.tensors.iter().filter(|t| t.name.ends_with(".attn_g.weight")).map(|t| t.name.clone()).collect();
-    for name in names {
-        let to = format!("{}.attn_gate.weight", name.trim_end_matches(".attn_g.weight"));
-        w.rename_tensor(&name, &to);
-    }
+    w.rename_suffix(".attn_g.weight", ".attn_gate.weight");
     true
 }
 

@@ -7,11 +7,7 @@ use crate::work::Work;
 
 /// `blk.N.ssm_dt` is llama.cpp's `blk.N.ssm_dt.bias` (same shape).
 fn rename_ssm_dt(w: &mut Work) {
-    let names: Vec<String> =
-        w.g.tensors.iter().filter(|t| t.name.ends_with(".ssm_dt")).map(|t| t.name.clone()).collect();
-    for name in names {
-        w.rename_tensor(&name, &format!("{name}.bias"));
-    }
+    w.rename_suffix(".ssm_dt", ".ssm_dt.bias");
 }
 
 /// Qwen 3.5 (dense and MoE) as published: KV heads per layer (0 for SSM layers) where llama.cpp

@@ -242,16 +242,7 @@ impl Work {
             parts.iter().map(|p| (self.g.data_offset.saturating_add(p.offset), p.size)).collect();
         let dims = vec![t.dims[0], rows];
         let Some(size) = size_of(t.kind, &dims) else { return false };
-        for name in before {
-            let hidden = &mut self.t.hidden;
-            self.g.tensors.retain(|p| {
-                let keep = p.name != *name;
-                if !keep {
-                    hidden.insert(p.name.clone());
-                }
-                keep
-            });
-        }
+        self.hide_where(|name| before.contains(&name));
         if let Some(t) = self.g.tensors.iter_mut().find(|p| p.name == target) {
             t.dims = dims.clone();
             t.size = size;
@@ -263,15 +254,29 @@ impl Work {
 
     /// Hides every tensor whose name starts with `prefix` from the text loader.
     pub(crate) fn hide_prefix(&mut self, prefix: &str) {
+        self.hide_where(|name| name.starts_with(prefix));
+    }
+
+    /// Hides every tensor whose name `hide` picks.
+    fn hide_where(&mut self, hide: impl Fn(&str) -> bool) {
         let hidden = &mut self.t.hidden;
         self.g.tensors.retain(|t| {
-            if t.name.starts_with(prefix) {
+            let keep = !hide(&t.name);
+            if !keep {
                 hidden.insert(t.name.clone());
-                false
-            } else {
-                true
             }
+            keep
         });
+    }
+
+    /// Renames every tensor whose name ends with `old` to end with `new` instead.
+    pub(crate) fn rename_suffix(&mut self, old: &str, new: &str) {
+        let names: Vec<String> =
+            self.g.tensors.iter().filter(|t| t.name.ends_with(old)).map(|t| t.name.clone()).collect();
+        for name in names {
+            let to = format!("{}{new}", &name[..name.len() - old.len()]);
+            self.rename_tensor(&name, &to);
+        }
     }
 
     /// Truncates an array key to `n` entries (when it is longer).
