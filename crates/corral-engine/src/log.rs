@@ -57,7 +57,8 @@ unsafe extern "C" fn on_log(level: ggml_log_level, text: *const c_char, _user_da
     record(level, &text);
 }
 
-fn record(level: ggml_log_level, text: &str) {
+/// Keeps `text` if it is (part of) a warning or error line.
+pub(crate) fn record(level: ggml_log_level, text: &str) {
     const WARN: ggml_log_level = 3;
     const ERROR: ggml_log_level = 4;
     const CONT: ggml_log_level = 5;

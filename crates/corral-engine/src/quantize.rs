@@ -28,6 +28,7 @@ pub fn quantize(
     let path = |p: &Path| CString::new(p.as_os_str().as_encoded_bytes()).map_err(|e| e.to_string());
     crate::llama::init_backend()?;
     crate::compat::prepare(&input.to_string_lossy(), compat)?;
+    crate::log::take_recent();
     let (input, output) = (path(input)?, path(output)?);
     // SAFETY: takes no arguments and only fills in a plain struct it returns by value; it touches
     // no llama.cpp state, so it is sound whenever it is called.
@@ -51,13 +52,15 @@ pub fn quantize(
     Ok(())
 }
 
-unsafe extern "C" fn on_log(_level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, user_data: *mut c_void) {
+unsafe extern "C" fn on_log(level: llama_cpp_sys_2::ggml_log_level, text: *const c_char, user_data: *mut c_void) {
     if text.is_null() || user_data.is_null() {
         return;
     }
     // SAFETY: `text` is not null (checked above), and llama.cpp passes a NUL-terminated string
     // that stays valid for the length of this call, and `text` is not kept past it.
     let text = unsafe { CStr::from_ptr(text) }.to_string_lossy();
+    // Warnings and errors still reach the recorder, for the error a failed quantization gives.
+    crate::log::record(level, &text);
     if let Some((done, total)) = tensor_counter(&text) {
         // SAFETY: `user_data` is not null, and this callback is installed only by `quantize`, with
         // the address of its `report`, which outlives the quantization. llama.cpp calls it on the

@@ -53,3 +53,16 @@ fn without_the_translation_a_published_gemma3_says_why_it_does_not_load() {
     // vision tensors it was not asked for.
     assert!(err.contains("llama.cpp:"), "{err}");
 }
+
+/// Quantizing goes through the same loader: without the translation the quantizer refuses the
+/// published file too, and its error carries llama.cpp's reason.
+#[test]
+fn without_the_translation_quantizing_a_published_gemma3_says_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = dir.path().join("sha256-published-gemma3");
+    std::fs::write(&published, corral_testkit::gemma3_as_published(&corral_testkit::gemma3())).unwrap();
+    let out = dir.path().join("out.gguf");
+    // 7: llama.cpp's LLAMA_FTYPE_MOSTLY_Q8_0.
+    let err = corral_engine::quantize::quantize(&published, &out, 7, 1, false, |_, _| {}).unwrap_err();
+    assert!(err.contains("llama.cpp:") && err.contains("layer_norm_rms_epsilon"), "{err}");
+}
