@@ -1,15 +1,18 @@
-//! The translation under construction: a copy of the header that the handlers read and edit, and
-//! the record of every edit they make (the [`Translation`] handed to llama.cpp).
+//! The translation under construction: the header the handlers read and edit (copied at the
+//! first edit), and the record of every edit they make (the [`Translation`] handed to llama.cpp).
 //!
 //! Handlers read values after their own edits (a key copied under a new prefix, then read back),
 //! so each edit is applied to the copy as it is recorded.
+
+use std::borrow::Cow;
 
 use corral_gguf::{ArrayValue, GgmlType, Gguf, MetaValue, TensorInfo};
 
 use crate::{Edit, Translation};
 
-pub(crate) struct Work {
-    pub(crate) g: Gguf,
+pub(crate) struct Work<'a> {
+    /// Borrowed until the first edit: a file no handler changes is never copied.
+    pub(crate) g: Cow<'a, Gguf>,
     t: Translation,
 }
 
@@ -50,9 +53,9 @@ pub(crate) fn size_of(kind: GgmlType, dims: &[u64]) -> Option<u64> {
     (elements / kind.block_elements()).checked_mul(kind.block_bytes())
 }
 
-impl Work {
-    pub(crate) fn new(g: &Gguf) -> Work {
-        Work { g: g.clone(), t: Translation::default() }
+impl<'a> Work<'a> {
+    pub(crate) fn new(g: &'a Gguf) -> Work<'a> {
+        Work { g: Cow::Borrowed(g), t: Translation::default() }
     }
 
     pub(crate) fn finish(mut self) -> Translation {
@@ -133,7 +136,7 @@ impl Work {
     // ---- editing ----
 
     pub(crate) fn set(&mut self, key: &str, value: MetaValue) {
-        put(&mut self.g.metadata, key, value.clone());
+        put(&mut self.g.to_mut().metadata, key, value.clone());
         self.t.edits.push(Edit::Set(key.to_string(), value));
     }
 
@@ -160,7 +163,7 @@ impl Work {
 
     pub(crate) fn remove(&mut self, key: &str) {
         if self.has(key) {
-            self.g.metadata.retain(|(k, _)| k != key);
+            self.g.to_mut().metadata.retain(|(k, _)| k != key);
             self.t.edits.push(Edit::Remove(key.to_string()));
         }
     }
@@ -179,7 +182,7 @@ impl Work {
             }
             self.remove(&key);
         }
-        put(&mut self.g.metadata, "general.architecture", MetaValue::String(arch.to_string()));
+        put(&mut self.g.to_mut().metadata, "general.architecture", MetaValue::String(arch.to_string()));
         self.t.architecture = Some(arch.to_string());
     }
 
@@ -187,7 +190,7 @@ impl Work {
         if self.tensor(to).is_some() {
             return;
         }
-        if let Some(t) = self.g.tensors.iter_mut().find(|t| t.name == from) {
+        if let Some(t) = self.g.to_mut().tensors.iter_mut().find(|t| t.name == from) {
             t.name = to.to_string();
             self.t.renames.push((from.to_string(), to.to_string()));
         }
@@ -211,7 +214,7 @@ impl Work {
 
     /// Gives a tensor a smaller shape (the loader reads its first bytes only).
     pub(crate) fn shrink(&mut self, name: &str, dims: Vec<u64>) {
-        let Some(t) = self.g.tensors.iter_mut().find(|t| t.name == name) else { return };
+        let Some(t) = self.g.to_mut().tensors.iter_mut().find(|t| t.name == name) else { return };
         let Some(size) = size_of(t.kind, &dims) else { return };
         if size > t.size || dims == t.dims {
             return;
@@ -243,7 +246,7 @@ impl Work {
         let dims = vec![t.dims[0], rows];
         let Some(size) = size_of(t.kind, &dims) else { return false };
         self.hide_where(|name| before.contains(&name));
-        if let Some(t) = self.g.tensors.iter_mut().find(|p| p.name == target) {
+        if let Some(t) = self.g.to_mut().tensors.iter_mut().find(|p| p.name == target) {
             t.dims = dims.clone();
             t.size = size;
         }
@@ -260,7 +263,7 @@ impl Work {
     /// Hides every tensor whose name `hide` picks.
     fn hide_where(&mut self, hide: impl Fn(&str) -> bool) {
         let hidden = &mut self.t.hidden;
-        self.g.tensors.retain(|t| {
+        self.g.to_mut().tensors.retain(|t| {
             let keep = !hide(&t.name);
             if !keep {
                 hidden.insert(t.name.clone());
@@ -281,7 +284,9 @@ impl Work {
 
     /// Truncates an array key to `n` entries (when it is longer).
     pub(crate) fn truncate_array(&mut self, key: &str, n: usize) {
-        let Some((_, MetaValue::Array(a))) = self.g.metadata.iter_mut().find(|(k, _)| k == key) else { return };
+        let Some((_, MetaValue::Array(a))) = self.g.to_mut().metadata.iter_mut().find(|(k, _)| k == key) else {
+            return;
+        };
         if a.len() > n && !matches!(a, ArrayValue::Array(_)) {
             truncate(a, n);
             self.t.edits.push(Edit::Truncate(key.to_string(), n));
