@@ -74,46 +74,6 @@ pub fn forget(path: &str) {
     }
 }
 
-/// GGUF's value type numbers (gguf.h).
-fn scalar(v: &MetaValue) -> Option<(i32, Vec<u8>)> {
-    Some(match v {
-        MetaValue::U8(x) => (0, vec![*x]),
-        MetaValue::I8(x) => (1, x.to_le_bytes().to_vec()),
-        MetaValue::U16(x) => (2, x.to_le_bytes().to_vec()),
-        MetaValue::I16(x) => (3, x.to_le_bytes().to_vec()),
-        MetaValue::U32(x) => (4, x.to_le_bytes().to_vec()),
-        MetaValue::I32(x) => (5, x.to_le_bytes().to_vec()),
-        MetaValue::F32(x) => (6, x.to_le_bytes().to_vec()),
-        MetaValue::Bool(x) => (7, vec![u8::from(*x)]),
-        MetaValue::U64(x) => (10, x.to_le_bytes().to_vec()),
-        MetaValue::I64(x) => (11, x.to_le_bytes().to_vec()),
-        MetaValue::F64(x) => (12, x.to_le_bytes().to_vec()),
-        MetaValue::String(_) | MetaValue::Array(_) => return None,
-    })
-}
-
-/// A numeric array as its GGUF type and little-endian bytes (native order on every target
-/// llama.cpp reads GGUF on).
-fn array(a: &ArrayValue) -> Option<(i32, usize, Vec<u8>)> {
-    fn bytes<T, const N: usize>(v: &[T], f: impl Fn(&T) -> [u8; N]) -> Vec<u8> {
-        v.iter().flat_map(f).collect()
-    }
-    Some(match a {
-        ArrayValue::U8(v) => (0, v.len(), v.clone()),
-        ArrayValue::I8(v) => (1, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::U16(v) => (2, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::I16(v) => (3, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::U32(v) => (4, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::I32(v) => (5, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::F32(v) => (6, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::Bool(v) => (7, v.len(), v.iter().map(|b| u8::from(*b)).collect()),
-        ArrayValue::U64(v) => (10, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::I64(v) => (11, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::F64(v) => (12, v.len(), bytes(v, |x| x.to_le_bytes())),
-        ArrayValue::String(_) | ArrayValue::Array(_) => return None,
-    })
-}
-
 fn install(path: &str, t: &Translation) -> Result<(), String> {
     let p = c(path)?;
     // SAFETY (this block and every call below): the plan pointer comes from corral_compat_begin
@@ -145,13 +105,13 @@ unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
                     let ptrs: Vec<*const c_char> = owned.iter().map(|s| s.as_ptr()).collect();
                     corral_compat_set_strs(plan, c(key)?.as_ptr(), ptrs.as_ptr(), ptrs.len());
                 }
-                Edit::Set(key, MetaValue::Array(a)) => {
-                    let (ty, n, data) = array(a).ok_or_else(|| format!("cannot hand {key} to llama.cpp"))?;
-                    corral_compat_set(plan, c(key)?.as_ptr(), ty, data.as_ptr(), n, 1);
-                }
                 Edit::Set(key, v) => {
-                    let (ty, data) = scalar(v).ok_or_else(|| format!("cannot hand {key} to llama.cpp"))?;
-                    corral_compat_set(plan, c(key)?.as_ptr(), ty, data.as_ptr(), 1, 0);
+                    let data = corral_gguf::raw_bytes(v).ok_or_else(|| format!("cannot hand {key} to llama.cpp"))?;
+                    let (ty, n, is_array) = match v {
+                        MetaValue::Array(a) => (a.element_type_id(), a.len(), 1),
+                        _ => (v.type_id(), 1, 0),
+                    };
+                    corral_compat_set(plan, c(key)?.as_ptr(), ty as i32, data.as_ptr(), n, is_array);
                 }
             }
         }

@@ -22,7 +22,7 @@ pub use dequant::dequantize;
 pub use read::{read, read_bytes, read_path, Gguf, GgufError, Limits, TensorInfo};
 pub use types::{file_type_name, GgmlType};
 pub use value::{ArrayValue, MetaValue};
-pub use write::{quantize_q8_0, GgufWriter};
+pub use write::{quantize_q8_0, raw_bytes, GgufWriter};
 
 /// The four bytes every GGUF file starts with.
 pub const MAGIC: &[u8; 4] = b"GGUF";

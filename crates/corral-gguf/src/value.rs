@@ -42,6 +42,25 @@ pub enum ArrayValue {
 }
 
 impl ArrayValue {
+    /// GGUF's type number of the elements (`gguf_type` in ggml: 0 = u8 … 12 = f64).
+    pub fn element_type_id(&self) -> u32 {
+        match self {
+            ArrayValue::U8(_) => 0,
+            ArrayValue::I8(_) => 1,
+            ArrayValue::U16(_) => 2,
+            ArrayValue::I16(_) => 3,
+            ArrayValue::U32(_) => 4,
+            ArrayValue::I32(_) => 5,
+            ArrayValue::F32(_) => 6,
+            ArrayValue::Bool(_) => 7,
+            ArrayValue::String(_) => 8,
+            ArrayValue::Array(_) => 9,
+            ArrayValue::U64(_) => 10,
+            ArrayValue::I64(_) => 11,
+            ArrayValue::F64(_) => 12,
+        }
+    }
+
     /// Number of elements.
     pub fn len(&self) -> usize {
         match self {
@@ -99,6 +118,25 @@ fn f32_json(f: f32) -> Value {
 }
 
 impl MetaValue {
+    /// GGUF's type number of the value (`gguf_type` in ggml: 0 = u8 … 12 = f64, 8 string, 9 array).
+    pub fn type_id(&self) -> u32 {
+        match self {
+            MetaValue::U8(_) => 0,
+            MetaValue::I8(_) => 1,
+            MetaValue::U16(_) => 2,
+            MetaValue::I16(_) => 3,
+            MetaValue::U32(_) => 4,
+            MetaValue::I32(_) => 5,
+            MetaValue::F32(_) => 6,
+            MetaValue::Bool(_) => 7,
+            MetaValue::String(_) => 8,
+            MetaValue::Array(_) => 9,
+            MetaValue::U64(_) => 10,
+            MetaValue::I64(_) => 11,
+            MetaValue::F64(_) => 12,
+        }
+    }
+
     /// Any integer type widened to `u64`, if non-negative.
     pub fn as_u64(&self) -> Option<u64> {
         match *self {

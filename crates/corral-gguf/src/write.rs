@@ -114,45 +114,29 @@ fn write_string<W: Write>(w: &mut W, s: &str) -> io::Result<u64> {
     Ok(8 + s.len() as u64)
 }
 
-fn value_type(v: &MetaValue) -> u32 {
+/// The little-endian bytes a GGUF file stores for a number or bool, or for the elements of an
+/// array of them (without the array's type and length); `None` for strings and arrays of strings
+/// or arrays. For handing values to code that reads GGUF's in-memory form (llama.cpp's `gguf_set_*`).
+pub fn raw_bytes(v: &MetaValue) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
     match v {
-        MetaValue::U8(_) => 0,
-        MetaValue::I8(_) => 1,
-        MetaValue::U16(_) => 2,
-        MetaValue::I16(_) => 3,
-        MetaValue::U32(_) => 4,
-        MetaValue::I32(_) => 5,
-        MetaValue::F32(_) => 6,
-        MetaValue::Bool(_) => 7,
-        MetaValue::String(_) => 8,
-        MetaValue::Array(_) => 9,
-        MetaValue::U64(_) => 10,
-        MetaValue::I64(_) => 11,
-        MetaValue::F64(_) => 12,
+        MetaValue::String(_) => return None,
+        MetaValue::Array(ArrayValue::String(_) | ArrayValue::Array(_)) => return None,
+        MetaValue::Array(a) => {
+            write_array(&mut out, a).expect("writing to a Vec cannot fail");
+            out.drain(..12);
+        }
+        _ => {
+            write_value(&mut out, v).expect("writing to a Vec cannot fail");
+            out.drain(..4);
+        }
     }
-}
-
-fn array_type(a: &ArrayValue) -> u32 {
-    match a {
-        ArrayValue::U8(_) => 0,
-        ArrayValue::I8(_) => 1,
-        ArrayValue::U16(_) => 2,
-        ArrayValue::I16(_) => 3,
-        ArrayValue::U32(_) => 4,
-        ArrayValue::I32(_) => 5,
-        ArrayValue::F32(_) => 6,
-        ArrayValue::Bool(_) => 7,
-        ArrayValue::String(_) => 8,
-        ArrayValue::Array(_) => 9,
-        ArrayValue::U64(_) => 10,
-        ArrayValue::I64(_) => 11,
-        ArrayValue::F64(_) => 12,
-    }
+    Some(out)
 }
 
 /// Writes the type tag and the value; returns bytes written.
 fn write_value<W: Write>(w: &mut W, v: &MetaValue) -> io::Result<u64> {
-    w.write_all(&value_type(v).to_le_bytes())?;
+    w.write_all(&v.type_id().to_le_bytes())?;
     let body = match v {
         MetaValue::U8(x) => put(w, &x.to_le_bytes())?,
         MetaValue::I8(x) => put(w, &x.to_le_bytes())?,
@@ -178,7 +162,7 @@ fn put<W: Write>(w: &mut W, b: &[u8]) -> io::Result<u64> {
 
 /// Writes an array's element type, length and elements; returns bytes written.
 fn write_array<W: Write>(w: &mut W, a: &ArrayValue) -> io::Result<u64> {
-    w.write_all(&array_type(a).to_le_bytes())?;
+    w.write_all(&a.element_type_id().to_le_bytes())?;
     w.write_all(&(a.len() as u64).to_le_bytes())?;
     let mut n = 12;
     macro_rules! each {
@@ -221,4 +205,25 @@ pub fn quantize_q8_0(values: &[f32]) -> Vec<u8> {
         out.extend(block.iter().map(|v| (v * inv).round().clamp(-127.0, 127.0) as i8 as u8));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn raw_bytes_are_the_stored_little_endian_values_without_headers() {
+        assert_eq!(raw_bytes(&MetaValue::U32(0x0102_0304)), Some(vec![4, 3, 2, 1]));
+        assert_eq!(raw_bytes(&MetaValue::Bool(true)), Some(vec![1]));
+        assert_eq!(raw_bytes(&MetaValue::F32(1.0)), Some(1.0f32.to_le_bytes().to_vec()));
+        assert_eq!(
+            raw_bytes(&MetaValue::Array(ArrayValue::I32(vec![1, -1]))),
+            Some(vec![1, 0, 0, 0, 255, 255, 255, 255])
+        );
+        assert_eq!(raw_bytes(&MetaValue::Array(ArrayValue::U8(vec![7, 8]))), Some(vec![7, 8]));
+        assert_eq!(raw_bytes(&MetaValue::String("x".into())), None);
+        assert_eq!(raw_bytes(&MetaValue::Array(ArrayValue::String(vec!["x".into()]))), None);
+        assert_eq!(MetaValue::F64(0.0).type_id(), 12);
+        assert_eq!(ArrayValue::Bool(vec![]).element_type_id(), 7);
+    }
 }
