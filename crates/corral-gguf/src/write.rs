@@ -69,6 +69,13 @@ impl GgufWriter {
     }
 
     /// Writes the whole file.
+    /// The whole file in memory.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.write_to(&mut out).expect("writing to a Vec cannot fail");
+        out
+    }
+
     pub fn write_to<W: Write>(&self, mut w: W) -> io::Result<()> {
         w.write_all(crate::MAGIC)?;
         w.write_all(&3u32.to_le_bytes())?;

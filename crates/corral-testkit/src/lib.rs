@@ -209,9 +209,7 @@ pub fn tiny_llama(spec: &TinySpec, tokenizer: Option<&Gguf>) -> Vec<u8> {
     w.add_f32("output_norm.weight", &[s.embd], &vec![1.0; s.embd as usize]);
     // An untied output head: a tied one only repeats the last token.
     add(&mut w, "output.weight", &[s.embd, vocab], &random(s.embd * vocab, s.embd));
-    let mut out = Vec::new();
-    w.write_to(&mut out).expect("writing to a Vec cannot fail");
-    out
+    w.to_bytes()
 }
 
 /// A LoRA adapter GGUF for a llama model with `layers` blocks of width `embd`: rank-`rank`
@@ -230,9 +228,7 @@ pub fn lora_adapter(embd: u64, layers: u64, rank: u64, scale: f32, seed: u64) ->
         w.add_f32(&format!("blk.{i}.attn_q.weight.lora_a"), &[embd, rank], &random(embd * rank));
         w.add_f32(&format!("blk.{i}.attn_q.weight.lora_b"), &[rank, embd], &random(rank * embd));
     }
-    let mut out = Vec::new();
-    w.write_to(&mut out).expect("writing to a Vec cannot fail");
-    out
+    w.to_bytes()
 }
 
 /// A tokenizer of one token per letter of `letters` (ASCII letters), then an end token: a

@@ -68,9 +68,7 @@ pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
     w.add_f32("v.post_layernorm.weight", &[vision], &vec![1.0; vision as usize]);
     w.add_f32("mm.mm_soft_emb_norm.weight", &[vision], &vec![1.0; vision as usize]);
     w.add_f32("mm.mm_input_projection.weight", &[vision, embd], &random_f32(&mut rng, vision * embd));
-    let mut out = Vec::new();
-    w.write_to(&mut out).expect("writing to a Vec cannot fail");
-    out
+    w.to_bytes()
 }
 
 /// `bytes` (a GGUF) with every tensor as F32: a source for `create --quantize` in whatever layout
@@ -89,9 +87,7 @@ pub fn dequantized(bytes: &[u8]) -> Vec<u8> {
             .unwrap_or_else(|| panic!("tensor {}: cannot read {}", t.name, t.kind.name()));
         w.add_f32(&t.name, &t.dims, &values);
     }
-    let mut out = Vec::new();
-    w.write_to(&mut out).expect("writing to a Vec cannot fail");
-    out
+    w.to_bytes()
 }
 
 /// A Nemotron-H MoE file (llama.cpp's layout) as the unified text, vision and audio model Ollama
@@ -117,7 +113,5 @@ pub fn as_nemotron_omni(bytes: &[u8]) -> Vec<u8> {
     {
         w.add_f32(name, &dims, &random_f32(&mut rng, dims.iter().product()));
     }
-    let mut out = Vec::new();
-    w.write_to(&mut out).expect("writing to a Vec cannot fail");
-    out
+    w.to_bytes()
 }

@@ -126,9 +126,7 @@ impl Model {
     }
 
     pub(crate) fn finish(self) -> Vec<u8> {
-        let mut out = Vec::new();
-        self.w.write_to(&mut out).expect("writing to a Vec cannot fail");
-        out
+        self.w.to_bytes()
     }
 }
 
