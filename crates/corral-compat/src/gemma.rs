@@ -105,21 +105,17 @@ pub(crate) fn gemma3n(w: &mut Work) -> bool {
         }
         w.set("tokenizer.ggml.token_type", MetaValue::Array(ArrayValue::I32(types)));
     }
+    // `<end_of_turn>` (106) joins the file's end tokens, in the list's own integer type.
+    fn with_end_of_turn<T: PartialEq + Clone>(ids: &[T], end_of_turn: T) -> Vec<T> {
+        let mut ids = ids.to_vec();
+        if !ids.contains(&end_of_turn) {
+            ids.push(end_of_turn);
+        }
+        ids
+    }
     let eos = match w.get("tokenizer.ggml.eos_token_ids") {
-        Some(MetaValue::Array(ArrayValue::I32(ids))) => {
-            let mut ids = ids.clone();
-            if !ids.contains(&106) {
-                ids.push(106);
-            }
-            ArrayValue::I32(ids)
-        }
-        Some(MetaValue::Array(ArrayValue::U32(ids))) => {
-            let mut ids = ids.clone();
-            if !ids.contains(&106) {
-                ids.push(106);
-            }
-            ArrayValue::U32(ids)
-        }
+        Some(MetaValue::Array(ArrayValue::I32(ids))) => ArrayValue::I32(with_end_of_turn(ids, 106)),
+        Some(MetaValue::Array(ArrayValue::U32(ids))) => ArrayValue::U32(with_end_of_turn(ids, 106)),
         _ => ArrayValue::I32(vec![1, 106]),
     };
     w.set("tokenizer.ggml.eos_token_ids", MetaValue::Array(eos));
