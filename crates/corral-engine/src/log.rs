@@ -22,11 +22,15 @@ struct Recent {
 static RECENT: Mutex<Recent> = Mutex::new(Recent { lines: VecDeque::new(), partial: String::new(), partial_level: 0 });
 static VERBOSE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Routes llama.cpp's and ggml's log through [`on_log`].
+/// Routes llama.cpp's, ggml's and the multimodal library's log through [`on_log`].
 pub(crate) fn install(verbose: bool) {
     VERBOSE.store(verbose, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: installs a function that reads only its `text` argument, within the call.
-    unsafe { llama_cpp_sys_2::llama_log_set(Some(on_log), std::ptr::null_mut()) }
+    unsafe {
+        llama_cpp_sys_2::llama_log_set(Some(on_log), std::ptr::null_mut());
+        // `mtmd` (projectors) keeps a logger of its own.
+        llama_cpp_sys_2::mtmd_helper_log_set(Some(on_log), std::ptr::null_mut());
+    }
 }
 
 /// The warning and error lines logged since the last call, oldest first.

@@ -100,6 +100,7 @@ impl Slot {
         have.model_path == want.model_path
             && have.adapters == want.adapters
             && have.draft_path == want.draft_path
+            && have.projector_path == want.projector_path
             && have.num_batch == want.num_batch
             && have.num_thread == want.num_thread
             && have.num_gpu == want.num_gpu

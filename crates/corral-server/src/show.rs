@@ -164,6 +164,7 @@ pub(crate) fn fill_in_middle_tokens(gguf: &Gguf) -> Option<[String; 3]> {
 pub(crate) fn show(
     mut model: Model,
     header: Option<&Header>,
+    projector: Option<&Gguf>,
     verbose: bool,
     system: Option<String>,
     options: Option<Map<String, Value>>,
@@ -202,6 +203,7 @@ pub(crate) fn show(
         details,
         messages: model.messages.clone(),
         model_info: gguf.map(|g| model_info(g, verbose)).unwrap_or_default(),
+        projector_info: projector.map(|g| model_info(g, verbose)).unwrap_or_default(),
         tensors: match gguf {
             Some(g) if verbose => g
                 .tensors

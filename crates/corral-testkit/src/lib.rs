@@ -13,8 +13,11 @@
 //!   random models of real structure written both in llama.cpp's layout and in the one Ollama
 //!   published them in ([`Layout`]), the same weights in both; [`dequantized`] makes any GGUF a
 //!   quantizer's input.
+//! - [`projector::tiny_vision_projector`]: a random-weight multimodal projector (mmproj) as wide
+//!   as a given language model, and [`projector::png`], pictures to show it.
 
 mod export;
+pub mod projector;
 mod published;
 mod random_arch;
 mod random_arch2;

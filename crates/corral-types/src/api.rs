@@ -209,6 +209,9 @@ pub struct ShowResponse {
     pub messages: Vec<Message>,
     #[serde(default)]
     pub model_info: Map<String, Value>,
+    /// The projector's metadata, as `model_info` has the model's (vision models).
+    #[serde(default, skip_serializing_if = "Map::is_empty")]
+    pub projector_info: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub tensors: Vec<TensorInfo>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

@@ -51,6 +51,9 @@ pub struct LoadOptions {
     /// llama.cpp's layout (`OLLAMA_LLAMA_CPP_COMPAT=0`).
     #[serde(default)]
     pub no_compat: bool,
+    /// A multimodal projector (an `mmproj` GGUF) for images or sounds in prompts.
+    #[serde(default)]
+    pub projector_path: Option<String>,
 }
 
 /// Element type of the KV cache (`OLLAMA_KV_CACHE_TYPE`). The quantized types need flash
@@ -252,6 +255,43 @@ pub struct CompletionRequest {
     /// Speculative decoding for this request (`None`: one token per step).
     #[serde(default)]
     pub speculation: Option<Speculation>,
+    /// Images and sounds, in prompt order, each placed at a byte offset of `prompt` (a model
+    /// loaded with a projector only).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub media: Vec<Media>,
+}
+
+/// An image or a sound in a prompt: its file's bytes (PNG, JPEG, WAV, MP3…, as sent), and where it
+/// goes. The offset is given instead of a marker in the text, so no text a user writes can be
+/// taken for an image.
+#[derive(Clone, PartialEq, Serialize, Deserialize)]
+pub struct Media {
+    /// Byte offset in the prompt (a character boundary), where the media goes.
+    pub at: usize,
+    /// The file's bytes; base64 on the wire.
+    #[serde(with = "base64_bytes")]
+    pub data: Vec<u8>,
+}
+
+impl std::fmt::Debug for Media {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Media").field("at", &self.at).field("bytes", &self.data.len()).finish()
+    }
+}
+
+/// Bytes as a base64 string in JSON.
+mod base64_bytes {
+    use base64::Engine as _;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&base64::engine::general_purpose::STANDARD.encode(data))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        base64::engine::general_purpose::STANDARD.decode(text.as_bytes()).map_err(serde::de::Error::custom)
+    }
 }
 
 /// How a request drafts tokens for the model to check several at a time (speculative decoding).

@@ -1,7 +1,7 @@
 //! The official client libraries (ollama-python, openai, anthropic, pinned in
 //! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
 //! answers, Qwen2.5-Coder 0.5B for tool calls, all-MiniLM-L6-v2 (imported from safetensors) for
-//! embeddings. The server asks for an API key, which every client sends its own way (and a wrong
+//! embeddings, SmolLM2 with a random-weight projector for images. The server asks for an API key, which every client sends its own way (and a wrong
 //! one gets each client's own authentication error). The assertions are in the Python tests under
 //! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
 //!
@@ -36,11 +36,26 @@ fn official_client_libraries() {
     std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::minilm_dir().display())).unwrap();
     let out = server.corral(&["create", "all-minilm", "-f", modelfile.to_str().unwrap()]);
     assert!(out.status.success(), "create all-minilm: {}", stderr(&out));
+    // A vision model as Ollama makes one (issue 29): the language model and a projector, two
+    // FROM lines. The projector's weights are random (no real one is reachable here), and so
+    // are the two pictures the tests send.
+    let projector = dir.path().join("projector.gguf");
+    std::fs::write(&projector, corral_testkit::projector::tiny_vision_projector(576, 7)).unwrap();
+    let images = dir.path().join("images");
+    std::fs::create_dir(&images).unwrap();
+    std::fs::write(images.join("a.png"), corral_testkit::projector::png(64, 48, 1)).unwrap();
+    std::fs::write(images.join("b.png"), corral_testkit::projector::png(64, 48, 2)).unwrap();
+    let modelfile = dir.path().join("smolvlm");
+    let from = format!("FROM {}\nFROM {}\n", corral_testkit::smollm2().display(), projector.display());
+    std::fs::write(&modelfile, from).unwrap();
+    let out = server.corral(&["create", "smolvlm", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "create smolvlm: {}", stderr(&out));
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])
         .env("CORRAL_URL", &server.base)
         .env("CORRAL_API_KEY", KEY)
+        .env("CORRAL_TEST_IMAGES", &images)
         .env("OLLAMA_API_KEY", KEY)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()

@@ -14,6 +14,7 @@ use corral_types::runner::{CompletionRequest, DoneReason};
 use llama_cpp_2::token::LlamaToken;
 
 use super::job::Job;
+use super::media;
 use super::output::last;
 use super::step::Loop;
 use crate::sample;
@@ -87,7 +88,17 @@ impl Loop<'_, '_, '_> {
             if cancel.load(Ordering::Relaxed) != crate::wish::RUN {
                 continue;
             }
-            let prompt = self.tokenize(&req.prompt);
+            let (prompt, groups) = if req.media.is_empty() {
+                (self.tokenize(&req.prompt), Vec::new())
+            } else {
+                match media::tokenize(self.model, self.projector.as_ref(), &req.prompt, &req.media) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        last(&mut *events, Event::Error(e));
+                        continue;
+                    }
+                }
+            };
             let error = if prompt.is_empty() {
                 Some(EngineError::Request("the prompt is empty".to_string()))
             } else if prompt.len() >= self.num_ctx as usize {
@@ -119,7 +130,9 @@ impl Loop<'_, '_, '_> {
             };
             let (free, mut reuse) = self.pick_slot(&prompt).expect("a slot is free");
             // The last prompt token is always decoded again: its logits give the first answer token.
-            reuse = reuse.min(prompt.len() - 1);
+            // An image is reused whole or not at all.
+            let spans: Vec<(usize, usize)> = groups.iter().map(|g| (g.start, g.len)).collect();
+            reuse = media::whole_prefix(reuse.min(prompt.len() - 1), &spans);
             let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(reuse as u32), None).unwrap_or(false);
             // A memory that cannot drop a suffix (recurrent models), or a sliding window that lost
             // part of the prefix: start over.
@@ -129,7 +142,12 @@ impl Loop<'_, '_, '_> {
             }
             self.cached[free].clear();
             // Rejected drafts are removed from the cache, which recurrent state cannot do.
-            self.slots[free] = Some(Job::new(req, events, cancel, prompt, reuse, picker, self.movable));
+            // Drafts (looked up in the prompt, or from a draft model that cannot see the images)
+            // are for text-only prompts.
+            let may_draft = self.movable && groups.is_empty();
+            let mut job = Job::new(req, events, cancel, prompt, reuse, picker, may_draft);
+            job.groups = groups;
+            self.slots[free] = Some(job);
         }
     }
 

@@ -13,6 +13,7 @@ use std::time::Instant;
 use corral_types::runner::{CompletionRequest, Speculation};
 use llama_cpp_2::token::LlamaToken;
 
+use super::media::Group;
 use super::think::Thinking;
 use crate::draft::Drafter;
 use crate::pace::{Cost, Payoff};
@@ -57,6 +58,8 @@ pub(super) struct Job {
     pub(super) forced: VecDeque<LlamaToken>,
     /// Speculative decoding, when the request asked for it.
     pub(super) drafting: Option<Drafting>,
+    /// The prompt's images and sounds, in order.
+    pub(super) groups: Vec<Group>,
 }
 
 impl Job {
@@ -96,7 +99,24 @@ impl Job {
             think: req.think_budget.map(Thinking::new),
             forced: VecDeque::new(),
             drafting,
+            groups: Vec::new(),
         }
+    }
+
+    /// Prompt tokens the loop can batch now: the text up to the next medium.
+    pub(super) fn text_left(&self) -> usize {
+        let stop = self.groups.iter().map(|g| g.start).find(|&s| s >= self.fed).unwrap_or(self.prompt.len());
+        stop.max(self.fed) - self.fed
+    }
+
+    /// The medium the prompt reaches next, if its turn has come (the text before it is in).
+    pub(super) fn medium_due(&self) -> Option<&Group> {
+        self.groups.iter().find(|g| g.start == self.fed).filter(|_| self.next.is_none())
+    }
+
+    /// Where the prompt's media lie, as `(start, len)` of the token list.
+    pub(super) fn spans(&self) -> Vec<(usize, usize)> {
+        self.groups.iter().map(|g| (g.start, g.len)).collect()
     }
 }
 
@@ -194,6 +214,7 @@ mod tests {
             logprobs: None,
             think_budget: None,
             speculation,
+            media: Vec::new(),
         }
     }
 

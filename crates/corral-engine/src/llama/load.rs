@@ -15,6 +15,7 @@ use llama_cpp_2::llama_backend::LlamaBackend;
 use llama_cpp_2::model::params::LlamaModelParams;
 use llama_cpp_2::model::LlamaModel;
 
+use super::media::Projector;
 use super::step::Loop;
 use super::{CellCounts, Command};
 use crate::draft::{Drafter, VOCAB_SLACK};
@@ -212,6 +213,16 @@ pub(super) fn engine_thread(
         None => None,
     };
 
+    let projector = match &opts.projector_path {
+        Some(path) => match Projector::load(path, &model, threads, opts.num_gpu == 0) {
+            Ok(p) => Some(p),
+            Err(e) => return fail(e),
+        },
+        None => None,
+    };
+    // The projector's weights (its compute buffers are not counted, as the model's are not).
+    let projector_bytes = opts.projector_path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+
     let kv_bytes = offload.kv_cache_type.bytes(kv_elements(&model, shape.cells()));
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers
     let devices = offload.used();
@@ -219,7 +230,8 @@ pub(super) fn engine_thread(
     let gpu_layers = offload.gpu_layers.min(layers);
     let draft_bytes =
         draft_model.as_ref().map_or(0, |m| m.size() + KvCacheType::F16.bytes(kv_elements(m, shape.cells())));
-    let memory_bytes = draft_bytes + loaded_bytes(layers, gpu_layers, gpu_bytes, model.size() + kv_bytes);
+    let memory_bytes =
+        projector_bytes + draft_bytes + loaded_bytes(layers, gpu_layers, gpu_bytes, model.size() + kv_bytes);
     let info = RunnerInfo {
         num_ctx: shape.num_ctx,
         n_ctx_train: model.n_ctx_train(),
@@ -234,7 +246,7 @@ pub(super) fn engine_thread(
     if ready.send(Ok(info)).is_err() {
         return;
     }
-    Loop::new(&model, &mut ctx, shape, cells, drafter).run(commands);
+    Loop::new(&model, &mut ctx, shape, cells, drafter, projector).run(commands);
 }
 
 /// Elements of `model`'s KV cache for `cells` positions: K and V, per layer and position.

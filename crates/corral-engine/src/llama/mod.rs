@@ -36,7 +36,8 @@
 //! - `job`: a running completion's state, and the drafts it makes each step;
 //! - `think`: following a thinking budget through the output;
 //! - `output`: what a chosen token does, and how a job ends;
-//! - `embed`: pooled embeddings, which use the context without the loop's slots.
+//! - `embed`: pooled embeddings, which use the context without the loop's slots;
+//! - `media`: images and sounds in prompts, through the projector.
 //!
 //! [`Speculation`]: corral_types::runner::Speculation
 
@@ -44,6 +45,7 @@ mod admit;
 mod embed;
 mod job;
 mod load;
+mod media;
 mod output;
 mod step;
 mod think;
@@ -147,6 +149,7 @@ impl Engine for LlamaEngine {
     }
 }
 
+/// Vocabulary ids as the protocol carries them; the placeholders of media are left out.
 fn to_u32(tokens: &[LlamaToken]) -> Vec<u32> {
-    tokens.iter().map(|t| t.0 as u32).collect()
+    tokens.iter().filter(|t| !media::is_placeholder(**t)).map(|t| t.0 as u32).collect()
 }

@@ -98,6 +98,9 @@ impl Loop<'_, '_, '_> {
     fn shift(&mut self, i: usize) -> bool {
         let Some(job) = self.slots[i].as_mut() else { return false };
         let Some((keep, discard)) = shift_span(job.num_keep, job.prompt.len(), job.n_past) else { return false };
+        let Some((keep, discard)) = super::media::whole_shift(keep, discard, &job.spans(), job.n_past) else {
+            return false;
+        };
         let seq = i as u32;
         let dropped =
             self.ctx.clear_kv_cache_seq(Some(seq), Some(keep as u32), Some((keep + discard) as u32)).unwrap_or(false);

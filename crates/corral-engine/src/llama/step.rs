@@ -17,6 +17,7 @@ use llama_cpp_2::token::LlamaToken;
 use super::admit::Waiting;
 use super::job::{draft, Job};
 use super::load::Shape;
+use super::media::{self, Projector};
 use super::output::Flow;
 use super::{to_u32, CellCounts, Command};
 use crate::draft::Drafter;
@@ -43,6 +44,8 @@ pub(super) struct Loop<'m, 'c, 'd> {
     pub(super) cells: Arc<CellCounts>,
     /// The draft model, if one was loaded.
     pub(super) drafter: Option<Drafter<'d>>,
+    /// The multimodal projector, if one was loaded.
+    pub(super) projector: Option<Projector>,
     /// The decode steps' time, fitted to their size (what a drafted token costs to check).
     step_cost: StepCost,
     /// The batch being decoded holds prompt tokens (its time says nothing about decode steps).
@@ -57,6 +60,7 @@ impl<'m, 'c, 'd> Loop<'m, 'c, 'd> {
         shape: Shape,
         cells: Arc<CellCounts>,
         drafter: Option<Drafter<'d>>,
+        projector: Option<Projector>,
     ) -> Self {
         let parallel = shape.parallel;
         Loop {
@@ -73,6 +77,7 @@ impl<'m, 'c, 'd> Loop<'m, 'c, 'd> {
             window: sliding_window(model),
             cells,
             drafter,
+            projector,
             step_cost: StepCost::default(),
             prompt_in_step: false,
         }
@@ -87,13 +92,7 @@ fn sliding_window(model: &LlamaModel) -> Option<u32> {
 
 impl Loop<'_, '_, '_> {
     pub(super) fn tokenize(&self, text: &str) -> Vec<LlamaToken> {
-        let vocab = self.model.vocab();
-        let mut tokens = vocab.tokenize(text.as_bytes(), true, true);
-        // A template that writes the BOS token itself, plus add_special, would give two.
-        if tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
-            tokens.remove(0);
-        }
-        tokens
+        tokenize(&self.model.vocab(), text, true)
     }
 
     pub(super) fn run(mut self, commands: Receiver<Command>) {
@@ -126,6 +125,10 @@ impl Loop<'_, '_, '_> {
             self.drop_cancelled();
             self.admit(&mut waiting);
             self.close_gaps();
+            if self.feed_medium() {
+                // It took a decode of its own: newly cancelled jobs and new requests come first.
+                continue;
+            }
             if self.fill(&mut batch) == 0 {
                 continue;
             }
@@ -210,7 +213,7 @@ impl Loop<'_, '_, '_> {
         }
         let share = prompt_share(self.num_batch as usize, decoding);
         self.rotate = (self.rotate + 1) % n;
-        let left: Vec<usize> = self.slots.iter().map(|s| s.as_ref().map_or(0, |j| j.prompt.len() - j.fed)).collect();
+        let left: Vec<usize> = self.slots.iter().map(|s| s.as_ref().map_or(0, Job::text_left)).collect();
         // How many prompt tokens each slot feeds this step.
         let chunk = prompt_chunks(&left, self.rotate, share.min(room));
         self.prompt_in_step = chunk.iter().any(|c| *c > 0);
@@ -241,6 +244,33 @@ impl Loop<'_, '_, '_> {
             }
         }
         batch.n_tokens()
+    }
+
+    /// Decodes the next image or sound of one job whose prompt has reached it, taking turns
+    /// between jobs; true if one was decoded (or failed). A medium is decoded alone, as `mtmd`
+    /// decodes embeddings, between two of the loop's batches.
+    fn feed_medium(&mut self) -> bool {
+        let Some(projector) = self.projector.as_mut() else { return false };
+        let n = self.slots.len();
+        let Some(i) = (0..n)
+            .map(|k| (self.rotate + k) % n)
+            .find(|&i| self.slots[i].as_ref().is_some_and(|j| j.medium_due().is_some()))
+        else {
+            return false;
+        };
+        let job = self.slots[i].as_mut().expect("found above");
+        let group = job.medium_due().expect("found above");
+        let end = group.end();
+        match media::decode(projector, self.ctx, group, job.n_past, i as i32, self.num_batch) {
+            Ok(n_past) => {
+                job.fed = end;
+                job.n_past = n_past;
+            }
+            Err(msg) => self.fail(i, &msg),
+        }
+        self.rotate = (i + 1) % n;
+        self.publish_cells();
+        true
     }
 
     /// What a drafted token costs and a kept one saves at a step with `decoding` plain tokens, once
@@ -296,6 +326,17 @@ impl Loop<'_, '_, '_> {
             return;
         }
     }
+}
+
+/// Tokens of `text`, special tokens parsed; at the start of a prompt (`first`) with the BOS token
+/// if the model wants one.
+pub(super) fn tokenize(vocab: &llama_cpp_2::vocab::LlamaVocab, text: &str, first: bool) -> Vec<LlamaToken> {
+    let mut tokens = vocab.tokenize(text.as_bytes(), first, true);
+    // A template that writes the BOS token itself, plus add_special, would give two.
+    if first && tokens.len() >= 2 && tokens[0] == vocab.bos() && tokens[1] == vocab.bos() {
+        tokens.remove(0);
+    }
+    tokens
 }
 
 /// Prompt tokens one step may take (before drafts and pending tokens are counted) of a batch of

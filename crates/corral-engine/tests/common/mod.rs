@@ -43,6 +43,7 @@ pub fn request(prompt: &str, sampling: Sampling, num_predict: Option<u32>) -> Co
         logprobs: None,
         think_budget: None,
         speculation: None,
+        media: Vec::new(),
     }
 }
 

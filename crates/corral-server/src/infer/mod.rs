@@ -5,12 +5,14 @@
 //! - [`answer`]: the generation as protocol-neutral events (deltas, an end, an error).
 //! - [`options`], [`prompt`], [`parse`]: the request's options, the prompt from the conversation,
 //!   and the model's output split into content, thinking and tool calls.
+//! - [`media`]: a request's images, checked, and their places in the prompt.
 //! - here: finding a model and its GGUF header, and scheduling a runner for it.
 //!
 //! Architecture invariant: nothing under `infer` imports from `routes`; the routes translate
 //! their protocol into [`start`]'s requests and its events back into their protocol.
 
 pub mod answer;
+pub mod media;
 pub mod options;
 pub use corral_parse as parse;
 pub mod prompt;
@@ -22,7 +24,7 @@ use std::sync::Arc;
 use corral_gguf::Gguf;
 use corral_store::{Model, ModelError, StoreError};
 use corral_types::duration::KeepAlive;
-use corral_types::manifest::{MEDIA_TYPE_DRAFT, MEDIA_TYPE_MODEL};
+use corral_types::manifest::{MEDIA_TYPE_DRAFT, MEDIA_TYPE_MODEL, MEDIA_TYPE_PROJECTOR};
 use corral_types::ModelName;
 use serde_json::Value;
 
@@ -172,8 +174,9 @@ pub async fn acquire(
         r.model.manifest.layers.iter().rev().find(|l| l.media_type == media_type).map_or(0, |l| l.size)
     };
     let draft = if opts.load.draft_path.is_some() { layer_size(MEDIA_TYPE_DRAFT) } else { 0 };
+    let projector = if opts.load.projector_path.is_some() { layer_size(MEDIA_TYPE_PROJECTOR) } else { 0 };
     // Only what the runner loads: not the vision, audio or MTP tensors of a published layout.
-    let weights = layer_size(MEDIA_TYPE_MODEL).saturating_sub(r.loaded.unread) + draft;
+    let weights = layer_size(MEDIA_TYPE_MODEL).saturating_sub(r.loaded.unread) + draft + projector;
     let mut options = opts.load.clone();
     let gpu = &state.config.gpu;
     if options.parallel == 0 {

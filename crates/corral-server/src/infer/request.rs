@@ -231,6 +231,8 @@ pub struct Generate {
     pub context: Option<Vec<u32>>,
     /// The prompt as it is, with no template.
     pub raw: bool,
+    /// Images (base64), sent with the prompt.
+    pub images: Vec<String>,
     pub settings: RequestSettings,
 }
 
@@ -246,6 +248,7 @@ impl Generate {
             template: req.template,
             context: req.context,
             raw: req.raw,
+            images: req.images.unwrap_or_default(),
             settings,
         })
     }

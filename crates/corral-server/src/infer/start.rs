@@ -13,6 +13,7 @@ use corral_types::runner::{CompletionRequest, ThinkBudget};
 use serde_json::Value;
 
 use super::answer::Answer;
+use super::media;
 use super::options::{self, Effective};
 use super::parse::OutputParser;
 use super::prompt::{fit, Renderer};
@@ -29,6 +30,9 @@ pub fn resolve_options(state: &AppState, r: &Resolved, request: &Options) -> Res
     let layers = request.clone().over(Options::from_json(&r.model.parameters));
     let draft = r.model.draft_path.as_ref().map(|p| p.display().to_string());
     let mut eff = options::effective(&r.weights()?, adapters, draft, n_ctx_train, layers, &state.config.defaults);
+    // Ollama's layout has one projector; a model whose vision is inside its own file (Ollama's
+    // published layout) has none that llama.cpp reads yet.
+    eff.load.projector_path = r.model.projector_paths.first().map(|p| p.display().to_string());
     if eff.stop.is_empty() {
         eff.stop = super::prompt::default_stops(&r.model, &r.gguf);
     }
@@ -47,6 +51,7 @@ fn completion(eff: &Effective, prompt: String, settings: &RequestSettings) -> Co
         logprobs: settings.logprobs,
         think_budget: None,
         speculation: eff.speculation,
+        media: Vec::new(),
     }
 }
 
@@ -111,6 +116,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     r.require("completion", "generate")?;
+    require_media(&r, !req.images.is_empty())?;
     let think = thinking(&r, req.settings.think.as_ref(), false)?;
     if req.suffix.as_deref().is_some_and(|s| !s.is_empty()) {
         r.require("insert", "insert")?;
@@ -125,12 +131,13 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     // Fill in the middle: the prompt is the text before the insertion point, `suffix` after it.
     let insert = req.suffix.as_deref().filter(|s| !s.is_empty() && !req.raw);
     if req.settings.debug_render_only && !req.raw {
-        let messages = generate_messages(&r, &req);
+        let mut messages = generate_messages(&r, &req);
+        media::attach(&mut messages)?;
         let prompt = match insert {
             Some(suffix) => renderer.render_insert(&messages, suffix, &r.gguf).await?,
             None => renderer.render(&messages, None).await?,
         };
-        return Ok(Started::Rendered(prompt));
+        return Ok(Started::Rendered(media::show_tags(&prompt)));
     }
     let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
@@ -140,13 +147,15 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     }
     let runner = lease.runner.clone();
     let num_ctx = eff.load.num_ctx;
+    let mut messages = generate_messages(&r, &req);
+    let images = media::attach(&mut messages)?;
     let mut prompt = if req.raw {
-        req.prompt.clone()
+        // The images go before the prompt, as the user message's content has them.
+        messages.pop().map(|m| m.content).unwrap_or_default()
     } else if let Some(suffix) = insert {
         // Nothing to drop to fit: it fits whole or is a 400, below.
-        renderer.render_insert(&generate_messages(&r, &req), suffix, &r.gguf).await?
+        renderer.render_insert(&messages, suffix, &r.gguf).await?
     } else {
-        let messages = generate_messages(&r, &req);
         fit(&renderer, &runner, messages, None, num_ctx, true).await?
     };
     if let Some(context) = req.context.as_ref().filter(|c| !c.is_empty()) {
@@ -156,6 +165,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
         })?;
         prompt = before + &prompt;
     }
+    let (prompt, media) = media::place(&prompt, images);
     if req.raw || req.context.is_some() || insert.is_some() {
         let n = runner.tokenize(&prompt).await?.len();
         if n >= num_ctx as usize {
@@ -167,7 +177,9 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     let family = renderer.family();
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt, family), Vec::new())
         .with_family(family);
-    let completion = runner.complete(completion(&eff, prompt, &req.settings)).await?;
+    let mut request = completion(&eff, prompt, &req.settings);
+    request.media = media;
+    let completion = runner.complete(request).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
     Ok(Started::Answer(answer, timing))
 }
@@ -182,7 +194,9 @@ fn generate_messages(r: &Resolved, req: &Generate) -> Vec<Message> {
     if req.context.is_none() {
         messages.extend(r.model.messages.iter().cloned());
     }
-    messages.push(Message::new("user", &req.prompt));
+    let mut user = Message::new("user", &req.prompt);
+    user.images = (!req.images.is_empty()).then(|| req.images.clone());
+    messages.push(user);
     messages
 }
 
@@ -219,7 +233,9 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     }
     let ChatPlan { think, tools, renderer } = plan_chat(state, &r, &req, relax_thinking)?;
     if req.settings.debug_render_only {
-        return Ok(Started::Rendered(renderer.render(&chat_messages(&r, &req), tools.as_ref()).await?));
+        let mut messages = chat_messages(&r, &req);
+        media::attach(&mut messages)?;
+        return Ok(Started::Rendered(media::show_tags(&renderer.render(&messages, tools.as_ref()).await?)));
     }
     let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
@@ -227,13 +243,16 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     if req.messages.is_empty() {
         return Ok(Started::Immediate(Immediate::Load, timing));
     }
-    let messages = chat_messages(&r, &req);
+    let mut messages = chat_messages(&r, &req);
+    let images = media::attach(&mut messages)?;
     let prompt = fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
+    let (prompt, media) = media::place(&prompt, images);
     let tool_names = req.tools.iter().filter_map(tool_name).collect();
     let family = renderer.family();
     let inside = opens_thinking(&prompt, family);
     let parser = OutputParser::new(think.unwrap_or(false), inside, tool_names).with_family(family);
     let mut request = completion(&eff, prompt, &req.settings);
+    request.media = media;
     if let (Some(true), Some(tokens)) = (think, req.settings.think_budget) {
         let (open, close) = family.budget_tags();
         request.think_budget = Some(ThinkBudget { tokens, open: open.into(), close: close.into(), inside });
@@ -253,6 +272,7 @@ struct ChatPlan {
 /// Checks what `req` asks of the model (chat, thinking, tools) and picks its renderer.
 fn plan_chat(state: &AppState, r: &Resolved, req: &Chat, relax_thinking: bool) -> Result<ChatPlan, ApiError> {
     r.require("completion", "chat")?;
+    require_media(r, req.messages.iter().any(|m| m.images.as_ref().is_some_and(|i| !i.is_empty())))?;
     let think = thinking(r, req.settings.think.as_ref(), relax_thinking)?;
     let tools = (!req.tools.is_empty()).then(|| Value::Array(req.tools.clone()));
     if tools.is_some() && !r.can("tools") {
@@ -275,8 +295,18 @@ pub async fn count_chat_tokens(state: &AppState, req: Chat, relax_thinking: bool
     let plan = plan_chat(state, &r, &req, relax_thinking)?;
     let eff = resolve_options(state, &r, &req.settings.options)?;
     let lease = super::acquire(state, &r, &eff, keep_alive).await?;
-    let prompt = plan.renderer.render(&chat_messages(&r, &req), plan.tools.as_ref()).await?;
+    let mut messages = chat_messages(&r, &req);
+    media::attach(&mut messages)?;
+    let prompt = plan.renderer.render(&messages, plan.tools.as_ref()).await?;
     Ok(lease.runner.tokenize(&prompt).await?.len())
+}
+
+/// A request with images (`sent`) needs a model that reads them: Ollama's words otherwise.
+fn require_media(r: &Resolved, sent: bool) -> Result<(), ApiError> {
+    if sent && !r.can("vision") && !r.can("audio") {
+        return Err(ApiError::bad_request("this model is missing data required for image input"));
+    }
+    Ok(())
 }
 
 /// The name of a tool definition (`{"type": "function", "function": {"name": …}}`).

@@ -60,7 +60,16 @@ pub(super) async fn show(
         .store
         .run(move |store| {
             let (model, header) = crate::infer::load(store, &headers, &name, &raw, compat)?;
-            Ok(Json(crate::show::show(model, header.as_ref(), req.verbose, req.system, req.options)))
+            // Its header only; a projector that cannot be read is left out, as Ollama does.
+            let projector = model.projector_paths.first().and_then(|p| corral_gguf::read_path(p).ok());
+            Ok(Json(crate::show::show(
+                model,
+                header.as_ref(),
+                projector.as_ref(),
+                req.verbose,
+                req.system,
+                req.options,
+            )))
         })
         .await
 }

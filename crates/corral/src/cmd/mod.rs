@@ -1,5 +1,6 @@
 //! One module per subcommand.
 
+mod attach;
 pub mod create;
 pub mod manage;
 mod output;

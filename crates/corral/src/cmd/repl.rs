@@ -279,7 +279,20 @@ impl Repl<'_> {
             messages.push(Message::new("system", sys));
         }
         messages.extend(self.messages.iter().cloned());
-        messages.push(Message::new("user", &text));
+        let mut user = Message::new("user", &text);
+        if super::run::reads_media(&self.s.show) {
+            let (rest, files) = match super::attach::extract(&text) {
+                Ok(found) => found,
+                Err(e) => {
+                    eprintln!("Error: {e}");
+                    return Ok(());
+                }
+            };
+            super::attach::announce(&files);
+            user.content = rest;
+            user.images = (!files.is_empty()).then(|| files.into_iter().map(|f| f.base64).collect());
+        }
+        messages.push(user.clone());
         let req = ChatRequest {
             model: self.s.model.clone(),
             messages,
@@ -332,7 +345,7 @@ impl Repl<'_> {
                 break;
             }
         }
-        self.messages.push(Message::new("user", &text));
+        self.messages.push(user);
         self.messages.push(Message::new("assistant", &answer));
         Ok(())
     }

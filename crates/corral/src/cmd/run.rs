@@ -76,6 +76,11 @@ pub fn keepalive_value(k: Option<&str>) -> anyhow::Result<Option<Value>> {
     }
 }
 
+/// Whether the model takes images or sounds.
+pub fn reads_media(show: &corral_types::api::ShowResponse) -> bool {
+    show.capabilities.iter().any(|c| c == "vision" || c == "audio")
+}
+
 pub async fn run(client: &Client, args: Args, history: Option<PathBuf>) -> anyhow::Result<()> {
     let format = format_value(args.format.as_deref())?;
     let think = think_value(args.think.as_deref())?;
@@ -101,9 +106,18 @@ pub async fn run(client: &Client, args: Args, history: Option<PathBuf>) -> anyho
         };
         return super::repl::run(client, session).await;
     }
+    // A model that reads images takes the files the prompt names (Ollama's CLI does the same).
+    let mut images = None;
+    if reads_media(&show) {
+        let (text, files) = super::attach::extract(&prompt)?;
+        super::attach::announce(&files);
+        prompt = text;
+        images = (!files.is_empty()).then(|| files.into_iter().map(|f| f.base64).collect());
+    }
     let req = GenerateRequest {
         model: args.model.clone(),
         prompt,
+        images,
         format,
         think,
         keep_alive,

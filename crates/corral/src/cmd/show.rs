@@ -144,6 +144,19 @@ pub fn info(resp: &ShowResponse, verbose: bool) -> String {
     if !resp.capabilities.is_empty() {
         section(&mut out, "Capabilities", resp.capabilities.iter().map(|c| row(&[c])).collect());
     }
+    if let Some(arch) = resp.projector_info.get("general.architecture").and_then(Value::as_str) {
+        let info = &resp.projector_info;
+        let mut rows = vec![row(&["architecture", arch])];
+        if let Some(n) = info.get("general.parameter_count").and_then(Value::as_u64) {
+            rows.push(row(&["parameters", &human_number(n)]));
+        }
+        for (key, label) in [("vision.embedding_length", "embedding length"), ("vision.projection_dim", "dimensions")] {
+            if let Some(n) = info.get(&format!("{arch}.{key}")).and_then(Value::as_f64) {
+                rows.push(row(&[label, &go_float(n)]));
+            }
+        }
+        section(&mut out, "Projector", rows);
+    }
     if !resp.parameters.is_empty() {
         let rows = resp
             .parameters

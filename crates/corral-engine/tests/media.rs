@@ -1,0 +1,140 @@
+//! Images in prompts (issue 29): SmolLM2, a real language model, with a random-weight projector
+//! of its width written by the test kit. The projector's weights are noise, so what the model
+//! says about a picture means nothing; what is checked is that the picture reaches it: different
+//! pictures give different answers, the same picture the same answer, a second turn about it
+//! reuses its cells, batching beside another prompt changes nothing, and bad media are refused
+//! with the request's error while the engine goes on.
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{finish, greedy, options, request, Output};
+use corral_engine::{Engine, EngineError, Event, LlamaEngine};
+use corral_testkit::projector::{png, tiny_vision_projector};
+use corral_types::runner::{CompletionRequest, LoadOptions, Media};
+
+/// SmolLM2 with a projector of its width (576), two slots.
+fn load(dir: &tempfile::TempDir) -> LlamaEngine {
+    let projector = dir.path().join("projector.gguf");
+    std::fs::write(&projector, tiny_vision_projector(576, 7)).unwrap();
+    let opts = LoadOptions {
+        projector_path: Some(projector.display().to_string()),
+        ..options(&corral_testkit::smollm2(), 1024, 2)
+    };
+    LlamaEngine::load(opts, |_| {}).expect("SmolLM2 loads with the projector")
+}
+
+const BEFORE: &str = "<|im_start|>user\n";
+const AFTER: &str = "What is in this picture?<|im_end|>\n<|im_start|>assistant\n";
+
+/// A chat turn about `image`, which sits right after the user turn opens.
+fn about(image: Vec<u8>) -> CompletionRequest {
+    let mut req = request(&format!("{BEFORE}{AFTER}"), greedy(), Some(12));
+    req.media = vec![Media { at: BEFORE.len(), data: image }];
+    req
+}
+
+fn error_of(engine: &dyn Engine, req: CompletionRequest) -> EngineError {
+    let generation = engine.complete(req).unwrap();
+    for event in generation.events.iter() {
+        match event {
+            Event::Error(e) => return e,
+            Event::Done { .. } => panic!("the request was served"),
+            Event::Token { .. } => {}
+        }
+    }
+    panic!("stream ended without an error");
+}
+
+#[test]
+fn issue_29_an_image_reaches_the_model_and_its_cells_are_reused() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load(&dir);
+    let text_only = finish(&engine, request(&format!("{BEFORE}{AFTER}"), greedy(), Some(12)));
+    let red = finish(&engine, about(png(48, 32, 1)));
+    let blue = finish(&engine, about(png(48, 32, 2)));
+    assert_ne!(red.text, blue.text, "two pictures, one answer: the image did not reach the model");
+    assert_ne!(red.text, text_only.text);
+    // The image's tokens are prompt tokens, and none of them reach the protocol as ids.
+    assert!(red.usage.prompt_tokens > text_only.usage.prompt_tokens + 4, "{:?} vs {:?}", red.usage, text_only.usage);
+    let n_vocab = 49152;
+    assert!(red.tokens.iter().all(|t| *t < n_vocab), "{:?}", red.tokens);
+
+    // The same picture again: the same answer, with the picture's cells found in the cache.
+    let again = finish(&engine, about(png(48, 32, 2)));
+    assert_eq!(again.text, blue.text);
+    assert!(
+        again.usage.cached_tokens >= blue.usage.prompt_tokens - 20,
+        "second turn evaluated the image again: {:?}",
+        again.usage
+    );
+    // A different picture in the same place shares only the text before it.
+    let other = finish(&engine, about(png(48, 32, 3)));
+    assert!(other.usage.cached_tokens < 10, "{:?}", other.usage);
+}
+
+#[test]
+fn issue_29_an_image_prompt_batched_beside_a_text_prompt_gives_the_same_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load(&dir);
+    let story = || request("Once upon a time, in a small village,", greedy(), Some(24));
+    let alone_image = finish(&engine, about(png(40, 40, 5)));
+    let alone_text = finish(&engine, story());
+    let dir2 = tempfile::tempdir().unwrap();
+    let fresh = load(&dir2);
+    let (a, b) = std::thread::scope(|s| {
+        let a = s.spawn(|| finish(&fresh, story()));
+        let b = s.spawn(|| finish(&fresh, about(png(40, 40, 5))));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    let same = |x: &Output, y: &Output| x.text == y.text;
+    assert!(same(&a, &alone_text), "{:?} vs {:?}", a.text, alone_text.text);
+    assert!(same(&b, &alone_image), "{:?} vs {:?}", b.text, alone_image.text);
+}
+
+#[test]
+fn issue_29_bad_media_are_refused_and_the_engine_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load(&dir);
+    // Not an image at all.
+    let mut req = about(b"this is not a picture".to_vec());
+    let e = error_of(&engine, req.clone());
+    assert!(matches!(e, EngineError::Request(ref m) if m.contains("media 0 (21 bytes) could not be read")), "{e:?}");
+    // A PNG cut short.
+    let mut cut = png(48, 32, 1);
+    cut.truncate(cut.len() / 2);
+    req.media[0].data = cut;
+    assert!(matches!(error_of(&engine, req.clone()), EngineError::Request(_)));
+    // An offset inside a character or past the end.
+    req.media[0] = Media { at: 10_000, data: png(8, 8, 1) };
+    let e = error_of(&engine, req.clone());
+    assert!(matches!(e, EngineError::Request(ref m) if m.contains("byte 10000")), "{e:?}");
+    // A prompt that ends with its image has no text to answer from.
+    req.media[0] = Media { at: req.prompt.len(), data: png(8, 8, 1) };
+    let e = error_of(&engine, req);
+    assert!(matches!(e, EngineError::Request(ref m) if m.contains("ends with an image")), "{e:?}");
+    // Still serving.
+    let ok = finish(&engine, about(png(16, 16, 4)));
+    assert!(!ok.text.is_empty());
+}
+
+#[test]
+fn issue_29_a_model_without_a_projector_refuses_images() {
+    let engine = LlamaEngine::load(options(&corral_testkit::smollm2(), 512, 1), |_| {}).unwrap();
+    let e = error_of(&engine, about(png(8, 8, 1)));
+    assert!(matches!(e, EngineError::Request(ref m) if m.contains("does not take images")), "{e:?}");
+}
+
+#[test]
+fn issue_29_a_projector_of_another_width_is_refused_at_load() {
+    let dir = tempfile::tempdir().unwrap();
+    let projector: PathBuf = dir.path().join("wide.gguf");
+    std::fs::write(&projector, tiny_vision_projector(896, 7)).unwrap();
+    let opts = LoadOptions {
+        projector_path: Some(projector.display().to_string()),
+        ..options(&corral_testkit::smollm2(), 512, 1)
+    };
+    let e = LlamaEngine::load(opts, |_| {}).err().expect("a 896-wide projector on a 576-wide model");
+    assert!(e.to_string().contains("projector"), "{e}");
+}
