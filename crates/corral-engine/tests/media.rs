@@ -138,3 +138,33 @@ fn issue_29_a_projector_of_another_width_is_refused_at_load() {
     let e = LlamaEngine::load(opts, |_| {}).err().expect("a 896-wide projector on a 576-wide model");
     assert!(e.to_string().contains("projector"), "{e}");
 }
+
+#[test]
+fn issue_29_sound_reaches_the_model_through_an_audio_projector() {
+    use corral_testkit::audio::{tiny_audio_projector, wav, SAMPLE_RATE, TOKENS_PER_WINDOW};
+    let dir = tempfile::tempdir().unwrap();
+    let projector = dir.path().join("audio.gguf");
+    std::fs::write(&projector, tiny_audio_projector(576, 3)).unwrap();
+    let opts = LoadOptions {
+        projector_path: Some(projector.display().to_string()),
+        ..options(&corral_testkit::smollm2(), 1024, 1)
+    };
+    let engine = LlamaEngine::load(opts, |_| {}).expect("SmolLM2 loads with the audio projector");
+    let hear = |seed| {
+        let mut req = request(
+            &format!("{BEFORE}What is said in this recording?<|im_end|>\n<|im_start|>assistant\n"),
+            greedy(),
+            Some(12),
+        );
+        req.media = vec![Media { at: BEFORE.len(), data: wav(25.0, SAMPLE_RATE, seed) }];
+        finish(&engine, req)
+    };
+    let (one, two, again) = (hear(1), hear(2), hear(1));
+    assert_ne!(one.text, two.text, "two recordings, one answer: the sound did not reach the model");
+    assert_eq!(again.text, one.text);
+    // Under 30 s of sound is one window of the encoder's.
+    assert!(one.usage.prompt_tokens as u64 >= TOKENS_PER_WINDOW, "{:?}", one.usage);
+    // A picture sent to a model that only hears is refused.
+    let e = error_of(&engine, about(png(8, 8, 1)));
+    assert!(matches!(e, EngineError::Request(ref m) if m.contains("does not take images")), "{e:?}");
+}

@@ -42,6 +42,9 @@ mod sched;
 mod show;
 mod stream;
 
+/// The checks of a request's images, for the fuzz target that feeds them hostile bytes.
+pub use infer::media;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;

@@ -276,7 +276,7 @@ impl Runner {
     /// Starts a completion. Dropping the returned stream before it ends cancels it.
     pub async fn complete(self: &Arc<Self>, request: CompletionRequest) -> Result<Completion, RunnerError> {
         let (id, rx) = self.route();
-        self.send(&ToRunner::Complete { id, request }).await?;
+        self.send(&ToRunner::Complete { id, request: Box::new(request) }).await?;
         self.active.fetch_add(1, Ordering::Relaxed);
         Ok(Completion { id, rx, runner: self.clone(), finished: false })
     }

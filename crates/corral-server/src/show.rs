@@ -125,6 +125,9 @@ pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>, loaded: Loaded) -
     if (has(arch_key("vision.block_count")) && !loaded.vision_hidden) || !model.projector_paths.is_empty() {
         caps.push("vision");
     }
+    if loaded.projector_audio {
+        caps.push("audio");
+    }
     let thinking_text = go_template.or(jinja).unwrap_or_default();
     let tags = |open: &str, close: &str| thinking_text.contains(open) && thinking_text.contains(close);
     // gpt-oss reasons in its analysis channel.

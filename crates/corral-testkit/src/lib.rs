@@ -15,7 +15,12 @@
 //!   quantizer's input.
 //! - [`projector::tiny_vision_projector`]: a random-weight multimodal projector (mmproj) as wide
 //!   as a given language model, and [`projector::png`], pictures to show it.
+//! - [`reranker::tiny_reranker`]: a random-weight BERT cross-encoder reranker (RANK pooling, a
+//!   one-score classification head) with MiniLM's WordPiece tokenizer, for `/v1/rerank`.
+//! - [`audio::tiny_audio_projector`]: a random-weight audio projector (a Whisper encoder and
+//!   Ultravox's projector) as wide as a given language model, and [`audio::wav`], sounds to play it.
 
+pub mod audio;
 mod export;
 pub mod projector;
 mod published;
@@ -25,6 +30,7 @@ mod random_gemma;
 mod random_glm;
 mod random_other;
 mod random_qwen;
+pub mod reranker;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
 pub use published::{as_nemotron_omni, dequantized, gemma3_as_published};

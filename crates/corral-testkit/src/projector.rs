@@ -50,13 +50,56 @@ pub const PROJECTOR_HIDDEN: u64 = 128;
 /// token embeddings times a few, so that the language model's answer depends on the picture.
 const OUTPUT_STD: f32 = 0.5;
 
+/// The sizes of a LLaVA-style projector's vision encoder.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VisionShape {
+    /// Side of the square pictures are resized to.
+    pub image_size: u32,
+    pub patch_size: u32,
+    /// Width, feed-forward width and blocks of the encoder, and its attention heads.
+    pub embd: u64,
+    pub ffn: u64,
+    pub blocks: u64,
+    pub heads: u64,
+    /// Hidden width of the MLP projector.
+    pub hidden: u64,
+}
+
+impl VisionShape {
+    /// The tests' projector: 16 image tokens, under a megabyte.
+    pub const TINY: VisionShape = VisionShape {
+        image_size: IMAGE_SIZE,
+        patch_size: PATCH_SIZE,
+        embd: VISION_EMBD,
+        ffn: VISION_FFN,
+        blocks: VISION_BLOCKS,
+        heads: VISION_HEADS,
+        hidden: PROJECTOR_HIDDEN,
+    };
+    /// CLIP ViT-B/16 at 224 pixels (196 image tokens, 86 million encoder weights), for benches:
+    /// the work of a real, if smaller than usual, vision tower.
+    pub const VIT_B16: VisionShape =
+        VisionShape { image_size: 224, patch_size: 16, embd: 768, ffn: 3072, blocks: 12, heads: 12, hidden: 1024 };
+
+    /// Image embeddings one picture becomes.
+    pub fn image_tokens(&self) -> u32 {
+        (self.image_size / self.patch_size).pow(2)
+    }
+}
+
 /// A projector GGUF (`general.architecture = "clip"`) whose image embeddings are `n_embd` wide,
 /// with weights drawn from a generator seeded with `seed`. All tensors are F32; the file is about
 /// 0.5 MB plus `PROJECTOR_HIDDEN × n_embd` floats.
 pub fn tiny_vision_projector(n_embd: u64, seed: u64) -> Vec<u8> {
-    let (e, f, h) = (VISION_EMBD, VISION_FFN, PROJECTOR_HIDDEN);
-    let patch = u64::from(PATCH_SIZE);
-    let n_patches = u64::from(IMAGE_TOKENS);
+    vision_projector(&VisionShape::TINY, n_embd, seed)
+}
+
+/// A projector of `shape` whose image embeddings are `n_embd` wide (see
+/// [`tiny_vision_projector`]).
+pub fn vision_projector(shape: &VisionShape, n_embd: u64, seed: u64) -> Vec<u8> {
+    let (e, f, h) = (shape.embd, shape.ffn, shape.hidden);
+    let patch = u64::from(shape.patch_size);
+    let n_patches = u64::from(shape.image_tokens());
     let mut w = GgufWriter::new();
     let u32_key = |v: u64| MetaValue::U32(v as u32);
     w.set("general.architecture", MetaValue::String("clip".into()))
@@ -67,13 +110,13 @@ pub fn tiny_vision_projector(n_embd: u64, seed: u64) -> Vec<u8> {
         .set("clip.has_vision_encoder", MetaValue::Bool(true))
         .set("clip.has_audio_encoder", MetaValue::Bool(false))
         .set("clip.use_gelu", MetaValue::Bool(true))
-        .set("clip.vision.image_size", MetaValue::U32(IMAGE_SIZE))
-        .set("clip.vision.patch_size", MetaValue::U32(PATCH_SIZE))
+        .set("clip.vision.image_size", MetaValue::U32(shape.image_size))
+        .set("clip.vision.patch_size", MetaValue::U32(shape.patch_size))
         .set("clip.vision.embedding_length", u32_key(e))
         .set("clip.vision.feed_forward_length", u32_key(f))
-        .set("clip.vision.block_count", u32_key(VISION_BLOCKS))
+        .set("clip.vision.block_count", u32_key(shape.blocks))
         .set("clip.vision.projection_dim", u32_key(n_embd))
-        .set("clip.vision.attention.head_count", u32_key(VISION_HEADS))
+        .set("clip.vision.attention.head_count", u32_key(shape.heads))
         .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6))
         .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])))
         .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])));
@@ -84,7 +127,7 @@ pub fn tiny_vision_projector(n_embd: u64, seed: u64) -> Vec<u8> {
     t.small("v.patch_embd.bias", &[e], 0.02);
     t.small("v.position_embd.weight", &[e, n_patches], 0.5);
     t.norm("v.pre_ln", e);
-    for i in 0..VISION_BLOCKS {
+    for i in 0..shape.blocks {
         let b = format!("v.blk.{i}");
         t.norm(&format!("{b}.ln1"), e);
         for name in ["attn_q", "attn_k", "attn_v", "attn_out"] {
@@ -100,37 +143,38 @@ pub fn tiny_vision_projector(n_embd: u64, seed: u64) -> Vec<u8> {
     t.w.to_bytes()
 }
 
-/// The writer and the generator all weights come from, in a fixed order.
-struct Tensors {
-    w: GgufWriter,
-    rng: StdRng,
+/// The writer and the generator all weights come from, in a fixed order (also the audio
+/// projector's, in [`crate::audio`]).
+pub(crate) struct Tensors {
+    pub(crate) w: GgufWriter,
+    pub(crate) rng: StdRng,
 }
 
 impl Tensors {
-    fn uniform(&mut self, n: u64, bound: f32) -> Vec<f32> {
+    pub(crate) fn uniform(&mut self, n: u64, bound: f32) -> Vec<f32> {
         (0..n).map(|_| self.rng.gen_range(-bound..bound)).collect()
     }
 
     /// Values in `±bound`.
-    fn small(&mut self, name: &str, dims: &[u64], bound: f32) {
+    pub(crate) fn small(&mut self, name: &str, dims: &[u64], bound: f32) {
         let values = self.uniform(dims.iter().product(), bound);
         self.w.add_f32(name, dims, &values);
     }
 
     /// A weight over `fan_in` inputs whose outputs have a standard deviation of about `std` for
     /// inputs of unit variance (uniform in `±std·√(3/fan_in)`).
-    fn matrix(&mut self, name: &str, dims: &[u64], fan_in: u64, std: f32) {
+    pub(crate) fn matrix(&mut self, name: &str, dims: &[u64], fan_in: u64, std: f32) {
         self.small(name, dims, std * (3.0 / fan_in as f32).sqrt());
     }
 
     /// `<name>.weight` (`[n_in, n_out]`) and a small `<name>.bias`.
-    fn linear(&mut self, name: &str, n_in: u64, n_out: u64, std: f32) {
+    pub(crate) fn linear(&mut self, name: &str, n_in: u64, n_out: u64, std: f32) {
         self.matrix(&format!("{name}.weight"), &[n_in, n_out], n_in, std);
         self.small(&format!("{name}.bias"), &[n_out], 0.02 * std);
     }
 
     /// A layer norm: weights near one (not all equal), biases near zero.
-    fn norm(&mut self, name: &str, n: u64) {
+    pub(crate) fn norm(&mut self, name: &str, n: u64) {
         let weight: Vec<f32> = self.uniform(n, 0.2).into_iter().map(|v| 1.0 + v).collect();
         self.w.add_f32(&format!("{name}.weight"), &[n], &weight);
         self.small(&format!("{name}.bias"), &[n], 0.02);

@@ -437,7 +437,7 @@ pub enum ToRunner {
     },
     Complete {
         id: u64,
-        request: CompletionRequest,
+        request: Box<CompletionRequest>,
     },
     Cancel {
         id: u64,

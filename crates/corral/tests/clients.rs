@@ -1,7 +1,7 @@
 //! The official client libraries (ollama-python, openai, anthropic, pinned in
 //! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
 //! answers, Qwen2.5-Coder 0.5B for tool calls, all-MiniLM-L6-v2 (imported from safetensors) for
-//! embeddings, SmolLM2 with a random-weight projector for images. The server asks for an API key, which every client sends its own way (and a wrong
+//! embeddings, SmolLM2 with random-weight projectors for images and for sound. The server asks for an API key, which every client sends its own way (and a wrong
 //! one gets each client's own authentication error). The assertions are in the Python tests under
 //! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
 //!
@@ -50,6 +50,22 @@ fn official_client_libraries() {
     std::fs::write(&modelfile, from).unwrap();
     let out = server.corral(&["create", "smolvlm", "-f", modelfile.to_str().unwrap()]);
     assert!(out.status.success(), "create smolvlm: {}", stderr(&out));
+    // And one that hears, with a random-weight audio projector, and two recordings.
+    use corral_testkit::audio::{tiny_audio_projector, wav, SAMPLE_RATE};
+    let projector = dir.path().join("audio.gguf");
+    std::fs::write(&projector, tiny_audio_projector(576, 3)).unwrap();
+    std::fs::write(images.join("a.wav"), wav(25.0, SAMPLE_RATE, 1)).unwrap();
+    std::fs::write(images.join("b.wav"), wav(25.0, SAMPLE_RATE, 2)).unwrap();
+    let modelfile = dir.path().join("smolaudio");
+    // A transcription has no length limit of its own, and noise may ramble to the context's end.
+    let from = format!(
+        "FROM {}\nFROM {}\nPARAMETER num_predict 24\n",
+        corral_testkit::smollm2().display(),
+        projector.display()
+    );
+    std::fs::write(&modelfile, from).unwrap();
+    let out = server.corral(&["create", "smolaudio", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "create smolaudio: {}", stderr(&out));
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])

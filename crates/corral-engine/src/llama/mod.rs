@@ -64,7 +64,7 @@ pub(crate) use load::{init_backend, quiet};
 enum Command {
     Tokenize(String, Sender<Vec<u32>>),
     Detokenize(Vec<u32>, Sender<Result<String, String>>),
-    Complete(CompletionRequest, Box<dyn Sink>, Arc<AtomicU8>),
+    Complete(Box<CompletionRequest>, Box<dyn Sink>, Arc<AtomicU8>),
     Embed(EmbedRequest, Sender<Result<Embedded, EngineError>>),
 }
 
@@ -126,7 +126,7 @@ impl Engine for LlamaEngine {
 
     fn complete_into(&self, request: CompletionRequest, sink: Box<dyn Sink>) -> Result<CancelOnDrop, EngineError> {
         let cancel = Arc::new(AtomicU8::new(crate::wish::RUN));
-        self.send(Command::Complete(request, sink, cancel.clone()))?;
+        self.send(Command::Complete(Box::new(request), sink, cancel.clone()))?;
         Ok(CancelOnDrop(cancel))
     }
 

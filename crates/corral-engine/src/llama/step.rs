@@ -182,7 +182,7 @@ impl Loop<'_, '_, '_> {
                 };
                 let _ = reply.send(result);
             }
-            Command::Complete(req, events, cancel) => waiting.push_back((req, events, cancel)),
+            Command::Complete(req, events, cancel) => waiting.push_back((*req, events, cancel)),
             Command::Embed(req, reply) => {
                 let _ = reply.send(self.embed(&req));
             }

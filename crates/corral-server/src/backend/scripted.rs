@@ -256,7 +256,7 @@ async fn serve(
             ToRunner::Complete { id, request } => {
                 backend.completions.fetch_add(1, Ordering::SeqCst);
                 let stop = Arc::new(Notify::new());
-                let generate = complete(id, request, backend.script(), out.clone(), stop.clone(), fate.clone());
+                let generate = complete(id, *request, backend.script(), out.clone(), stop.clone(), fate.clone());
                 running.insert(id, (tasks.spawn(generate), stop));
             }
             other => {

@@ -110,7 +110,14 @@ pub fn decode(index: usize, base64: &str) -> Result<Vec<u8>, ApiError> {
     let data = base64::engine::general_purpose::STANDARD
         .decode(base64.trim().as_bytes())
         .map_err(|e| ApiError::bad_request(format!("invalid image input: image {index} is not valid base64 ({e})")))?;
-    let Some(format) = Format::sniff(&data) else {
+    check(index, &data)?;
+    Ok(data)
+}
+
+/// Checks the bytes of image `index`: a format the runner reads and, for a picture, a size that
+/// its header gives and that is within [`MAX_PIXELS`].
+pub fn check(index: usize, data: &[u8]) -> Result<Format, ApiError> {
+    let Some(format) = Format::sniff(data) else {
         let head: String = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return Err(ApiError::bad_request(format!(
             "invalid image input: image {index} ({} bytes, starting {head}) is not a PNG, JPEG, GIF, BMP, WAV, MP3 or FLAC file",
@@ -118,7 +125,7 @@ pub fn decode(index: usize, base64: &str) -> Result<Vec<u8>, ApiError> {
         )));
     };
     if format.is_image() {
-        let Some((w, h)) = dimensions(format, &data) else {
+        let Some((w, h)) = dimensions(format, data) else {
             return Err(ApiError::bad_request(format!(
                 "invalid image input: image {index} ({format:?}, {} bytes) is truncated: its size cannot be read",
                 data.len()
@@ -130,7 +137,7 @@ pub fn decode(index: usize, base64: &str) -> Result<Vec<u8>, ApiError> {
             )));
         }
     }
-    Ok(data)
+    Ok(format)
 }
 
 /// The tag of image `n` in a message before rendering.
@@ -171,8 +178,10 @@ pub fn attach(messages: &mut [Message]) -> Result<Vec<Vec<u8>>, ApiError> {
 }
 
 /// Takes the tags out of a rendered `prompt`: the prompt without them, and each tagged image at
-/// its offset. An image whose tag the rendering dropped is not sent.
+/// its offset. An image whose tag the rendering dropped is not sent; one whose tag it wrote twice
+/// is sent once, at its first place.
 pub fn place(prompt: &str, mut images: Vec<Vec<u8>>) -> (String, Vec<Media>) {
+    let mut sent = vec![false; images.len()];
     let open = format!("<__corral_media_{}_", key());
     let mut out = String::with_capacity(prompt.len());
     let mut media = Vec::new();
@@ -183,7 +192,9 @@ pub fn place(prompt: &str, mut images: Vec<Vec<u8>>) -> (String, Vec<Media>) {
         let n = after.find("__>").and_then(|end| after[..end].parse::<usize>().ok().map(|n| (n, end)));
         match n {
             Some((n, end)) if n < images.len() => {
-                media.push(Media { at: out.len(), data: std::mem::take(&mut images[n]) });
+                if !std::mem::replace(&mut sent[n], true) {
+                    media.push(Media { at: out.len(), data: std::mem::take(&mut images[n]) });
+                }
                 rest = &after[end + 3..];
             }
             _ => {
@@ -280,9 +291,14 @@ mod tests {
         assert_eq!(messages[1].content, format!("{}a {} then b", tag(2), tag(1)));
         let rendered = format!("<u>{}</u><u>{}</u>", messages[0].content, messages[1].content);
         assert_eq!(show_tags(&rendered), "<u>[img-0]first</u><u>[img-2]a [img-1] then b</u>");
-        let (prompt, media) = place(&rendered, images);
+        let (prompt, media) = place(&rendered, images.clone());
         assert_eq!(prompt, "<u>first</u><u>a  then b</u>");
         assert_eq!(media.iter().map(|m| m.at).collect::<Vec<_>>(), [3, 15, 17]);
+        // A template that writes a message twice sends its image once.
+        let (prompt, media) = place(&format!("{}|{}", messages[0].content, messages[0].content), images);
+        assert_eq!(prompt, "first|first");
+        assert_eq!(media.len(), 1);
+        assert!(!media[0].data.is_empty());
     }
 
     #[test]

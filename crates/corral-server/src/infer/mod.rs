@@ -93,6 +93,8 @@ pub struct Loaded {
     pub unread: u64,
     /// The file's vision tower is among them: the model runs as a text model.
     pub vision_hidden: bool,
+    /// The model's projector layer encodes sound (Ollama's `audio` capability).
+    pub projector_audio: bool,
 }
 
 impl Loaded {
@@ -102,12 +104,24 @@ impl Loaded {
             return Loaded::default();
         }
         match corral_compat::translate(g) {
-            Ok(Some(t)) => {
-                Loaded { unread: t.unread_bytes(g), vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")) }
-            }
+            Ok(Some(t)) => Loaded {
+                unread: t.unread_bytes(g),
+                vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
+                ..Loaded::default()
+            },
             _ => Loaded::default(),
         }
     }
+}
+
+/// Whether a projector encodes sound: a `*.has_audio_encoder` key that is true (Ollama's rule,
+/// Gemma 3n's vision projector excepted).
+pub fn projector_has_audio(g: &Gguf) -> bool {
+    let audio = g.metadata.iter().any(|(k, v)| {
+        (k == "has_audio_encoder" || k.ends_with(".has_audio_encoder"))
+            && matches!(v, corral_gguf::MetaValue::Bool(true))
+    });
+    audio && g.get_str("clip.vision.projector_type") != Some("gemma3nv")
 }
 
 /// Parsed GGUF headers by manifest digest (templates, vocabulary, shapes).
@@ -134,7 +148,14 @@ pub fn load(
         None => {
             let g = corral_gguf::read_path(&path)
                 .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?;
-            let header = Header { loaded: Loaded::of(&g, compat), gguf: Arc::new(g) };
+            let mut loaded = Loaded::of(&g, compat);
+            // Its header only, read once with the model's.
+            loaded.projector_audio = model
+                .projector_paths
+                .first()
+                .and_then(|p| corral_gguf::read_path(p).ok())
+                .is_some_and(|p| projector_has_audio(&p));
+            let header = Header { loaded, gguf: Arc::new(g) };
             cache.insert(model.digest, header.clone());
             header
         }

@@ -51,6 +51,11 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/v1/completions", post(openai::completions))
         .route("/v1/responses", post(responses::responses))
         .route("/v1/models", get(openai::models))
+        .route(
+            "/v1/audio/transcriptions",
+            post(openai::transcribe::transcriptions)
+                .layer(axum::extract::DefaultBodyLimit::max(openai::transcribe::MAX_UPLOAD)),
+        )
         .route("/v1/models/{*model}", get(openai::model));
     let anthropic = Router::new()
         .route("/v1/messages", post(anthropic::messages_route))

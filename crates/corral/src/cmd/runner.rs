@@ -219,7 +219,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 // The map is locked across the start so the handle is in it before the engine can
                 // end the request (and take the handle out).
                 let mut map = running.lock().unwrap_or_else(|p| p.into_inner());
-                match engine.complete_into(request, Box::new(sink)) {
+                match engine.complete_into(*request, Box::new(sink)) {
                     Ok(cancel) => {
                         map.insert(id, cancel);
                     }

@@ -15,6 +15,7 @@ use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 mod chunks;
+pub(super) mod transcribe;
 mod wire;
 
 use chunks::{ChatChunks, TextChunks};
@@ -204,6 +205,14 @@ fn content_parts(content: Value) -> Result<Vec<ContentPart>, ApiError> {
                     .and_then(|u| u.as_str().or_else(|| u.get("url").and_then(Value::as_str)))
                     .ok_or_else(|| ApiError::bad_request("invalid image input"))?;
                 Ok(ContentPart::Image(image(url)?))
+            }
+            // Sound travels with the images, as in Ollama (the runner tells them apart by their bytes).
+            Some("input_audio") => {
+                let audio = part.get("input_audio").filter(|a| a.is_object());
+                let audio = audio.ok_or_else(|| ApiError::bad_request("invalid input_audio format"))?;
+                let data = audio.get("data").and_then(Value::as_str);
+                let data = data.ok_or_else(|| ApiError::bad_request("invalid input_audio format: missing data"))?;
+                Ok(ContentPart::Image(data.to_string()))
             }
             other => {
                 Err(ApiError::bad_request(format!("invalid message content part type: {}", other.unwrap_or("(none)"))))
