@@ -11,16 +11,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
 cargo build --release --locked -p corral
-cargo build --release --locked -p corral-testkit --example tiny-projector
+cargo build --release --locked -p corral-testkit --example tiny-media
 cli=$(bench/build-mtmd-cli.sh)/llama-mtmd-cli
 models=$(scripts/fetch-models.sh)
 rounds=${ROUNDS:-3}
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 mkdir "$work/pictures"
-make=target/release/examples/tiny-projector
+make=target/release/examples/tiny-media
 $make --embd 576 --out "$work/tiny.gguf" --seed 7
-$make --embd 576 --out "$work/big.gguf" --shape vit-b16 --seed 7
+$make --projector vit-b16 --embd 576 --out "$work/big.gguf" --seed 7
 for s in 1 2 3; do $make --png "$work/pictures/p$s.png" --width 320 --height 240 --seed "$s"; done
 for s in $(seq 0 "$rounds"); do $make --png "$work/pictures/q$s.png" --width 640 --height 480 --seed $((100 + s)); done
 for s in $(seq 1 "$rounds"); do $make --png "$work/pictures/z$s.png" --width 640 --height 480 --seed $((200 + s)); done
