@@ -149,9 +149,20 @@ fn phantom(token: &str, control: bool) -> String {
     }
 }
 
-/// The GGUF name of a BERT tensor, or `None` for tensors GGUF does not keep.
-fn gguf_name(hf: &str) -> Option<String> {
+/// The GGUF name of a BERT tensor, or `None` for tensors GGUF does not keep. A cross-encoder
+/// (`classifier`) keeps its pooler and classifier as llama.cpp's `cls` and `cls.output`.
+fn gguf_name(hf: &str, classifier: bool) -> Option<String> {
     let hf = hf.strip_prefix("bert.").unwrap_or(hf);
+    let head = match hf {
+        "pooler.dense.weight" => "cls.weight",
+        "pooler.dense.bias" => "cls.bias",
+        "classifier.weight" => "cls.output.weight",
+        "classifier.bias" => "cls.output.bias",
+        _ => "",
+    };
+    if !head.is_empty() {
+        return classifier.then(|| head.to_string());
+    }
     let fixed = match hf {
         "embeddings.word_embeddings.weight" => "token_embd.weight",
         "embeddings.token_type_embeddings.weight" => "token_types.weight",
@@ -179,6 +190,22 @@ fn gguf_name(hf: &str) -> Option<String> {
         _ => return None,
     };
     Some(format!("blk.{n}.{part}.{kind}"))
+}
+
+/// A classifier's label names in id order (`id2label`), or one unnamed label.
+fn labels(config: &Value) -> Vec<String> {
+    let mut named: Vec<(u64, String)> = config
+        .get("id2label")
+        .and_then(Value::as_object)
+        .into_iter()
+        .flatten()
+        .filter_map(|(id, name)| Some((id.parse().ok()?, name.as_str()?.to_string())))
+        .collect();
+    named.sort();
+    if named.is_empty() {
+        return vec!["LABEL_0".into()];
+    }
+    named.into_iter().map(|(_, n)| n).collect()
 }
 
 /// What was converted, for the caller's messages.
@@ -215,8 +242,13 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
     let ctx = hparam(&config, "max_position_embeddings")?;
     let eps = config.get("layer_norm_eps").and_then(Value::as_f64).unwrap_or(1e-12) as f32;
     let type_vocab = config.get("type_vocab_size").and_then(Value::as_u64).unwrap_or(2) as u32;
+    // A cross-encoder (`BertForSequenceClassification`) scores a pair: llama.cpp's RANK pooling
+    // (4), one output per label.
+    let classifier = archs.contains(&"BertForSequenceClassification");
+    let labels = classifier.then(|| labels(&config));
     let pooling = match read_json(files, "1_Pooling/config.json")? {
-        Some(p) if p.get("pooling_mode_cls_token").and_then(Value::as_bool) == Some(true) => 2u32,
+        _ if classifier => 4u32,
+        Some(p) if p.get("pooling_mode_cls_token").and_then(Value::as_bool) == Some(true) => 2,
         _ => 1,
     };
 
@@ -258,9 +290,16 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
         )
         .set("tokenizer.ggml.token_type_count", MetaValue::U32(type_vocab))
         .set("tokenizer.ggml.add_bos_token", MetaValue::Bool(true))
-        .set("tokenizer.ggml.add_eos_token", MetaValue::Bool(false))
-        .set("tokenizer.ggml.add_sep_token", MetaValue::Bool(true))
+        // A pair is `[CLS] query [SEP] document [SEP]`: its [SEP]s are the EOS llama.cpp adds
+        // after each text; a single text is `[CLS] text [SEP]`, the separator added once.
+        .set("tokenizer.ggml.add_eos_token", MetaValue::Bool(classifier))
+        .set("tokenizer.ggml.add_sep_token", MetaValue::Bool(!classifier))
         .set("tokenizer.ggml.normalizer.lowercase", MetaValue::Bool(true));
+    if let Some(labels) = labels {
+        w.set("bert.classifier.output_labels", MetaValue::Array(ArrayValue::String(labels)));
+        let sep = id_of("[SEP]").ok_or_else(|| ConvertError::Invalid("the vocabulary has no [SEP] token".into()))?;
+        w.set("tokenizer.ggml.eos_token_id", MetaValue::U32(sep));
+    }
     for (key, token) in [
         ("tokenizer.ggml.bos_token_id", "[CLS]"),
         ("tokenizer.ggml.cls_token_id", "[CLS]"),
@@ -283,7 +322,7 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
     for shard in shards {
         let st = Safetensors::parse(read(files, shard)?.unwrap_or_default())?;
         for hf in st.names().map(String::from).collect::<Vec<_>>() {
-            let Some(name) = gguf_name(&hf) else { continue };
+            let Some(name) = gguf_name(&hf, classifier) else { continue };
             let t = st.get(&hf)?;
             parameters += t.values.len() as u64;
             let dims: Vec<u64> = t.shape.iter().rev().copied().collect();
@@ -308,6 +347,9 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
             required.push(format!("blk.{n}.{part}.weight"));
         }
     }
+    if classifier {
+        required.push("cls.output.weight".into());
+    }
     if let Some(missing) = required.iter().find(|r| !written.contains_key(*r)) {
         return Err(ConvertError::Invalid(format!("the model has no tensor for {missing}")));
     }
@@ -328,14 +370,27 @@ mod tests {
 
     #[test]
     fn names_map_to_gguf_bert() {
-        assert_eq!(gguf_name("embeddings.word_embeddings.weight").as_deref(), Some("token_embd.weight"));
+        assert_eq!(gguf_name("embeddings.word_embeddings.weight", false).as_deref(), Some("token_embd.weight"));
         assert_eq!(
-            gguf_name("bert.encoder.layer.5.output.LayerNorm.bias").as_deref(),
+            gguf_name("bert.encoder.layer.5.output.LayerNorm.bias", false).as_deref(),
             Some("blk.5.layer_output_norm.bias")
         );
-        assert_eq!(gguf_name("encoder.layer.0.attention.self.query.weight").as_deref(), Some("blk.0.attn_q.weight"));
-        assert_eq!(gguf_name("embeddings.position_ids"), None);
-        assert_eq!(gguf_name("pooler.dense.weight"), None);
+        assert_eq!(
+            gguf_name("encoder.layer.0.attention.self.query.weight", false).as_deref(),
+            Some("blk.0.attn_q.weight")
+        );
+        assert_eq!(gguf_name("embeddings.position_ids", false), None);
+        // The pooler and classifier are kept for a cross-encoder only.
+        assert_eq!(gguf_name("pooler.dense.weight", false), None);
+        assert_eq!(gguf_name("bert.pooler.dense.weight", true).as_deref(), Some("cls.weight"));
+        assert_eq!(gguf_name("classifier.bias", true).as_deref(), Some("cls.output.bias"));
+    }
+
+    #[test]
+    fn a_classifier_names_its_labels_in_id_order() {
+        let config = serde_json::json!({"id2label": {"1": "relevant", "0": "irrelevant"}});
+        assert_eq!(labels(&config), ["irrelevant", "relevant"]);
+        assert_eq!(labels(&serde_json::json!({})), ["LABEL_0"]);
     }
 
     #[test]

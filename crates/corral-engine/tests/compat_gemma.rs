@@ -30,7 +30,7 @@ fn embed(path: &std::path::Path) -> Embedded {
     let opts = LoadOptions { embedding: true, ..options(path, 512, 2) };
     let engine = LlamaEngine::load(opts, |_| {}).unwrap_or_else(|e| panic!("{} does not load: {e}", path.display()));
     let inputs = ["Hello", "Once upon a time, in a land far away, there lived a cat.", "The quick brown fox"];
-    engine.embed(EmbedRequest { inputs: inputs.map(String::from).to_vec(), truncate: false }).unwrap()
+    engine.embed(EmbedRequest { inputs: inputs.map(String::from).to_vec(), truncate: false, query: None }).unwrap()
 }
 
 /// Ollama's copy keeps the old prefix's keys only until the translation moves them: the

@@ -87,13 +87,20 @@ fn model_info(gguf: &Gguf, verbose: bool) -> Map<String, Value> {
     info
 }
 
+/// `<arch>.pooling_type` of a reranker (llama.cpp's `LLAMA_POOLING_TYPE_RANK`).
+const RANK_POOLING: u64 = 4;
+
 /// What the model can do, judged from its metadata and templates (Ollama's rules).
 /// `loaded`: what the runner loads of the weights (a published layout's vision tower is not).
 pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>, loaded: Loaded) -> Vec<String> {
     let mut caps = Vec::new();
     let arch_key = |suffix: &str| gguf.and_then(|g| g.architecture().map(|a| format!("{a}.{suffix}")));
     let has = |key: Option<String>| key.is_some_and(|k| gguf.is_some_and(|g| g.get(&k).is_some()));
-    if has(arch_key("pooling_type")) {
+    // llama.cpp's RANK pooling (4): a cross-encoder whose output is a relevance score.
+    let pooling = arch_key("pooling_type").and_then(|k| gguf.and_then(|g| g.get_u64(&k)));
+    if pooling == Some(RANK_POOLING) {
+        caps.push("rerank");
+    } else if has(arch_key("pooling_type")) {
         caps.push("embedding");
     } else if gguf.is_some() {
         caps.push("completion");

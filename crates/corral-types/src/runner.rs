@@ -176,6 +176,10 @@ pub struct EmbedRequest {
     pub inputs: Vec<String>,
     /// Cut inputs longer than the context instead of failing.
     pub truncate: bool,
+    /// Rerank: each input is a document scored against this query, as one pair (a reranker's
+    /// pooled output is the pair's relevance score).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub query: Option<String>,
 }
 
 /// Raw (not normalised) pooled embeddings, one per input, and the tokens they took.

@@ -1,7 +1,8 @@
 //! The official client libraries (ollama-python, openai, anthropic, pinned in
 //! `tests/clients/requirements.txt`) driving a real `corral serve` with real models: SmolLM2 for
 //! answers, Qwen2.5-Coder 0.5B for tool calls, all-MiniLM-L6-v2 (imported from safetensors) for
-//! embeddings, SmolLM2 with random-weight projectors for images and for sound. The server asks for an API key, which every client sends its own way (and a wrong
+//! embeddings, SmolLM2 with random-weight projectors for images and for sound, and a random-weight
+//! cross-encoder for reranking. The server asks for an API key, which every client sends its own way (and a wrong
 //! one gets each client's own authentication error). The assertions are in the Python tests under
 //! `tests/clients/`; this harness starts the server, creates the models and runs pytest.
 //!
@@ -66,6 +67,13 @@ fn official_client_libraries() {
     std::fs::write(&modelfile, from).unwrap();
     let out = server.corral(&["create", "smolaudio", "-f", modelfile.to_str().unwrap()]);
     assert!(out.status.success(), "create smolaudio: {}", stderr(&out));
+    // A random-weight cross-encoder reranker (BERT, llama.cpp's RANK pooling).
+    let reranker = dir.path().join("reranker.gguf");
+    std::fs::write(&reranker, corral_testkit::reranker::tiny_reranker(1)).unwrap();
+    let modelfile = dir.path().join("reranker");
+    std::fs::write(&modelfile, format!("FROM {}\n", reranker.display())).unwrap();
+    let out = server.corral(&["create", "reranker", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "create reranker: {}", stderr(&out));
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])

@@ -18,9 +18,23 @@ impl Loop<'_, '_, '_> {
         let limit = self.num_ctx as usize;
         let sep = self.model.vocab().sep();
         let mut seqs = Vec::with_capacity(req.inputs.len());
+        let vocab = self.model.vocab();
         for text in &req.inputs {
-            // Special tokens are added ([CLS] … [SEP]) but not parsed out of the text.
-            let tokens = self.model.vocab().tokenize(text.as_bytes(), true, false);
+            let tokens = match &req.query {
+                // Special tokens are added ([CLS] … [SEP]) but not parsed out of the text.
+                None => vocab.tokenize(text.as_bytes(), true, false),
+                Some(query) => {
+                    let words = |t: &str| vocab.tokenize(t.as_bytes(), false, false);
+                    let specials = Specials {
+                        bos: vocab.should_add_bos().then(|| vocab.bos()),
+                        // A vocabulary without an EOS token closes with its separator.
+                        eos: vocab.should_add_eos().then(|| if vocab.eos().0 >= 0 { vocab.eos() } else { vocab.sep() }),
+                        sep: vocab.should_add_sep().then(|| vocab.sep()).filter(|t| t.0 >= 0),
+                    };
+                    pair(words(query), words(text), specials)
+                }
+            };
+            // A pair that is too long loses the end of its document, never the query.
             seqs.push(fit(tokens, limit, req.truncate, sep)?);
         }
         let lens: Vec<usize> = seqs.iter().map(Vec::len).collect();
@@ -54,6 +68,27 @@ impl Loop<'_, '_, '_> {
         let prompt_tokens = lens.iter().sum::<usize>() as u32;
         Ok(Embedded { vectors, prompt_tokens })
     }
+}
+
+/// The special tokens a model's vocabulary adds around its inputs (`None`: not added).
+#[derive(Debug, Clone, Copy)]
+struct Specials {
+    bos: Option<LlamaToken>,
+    eos: Option<LlamaToken>,
+    sep: Option<LlamaToken>,
+}
+
+/// A query and a document as one reranker input, laid out as llama.cpp's server lays them out:
+/// `BOS query EOS SEP document EOS`, each special token where the vocabulary adds it.
+fn pair(query: Vec<LlamaToken>, document: Vec<LlamaToken>, s: Specials) -> Vec<LlamaToken> {
+    let mut tokens = Vec::with_capacity(query.len() + document.len() + 4);
+    tokens.extend(s.bos);
+    tokens.extend(query);
+    tokens.extend(s.eos);
+    tokens.extend(s.sep);
+    tokens.extend(document);
+    tokens.extend(s.eos);
+    tokens
 }
 
 /// One input's `tokens` fitted to a context of `limit` tokens: unchanged when they fit, else an
@@ -124,6 +159,20 @@ mod tests {
         assert_eq!(fit(tokens(&[101, 7, 8, 9, 102]), 4, true, SEP), Ok(tokens(&[101, 7, 8, 102])));
         // A model without a closing separator is simply cut.
         assert_eq!(fit(tokens(&[1, 7, 8, 9, 10]), 4, true, SEP), Ok(tokens(&[1, 7, 8, 9])));
+    }
+
+    #[test]
+    fn a_pair_is_laid_out_as_llama_cpp_lays_it_out() {
+        let (q, d) = (tokens(&[7, 8]), tokens(&[9]));
+        // A BERT cross-encoder converted by llama.cpp: [CLS] q [SEP] d [SEP].
+        let bert = Specials { bos: Some(LlamaToken(101)), eos: Some(SEP), sep: None };
+        assert_eq!(pair(q.clone(), d.clone(), bert), tokens(&[101, 7, 8, 102, 9, 102]));
+        // With a separator of its own after the query's end.
+        let both = Specials { bos: Some(LlamaToken(0)), eos: Some(LlamaToken(2)), sep: Some(LlamaToken(2)) };
+        assert_eq!(pair(q.clone(), d.clone(), both), tokens(&[0, 7, 8, 2, 2, 9, 2]));
+        // A separator only: between the two, nothing after the document.
+        let sep_only = Specials { bos: Some(LlamaToken(101)), eos: None, sep: Some(SEP) };
+        assert_eq!(pair(q, d, sep_only), tokens(&[101, 7, 8, 102, 9]));
     }
 
     #[test]

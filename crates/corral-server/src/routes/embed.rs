@@ -21,18 +21,20 @@ use crate::{ApiError, AppState};
 /// Sequences an embedding runner takes in one batch.
 const EMBED_SLOTS: u32 = 8;
 
-/// Raw vectors and what they cost.
-struct Embeddings {
-    vectors: Vec<Vec<f32>>,
-    prompt_tokens: u32,
-    load_ns: u64,
+/// Raw vectors (or a reranker's scores) and what they cost.
+pub(super) struct Embeddings {
+    pub(super) vectors: Vec<Vec<f32>>,
+    pub(super) prompt_tokens: u32,
+    pub(super) load_ns: u64,
 }
 
-/// Embeds `inputs` with `model`. No inputs only loads the model.
-async fn embed(
+/// Embeds `inputs` with `model`, or with `query` scores each input against it (a reranker). No
+/// inputs only loads the model.
+pub(super) async fn embed(
     state: &AppState,
     model: &str,
     inputs: Vec<String>,
+    query: Option<String>,
     truncate: bool,
     keep_alive: Option<&Value>,
     options: Option<&Map<String, Value>>,
@@ -41,7 +43,10 @@ async fn embed(
     let name = parse_name(model)?;
     let keep_alive = infer::keep_alive(state, keep_alive)?;
     let r: Resolved = infer::resolve(state, &name, model).await?;
-    r.require("embedding", "embeddings")?;
+    match query {
+        Some(_) => r.require("rerank", "reranking")?,
+        None => r.require("embedding", "embeddings")?,
+    }
     let mut eff = resolve_options(state, &r, &request_options(options)?)?;
     eff.load.embedding = true;
     eff.load.parallel = EMBED_SLOTS;
@@ -50,7 +55,7 @@ async fn embed(
     if inputs.is_empty() {
         return Ok(Embeddings { vectors: Vec::new(), prompt_tokens: 0, load_ns });
     }
-    let out = lease.runner.embed(EmbedRequest { inputs, truncate }).await?;
+    let out = lease.runner.embed(EmbedRequest { inputs, truncate, query }).await?;
     Ok(Embeddings { vectors: out.vectors, prompt_tokens: out.prompt_tokens, load_ns })
 }
 
@@ -153,9 +158,16 @@ pub(super) async fn api_embed(
     let started = Instant::now();
     let texts = inputs(&req.input)?;
     let dims = dimensions(req.dimensions)?;
-    let e =
-        embed(&state, &req.model, texts, req.truncate.unwrap_or(true), req.keep_alive.as_ref(), req.options.as_ref())
-            .await?;
+    let e = embed(
+        &state,
+        &req.model,
+        texts,
+        None,
+        req.truncate.unwrap_or(true),
+        req.keep_alive.as_ref(),
+        req.options.as_ref(),
+    )
+    .await?;
     let vectors: Vec<Vec<f32>> = e.vectors.into_iter().map(|v| normalise(v, dims)).collect();
     Ok(Json(EmbedResponse {
         model: req.model,
@@ -183,7 +195,7 @@ pub(super) async fn api_embeddings(
     JsonBody(req): JsonBody<LegacyBody>,
 ) -> Result<Response, ApiError> {
     let texts = if req.prompt.is_empty() { Vec::new() } else { vec![req.prompt.clone()] };
-    let e = embed(&state, &req.model, texts, true, req.keep_alive.as_ref(), req.options.as_ref()).await?;
+    let e = embed(&state, &req.model, texts, None, true, req.keep_alive.as_ref(), req.options.as_ref()).await?;
     let vector: Vec<f64> = e.vectors.into_iter().next().unwrap_or_default().into_iter().map(f64::from).collect();
     Ok(Json(LegacyResponse { embedding: vector }).into_response())
 }
@@ -218,7 +230,7 @@ pub(super) async fn openai_embeddings(
         _ => return Err(ApiError::bad_request("invalid input")),
     };
     let dims = dimensions(req.dimensions)?;
-    let e = embed(&state, &req.model, texts, true, None, None).await?;
+    let e = embed(&state, &req.model, texts, None, true, None, None).await?;
     let data: Vec<OpenAiEmbedding> = e
         .vectors
         .into_iter()

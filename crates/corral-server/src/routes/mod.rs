@@ -8,6 +8,7 @@ mod models;
 mod native;
 mod openai;
 mod ps;
+mod rerank;
 mod responses;
 mod transfer;
 
@@ -43,10 +44,14 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/metrics", get(crate::metrics::metrics))
         .route("/api/embed", post(embed::api_embed))
         .route("/api/embeddings", post(embed::api_embeddings))
+        .route("/api/rerank", post(rerank::api_rerank))
         .route("/api/pull", post(transfer::pull))
         .route("/api/push", post(transfer::push));
     let openai = Router::new()
         .route("/v1/embeddings", post(embed::openai_embeddings))
+        .route("/v1/rerank", post(rerank::v1_rerank))
+        .route("/v1/reranking", post(rerank::v1_rerank))
+        .route("/rerank", post(rerank::v1_rerank))
         .route("/v1/chat/completions", post(openai::chat_completions))
         .route("/v1/completions", post(openai::completions))
         .route("/v1/responses", post(responses::responses))
