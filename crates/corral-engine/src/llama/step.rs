@@ -125,10 +125,9 @@ impl Loop<'_, '_, '_> {
             self.drop_cancelled();
             self.admit(&mut waiting);
             self.close_gaps();
-            if self.feed_medium() {
-                // It took a decode of its own: newly cancelled jobs and new requests come first.
-                continue;
-            }
+            // At most one image or sound per turn, so that with several waiting the other jobs
+            // still get a step between them.
+            self.feed_medium();
             if self.fill(&mut batch) == 0 {
                 continue;
             }
@@ -247,17 +246,13 @@ impl Loop<'_, '_, '_> {
     }
 
     /// Decodes the next image or sound of one job whose prompt has reached it, taking turns
-    /// between jobs; true if one was decoded (or failed). A medium is decoded alone, as `mtmd`
-    /// decodes embeddings, between two of the loop's batches.
-    fn feed_medium(&mut self) -> bool {
-        let Some(projector) = self.projector.as_mut() else { return false };
+    /// between jobs. A medium is decoded alone, as `mtmd` decodes embeddings, between two of the
+    /// loop's batches.
+    fn feed_medium(&mut self) {
+        let Some(projector) = self.projector.as_mut() else { return };
         let n = self.slots.len();
-        let Some(i) = (0..n)
-            .map(|k| (self.rotate + k) % n)
-            .find(|&i| self.slots[i].as_ref().is_some_and(|j| j.medium_due().is_some()))
-        else {
-            return false;
-        };
+        let due = |i: &usize| self.slots[*i].as_ref().is_some_and(|j| j.medium_due().is_some());
+        let Some(i) = (0..n).map(|k| (self.rotate + k) % n).find(due) else { return };
         let job = self.slots[i].as_mut().expect("found above");
         let group = job.medium_due().expect("found above");
         let end = group.end();
@@ -269,8 +264,6 @@ impl Loop<'_, '_, '_> {
             Err(msg) => self.fail(i, &msg),
         }
         self.rotate = (i + 1) % n;
-        self.publish_cells();
-        true
     }
 
     /// What a drafted token costs and a kept one saves at a step with `decoding` plain tokens, once
