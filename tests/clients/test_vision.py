@@ -63,6 +63,14 @@ def test_ollama_chat_with_image_paths(native):
     assert first.prompt_eval_count > text_only.prompt_eval_count
 
 
+def test_webp_is_the_same_picture(native):
+    # a.webp holds a.png's pixels: the server decodes WebP itself (llama.cpp cannot).
+    a, _ = pictures()
+    answers = [native.chat(model=VISION, messages=[{"role": "user", "content": ASK, "images": [str(p)]}],
+                           options=OPTIONS).message.content for p in (a, a.with_suffix(".webp"))]
+    assert answers[0] and answers[0] == answers[1]
+
+
 def test_ollama_generate_with_image_bytes(native):
     a, b = pictures()
     answers = [native.generate(model=VISION, prompt=ASK, images=[p.read_bytes()], options=OPTIONS).response

@@ -185,24 +185,12 @@ impl Tensors {
 /// corner colours with a little per-pixel noise, so that two seeds differ everywhere, also after a
 /// projector shrinks them to a few patches.
 pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
-    assert!(width > 0 && height > 0, "a PNG has at least one pixel");
-    let mut rng = StdRng::seed_from_u64(seed);
-    let corners: [[f32; 3]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.gen_range(0.0..255.0)));
-    let [top_left, top_right, bottom_left, bottom_right] = corners;
-    let mix = |a: [f32; 3], b: [f32; 3], t: f32| -> [f32; 3] { std::array::from_fn(|c| a[c] * (1.0 - t) + b[c] * t) };
-    let fraction = |i: u32, n: u32| if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 };
-    // Each row: filter type 0 (none), then RGB triples.
-    let mut raw = Vec::with_capacity(height as usize * (1 + 3 * width as usize));
-    for y in 0..height {
+    // Each row: filter type 0 (none), then its RGB triples.
+    let row = 3 * width as usize;
+    let mut raw = Vec::with_capacity(height as usize * (1 + row));
+    for line in pixels(width, height, seed).chunks(row) {
         raw.push(0);
-        let fy = fraction(y, height);
-        for x in 0..width {
-            let fx = fraction(x, width);
-            let colour = mix(mix(top_left, top_right, fx), mix(bottom_left, bottom_right, fx), fy);
-            for v in colour {
-                raw.push((v + rng.gen_range(-12.0..12.0)).clamp(0.0, 255.0) as u8);
-            }
-        }
+        raw.extend_from_slice(line);
     }
     let mut ihdr = Vec::with_capacity(13);
     ihdr.extend_from_slice(&width.to_be_bytes());
@@ -214,6 +202,29 @@ pub fn png(width: u32, height: u32, seed: u64) -> Vec<u8> {
     chunk(&mut out, b"IHDR", &ihdr);
     chunk(&mut out, b"IDAT", &zlib_stored(&raw));
     chunk(&mut out, b"IEND", &[]);
+    out
+}
+
+/// The RGB pixels of [`png`]'s picture, row after row from the top (for writing the same picture
+/// in another format).
+pub fn pixels(width: u32, height: u32, seed: u64) -> Vec<u8> {
+    assert!(width > 0 && height > 0, "a picture has at least one pixel");
+    let mut rng = StdRng::seed_from_u64(seed);
+    let corners: [[f32; 3]; 4] = std::array::from_fn(|_| std::array::from_fn(|_| rng.gen_range(0.0..255.0)));
+    let [top_left, top_right, bottom_left, bottom_right] = corners;
+    let mix = |a: [f32; 3], b: [f32; 3], t: f32| -> [f32; 3] { std::array::from_fn(|c| a[c] * (1.0 - t) + b[c] * t) };
+    let fraction = |i: u32, n: u32| if n > 1 { i as f32 / (n - 1) as f32 } else { 0.0 };
+    let mut out = Vec::with_capacity(height as usize * 3 * width as usize);
+    for y in 0..height {
+        let fy = fraction(y, height);
+        for x in 0..width {
+            let fx = fraction(x, width);
+            let colour = mix(mix(top_left, top_right, fx), mix(bottom_left, bottom_right, fx), fy);
+            for v in colour {
+                out.push((v + rng.gen_range(-12.0..12.0)).clamp(0.0, 255.0) as u8);
+            }
+        }
+    }
     out
 }
 

@@ -46,6 +46,11 @@ fn official_client_libraries() {
     std::fs::create_dir(&images).unwrap();
     std::fs::write(images.join("a.png"), corral_testkit::projector::png(64, 48, 1)).unwrap();
     std::fs::write(images.join("b.png"), corral_testkit::projector::png(64, 48, 2)).unwrap();
+    // The first picture again as a (lossless) WebP, which the server turns into pixels llama.cpp reads.
+    let mut webp = Vec::new();
+    let rgb = corral_testkit::projector::pixels(64, 48, 1);
+    image_webp::WebPEncoder::new(&mut webp).encode(&rgb, 64, 48, image_webp::ColorType::Rgb8).unwrap();
+    std::fs::write(images.join("a.webp"), webp).unwrap();
     let modelfile = dir.path().join("smolvlm");
     let from = format!("FROM {}\nFROM {}\n", corral_testkit::smollm2().display(), projector.display());
     std::fs::write(&modelfile, from).unwrap();

@@ -4,7 +4,9 @@
 //! Each image is checked here, before any runner sees it: its bytes must be base64, its format
 //! one the runner decodes (sniffed from its first bytes, never trusted from a name or a MIME type),
 //! and an image's size, read from its header, at most [`MAX_PIXELS`], so a small file that would
-//! inflate to gigabytes of pixels (a decompression bomb) is refused before it is decoded.
+//! inflate to gigabytes of pixels (a decompression bomb) is refused before it is decoded. WebP,
+//! which clients send (OpenAI's `data:image/webp`) but llama.cpp's image reader does not know, is
+//! decoded here (its first frame, after the same size check) and sent on as a BMP.
 //!
 //! Where an image goes in the prompt is marked as Ollama marks it: its message's content gets one
 //! tag per image in front (or in place of each `[img]` it holds), and the template renders the
@@ -31,6 +33,7 @@ pub enum Format {
     Jpeg,
     Gif,
     Bmp,
+    Webp,
     Wav,
     Mp3,
     Flac,
@@ -48,6 +51,8 @@ impl Format {
             Format::Gif
         } else if at(0, b"BM") && data.len() >= 26 {
             Format::Bmp
+        } else if at(0, b"RIFF") && at(8, b"WEBP") {
+            Format::Webp
         } else if at(0, b"RIFF") && at(8, b"WAVE") {
             Format::Wav
         } else if at(0, b"fLaC") {
@@ -60,7 +65,7 @@ impl Format {
     }
 
     fn is_image(self) -> bool {
-        matches!(self, Format::Png | Format::Jpeg | Format::Gif | Format::Bmp)
+        matches!(self, Format::Png | Format::Jpeg | Format::Gif | Format::Bmp | Format::Webp)
     }
 }
 
@@ -75,6 +80,10 @@ fn dimensions(format: Format, data: &[u8]) -> Option<(u64, u64)> {
         Format::Gif => Some((le16(6)?, le16(8)?)),
         Format::Bmp => Some((le32(18)?, le32(22)?)),
         Format::Jpeg => jpeg_dimensions(data),
+        Format::Webp => image_webp::WebPDecoder::new(std::io::Cursor::new(data))
+            .ok()
+            .map(|d| d.dimensions())
+            .map(|(w, h)| (u64::from(w), u64::from(h))),
         _ => None,
     }
 }
@@ -110,8 +119,53 @@ pub fn decode(index: usize, base64: &str) -> Result<Vec<u8>, ApiError> {
     let data = base64::engine::general_purpose::STANDARD
         .decode(base64.trim().as_bytes())
         .map_err(|e| ApiError::bad_request(format!("invalid image input: image {index} is not valid base64 ({e})")))?;
-    check(index, &data)?;
-    Ok(data)
+    match check(index, &data)? {
+        Format::Webp => webp_to_bmp(index, &data),
+        _ => Ok(data),
+    }
+}
+
+/// A WebP picture (checked) as an uncompressed 24-bit BMP, which llama.cpp reads.
+fn webp_to_bmp(index: usize, data: &[u8]) -> Result<Vec<u8>, ApiError> {
+    let bad = |e: image_webp::DecodingError| {
+        ApiError::bad_request(format!("invalid image input: image {index} is not a readable WebP picture ({e})"))
+    };
+    let mut decoder = image_webp::WebPDecoder::new(std::io::Cursor::new(data)).map_err(bad)?;
+    let (w, h) = decoder.dimensions();
+    let size = decoder.output_buffer_size().ok_or_else(|| bad(image_webp::DecodingError::ImageTooLarge))?;
+    let mut pixels = vec![0; size];
+    decoder.read_image(&mut pixels).map_err(bad)?;
+    let channels = if decoder.has_alpha() { 4 } else { 3 };
+    Ok(bmp(w, h, &pixels, channels))
+}
+
+/// A bottom-up 24-bit BMP of `w`×`h` pixels given top-down with `channels` bytes each (RGB or
+/// RGBA, whose alpha is dropped).
+fn bmp(w: u32, h: u32, pixels: &[u8], channels: usize) -> Vec<u8> {
+    let row = (w as usize * 3).div_ceil(4) * 4;
+    let image = row * h as usize;
+    let mut out = Vec::with_capacity(54 + image);
+    out.extend_from_slice(b"BM");
+    out.extend_from_slice(&(54 + image as u32).to_le_bytes());
+    out.extend_from_slice(&[0, 0, 0, 0]);
+    out.extend_from_slice(&54u32.to_le_bytes());
+    out.extend_from_slice(&40u32.to_le_bytes());
+    out.extend_from_slice(&(w as i32).to_le_bytes());
+    out.extend_from_slice(&(h as i32).to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&24u16.to_le_bytes());
+    out.extend_from_slice(&[0; 4]); // no compression
+    out.extend_from_slice(&(image as u32).to_le_bytes());
+    out.extend_from_slice(&[0; 16]); // resolution, palette
+    for y in (0..h as usize).rev() {
+        let start = out.len();
+        for x in 0..w as usize {
+            let p = &pixels[(y * w as usize + x) * channels..][..3];
+            out.extend_from_slice(&[p[2], p[1], p[0]]);
+        }
+        out.resize(start + row, 0);
+    }
+    out
 }
 
 /// Checks the bytes of image `index`: a format the runner reads and, for a picture, a size that
@@ -120,7 +174,7 @@ pub fn check(index: usize, data: &[u8]) -> Result<Format, ApiError> {
     let Some(format) = Format::sniff(data) else {
         let head: String = data.iter().take(8).map(|b| format!("{b:02x}")).collect();
         return Err(ApiError::bad_request(format!(
-            "invalid image input: image {index} ({} bytes, starting {head}) is not a PNG, JPEG, GIF, BMP, WAV, MP3 or FLAC file",
+            "invalid image input: image {index} ({} bytes, starting {head}) is not a PNG, JPEG, GIF, BMP, WebP, WAV, MP3 or FLAC file",
             data.len()
         )));
     };
@@ -256,6 +310,26 @@ mod tests {
         assert!(e.message.contains("image 1 (Gif, 6 bytes) is truncated"), "{}", e.message);
         let e = decode(3, &b64(b"hello world")).unwrap_err();
         assert!(e.message.contains("starting 68656c6c6f20776f"), "{}", e.message);
+    }
+
+    #[test]
+    fn webp_is_sent_as_the_same_pixels_in_a_bmp() {
+        // 3×2 pixels, lossless, each its own colour.
+        let rgb: Vec<u8> = (0..18).map(|i| (i * 13) as u8).collect();
+        let mut webp = Vec::new();
+        image_webp::WebPEncoder::new(&mut webp).encode(&rgb, 3, 2, image_webp::ColorType::Rgb8).unwrap();
+        assert_eq!(Format::sniff(&webp), Some(Format::Webp));
+        assert_eq!(dimensions(Format::Webp, &webp), Some((3, 2)));
+        let out = decode(0, &b64(&webp)).unwrap();
+        assert_eq!(Format::sniff(&out), Some(Format::Bmp));
+        assert_eq!(dimensions(Format::Bmp, &out), Some((3, 2)));
+        // Rows of 9 bytes padded to 12, bottom row first, BGR.
+        assert_eq!(out.len(), 54 + 2 * 12);
+        assert_eq!(&out[54..57], &[rgb[11], rgb[10], rgb[9]]);
+        assert_eq!(&out[66..69], &[rgb[2], rgb[1], rgb[0]]);
+        // A WebP cut short is a 400, not a panic.
+        let e = decode(1, &b64(&webp[..webp.len() / 2])).unwrap_err();
+        assert!(e.message.starts_with("invalid image input: image 1"), "{}", e.message);
     }
 
     #[test]
