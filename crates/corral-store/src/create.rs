@@ -193,6 +193,7 @@ impl Store {
                 if files.is_empty() {
                     return Err(CreateError::Unsupported("neither 'from' or 'files' was specified".into()));
                 }
+                let mut projectors = Vec::new();
                 for (file, digest) in files {
                     check_relative(file)?;
                     pins.absorb(self.pin_existing(&[*digest]).map_err(blob_error)?);
@@ -205,6 +206,7 @@ impl Store {
                     let size = self.blob_size(digest)?;
                     if is_projector(&g) {
                         base.push(Layer::new(MEDIA_TYPE_PROJECTOR, *digest, size));
+                        projectors.push((file.clone(), g));
                     } else if weights.is_some() {
                         return Err(CreateError::Unsupported(format!(
                             "more than one GGUF model among the files ({file}); split GGUF models are not supported yet"
@@ -214,8 +216,14 @@ impl Store {
                         weights = Some(g);
                     }
                 }
-                if weights.is_none() {
+                let Some(model) = &weights else {
                     return Err(CreateError::Unsupported("no GGUF model among the files".into()));
+                };
+                let n_embd = model.arch_u64("embedding_length").unwrap_or(0);
+                for (file, projector) in &projectors {
+                    if let Some(why) = crate::projector::mismatch(projector, n_embd).filter(|_| n_embd > 0) {
+                        return Err(CreateError::Unsupported(format!("projector {file} does not fit the model: {why}")));
+                    }
                 }
             }
         }

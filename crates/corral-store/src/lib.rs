@@ -26,6 +26,7 @@ mod model;
 #[cfg(feature = "tokio")]
 mod nonblocking;
 mod partial;
+mod projector;
 mod prune;
 mod refs;
 

@@ -434,3 +434,29 @@ fn temp_files_of_a_dead_writer_are_removed_at_once() {
     assert!(blobs.join(&live).exists() && blobs.join(&parent).exists());
     every_manifest_is_complete(&store);
 }
+
+/// Issue 29: a vision model is its weights plus a projector (two GGUF files), the projector kept
+/// as the `projector` layer; one made for a model of another width is refused at create, naming
+/// both widths, with nothing stored.
+#[test]
+fn issue_29_a_projector_must_fit_its_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let model = store.import_blob(&tiny_bytes()[..], None).unwrap().digest;
+    let fits = store.import_blob(&corral_testkit::projector::tiny_vision_projector(32, 1)[..], None).unwrap().digest;
+    let wide = store.import_blob(&corral_testkit::projector::tiny_vision_projector(576, 1)[..], None).unwrap().digest;
+    let files = |projector| ModelSource::Files(vec![("m.gguf".into(), model), ("mmproj.gguf".into(), projector)]);
+
+    let before = tree(dir.path());
+    let e = store.prepare_create(spec("vlm", files(wide))).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "projector mmproj.gguf does not fit the model: its embeddings are 576 wide and the model's are 32: it was made for another model"
+    );
+    assert_eq!(tree(dir.path()), before);
+
+    create(&store, spec("vlm", files(fits)));
+    let m = store.load_model(&name("vlm")).unwrap();
+    assert_eq!(m.projector_paths.len(), 1);
+    assert!(m.model_path.is_some());
+}
