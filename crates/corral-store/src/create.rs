@@ -222,7 +222,9 @@ impl Store {
                 let n_embd = model.arch_u64("embedding_length").unwrap_or(0);
                 for (file, projector) in &projectors {
                     if let Some(why) = crate::projector::mismatch(projector, n_embd).filter(|_| n_embd > 0) {
-                        return Err(CreateError::Unsupported(format!("projector {file} does not fit the model: {why}")));
+                        return Err(CreateError::Unsupported(format!(
+                            "projector {file} does not fit the model: {why}"
+                        )));
                     }
                 }
             }

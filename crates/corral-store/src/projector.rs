@@ -10,7 +10,8 @@ use corral_gguf::Gguf;
 
 /// The width of the embeddings the projector `g` produces, where its type is known.
 pub fn output_width(g: &Gguf) -> Option<u64> {
-    let dim = |name: &str, axis: usize| g.tensors.iter().find(|t| t.name == name).and_then(|t| t.dims.get(axis).copied());
+    let dim =
+        |name: &str, axis: usize| g.tensors.iter().find(|t| t.name == name).and_then(|t| t.dims.get(axis).copied());
     let kind = g.get_str("clip.projector_type").or_else(|| g.get_str("clip.vision.projector_type"))?;
     match kind {
         // LLaVA's MLP and the projectors built like it: the second linear layer's outputs.
@@ -28,7 +29,6 @@ pub fn output_width(g: &Gguf) -> Option<u64> {
 /// Why a projector does not fit a language model of `n_embd`, if it does not.
 pub fn mismatch(projector: &Gguf, n_embd: u64) -> Option<String> {
     let width = output_width(projector)?;
-    (width != n_embd).then(|| {
-        format!("its embeddings are {width} wide and the model's are {n_embd}: it was made for another model")
-    })
+    (width != n_embd)
+        .then(|| format!("its embeddings are {width} wide and the model's are {n_embd}: it was made for another model"))
 }

@@ -261,6 +261,16 @@ pub fn place(prompt: &str, mut images: Vec<Vec<u8>>) -> (String, Vec<Media>) {
     (out, media)
 }
 
+/// A rendered prompt without its tags, and how many there were.
+pub fn without_tags(prompt: &str) -> (String, usize) {
+    let (text, media) = place(prompt, vec![Vec::new(); MAX_TAGGED]);
+    (text, media.len())
+}
+
+/// More images than a request may carry ([`super::request::MAX_IMAGES`]), so that every tag of
+/// one is found.
+const MAX_TAGGED: usize = 1024;
+
 /// A rendered prompt as `_debug_render_only` shows it: each tag as Ollama's `[img-N]`.
 pub fn show_tags(prompt: &str) -> String {
     let open = format!("<__corral_media_{}_", key());
@@ -373,6 +383,13 @@ mod tests {
         assert_eq!(prompt, "first|first");
         assert_eq!(media.len(), 1);
         assert!(!media[0].data.is_empty());
+    }
+
+    #[test]
+    fn tags_are_counted_for_fitting() {
+        let prompt = format!("a{}b{}c", tag(0), tag(5));
+        assert_eq!(without_tags(&prompt), ("abc".to_string(), 2));
+        assert_eq!(without_tags("plain"), ("plain".to_string(), 0));
     }
 
     #[test]

@@ -168,6 +168,10 @@ fn stops_for_template(text: &str) -> Vec<String> {
     END_OF_TURN.iter().filter(|m| text.contains(*m) && !(harmony && **m == "<|end|>")).map(|m| m.to_string()).collect()
 }
 
+/// What an image is taken to cost when fitting a conversation to the context (Ollama's figure; the
+/// runner refuses a prompt whose real count does not fit).
+const IMAGE_TOKENS: usize = 768;
+
 /// The prompt for `messages`, dropping the oldest turns (never a system message, never the last
 /// message) until it fits in `num_ctx`. With `truncate` off, or when even the last message alone
 /// does not fit, that is a 400 rather than a silently cut prompt.
@@ -181,7 +185,9 @@ pub async fn fit(
 ) -> Result<String, ApiError> {
     loop {
         let prompt = renderer.render(&messages, tools).await?;
-        let n = runner.tokenize(&prompt).await?.len();
+        // An image counts as Ollama counts it before the runner has seen it: 768 tokens.
+        let (text, images) = super::media::without_tags(&prompt);
+        let n = runner.tokenize(&text).await?.len() + images * IMAGE_TOKENS;
         if n < num_ctx as usize {
             return Ok(prompt);
         }

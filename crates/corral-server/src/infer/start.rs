@@ -23,6 +23,9 @@ use crate::names::parse_name;
 use crate::{ApiError, AppState};
 use corral_types::params::Options;
 
+/// The smallest context of a model with a projector.
+const MIN_MEDIA_CTX: u32 = 2048;
+
 /// Options in effect for `r` with the request's `options` over the model's PARAMETERs.
 pub fn resolve_options(state: &AppState, r: &Resolved, request: &Options) -> Result<Effective, ApiError> {
     let adapters = r.model.adapter_paths.iter().map(|p| (p.display().to_string(), 1.0)).collect();
@@ -33,6 +36,12 @@ pub fn resolve_options(state: &AppState, r: &Resolved, request: &Options) -> Res
     // Ollama's layout has one projector; a model whose vision is inside its own file (Ollama's
     // published layout) has none that llama.cpp reads yet.
     eff.load.projector_path = r.model.projector_paths.first().map(|p| p.display().to_string());
+    // As in Ollama, a model that reads images gets at least 2048 positions (an image alone can
+    // take hundreds), within what it was trained for.
+    if eff.load.projector_path.is_some() {
+        let floor = if n_ctx_train > 0 { MIN_MEDIA_CTX.min(n_ctx_train) } else { MIN_MEDIA_CTX };
+        eff.load.num_ctx = eff.load.num_ctx.max(floor);
+    }
     if eff.stop.is_empty() {
         eff.stop = super::prompt::default_stops(&r.model, &r.gguf);
     }
