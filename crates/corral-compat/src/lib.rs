@@ -21,6 +21,7 @@
 //! such a file is read rather than mapped. Translations that would need tensor data converted
 //! (Qwen 3.5's MTP head: norms shifted to F32) are not made: those tensors are hidden instead.
 
+mod clip;
 mod gemma;
 mod other;
 mod qwen;
@@ -30,6 +31,7 @@ use std::collections::BTreeSet;
 
 use corral_gguf::{Gguf, MetaValue};
 
+pub use clip::translate_clip;
 use work::Work;
 
 /// The environment variable that turns the translation off, as in Ollama (`0` = off).
@@ -68,6 +70,10 @@ pub struct Translation {
     /// of the file, `(absolute offset, size)`: llama.cpp's layout fuses what Ollama's kept apart.
     /// Such a file is read into memory, not mapped.
     pub assembled: Vec<(String, Vec<(u64, u64)>)>,
+    /// Tensors (by their name after renames) stored as F16 that must be loaded as F32 (llama.cpp's
+    /// CPU kernels cannot add an F16 tensor to an F32 one, which a projector's position
+    /// embeddings are).
+    pub promoted: Vec<String>,
 }
 
 /// A published file Corral recognises but cannot translate.
@@ -139,6 +145,12 @@ impl Translation {
             if let Some(t) = out.tensors.iter_mut().find(|t| &t.name == name) {
                 t.size = work::size_of(t.kind, dims).unwrap_or(t.size);
                 t.dims = dims.clone();
+            }
+        }
+        for name in &self.promoted {
+            if let Some(t) = out.tensors.iter_mut().find(|t| &t.name == name) {
+                t.kind = corral_gguf::GgmlType::F32;
+                t.size *= 2;
             }
         }
         out

@@ -255,13 +255,24 @@ impl<'a> Work<'a> {
         true
     }
 
+    /// Has an F16 tensor loaded as F32 (converted as it is read).
+    pub(crate) fn promote_to_f32(&mut self, name: &str) {
+        let Some(t) = self.g.to_mut().tensors.iter_mut().find(|t| t.name == name) else { return };
+        if t.kind != GgmlType::F16 {
+            return;
+        }
+        t.kind = GgmlType::F32;
+        t.size *= 2;
+        self.t.promoted.push(name.to_string());
+    }
+
     /// Hides every tensor whose name starts with `prefix` from the text loader.
     pub(crate) fn hide_prefix(&mut self, prefix: &str) {
         self.hide_where(|name| name.starts_with(prefix));
     }
 
     /// Hides every tensor whose name `hide` picks.
-    fn hide_where(&mut self, hide: impl Fn(&str) -> bool) {
+    pub(crate) fn hide_where(&mut self, hide: impl Fn(&str) -> bool) {
         let hidden = &mut self.t.hidden;
         self.g.to_mut().tensors.retain(|t| {
             let keep = !hide(&t.name);

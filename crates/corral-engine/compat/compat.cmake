@@ -71,11 +71,57 @@ function(_corral_compat_hook)
         "${_in}" "${_corral_compat_dir}/compat.cmake" "${_corral_compat_dir}/corral-compat.cpp"
         "${_corral_compat_dir}/corral-compat.h")
 
+    _corral_compat_hook_clip()
+
     file(SHA256 "${_corral_compat_dir}/corral-compat.cpp" _cpp)
     file(SHA256 "${_corral_compat_dir}/corral-compat.h" _h)
     file(SHA256 "${_corral_compat_dir}/compat.cmake" _cmake)
     file(WRITE "${CMAKE_BINARY_DIR}/corral-compat-sources.txt" "${_cpp} ${_h} ${_cmake}\n")
     message(STATUS "corral: llama.cpp's model loader carries the GGUF translation hooks")
+endfunction()
+
+# The projector loader (tools/mtmd/clip.cpp, in the `mtmd` target when llama-cpp-sys-2 builds it):
+# a copy with `translate_clip` once a projector file's metadata is read and `load` before each
+# tensor's data is read, so that a model file Ollama published with its vision tower inside can
+# serve as its own projector. The hook functions live in `llama`, which `mtmd` links.
+function(_corral_compat_hook_clip)
+    if(NOT TARGET mtmd)
+        return()
+    endif()
+    get_target_property(_mtmd_dir mtmd SOURCE_DIR)
+    set(_in "${_mtmd_dir}/clip.cpp")
+    file(READ "${_in}" _text)
+
+    set(_anchor "#include \"gguf.h\"\n")
+    set(_hooked "#include \"gguf.h\"\n#include \"corral-compat.h\"\n")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    set(_anchor "        ctx_meta.reset(meta);\n\n        const int n_tensors = gguf_get_n_tensors(ctx_gguf.get());")
+    set(_hooked "        ctx_meta.reset(meta);\n        corral_compat::translate_clip(this, fname, ctx_gguf.get(), meta);\n\n        const int n_tensors = gguf_get_n_tensors(ctx_gguf.get());")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    set(_anchor "                    const size_t offset = it_off->second;\n                    fin.seekg(offset, std::ios::beg);")
+    set(_hooked "                    const size_t offset = it_off->second;\n                    if (corral_compat::load(this, cur, ggml_nbytes(cur))) { data_loaded += ggml_nbytes(cur); continue; }\n                    fin.seekg(offset, std::ios::beg);")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    set(_out_dir "${CMAKE_BINARY_DIR}/corral-compat")
+    file(MAKE_DIRECTORY "${_out_dir}")
+    file(WRITE "${_out_dir}/clip.cpp.new" "${_text}")
+    file(COPY_FILE "${_out_dir}/clip.cpp.new" "${_out_dir}/clip.cpp" ONLY_IF_DIFFERENT)
+
+    get_target_property(_sources mtmd SOURCES)
+    list(FIND _sources "clip.cpp" _at)
+    if(_at EQUAL -1)
+        message(FATAL_ERROR "corral compat: the `mtmd` target does not build clip.cpp")
+    endif()
+    list(REMOVE_AT _sources ${_at})
+    list(APPEND _sources "${_out_dir}/clip.cpp")
+    set_target_properties(mtmd PROPERTIES SOURCES "${_sources}")
+    # The copy finds clip.cpp's own headers through the target's include path (its source
+    # directory), and ours here.
+    target_include_directories(mtmd PRIVATE "${_corral_compat_dir}" "${_mtmd_dir}")
+    set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_in}")
+    message(STATUS "corral: llama.cpp's projector loader carries the GGUF translation hooks")
 endfunction()
 
 # _corral_compat_replace(VAR ANCHOR REPLACEMENT EXACTLY_ONE): replaces ANCHOR in VAR; stops when it
@@ -84,11 +130,11 @@ function(_corral_compat_replace var anchor replacement exactly_one)
     string(FIND "${${var}}" "${anchor}" _first)
     string(FIND "${${var}}" "${anchor}" _last REVERSE)
     if(_first EQUAL -1)
-        message(FATAL_ERROR "corral compat: llama-model-loader.cpp no longer contains:\n${anchor}\n"
+        message(FATAL_ERROR "corral compat: llama.cpp's source no longer contains:\n${anchor}\n"
                             "update crates/corral-engine/compat/compat.cmake for this llama.cpp")
     endif()
     if(exactly_one AND NOT _first EQUAL _last)
-        message(FATAL_ERROR "corral compat: llama-model-loader.cpp contains this more than once:\n${anchor}")
+        message(FATAL_ERROR "corral compat: llama.cpp's source contains this more than once:\n${anchor}")
     endif()
     string(REPLACE "${anchor}" "${replacement}" _text "${${var}}")
     set(${var} "${_text}" PARENT_SCOPE)

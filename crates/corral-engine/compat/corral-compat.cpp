@@ -38,13 +38,19 @@ struct corral_compat_plan {
     std::set<std::string> hidden;
     // Tensors assembled from byte ranges (absolute offset, size) of the file.
     std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> assembled;
+    // Tensors stored as F16 and loaded as F32.
+    std::set<std::string> promoted;
 };
 
 namespace {
 
 std::mutex g_mutex;
-// Installed plans, by the path llama.cpp is given.
+// Installed plans, by the path llama.cpp is given: for the model loader, and for the projector
+// loader (the same file may be both, with a plan for each).
 std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_plans;
+std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_clip_plans;
+// Where each loader's promoted tensors are in the file: (absolute offset, elements), by name.
+std::map<const void *, std::map<std::string, std::pair<uint64_t, int64_t>>> g_promoted;
 // The plan each loader follows (null: none). A loader's address can be reused by a later loader:
 // `translate` runs first for every file and replaces the entry.
 std::map<const void *, std::shared_ptr<const corral_compat_plan>> g_active;
@@ -193,9 +199,62 @@ void set_shape(gguf_context * meta, ggml_context * ctx, const std::string & name
     }
 }
 
+// Gives an F16 tensor the F32 type in the loader's context (its strides follow), remembering
+// where its F16 data is in the file; the gguf index is left alone (changing a type there would
+// move every later tensor's offset).
+void promote(const void * loader, gguf_context * meta, ggml_context * ctx, const std::string & name) {
+    ggml_tensor * t = ggml_get_tensor(ctx, name.c_str());
+    const int64_t id = gguf_find_tensor(meta, name.c_str());
+    if (!t || id < 0) {
+        throw std::runtime_error("compat: tensor '" + name + "' to load as F32 is not in the file");
+    }
+    if (t->type != GGML_TYPE_F16) return;
+    const uint64_t offset = gguf_get_data_offset(meta) + gguf_get_tensor_offset(meta, id);
+    g_promoted[loader][name] = {offset, ggml_nelements(t)};
+    t->type = GGML_TYPE_F32;
+    t->nb[0] = sizeof(float);
+    for (int i = 1; i < GGML_MAX_DIMS; ++i) t->nb[i] = t->nb[i - 1] * t->ne[i - 1];
+}
+
+// Fills `cur` from `n` F16 values at `offset` of `path`, as F32.
+void load_promoted(const std::string & path, uint64_t offset, int64_t n, ggml_tensor * cur) {
+    std::vector<uint8_t> half((size_t) n * sizeof(ggml_fp16_t));
+    read_ranges(path, {{offset, half.size()}}, 0, half.size(), half.data());
+    std::vector<float> values((size_t) n);
+    ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(half.data()), values.data(), n);
+    const size_t bytes = values.size() * sizeof(float);
+    if (cur->buffer) {
+        ggml_backend_tensor_set(cur, values.data(), 0, bytes);
+    } else if (cur->data) {
+        std::memcpy(cur->data, values.data(), bytes);
+    } else {
+        throw std::runtime_error(std::string("compat: nowhere to load ") + ggml_get_name(cur));
+    }
+}
+
 } // namespace
 
 namespace corral_compat {
+
+void translate_clip(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx) {
+    std::shared_ptr<const corral_compat_plan> plan;
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        auto it = g_clip_plans.find(fname);
+        if (it != g_clip_plans.end()) plan = it->second;
+        g_active[loader] = plan;
+        g_promoted.erase(loader);
+    }
+    if (!plan || !meta || !ctx) return;
+    for (const auto & e : plan->edits) apply_edit(meta, e);
+    if (!plan->arch.empty()) {
+        gguf_remove_key(meta, "general.architecture");
+        gguf_set_val_str(meta, "general.architecture", plan->arch.c_str());
+    }
+    for (const auto & [from, to] : plan->renames) set_name(meta, ctx, from, to);
+    std::lock_guard<std::mutex> lock(g_mutex);
+    for (const auto & name : plan->promoted) promote(loader, meta, ctx, name);
+}
 
 bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
                std::string & arch_name) {
@@ -205,6 +264,7 @@ bool translate(const void * loader, const std::string & fname, gguf_context * me
         auto it = g_plans.find(fname);
         if (it != g_plans.end()) plan = it->second;
         g_active[loader] = plan;
+        g_promoted.erase(loader);
     }
     if (!plan || !meta || !ctx) return false;
 
@@ -232,6 +292,19 @@ bool skip(const void * loader, const char * tensor_name) {
 bool load(const void * loader, ggml_tensor * cur, size_t n_size) {
     auto plan = active(loader);
     if (!plan) return false;
+    std::pair<uint64_t, int64_t> promoted{0, -1};
+    {
+        std::lock_guard<std::mutex> lock(g_mutex);
+        auto p = g_promoted.find(loader);
+        if (p != g_promoted.end()) {
+            auto q = p->second.find(ggml_get_name(cur));
+            if (q != p->second.end()) promoted = q->second;
+        }
+    }
+    if (promoted.second >= 0) {
+        load_promoted(plan->path, promoted.first, promoted.second, cur);
+        return true;
+    }
     auto it = plan->assembled.find(ggml_get_name(cur));
     if (it == plan->assembled.end()) return false;
     std::vector<uint8_t> bytes(n_size);
@@ -327,6 +400,23 @@ void corral_compat_assemble(corral_compat_plan * plan, const char * name, const 
     if (!plan || !name || (n > 0 && (!offsets || !sizes))) return;
     auto & ranges = plan->assembled[name];
     for (size_t i = 0; i < n; ++i) ranges.emplace_back(offsets[i], sizes[i]);
+}
+
+void corral_compat_promote(corral_compat_plan * plan, const char * name) {
+    if (plan && name) plan->promoted.insert(name);
+}
+
+void corral_compat_install_clip(corral_compat_plan * plan) {
+    if (!plan) return;
+    std::shared_ptr<const corral_compat_plan> owned(plan);
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_clip_plans[owned->path] = owned;
+}
+
+void corral_compat_forget_clip(const char * path) {
+    if (!path) return;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    g_clip_plans.erase(path);
 }
 
 void corral_compat_install(corral_compat_plan * plan) {

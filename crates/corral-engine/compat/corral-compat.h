@@ -7,6 +7,11 @@
 // copy of src/llama-model-loader.cpp by compat.cmake): `translate` once the file's metadata is
 // read, `skip` for every tensor it indexes, `load` / `load_range` before it reads a tensor's
 // data. A file with no plan installed for its path is loaded exactly as before.
+//
+// The multimodal projector loader (tools/mtmd/clip.cpp, also copied with hooks by compat.cmake)
+// has plans of its own, installed with corral_compat_install_clip: a published model file is
+// then read as its own projector (`translate_clip` after its metadata is read, `load` before a
+// tensor's data is read).
 #pragma once
 
 #include <stddef.h>
@@ -28,12 +33,16 @@ namespace corral_compat {
 bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
                std::string & arch_name);
 
+// The same for the projector loader (clip.cpp), with the plans installed for projectors. Throws
+// std::runtime_error when the plan does not fit the file.
+void translate_clip(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx);
+
 // Whether the loader must leave this tensor out of its index (an embedded vision, audio or MTP
 // tensor the text model does not use).
 bool skip(const void * loader, const char * tensor_name);
 
-// Fills `cur` (its `n_size` bytes) when the plan assembles it from byte ranges of the file; false
-// when the loader reads it itself. Throws std::runtime_error when the file cannot be read.
+// Fills `cur` (its `n_size` bytes) when the plan assembles it from byte ranges of the file, or
+// converts it from the F16 data the file holds; false when the loader reads it itself. Throws std::runtime_error when the file cannot be read.
 bool load(const void * loader, ggml_tensor * cur, size_t n_size);
 
 // The same for `size` bytes from `offs` of the tensor into `buf` (llama.cpp's quantizer reads
@@ -69,10 +78,15 @@ void corral_compat_hide(corral_compat_plan * plan, const char * name);
 // be larger than the file's entry for it.
 void corral_compat_assemble(corral_compat_plan * plan, const char * name, const uint64_t * offsets,
                             const uint64_t * sizes, size_t n);
+// The tensor `name` (after renames), stored as F16, is loaded as F32.
+void corral_compat_promote(corral_compat_plan * plan, const char * name);
 // Installs the plan for its path, replacing an earlier one; the plan is consumed.
 void corral_compat_install(corral_compat_plan * plan);
 // Removes the plan installed for `path`, if any.
 void corral_compat_forget(const char * path);
+// The same two for the projector loader's plans.
+void corral_compat_install_clip(corral_compat_plan * plan);
+void corral_compat_forget_clip(const char * path);
 
 #ifdef __cplusplus
 }

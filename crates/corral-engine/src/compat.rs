@@ -40,6 +40,37 @@ pub fn prepare(path: &str, enabled: bool) -> Result<Prepared, String> {
     }
 }
 
+/// Installs, when `enabled` and the file at `path` is a published model with a vision tower
+/// Corral can translate, the projector-side translation that lets the same file be loaded as its
+/// own projector. Returns the handler, if any.
+pub fn prepare_projector(path: &str, enabled: bool) -> Result<Option<&'static str>, String> {
+    let p = c(path)?;
+    // SAFETY: a NUL-terminated string that outlives the call.
+    unsafe { corral_compat_forget_clip(p.as_ptr()) };
+    let Ok(header) = corral_gguf::read_path(Path::new(path)) else { return Ok(None) };
+    if !enabled {
+        return Ok(None);
+    }
+    match corral_compat::translate_clip(&header) {
+        Some(t) => {
+            install_with(path, &t, corral_compat_install_clip, corral_compat_forget_clip)?;
+            Ok(Some(t.handler))
+        }
+        None => Ok(None),
+    }
+}
+
+/// Bytes of projector weights in the file at `path`: all of a projector file, or only the media
+/// tensors (`v.*`, `mm.*`, `a.*`) of the model file `model_path` serving as its own projector.
+pub fn projector_bytes(path: &str, model_path: &str) -> u64 {
+    if path != model_path {
+        return std::fs::metadata(path).map_or(0, |m| m.len());
+    }
+    let Ok(header) = corral_gguf::read_path(Path::new(path)) else { return 0 };
+    let media = |name: &str| ["v.", "mm.", "a."].iter().any(|p| name.starts_with(p));
+    header.tensors.iter().filter(|t| media(&t.name)).map(|t| t.size).sum()
+}
+
 // The C side lives in compat/corral-compat.cpp, compiled into libllama.
 unsafe extern "C" {
     fn corral_compat_begin(path: *const c_char) -> *mut Plan;
@@ -53,8 +84,11 @@ unsafe extern "C" {
     fn corral_compat_reshape(plan: *mut Plan, name: *const c_char, ne: *const i64, n_dims: i32);
     fn corral_compat_hide(plan: *mut Plan, name: *const c_char);
     fn corral_compat_assemble(plan: *mut Plan, name: *const c_char, offsets: *const u64, sizes: *const u64, n: usize);
+    fn corral_compat_promote(plan: *mut Plan, name: *const c_char);
     fn corral_compat_install(plan: *mut Plan);
     fn corral_compat_forget(path: *const c_char);
+    fn corral_compat_install_clip(plan: *mut Plan);
+    fn corral_compat_forget_clip(path: *const c_char);
 }
 
 #[repr(C)]
@@ -75,6 +109,17 @@ pub fn forget(path: &str) {
 }
 
 fn install(path: &str, t: &Translation) -> Result<(), String> {
+    install_with(path, t, corral_compat_install, corral_compat_forget)
+}
+
+/// Hands `t` to the C side as a plan for `path`, installed with `install` (the model loader's
+/// registry or the projector loader's); `forget` removes it again if it could not be completed.
+fn install_with(
+    path: &str,
+    t: &Translation,
+    install: unsafe extern "C" fn(*mut Plan),
+    forget: unsafe extern "C" fn(*const c_char),
+) -> Result<(), String> {
     let p = c(path)?;
     // SAFETY (this block and every call below): the plan pointer comes from corral_compat_begin
     // and is used only here, until corral_compat_install takes it; every string is a
@@ -83,11 +128,11 @@ fn install(path: &str, t: &Translation) -> Result<(), String> {
     unsafe {
         let plan = corral_compat_begin(p.as_ptr());
         let result = fill(plan, t);
-        // Only corral_compat_install frees a plan. One that could not be filled completely is
-        // installed and removed at once: a half-translated model must not load.
-        corral_compat_install(plan);
+        // Only installing frees a plan. One that could not be filled completely is installed and
+        // removed at once: a half-translated model must not load.
+        install(plan);
         if result.is_err() {
-            corral_compat_forget(p.as_ptr());
+            forget(p.as_ptr());
         }
         result
     }
@@ -131,6 +176,9 @@ unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
         for (name, ranges) in &t.assembled {
             let (offsets, sizes): (Vec<u64>, Vec<u64>) = ranges.iter().copied().unzip();
             corral_compat_assemble(plan, c(name)?.as_ptr(), offsets.as_ptr(), sizes.as_ptr(), ranges.len());
+        }
+        for name in &t.promoted {
+            corral_compat_promote(plan, c(name)?.as_ptr());
         }
     }
     Ok(())

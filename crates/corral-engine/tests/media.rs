@@ -168,3 +168,36 @@ fn issue_29_sound_reaches_the_model_through_an_audio_projector() {
     let e = error_of(&engine, about(png(8, 8, 1)));
     assert!(matches!(e, EngineError::Request(ref m) if m.contains("does not take images")), "{e:?}");
 }
+
+/// Issue 29: a Gemma 3 file as Ollama published it (vision tower inside) is loaded as its own
+/// projector, translated to what llama.cpp's projector loader expects, and computes exactly what
+/// the same weights do in llama.cpp's layout: the text model as llama.cpp converts it and the
+/// tower as a separate projector file (patch and position embeddings in F32, which the published
+/// file stores in F16 and the translation converts as it loads them).
+#[test]
+fn issue_29_a_published_gemma3_serves_as_its_own_projector() {
+    let dir = tempfile::tempdir().unwrap();
+    let published = dir.path().join("published.gguf");
+    std::fs::write(&published, corral_testkit::gemma3_as_published(&corral_testkit::gemma3())).unwrap();
+    let reference = dir.path().join("mmproj.gguf");
+    std::fs::write(&reference, corral_testkit::gemma3_reference_projector(640)).unwrap();
+    let load = |model: &std::path::Path, projector: &std::path::Path| {
+        let opts = LoadOptions { projector_path: Some(projector.display().to_string()), ..options(model, 1024, 1) };
+        LlamaEngine::load(opts, |_| {}).unwrap_or_else(|e| panic!("{}: {e}", model.display()))
+    };
+    let ours = load(&published, &published);
+    let theirs = load(&corral_testkit::gemma3(), &reference);
+    const TURN: &str = "<start_of_turn>user\n";
+    let ask = |engine: &LlamaEngine, seed| {
+        let mut req =
+            request(&format!("{TURN}Describe the picture.<end_of_turn>\n<start_of_turn>model\n"), greedy(), Some(16));
+        req.media = vec![Media { at: TURN.len(), data: png(96, 80, seed) }];
+        finish(engine, req)
+    };
+    let (a1, b1) = (ask(&ours, 1), ask(&theirs, 1));
+    let (a2, b2) = (ask(&ours, 2), ask(&theirs, 2));
+    assert_eq!(a1.text, b1.text);
+    assert_eq!(a2.text, b2.text);
+    assert_eq!(a1.usage.prompt_tokens, b1.usage.prompt_tokens);
+    assert_ne!(a1.text, a2.text, "two pictures, one answer: the image did not reach the model");
+}

@@ -127,9 +127,10 @@ pub(crate) fn capabilities(model: &Model, gguf: Option<&Gguf>, loaded: Loaded) -
     if go_template.is_none() && gguf.and_then(fill_in_middle_tokens).is_some() {
         caps.push("insert");
     }
-    // A vision tower inside the file counts once Corral loads it; today a published layout's is
-    // hidden from the text loader.
-    if (has(arch_key("vision.block_count")) && !loaded.vision_hidden) || !model.projector_paths.is_empty() {
+    // A vision tower inside the file counts where Corral loads it: a published layout's is hidden
+    // from the text loader, and read by the projector loader when it has a translation for it.
+    let tower = has(arch_key("vision.block_count")) && (!loaded.vision_hidden || loaded.vision_projector);
+    if tower || !model.projector_paths.is_empty() {
         caps.push("vision");
     }
     if loaded.projector_audio {

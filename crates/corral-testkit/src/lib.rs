@@ -33,7 +33,9 @@ mod random_qwen;
 pub mod reranker;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
-pub use published::{as_nemotron_omni, dequantized, gemma3_as_published};
+pub use published::{
+    as_nemotron_omni, dequantized, gemma3_as_published, gemma3_reference_projector, Gemma3Tower, GEMMA3_TOWER,
+};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
 pub use random_gemma::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};

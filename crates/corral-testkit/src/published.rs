@@ -20,9 +20,10 @@ fn random_f32(rng: &mut rand::rngs::StdRng, n: u64) -> Vec<f32> {
 }
 
 /// Gemma 3 (llama.cpp's layout, e.g. [`crate::gemma3`]) as Ollama publishes Gemma 3: a vision
-/// tower and projector in the file (random, small: nothing reads them for text), the RoPE bases
-/// under their nested names, no RMS-norm epsilon (the file's must be the 1e-6 Ollama assumes),
-/// the image token count, and one more token in the tokenizer arrays than the embedding has rows.
+/// tower and projector in the file (random weights of Gemma 3's structure, small: see
+/// [`GEMMA3_TOWER`]), the RoPE bases under their nested names, no RMS-norm epsilon (the file's
+/// must be the 1e-6 Ollama assumes), and one more token in the tokenizer arrays than the
+/// embedding has rows.
 pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
     let bytes = std::fs::read(src).unwrap_or_else(|e| panic!("read {}: {e}", src.display()));
     let g = corral_gguf::read_bytes(&bytes).expect("a GGUF");
@@ -57,17 +58,131 @@ pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
             }
         }
     }
-    w.set("gemma3.mm.tokens_per_image", MetaValue::U32(256));
-    w.set("gemma3.vision.block_count", MetaValue::U32(1));
+    let t = GEMMA3_TOWER;
+    w.set("gemma3.mm.tokens_per_image", MetaValue::U32(t.tokens_per_image));
+    for (key, value) in [
+        ("block_count", t.blocks),
+        ("embedding_length", t.embd),
+        ("feed_forward_length", t.ffn),
+        ("image_size", t.image_size),
+        ("patch_size", t.patch_size),
+        ("attention.head_count", t.heads),
+        ("num_channels", 3),
+    ] {
+        w.set(&format!("gemma3.vision.{key}"), MetaValue::U32(value));
+    }
+    w.set("gemma3.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6));
     copy_tensors(&mut w, &g, &bytes);
     let embd = g.get_u64("gemma3.embedding_length").expect("embedding_length");
+    for p in gemma3_tower(embd) {
+        add_half_or_f32(&mut w, &p.ollama, &p.dims, &p.values, p.dims.len() >= 2);
+    }
+    w.to_bytes()
+}
+
+/// The sizes of the fixture's Gemma 3 vision tower: a SigLIP of Gemma 3's structure, small (112
+/// pixels, 8×8 patches pooled to 2×2 = 4 image tokens).
+#[derive(Debug, Clone, Copy)]
+pub struct Gemma3Tower {
+    pub image_size: u32,
+    pub patch_size: u32,
+    pub embd: u32,
+    pub ffn: u32,
+    pub blocks: u32,
+    pub heads: u32,
+    pub tokens_per_image: u32,
+}
+
+pub const GEMMA3_TOWER: Gemma3Tower =
+    Gemma3Tower { image_size: 112, patch_size: 14, embd: 32, ffn: 64, blocks: 2, heads: 2, tokens_per_image: 4 };
+
+/// One tensor of the tower: its name in Ollama's file and in llama.cpp's projector, shape, values.
+struct TowerTensor {
+    ollama: String,
+    clip: String,
+    dims: Vec<u64>,
+    values: Vec<f32>,
+}
+
+/// The tower's tensors for a language model `text_embd` wide (random, seeded; the values of
+/// matrices are rounded to F16, as the published file stores them).
+fn gemma3_tower(text_embd: u64) -> Vec<TowerTensor> {
+    let t = GEMMA3_TOWER;
+    let (e, f, p) = (u64::from(t.embd), u64::from(t.ffn), u64::from(t.patch_size));
+    let patches = u64::from(t.image_size / t.patch_size).pow(2);
     let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let vision = 32;
-    w.add_f32("v.patch_embedding.weight", &[14, 14, 3, vision], &random_f32(&mut rng, 14 * 14 * 3 * vision));
-    w.add_f32("v.blk.0.attn_q.weight", &[vision, vision], &random_f32(&mut rng, vision * vision));
-    w.add_f32("v.post_layernorm.weight", &[vision], &vec![1.0; vision as usize]);
-    w.add_f32("mm.mm_soft_emb_norm.weight", &[vision], &vec![1.0; vision as usize]);
-    w.add_f32("mm.mm_input_projection.weight", &[vision, embd], &random_f32(&mut rng, vision * embd));
+    let mut out = Vec::new();
+    let mut add = |ollama: &str, clip: &str, dims: &[u64], scale: f32, offset: f32| {
+        let n: u64 = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| offset + rng.gen_range(-scale..scale)).collect();
+        let values =
+            if dims.len() >= 2 { values.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect() } else { values };
+        out.push(TowerTensor { ollama: ollama.into(), clip: clip.into(), dims: dims.to_vec(), values });
+    };
+    add("v.patch_embedding.weight", "v.patch_embd.weight", &[p, p, 3, e], 0.1, 0.0);
+    add("v.patch_embedding.bias", "v.patch_embd.bias", &[e], 0.02, 0.0);
+    add("v.position_embedding.weight", "v.position_embd.weight", &[e, patches], 0.5, 0.0);
+    for i in 0..t.blocks {
+        let b = |part: &str| format!("v.blk.{i}.{part}");
+        for (ollama, clip) in [("layer_norm1", "ln1"), ("layer_norm2", "ln2")] {
+            add(&b(&format!("{ollama}.weight")), &b(&format!("{clip}.weight")), &[e], 0.2, 1.0);
+            add(&b(&format!("{ollama}.bias")), &b(&format!("{clip}.bias")), &[e], 0.02, 0.0);
+        }
+        for (ollama, clip, n_in, n_out) in [
+            ("attn_q", "attn_q", e, e),
+            ("attn_k", "attn_k", e, e),
+            ("attn_v", "attn_v", e, e),
+            ("attn_output", "attn_out", e, e),
+            ("mlp.fc1", "ffn_up", e, f),
+            ("mlp.fc2", "ffn_down", f, e),
+        ] {
+            let bound = (3.0 / n_in as f32).sqrt();
+            add(&b(&format!("{ollama}.weight")), &b(&format!("{clip}.weight")), &[n_in, n_out], bound, 0.0);
+            add(&b(&format!("{ollama}.bias")), &b(&format!("{clip}.bias")), &[n_out], 0.02, 0.0);
+        }
+    }
+    add("v.post_layernorm.weight", "v.post_ln.weight", &[e], 0.2, 1.0);
+    add("v.post_layernorm.bias", "v.post_ln.bias", &[e], 0.02, 0.0);
+    add("mm.mm_soft_emb_norm.weight", "mm.soft_emb_norm.weight", &[e], 0.2, 1.0);
+    add("mm.mm_input_projection.weight", "mm.input_projection.weight", &[text_embd, e], (3.0 / e as f32).sqrt(), 0.0);
+    out
+}
+
+fn add_half_or_f32(w: &mut GgufWriter, name: &str, dims: &[u64], values: &[f32], half: bool) {
+    if half {
+        let data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        w.add_tensor(name, dims, corral_gguf::GgmlType::F16, data);
+    } else {
+        w.add_f32(name, dims, values);
+    }
+}
+
+/// The vision tower of [`gemma3_as_published`] as the separate projector llama.cpp's converter
+/// writes for Gemma 3 (`clip` architecture, `gemma3` projector, its tensor names, the patch and
+/// position embeddings in F32): the reference a published file serving as its own projector must
+/// compute the same as. `text_embd`: the language model's width.
+pub fn gemma3_reference_projector(text_embd: u64) -> Vec<u8> {
+    let t = GEMMA3_TOWER;
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", MetaValue::String("clip".into()))
+        .set("clip.projector_type", MetaValue::String("gemma3".into()))
+        .set("clip.has_vision_encoder", MetaValue::Bool(true))
+        .set("clip.use_gelu", MetaValue::Bool(true))
+        .set("clip.vision.image_size", MetaValue::U32(t.image_size))
+        .set("clip.vision.patch_size", MetaValue::U32(t.patch_size))
+        .set("clip.vision.embedding_length", MetaValue::U32(t.embd))
+        .set("clip.vision.feed_forward_length", MetaValue::U32(t.ffn))
+        .set("clip.vision.block_count", MetaValue::U32(t.blocks))
+        .set("clip.vision.attention.head_count", MetaValue::U32(t.heads))
+        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6))
+        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
+        .set("clip.vision.projector.scale_factor", MetaValue::U32(4))
+        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])))
+        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])));
+    for p in gemma3_tower(text_embd) {
+        let embedding = p.clip == "v.patch_embd.weight" || p.clip == "v.position_embd.weight";
+        add_half_or_f32(&mut w, &p.clip, &p.dims, &p.values, p.dims.len() >= 2 && !embedding);
+    }
     w.to_bytes()
 }
 

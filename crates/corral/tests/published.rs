@@ -1,13 +1,15 @@
 //! Issue 28: a models directory as `ollama pull` leaves it, holding Gemma 3 in the layout Ollama
 //! published it in (vision tower in the file, its own key names), is served with no re-pull:
 //! `corral run` answers, the answer is the one the llama.cpp layout gives, `show` reports the
-//! file's own metadata without claiming vision, `ps` counts only what was loaded, and the blob
-//! is untouched. With `OLLAMA_LLAMA_CPP_COMPAT=0` it does not load, and the error says why.
+//! file's own metadata, `ps` counts what was loaded, and the blob is untouched. With
+//! `OLLAMA_LLAMA_CPP_COMPAT=0` it does not load, and the error says why. Issue 29: the file is
+//! also its own projector, so it takes images.
 
 mod common;
 
 use std::path::Path;
 
+use base64::Engine as _;
 use common::{post, stdout, Server};
 use serde_json::{json, Value};
 use sha2::{Digest as _, Sha256};
@@ -62,7 +64,7 @@ fn ollama_store(models: &Path) -> String {
 
 fn generate(server: &Server, model: &str) -> Value {
     let body = json!({"model": model, "prompt": "Once upon a time", "raw": true, "stream": false,
-                      "options": {"temperature": 0, "num_predict": 12, "num_ctx": 512}});
+                      "options": {"temperature": 0, "num_predict": 12, "num_ctx": 2048}});
     let (status, v) = post(server, "/api/generate", body);
     assert_eq!(status, 200, "{v}");
     v
@@ -82,8 +84,8 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     assert_eq!(published["response"], reference["response"]);
     assert!(published["response"].as_str().unwrap().starts_with(", there was a "), "{published}");
 
-    // `ps` counts the text model only: the file less its vision tower and projector, which is
-    // what the reference loads (the two differ in file size by those tensors).
+    // `ps` counts the text model as the reference loads it, plus the vision tower and projector,
+    // which the runner loads as the file's projector (issue 29).
     let ps: Value = common::http().get(server.url("/api/ps")).send().unwrap().json().unwrap();
     let size = |name: &str| {
         let entry = ps["models"].as_array().unwrap().iter().find(|m| m["name"] == name);
@@ -91,15 +93,33 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     };
     let header = corral_gguf::read_bytes(&before).unwrap();
     let unread = corral_compat::translate(&header).unwrap().unwrap().unread_bytes(&header);
-    assert!(unread > 100_000, "the fixture's vision tensors: {unread} bytes");
-    assert_eq!(size("gemma3:270m"), size("gemma3-ref:latest"), "{ps}");
+    let tower: u64 =
+        header.tensors.iter().filter(|t| t.name.starts_with("v.") || t.name.starts_with("mm.")).map(|t| t.size).sum();
+    assert!(
+        unread > 10_000 && unread == tower,
+        "the fixture's vision tensors: {unread} bytes, {tower} in v.* and mm.*"
+    );
+    assert_eq!(size("gemma3:270m"), size("gemma3-ref:latest") + tower, "{ps}");
 
-    // `show` reports the file's own metadata, as Ollama does, and no vision: images do not run.
+    // `show` reports the file's own metadata, as Ollama does, and vision: the file is its own
+    // projector.
     let (_, shown) = post(&server, "/api/show", json!({"model": "gemma3:270m"}));
     assert_eq!(shown["model_info"]["general.architecture"], "gemma3", "{shown}");
-    assert_eq!(shown["model_info"]["gemma3.mm.tokens_per_image"], 256, "{shown}");
+    assert_eq!(shown["model_info"]["gemma3.mm.tokens_per_image"], 4, "{shown}");
     let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert_eq!(caps, ["completion"], "{shown}");
+    assert_eq!(caps, ["completion", "vision"], "{shown}");
+
+    // A picture reaches it through the chat (two pictures, two answers).
+    let describe = |seed| {
+        let image = base64::engine::general_purpose::STANDARD.encode(corral_testkit::projector::png(96, 80, seed));
+        let body = json!({"model": "gemma3:270m", "stream": false,
+                          "messages": [{"role": "user", "content": "Describe the picture.", "images": [image]}],
+                          "options": {"temperature": 0, "num_predict": 12}});
+        let (status, v) = post(&server, "/api/chat", body);
+        assert_eq!(status, 200, "{v}");
+        v["message"]["content"].as_str().unwrap().to_string()
+    };
+    assert_ne!(describe(1), describe(2));
 
     // `corral run` through the chat template answers.
     let out = server.corral(&["run", "gemma3:270m", "Say hello."]);

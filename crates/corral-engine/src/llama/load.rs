@@ -214,14 +214,16 @@ pub(super) fn engine_thread(
     };
 
     let projector = match &opts.projector_path {
-        Some(path) => match Projector::load(path, &model, threads, opts.num_gpu == 0) {
+        Some(path) => match Projector::load(path, &model, threads, opts.num_gpu == 0, opts.no_compat) {
             Ok(p) => Some(p),
             Err(e) => return fail(e),
         },
         None => None,
     };
-    // The projector's weights (its compute buffers are not counted, as the model's are not).
-    let projector_bytes = opts.projector_path.as_ref().and_then(|p| std::fs::metadata(p).ok()).map_or(0, |m| m.len());
+    // The projector's weights (its compute buffers are not counted, as the model's are not): its
+    // media tensors only when it is the model's own file.
+    let projector_bytes =
+        opts.projector_path.as_deref().map_or(0, |p| crate::compat::projector_bytes(p, &opts.model_path));
 
     let kv_bytes = offload.kv_cache_type.bytes(kv_elements(&model, shape.cells()));
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers

@@ -40,8 +40,16 @@ pub(super) struct Projector {
 }
 
 impl Projector {
-    /// Loads the projector at `path` for `model`, on the GPU unless `cpu_only`.
-    pub(super) fn load(path: &str, model: &LlamaModel, threads: i32, cpu_only: bool) -> Result<Self, String> {
+    /// Loads the projector at `path` for `model`, on the GPU unless `cpu_only`; a model file
+    /// Ollama published with its vision tower inside is translated into one (unless `no_compat`).
+    pub(super) fn load(
+        path: &str,
+        model: &LlamaModel,
+        threads: i32,
+        cpu_only: bool,
+        no_compat: bool,
+    ) -> Result<Self, String> {
+        crate::compat::prepare_projector(path, !no_compat)?;
         let params = MtmdContextParams {
             use_gpu: !cpu_only,
             print_timings: false,

@@ -91,8 +91,10 @@ pub struct Header {
 pub struct Loaded {
     /// Bytes of tensor data the runner does not load.
     pub unread: u64,
-    /// The file's vision tower is among them: the model runs as a text model.
+    /// The file's vision tower is among them (hidden from the text loader).
     pub vision_hidden: bool,
+    /// The file's vision tower has a projector translation: the file serves as its own projector.
+    pub vision_projector: bool,
     /// The model's projector layer encodes sound (Ollama's `audio` capability).
     pub projector_audio: bool,
 }
@@ -107,6 +109,7 @@ impl Loaded {
             Ok(Some(t)) => Loaded {
                 unread: t.unread_bytes(g),
                 vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
+                vision_projector: corral_compat::translate_clip(g).is_some(),
                 ..Loaded::default()
             },
             _ => Loaded::default(),
@@ -195,7 +198,12 @@ pub async fn acquire(
         r.model.manifest.layers.iter().rev().find(|l| l.media_type == media_type).map_or(0, |l| l.size)
     };
     let draft = if opts.load.draft_path.is_some() { layer_size(MEDIA_TYPE_DRAFT) } else { 0 };
-    let projector = if opts.load.projector_path.is_some() { layer_size(MEDIA_TYPE_PROJECTOR) } else { 0 };
+    // A published file serving as its own projector: its media tensors, which the text side left.
+    let projector = match &opts.load.projector_path {
+        Some(p) if Some(p) == r.model.model_path.as_ref().map(|m| m.display().to_string()).as_ref() => r.loaded.unread,
+        Some(_) => layer_size(MEDIA_TYPE_PROJECTOR),
+        None => 0,
+    };
     // Only what the runner loads: not the vision, audio or MTP tensors of a published layout.
     let weights = layer_size(MEDIA_TYPE_MODEL).saturating_sub(r.loaded.unread) + draft + projector;
     let mut options = opts.load.clone();

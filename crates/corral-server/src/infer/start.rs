@@ -33,9 +33,12 @@ pub fn resolve_options(state: &AppState, r: &Resolved, request: &Options) -> Res
     let layers = request.clone().over(Options::from_json(&r.model.parameters));
     let draft = r.model.draft_path.as_ref().map(|p| p.display().to_string());
     let mut eff = options::effective(&r.weights()?, adapters, draft, n_ctx_train, layers, &state.config.defaults);
-    // Ollama's layout has one projector; a model whose vision is inside its own file (Ollama's
-    // published layout) has none that llama.cpp reads yet.
+    // Ollama's layout has one projector layer.
     eff.load.projector_path = r.model.projector_paths.first().map(|p| p.display().to_string());
+    if eff.load.projector_path.is_none() && r.loaded.vision_projector {
+        // Ollama's published layout: the model file is its own projector, as Ollama passes it.
+        eff.load.projector_path = r.model.model_path.as_ref().map(|p| p.display().to_string());
+    }
     // As in Ollama, a model that reads images gets at least 2048 positions (an image alone can
     // take hundreds), within what it was trained for.
     if eff.load.projector_path.is_some() {

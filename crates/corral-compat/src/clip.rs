@@ -1,0 +1,159 @@
+//! The projector side of a published file (issue 29): Ollama's own engine reads a model's vision
+//! tower and projector from the model's GGUF, where llama.cpp's multimodal library (`mtmd`,
+//! `clip.cpp`) wants a separate projector GGUF of architecture `clip`. The same file serves as
+//! both, as it does for Ollama: [`crate::translate`] hides the vision tensors from the text
+//! loader, and [`translate_clip`] gives `clip.cpp` the header it expects: the tower's settings as
+//! `clip.vision.*` keys (with the exact types `clip.cpp` asserts), its tensors under `clip.cpp`'s
+//! names, the text model's tensors hidden, and the F16 position and patch embeddings loaded as
+//! F32 (llama.cpp's CPU kernels cannot add F16 position embeddings to F32 activations).
+//!
+//! Only Gemma 3 so far; the other published vision towers (Mistral 3, Qwen2.5-VL, Llama 4,
+//! Gemma 4…) have no projector translation yet, and run as text models.
+
+use corral_gguf::{ArrayValue, Gguf, MetaValue};
+
+use crate::work::Work;
+use crate::Translation;
+
+/// The projector translation of a published model file, if Corral has one for it.
+pub fn translate_clip(g: &Gguf) -> Option<Translation> {
+    let mut w = Work::new(g);
+    let handled = match g.architecture()? {
+        "gemma3" => gemma3(&mut w),
+        _ => false,
+    };
+    handled.then(|| w.finish())
+}
+
+/// Gemma 3's SigLIP tower as Ollama's converter names it, for `clip.cpp`'s `gemma3` projector.
+fn gemma3(w: &mut Work) -> bool {
+    if !w.any_tensor_with_prefix("v.") || w.tensor("mm.mm_input_projection.weight").is_none() {
+        return false;
+    }
+    w.handler("gemma3");
+    for key in
+        ["block_count", "embedding_length", "feed_forward_length", "image_size", "patch_size", "attention.head_count"]
+    {
+        match w.u32_of(&format!("gemma3.vision.{key}")) {
+            Some(v) => w.set_u32(&format!("clip.vision.{key}"), v),
+            None => return false,
+        }
+    }
+    let eps = match w.get("gemma3.vision.attention.layer_norm_epsilon") {
+        Some(MetaValue::F32(e)) => *e,
+        Some(MetaValue::F64(e)) => *e as f32,
+        _ => 1e-6,
+    };
+    w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(eps));
+    let Some(text_embd) = w.u32_of("gemma3.embedding_length") else { return false };
+    w.set_u32("clip.vision.projection_dim", text_embd);
+    // The tower pools its patches down to `tokens_per_image` (a square): the pooling factor.
+    let side = w.u32_of("clip.vision.image_size").unwrap_or(0) / w.u32_of("clip.vision.patch_size").unwrap_or(1).max(1);
+    let per_side = w.u32_of("gemma3.mm.tokens_per_image").map_or(0, |n| (n as f64).sqrt().round() as u32);
+    if per_side > 0 && side % per_side == 0 {
+        w.set_u32("clip.vision.projector.scale_factor", side / per_side);
+    }
+    let half = MetaValue::Array(ArrayValue::F32(vec![0.5; 3]));
+    w.set_if_missing("clip.vision.image_mean", half.clone());
+    w.set_if_missing("clip.vision.image_std", half);
+    w.set("clip.has_vision_encoder", MetaValue::Bool(true));
+    w.set("clip.use_gelu", MetaValue::Bool(true));
+    w.set_str("clip.projector_type", "gemma3");
+    w.set_arch("clip");
+    for (from, to) in [
+        ("v.patch_embedding.", "v.patch_embd."),
+        ("v.position_embedding.", "v.position_embd."),
+        ("v.post_layernorm.", "v.post_ln."),
+        (".layer_norm1.", ".ln1."),
+        (".layer_norm2.", ".ln2."),
+        (".attn_output.", ".attn_out."),
+        (".mlp.fc1.", ".ffn_up."),
+        (".mlp.fc2.", ".ffn_down."),
+        ("mm.mm_soft_emb_norm.", "mm.soft_emb_norm."),
+        ("mm.mm_input_projection.", "mm.input_projection."),
+    ] {
+        w.rename_tensors_containing(from, to);
+    }
+    w.promote_to_f32("v.patch_embd.weight");
+    w.promote_to_f32("v.position_embd.weight");
+    w.hide_where(|name| !name.starts_with("v.") && !name.starts_with("mm."));
+    true
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use corral_gguf::{GgmlType, TensorInfo};
+
+    fn tensor(name: &str, kind: GgmlType, dims: &[u64]) -> TensorInfo {
+        let size = crate::work::size_of(kind, dims).unwrap();
+        TensorInfo { name: name.into(), kind, dims: dims.to_vec(), offset: 0, size }
+    }
+
+    fn published() -> Gguf {
+        let mut g = Gguf { version: 3, metadata: Vec::new(), tensors: Vec::new(), alignment: 32, data_offset: 0 };
+        for (k, v) in [
+            ("general.architecture", MetaValue::String("gemma3".into())),
+            ("gemma3.embedding_length", MetaValue::U32(640)),
+            ("gemma3.mm.tokens_per_image", MetaValue::U32(4)),
+            ("gemma3.vision.block_count", MetaValue::U32(1)),
+            ("gemma3.vision.embedding_length", MetaValue::U32(32)),
+            ("gemma3.vision.feed_forward_length", MetaValue::U32(64)),
+            ("gemma3.vision.image_size", MetaValue::U32(112)),
+            ("gemma3.vision.patch_size", MetaValue::U32(14)),
+            ("gemma3.vision.attention.head_count", MetaValue::U32(2)),
+        ] {
+            g.metadata.push((k.into(), v));
+        }
+        g.tensors = vec![
+            tensor("token_embd.weight", GgmlType::F16, &[640, 8]),
+            tensor("v.patch_embedding.weight", GgmlType::F16, &[14, 14, 3, 32]),
+            tensor("v.position_embedding.weight", GgmlType::F16, &[32, 64]),
+            tensor("v.blk.0.attn_output.weight", GgmlType::F16, &[32, 32]),
+            tensor("v.blk.0.mlp.fc1.weight", GgmlType::F16, &[32, 64]),
+            tensor("mm.mm_input_projection.weight", GgmlType::F16, &[640, 32]),
+        ];
+        g
+    }
+
+    #[test]
+    fn gemma3_tower_becomes_a_clip_projector() {
+        let g = published();
+        let t = translate_clip(&g).expect("a gemma3 file with a tower");
+        let out = t.apply(&g);
+        assert_eq!(out.architecture(), Some("clip"));
+        assert_eq!(out.get_str("clip.projector_type"), Some("gemma3"));
+        assert_eq!(out.get("clip.vision.image_size"), Some(&MetaValue::U32(112)));
+        assert_eq!(out.get("clip.vision.projection_dim"), Some(&MetaValue::U32(640)));
+        // 8 patches a side pooled to 2: a factor of 4.
+        assert_eq!(out.get("clip.vision.projector.scale_factor"), Some(&MetaValue::U32(4)));
+        let names: Vec<&str> = out.tensors.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "v.patch_embd.weight",
+                "v.position_embd.weight",
+                "v.blk.0.attn_out.weight",
+                "v.blk.0.ffn_up.weight",
+                "mm.input_projection.weight"
+            ]
+        );
+        let kind = |n: &str| out.tensors.iter().find(|t| t.name == n).unwrap().kind;
+        assert_eq!(kind("v.position_embd.weight"), GgmlType::F32);
+        assert_eq!(kind("v.patch_embd.weight"), GgmlType::F32);
+        assert_eq!(kind("mm.input_projection.weight"), GgmlType::F16);
+        assert_eq!(t.promoted, ["v.patch_embd.weight", "v.position_embd.weight"]);
+        assert!(t.hidden.contains("token_embd.weight"));
+    }
+
+    #[test]
+    fn files_without_a_tower_have_no_projector() {
+        let mut g = published();
+        g.tensors.retain(|t| !t.name.starts_with("v.") && !t.name.starts_with("mm."));
+        assert!(translate_clip(&g).is_none());
+        // Nor does a file whose tower lacks the settings clip.cpp needs.
+        let mut g = published();
+        g.metadata.retain(|(k, _)| k != "gemma3.vision.patch_size");
+        assert!(translate_clip(&g).is_none());
+    }
+}
