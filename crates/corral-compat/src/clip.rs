@@ -50,7 +50,7 @@ fn gemma3(w: &mut Work) -> bool {
     // The tower pools its patches down to `tokens_per_image` (a square): the pooling factor.
     let side = w.u32_of("clip.vision.image_size").unwrap_or(0) / w.u32_of("clip.vision.patch_size").unwrap_or(1).max(1);
     let per_side = w.u32_of("gemma3.mm.tokens_per_image").map_or(0, |n| (n as f64).sqrt().round() as u32);
-    if per_side > 0 && side % per_side == 0 {
+    if per_side > 0 && side.is_multiple_of(per_side) {
         w.set_u32("clip.vision.projector.scale_factor", side / per_side);
     }
     let half = MetaValue::Array(ArrayValue::F32(vec![0.5; 3]));
