@@ -224,8 +224,9 @@ mod tests {
         let groups = [(2, 6), (20, 10)];
         // Nothing in the way.
         assert_eq!(whole_shift(10, 5, &groups, 40), Some((10, 5)));
-        // The kept part would end inside the first image: it ends before it.
-        assert_eq!(whole_shift(4, 10, &groups, 40), Some((2, 12)));
+        // The kept part would end inside the first image: it ends before it, and as many cells
+        // as asked are dropped from there.
+        assert_eq!(whole_shift(4, 10, &groups, 40), Some((2, 10)));
         // The dropped part would end inside the second image: all of it goes.
         assert_eq!(whole_shift(10, 15, &groups, 40), Some((10, 20)));
         // …unless that is more than the sequence holds.
