@@ -17,6 +17,21 @@ fn files() -> BTreeMap<String, std::path::PathBuf> {
     files
 }
 
+/// The GGUF at `path` loaded for embeddings (or scores), `parallel` inputs at a time, one thread.
+fn embedder(path: &std::path::Path, parallel: u32) -> LlamaEngine {
+    let opts = LoadOptions {
+        model_path: path.display().to_string(),
+        num_ctx: 512,
+        parallel,
+        num_batch: 512,
+        num_thread: 1,
+        num_gpu: 0,
+        embedding: true,
+        ..Default::default()
+    };
+    LlamaEngine::load(opts, |_| {}).unwrap()
+}
+
 #[test]
 fn minilm_matches_sentence_transformers() {
     let (texts, goldens) = corral_testkit::minilm_goldens();
@@ -26,21 +41,7 @@ fn minilm_matches_sentence_transformers() {
         assert_eq!((info.architecture.as_str(), info.tensors), ("bert", 101));
         let path = tmp.path().join(format!("{quantize:?}.gguf"));
         writer.write_to(std::fs::File::create(&path).unwrap()).unwrap();
-        let engine = LlamaEngine::load(
-            LoadOptions {
-                model_path: path.display().to_string(),
-                adapters: vec![],
-                num_ctx: 512,
-                parallel: 4,
-                num_batch: 512,
-                num_thread: 1,
-                num_gpu: 0,
-                embedding: true,
-                ..Default::default()
-            },
-            |_| {},
-        )
-        .unwrap();
+        let engine = embedder(&path, 4);
         let out = engine.embed(EmbedRequest { inputs: texts.clone(), truncate: true, query: None }).unwrap();
         assert_eq!(out.vectors.len(), 3);
         for (i, (got, want)) in out.vectors.iter().zip(&goldens).enumerate() {
@@ -95,20 +96,7 @@ fn issue_29_a_cross_encoder_becomes_a_reranker() {
     let g = corral_gguf::read_path(&path).unwrap();
     assert_eq!(g.get_u64("bert.pooling_type"), Some(4));
     assert!(g.tensors.iter().any(|t| t.name == "cls.output.weight" && t.dims == [384, 1]));
-    let engine = LlamaEngine::load(
-        LoadOptions {
-            model_path: path.display().to_string(),
-            num_ctx: 512,
-            parallel: 2,
-            num_batch: 512,
-            num_thread: 1,
-            num_gpu: 0,
-            embedding: true,
-            ..Default::default()
-        },
-        |_| {},
-    )
-    .unwrap();
+    let engine = embedder(&path, 2);
     let documents = ["A panda is a bear.", "The stock market fell today."];
     let request = |query: &str| EmbedRequest {
         inputs: documents.map(String::from).to_vec(),

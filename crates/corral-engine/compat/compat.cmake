@@ -50,20 +50,7 @@ function(_corral_compat_hook)
     set(_hooked "#include \"llama-model-loader.h\"\n#include \"corral-compat.h\"\n")
     _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
 
-    set(_out_dir "${CMAKE_BINARY_DIR}/corral-compat")
-    file(MAKE_DIRECTORY "${_out_dir}")
-    # Written only when it differs, so a reconfigure does not rebuild the loader.
-    file(WRITE "${_out_dir}/llama-model-loader.cpp.new" "${_text}")
-    file(COPY_FILE "${_out_dir}/llama-model-loader.cpp.new" "${_out_dir}/llama-model-loader.cpp" ONLY_IF_DIFFERENT)
-
-    get_target_property(_sources llama SOURCES)
-    list(FIND _sources "llama-model-loader.cpp" _at)
-    if(_at EQUAL -1)
-        message(FATAL_ERROR "corral compat: the `llama` target does not build llama-model-loader.cpp")
-    endif()
-    list(REMOVE_AT _sources ${_at})
-    list(APPEND _sources "${_out_dir}/llama-model-loader.cpp" "${_corral_compat_dir}/corral-compat.cpp")
-    set_target_properties(llama PROPERTIES SOURCES "${_sources}")
+    _corral_compat_build_copy(llama "llama-model-loader.cpp" "${_text}" "${_corral_compat_dir}/corral-compat.cpp")
     # The copy includes llama.cpp's private headers (src/ is on the target's include path) and ours.
     target_include_directories(llama PRIVATE "${_corral_compat_dir}")
     # Any change here reconfigures, which writes the digest record below again.
@@ -104,24 +91,30 @@ function(_corral_compat_hook_clip)
     set(_hooked "                    const size_t offset = it_off->second;\n                    if (corral_compat::load(this, cur, ggml_nbytes(cur))) { data_loaded += ggml_nbytes(cur); continue; }\n                    fin.seekg(offset, std::ios::beg);")
     _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
 
-    set(_out_dir "${CMAKE_BINARY_DIR}/corral-compat")
-    file(MAKE_DIRECTORY "${_out_dir}")
-    file(WRITE "${_out_dir}/clip.cpp.new" "${_text}")
-    file(COPY_FILE "${_out_dir}/clip.cpp.new" "${_out_dir}/clip.cpp" ONLY_IF_DIFFERENT)
-
-    get_target_property(_sources mtmd SOURCES)
-    list(FIND _sources "clip.cpp" _at)
-    if(_at EQUAL -1)
-        message(FATAL_ERROR "corral compat: the `mtmd` target does not build clip.cpp")
-    endif()
-    list(REMOVE_AT _sources ${_at})
-    list(APPEND _sources "${_out_dir}/clip.cpp")
-    set_target_properties(mtmd PROPERTIES SOURCES "${_sources}")
+    _corral_compat_build_copy(mtmd "clip.cpp" "${_text}" "")
     # The copy finds clip.cpp's own headers through the target's include path (its source
     # directory), and ours here.
     target_include_directories(mtmd PRIVATE "${_corral_compat_dir}" "${_mtmd_dir}")
     set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${_in}")
     message(STATUS "corral: llama.cpp's projector loader carries the GGUF translation hooks")
+endfunction()
+
+# _corral_compat_build_copy(TARGET FILE TEXT EXTRA): TARGET builds TEXT, written to the build
+# directory as FILE, instead of its own FILE, plus the EXTRA source (if any). The copy is written
+# only when it differs, so a reconfigure does not rebuild it.
+function(_corral_compat_build_copy target file text extra)
+    set(_out_dir "${CMAKE_BINARY_DIR}/corral-compat")
+    file(MAKE_DIRECTORY "${_out_dir}")
+    file(WRITE "${_out_dir}/${file}.new" "${text}")
+    file(COPY_FILE "${_out_dir}/${file}.new" "${_out_dir}/${file}" ONLY_IF_DIFFERENT)
+    get_target_property(_sources ${target} SOURCES)
+    list(FIND _sources "${file}" _at)
+    if(_at EQUAL -1)
+        message(FATAL_ERROR "corral compat: the `${target}` target does not build ${file}")
+    endif()
+    list(REMOVE_AT _sources ${_at})
+    list(APPEND _sources "${_out_dir}/${file}" ${extra})
+    set_target_properties(${target} PROPERTIES SOURCES "${_sources}")
 endfunction()
 
 # _corral_compat_replace(VAR ANCHOR REPLACEMENT EXACTLY_ONE): replaces ANCHOR in VAR; stops when it
