@@ -279,3 +279,37 @@ fn version_names_corral_and_the_ollama_api() {
     );
     assert_eq!(stderr(&out), "");
 }
+
+/// Issue 29: a vision model made from two FROM lines shows its Projector section; `corral run`
+/// takes the image files a prompt names, says so on stderr, and the answer depends on the file.
+#[test]
+fn issue_29_run_attaches_the_images_a_prompt_names() {
+    let server = Server::start_env(&[("CORRAL_NUM_THREAD", "1")]);
+    let dir = tempfile::tempdir().unwrap();
+    let projector = dir.path().join("mmproj.gguf");
+    fs::write(&projector, corral_testkit::projector::tiny_vision_projector(576, 7)).unwrap();
+    let mf = dir.path().join("Modelfile");
+    let from = format!(
+        "FROM {}\nFROM {}\nPARAMETER temperature 0\nPARAMETER num_predict 12\n",
+        corral_testkit::smollm2().display(),
+        projector.display()
+    );
+    fs::write(&mf, from).unwrap();
+    server.ok(&["create", "smolvlm", "-f", mf.to_str().unwrap()]);
+    let shown = server.ok(&["show", "smolvlm"]);
+    let section = shown.split("  Projector\n").nth(1).unwrap_or_else(|| panic!("no Projector section: {shown}"));
+    assert!(section.lines().next().is_some_and(|l| l.split_whitespace().eq(["architecture", "clip"])), "{shown}");
+    assert!(shown.lines().any(|l| l.trim() == "vision"), "{shown}");
+
+    let (a, b) = (dir.path().join("a.png"), dir.path().join("b.png"));
+    fs::write(&a, corral_testkit::projector::png(64, 48, 1)).unwrap();
+    fs::write(&b, corral_testkit::projector::png(64, 48, 2)).unwrap();
+    let ask = |image: &std::path::Path| {
+        let out = server.corral(&["run", "smolvlm", &format!("what is in {}?", image.display())]);
+        assert!(out.status.success(), "{}", stderr(&out));
+        assert!(stderr(&out).contains(&format!("Added image '{}'", image.display())), "{}", stderr(&out));
+        stdout(&out)
+    };
+    let (first, second) = (ask(&a), ask(&b));
+    assert!(!first.trim().is_empty() && first != second, "{first:?} / {second:?}");
+}
