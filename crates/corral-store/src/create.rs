@@ -219,9 +219,8 @@ impl Store {
                 let Some(model) = &weights else {
                     return Err(CreateError::Unsupported("no GGUF model among the files".into()));
                 };
-                let n_embd = model.arch_u64("embedding_length").unwrap_or(0);
                 for (file, projector) in &projectors {
-                    if let Some(why) = crate::projector::mismatch(projector, n_embd).filter(|_| n_embd > 0) {
+                    if let Some(why) = crate::projector::mismatch(projector, model) {
                         return Err(CreateError::Unsupported(format!(
                             "projector {file} does not fit the model: {why}"
                         )));

@@ -4,7 +4,9 @@
 //! request).
 //!
 //! The tensor depends on the projector type (`clip.projector_type`, as llama.cpp's `clip.cpp`
-//! reads it); types not listed here are not checked at create.
+//! reads it); types not listed here are not checked at create. Some types also frame each image
+//! with special tokens that `mtmd` looks up in the model's vocabulary, and llama.cpp aborts the
+//! process when one is missing: those are checked too.
 
 use corral_gguf::Gguf;
 
@@ -26,8 +28,29 @@ pub fn output_width(g: &Gguf) -> Option<u64> {
     }
 }
 
-/// Why a projector does not fit a language model of `n_embd`, if it does not.
-pub fn mismatch(projector: &Gguf, n_embd: u64) -> Option<String> {
+/// The special tokens a projector type frames images with, which the model must have.
+fn framing_tokens(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "idefics3" => &["<fake_token_around_image>", "<global-img>"],
+        "minicpmv" => &["<image>", "</image>", "<slice>", "</slice>"],
+        "step3vl" => &["<im_start>", "<im_end>", "<patch_start>", "<patch_end>", "<patch_newline>"],
+        _ => &[],
+    }
+}
+
+/// Why a projector does not fit the language model `model`, if it does not.
+pub fn mismatch(projector: &Gguf, model: &Gguf) -> Option<String> {
+    let kind = projector.get_str("clip.projector_type").unwrap_or_default();
+    let vocab = match model.get("tokenizer.ggml.tokens") {
+        Some(corral_gguf::MetaValue::Array(corral_gguf::ArrayValue::String(t))) => t.as_slice(),
+        _ => &[],
+    };
+    if let Some(token) = framing_tokens(kind).iter().find(|t| !vocab.iter().any(|v| v == *t)) {
+        return Some(format!(
+            "its images are framed with the token {token}, which the model's vocabulary does not have"
+        ));
+    }
+    let n_embd = model.arch_u64("embedding_length").filter(|n| *n > 0)?;
     let width = output_width(projector)?;
     (width != n_embd)
         .then(|| format!("its embeddings are {width} wide and the model's are {n_embd}: it was made for another model"))

@@ -460,3 +460,27 @@ fn issue_29_a_projector_must_fit_its_model() {
     assert_eq!(m.projector_paths.len(), 1);
     assert!(m.model_path.is_some());
 }
+
+/// Issue 29: a projector that frames images with special tokens the model lacks (Idefics3's
+/// `<fake_token_around_image>`) would make llama.cpp abort the runner at the first image: it is
+/// refused at create.
+#[test]
+fn issue_29_a_projector_needing_tokens_the_model_lacks_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), StoreOptions::default()).unwrap();
+    let model = store.import_blob(&tiny_bytes()[..], None).unwrap().digest;
+    let mut g = corral_gguf::read_bytes(&corral_testkit::projector::tiny_vision_projector(32, 1)).unwrap();
+    let mut w = corral_gguf::GgufWriter::new();
+    for (k, v) in &g.metadata {
+        let v = if k == "clip.projector_type" { corral_gguf::MetaValue::String("idefics3".into()) } else { v.clone() };
+        w.set(k, v);
+    }
+    g.tensors.clear();
+    let idefics = store.import_blob(&w.to_bytes()[..], None).unwrap().digest;
+    let files = ModelSource::Files(vec![("m.gguf".into(), model), ("mmproj.gguf".into(), idefics)]);
+    let e = store.prepare_create(spec("vlm", files)).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "projector mmproj.gguf does not fit the model: its images are framed with the token <fake_token_around_image>, which the model's vocabulary does not have"
+    );
+}

@@ -142,9 +142,10 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     renderer.think(template_thinking(think, req.settings.think.as_ref()));
     // Fill in the middle: the prompt is the text before the insertion point, `suffix` after it.
     let insert = req.suffix.as_deref().filter(|s| !s.is_empty() && !req.raw);
+    // Images are checked before the model is loaded: a bad one is a 400 that costs no load.
+    let mut messages = generate_messages(&r, &req);
+    let images = media::attach(&mut messages)?;
     if req.settings.debug_render_only && !req.raw {
-        let mut messages = generate_messages(&r, &req);
-        media::attach(&mut messages)?;
         let prompt = match insert {
             Some(suffix) => renderer.render_insert(&messages, suffix, &r.gguf).await?,
             None => renderer.render(&messages, None).await?,
@@ -159,8 +160,6 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     }
     let runner = lease.runner.clone();
     let num_ctx = eff.load.num_ctx;
-    let mut messages = generate_messages(&r, &req);
-    let images = media::attach(&mut messages)?;
     let mut prompt = if req.raw {
         // The images go before the prompt, as the user message's content has them.
         messages.pop().map(|m| m.content).unwrap_or_default()
@@ -244,9 +243,10 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
         return Ok(Started::Immediate(Immediate::Unload, timing));
     }
     let ChatPlan { think, tools, renderer } = plan_chat(state, &r, &req, relax_thinking)?;
+    // Images are checked before the model is loaded: a bad one is a 400 that costs no load.
+    let mut messages = chat_messages(&r, &req);
+    let images = media::attach(&mut messages)?;
     if req.settings.debug_render_only {
-        let mut messages = chat_messages(&r, &req);
-        media::attach(&mut messages)?;
         return Ok(Started::Rendered(media::show_tags(&renderer.render(&messages, tools.as_ref()).await?)));
     }
     let eff = resolve_options(state, &r, &req.settings.options)?;
@@ -255,8 +255,6 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     if req.messages.is_empty() {
         return Ok(Started::Immediate(Immediate::Load, timing));
     }
-    let mut messages = chat_messages(&r, &req);
-    let images = media::attach(&mut messages)?;
     let prompt = fit(&renderer, &lease.runner, messages, tools.as_ref(), eff.load.num_ctx, req.truncate).await?;
     let (prompt, media) = media::place(&prompt, images);
     let tool_names = req.tools.iter().filter_map(tool_name).collect();
