@@ -112,6 +112,17 @@ def test_openai_image_url_parts(base_url, api_key):
     assert ask(a) == first
 
 
+def test_metrics_count_the_images_sent(base_url, api_key, native):
+    def sent():
+        text = httpx.get(f"{base_url}/metrics", headers={"Authorization": f"Bearer {api_key}"}).text
+        return int(next(line for line in text.splitlines() if line.startswith("corral_media_total ")).split()[1])
+
+    a, b = pictures()
+    before = sent()
+    native.chat(model=VISION, messages=[{"role": "user", "content": ASK, "images": [str(a), str(b)]}], options=OPTIONS)
+    assert sent() == before + 2
+
+
 def test_openai_remote_image_url_is_refused(base_url, api_key):
     client = openai.OpenAI(base_url=f"{base_url}/v1", api_key=api_key)
     with pytest.raises(openai.BadRequestError) as e:

@@ -79,6 +79,7 @@ pub struct Metrics {
     shared_steps: AtomicU64,
     draft_tokens: AtomicU64,
     draft_accepted: AtomicU64,
+    media: AtomicU64,
 }
 
 impl Default for Metrics {
@@ -94,11 +95,17 @@ impl Default for Metrics {
             shared_steps: AtomicU64::new(0),
             draft_tokens: AtomicU64::new(0),
             draft_accepted: AtomicU64::new(0),
+            media: AtomicU64::new(0),
         }
     }
 }
 
 impl Metrics {
+    /// A generation was sent `n` images or sounds.
+    pub fn media_sent(&self, n: usize) {
+        self.media.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     /// A generation finished with `usage`.
     pub fn finished(&self, usage: &Usage) {
         self.requests.fetch_add(1, Ordering::Relaxed);
@@ -179,7 +186,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         ("corral_kv_cache_used_cells", "KV cache cells held by running requests.", cells.used as f64),
         ("corral_kv_cache_cached_cells", "KV cache cells kept by idle slots as a prompt cache.", cells.cached as f64),
     ];
-    let counters: [(&str, &str, u64); 9] = [
+    let counters: [(&str, &str, u64); 10] = [
         (
             "corral_sequence_moves_total",
             "Running sequences moved to another slot to keep the busy ones contiguous (loaded runners).",
@@ -209,6 +216,7 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
             "Drafted tokens the model kept (speculative decoding).",
             load(&m.draft_accepted),
         ),
+        ("corral_media_total", "Images and sounds sent to models with their prompts.", load(&m.media)),
     ];
     let mut out = String::new();
     for (name, help, value) in gauges {

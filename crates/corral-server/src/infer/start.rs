@@ -189,6 +189,7 @@ pub async fn start_generate(state: &AppState, req: Generate) -> Result<Started, 
     let parser = OutputParser::new(think.unwrap_or(false) && !req.raw, opens_thinking(&prompt, family), Vec::new())
         .with_family(family);
     let mut request = completion(&eff, prompt, &req.settings);
+    state.metrics.media_sent(media.len());
     request.media = media;
     let completion = runner.complete(request).await?;
     let answer = Answer::new(completion, parser, lease, state.metrics.clone(), started);
@@ -262,6 +263,7 @@ pub async fn start_chat(state: &AppState, req: Chat, relax_thinking: bool) -> Re
     let inside = opens_thinking(&prompt, family);
     let parser = OutputParser::new(think.unwrap_or(false), inside, tool_names).with_family(family);
     let mut request = completion(&eff, prompt, &req.settings);
+    state.metrics.media_sent(media.len());
     request.media = media;
     if let (Some(true), Some(tokens)) = (think, req.settings.think_budget) {
         let (open, close) = family.budget_tags();
