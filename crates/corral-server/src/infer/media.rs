@@ -231,50 +231,83 @@ pub fn attach(messages: &mut [Message]) -> Result<Vec<Vec<u8>>, ApiError> {
     Ok(images)
 }
 
+/// A piece of a rendered prompt: text, or the tag of image `n` (with the tag's own text).
+enum Piece<'a> {
+    Text(&'a str),
+    Tag { n: usize, text: &'a str },
+}
+
+/// A rendered prompt cut into its text and its tags, in order. Text that only looks like a tag
+/// (another key, no number) stays text.
+fn pieces(prompt: &str) -> Vec<Piece<'_>> {
+    let open = format!("<__corral_media_{}_", key());
+    let mut out = Vec::new();
+    let mut rest = prompt;
+    while let Some(i) = rest.find(&open) {
+        let after = &rest[i + open.len()..];
+        let tag = after.find("__>").and_then(|end| after[..end].parse::<usize>().ok().map(|n| (n, end)));
+        match tag {
+            Some((n, end)) => {
+                out.push(Piece::Text(&rest[..i]));
+                let len = open.len() + end + 3;
+                out.push(Piece::Tag { n, text: &rest[i..i + len] });
+                rest = &rest[i + len..];
+            }
+            None => {
+                out.push(Piece::Text(&rest[..i + open.len()]));
+                rest = after;
+            }
+        }
+    }
+    out.push(Piece::Text(rest));
+    out
+}
+
 /// Takes the tags out of a rendered `prompt`: the prompt without them, and each tagged image at
 /// its offset. An image whose tag the rendering dropped is not sent; one whose tag it wrote twice
 /// is sent once, at its first place.
 pub fn place(prompt: &str, mut images: Vec<Vec<u8>>) -> (String, Vec<Media>) {
     let mut sent = vec![false; images.len()];
-    let open = format!("<__corral_media_{}_", key());
     let mut out = String::with_capacity(prompt.len());
     let mut media = Vec::new();
-    let mut rest = prompt;
-    while let Some(i) = rest.find(&open) {
-        out.push_str(&rest[..i]);
-        let after = &rest[i + open.len()..];
-        let n = after.find("__>").and_then(|end| after[..end].parse::<usize>().ok().map(|n| (n, end)));
-        match n {
-            Some((n, end)) if n < images.len() => {
+    for piece in pieces(prompt) {
+        match piece {
+            Piece::Tag { n, .. } if n < images.len() => {
                 if !std::mem::replace(&mut sent[n], true) {
                     media.push(Media { at: out.len(), data: std::mem::take(&mut images[n]) });
                 }
-                rest = &after[end + 3..];
             }
-            _ => {
-                out.push_str(&open);
-                rest = after;
-            }
+            Piece::Tag { text, .. } | Piece::Text(text) => out.push_str(text),
         }
     }
-    out.push_str(rest);
     (out, media)
 }
 
-/// A rendered prompt without its tags, and how many there were.
+/// A rendered prompt without its tags, and how many images they mark (a tag written twice counts
+/// once, as its image is sent once).
 pub fn without_tags(prompt: &str) -> (String, usize) {
-    let (text, media) = place(prompt, vec![Vec::new(); MAX_TAGGED]);
-    (text, media.len())
+    let mut out = String::with_capacity(prompt.len());
+    let mut images = std::collections::BTreeSet::new();
+    for piece in pieces(prompt) {
+        match piece {
+            Piece::Text(text) => out.push_str(text),
+            Piece::Tag { n, .. } => {
+                images.insert(n);
+            }
+        }
+    }
+    (out, images.len())
 }
-
-/// More images than a request may carry ([`super::request::MAX_IMAGES`]), so that every tag of
-/// one is found.
-const MAX_TAGGED: usize = 1024;
 
 /// A rendered prompt as `_debug_render_only` shows it: each tag as Ollama's `[img-N]`.
 pub fn show_tags(prompt: &str) -> String {
-    let open = format!("<__corral_media_{}_", key());
-    prompt.replace(&open, "[img-").replace("__>", "]")
+    pieces(prompt)
+        .into_iter()
+        .map(|piece| match piece {
+            Piece::Text(text) => text.to_string(),
+            Piece::Tag { n, .. } => format!("[img-{n}]"),
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -390,6 +423,14 @@ mod tests {
         let prompt = format!("a{}b{}c", tag(0), tag(5));
         assert_eq!(without_tags(&prompt), ("abc".to_string(), 2));
         assert_eq!(without_tags("plain"), ("plain".to_string(), 0));
+        // A tag written twice marks one image.
+        assert_eq!(without_tags(&format!("{}{}", tag(1), tag(1))), (String::new(), 1));
+    }
+
+    #[test]
+    fn only_tags_are_shown_as_image_numbers() {
+        let prompt = format!("x__> {} <__corral_media_0_1__>", tag(3));
+        assert_eq!(show_tags(&prompt), "x__> [img-3] <__corral_media_0_1__>");
     }
 
     #[test]
