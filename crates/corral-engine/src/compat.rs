@@ -42,33 +42,25 @@ pub fn prepare(path: &str, enabled: bool) -> Result<Prepared, String> {
 
 /// Installs, when `enabled` and the file at `path` is a published model with a vision tower
 /// Corral can translate, the projector-side translation that lets the same file be loaded as its
-/// own projector. Returns the handler, if any.
-pub fn prepare_projector(path: &str, enabled: bool) -> Result<Option<&'static str>, String> {
+/// own projector. Returns the bytes of projector weights the file holds: all of a projector file,
+/// or only the media tensors (`v.*`, `mm.*`, `a.*`) of the model file `model_path` serving as its
+/// own projector.
+pub fn prepare_projector(path: &str, model_path: &str, enabled: bool) -> Result<u64, String> {
     let p = c(path)?;
     // SAFETY: a NUL-terminated string that outlives the call.
     unsafe { corral_compat_forget_clip(p.as_ptr()) };
-    let Ok(header) = corral_gguf::read_path(Path::new(path)) else { return Ok(None) };
-    if !enabled {
-        return Ok(None);
-    }
-    match corral_compat::translate_clip(&header) {
-        Some(t) => {
-            install_with(path, &t, corral_compat_install_clip, corral_compat_forget_clip)?;
-            Ok(Some(t.handler))
-        }
-        None => Ok(None),
-    }
-}
-
-/// Bytes of projector weights in the file at `path`: all of a projector file, or only the media
-/// tensors (`v.*`, `mm.*`, `a.*`) of the model file `model_path` serving as its own projector.
-pub fn projector_bytes(path: &str, model_path: &str) -> u64 {
-    if path != model_path {
-        return std::fs::metadata(path).map_or(0, |m| m.len());
-    }
-    let Ok(header) = corral_gguf::read_path(Path::new(path)) else { return 0 };
+    // Not a GGUF Corral can read: llama.cpp gets to say why.
+    let Ok(header) = corral_gguf::read_path(Path::new(path)) else { return Ok(0) };
     let media = |name: &str| ["v.", "mm.", "a."].iter().any(|p| name.starts_with(p));
-    header.tensors.iter().filter(|t| media(&t.name)).map(|t| t.size).sum()
+    let bytes = if path == model_path {
+        header.tensors.iter().filter(|t| media(&t.name)).map(|t| t.size).sum()
+    } else {
+        std::fs::metadata(path).map_or(0, |m| m.len())
+    };
+    if let Some(t) = corral_compat::translate_clip(&header).filter(|_| enabled) {
+        install_with(path, &t, corral_compat_install_clip, corral_compat_forget_clip)?;
+    }
+    Ok(bytes)
 }
 
 // The C side lives in compat/corral-compat.cpp, compiled into libllama.

@@ -131,8 +131,7 @@ impl Loop<'_, '_, '_> {
             let (free, mut reuse) = self.pick_slot(&prompt).expect("a slot is free");
             // The last prompt token is always decoded again: its logits give the first answer token.
             // An image is reused whole or not at all.
-            let spans: Vec<(usize, usize)> = groups.iter().map(|g| (g.start, g.len)).collect();
-            reuse = media::whole_prefix(reuse.min(prompt.len() - 1), &spans);
+            reuse = media::whole_prefix(reuse.min(prompt.len() - 1), &media::spans(&groups));
             let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(reuse as u32), None).unwrap_or(false);
             // A memory that cannot drop a suffix (recurrent models), or a sliding window that lost
             // part of the prefix: start over.

@@ -116,7 +116,7 @@ impl Job {
 
     /// Where the prompt's media lie, as `(start, len)` of the token list.
     pub(super) fn spans(&self) -> Vec<(usize, usize)> {
-        self.groups.iter().map(|g| (g.start, g.len)).collect()
+        super::media::spans(&self.groups)
     }
 }
 

@@ -214,16 +214,14 @@ pub(super) fn engine_thread(
     };
 
     let projector = match &opts.projector_path {
-        Some(path) => match Projector::load(path, &model, threads, opts.num_gpu == 0, opts.no_compat) {
+        Some(path) => match Projector::load(path, &model, &opts.model_path, threads, opts.num_gpu == 0, opts.no_compat)
+        {
             Ok(p) => Some(p),
             Err(e) => return fail(e),
         },
         None => None,
     };
-    // The projector's weights (its compute buffers are not counted, as the model's are not): its
-    // media tensors only when it is the model's own file.
-    let projector_bytes =
-        opts.projector_path.as_deref().map_or(0, |p| crate::compat::projector_bytes(p, &opts.model_path));
+    let projector_bytes = projector.as_ref().map_or(0, |p| p.bytes);
 
     let kv_bytes = offload.kv_cache_type.bytes(kv_elements(&model, shape.cells()));
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers

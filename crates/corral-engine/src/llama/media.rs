@@ -30,26 +30,29 @@ use llama_cpp_2::mtmd::{
     mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunks, MtmdInputText,
 };
 use llama_cpp_2::token::LlamaToken;
-use llama_cpp_2::vocab::LlamaVocab;
 
 use crate::EngineError;
 
 /// A loaded projector.
 pub(super) struct Projector {
     ctx: MtmdContext,
+    /// Its weights' bytes in the file (its compute buffers are not counted, as the model's are not).
+    pub(super) bytes: u64,
 }
 
 impl Projector {
-    /// Loads the projector at `path` for `model`, on the GPU unless `cpu_only`; a model file
-    /// Ollama published with its vision tower inside is translated into one (unless `no_compat`).
+    /// Loads the projector at `path` for `model` (loaded from `model_path`), on the GPU unless
+    /// `cpu_only`; a model file Ollama published with its vision tower inside is translated into
+    /// one (unless `no_compat`).
     pub(super) fn load(
         path: &str,
         model: &LlamaModel,
+        model_path: &str,
         threads: i32,
         cpu_only: bool,
         no_compat: bool,
     ) -> Result<Self, String> {
-        crate::compat::prepare_projector(path, !no_compat)?;
+        let bytes = crate::compat::prepare_projector(path, model_path, !no_compat)?;
         let params = MtmdContextParams {
             use_gpu: !cpu_only,
             print_timings: false,
@@ -66,7 +69,7 @@ impl Projector {
                 "the projector {path} places media with M-RoPE (Qwen2-VL and later), which Corral does not run yet"
             ));
         }
-        Ok(Projector { ctx })
+        Ok(Projector { ctx, bytes })
     }
 
     /// What the projector reads: `(vision, audio)`.
@@ -122,7 +125,7 @@ pub(super) fn tokenize(
                 prompt.len()
             ))
         })?;
-        text(&mut tokens, &vocab, piece, i == 0);
+        tokens.extend(super::step::tokenize(&vocab, piece, i == 0));
         let bitmap = MtmdBitmap::from_buffer(&projector.ctx, &m.data, false).map_err(|_| {
             EngineError::Request(format!(
                 "media {i} ({} bytes) could not be read as an image or audio file of a supported format",
@@ -145,17 +148,16 @@ pub(super) fn tokenize(
         from = m.at;
     }
     let rest = prompt.get(from..).unwrap_or_default();
-    text(&mut tokens, &vocab, rest, media.is_empty());
+    tokens.extend(super::step::tokenize(&vocab, rest, media.is_empty()));
     if groups.last().is_some_and(|g| g.end() == tokens.len()) {
         return Err(EngineError::Request("the prompt ends with an image or sound: some text must follow it".into()));
     }
     Ok((tokens, groups))
 }
 
-/// Appends the tokens of a text piece (special tokens parsed); the first piece of a prompt
-/// starts with BOS if the model wants one.
-fn text(tokens: &mut Vec<LlamaToken>, vocab: &LlamaVocab, piece: &str, first: bool) {
-    tokens.extend(super::step::tokenize(vocab, piece, first));
+/// Where `groups` lie in a job's token list, as `(start, len)`.
+pub(super) fn spans(groups: &[Group]) -> Vec<(usize, usize)> {
+    groups.iter().map(|g| (g.start, g.len)).collect()
 }
 
 /// Decodes `group` into sequence `seq` at position `n_past`; returns the position after it.
