@@ -232,49 +232,62 @@ void load_promoted(const std::string & path, uint64_t offset, int64_t n, ggml_te
     }
 }
 
+// The plan `registry` holds for `fname` (null: none), made the one `loader` follows; whatever an
+// earlier loader at the same address followed is forgotten.
+std::shared_ptr<const corral_compat_plan> activate(
+    const std::map<std::string, std::shared_ptr<const corral_compat_plan>> & registry, const void * loader,
+    const std::string & fname) {
+    std::lock_guard<std::mutex> lock(g_mutex);
+    auto it = registry.find(fname);
+    auto plan = it == registry.end() ? nullptr : it->second;
+    g_active[loader] = plan;
+    g_promoted.erase(loader);
+    return plan;
+}
+
+// The header edits both loaders take: keys, the architecture key, tensor renames.
+void apply_header(const corral_compat_plan & plan, gguf_context * meta, ggml_context * ctx) {
+    for (const auto & e : plan.edits) apply_edit(meta, e);
+    if (!plan.arch.empty()) {
+        gguf_remove_key(meta, "general.architecture");
+        gguf_set_val_str(meta, "general.architecture", plan.arch.c_str());
+    }
+    for (const auto & [from, to] : plan.renames) set_name(meta, ctx, from, to);
+}
+
+// Installs `plan` in `registry` under its path (replacing an earlier one), or removes `path`'s.
+void install_in(std::map<std::string, std::shared_ptr<const corral_compat_plan>> & registry,
+                corral_compat_plan * plan) {
+    if (!plan) return;
+    std::shared_ptr<const corral_compat_plan> owned(plan);
+    std::lock_guard<std::mutex> lock(g_mutex);
+    registry[owned->path] = owned;
+}
+
+void forget_in(std::map<std::string, std::shared_ptr<const corral_compat_plan>> & registry, const char * path) {
+    if (!path) return;
+    std::lock_guard<std::mutex> lock(g_mutex);
+    registry.erase(path);
+}
+
 } // namespace
 
 namespace corral_compat {
 
 void translate_clip(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx) {
-    std::shared_ptr<const corral_compat_plan> plan;
-    {
-        std::lock_guard<std::mutex> lock(g_mutex);
-        auto it = g_clip_plans.find(fname);
-        if (it != g_clip_plans.end()) plan = it->second;
-        g_active[loader] = plan;
-        g_promoted.erase(loader);
-    }
+    auto plan = activate(g_clip_plans, loader, fname);
     if (!plan || !meta || !ctx) return;
-    for (const auto & e : plan->edits) apply_edit(meta, e);
-    if (!plan->arch.empty()) {
-        gguf_remove_key(meta, "general.architecture");
-        gguf_set_val_str(meta, "general.architecture", plan->arch.c_str());
-    }
-    for (const auto & [from, to] : plan->renames) set_name(meta, ctx, from, to);
+    apply_header(*plan, meta, ctx);
     std::lock_guard<std::mutex> lock(g_mutex);
     for (const auto & name : plan->promoted) promote(loader, meta, ctx, name);
 }
 
 bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
                std::string & arch_name) {
-    std::shared_ptr<const corral_compat_plan> plan;
-    {
-        std::lock_guard<std::mutex> lock(g_mutex);
-        auto it = g_plans.find(fname);
-        if (it != g_plans.end()) plan = it->second;
-        g_active[loader] = plan;
-        g_promoted.erase(loader);
-    }
+    auto plan = activate(g_plans, loader, fname);
     if (!plan || !meta || !ctx) return false;
-
-    for (const auto & e : plan->edits) apply_edit(meta, e);
-    if (!plan->arch.empty()) {
-        gguf_remove_key(meta, "general.architecture");
-        gguf_set_val_str(meta, "general.architecture", plan->arch.c_str());
-        arch_name = plan->arch;
-    }
-    for (const auto & [from, to] : plan->renames) set_name(meta, ctx, from, to);
+    apply_header(*plan, meta, ctx);
+    if (!plan->arch.empty()) arch_name = plan->arch;
     for (const auto & [name, ne] : plan->shapes) set_shape(meta, ctx, name, ne, plan->assembled.count(name) > 0);
     LLAMA_LOG_INFO("%s: translated an Ollama-published GGUF: %zu keys set or removed, %zu tensors renamed, "
                    "%zu reshaped, %zu hidden, %zu assembled\n",
@@ -406,30 +419,12 @@ void corral_compat_promote(corral_compat_plan * plan, const char * name) {
     if (plan && name) plan->promoted.insert(name);
 }
 
-void corral_compat_install_clip(corral_compat_plan * plan) {
-    if (!plan) return;
-    std::shared_ptr<const corral_compat_plan> owned(plan);
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_clip_plans[owned->path] = owned;
-}
+void corral_compat_install_clip(corral_compat_plan * plan) { install_in(g_clip_plans, plan); }
 
-void corral_compat_forget_clip(const char * path) {
-    if (!path) return;
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_clip_plans.erase(path);
-}
+void corral_compat_forget_clip(const char * path) { forget_in(g_clip_plans, path); }
 
-void corral_compat_install(corral_compat_plan * plan) {
-    if (!plan) return;
-    std::shared_ptr<const corral_compat_plan> owned(plan);
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_plans[owned->path] = owned;
-}
+void corral_compat_install(corral_compat_plan * plan) { install_in(g_plans, plan); }
 
-void corral_compat_forget(const char * path) {
-    if (!path) return;
-    std::lock_guard<std::mutex> lock(g_mutex);
-    g_plans.erase(path);
-}
+void corral_compat_forget(const char * path) { forget_in(g_plans, path); }
 
 } // extern "C"
