@@ -34,7 +34,7 @@ use corral_types::runner::{
     CompletionRequest, DoneReason, EmbedRequest, Embedded, KvCells, RunnerInfo, TokenLogprob, Usage,
 };
 
-pub use llama::LlamaEngine;
+pub use llama::{llama_backend, LlamaEngine};
 pub use stop::StopBuffer;
 
 /// What can go wrong talking to an engine.

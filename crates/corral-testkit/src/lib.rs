@@ -15,6 +15,8 @@
 //!   quantizer's input.
 //! - [`projector::tiny_vision_projector`]: a random-weight multimodal projector (mmproj) as wide
 //!   as a given language model, and [`projector::png`], pictures to show it.
+//! - [`projector_qwen::tiny_qwen2vl_projector`]: a random-weight Qwen2-VL vision projector for
+//!   the Qwen2-VL family of language models ([`tiny_qwen25vl`] in llama.cpp's layout).
 //! - [`reranker::tiny_reranker`]: a random-weight BERT cross-encoder reranker (RANK pooling, a
 //!   one-score classification head) with MiniLM's WordPiece tokenizer, for `/v1/rerank`.
 //! - [`audio::tiny_audio_projector`]: a random-weight audio projector (a Whisper encoder and
@@ -23,6 +25,7 @@
 pub mod audio;
 mod export;
 pub mod projector;
+pub mod projector_qwen;
 mod published;
 mod random_arch;
 mod random_arch2;

@@ -48,7 +48,7 @@ pub const VISION_FFN: u64 = 128;
 pub const PROJECTOR_HIDDEN: u64 = 128;
 /// Standard deviation of the projector's output elements: about that of a small language model's
 /// token embeddings times a few, so that the language model's answer depends on the picture.
-const OUTPUT_STD: f32 = 0.5;
+pub(crate) const OUTPUT_STD: f32 = 0.5;
 
 /// The sizes of a LLaVA-style projector's vision encoder.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,14 +128,7 @@ pub fn vision_projector(shape: &VisionShape, n_embd: u64, seed: u64) -> Vec<u8> 
     t.small("v.position_embd.weight", &[e, n_patches], 0.5);
     t.norm("v.pre_ln", e);
     for i in 0..shape.blocks {
-        let b = format!("v.blk.{i}");
-        t.norm(&format!("{b}.ln1"), e);
-        for name in ["attn_q", "attn_k", "attn_v", "attn_out"] {
-            t.linear(&format!("{b}.{name}"), e, e, 1.0);
-        }
-        t.norm(&format!("{b}.ln2"), e);
-        t.linear(&format!("{b}.ffn_up"), e, f, 1.0);
-        t.linear(&format!("{b}.ffn_down"), f, e, 1.0);
+        t.vit_block(i, e, f);
     }
     t.norm("v.post_ln", e);
     t.linear("mm.0", e, h, 1.0);
@@ -171,6 +164,19 @@ impl Tensors {
     pub(crate) fn linear(&mut self, name: &str, n_in: u64, n_out: u64, std: f32) {
         self.matrix(&format!("{name}.weight"), &[n_in, n_out], n_in, std);
         self.small(&format!("{name}.bias"), &[n_out], 0.02 * std);
+    }
+
+    /// Vision block `i` (`v.blk.{i}.*`) of width `e` and feed-forward width `f`: layer norms,
+    /// separate Q/K/V and output projections and a two-layer feed-forward, all with biases.
+    pub(crate) fn vit_block(&mut self, i: u64, e: u64, f: u64) {
+        let b = format!("v.blk.{i}");
+        self.norm(&format!("{b}.ln1"), e);
+        for name in ["attn_q", "attn_k", "attn_v", "attn_out"] {
+            self.linear(&format!("{b}.{name}"), e, e, 1.0);
+        }
+        self.norm(&format!("{b}.ln2"), e);
+        self.linear(&format!("{b}.ffn_up"), e, f, 1.0);
+        self.linear(&format!("{b}.ffn_down"), f, e, 1.0);
     }
 
     /// A layer norm: weights near one (not all equal), biases near zero.

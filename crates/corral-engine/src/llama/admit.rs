@@ -132,10 +132,12 @@ impl Loop<'_, '_, '_> {
             // The last prompt token is always decoded again: its logits give the first answer token.
             // An image is reused whole or not at all.
             reuse = media::whole_prefix(reuse.min(prompt.len() - 1), &media::spans(&groups));
-            let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(reuse as u32), None).unwrap_or(false);
+            // The cached prefix holds the same media at the same places, so the same positions.
+            let at = media::position(reuse, &groups) as u32;
+            let trimmed = self.ctx.clear_kv_cache_seq(Some(free as u32), Some(at), None).unwrap_or(false);
             // A memory that cannot drop a suffix (recurrent models), or a sliding window that lost
             // part of the prefix: start over.
-            if !trimmed || !slots::prefix_usable(reuse, self.ctx.kv_cache_seq_pos_min(free as i32), self.window) {
+            if !trimmed || !slots::prefix_usable(at as usize, self.ctx.kv_cache_seq_pos_min(free as i32), self.window) {
                 reuse = 0;
                 let _ = self.ctx.clear_kv_cache_seq(Some(free as u32), None, None);
             }

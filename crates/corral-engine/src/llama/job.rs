@@ -39,7 +39,8 @@ pub(super) struct Job {
     pub(super) may_shift: bool,
     /// The context was shifted: the KV cells no longer hold a prefix of prompt + output.
     pub(super) shifted: bool,
-    /// KV position of the next token.
+    /// KV cells the job's sequence holds: the index of the next token in prompt + output (its
+    /// position is [`Job::pos`] of it).
     pub(super) n_past: i32,
     /// Sampled token waiting to be decoded.
     pub(super) next: Option<LlamaToken>,
@@ -112,6 +113,11 @@ impl Job {
     /// The medium the prompt reaches next, if its turn has come (the text before it is in).
     pub(super) fn medium_due(&self) -> Option<&Group> {
         self.groups.iter().find(|g| g.start == self.fed).filter(|_| self.next.is_none())
+    }
+
+    /// The position of the token at `index` (see `media::position`).
+    pub(super) fn pos(&self, index: i32) -> i32 {
+        super::media::position(index as usize, &self.groups)
     }
 
     /// Where the prompt's media lie, as `(start, len)` of the token list.

@@ -43,6 +43,13 @@ pub(crate) fn init_backend() -> Result<(), String> {
     backend(false).map(|_| ())
 }
 
+/// llama.cpp's backend, initialised as the engines initialise it, for code that calls llama.cpp
+/// directly in a process that also runs engines (the tests' reference runs): the backend can be
+/// initialised only once per process, so it must be this one.
+pub fn llama_backend() -> Result<&'static LlamaBackend, String> {
+    backend(false)
+}
+
 /// Hides llama.cpp's and ggml's log lines (keeping the last warnings and errors, see
 /// [`crate::log`]).
 pub(crate) fn quiet() {

@@ -16,8 +16,14 @@
 //! group is decoded whole or not at all ([`whole_prefix`]). The same rule keeps a context shift
 //! from cutting a group in two ([`whole_shift`]).
 //!
-//! Models whose media take fewer positions than tokens (M-RoPE: Qwen2-VL and its successors) are
-//! refused for now: the loop keeps a job's positions equal to its token indices.
+//! Models with multi-axis RoPE (M-RoPE: Qwen2-VL and its successors) give a picture fewer
+//! positions than tokens: its tokens share one temporal position and spread over a grid of rows
+//! and columns, and the text after it continues from the grid's largest side. A job therefore
+//! keeps two counts apart: its token indices, which are its KV cells and what the cache and the
+//! context limit count, and their positions ([`position`]), which are what llama.cpp is given and
+//! what it removes cells by. Every cut (a reused prefix, an answer's end) falls between groups,
+//! where the two differ by a known amount. Such a job's context is not shifted (llama.cpp moves
+//! cells by one position delta, which would not keep a picture's grid), as llama-server does not.
 
 use std::collections::hash_map::DefaultHasher;
 use std::ffi::CString;
@@ -64,11 +70,6 @@ impl Projector {
         crate::log::take_recent();
         let ctx = MtmdContext::init_from_file(path, model, &params)
             .map_err(|e| crate::log::with_reasons(format!("could not load the projector {path}: {e}")))?;
-        if ctx.decode_use_mrope() {
-            return Err(format!(
-                "the projector {path} places media with M-RoPE (Qwen2-VL and later), which Corral does not run yet"
-            ));
-        }
         Ok(Projector { ctx, bytes })
     }
 
@@ -78,10 +79,12 @@ impl Projector {
     }
 }
 
-/// One medium of a prompt: its tokens' place in the job's token list, and `mtmd`'s chunks for it.
+/// One medium of a prompt: its tokens' place in the job's token list, the positions it takes
+/// (fewer than its tokens with M-RoPE), and `mtmd`'s chunks for it.
 pub(super) struct Group {
     pub(super) start: usize,
     pub(super) len: usize,
+    pub(super) n_pos: i32,
     chunks: MtmdInputChunks,
 }
 
@@ -89,6 +92,18 @@ impl Group {
     pub(super) fn end(&self) -> usize {
         self.start + self.len
     }
+
+    /// Its positions are not one per token (M-RoPE).
+    pub(super) fn packed(&self) -> bool {
+        self.n_pos != self.len as i32
+    }
+}
+
+/// The position of the token at `index` of a job whose prompt has `groups` (`index` not inside a
+/// group): its index, less what the groups before it saved.
+pub(super) fn position(index: usize, groups: &[Group]) -> i32 {
+    let saved: i32 = groups.iter().filter(|g| g.end() <= index).map(|g| g.len as i32 - g.n_pos).sum();
+    index as i32 - saved
 }
 
 /// The placeholder id of a medium's tokens: a hash of its bytes, as a negative number.
@@ -143,7 +158,8 @@ pub(super) fn tokenize(
             }
         })?;
         let len = chunks.total_tokens();
-        groups.push(Group { start: tokens.len(), len, chunks });
+        let n_pos = chunks.total_positions();
+        groups.push(Group { start: tokens.len(), len, n_pos, chunks });
         tokens.extend(std::iter::repeat_n(placeholder(&m.data), len));
         from = m.at;
     }
@@ -160,20 +176,21 @@ pub(super) fn spans(groups: &[Group]) -> Vec<(usize, usize)> {
     groups.iter().map(|g| (g.start, g.len)).collect()
 }
 
-/// Decodes `group` into sequence `seq` at position `n_past`; returns the position after it.
+/// Decodes `group` into sequence `seq` from position `at`.
 pub(super) fn decode(
     projector: &mut Projector,
     ctx: &mut LlamaContext,
     group: &Group,
-    n_past: i32,
+    at: i32,
     seq: i32,
     n_batch: u32,
-) -> Result<i32, String> {
+) -> Result<(), String> {
     crate::log::take_recent();
-    group
-        .chunks
-        .eval_chunks(&mut projector.ctx, ctx, n_past, seq, n_batch as i32, false)
-        .map_err(|e| crate::log::with_reasons(format!("llama.cpp failed to encode or decode an image or sound: {e}")))
+    let after = group.chunks.eval_chunks(&mut projector.ctx, ctx, at, seq, n_batch as i32, false).map_err(|e| {
+        crate::log::with_reasons(format!("llama.cpp failed to encode or decode an image or sound: {e}"))
+    })?;
+    debug_assert_eq!(after, at + group.n_pos, "mtmd's positions are the group's");
+    Ok(())
 }
 
 /// How much of a cached prefix of `reuse` tokens a prompt with `groups` may use: none of a group
@@ -206,6 +223,27 @@ mod tests {
         }
         assert_eq!(placeholder(b"same image"), placeholder(b"same image"));
         assert_ne!(placeholder(b"one image"), placeholder(b"another image"));
+    }
+
+    fn group(start: usize, len: usize, n_pos: i32) -> Group {
+        Group { start, len, n_pos, chunks: MtmdInputChunks::new() }
+    }
+
+    #[test]
+    fn positions_follow_indices_until_a_packed_group() {
+        // One position per token (LLaVA, Gemma 3): positions are indices.
+        let plain = [group(3, 16, 16)];
+        assert_eq!(position(2, &plain), 2);
+        assert_eq!(position(19, &plain), 19);
+        // M-RoPE: 16 tokens on a 4×4 grid take 4 positions, another 64 on 8×8 take 8.
+        let packed = [group(3, 16, 4), group(20, 64, 8)];
+        assert!(packed[0].packed() && !plain[0].packed());
+        assert_eq!(position(0, &packed), 0);
+        assert_eq!(position(3, &packed), 3);
+        assert_eq!(position(19, &packed), 7);
+        assert_eq!(position(20, &packed), 8);
+        assert_eq!(position(84, &packed), 16);
+        assert_eq!(position(90, &packed), 22);
     }
 
     #[test]

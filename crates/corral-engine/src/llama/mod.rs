@@ -59,6 +59,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use crate::{CancelOnDrop, Engine, EngineError, Sink};
 
+pub use load::llama_backend;
 pub(crate) use load::{init_backend, quiet};
 
 enum Command {

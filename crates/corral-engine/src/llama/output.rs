@@ -97,6 +97,10 @@ impl Loop<'_, '_, '_> {
     /// model's memory cannot do it.
     fn shift(&mut self, i: usize) -> bool {
         let Some(job) = self.slots[i].as_mut() else { return false };
+        // Moving cells by one delta would not keep a picture's grid of positions (M-RoPE).
+        if job.groups.iter().any(|g| g.packed()) {
+            return false;
+        }
         let Some((keep, discard)) = shift_span(job.num_keep, job.prompt.len(), job.n_past) else { return false };
         let Some((keep, discard)) = super::media::whole_shift(keep, discard, &job.spans(), job.n_past) else {
             return false;
@@ -140,7 +144,7 @@ impl Loop<'_, '_, '_> {
     fn keep(&mut self, i: usize, job: Job) {
         if job.drafting.is_some() {
             // Drafted cells past what the job kept (it ended in the middle of its draft).
-            let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.n_past.max(0) as u32), None);
+            let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.pos(job.n_past.max(0)) as u32), None);
         }
         if job.shifted {
             // Its cells no longer hold a prefix of anything a prompt could start with.

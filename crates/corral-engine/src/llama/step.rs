@@ -221,18 +221,22 @@ impl Loop<'_, '_, '_> {
             let Some(job) = slot else { continue };
             job.logits_at = None;
             if let Some(token) = job.next.take() {
-                batch.add(token, job.n_past, &[seq as i32], true).expect("batch has room for one token per slot");
+                let mut at = job.pos(job.n_past);
+                batch.add(token, at, &[seq as i32], true).expect("batch has room for one token per slot");
                 job.n_past += 1;
                 job.logits_at = Some(batch.n_tokens() - 1);
                 for &t in job.drafting.iter().flat_map(|d| &d.draft) {
-                    batch.add(t, job.n_past, &[seq as i32], true).expect("drafts fit the room left");
+                    at += 1;
+                    batch.add(t, at, &[seq as i32], true).expect("drafts fit the room left");
                     job.n_past += 1;
                 }
                 self.in_batch[seq] = true;
             } else if chunk[seq] > 0 {
-                for t in job.fed..job.fed + chunk[seq] {
+                // No medium lies in a chunk of text: its positions follow its indices.
+                let from = job.pos(job.fed as i32);
+                for (t, at) in (job.fed..job.fed + chunk[seq]).zip(from..) {
                     let last = t == job.prompt.len() - 1;
-                    batch.add(job.prompt[t], t as i32, &[seq as i32], last).expect("within the batch budget");
+                    batch.add(job.prompt[t], at, &[seq as i32], last).expect("within the batch budget");
                     if last {
                         job.logits_at = Some(batch.n_tokens() - 1);
                     }
@@ -256,10 +260,10 @@ impl Loop<'_, '_, '_> {
         let job = self.slots[i].as_mut().expect("found above");
         let group = job.medium_due().expect("found above");
         let end = group.end();
-        match media::decode(projector, self.ctx, group, job.n_past, i as i32, self.num_batch) {
-            Ok(n_past) => {
+        match media::decode(projector, self.ctx, group, job.pos(job.n_past), i as i32, self.num_batch) {
+            Ok(()) => {
                 job.fed = end;
-                job.n_past = n_past;
+                job.n_past = end as i32;
             }
             Err(msg) => self.fail(i, &msg),
         }
@@ -313,7 +317,7 @@ impl Loop<'_, '_, '_> {
             }
             if !draft.is_empty() {
                 // The rejected drafts' cells, and nothing else: the sequence holds n_past cells.
-                let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.n_past as u32), None);
+                let _ = self.ctx.clear_kv_cache_seq(Some(i as u32), Some(job.pos(job.n_past) as u32), None);
             }
             job.next = Some(token);
             return;
