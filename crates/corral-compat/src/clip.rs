@@ -4,11 +4,14 @@
 //! both, as it does for Ollama: [`crate::translate`] hides the vision tensors from the text
 //! loader, and [`translate_clip`] gives `clip.cpp` the header it expects: the tower's settings as
 //! `clip.vision.*` keys (with the exact types `clip.cpp` asserts), its tensors under `clip.cpp`'s
-//! names, the text model's tensors hidden, and the F16 position and patch embeddings loaded as
-//! F32 (llama.cpp's CPU kernels cannot add F16 position embeddings to F32 activations).
+//! names, the text model's tensors hidden, and, where llama.cpp's converter writes them in F32
+//! and `clip.cpp` needs it, F16 tensors loaded as F32 (llama.cpp's CPU kernels cannot add Gemma
+//! 3's F16 position embeddings to F32 activations).
 //!
-//! Only Gemma 3 so far; the other published vision towers (Mistral 3, Qwen2.5-VL, Llama 4,
-//! Gemma 4…) have no projector translation yet, and run as text models.
+//! Gemma 3 and Qwen2.5-VL ([`qwen25vl`]) so far; the other published vision towers (Mistral 3,
+//! Qwen3-VL, Llama 4, Gemma 4…) have no projector translation yet, and run as text models.
+
+mod qwen25vl;
 
 use corral_gguf::{ArrayValue, Gguf, MetaValue};
 
@@ -20,9 +23,48 @@ pub fn translate_clip(g: &Gguf) -> Option<Translation> {
     let mut w = Work::new(g);
     let handled = match g.architecture()? {
         "gemma3" => gemma3(&mut w),
+        "qwen25vl" => qwen25vl::qwen25vl(&mut w),
         _ => false,
     };
     handled.then(|| w.finish())
+}
+
+/// Copies each `<arch>.vision.<key>` to `clip.vision.<key>` as a U32 (`clip.cpp` reads them with
+/// `gguf_get_val_u32`, which asserts the type). False, and nothing copied, when one is missing.
+fn copy_vision_u32(w: &mut Work, arch: &str, keys: &[&str]) -> bool {
+    let mut values = Vec::with_capacity(keys.len());
+    for key in keys {
+        match w.u32_of(&format!("{arch}.vision.{key}")) {
+            Some(v) => values.push((key, v)),
+            None => return false,
+        }
+    }
+    for (key, v) in values {
+        w.set_u32(&format!("clip.vision.{key}"), v);
+    }
+    true
+}
+
+/// `clip.vision.attention.layer_norm_epsilon` as the F32 `clip.cpp` asserts: the tower's own
+/// epsilon (F32 or F64 in the file), else 1e-6, the default of both towers.
+fn set_epsilon(w: &mut Work, arch: &str) {
+    let eps = match w.get(&format!("{arch}.vision.attention.layer_norm_epsilon")) {
+        Some(MetaValue::F32(e)) => *e,
+        Some(MetaValue::F64(e)) => *e as f32,
+        _ => 1e-6,
+    };
+    w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(eps));
+}
+
+/// The keys every vision projector has, the architecture, and the text model's tensors hidden
+/// (the tower's are `v.*`, the projector's `mm.*`, once renamed).
+fn finish_projector(w: &mut Work, projector_type: &str, mean: [f32; 3], std: [f32; 3]) {
+    w.set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(mean.to_vec())));
+    w.set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(std.to_vec())));
+    w.set("clip.has_vision_encoder", MetaValue::Bool(true));
+    w.set_str("clip.projector_type", projector_type);
+    w.set_arch("clip");
+    w.hide_where(|name| !name.starts_with("v.") && !name.starts_with("mm."));
 }
 
 /// Gemma 3's SigLIP tower as Ollama's converter names it, for `clip.cpp`'s `gemma3` projector.
@@ -30,22 +72,14 @@ fn gemma3(w: &mut Work) -> bool {
     if !w.any_tensor_with_prefix("v.") || w.tensor("mm.mm_input_projection.weight").is_none() {
         return false;
     }
-    w.handler("gemma3");
-    for key in
-        ["block_count", "embedding_length", "feed_forward_length", "image_size", "patch_size", "attention.head_count"]
-    {
-        match w.u32_of(&format!("gemma3.vision.{key}")) {
-            Some(v) => w.set_u32(&format!("clip.vision.{key}"), v),
-            None => return false,
-        }
-    }
-    let eps = match w.get("gemma3.vision.attention.layer_norm_epsilon") {
-        Some(MetaValue::F32(e)) => *e,
-        Some(MetaValue::F64(e)) => *e as f32,
-        _ => 1e-6,
-    };
-    w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(eps));
+    let settings =
+        ["block_count", "embedding_length", "feed_forward_length", "image_size", "patch_size", "attention.head_count"];
     let Some(text_embd) = w.u32_of("gemma3.embedding_length") else { return false };
+    if !copy_vision_u32(w, "gemma3", &settings) {
+        return false;
+    }
+    w.handler("gemma3");
+    set_epsilon(w, "gemma3");
     w.set_u32("clip.vision.projection_dim", text_embd);
     // The tower pools its patches down to `tokens_per_image` (a square): the pooling factor.
     let side = w.u32_of("clip.vision.image_size").unwrap_or(0) / w.u32_of("clip.vision.patch_size").unwrap_or(1).max(1);
@@ -53,13 +87,7 @@ fn gemma3(w: &mut Work) -> bool {
     if per_side > 0 && side.is_multiple_of(per_side) {
         w.set_u32("clip.vision.projector.scale_factor", side / per_side);
     }
-    let half = MetaValue::Array(ArrayValue::F32(vec![0.5; 3]));
-    w.set_if_missing("clip.vision.image_mean", half.clone());
-    w.set_if_missing("clip.vision.image_std", half);
-    w.set("clip.has_vision_encoder", MetaValue::Bool(true));
     w.set("clip.use_gelu", MetaValue::Bool(true));
-    w.set_str("clip.projector_type", "gemma3");
-    w.set_arch("clip");
     for (from, to) in [
         ("v.patch_embedding.", "v.patch_embd."),
         ("v.position_embedding.", "v.position_embd."),
@@ -76,7 +104,7 @@ fn gemma3(w: &mut Work) -> bool {
     }
     w.promote_to_f32("v.patch_embd.weight");
     w.promote_to_f32("v.position_embd.weight");
-    w.hide_where(|name| !name.starts_with("v.") && !name.starts_with("mm."));
+    finish_projector(w, "gemma3", [0.5; 3], [0.5; 3]);
     true
 }
 

@@ -1,27 +1,31 @@
 //! Safetensors models to GGUF, as Ollama's `create` does with `FROM <directory>`.
 //!
-//! BERT encoders (sentence-embedding models such as all-MiniLM-L6-v2), and decoder language
-//! models: llama, Mistral, qwen2, qwen3, gemma2 and gemma3 ([`decoder`], with byte-level BPE
-//! tokenizers from [`tokenizer`] or SentencePiece ones from [`sentencepiece`]). For BERT, tensor
-//! names follow GGUF's BERT naming, metadata `bert.*`, and the WordPiece vocabulary is
-//! written the way llama.cpp's own converter writes it (word pieces without their `##`, whole
-//! words with a leading `▁`), so llama.cpp's WPM tokenizer reproduces the Python one.
+//! BERT encoders (sentence-embedding models such as all-MiniLM-L6-v2, and cross-encoder
+//! rerankers), XLM-RoBERTa encoders (embedding models such as bge-m3 and cross-encoder rerankers
+//! such as bge-reranker-v2-m3: [`xlmr`], with their Unigram tokenizer from [`unigram`]), and
+//! decoder language models: llama, Mistral, qwen2, qwen3, gemma2 and gemma3 ([`decoder`], with
+//! byte-level BPE tokenizers from [`tokenizer`] or SentencePiece ones from [`sentencepiece`]).
+//! For BERT, tensor names follow GGUF's BERT naming, metadata `bert.*`, and the WordPiece
+//! vocabulary is written the way llama.cpp's own converter writes it (word pieces without their
+//! `##`, whole words with a leading `▁`), so llama.cpp's WPM tokenizer reproduces the Python one.
 //!
 //! Everything read is bounded and checked: a tensor whose range, dtype or shape does not add up,
 //! a missing tensor, or a vocabulary that does not match the model is an error naming it.
 
 pub mod decoder;
+mod encoder;
 pub mod safetensors;
 pub mod sentencepiece;
+mod specials;
 pub mod tokenizer;
+pub mod unigram;
+pub mod xlmr;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
-use corral_gguf::{ArrayValue, GgmlType, GgufWriter, MetaValue};
+use corral_gguf::{ArrayValue, GgufWriter, MetaValue};
 use serde_json::Value;
-
-use safetensors::Safetensors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConvertError {
@@ -149,49 +153,6 @@ fn phantom(token: &str, control: bool) -> String {
     }
 }
 
-/// The GGUF name of a BERT tensor, or `None` for tensors GGUF does not keep. A cross-encoder
-/// (`classifier`) keeps its pooler and classifier as llama.cpp's `cls` and `cls.output`.
-fn gguf_name(hf: &str, classifier: bool) -> Option<String> {
-    let hf = hf.strip_prefix("bert.").unwrap_or(hf);
-    let head = match hf {
-        "pooler.dense.weight" => "cls.weight",
-        "pooler.dense.bias" => "cls.bias",
-        "classifier.weight" => "cls.output.weight",
-        "classifier.bias" => "cls.output.bias",
-        _ => "",
-    };
-    if !head.is_empty() {
-        return classifier.then(|| head.to_string());
-    }
-    let fixed = match hf {
-        "embeddings.word_embeddings.weight" => "token_embd.weight",
-        "embeddings.token_type_embeddings.weight" => "token_types.weight",
-        "embeddings.position_embeddings.weight" => "position_embd.weight",
-        "embeddings.LayerNorm.weight" => "token_embd_norm.weight",
-        "embeddings.LayerNorm.bias" => "token_embd_norm.bias",
-        _ => "",
-    };
-    if !fixed.is_empty() {
-        return Some(fixed.to_string());
-    }
-    let rest = hf.strip_prefix("encoder.layer.")?;
-    let (n, rest) = rest.split_once('.')?;
-    let n: u32 = n.parse().ok()?;
-    let (module, kind) = rest.rsplit_once('.')?;
-    let part = match module {
-        "attention.self.query" => "attn_q",
-        "attention.self.key" => "attn_k",
-        "attention.self.value" => "attn_v",
-        "attention.output.dense" => "attn_output",
-        "attention.output.LayerNorm" => "attn_output_norm",
-        "intermediate.dense" => "ffn_up",
-        "output.dense" => "ffn_down",
-        "output.LayerNorm" => "layer_output_norm",
-        _ => return None,
-    };
-    Some(format!("blk.{n}.{part}.{kind}"))
-}
-
 /// A classifier's label names in id order (`id2label`), or one unnamed label.
 fn labels(config: &Value) -> Vec<String> {
     let mut named: Vec<(u64, String)> = config
@@ -225,12 +186,15 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
     let is_bert =
         config.get("model_type").and_then(Value::as_str) == Some("bert") || archs.iter().any(|a| a.starts_with("Bert"));
     if !is_bert {
+        if xlmr::is_xlmr(&config) {
+            return xlmr::convert(files, &config, quantize);
+        }
         if let Some(arch) = decoder::Arch::of(&config) {
             return decoder::convert(files, &config, arch, quantize);
         }
         let named = if archs.is_empty() { "none named in config.json".to_string() } else { archs.join(", ") };
         return Err(ConvertError::Unsupported(format!(
-            "unsupported architecture ({named}): Corral converts BERT, llama, Mistral, qwen2, qwen3, gemma2 and gemma3 (text) models from safetensors"
+            "unsupported architecture ({named}): Corral converts BERT, XLM-RoBERTa, llama, Mistral, qwen2, qwen3, gemma2 and gemma3 (text) models from safetensors"
         )));
     }
     let (embd, ffn, layers, heads) = (
@@ -263,22 +227,10 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
     }
     let id_of = |t: &str| tokens.iter().position(|x| x == t).map(|i| i as u32);
 
-    let mut w = GgufWriter::new();
+    let shape = encoder::Shape { ctx, embd, ffn, layers, heads, eps, pooling };
+    let mut w = encoder::header(&config, "bert", quantize, &shape);
     let s = |v: &str| MetaValue::String(v.to_string());
-    let name = config.get("_name_or_path").and_then(Value::as_str).and_then(|p| p.rsplit('/').next()).unwrap_or("bert");
-    w.set("general.architecture", s("bert"))
-        .set("general.name", s(name))
-        .set("general.file_type", MetaValue::U32(quantize.file_type()))
-        .set("general.quantization_version", MetaValue::U32(2))
-        .set("bert.context_length", MetaValue::U32(ctx as u32))
-        .set("bert.embedding_length", MetaValue::U32(embd as u32))
-        .set("bert.feed_forward_length", MetaValue::U32(ffn as u32))
-        .set("bert.block_count", MetaValue::U32(layers as u32))
-        .set("bert.attention.head_count", MetaValue::U32(heads as u32))
-        .set("bert.attention.layer_norm_epsilon", MetaValue::F32(eps))
-        .set("bert.attention.causal", MetaValue::Bool(false))
-        .set("bert.pooling_type", MetaValue::U32(pooling))
-        .set("tokenizer.ggml.model", s("bert"))
+    w.set("tokenizer.ggml.model", s("bert"))
         .set("tokenizer.ggml.pre", s("jina-v2-en"))
         .set(
             "tokenizer.ggml.tokens",
@@ -312,79 +264,21 @@ pub fn convert(files: &Files, quantize: Quantize) -> Result<(GgufWriter, Convert
         w.set(key, MetaValue::U32(id));
     }
 
-    let mut shards: Vec<&String> = files.keys().filter(|n| n.ends_with(".safetensors")).collect();
-    shards.sort();
-    if shards.is_empty() {
-        return Err(ConvertError::Invalid("no .safetensors file in the model directory".into()));
-    }
-    let mut written = BTreeMap::new();
-    let mut parameters = 0u64;
-    for shard in shards {
-        let st = Safetensors::parse(read(files, shard)?.unwrap_or_default())?;
-        for hf in st.names().map(String::from).collect::<Vec<_>>() {
-            let Some(name) = gguf_name(&hf, classifier) else { continue };
-            let t = st.get(&hf)?;
-            parameters += t.values.len() as u64;
-            let dims: Vec<u64> = t.shape.iter().rev().copied().collect();
-            let matrix = dims.len() >= 2 && name != "token_types.weight";
-            match quantize {
-                Quantize::Q8_0 if matrix && dims[0].is_multiple_of(32) => w.add_q8_0(&name, &dims, &t.values),
-                _ if matrix => {
-                    let data = t.values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-                    w.add_tensor(&name, &dims, GgmlType::F16, data)
-                }
-                _ => w.add_f32(&name, &dims, &t.values),
-            };
-            written.insert(name, dims);
-        }
-    }
-    let mut required =
-        vec!["token_embd.weight".to_string(), "position_embd.weight".into(), "token_embd_norm.weight".into()];
-    for n in 0..layers {
-        for part in
-            ["attn_q", "attn_k", "attn_v", "attn_output", "attn_output_norm", "ffn_up", "ffn_down", "layer_output_norm"]
-        {
-            required.push(format!("blk.{n}.{part}.weight"));
-        }
-    }
+    let written = encoder::add_tensors(files, &mut w, quantize, |hf| encoder::bert_name(hf, classifier), |_, t| Ok(t))?;
+    let mut required = encoder::required(layers);
     if classifier {
         required.push("cls.output.weight".into());
     }
-    if let Some(missing) = required.iter().find(|r| !written.contains_key(*r)) {
-        return Err(ConvertError::Invalid(format!("the model has no tensor for {missing}")));
-    }
-    if written["token_embd.weight"] != [embd, tokens.len() as u64] {
-        return Err(ConvertError::Invalid(format!(
-            "token embeddings are {:?}, expected [{embd}, {}]",
-            written["token_embd.weight"],
-            tokens.len()
-        )));
-    }
-    let converted = Converted { architecture: "bert".into(), tensors: written.len(), parameters };
+    written.require(required.iter().map(String::as_str))?;
+    written.expect("token_embd.weight", &[embd, tokens.len() as u64])?;
+    let converted =
+        Converted { architecture: "bert".into(), tensors: written.dims.len(), parameters: written.parameters };
     Ok((w, converted))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn names_map_to_gguf_bert() {
-        assert_eq!(gguf_name("embeddings.word_embeddings.weight", false).as_deref(), Some("token_embd.weight"));
-        assert_eq!(
-            gguf_name("bert.encoder.layer.5.output.LayerNorm.bias", false).as_deref(),
-            Some("blk.5.layer_output_norm.bias")
-        );
-        assert_eq!(
-            gguf_name("encoder.layer.0.attention.self.query.weight", false).as_deref(),
-            Some("blk.0.attn_q.weight")
-        );
-        assert_eq!(gguf_name("embeddings.position_ids", false), None);
-        // The pooler and classifier are kept for a cross-encoder only.
-        assert_eq!(gguf_name("pooler.dense.weight", false), None);
-        assert_eq!(gguf_name("bert.pooler.dense.weight", true).as_deref(), Some("cls.weight"));
-        assert_eq!(gguf_name("classifier.bias", true).as_deref(), Some("cls.output.bias"));
-    }
 
     #[test]
     fn a_classifier_names_its_labels_in_id_order() {

@@ -2,8 +2,9 @@
 //! keys of llama.cpp's `llama` (SentencePiece) tokenizer: each piece's text, score and type, as
 //! llama.cpp's converter writes them (Gemma, Mistral v0.1, TinyLlama).
 //!
-//! Only what the tokenizer needs is read: the pieces (field 1: text, score, type) and the
-//! normalizer's `add_dummy_prefix` (field 3 of field 3). The reader is bounded: every length is
+//! Only what the tokenizer needs is read: the pieces (field 1: text, score, type), the trainer's
+//! model type (field 3 of field 2) and the normalizer's precompiled character map, `add_dummy_prefix`
+//! and `remove_extra_whitespaces` (fields 2, 3 and 4 of field 3). The reader is bounded: every length is
 //! checked against what is left of the buffer, unknown fields are skipped by their wire type, and
 //! anything malformed is an error that says where, never a panic or a long loop.
 
@@ -28,6 +29,13 @@ pub struct Model {
     pub pieces: Vec<Piece>,
     /// Whether the normalizer puts a space before the text (SentencePiece's default: yes).
     pub add_dummy_prefix: bool,
+    /// Whether the normalizer drops leading, trailing and repeated spaces (default: yes).
+    pub remove_extra_whitespaces: bool,
+    /// The normalizer's compiled character map (empty: none).
+    pub precompiled_charsmap: Vec<u8>,
+    /// Whether the model is a unigram one (the trainer's `model_type` 1, the default), not BPE,
+    /// word or character.
+    pub unigram: bool,
 }
 
 /// A field's value by wire type.
@@ -108,6 +116,9 @@ impl Model {
     pub fn parse(bytes: &[u8]) -> Result<Model, ConvertError> {
         let mut pieces = Vec::new();
         let mut add_dummy_prefix = true;
+        let mut remove_extra_whitespaces = true;
+        let mut precompiled_charsmap = Vec::new();
+        let mut unigram = true;
         let mut top = Reader::new(bytes);
         while let Some((number, value)) = top.field()? {
             match (number, value) {
@@ -117,11 +128,22 @@ impl Model {
                     }
                     pieces.push(piece(b, pieces.len())?);
                 }
+                (2, Field::Bytes(b)) => {
+                    let mut trainer = Reader::new(b);
+                    while let Some((number, value)) = trainer.field()? {
+                        if let (3, Field::Varint(v)) = (number, value) {
+                            unigram = v == 1;
+                        }
+                    }
+                }
                 (3, Field::Bytes(b)) => {
                     let mut normalizer = Reader::new(b);
                     while let Some((number, value)) = normalizer.field()? {
-                        if let (3, Field::Varint(v)) = (number, value) {
-                            add_dummy_prefix = v != 0;
+                        match (number, value) {
+                            (2, Field::Bytes(map)) => precompiled_charsmap = map.to_vec(),
+                            (3, Field::Varint(v)) => add_dummy_prefix = v != 0,
+                            (4, Field::Varint(v)) => remove_extra_whitespaces = v != 0,
+                            _ => {}
                         }
                     }
                 }
@@ -131,7 +153,7 @@ impl Model {
         if pieces.is_empty() {
             return Err(bad("no pieces: not a SentencePiece model".into()));
         }
-        Ok(Model { pieces, add_dummy_prefix })
+        Ok(Model { pieces, add_dummy_prefix, remove_extra_whitespaces, precompiled_charsmap, unigram })
     }
 }
 

@@ -184,3 +184,24 @@ fn issue_29_an_m_rope_picture_batched_beside_a_text_prompt_answers_as_llama_cpp_
     assert_eq!(a.text, alone.text);
     assert_eq!(answer(&b), reference(&model, &projector, &one), "{:?}", b.text);
 }
+
+#[test]
+fn issue_29_a_published_qwen25vl_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
+    // Ollama's file holds the text model and the tower; llama.cpp's converter writes the two
+    // apart. The same weights in both layouts must give llama.cpp's answers.
+    let dir = tempfile::tempdir().unwrap();
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    let published = dir.path().join("sha256-qwen25vl-published");
+    let text = dir.path().join("qwen25vl-text.gguf");
+    let mmproj = dir.path().join("qwen25vl-mmproj.gguf");
+    std::fs::write(&published, corral_testkit::tiny_qwen25vl(Layout::Published, &tokenizer, 11)).unwrap();
+    std::fs::write(&text, corral_testkit::tiny_qwen25vl(Layout::LlamaCpp, &tokenizer, 11)).unwrap();
+    std::fs::write(&mmproj, corral_testkit::qwen25vl_reference_projector(128)).unwrap();
+    let ours = load(&published, &published, 1);
+    // 224×112 pixels: two of the tower's 112-pixel attention windows.
+    let ask = |seed| Prompt { pieces: vec![OPEN, ASK], pictures: vec![png(224, 112, seed)] };
+    let (one, two) = (finish(&ours, ask(1).request()), finish(&ours, ask(2).request()));
+    assert_eq!(answer(&one), reference(&text, &mmproj, &ask(1)), "{:?}", one.text);
+    assert_eq!(answer(&two), reference(&text, &mmproj, &ask(2)), "{:?}", two.text);
+    assert_ne!(one.text, two.text, "two pictures, one answer: the image did not reach the model");
+}

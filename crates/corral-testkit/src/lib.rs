@@ -8,7 +8,9 @@
 //!   count every token's draws.
 //! - [`smollm2`]: the path of SmolLM2-135M-Instruct, fetched by `scripts/fetch-models.sh`.
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
-//! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in.
+//! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in, and
+//!   [`gemma3_reference_projector`], its vision tower as llama.cpp's separate projector (so is
+//!   [`qwen25vl_reference_projector`] for the tower of [`tiny_qwen25vl`]'s published layout).
 //! - `tiny_<architecture>` ([`tiny_gpt_oss`], [`tiny_gemma4`], [`tiny_glmocr`], [`tiny_qwen35`]…):
 //!   random models of real structure written both in llama.cpp's layout and in the one Ollama
 //!   published them in ([`Layout`]), the same weights in both; [`dequantized`] makes any GGUF a
@@ -19,6 +21,9 @@
 //!   the Qwen2-VL family of language models ([`tiny_qwen25vl`] in llama.cpp's layout).
 //! - [`reranker::tiny_reranker`]: a random-weight BERT cross-encoder reranker (RANK pooling, a
 //!   one-score classification head) with MiniLM's WordPiece tokenizer, for `/v1/rerank`.
+//! - [`xlmr::tiny_xlmr_cross_encoder`]: a random-weight XLM-RoBERTa cross-encoder as a Hugging
+//!   Face directory (`config.json`, a Unigram `tokenizer.json` with a precompiled character map,
+//!   `model.safetensors`), the input `corral create` turns into a bge-reranker-v2-m3-like GGUF.
 //! - [`audio::tiny_audio_projector`]: a random-weight audio projector (a Whisper encoder and
 //!   Ultravox's projector) as wide as a given language model, and [`audio::wav`], sounds to play it.
 
@@ -27,6 +32,7 @@ mod export;
 pub mod projector;
 pub mod projector_qwen;
 mod published;
+mod published_qwen;
 mod random_arch;
 mod random_arch2;
 mod random_gemma;
@@ -34,11 +40,13 @@ mod random_glm;
 mod random_other;
 mod random_qwen;
 pub mod reranker;
+pub mod xlmr;
 
 pub use export::{export_hf, sentencepiece_model, write_safetensors};
 pub use published::{
     as_nemotron_omni, dequantized, gemma3_as_published, gemma3_reference_projector, Gemma3Tower, GEMMA3_TOWER,
 };
+pub use published_qwen::{qwen25vl_reference_projector, Qwen25VlTower, QWEN25VL_TOWER};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
 pub use random_gemma::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};

@@ -74,9 +74,7 @@ pub fn gemma3_as_published(src: &Path) -> Vec<u8> {
     w.set("gemma3.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6));
     copy_tensors(&mut w, &g, &bytes);
     let embd = g.get_u64("gemma3.embedding_length").expect("embedding_length");
-    for p in gemma3_tower(embd) {
-        add_half_or_f32(&mut w, &p.ollama, &p.dims, &p.values, p.dims.len() >= 2);
-    }
+    gemma3_tower(embd).write(&mut w, false, matrices_in_half);
     w.to_bytes()
 }
 
@@ -96,37 +94,84 @@ pub struct Gemma3Tower {
 pub const GEMMA3_TOWER: Gemma3Tower =
     Gemma3Tower { image_size: 112, patch_size: 14, embd: 32, ffn: 64, blocks: 2, heads: 2, tokens_per_image: 4 };
 
-/// One tensor of the tower: its name in Ollama's file and in llama.cpp's projector, shape, values.
-struct TowerTensor {
-    ollama: String,
-    clip: String,
-    dims: Vec<u64>,
-    values: Vec<f32>,
+/// One tensor of a vision tower: its name in Ollama's file and in llama.cpp's projector, shape,
+/// values.
+pub(crate) struct TowerTensor {
+    pub(crate) ollama: String,
+    pub(crate) clip: String,
+    pub(crate) dims: Vec<u64>,
+    pub(crate) values: Vec<f32>,
+}
+
+/// A vision tower under construction: every tensor drawn in turn from one generator, so that the
+/// published file and the reference projector written from it hold the same values.
+pub(crate) struct Tower {
+    rng: rand::rngs::StdRng,
+    pub(crate) tensors: Vec<TowerTensor>,
+}
+
+impl Tower {
+    pub(crate) fn new(seed: u64) -> Tower {
+        Tower { rng: rand::rngs::StdRng::seed_from_u64(seed), tensors: Vec::new() }
+    }
+
+    /// A tensor of values in `offset ± scale`. Matrices (two or more dimensions) are rounded to
+    /// F16, which both converters store them as: a copy in F32 then holds the same numbers.
+    pub(crate) fn add(&mut self, ollama: &str, clip: &str, dims: &[u64], scale: f32, offset: f32) {
+        let n: u64 = dims.iter().product();
+        let values: Vec<f32> = (0..n).map(|_| offset + self.rng.gen_range(-scale..scale)).collect();
+        let values =
+            if dims.len() >= 2 { values.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect() } else { values };
+        self.tensors.push(TowerTensor { ollama: ollama.into(), clip: clip.into(), dims: dims.to_vec(), values });
+    }
+
+    /// A norm's weights: near one, not all equal.
+    pub(crate) fn norm(&mut self, ollama: &str, clip: &str, n: u64) {
+        self.add(ollama, clip, &[n], 0.2, 1.0);
+    }
+
+    /// `<stem>.weight`, a projection over `dims[0]` inputs that keeps unit variance, and its small
+    /// `<stem>.bias`.
+    pub(crate) fn linear(&mut self, ollama: &str, clip: &str, dims: &[u64]) {
+        self.add(&format!("{ollama}.weight"), &format!("{clip}.weight"), dims, (3.0 / dims[0] as f32).sqrt(), 0.0);
+        self.add(&format!("{ollama}.bias"), &format!("{clip}.bias"), &dims[dims.len() - 1..], 0.02, 0.0);
+    }
+
+    /// Every tensor into `w` under its published (`clip` false) or llama.cpp name, in F16 where
+    /// `half` says so and F32 otherwise.
+    pub(crate) fn write(&self, w: &mut GgufWriter, clip: bool, half: impl Fn(&TowerTensor) -> bool) {
+        for t in &self.tensors {
+            let name = if clip { &t.clip } else { &t.ollama };
+            if half(t) {
+                let data = t.values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+                w.add_tensor(name, &t.dims, corral_gguf::GgmlType::F16, data);
+            } else {
+                w.add_f32(name, &t.dims, &t.values);
+            }
+        }
+    }
+}
+
+/// Matrices in F16, vectors in F32: what Ollama's converter writes for a vision tower.
+pub(crate) fn matrices_in_half(t: &TowerTensor) -> bool {
+    t.dims.len() >= 2
 }
 
 /// The tower's tensors for a language model `text_embd` wide (random, seeded; the values of
 /// matrices are rounded to F16, as the published file stores them).
-fn gemma3_tower(text_embd: u64) -> Vec<TowerTensor> {
+fn gemma3_tower(text_embd: u64) -> Tower {
     let t = GEMMA3_TOWER;
     let (e, f, p) = (u64::from(t.embd), u64::from(t.ffn), u64::from(t.patch_size));
     let patches = u64::from(t.image_size / t.patch_size).pow(2);
-    let mut rng = rand::rngs::StdRng::seed_from_u64(3);
-    let mut out = Vec::new();
-    let mut add = |ollama: &str, clip: &str, dims: &[u64], scale: f32, offset: f32| {
-        let n: u64 = dims.iter().product();
-        let values: Vec<f32> = (0..n).map(|_| offset + rng.gen_range(-scale..scale)).collect();
-        let values =
-            if dims.len() >= 2 { values.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect() } else { values };
-        out.push(TowerTensor { ollama: ollama.into(), clip: clip.into(), dims: dims.to_vec(), values });
-    };
-    add("v.patch_embedding.weight", "v.patch_embd.weight", &[p, p, 3, e], 0.1, 0.0);
-    add("v.patch_embedding.bias", "v.patch_embd.bias", &[e], 0.02, 0.0);
-    add("v.position_embedding.weight", "v.position_embd.weight", &[e, patches], 0.5, 0.0);
+    let mut tower = Tower::new(3);
+    tower.add("v.patch_embedding.weight", "v.patch_embd.weight", &[p, p, 3, e], 0.1, 0.0);
+    tower.add("v.patch_embedding.bias", "v.patch_embd.bias", &[e], 0.02, 0.0);
+    tower.add("v.position_embedding.weight", "v.position_embd.weight", &[e, patches], 0.5, 0.0);
     for i in 0..t.blocks {
         let b = |part: &str| format!("v.blk.{i}.{part}");
         for (ollama, clip) in [("layer_norm1", "ln1"), ("layer_norm2", "ln2")] {
-            add(&b(&format!("{ollama}.weight")), &b(&format!("{clip}.weight")), &[e], 0.2, 1.0);
-            add(&b(&format!("{ollama}.bias")), &b(&format!("{clip}.bias")), &[e], 0.02, 0.0);
+            tower.norm(&b(&format!("{ollama}.weight")), &b(&format!("{clip}.weight")), e);
+            tower.add(&b(&format!("{ollama}.bias")), &b(&format!("{clip}.bias")), &[e], 0.02, 0.0);
         }
         for (ollama, clip, n_in, n_out) in [
             ("attn_q", "attn_q", e, e),
@@ -136,25 +181,16 @@ fn gemma3_tower(text_embd: u64) -> Vec<TowerTensor> {
             ("mlp.fc1", "ffn_up", e, f),
             ("mlp.fc2", "ffn_down", f, e),
         ] {
-            let bound = (3.0 / n_in as f32).sqrt();
-            add(&b(&format!("{ollama}.weight")), &b(&format!("{clip}.weight")), &[n_in, n_out], bound, 0.0);
-            add(&b(&format!("{ollama}.bias")), &b(&format!("{clip}.bias")), &[n_out], 0.02, 0.0);
+            tower.linear(&b(ollama), &b(clip), &[n_in, n_out]);
         }
     }
-    add("v.post_layernorm.weight", "v.post_ln.weight", &[e], 0.2, 1.0);
-    add("v.post_layernorm.bias", "v.post_ln.bias", &[e], 0.02, 0.0);
-    add("mm.mm_soft_emb_norm.weight", "mm.soft_emb_norm.weight", &[e], 0.2, 1.0);
-    add("mm.mm_input_projection.weight", "mm.input_projection.weight", &[text_embd, e], (3.0 / e as f32).sqrt(), 0.0);
-    out
-}
-
-fn add_half_or_f32(w: &mut GgufWriter, name: &str, dims: &[u64], values: &[f32], half: bool) {
-    if half {
-        let data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-        w.add_tensor(name, dims, corral_gguf::GgmlType::F16, data);
-    } else {
-        w.add_f32(name, dims, values);
-    }
+    tower.norm("v.post_layernorm.weight", "v.post_ln.weight", e);
+    tower.add("v.post_layernorm.bias", "v.post_ln.bias", &[e], 0.02, 0.0);
+    tower.norm("mm.mm_soft_emb_norm.weight", "mm.soft_emb_norm.weight", e);
+    // Stored transposed (`[text_embd, e]`): its inputs are the tower's `e`.
+    let bound = (3.0 / e as f32).sqrt();
+    tower.add("mm.mm_input_projection.weight", "mm.input_projection.weight", &[text_embd, e], bound, 0.0);
+    tower
 }
 
 /// The vision tower of [`gemma3_as_published`] as the separate projector llama.cpp's converter
@@ -179,10 +215,10 @@ pub fn gemma3_reference_projector(text_embd: u64) -> Vec<u8> {
         .set("clip.vision.projector.scale_factor", MetaValue::U32(4))
         .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])))
         .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])));
-    for p in gemma3_tower(text_embd) {
-        let embedding = p.clip == "v.patch_embd.weight" || p.clip == "v.position_embd.weight";
-        add_half_or_f32(&mut w, &p.clip, &p.dims, &p.values, p.dims.len() >= 2 && !embedding);
-    }
+    gemma3_tower(text_embd).write(&mut w, true, |t| {
+        let embedding = t.clip == "v.patch_embd.weight" || t.clip == "v.position_embd.weight";
+        matrices_in_half(t) && !embedding
+    });
     w.to_bytes()
 }
 

@@ -6,7 +6,8 @@
 //! - [`tiny_qwen25vl`]: Qwen2.5-VL's text model, Qwen 2 attention (biased Q/K/V) with multi-axis
 //!   RoPE. Ollama names the architecture `qwen25vl` and writes three RoPE sections as
 //!   `rope.mrope_section`; llama.cpp loads the family as `qwen2vl` with four sections under
-//!   `rope.dimension_sections`. The published copy also carries the vision keys and tensors.
+//!   `rope.dimension_sections`. The published copy also carries a whole vision tower
+//!   (`crate::published_qwen`).
 //! - [`tiny_qwen35`]: Qwen 3.5 (dense), a hybrid of gated delta-net blocks (a recurrent linear
 //!   attention with a short convolution) and gated full-attention blocks, one in every
 //!   `full_attention_interval`. Ollama writes the KV head count per block (0 for a delta-net
@@ -22,8 +23,8 @@
 //!   multi-axis RoPE and experts without a shared one. The published copy lacks the RoPE
 //!   sections and deepstack count llama.cpp needs, and carries the vision keys and tensors.
 //!
-//! The stand-ins for what a published file holds beside the text model (`v.*`, `mm.*`, `mtp.*`)
-//! are a few small F32 tensors drawn after every text tensor.
+//! The stand-ins for what the other published files hold beside the text model (`v.*`, `mm.*`,
+//! `mtp.*`) are a few small F32 tensors drawn after every text tensor.
 
 use corral_gguf::{ArrayValue, Gguf, MetaValue};
 
@@ -63,7 +64,9 @@ const Q25_SECTIONS: [i32; 3] = [4, 6, 6];
 /// A Qwen2.5-VL text model with random weights in `layout`: Qwen 2 attention with Q/K/V biases,
 /// dense SwiGLU feed-forwards, an untied output head. llama.cpp's layout is architecture
 /// `qwen2vl` with `rope.dimension_sections`; the published one is `qwen25vl` with
-/// `rope.mrope_section`, the vision keys, and `v.*`/`mm.*` tensors.
+/// `rope.mrope_section` and a whole random vision tower ([`crate::QWEN25VL_TOWER`]: its
+/// `vision.*` keys and `v.*` tensors, which llama.cpp's layout keeps in a separate projector,
+/// [`crate::qwen25vl_reference_projector`]).
 pub fn tiny_qwen25vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     let arch = if llama_cpp { "qwen2vl" } else { "qwen25vl" };
@@ -82,13 +85,6 @@ pub fn tiny_qwen25vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         m.key("rope.dimension_sections", sections(layout, Q25_SECTIONS));
     } else {
         m.key("rope.mrope_section", sections(layout, Q25_SECTIONS));
-        m.u32("vision.block_count", 2);
-        m.u32("vision.embedding_length", 16);
-        m.u32("vision.attention.head_count", 2);
-        m.u32("vision.patch_size", 14);
-        m.u32("vision.spatial_merge_size", 2);
-        m.u32("vision.window_size", 112);
-        m.key("vision.fullatt_block_indexes", i32_array(&[1]));
     }
 
     m.embeddings(e);
@@ -106,14 +102,8 @@ pub fn tiny_qwen25vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.norm("output_norm.weight", e);
     m.head(e);
     if !llama_cpp {
-        m.stand_ins(&[
-            ("v.patch_embd_0.weight", &[14, 14, 3, 16]),
-            ("v.blk.0.attn_q.weight", &[16, 16]),
-            ("v.blk.0.attn_out.weight", &[16, 16]),
-            ("v.post_ln.weight", &[16]),
-            ("mm.0.weight", &[64, 64]),
-            ("mm.2.weight", &[64, e]),
-        ]);
+        // After every text tensor, from a generator of its own: the same tower for every seed.
+        crate::published_qwen::add_published_qwen25vl_tower(&mut m.w, e);
     }
     m.finish()
 }

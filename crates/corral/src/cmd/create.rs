@@ -45,7 +45,9 @@ fn directory_files(dir: &Path) -> anyhow::Result<Vec<LocalFile>> {
     let wanted = |rel: &str| {
         rel.ends_with(".safetensors")
             || rel.ends_with(".gguf")
-            || (!rel.contains('/') && (rel.ends_with(".json") || rel == "vocab.txt" || rel == "tokenizer.model"))
+            || (!rel.contains('/')
+                && (rel.ends_with(".json")
+                    || ["vocab.txt", "tokenizer.model", "sentencepiece.bpe.model"].contains(&rel)))
             || rel == "1_Pooling/config.json"
     };
     let mut out = Vec::new();
