@@ -2,8 +2,9 @@
 `/v1/rerank` (also `/rerank`, `/v1/reranking`), which LangChain, LlamaIndex and Open WebUI call,
 and Ollama-style `/api/rerank`.
 
-The model is a random-weight BERT cross-encoder (llama.cpp's RANK pooling) made by the harness, so
-its scores rank nothing meaningfully; what is checked is the protocol: every document scored
+The models are random-weight cross-encoders (llama.cpp's RANK pooling) made by the harness: a BERT
+one, and an XLM-RoBERTa one that `corral create` converted from a Hugging Face directory laid out
+as bge-reranker-v2-m3's is. Their scores rank nothing meaningfully; what is checked is the protocol: every document scored
 against the query, best first, `top_n`, `return_documents`, usage, and the errors.
 """
 
@@ -14,6 +15,7 @@ import pytest
 from conftest import CHAT
 
 RERANKER = "reranker"
+XLMR = "xlmr-reranker"
 QUERY = "what is a panda?"
 DOCUMENTS = ["hi", "it is a bear",
              "The giant panda (Ailuropoda melanoleuca) is a bear species endemic to China."]
@@ -69,3 +71,15 @@ def test_errors(http):
     assert r.status_code == 400 and "invalid top_n" in r.text
     r = http.post("/api/embed", json={"model": RERANKER, "input": "hi"})
     assert r.status_code == 400 and "does not support embeddings" in r.text
+
+
+def test_xlmr_reranker_from_a_directory(http, base_url):
+    shown = ollama.Client(host=base_url).show(XLMR)
+    assert "rerank" in shown.capabilities
+    assert shown.modelinfo["tokenizer.ggml.model"] == "t5"
+    r = http.post("/v1/rerank", json={"model": XLMR, "query": QUERY, "documents": DOCUMENTS, "top_n": 3})
+    assert r.status_code == 200, r.text
+    results = r.json()["results"]
+    assert sorted(x["index"] for x in results) == [0, 1, 2]
+    scores = [x["relevance_score"] for x in results]
+    assert scores == sorted(scores, reverse=True) and len(set(scores)) == 3

@@ -8,10 +8,15 @@
 //! and `clip.cpp` needs it, F16 tensors loaded as F32 (llama.cpp's CPU kernels cannot add Gemma
 //! 3's F16 position embeddings to F32 activations).
 //!
-//! Gemma 3 and Qwen2.5-VL ([`qwen25vl`]) so far; the other published vision towers (Mistral 3,
-//! Qwen3-VL, Llama 4, Gemma 4…) have no projector translation yet, and run as text models.
+//! Gemma 3, Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL ([`qwen3vl`]) and Mistral 3 ([`mistral3`]) so
+//! far; the other published vision towers (Llama 4, Gemma 4…) have no projector translation yet,
+//! and run as text models.
 
+mod mistral3;
 mod qwen25vl;
+mod qwen3vl;
+#[cfg(test)]
+mod testing;
 
 use corral_gguf::{ArrayValue, Gguf, MetaValue};
 
@@ -24,6 +29,8 @@ pub fn translate_clip(g: &Gguf) -> Option<Translation> {
     let handled = match g.architecture()? {
         "gemma3" => gemma3(&mut w),
         "qwen25vl" => qwen25vl::qwen25vl(&mut w),
+        "mistral3" => mistral3::mistral3(&mut w),
+        "qwen3vl" | "qwen3vlmoe" => qwen3vl::qwen3vl(&mut w),
         _ => false,
     };
     handled.then(|| w.finish())
@@ -54,6 +61,24 @@ fn set_epsilon(w: &mut Work, arch: &str) {
         _ => 1e-6,
     };
     w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(eps));
+}
+
+/// A number key of any integer or float type, as an f32 (for comparing with `clip.cpp`'s fixed
+/// values).
+fn number(v: Option<&MetaValue>) -> Option<f32> {
+    match v? {
+        MetaValue::U32(x) => Some(*x as f32),
+        MetaValue::I32(x) => Some(*x as f32),
+        MetaValue::F32(x) => Some(*x),
+        MetaValue::F64(x) => Some(*x as f32),
+        _ => None,
+    }
+}
+
+/// Whether one of the `<arch>.vision.` keys of `fixed` has another value than the one `clip.cpp`
+/// hard-codes (an absent key does not: Ollama's engine then assumed that value too).
+fn differs_from(w: &Work, arch: &str, fixed: &[(&str, f32)]) -> bool {
+    fixed.iter().any(|(key, want)| number(w.get(&format!("{arch}.vision.{key}"))).is_some_and(|v| v != *want))
 }
 
 /// The keys every vision projector has, the architecture, and the text model's tensors hidden
@@ -110,6 +135,7 @@ fn gemma3(w: &mut Work) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::testing::with_keys;
     use super::*;
     use corral_gguf::{GgmlType, TensorInfo};
 
@@ -119,8 +145,7 @@ mod tests {
     }
 
     fn published() -> Gguf {
-        let mut g = Gguf { version: 3, metadata: Vec::new(), tensors: Vec::new(), alignment: 32, data_offset: 0 };
-        for (k, v) in [
+        let mut g = with_keys([
             ("general.architecture", MetaValue::String("gemma3".into())),
             ("gemma3.embedding_length", MetaValue::U32(640)),
             ("gemma3.mm.tokens_per_image", MetaValue::U32(4)),
@@ -130,9 +155,7 @@ mod tests {
             ("gemma3.vision.image_size", MetaValue::U32(112)),
             ("gemma3.vision.patch_size", MetaValue::U32(14)),
             ("gemma3.vision.attention.head_count", MetaValue::U32(2)),
-        ] {
-            g.metadata.push((k.into(), v));
-        }
+        ]);
         g.tensors = vec![
             tensor("token_embd.weight", GgmlType::F16, &[640, 8]),
             tensor("v.patch_embedding.weight", GgmlType::F16, &[14, 14, 3, 32]),

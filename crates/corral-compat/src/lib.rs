@@ -67,13 +67,18 @@ pub struct Translation {
     /// Tensors the text loader must not index (embedded vision, audio, projector, MTP).
     pub hidden: BTreeSet<String>,
     /// Tensors (by their name after renames) whose bytes are the concatenation of these ranges
-    /// of the file, `(absolute offset, size)`: llama.cpp's layout fuses what Ollama's kept apart.
-    /// Such a file is read into memory, not mapped.
+    /// of the file, `(absolute offset, size)`: llama.cpp's layout fuses what Ollama's kept apart,
+    /// splits what it fused, or orders rows otherwise. Such a file is read into memory, not mapped.
     pub assembled: Vec<(String, Vec<(u64, u64)>)>,
     /// Tensors (by their name after renames) stored as F16 that must be loaded as F32 (llama.cpp's
     /// CPU kernels cannot add an F16 tensor to an F32 one, which a projector's position
     /// embeddings are).
     pub promoted: Vec<String>,
+    /// Tensors (by their name after renames), F32 vectors, whose values are one row of another
+    /// tensor of the file, converted to F32 from whatever type it has: `(name, source, row)`.
+    /// Pixtral's projector wants the `[IMG_BREAK]` token's embedding, a row of the text model's
+    /// `token_embd.weight`, as a tensor of its own (`v.token_embd.img_break`). Projector plans only.
+    pub rows_as_f32: Vec<(String, String, u64)>,
 }
 
 /// A published file Corral recognises but cannot translate.

@@ -120,6 +120,14 @@ impl<'a> Work<'a> {
         matches!(self.g.get("tokenizer.ggml.tokens"), Some(MetaValue::Array(ArrayValue::String(t))) if t.get(i).map(String::as_str) == Some(want))
     }
 
+    /// The id of the token `want` in the token list, if it is there.
+    pub(crate) fn token_index(&self, want: &str) -> Option<u64> {
+        match self.g.get("tokenizer.ggml.tokens")? {
+            MetaValue::Array(ArrayValue::String(t)) => t.iter().position(|s| s == want).map(|i| i as u64),
+            _ => None,
+        }
+    }
+
     pub(crate) fn tensor(&self, name: &str) -> Option<&TensorInfo> {
         self.g.tensors.iter().find(|t| t.name == name)
     }
@@ -244,14 +252,35 @@ impl<'a> Work<'a> {
         let ranges: Vec<(u64, u64)> =
             parts.iter().map(|p| (self.g.data_offset.saturating_add(p.offset), p.size)).collect();
         let dims = vec![t.dims[0], rows];
-        let Some(size) = size_of(t.kind, &dims) else { return false };
+        if size_of(t.kind, &dims).is_none() {
+            return false;
+        }
         self.hide_where(|name| before.contains(&name));
-        if let Some(t) = self.g.to_mut().tensors.iter_mut().find(|p| p.name == target) {
+        self.assemble(target, dims, ranges)
+    }
+
+    /// Where a tensor's bytes are in the file: (absolute offset, size).
+    pub(crate) fn range(&self, name: &str) -> Option<(u64, u64)> {
+        let t = self.tensor(name)?;
+        Some((self.g.data_offset.saturating_add(t.offset), t.size))
+    }
+
+    /// Gives tensor `name` (its type kept) the shape `dims` and, at load, the bytes of `ranges` of
+    /// the file one after the other: the general form of [`Work::fuse_rows`], for tensors that are
+    /// pieces of others or interleavings of them. Nothing happens unless the ranges fill that shape
+    /// exactly.
+    pub(crate) fn assemble(&mut self, name: &str, dims: Vec<u64>, ranges: Vec<(u64, u64)>) -> bool {
+        let Some(kind) = self.tensor(name).map(|t| t.kind) else { return false };
+        let Some(size) = size_of(kind, &dims) else { return false };
+        if ranges.iter().try_fold(0u64, |n, r| n.checked_add(r.1)) != Some(size) {
+            return false;
+        }
+        if let Some(t) = self.g.to_mut().tensors.iter_mut().find(|t| t.name == name) {
             t.dims = dims.clone();
             t.size = size;
         }
-        self.t.reshapes.push((target.to_string(), dims));
-        self.t.assembled.push((target.to_string(), ranges));
+        self.t.reshapes.push((name.to_string(), dims));
+        self.t.assembled.push((name.to_string(), ranges));
         true
     }
 
@@ -264,6 +293,40 @@ impl<'a> Work<'a> {
         t.kind = GgmlType::F32;
         t.size *= 2;
         self.t.promoted.push(name.to_string());
+    }
+
+    /// Reorders the rows (second dimension) of a 2-D tensor as it is read: row `r` of the loaded
+    /// tensor is row `source_row(r)` of the file's, one byte range per row. Nothing happens
+    /// unless every row is whole blocks of its type and every source row exists.
+    pub(crate) fn permute_rows(&mut self, name: &str, source_row: impl Fn(u64) -> u64) -> bool {
+        let Some(t) = self.tensor(name).cloned().filter(|t| t.dims.len() == 2) else { return false };
+        let Some(row_bytes) = size_of(t.kind, &t.dims[..1]) else { return false };
+        let start = self.g.data_offset.saturating_add(t.offset);
+        let mut ranges = Vec::new();
+        for r in 0..t.dims[1] {
+            let from = source_row(r);
+            let at = from.checked_mul(row_bytes).and_then(|o| start.checked_add(o));
+            match at {
+                Some(at) if from < t.dims[1] => ranges.push((at, row_bytes)),
+                _ => return false,
+            }
+        }
+        self.assemble(name, t.dims, ranges)
+    }
+
+    /// Has `target`, an F32 vector as long as `source`'s rows, hold row `row` of `source` (2-D,
+    /// of any type), converted to F32 at load. Nothing happens unless the shapes fit so.
+    pub(crate) fn fill_with_row(&mut self, target: &str, source: &str, row: u64) -> bool {
+        let (Some(t), Some(s)) = (self.tensor(target), self.tensor(source)) else { return false };
+        let fits = s.dims.len() == 2
+            && row < s.dims[1]
+            && size_of(s.kind, &s.dims[..1]).is_some()
+            && t.kind == GgmlType::F32
+            && t.dims == s.dims[..1];
+        if fits {
+            self.t.rows_as_f32.push((target.to_string(), source.to_string(), row));
+        }
+        fits
     }
 
     /// Hides every tensor whose name starts with `prefix` from the text loader.

@@ -40,6 +40,8 @@ struct corral_compat_plan {
     std::map<std::string, std::vector<std::pair<uint64_t, uint64_t>>> assembled;
     // Tensors stored as F16 and loaded as F32.
     std::set<std::string> promoted;
+    // F32 vectors filled with one row of another tensor, converted: name -> (source, row).
+    std::map<std::string, std::pair<std::string, uint64_t>> rows_as_f32;
 };
 
 namespace {
@@ -51,6 +53,13 @@ std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_plans;
 std::map<std::string, std::shared_ptr<const corral_compat_plan>> g_clip_plans;
 // Where each loader's promoted tensors are in the file: (absolute offset, elements), by name.
 std::map<const void *, std::map<std::string, std::pair<uint64_t, int64_t>>> g_promoted;
+// Where the row each loader fills a tensor with is in the file, and what it holds.
+struct row_source {
+    uint64_t offset;  // absolute
+    ggml_type type;
+    int64_t n;        // elements
+};
+std::map<const void *, std::map<std::string, row_source>> g_rows;
 // The plan each loader follows (null: none). A loader's address can be reused by a later loader:
 // `translate` runs first for every file and replaces the entry.
 std::map<const void *, std::shared_ptr<const corral_compat_plan>> g_active;
@@ -216,20 +225,63 @@ void promote(const void * loader, gguf_context * meta, ggml_context * ctx, const
     for (int i = 1; i < GGML_MAX_DIMS; ++i) t->nb[i] = t->nb[i - 1] * t->ne[i - 1];
 }
 
+// Copies `bytes` bytes of `data` into `cur`, wherever the loader placed it.
+void store(ggml_tensor * cur, const void * data, size_t bytes) {
+    if (cur->buffer) {
+        ggml_backend_tensor_set(cur, data, 0, bytes);
+    } else if (cur->data) {
+        std::memcpy(cur->data, data, bytes);
+    } else {
+        throw std::runtime_error(std::string("compat: nowhere to load ") + ggml_get_name(cur));
+    }
+}
+
 // Fills `cur` from `n` F16 values at `offset` of `path`, as F32.
 void load_promoted(const std::string & path, uint64_t offset, int64_t n, ggml_tensor * cur) {
     std::vector<uint8_t> half((size_t) n * sizeof(ggml_fp16_t));
     read_ranges(path, {{offset, half.size()}}, 0, half.size(), half.data());
     std::vector<float> values((size_t) n);
     ggml_fp16_to_fp32_row(reinterpret_cast<const ggml_fp16_t *>(half.data()), values.data(), n);
-    const size_t bytes = values.size() * sizeof(float);
-    if (cur->buffer) {
-        ggml_backend_tensor_set(cur, values.data(), 0, bytes);
-    } else if (cur->data) {
-        std::memcpy(cur->data, values.data(), bytes);
-    } else {
-        throw std::runtime_error(std::string("compat: nowhere to load ") + ggml_get_name(cur));
+    store(cur, values.data(), values.size() * sizeof(float));
+}
+
+// Records where row `row` of `source` is in the file, for `name` (an F32 vector as long as the
+// row) to be filled with at load. Throws when the plan does not fit the file: a tensor missing,
+// a shape or type that does not match, a row past the end, a type ggml cannot convert.
+void plan_row(const void * loader, gguf_context * meta, ggml_context * ctx, const std::string & name,
+              const std::string & source, uint64_t row) {
+    const ggml_tensor * t = ggml_get_tensor(ctx, name.c_str());
+    const ggml_tensor * s = ggml_get_tensor(ctx, source.c_str());
+    const int64_t id = gguf_find_tensor(meta, source.c_str());
+    if (!t || !s || id < 0) {
+        throw std::runtime_error("compat: tensor '" + name + "' or its source '" + source + "' is not in the file");
     }
+    const bool fits = t->type == GGML_TYPE_F32 && ggml_nelements(t) == s->ne[0] && s->ne[2] == 1 && s->ne[3] == 1 &&
+                      row < (uint64_t) s->ne[1] && s->ne[0] % ggml_blck_size(s->type) == 0 &&
+                      (s->type == GGML_TYPE_F32 || ggml_get_type_traits(s->type)->to_float != nullptr);
+    if (!fits) {
+        throw std::runtime_error("compat: tensor '" + name + "' cannot take row " + std::to_string(row) + " of '" +
+                                 source + "'");
+    }
+    const uint64_t offset = gguf_get_data_offset(meta) + gguf_get_tensor_offset(meta, id) +
+                            row * (uint64_t) ggml_row_size(s->type, s->ne[0]);
+    g_rows[loader][name] = {offset, s->type, s->ne[0]};
+}
+
+// Fills `cur`, an F32 vector, with the row `src` locates in `path`, converted to F32.
+void load_row(const std::string & path, const row_source & src, ggml_tensor * cur, size_t n_size) {
+    if (cur->type != GGML_TYPE_F32 || ggml_nelements(cur) != src.n || n_size != (size_t) src.n * sizeof(float)) {
+        throw std::runtime_error(std::string("compat: tensor '") + ggml_get_name(cur) + "' is not the row's size");
+    }
+    std::vector<uint8_t> raw(ggml_row_size(src.type, src.n));
+    read_ranges(path, {{src.offset, raw.size()}}, 0, raw.size(), raw.data());
+    std::vector<float> values((size_t) src.n);
+    if (src.type == GGML_TYPE_F32) {
+        std::memcpy(values.data(), raw.data(), n_size);
+    } else {
+        ggml_get_type_traits(src.type)->to_float(raw.data(), values.data(), src.n);
+    }
+    store(cur, values.data(), n_size);
 }
 
 // The plan `registry` holds for `fname` (null: none), made the one `loader` follows; whatever an
@@ -242,6 +294,7 @@ std::shared_ptr<const corral_compat_plan> activate(
     auto plan = it == registry.end() ? nullptr : it->second;
     g_active[loader] = plan;
     g_promoted.erase(loader);
+    g_rows.erase(loader);
     return plan;
 }
 
@@ -278,8 +331,12 @@ void translate_clip(const void * loader, const std::string & fname, gguf_context
     auto plan = activate(g_clip_plans, loader, fname);
     if (!plan || !meta || !ctx) return;
     apply_header(*plan, meta, ctx);
+    // An assembled tensor may be shaped otherwise than the entry it is read through (Qwen3-VL's
+    // whole QKV projections, its patch kernel split per frame).
+    for (const auto & [name, ne] : plan->shapes) set_shape(meta, ctx, name, ne, plan->assembled.count(name) > 0);
     std::lock_guard<std::mutex> lock(g_mutex);
     for (const auto & name : plan->promoted) promote(loader, meta, ctx, name);
+    for (const auto & [name, from] : plan->rows_as_f32) plan_row(loader, meta, ctx, name, from.first, from.second);
 }
 
 bool translate(const void * loader, const std::string & fname, gguf_context * meta, ggml_context * ctx,
@@ -306,6 +363,7 @@ bool load(const void * loader, ggml_tensor * cur, size_t n_size) {
     auto plan = active(loader);
     if (!plan) return false;
     std::pair<uint64_t, int64_t> promoted{0, -1};
+    row_source row{0, GGML_TYPE_F32, -1};
     {
         std::lock_guard<std::mutex> lock(g_mutex);
         auto p = g_promoted.find(loader);
@@ -313,22 +371,25 @@ bool load(const void * loader, ggml_tensor * cur, size_t n_size) {
             auto q = p->second.find(ggml_get_name(cur));
             if (q != p->second.end()) promoted = q->second;
         }
+        auto r = g_rows.find(loader);
+        if (r != g_rows.end()) {
+            auto q = r->second.find(ggml_get_name(cur));
+            if (q != r->second.end()) row = q->second;
+        }
     }
     if (promoted.second >= 0) {
         load_promoted(plan->path, promoted.first, promoted.second, cur);
+        return true;
+    }
+    if (row.n >= 0) {
+        load_row(plan->path, row, cur, n_size);
         return true;
     }
     auto it = plan->assembled.find(ggml_get_name(cur));
     if (it == plan->assembled.end()) return false;
     std::vector<uint8_t> bytes(n_size);
     read_ranges(plan->path, it->second, 0, n_size, bytes.data());
-    if (cur->buffer) {
-        ggml_backend_tensor_set(cur, bytes.data(), 0, n_size);
-    } else if (cur->data) {
-        std::memcpy(cur->data, bytes.data(), n_size);
-    } else {
-        throw std::runtime_error(std::string("compat: nowhere to load ") + ggml_get_name(cur));
-    }
+    store(cur, bytes.data(), n_size);
     return true;
 }
 
@@ -417,6 +478,10 @@ void corral_compat_assemble(corral_compat_plan * plan, const char * name, const 
 
 void corral_compat_promote(corral_compat_plan * plan, const char * name) {
     if (plan && name) plan->promoted.insert(name);
+}
+
+void corral_compat_row_as_f32(corral_compat_plan * plan, const char * name, const char * source, uint64_t row) {
+    if (plan && name && source) plan->rows_as_f32[name] = {source, row};
 }
 
 void corral_compat_install_clip(corral_compat_plan * plan) { install_in(g_clip_plans, plan); }

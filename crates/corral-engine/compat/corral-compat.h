@@ -41,8 +41,9 @@ void translate_clip(const void * loader, const std::string & fname, gguf_context
 // tensor the text model does not use).
 bool skip(const void * loader, const char * tensor_name);
 
-// Fills `cur` (its `n_size` bytes) when the plan assembles it from byte ranges of the file, or
-// converts it from the F16 data the file holds; false when the loader reads it itself. Throws std::runtime_error when the file cannot be read.
+// Fills `cur` (its `n_size` bytes) when the plan assembles it from byte ranges of the file,
+// converts it from the F16 data the file holds, or fills it with a row of another tensor; false
+// when the loader reads it itself. Throws std::runtime_error when the file cannot be read.
 bool load(const void * loader, ggml_tensor * cur, size_t n_size);
 
 // The same for `size` bytes from `offs` of the tensor into `buf` (llama.cpp's quantizer reads
@@ -80,6 +81,9 @@ void corral_compat_assemble(corral_compat_plan * plan, const char * name, const 
                             const uint64_t * sizes, size_t n);
 // The tensor `name` (after renames), stored as F16, is loaded as F32.
 void corral_compat_promote(corral_compat_plan * plan, const char * name);
+// The tensor `name` (after renames), an F32 vector, is loaded with row `row` of the 2-D tensor
+// `source` (any type ggml converts to F32), converted. Projector plans only.
+void corral_compat_row_as_f32(corral_compat_plan * plan, const char * name, const char * source, uint64_t row);
 // Installs the plan for its path, replacing an earlier one; the plan is consumed.
 void corral_compat_install(corral_compat_plan * plan);
 // Removes the plan installed for `path`, if any.

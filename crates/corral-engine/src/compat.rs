@@ -77,6 +77,7 @@ unsafe extern "C" {
     fn corral_compat_hide(plan: *mut Plan, name: *const c_char);
     fn corral_compat_assemble(plan: *mut Plan, name: *const c_char, offsets: *const u64, sizes: *const u64, n: usize);
     fn corral_compat_promote(plan: *mut Plan, name: *const c_char);
+    fn corral_compat_row_as_f32(plan: *mut Plan, name: *const c_char, source: *const c_char, row: u64);
     fn corral_compat_install(plan: *mut Plan);
     fn corral_compat_forget(path: *const c_char);
     fn corral_compat_install_clip(plan: *mut Plan);
@@ -171,6 +172,9 @@ unsafe fn fill(plan: *mut Plan, t: &Translation) -> Result<(), String> {
         }
         for name in &t.promoted {
             corral_compat_promote(plan, c(name)?.as_ptr());
+        }
+        for (name, source, row) in &t.rows_as_f32 {
+            corral_compat_row_as_f32(plan, c(name)?.as_ptr(), c(source)?.as_ptr(), *row);
         }
     }
     Ok(())

@@ -10,7 +10,8 @@
 //! - [`export_hf`]: a GGUF back to a Hugging Face model directory (the import tests' fixture).
 //! - [`gemma3_as_published`]: a real model rewritten in the layout Ollama published it in, and
 //!   [`gemma3_reference_projector`], its vision tower as llama.cpp's separate projector (so is
-//!   [`qwen25vl_reference_projector`] for the tower of [`tiny_qwen25vl`]'s published layout).
+//!   [`qwen25vl_reference_projector`] for the tower of [`tiny_qwen25vl`]'s published layout, and
+//!   [`qwen3vl_reference_projector`] for that of [`tiny_qwen3vl`] and [`tiny_qwen3vlmoe`]).
 //! - `tiny_<architecture>` ([`tiny_gpt_oss`], [`tiny_gemma4`], [`tiny_glmocr`], [`tiny_qwen35`]…):
 //!   random models of real structure written both in llama.cpp's layout and in the one Ollama
 //!   published them in ([`Layout`]), the same weights in both; [`dequantized`] makes any GGUF a
@@ -32,7 +33,9 @@ mod export;
 pub mod projector;
 pub mod projector_qwen;
 mod published;
+mod published_mistral3;
 mod published_qwen;
+mod published_qwen3vl;
 mod random_arch;
 mod random_arch2;
 mod random_gemma;
@@ -46,7 +49,9 @@ pub use export::{export_hf, sentencepiece_model, write_safetensors};
 pub use published::{
     as_nemotron_omni, dequantized, gemma3_as_published, gemma3_reference_projector, Gemma3Tower, GEMMA3_TOWER,
 };
+pub use published_mistral3::{mistral3_reference_projector, Mistral3Tower, IMAGE_TOKENS, MISTRAL3_TOWER};
 pub use published_qwen::{qwen25vl_reference_projector, Qwen25VlTower, QWEN25VL_TOWER};
+pub use published_qwen3vl::{qwen3vl_reference_projector, Qwen3VlTower, QWEN3VL_TOWER};
 pub use random_arch::{tiny_gpt_oss, tiny_lfm2, Layout};
 pub use random_arch2::{tiny_llama3, tiny_mistral3, tiny_qwen3vl};
 pub use random_gemma::{tiny_embeddinggemma, tiny_gemma3n, tiny_gemma4};

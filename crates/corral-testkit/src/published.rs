@@ -141,14 +141,18 @@ impl Tower {
     /// `half` says so and F32 otherwise.
     pub(crate) fn write(&self, w: &mut GgufWriter, clip: bool, half: impl Fn(&TowerTensor) -> bool) {
         for t in &self.tensors {
-            let name = if clip { &t.clip } else { &t.ollama };
-            if half(t) {
-                let data = t.values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
-                w.add_tensor(name, &t.dims, corral_gguf::GgmlType::F16, data);
-            } else {
-                w.add_f32(name, &t.dims, &t.values);
-            }
+            put(w, if clip { &t.clip } else { &t.ollama }, &t.dims, &t.values, half(t));
         }
+    }
+}
+
+/// One tensor into `w`, in F16 (`half`) or F32.
+pub(crate) fn put(w: &mut GgufWriter, name: &str, dims: &[u64], values: &[f32], half: bool) {
+    if half {
+        let data = values.iter().flat_map(|v| half::f16::from_f32(*v).to_le_bytes()).collect();
+        w.add_tensor(name, dims, corral_gguf::GgmlType::F16, data);
+    } else {
+        w.add_f32(name, dims, values);
     }
 }
 

@@ -113,8 +113,8 @@ pub(crate) fn add_published_qwen25vl_tower(w: &mut GgufWriter, text_embd: u64) {
 
 /// The mean and standard deviation of OpenAI's CLIP, which Qwen2.5-VL's image processor (and
 /// Ollama's, which writes neither) normalises pictures with.
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+pub(crate) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The vision tower of [`crate::tiny_qwen25vl`]'s published layout as the separate projector
 /// llama.cpp's converter writes for it with `--outtype f16` (`clip` architecture,

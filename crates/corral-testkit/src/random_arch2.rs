@@ -4,19 +4,20 @@
 //!
 //! - [`tiny_mistral3`]: Mistral Small 3.x / Ministral 3 (`mistral3`), llama-like attention with
 //!   YaRN RoPE and an attention temperature that grows with the position. Ollama writes the YaRN
-//!   and temperature values under other key names, no pre-tokenizer, and keeps the vision tower
-//!   and projector in the same file.
+//!   and temperature values under other key names, no pre-tokenizer, and keeps a whole random
+//!   vision tower and projector in the same file (`crate::published_mistral3`). Both layouts'
+//!   vocabularies have Mistral's image tokens.
 //! - [`tiny_qwen3vl`]: Qwen3-VL (`qwen3vl`), Qwen 3 attention with interleaved multi-axis RoPE.
 //!   Ollama's file lacks the RoPE sections and the deepstack layer count llama.cpp reads; it has
-//!   the vision side's deepstack indexes (one per deepstack layer) and the vision tower instead.
+//!   the vision side's deepstack indexes (one per deepstack layer) and a whole random vision
+//!   tower instead (`crate::published_qwen3vl`).
 //! - [`tiny_llama3`]: a llama model with a Llama 3 vocabulary (128256 tokens, the chat markers at
 //!   their ids). The published copy is what the first Llama 3 files carried: no pre-tokenizer and
 //!   `<|end_of_text|>` as EOS, where llama.cpp's converter writes `llama-bpe` and `<|eot_id|>`.
 //!   Only tokenizer metadata differs, so without the translation this one still loads.
 //!
-//! The vision tensors of the published copies are a few small F32 tensors with the names' shape
-//! of the real ones. They are drawn after every text tensor, so the text tensors' bytes do not
-//! depend on the layout.
+//! Vision tensors are drawn after every text tensor, from a generator of their own, so the text
+//! tensors' bytes do not depend on the layout.
 
 use corral_gguf::{ArrayValue, Gguf, MetaValue};
 
@@ -50,10 +51,12 @@ const MIS_TEMPERATURE: f32 = 0.1;
 /// attention factor `rope.scaling.yarn_log_multiplier` and the temperature
 /// `attention.temperature_scale`, and its pre-tokenizer is `tekken`. The published copy has
 /// `rope.scaling.beta_fast/beta_slow/mscale/mscale_all_dim` and `rope.scaling_beta` instead, no
-/// pre-tokenizer, the vision keys, and `v.*`/`mm.*` tensors.
+/// pre-tokenizer, the vision keys, and `v.*`/`mm.*` tensors. The vocabulary is `tokenizer`'s
+/// with `[IMG]`, `[IMG_BREAK]` and `[IMG_END]` appended where it lacks them.
 pub fn tiny_mistral3(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
-    let mut m = Model::new("mistral3", tokenizer, llama_cpp.then_some("tekken"), seed);
+    let tokenizer = crate::published_mistral3::with_image_tokens(tokenizer);
+    let mut m = Model::new("mistral3", &tokenizer, llama_cpp.then_some("tekken"), seed);
     let (e, q, kv) = (MIS_EMBD, MIS_HEADS * MIS_HEAD_DIM, MIS_KV_HEADS * MIS_HEAD_DIM);
     let vocab = m.vocab;
     m.u32("vocab_size", vocab);
@@ -82,12 +85,6 @@ pub fn tiny_mistral3(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         m.f32("rope.scaling.mscale", 1.0);
         m.f32("rope.scaling.mscale_all_dim", MIS_MSCALE_ALL_DIM);
         m.f32("rope.scaling_beta", MIS_TEMPERATURE);
-        m.u32("vision.block_count", 1);
-        m.u32("vision.embedding_length", 16);
-        m.u32("vision.attention.head_count", 2);
-        m.u32("vision.patch_size", 4);
-        m.u32("image_token_index", 10);
-        m.u32("spatial_merge_size", 2);
     }
 
     m.embeddings(e);
@@ -106,15 +103,8 @@ pub fn tiny_mistral3(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.norm("output_norm.weight", e);
     m.head(e);
     if !llama_cpp {
-        m.stand_ins(&[
-            ("v.patch_conv.weight", &[4, 4, 3, 16]),
-            ("v.encoder_norm.weight", &[16]),
-            ("v.blk.0.attn_q.weight", &[16, 16]),
-            ("v.blk.0.attn_output.weight", &[16, 16]),
-            ("mm.patch_merger.merging_layer.weight", &[64, 16]),
-            ("mm.linear_1.weight", &[16, e]),
-            ("mm.linear_2.weight", &[e, e]),
-        ]);
+        let image = crate::published_mistral3::token_id(&tokenizer, "[IMG]").expect("added above");
+        crate::published_mistral3::add_published_mistral3_tower(&mut m.w, e, image);
     }
     m.finish()
 }
@@ -134,12 +124,14 @@ const QVL_SECTIONS: [i32; 4] = [24, 20, 20, 0];
 /// `n_deepstack_layers`. A text-only prompt adds nothing in those layers. Fewer than the text
 /// blocks, as in the released models: llama.cpp's graph cannot add a deepstack input to the last
 /// block, whose rows are already cut down to the outputs.
-const QVL_DEEPSTACK: [i32; 1] = [2];
+pub(crate) const QVL_DEEPSTACK: [i32; 1] = [2];
 
 /// A Qwen3-VL model with random weights in `layout`: Qwen 3 attention (per-head Q and K norms),
 /// dense SwiGLU feed-forwards, an untied output head. llama.cpp's layout has
-/// `rope.dimension_sections` and `n_deepstack_layers`; the published one has neither, but the
-/// vision keys (among them `vision.deepstack_visual_indexes`) and `v.*`/`mm.*` tensors.
+/// `rope.dimension_sections` and `n_deepstack_layers`; the published one has neither, but a
+/// whole random vision tower ([`crate::QWEN3VL_TOWER`]: its `vision.*` keys, among them
+/// `vision.deepstack_visual_indexes`, and `v.*` tensors), which llama.cpp's layout keeps in a
+/// separate projector, [`crate::qwen3vl_reference_projector`].
 pub fn tiny_qwen3vl(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let e = QVL_EMBD;
     qwen3vl(
@@ -187,13 +179,6 @@ pub(crate) fn qwen3vl(
     if llama_cpp {
         m.key("rope.dimension_sections", MetaValue::Array(ArrayValue::I32(QVL_SECTIONS.to_vec())));
         m.u32("n_deepstack_layers", QVL_DEEPSTACK.len() as u64);
-    } else {
-        m.u32("vision.block_count", 4);
-        m.u32("vision.embedding_length", 16);
-        m.u32("vision.attention.head_count", 2);
-        m.u32("vision.patch_size", 16);
-        m.u32("vision.spatial_merge_size", 2);
-        m.key("vision.deepstack_visual_indexes", MetaValue::Array(ArrayValue::I32(QVL_DEEPSTACK.to_vec())));
     }
 
     m.embeddings(e);
@@ -212,14 +197,8 @@ pub(crate) fn qwen3vl(
     m.norm("output_norm.weight", e);
     m.head(e);
     if !llama_cpp {
-        m.stand_ins(&[
-            ("v.patch_embed.weight", &[16 * 16, 3, 16]),
-            ("v.blk.0.attn_q.weight", &[16, 16]),
-            ("v.blk.0.attn_out.weight", &[16, 16]),
-            ("v.deepstack_merger.0.fc1.weight", &[64, 64]),
-            ("mm.0.weight", &[64, 64]),
-            ("mm.2.weight", &[64, e]),
-        ]);
+        // After every text tensor, from a generator of its own: the same tower for every seed.
+        crate::published_qwen3vl::add_published_qwen3vl_tower(&mut m.w, arch, e);
     }
     m.finish()
 }

@@ -79,6 +79,15 @@ fn official_client_libraries() {
     std::fs::write(&modelfile, format!("FROM {}\n", reranker.display())).unwrap();
     let out = server.corral(&["create", "reranker", "-f", modelfile.to_str().unwrap()]);
     assert!(out.status.success(), "create reranker: {}", stderr(&out));
+    // An XLM-RoBERTa cross-encoder as Hugging Face ships one (bge-reranker-v2-m3's layout),
+    // converted by `create` from its directory.
+    let xlmr = dir.path().join("xlmr-reranker");
+    std::fs::create_dir(&xlmr).unwrap();
+    corral_testkit::xlmr::tiny_xlmr_cross_encoder(&xlmr, 2);
+    let modelfile = dir.path().join("xlmr-modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", xlmr.display())).unwrap();
+    let out = server.corral(&["create", "xlmr-reranker", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "create xlmr-reranker: {}", stderr(&out));
     let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
     let out = Command::new(&python)
         .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])

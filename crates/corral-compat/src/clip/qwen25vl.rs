@@ -21,7 +21,7 @@
 
 use corral_gguf::{ArrayValue, MetaValue};
 
-use super::{copy_vision_u32, finish_projector, set_epsilon};
+use super::{copy_vision_u32, differs_from, finish_projector, set_epsilon};
 use crate::work::Work;
 
 /// What every published Qwen2.5-VL tower has, and `clip.cpp` requires.
@@ -39,8 +39,8 @@ const TENSORS: [&str; 8] = [
 /// OpenAI CLIP's mean and standard deviation, Qwen2.5-VL's image normalisation: what llama.cpp's
 /// converter copies from the model's preprocessor configuration, and what Ollama's engine assumed
 /// without writing it.
-const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
-const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
+pub(super) const CLIP_MEAN: [f32; 3] = [0.481_454_66, 0.457_827_5, 0.408_210_73];
+pub(super) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 
 /// The image size llama.cpp's converter writes when, as for Qwen2.5-VL, the configuration has
 /// none (`clip.cpp` requires the key; pictures keep their own size).
@@ -63,7 +63,7 @@ pub(super) fn qwen25vl(w: &mut Work) -> bool {
     }
     let Some(ffn) = w.dim("v.blk.0.ffn_up.weight", 1).and_then(|f| u32::try_from(f).ok()) else { return false };
     let Some(period) = window_period(w.get("qwen25vl.vision.fullatt_block_indexes"), blocks) else { return false };
-    if FIXED.iter().any(|(key, want)| number(w.get(&format!("qwen25vl.vision.{key}"))).is_some_and(|v| v != *want)) {
+    if differs_from(w, "qwen25vl", &FIXED) {
         return false;
     }
     if !copy_vision_u32(w, "qwen25vl", &["block_count", "embedding_length", "attention.head_count", "patch_size"]) {
@@ -83,18 +83,6 @@ pub(super) fn qwen25vl(w: &mut Work) -> bool {
     }
     finish_projector(w, "qwen2.5vl_merger", CLIP_MEAN, CLIP_STD);
     true
-}
-
-/// A number key of any integer or float type, as an f32 (for comparing with `clip.cpp`'s fixed
-/// values).
-fn number(v: Option<&MetaValue>) -> Option<f32> {
-    match v? {
-        MetaValue::U32(x) => Some(*x as f32),
-        MetaValue::I32(x) => Some(*x as f32),
-        MetaValue::F32(x) => Some(*x),
-        MetaValue::F64(x) => Some(*x as f32),
-        _ => None,
-    }
 }
 
 /// `clip.cpp`'s window-attention period from Ollama's list of full-attention blocks: `p` when
@@ -121,16 +109,12 @@ mod tests {
     use corral_gguf::{GgmlType, Gguf, TensorInfo};
 
     use super::*;
+    use crate::clip::testing::{i32s, with_keys};
     use crate::clip::translate_clip;
-
-    fn i32s(v: &[i32]) -> MetaValue {
-        MetaValue::Array(ArrayValue::I32(v.to_vec()))
-    }
 
     /// A published header: two blocks (the second attends fully), a 64-wide language model.
     fn published() -> Gguf {
-        let mut g = Gguf { version: 3, metadata: Vec::new(), tensors: Vec::new(), alignment: 32, data_offset: 0 };
-        for (k, v) in [
+        let mut g = with_keys([
             ("general.architecture", MetaValue::String("qwen25vl".into())),
             ("qwen25vl.embedding_length", MetaValue::U32(64)),
             ("qwen25vl.vision.block_count", MetaValue::U32(2)),
@@ -141,9 +125,7 @@ mod tests {
             ("qwen25vl.vision.spatial_merge_size", MetaValue::U32(2)),
             ("qwen25vl.vision.rope.freq_base", MetaValue::F32(10_000.0)),
             ("qwen25vl.vision.fullatt_block_indexes", i32s(&[1])),
-        ] {
-            g.metadata.push((k.into(), v));
-        }
+        ]);
         let tensor = |name: &str, kind: GgmlType, dims: &[u64]| {
             let size = crate::work::size_of(kind, dims).unwrap();
             TensorInfo { name: name.into(), kind, dims: dims.to_vec(), offset: 0, size }
@@ -230,13 +212,6 @@ mod tests {
         }
     }
 
-    /// Keys with their values (debug text: it shows the GGUF type too), sorted.
-    fn keys(g: &Gguf) -> Vec<(String, String)> {
-        let mut keys: Vec<_> = g.metadata.iter().map(|(k, v)| (k.clone(), format!("{v:?}"))).collect();
-        keys.sort();
-        keys
-    }
-
     /// The test kit's published Qwen2.5-VL, translated, is the header of the projector llama.cpp's
     /// converter writes for the same tower, and its tensors' bytes in the published file are the
     /// reference's: the file read through the translation is that projector.
@@ -245,33 +220,9 @@ mod tests {
         let tok = corral_testkit::letters_tokenizer("abcdefgh");
         let bytes = corral_testkit::tiny_qwen25vl(corral_testkit::Layout::Published, &tok, 3);
         let reference = corral_testkit::qwen25vl_reference_projector(128);
-        let (g, want) = (corral_gguf::read_bytes(&bytes).unwrap(), corral_gguf::read_bytes(&reference).unwrap());
-        let seen = translate_clip(&g).expect("the fixture has a whole tower").apply(&g);
-        let (seen_keys, want_keys, published_keys) = (keys(&seen), keys(&want), keys(&g));
-        let missing: Vec<_> = want_keys.iter().filter(|k| !seen_keys.contains(k)).collect();
-        assert!(missing.is_empty(), "translated header lacks {missing:?}");
-        // Any other `clip.` key is a published one moved under the new prefix, which clip.cpp
-        // does not read (or reads as the value it assumes, like `spatial_merge_size`).
-        let invented: Vec<_> = seen_keys
-            .iter()
-            .filter(|k| !want_keys.contains(k) && !published_keys.contains(k))
-            .filter(|(key, value)| {
-                let old = key.strip_prefix("clip.").map(|rest| format!("qwen25vl.{rest}"));
-                !old.is_some_and(|old| published_keys.contains(&(old, value.clone())))
-            })
-            .collect();
-        assert!(invented.is_empty(), "the translation wrote {invented:?}, which neither file has");
-        fn data<'a>(g: &Gguf, bytes: &'a [u8], t: &TensorInfo) -> &'a [u8] {
-            let start = (g.data_offset + t.offset) as usize;
-            &bytes[start..start + t.size as usize]
-        }
-        assert_eq!(seen.tensors.len(), want.tensors.len());
-        for t in &seen.tensors {
-            let r = want.tensors.iter().find(|r| r.name == t.name).unwrap_or_else(|| panic!("{}", t.name));
-            assert_eq!((&t.dims, t.kind), (&r.dims, r.kind), "{}", t.name);
-            // Offsets are the published file's: a translation moves no data.
-            assert_eq!(data(&g, &bytes, t), data(&want, &reference, r), "{}", t.name);
-        }
+        let t = crate::clip::testing::assert_reads_as_reference("qwen25vl", &bytes, &reference);
+        // Offsets are the published file's: a translation moves no data.
+        assert!(t.assembled.is_empty() && t.promoted.is_empty());
     }
 
     #[test]

@@ -1,10 +1,15 @@
-//! Pictures for models with multi-axis RoPE (issue 29): a Qwen2-VL-family language model and a
-//! Qwen2-VL projector, both with random weights from the test kit. Such a model gives a picture
-//! of 4×4 tokens only 4 positions, so the text after it sits at other positions than its token
-//! index; the engine's answers are compared token for token with llama.cpp's own way of running
-//! the same prompt (its `mtmd` helper evaluating the whole prompt, then greedy decoding), which
-//! keeps its positions itself. A wrong position anywhere (after a picture, after a reused prefix,
-//! in a batch shared with another prompt) changes the answer.
+//! Pictures answered as llama.cpp itself answers them (issue 29): the engine's greedy answers are
+//! compared token for token with llama.cpp's own way of running the same prompt in the same
+//! process (its `mtmd` helper evaluating the whole prompt, then greedy decoding), for the models
+//! where Corral does more than hand the prompt over:
+//!
+//! - multi-axis RoPE (a Qwen2-VL-family language model and a Qwen2-VL projector, random weights
+//!   from the test kit): a picture of 4×4 tokens takes only 4 positions, so the text after it sits
+//!   at other positions than its token index. A wrong position anywhere (after a picture, after a
+//!   reused prefix, in a batch shared with another prompt) changes the answer;
+//! - the files Ollama published with the vision tower inside (Qwen2.5-VL, Qwen3-VL, Mistral 3),
+//!   served as their own projector through the compatibility layer's projector translation,
+//!   against llama.cpp's layout of the same weights (text model and projector apart).
 
 mod common;
 
@@ -96,7 +101,6 @@ fn reference(model_path: &Path, projector: &Path, prompt: &Prompt) -> Vec<u32> {
         image_max_tokens: -1,
     };
     let mut mtmd = MtmdContext::init_from_file(projector.to_str().unwrap(), &model, &mparams).unwrap();
-    assert!(mtmd.decode_use_mrope(), "the pair under test uses M-RoPE");
     let bitmaps: Vec<MtmdBitmap> =
         prompt.pictures.iter().map(|d| MtmdBitmap::from_buffer(&mtmd, d, false).unwrap()).collect();
     let text = MtmdInputText { text: prompt.with_markers(), add_special: true, parse_special: true };
@@ -185,23 +189,70 @@ fn issue_29_an_m_rope_picture_batched_beside_a_text_prompt_answers_as_llama_cpp_
     assert_eq!(answer(&b), reference(&model, &projector, &one), "{:?}", b.text);
 }
 
+/// A published fixture (text model and tower in one file) in both layouts, with the reference
+/// projector of the tower: `(published, llama.cpp's text model, llama.cpp's projector)`.
+fn write_published(dir: &Path, name: &str, make: common::compat::Fixture, projector: Vec<u8>) -> [PathBuf; 3] {
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    let paths = [format!("sha256-{name}-published"), format!("{name}-text.gguf"), format!("{name}-mmproj.gguf")]
+        .map(|f| dir.join(f));
+    std::fs::write(&paths[0], make(Layout::Published, &tokenizer, 11)).unwrap();
+    std::fs::write(&paths[1], make(Layout::LlamaCpp, &tokenizer, 11)).unwrap();
+    std::fs::write(&paths[2], projector).unwrap();
+    paths
+}
+
+/// Ollama's file holds the text model and the tower; llama.cpp's converter writes the two apart.
+/// Served as its own projector, the published file must give llama.cpp's answers from the
+/// llama.cpp-layout pair, for every picture of `sizes` (`(width, height)`, with seeds 1, 2…).
+fn assert_published_answers_as_llama_cpp(paths: &[PathBuf; 3], sizes: &[(u32, u32)]) {
+    let [published, text, mmproj] = paths;
+    let ours = load(published, published, 1);
+    let mut answers = Vec::new();
+    for (seed, &(w, h)) in (1..).zip(sizes) {
+        let ask = Prompt { pieces: vec![OPEN, ASK], pictures: vec![png(w, h, seed)] };
+        let got = finish(&ours, ask.request());
+        assert_eq!(answer(&got), reference(text, mmproj, &ask), "picture {seed}: {:?}", got.text);
+        answers.push(got.text);
+    }
+    assert_ne!(answers[0], answers[1], "two pictures, one answer: the image did not reach the model");
+}
+
 #[test]
 fn issue_29_a_published_qwen25vl_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
-    // Ollama's file holds the text model and the tower; llama.cpp's converter writes the two
-    // apart. The same weights in both layouts must give llama.cpp's answers.
+    let dir = tempfile::tempdir().unwrap();
+    let paths = write_published(
+        dir.path(),
+        "qwen25vl",
+        corral_testkit::tiny_qwen25vl,
+        corral_testkit::qwen25vl_reference_projector(128),
+    );
+    // 224×112 pixels: two of the tower's 112-pixel attention windows.
+    assert_published_answers_as_llama_cpp(&paths, &[(224, 112), (224, 112)]);
+}
+
+#[test]
+fn issue_29_a_published_qwen3vl_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
+    // Deepstack features, a learned position grid resized to the picture, the two frames' patch
+    // kernels cut out of one tensor and Q/K/V fused back together at load.
+    let dir = tempfile::tempdir().unwrap();
+    for (name, make, embd) in [
+        ("qwen3vl", corral_testkit::tiny_qwen3vl as common::compat::Fixture, 256),
+        ("qwen3vlmoe", corral_testkit::tiny_qwen3vlmoe, 128),
+    ] {
+        let paths = write_published(dir.path(), name, make, corral_testkit::qwen3vl_reference_projector(embd));
+        assert_published_answers_as_llama_cpp(&paths, &[(64, 32), (64, 32), (48, 48)]);
+    }
+}
+
+#[test]
+fn issue_29_a_published_mistral3_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
+    // Pixtral's Q/K rows reordered for llama.cpp's 2-D RoPE, and the [IMG_BREAK] embedding taken
+    // from the text model's (quantized) token embedding, both at load.
     let dir = tempfile::tempdir().unwrap();
     let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
-    let published = dir.path().join("sha256-qwen25vl-published");
-    let text = dir.path().join("qwen25vl-text.gguf");
-    let mmproj = dir.path().join("qwen25vl-mmproj.gguf");
-    std::fs::write(&published, corral_testkit::tiny_qwen25vl(Layout::Published, &tokenizer, 11)).unwrap();
-    std::fs::write(&text, corral_testkit::tiny_qwen25vl(Layout::LlamaCpp, &tokenizer, 11)).unwrap();
-    std::fs::write(&mmproj, corral_testkit::qwen25vl_reference_projector(128)).unwrap();
-    let ours = load(&published, &published, 1);
-    // 224×112 pixels: two of the tower's 112-pixel attention windows.
-    let ask = |seed| Prompt { pieces: vec![OPEN, ASK], pictures: vec![png(224, 112, seed)] };
-    let (one, two) = (finish(&ours, ask(1).request()), finish(&ours, ask(2).request()));
-    assert_eq!(answer(&one), reference(&text, &mmproj, &ask(1)), "{:?}", one.text);
-    assert_eq!(answer(&two), reference(&text, &mmproj, &ask(2)), "{:?}", two.text);
-    assert_ne!(one.text, two.text, "two pictures, one answer: the image did not reach the model");
+    let text = corral_testkit::tiny_mistral3(Layout::LlamaCpp, &tokenizer, 11);
+    let projector = corral_testkit::mistral3_reference_projector(&text);
+    let paths = write_published(dir.path(), "mistral3", corral_testkit::tiny_mistral3, projector);
+    // 112×84 pixels: 4×3 image tokens with a row break after each of the first two rows.
+    assert_published_answers_as_llama_cpp(&paths, &[(112, 84), (112, 84), (168, 112)]);
 }
