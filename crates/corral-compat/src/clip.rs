@@ -8,10 +8,11 @@
 //! and `clip.cpp` needs it, F16 tensors loaded as F32 (llama.cpp's CPU kernels cannot add Gemma
 //! 3's F16 position embeddings to F32 activations).
 //!
-//! Gemma 3, Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL ([`qwen3vl`]) and Mistral 3 ([`mistral3`]) so
-//! far; the other published vision towers (Llama 4, Gemma 4…) have no projector translation yet,
-//! and run as text models.
+//! Gemma 3, Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL ([`qwen3vl`]), Mistral 3 ([`mistral3`]) and
+//! Llama 4 ([`llama4`]) so far; the other published vision towers (Gemma 4…) have no projector
+//! translation yet, and run as text models.
 
+mod llama4;
 mod mistral3;
 mod qwen25vl;
 mod qwen3vl;
@@ -30,6 +31,7 @@ pub fn translate_clip(g: &Gguf) -> Option<Translation> {
         "gemma3" => gemma3(&mut w),
         "qwen25vl" => qwen25vl::qwen25vl(&mut w),
         "mistral3" => mistral3::mistral3(&mut w),
+        "llama4" => llama4::llama4(&mut w),
         "qwen3vl" | "qwen3vlmoe" => qwen3vl::qwen3vl(&mut w),
         _ => false,
     };
@@ -79,6 +81,20 @@ fn number(v: Option<&MetaValue>) -> Option<f32> {
 /// hard-codes (an absent key does not: Ollama's engine then assumed that value too).
 fn differs_from(w: &Work, arch: &str, fixed: &[(&str, f32)]) -> bool {
     fixed.iter().any(|(key, want)| number(w.get(&format!("{arch}.vision.{key}"))).is_some_and(|v| v != *want))
+}
+
+/// Renames the tower's (`v.*`) and projector's (`mm.*`) tensors by `renames`, substrings replaced
+/// in turn (once each), so that an earlier, longer pattern claims a name before a later, generic
+/// one could. The text model's tensors keep their names, even where they share a substring.
+fn rename_tower(w: &mut Work, renames: &[(&str, &str)]) {
+    let names: Vec<String> =
+        w.g.tensors.iter().map(|t| t.name.clone()).filter(|n| n.starts_with("v.") || n.starts_with("mm.")).collect();
+    for name in names {
+        let to = renames.iter().fold(name.clone(), |n, (from, to)| n.replacen(from, to, 1));
+        if to != name {
+            w.rename_tensor(&name, &to);
+        }
+    }
 }
 
 /// The keys every vision projector has, the architecture, and the text model's tensors hidden

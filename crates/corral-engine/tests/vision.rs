@@ -7,7 +7,8 @@
 //!   from the test kit): a picture of 4×4 tokens takes only 4 positions, so the text after it sits
 //!   at other positions than its token index. A wrong position anywhere (after a picture, after a
 //!   reused prefix, in a batch shared with another prompt) changes the answer;
-//! - the files Ollama published with the vision tower inside (Qwen2.5-VL, Qwen3-VL, Mistral 3),
+//! - the files Ollama published with the vision tower inside (Qwen2.5-VL, Qwen3-VL, Mistral 3,
+//!   Llama 4),
 //!   served as their own projector through the compatibility layer's projector translation,
 //!   against llama.cpp's layout of the same weights (text model and projector apart).
 
@@ -255,4 +256,13 @@ fn issue_29_a_published_mistral3_serves_as_its_own_projector_and_answers_as_llam
     let paths = write_published(dir.path(), "mistral3", corral_testkit::tiny_mistral3, projector);
     // 112×84 pixels: 4×3 image tokens with a row break after each of the first two rows.
     assert_published_answers_as_llama_cpp(&paths, &[(112, 84), (112, 84), (168, 112)]);
+}
+
+#[test]
+fn issue_29_a_published_llama4_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
+    // One 56-pixel tile, then a picture cut into tiles plus an overview.
+    let dir = tempfile::tempdir().unwrap();
+    let projector = corral_testkit::llama4_reference_projector(64);
+    let paths = write_published(dir.path(), "llama4", corral_testkit::tiny_llama4, projector);
+    assert_published_answers_as_llama_cpp(&paths, &[(56, 56), (56, 56), (150, 100), (150, 100)]);
 }

@@ -197,28 +197,69 @@ fn gemma3_tower(text_embd: u64) -> Tower {
     tower
 }
 
+/// What every reference projector's header states, in `clip.cpp`'s keys.
+pub(crate) struct ClipHeader {
+    pub(crate) projector: &'static str,
+    /// The encoder's activation: `gelu` or `silu` (`clip.use_gelu` / `clip.use_silu`).
+    pub(crate) activation: &'static str,
+    pub(crate) image_size: u32,
+    pub(crate) patch_size: u32,
+    pub(crate) embd: u32,
+    pub(crate) ffn: u32,
+    pub(crate) blocks: u32,
+    pub(crate) heads: u32,
+    pub(crate) eps: f32,
+    /// The pictures' normalisation per colour.
+    pub(crate) mean: [f32; 3],
+    pub(crate) std: [f32; 3],
+}
+
+/// The normalisation of SigLIP-style towers (and of the ones whose files say none).
+pub(crate) const HALF: [f32; 3] = [0.5; 3];
+
+/// A projector writer holding `h`'s keys, for a language model `text_embd` wide.
+pub(crate) fn clip_header(h: &ClipHeader, text_embd: u64) -> GgufWriter {
+    let mut w = GgufWriter::new();
+    w.set("general.architecture", MetaValue::String("clip".into()))
+        .set("clip.projector_type", MetaValue::String(h.projector.into()))
+        .set("clip.has_vision_encoder", MetaValue::Bool(true))
+        .set(&format!("clip.use_{}", h.activation), MetaValue::Bool(true))
+        .set("clip.vision.image_size", MetaValue::U32(h.image_size))
+        .set("clip.vision.patch_size", MetaValue::U32(h.patch_size))
+        .set("clip.vision.embedding_length", MetaValue::U32(h.embd))
+        .set("clip.vision.feed_forward_length", MetaValue::U32(h.ffn))
+        .set("clip.vision.block_count", MetaValue::U32(h.blocks))
+        .set("clip.vision.attention.head_count", MetaValue::U32(h.heads))
+        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(h.eps))
+        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
+        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(h.mean.to_vec())))
+        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(h.std.to_vec())));
+    w
+}
+
 /// The vision tower of [`gemma3_as_published`] as the separate projector llama.cpp's converter
 /// writes for Gemma 3 (`clip` architecture, `gemma3` projector, its tensor names, the patch and
 /// position embeddings in F32): the reference a published file serving as its own projector must
 /// compute the same as. `text_embd`: the language model's width.
 pub fn gemma3_reference_projector(text_embd: u64) -> Vec<u8> {
     let t = GEMMA3_TOWER;
-    let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::String("clip".into()))
-        .set("clip.projector_type", MetaValue::String("gemma3".into()))
-        .set("clip.has_vision_encoder", MetaValue::Bool(true))
-        .set("clip.use_gelu", MetaValue::Bool(true))
-        .set("clip.vision.image_size", MetaValue::U32(t.image_size))
-        .set("clip.vision.patch_size", MetaValue::U32(t.patch_size))
-        .set("clip.vision.embedding_length", MetaValue::U32(t.embd))
-        .set("clip.vision.feed_forward_length", MetaValue::U32(t.ffn))
-        .set("clip.vision.block_count", MetaValue::U32(t.blocks))
-        .set("clip.vision.attention.head_count", MetaValue::U32(t.heads))
-        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6))
-        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
-        .set("clip.vision.projector.scale_factor", MetaValue::U32(4))
-        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])))
-        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])));
+    let mut w = clip_header(
+        &ClipHeader {
+            projector: "gemma3",
+            activation: "gelu",
+            image_size: t.image_size,
+            patch_size: t.patch_size,
+            embd: t.embd,
+            ffn: t.ffn,
+            blocks: t.blocks,
+            heads: t.heads,
+            eps: 1e-6,
+            mean: HALF,
+            std: HALF,
+        },
+        text_embd,
+    );
+    w.set("clip.vision.projector.scale_factor", MetaValue::U32(4));
     gemma3_tower(text_embd).write(&mut w, true, |t| {
         let embedding = t.clip == "v.patch_embd.weight" || t.clip == "v.position_embd.weight";
         matrices_in_half(t) && !embedding

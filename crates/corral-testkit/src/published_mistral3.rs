@@ -25,7 +25,7 @@
 
 use corral_gguf::{ArrayValue, Gguf, GgufWriter, MetaValue};
 
-use crate::published::{matrices_in_half, Tower};
+use crate::published::{clip_header, matrices_in_half, ClipHeader, Tower};
 use crate::published_qwen::{CLIP_MEAN, CLIP_STD};
 
 /// The sizes of the fixture's Mistral 3 vision tower.
@@ -170,22 +170,23 @@ pub fn mistral3_reference_projector(text: &[u8]) -> Vec<u8> {
         .expect("embeddings of a type the test kit reads");
 
     let t = MISTRAL3_TOWER;
-    let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::String("clip".into()))
-        .set("clip.projector_type", MetaValue::String("pixtral".into()))
-        .set("clip.has_vision_encoder", MetaValue::Bool(true))
-        .set("clip.use_silu", MetaValue::Bool(true))
-        .set("clip.vision.image_size", MetaValue::U32(t.image_size))
-        .set("clip.vision.patch_size", MetaValue::U32(t.patch_size))
-        .set("clip.vision.embedding_length", MetaValue::U32(t.embd))
-        .set("clip.vision.feed_forward_length", MetaValue::U32(t.ffn))
-        .set("clip.vision.block_count", MetaValue::U32(t.blocks))
-        .set("clip.vision.attention.head_count", MetaValue::U32(t.heads))
-        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-5))
-        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
-        .set("clip.vision.spatial_merge_size", MetaValue::U32(t.spatial_merge))
-        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(CLIP_MEAN.to_vec())))
-        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(CLIP_STD.to_vec())));
+    let mut w = clip_header(
+        &ClipHeader {
+            projector: "pixtral",
+            activation: "silu",
+            image_size: t.image_size,
+            patch_size: t.patch_size,
+            embd: t.embd,
+            ffn: t.ffn,
+            blocks: t.blocks,
+            heads: t.heads,
+            eps: 1e-5,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+        },
+        text_embd,
+    );
+    w.set("clip.vision.spatial_merge_size", MetaValue::U32(t.spatial_merge));
     let mut tower = mistral3_tower(text_embd);
     for q_or_k in
         tower.tensors.iter_mut().filter(|x| x.clip.ends_with(".attn_q.weight") || x.clip.ends_with(".attn_k.weight"))

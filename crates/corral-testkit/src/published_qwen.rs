@@ -25,7 +25,7 @@
 
 use corral_gguf::{ArrayValue, GgufWriter, MetaValue};
 
-use crate::published::{matrices_in_half, Tower};
+use crate::published::{clip_header, matrices_in_half, ClipHeader, Tower};
 
 /// The sizes of the fixture's Qwen2.5-VL vision tower.
 #[derive(Debug, Clone, Copy)]
@@ -124,23 +124,24 @@ pub(crate) const CLIP_STD: [f32; 3] = [0.268_629_54, 0.261_302_6, 0.275_777_1];
 pub fn qwen25vl_reference_projector(text_embd: u64) -> Vec<u8> {
     let t = QWEN25VL_TOWER;
     let period = t.full_attention[0] as u32 + 1;
-    let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::String("clip".into()))
-        .set("clip.projector_type", MetaValue::String("qwen2.5vl_merger".into()))
-        .set("clip.has_vision_encoder", MetaValue::Bool(true))
-        .set("clip.use_silu", MetaValue::Bool(true))
-        // The converter's default: Qwen2.5-VL's configuration has no image size.
-        .set("clip.vision.image_size", MetaValue::U32(560))
-        .set("clip.vision.patch_size", MetaValue::U32(t.patch_size))
-        .set("clip.vision.embedding_length", MetaValue::U32(t.embd))
-        .set("clip.vision.feed_forward_length", MetaValue::U32(t.ffn))
-        .set("clip.vision.block_count", MetaValue::U32(t.blocks))
-        .set("clip.vision.attention.head_count", MetaValue::U32(t.heads))
-        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6))
-        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
-        .set("clip.vision.n_wa_pattern", MetaValue::U32(period))
-        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(CLIP_MEAN.to_vec())))
-        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(CLIP_STD.to_vec())));
+    let mut w = clip_header(
+        &ClipHeader {
+            projector: "qwen2.5vl_merger",
+            activation: "silu",
+            // The converter's default: Qwen2.5-VL's configuration has no image size.
+            image_size: 560,
+            patch_size: t.patch_size,
+            embd: t.embd,
+            ffn: t.ffn,
+            blocks: t.blocks,
+            heads: t.heads,
+            eps: 1e-6,
+            mean: CLIP_MEAN,
+            std: CLIP_STD,
+        },
+        text_embd,
+    );
+    w.set("clip.vision.n_wa_pattern", MetaValue::U32(period));
     qwen25vl_tower(text_embd).write(&mut w, true, matrices_in_half);
     w.to_bytes()
 }

@@ -29,7 +29,7 @@
 
 use corral_gguf::{ArrayValue, GgufWriter, MetaValue};
 
-use crate::published::{matrices_in_half, put, Tower, TowerTensor};
+use crate::published::{clip_header, matrices_in_half, put, ClipHeader, Tower, TowerTensor, HALF};
 
 /// The sizes of the fixture's Qwen3-VL vision tower.
 #[derive(Debug, Clone, Copy)]
@@ -160,24 +160,25 @@ pub(crate) fn add_published_qwen3vl_tower(w: &mut GgufWriter, arch: &str, text_e
 pub fn qwen3vl_reference_projector(text_embd: u64) -> Vec<u8> {
     let t = QWEN3VL_TOWER;
     let flags = (0..t.blocks as i32).map(|b| t.deepstack.contains(&b)).collect();
-    let mut w = GgufWriter::new();
-    w.set("general.architecture", MetaValue::String("clip".into()))
-        .set("clip.projector_type", MetaValue::String("qwen3vl_merger".into()))
-        .set("clip.has_vision_encoder", MetaValue::Bool(true))
-        .set("clip.use_gelu", MetaValue::Bool(true))
-        // The converter's: the position grid's side in pixels.
-        .set("clip.vision.image_size", MetaValue::U32(t.grid * t.patch_size))
-        .set("clip.vision.patch_size", MetaValue::U32(t.patch_size))
-        .set("clip.vision.embedding_length", MetaValue::U32(t.embd))
-        .set("clip.vision.feed_forward_length", MetaValue::U32(t.ffn))
-        .set("clip.vision.block_count", MetaValue::U32(t.blocks))
-        .set("clip.vision.attention.head_count", MetaValue::U32(t.heads))
-        .set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(1e-6))
-        .set("clip.vision.projection_dim", MetaValue::U32(text_embd as u32))
-        .set("clip.vision.spatial_merge_size", MetaValue::U32(2))
-        .set("clip.vision.is_deepstack_layers", MetaValue::Array(ArrayValue::Bool(flags)))
-        .set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])))
-        .set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(vec![0.5; 3])));
+    let mut w = clip_header(
+        &ClipHeader {
+            projector: "qwen3vl_merger",
+            activation: "gelu",
+            // The converter's: the position grid's side in pixels.
+            image_size: t.grid * t.patch_size,
+            patch_size: t.patch_size,
+            embd: t.embd,
+            ffn: t.ffn,
+            blocks: t.blocks,
+            heads: t.heads,
+            eps: 1e-6,
+            mean: HALF,
+            std: HALF,
+        },
+        text_embd,
+    );
+    w.set("clip.vision.spatial_merge_size", MetaValue::U32(2))
+        .set("clip.vision.is_deepstack_layers", MetaValue::Array(ArrayValue::Bool(flags)));
     for tensor in &qwen3vl_tower(text_embd).tensors {
         if tensor.ollama != "v.patch_embed.weight" {
             let half = matrices_in_half(tensor) && tensor.clip != "v.position_embd.weight";

@@ -142,7 +142,7 @@ const L4_CONTEXT: u64 = 8192;
 
 /// A Llama 4 model with random weights in `layout`: dense SwiGLU blocks and MoE blocks (sigmoid
 /// routing, one expert of four, a shared expert) in turn. The published copy adds Ollama's vision
-/// keys and a stand-in vision tower and projector (`v.*`, `mm.*`).
+/// keys and a whole random vision tower and projector (`v.*`, `mm.*`: `crate::published_llama4`).
 pub fn tiny_llama4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let mut m = Model::new("llama4", tokenizer, Some("llama4"), seed);
     let (e, head_dim) = (L4_EMBD, L4_EMBD / L4_HEADS);
@@ -161,14 +161,6 @@ pub fn tiny_llama4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.u32("rope.dimension_count", head_dim);
     m.f32("rope.freq_base", 500_000.0);
     m.f32("attention.layer_norm_rms_epsilon", 1e-5);
-    if layout == Layout::Published {
-        m.u32("vision.block_count", 1);
-        m.u32("vision.embedding_length", 16);
-        m.u32("vision.attention.head_count", 2);
-        m.u32("vision.patch_size", 4);
-        m.f32("vision.pixel_shuffle_ratio", 0.5);
-    }
-
     m.embeddings(e);
     for i in 0..L4_BLOCKS as usize {
         m.norm(&format!("blk.{i}.attn_norm.weight"), e);
@@ -184,12 +176,7 @@ pub fn tiny_llama4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.norm("output_norm.weight", e);
     m.head(e);
     if layout == Layout::Published {
-        m.stand_ins(&[
-            ("v.patch_embedding.weight", &[4 * 4 * 3, 16]),
-            ("v.blk.0.attn_q.weight", &[16, 16]),
-            ("v.blk.0.attn_output.weight", &[16, 16]),
-            ("mm.linear_1.weight", &[64, e]),
-        ]);
+        crate::published_llama4::add_published_llama4_tower(&mut m.w, e);
     }
     m.finish()
 }

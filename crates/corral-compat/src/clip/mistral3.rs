@@ -27,7 +27,7 @@
 use corral_gguf::{GgmlType, MetaValue, TensorInfo};
 
 use super::qwen25vl::{CLIP_MEAN, CLIP_STD};
-use super::{copy_vision_u32, differs_from, finish_projector, set_epsilon};
+use super::{copy_vision_u32, differs_from, finish_projector, rename_tower, set_epsilon};
 use crate::work::Work;
 
 /// What the tower needs besides its blocks: `clip.cpp` requires the first ones, and Mistral Small's
@@ -110,7 +110,7 @@ pub(super) fn mistral3(w: &mut Work) -> bool {
     w.set_u32("clip.vision.projection_dim", text as u32);
     w.set_u32("clip.vision.spatial_merge_size", merge as u32);
     w.set("clip.use_silu", MetaValue::Bool(true));
-    rename_tower(w);
+    rename_tower(w, &RENAMES);
     w.rename_tensor(&slot, IMG_BREAK);
     if !w.fill_with_row(IMG_BREAK, "token_embd.weight", img_break) {
         return false;
@@ -150,18 +150,6 @@ fn spare_slot(w: &Work, text: u64) -> Option<String> {
         t.kind == GgmlType::F32 && t.dims == [text] && !t.name.starts_with("v.") && !t.name.starts_with("mm.")
     };
     w.tensor("output_norm.weight").filter(fits).or_else(|| w.g.tensors.iter().find(fits)).map(|t| t.name.clone())
-}
-
-/// Renames the tower's and projector's tensors to `clip.cpp`'s names.
-fn rename_tower(w: &mut Work) {
-    let names: Vec<String> =
-        w.g.tensors.iter().map(|t| t.name.clone()).filter(|n| n.starts_with("v.") || n.starts_with("mm.")).collect();
-    for name in names {
-        let to = RENAMES.iter().fold(name.clone(), |n, (from, to)| n.replacen(from, to, 1));
-        if to != name {
-            w.rename_tensor(&name, &to);
-        }
-    }
 }
 
 /// The sizes the keys give, which every tensor of the tower must agree with.
