@@ -8,10 +8,11 @@
 //! and `clip.cpp` needs it, F16 tensors loaded as F32 (llama.cpp's CPU kernels cannot add Gemma
 //! 3's F16 position embeddings to F32 activations).
 //!
-//! Gemma 3, Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL ([`qwen3vl`]), Mistral 3 ([`mistral3`]) and
-//! Llama 4 ([`llama4`]) so far; the other published vision towers (Gemma 4…) have no projector
-//! translation yet, and run as text models.
+//! Gemma 3, Gemma 4's vision tower ([`gemma4`]), Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL
+//! ([`qwen3vl`]), Mistral 3 ([`mistral3`]) and Llama 4 ([`llama4`]) so far; the other published
+//! vision towers, and Gemma 4's audio tower, have no projector translation yet.
 
+mod gemma4;
 mod llama4;
 mod mistral3;
 mod qwen25vl;
@@ -29,6 +30,7 @@ pub fn translate_clip(g: &Gguf) -> Option<Translation> {
     let mut w = Work::new(g);
     let handled = match g.architecture()? {
         "gemma3" => gemma3(&mut w),
+        "gemma4" => gemma4::gemma4(&mut w),
         "qwen25vl" => qwen25vl::qwen25vl(&mut w),
         "mistral3" => mistral3::mistral3(&mut w),
         "llama4" => llama4::llama4(&mut w),

@@ -8,7 +8,7 @@
 //!   at other positions than its token index. A wrong position anywhere (after a picture, after a
 //!   reused prefix, in a batch shared with another prompt) changes the answer;
 //! - the files Ollama published with the vision tower inside (Qwen2.5-VL, Qwen3-VL, Mistral 3,
-//!   Llama 4),
+//!   Llama 4, Gemma 4),
 //!   served as their own projector through the compatibility layer's projector translation,
 //!   against llama.cpp's layout of the same weights (text model and projector apart).
 
@@ -204,13 +204,14 @@ fn write_published(dir: &Path, name: &str, make: common::compat::Fixture, projec
 
 /// Ollama's file holds the text model and the tower; llama.cpp's converter writes the two apart.
 /// Served as its own projector, the published file must give llama.cpp's answers from the
-/// llama.cpp-layout pair, for every picture of `sizes` (`(width, height)`, with seeds 1, 2…).
-fn assert_published_answers_as_llama_cpp(paths: &[PathBuf; 3], sizes: &[(u32, u32)]) {
+/// llama.cpp-layout pair, for every picture of `sizes` (`(width, height)`, with seeds 1, 2…),
+/// placed after `open`.
+fn assert_published_answers_as_llama_cpp(paths: &[PathBuf; 3], open: &'static str, sizes: &[(u32, u32)]) {
     let [published, text, mmproj] = paths;
     let ours = load(published, published, 1);
     let mut answers = Vec::new();
     for (seed, &(w, h)) in (1..).zip(sizes) {
-        let ask = Prompt { pieces: vec![OPEN, ASK], pictures: vec![png(w, h, seed)] };
+        let ask = Prompt { pieces: vec![open, ASK], pictures: vec![png(w, h, seed)] };
         let got = finish(&ours, ask.request());
         assert_eq!(answer(&got), reference(text, mmproj, &ask), "picture {seed}: {:?}", got.text);
         answers.push(got.text);
@@ -228,7 +229,7 @@ fn issue_29_a_published_qwen25vl_serves_as_its_own_projector_and_answers_as_llam
         corral_testkit::qwen25vl_reference_projector(128),
     );
     // 224×112 pixels: two of the tower's 112-pixel attention windows.
-    assert_published_answers_as_llama_cpp(&paths, &[(224, 112), (224, 112)]);
+    assert_published_answers_as_llama_cpp(&paths, OPEN, &[(224, 112), (224, 112)]);
 }
 
 #[test]
@@ -241,7 +242,7 @@ fn issue_29_a_published_qwen3vl_serves_as_its_own_projector_and_answers_as_llama
         ("qwen3vlmoe", corral_testkit::tiny_qwen3vlmoe, 128),
     ] {
         let paths = write_published(dir.path(), name, make, corral_testkit::qwen3vl_reference_projector(embd));
-        assert_published_answers_as_llama_cpp(&paths, &[(64, 32), (64, 32), (48, 48)]);
+        assert_published_answers_as_llama_cpp(&paths, OPEN, &[(64, 32), (64, 32), (48, 48)]);
     }
 }
 
@@ -255,7 +256,7 @@ fn issue_29_a_published_mistral3_serves_as_its_own_projector_and_answers_as_llam
     let projector = corral_testkit::mistral3_reference_projector(&text);
     let paths = write_published(dir.path(), "mistral3", corral_testkit::tiny_mistral3, projector);
     // 112×84 pixels: 4×3 image tokens with a row break after each of the first two rows.
-    assert_published_answers_as_llama_cpp(&paths, &[(112, 84), (112, 84), (168, 112)]);
+    assert_published_answers_as_llama_cpp(&paths, OPEN, &[(112, 84), (112, 84), (168, 112)]);
 }
 
 #[test]
@@ -264,5 +265,15 @@ fn issue_29_a_published_llama4_serves_as_its_own_projector_and_answers_as_llama_
     let dir = tempfile::tempdir().unwrap();
     let projector = corral_testkit::llama4_reference_projector(64);
     let paths = write_published(dir.path(), "llama4", corral_testkit::tiny_llama4, projector);
-    assert_published_answers_as_llama_cpp(&paths, &[(56, 56), (56, 56), (150, 100), (150, 100)]);
+    assert_published_answers_as_llama_cpp(&paths, OPEN, &[(56, 56), (56, 56), (150, 100), (150, 100)]);
+}
+
+#[test]
+fn issue_29_a_published_gemma4_serves_as_its_own_projector_and_answers_as_llama_cpp_does() {
+    let dir = tempfile::tempdir().unwrap();
+    let projector = corral_testkit::gemma4_reference_projector(64);
+    let paths = write_published(dir.path(), "gemma4", corral_testkit::tiny_gemma4, projector);
+    // llama.cpp gives every gemma4 prompt a BOS, and the test kit's tokenizer (SmolLM2's) has
+    // `<|im_start|>` as its BOS: the engine would drop the second of two BOS tokens, `mtmd` not.
+    assert_published_answers_as_llama_cpp(&paths, "User: ", &[(64, 48), (64, 48)]);
 }

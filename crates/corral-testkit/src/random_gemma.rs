@@ -246,7 +246,8 @@ const G4_PER_LAYER: u64 = 32;
 /// scalar on each block's output and an untied output head. The tokenizer is the
 /// source's vocabulary and merges with the `gemma4` pre-tokenizer; llama.cpp's copy names the
 /// model `gemma4` (BPE over SentencePiece-style text), Ollama's `llama`. Ollama's copy also has
-/// the vision and audio keys, and small `a.*`, `v.*` and `mm.*` tensors drawn after the text.
+/// the audio keys with small stand-in `a.*` and `mm.a.*` tensors, and a whole vision tower
+/// (`crate::published_gemma4`), all drawn after the text.
 pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     let mut m = Model::new("gemma4", tokenizer, Some("gemma4"), seed);
@@ -264,10 +265,6 @@ pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.u32("attention.shared_kv_layers", 0);
     m.f32("final_logit_softcapping", 30.0);
     if !llama_cpp {
-        m.u32("vision.block_count", 1);
-        m.u32("vision.embedding_length", 16);
-        m.u32("vision.attention.head_count", 2);
-        m.u32("vision.patch_size", 4);
         m.u32("audio.block_count", 1);
         m.u32("audio.embedding_length", 16);
     }
@@ -289,13 +286,11 @@ pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
         for (name, dims) in [
             ("a.conv1d.0.weight", &[3, 1, 16][..]),
             ("a.blk.0.attn_q.weight", &[16, 16]),
-            ("v.patch_embd.weight", &[4, 4, 3, 16]),
-            ("v.blk.0.attn_q.weight", &[16, 16]),
-            ("mm.input_projection.weight", &[16, e]),
             ("mm.a.input_projection.weight", &[16, e]),
         ] {
             m.small(name, dims, 0.1);
         }
+        crate::published_gemma4::add_published_gemma4_tower(&mut m.w, e);
     }
     m.finish()
 }

@@ -13,6 +13,18 @@ pub(super) fn with_keys<const N: usize>(keys: [(&str, MetaValue); N]) -> Gguf {
     Gguf { version: 3, metadata, tensors: Vec::new(), alignment: 32, data_offset: 0 }
 }
 
+/// Sets `key` in a hand-edited header.
+pub(super) fn set(g: &mut Gguf, key: &str, value: MetaValue) {
+    crate::work::put(&mut g.metadata, key, value);
+}
+
+/// The header of `file`, edited, through the projector translation.
+pub(super) fn translated_after(file: &[u8], edit: &dyn Fn(&mut Gguf)) -> Option<Translation> {
+    let mut g = corral_gguf::read_bytes(file).expect("a fixture parses");
+    edit(&mut g);
+    translate_clip(&g)
+}
+
 /// An I32 array value.
 pub(super) fn i32s(v: &[i32]) -> MetaValue {
     MetaValue::Array(ArrayValue::I32(v.to_vec()))

@@ -4,8 +4,7 @@
 use corral_gguf::{GgmlType, Gguf};
 
 use super::*;
-use crate::clip::testing::assert_reads_as_reference;
-use crate::clip::translate_clip;
+use crate::clip::testing::{assert_reads_as_reference, set, translated_after};
 
 /// The test kit's published Llama 4 (a 64-wide language model, its tower) and the reference
 /// projector llama.cpp's converter writes for the same tower.
@@ -15,19 +14,9 @@ fn fixtures() -> (Vec<u8>, Vec<u8>) {
     (published, corral_testkit::llama4_reference_projector(64))
 }
 
-fn published() -> Gguf {
-    corral_gguf::read_bytes(&fixtures().0).unwrap()
-}
-
-fn set(g: &mut Gguf, key: &str, value: MetaValue) {
-    crate::work::put(&mut g.metadata, key, value);
-}
-
 /// The published fixture, edited, through the projector translation.
 fn with(edit: &dyn Fn(&mut Gguf)) -> Option<crate::Translation> {
-    let mut g = published();
-    edit(&mut g);
-    translate_clip(&g)
+    translated_after(&fixtures().0, edit)
 }
 
 /// The published fixture, translated, reads as the projector llama.cpp's converter writes, key

@@ -4,7 +4,7 @@
 use corral_gguf::{ArrayValue, Gguf};
 
 use super::*;
-use crate::clip::testing::assert_reads_as_reference;
+use crate::clip::testing::{assert_reads_as_reference, set};
 use crate::clip::translate_clip;
 
 /// The test kit's published Mistral 3 (a 64-wide language model, its tower) and the same
@@ -70,10 +70,6 @@ fn the_published_fixture_reads_as_the_reference_projector() {
     // The text side still hides the whole tower from the language model's loader.
     let text = crate::translate(&g).unwrap().expect("a published mistral3");
     assert!(text.hidden.contains("v.blk.0.attn_q.weight") && text.hidden.contains("mm.linear_2.weight"));
-}
-
-fn set(g: &mut Gguf, key: &str, value: MetaValue) {
-    crate::work::put(&mut g.metadata, key, value);
 }
 
 #[test]
