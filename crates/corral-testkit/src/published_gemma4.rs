@@ -153,18 +153,9 @@ pub fn gemma4_reference_projector(text_embd: u64) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use corral_gguf::{Gguf, TensorInfo};
 
     use super::*;
-
-    fn find<'a>(g: &'a Gguf, name: &str) -> &'a TensorInfo {
-        g.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no {name}"))
-    }
-
-    fn data<'a>(g: &Gguf, bytes: &'a [u8], t: &TensorInfo) -> &'a [u8] {
-        let start = (g.data_offset + t.offset) as usize;
-        &bytes[start..start + t.size as usize]
-    }
+    use crate::random_arch::testing::{data, find};
 
     #[test]
     fn the_reference_projector_has_llama_cpps_names_and_types() {

@@ -283,9 +283,15 @@ pub(crate) mod testing {
 
     pub(crate) type Fixture = fn(Layout, &Gguf, u64) -> Vec<u8>;
 
-    fn data<'a>(g: &Gguf, bytes: &'a [u8], t: &TensorInfo) -> &'a [u8] {
+    /// The bytes of tensor `t` in `bytes`, the file whose header is `g`.
+    pub(crate) fn data<'a>(g: &Gguf, bytes: &'a [u8], t: &TensorInfo) -> &'a [u8] {
         let start = (g.data_offset + t.offset) as usize;
         &bytes[start..start + t.size as usize]
+    }
+
+    /// Tensor `name` of `g`; panics naming it when it is missing.
+    pub(crate) fn find<'a>(g: &'a Gguf, name: &str) -> &'a TensorInfo {
+        g.tensors.iter().find(|t| t.name == name).unwrap_or_else(|| panic!("no {name}"))
     }
 
     /// Both layouts of `make` hold the same weights: every tensor of the reference is in the
