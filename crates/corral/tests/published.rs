@@ -3,7 +3,8 @@
 //! `corral run` answers, the answer is the one the llama.cpp layout gives, `show` reports the
 //! file's own metadata, `ps` counts what was loaded, and the blob is untouched. With
 //! `OLLAMA_LLAMA_CPP_COMPAT=0` it does not load, and the error says why. Issue 29: the file is
-//! also its own projector, so it takes images.
+//! also its own projector, so it takes images; so does a published Qwen2.5-VL (multi-axis RoPE)
+//! made with `create`.
 
 mod common;
 
@@ -142,4 +143,45 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     let error = v["error"].as_str().unwrap();
     assert!(error.contains("architecture gemma3") && error.contains("llama.cpp:"), "{error}");
     assert!(error.contains("layer_norm_rms_epsilon") || error.contains("tensor"), "{error}");
+}
+
+#[test]
+fn issue_29_a_published_qwen25vl_takes_pictures_through_the_server() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    let file = tmp.path().join("qwen25vl.gguf");
+    let published = corral_testkit::tiny_qwen25vl(corral_testkit::Layout::Published, &tokenizer, 11);
+    std::fs::write(&file, &published).unwrap();
+    let modelfile = tmp.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", file.display())).unwrap();
+    let server = Server::start_in(&tmp.path().join("models"), &[("CORRAL_NUM_THREAD", "1")]);
+    let out = server.corral(&["create", "qwen25vl", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (_, shown) = post(&server, "/api/show", json!({"model": "qwen25vl"}));
+    let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(caps.contains(&"vision"), "{shown}");
+
+    // 224×112 pixels: 32 image tokens on two attention windows, 16 positions.
+    let describe = |seed| {
+        let image = base64::engine::general_purpose::STANDARD.encode(corral_testkit::projector::png(224, 112, seed));
+        let body = json!({"model": "qwen25vl", "stream": false, "raw": true,
+                          "prompt": "<|im_start|>user\n", "images": [image],
+                          "options": {"temperature": 0, "num_predict": 8}});
+        let (status, v) = post(&server, "/api/generate", body);
+        assert_eq!(status, 200, "{v}");
+        (v["response"].as_str().unwrap().to_string(), v["prompt_eval_count"].as_u64().unwrap())
+    };
+    let ((one, n1), (two, n2)) = (describe(1), describe(2));
+    assert_ne!(one, two, "two pictures, one answer");
+    assert!(n1 >= 32 && n1 == n2, "prompt_eval_count {n1} / {n2}: the picture's 32 tokens are counted");
+
+    // `ps` counts the tower as the projector's weights.
+    let ps: Value = common::http().get(server.url("/api/ps")).send().unwrap().json().unwrap();
+    let size = ps["models"][0]["size"].as_u64().unwrap();
+    let header = corral_gguf::read_bytes(&published).unwrap();
+    let tower: u64 =
+        header.tensors.iter().filter(|t| t.name.starts_with("v.") || t.name.starts_with("mm.")).map(|t| t.size).sum();
+    assert!(tower > 0 && size > tower, "{ps}");
+    server.stop();
 }
