@@ -79,6 +79,22 @@ fn number(v: Option<&MetaValue>) -> Option<f32> {
     }
 }
 
+/// The `<arch>.<key>` U32 values of `keys`, in order; `None` when one is missing.
+fn u64_keys<const N: usize>(w: &Work, arch: &str, keys: [&str; N]) -> Option<[u64; N]> {
+    let mut out = [0; N];
+    for (slot, key) in out.iter_mut().zip(keys) {
+        *slot = u64::from(w.u32_of(&format!("{arch}.{key}"))?);
+    }
+    Some(out)
+}
+
+/// The width of a head when `heads` split a tower `embd` wide evenly into heads whose width
+/// divides by 4: the 2-D RoPE of `clip.cpp` turns each half of a head (one per picture axis) in
+/// pairs.
+fn head_width(embd: u64, heads: u64) -> Option<u64> {
+    embd.checked_div(heads).filter(|d| d * heads == embd && d % 4 == 0)
+}
+
 /// Whether one of the `<arch>.vision.` keys of `fixed` has another value than the one `clip.cpp`
 /// hard-codes (an absent key does not: Ollama's engine then assumed that value too).
 fn differs_from(w: &Work, arch: &str, fixed: &[(&str, f32)]) -> bool {

@@ -21,7 +21,7 @@
 
 use corral_gguf::MetaValue;
 
-use super::{copy_vision_u32, differs_from, finish_projector, set_epsilon};
+use super::{copy_vision_u32, differs_from, finish_projector, head_width, set_epsilon, u64_keys};
 use crate::work::Work;
 
 /// What the tower needs besides its blocks.
@@ -38,21 +38,22 @@ pub(super) fn gemma4(w: &mut Work) -> bool {
     if TENSORS.iter().any(|name| w.tensor(name).is_none()) {
         return false;
     }
-    let key = |w: &Work, k: &str| w.u32_of(&format!("gemma4.{k}")).map(u64::from);
-    let (Some(text), Some(embd), Some(heads), Some(ffn), Some(patch), Some(blocks)) = (
-        key(w, "embedding_length"),
-        key(w, "vision.embedding_length"),
-        key(w, "vision.attention.head_count"),
-        key(w, "vision.feed_forward_length"),
-        key(w, "vision.patch_size"),
-        key(w, "vision.block_count"),
+    let Some([text, embd, heads, ffn, patch, blocks]) = u64_keys(
+        w,
+        "gemma4",
+        [
+            "embedding_length",
+            "vision.embedding_length",
+            "vision.attention.head_count",
+            "vision.feed_forward_length",
+            "vision.patch_size",
+            "vision.block_count",
+        ],
     ) else {
         return false;
     };
-    // Heads that split the tower evenly, each two halves (one per picture axis) turned in pairs.
-    let head_dim = embd.checked_div(heads).filter(|d| d * heads == embd && d % 4 == 0);
-    let Some(head_dim) = head_dim else { return false };
-    let merge = key(w, "vision.projector.scale_factor");
+    let Some(head_dim) = head_width(embd, heads) else { return false };
+    let merge = w.u32_of("gemma4.vision.projector.scale_factor").map(u64::from);
     let sizes = Sizes { text, embd, ffn, patch, blocks, head_dim };
     if merge == Some(0) || !sizes.fit(w) || differs_from(w, "gemma4", &FIXED) {
         return false;

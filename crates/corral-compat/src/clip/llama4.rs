@@ -25,7 +25,7 @@
 
 use corral_gguf::MetaValue;
 
-use super::{copy_vision_u32, differs_from, finish_projector, number, rename_tower};
+use super::{copy_vision_u32, differs_from, finish_projector, head_width, number, rename_tower, u64_keys};
 use crate::work::Work;
 
 /// What the tower needs besides its blocks.
@@ -71,23 +71,24 @@ pub(super) fn llama4(w: &mut Work) -> bool {
     if TENSORS.iter().any(|name| w.tensor(name).is_none()) {
         return false;
     }
-    let key = |w: &Work, k: &str| w.u32_of(&format!("llama4.{k}")).map(u64::from);
-    let (Some(text), Some(embd), Some(heads), Some(ffn), Some(image), Some(patch), Some(blocks)) = (
-        key(w, "embedding_length"),
-        key(w, "vision.embedding_length"),
-        key(w, "vision.attention.head_count"),
-        key(w, "vision.feed_forward_length"),
-        key(w, "vision.image_size"),
-        key(w, "vision.patch_size"),
-        key(w, "vision.block_count"),
+    let Some([text, embd, heads, ffn, image, patch, blocks]) = u64_keys(
+        w,
+        "llama4",
+        [
+            "embedding_length",
+            "vision.embedding_length",
+            "vision.attention.head_count",
+            "vision.feed_forward_length",
+            "vision.image_size",
+            "vision.patch_size",
+            "vision.block_count",
+        ],
     ) else {
         return false;
     };
     let tower = Tower { text, embd, ffn, image, patch, blocks };
     let Some(scale) = tower.scale(w) else { return false };
-    // Heads that split the tower evenly, each two halves (one per picture axis) turned in pairs.
-    let head_dim = embd.checked_div(heads).filter(|d| d * heads == embd && d % 4 == 0);
-    if head_dim.is_none() || !tower.fits(w, scale) || differs_from(w, "llama4", &FIXED) {
+    if head_width(embd, heads).is_none() || !tower.fits(w, scale) || differs_from(w, "llama4", &FIXED) {
         return false;
     }
     let settings =

@@ -27,7 +27,7 @@
 use corral_gguf::{GgmlType, MetaValue, TensorInfo};
 
 use super::qwen25vl::{CLIP_MEAN, CLIP_STD};
-use super::{copy_vision_u32, differs_from, finish_projector, rename_tower, set_epsilon};
+use super::{copy_vision_u32, differs_from, finish_projector, head_width, rename_tower, set_epsilon, u64_keys};
 use crate::work::Work;
 
 /// What the tower needs besides its blocks: `clip.cpp` requires the first ones, and Mistral Small's
@@ -77,15 +77,18 @@ pub(super) fn mistral3(w: &mut Work) -> bool {
     if TENSORS.iter().any(|name| w.tensor(name).is_none()) {
         return false;
     }
-    let key = |w: &Work, k: &str| w.u32_of(&format!("mistral3.{k}")).map(u64::from);
-    let (Some(text), Some(merge), Some(embd), Some(heads), Some(ffn), Some(patch), Some(blocks)) = (
-        key(w, "embedding_length"),
-        key(w, "spatial_merge_size"),
-        key(w, "vision.embedding_length"),
-        key(w, "vision.attention.head_count"),
-        key(w, "vision.feed_forward_length"),
-        key(w, "vision.patch_size"),
-        key(w, "vision.block_count"),
+    let Some([text, merge, embd, heads, ffn, patch, blocks]) = u64_keys(
+        w,
+        "mistral3",
+        [
+            "embedding_length",
+            "spatial_merge_size",
+            "vision.embedding_length",
+            "vision.attention.head_count",
+            "vision.feed_forward_length",
+            "vision.patch_size",
+            "vision.block_count",
+        ],
     ) else {
         return false;
     };
@@ -129,7 +132,7 @@ pub(super) fn mistral3(w: &mut Work) -> bool {
 /// A head's width, when the heads split the tower evenly, agree with the file's key length, and
 /// are made of two halves rotated in pairs.
 fn head_dim(w: &Work, embd: u64, heads: u64) -> Option<u64> {
-    let dim = embd.checked_div(heads).filter(|d| d * heads == embd && d % 4 == 0)?;
+    let dim = head_width(embd, heads)?;
     let key = w.u32_of("mistral3.vision.attention.key_length").map(u64::from);
     key.is_none_or(|k| k == dim).then_some(dim)
 }

@@ -29,7 +29,7 @@
 
 use corral_gguf::{ArrayValue, GgmlType, MetaValue};
 
-use super::{copy_vision_u32, differs_from, finish_projector, set_epsilon};
+use super::{copy_vision_u32, differs_from, finish_projector, head_width, set_epsilon};
 use crate::work::Work;
 
 /// What `clip.cpp`'s graph assumes, as (`<arch>.vision.` key, value). An absent key is fine:
@@ -57,9 +57,10 @@ pub(super) fn qwen3vl(w: &mut Work) -> bool {
         return false;
     };
     let Some(deepstack) = deepstack_blocks(w.get(&vision("deepstack_visual_indexes")), blocks) else { return false };
-    // `clip.cpp` rotates a quarter of each head per position axis.
-    let head_fits = heads > 0 && embd % heads == 0 && (embd / heads) % 4 == 0;
-    if !head_fits || differs_from(w, &arch, &FIXED) || !widths_fit(w, embd, text, deepstack.len()) {
+    if head_width(u64::from(embd), u64::from(heads)).is_none()
+        || differs_from(w, &arch, &FIXED)
+        || !widths_fit(w, embd, text, deepstack.len())
+    {
         return false;
     }
     // The language model reads as many deepstack inputs as the tower gives.
