@@ -8,16 +8,23 @@
 mod common;
 
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use common::{finish, greedy, options, request, Output};
-use corral_engine::{Engine, EngineError, Event, LlamaEngine};
-use corral_testkit::projector::{png, tiny_vision_projector};
+use corral_engine::{Engine, EngineError, Event, LlamaEngine, Sink};
+use corral_testkit::projector::{png, tiny_vision_projector, vision_projector, VisionShape};
 use corral_types::runner::{CompletionRequest, LoadOptions, Media};
 
 /// SmolLM2 with a projector of its width (576), two slots.
 fn load(dir: &tempfile::TempDir) -> LlamaEngine {
+    load_with(dir, tiny_vision_projector(576, 7))
+}
+
+/// SmolLM2 with `projector`, two slots.
+fn load_with(dir: &tempfile::TempDir, projector_gguf: Vec<u8>) -> LlamaEngine {
     let projector = dir.path().join("projector.gguf");
-    std::fs::write(&projector, tiny_vision_projector(576, 7)).unwrap();
+    std::fs::write(&projector, projector_gguf).unwrap();
     let opts = LoadOptions {
         projector_path: Some(projector.display().to_string()),
         ..options(&corral_testkit::smollm2(), 1024, 2)
@@ -91,6 +98,113 @@ fn issue_29_an_image_prompt_batched_beside_a_text_prompt_gives_the_same_answers(
     let same = |x: &Output, y: &Output| x.text == y.text;
     assert!(same(&a, &alone_text), "{:?} vs {:?}", a.text, alone_text.text);
     assert!(same(&b, &alone_image), "{:?} vs {:?}", b.text, alone_image.text);
+}
+
+/// Which job each event of two concurrent jobs came from, in the order the engine sent them:
+/// `(tag, text)` per token, `(tag, None)` at the end.
+#[derive(Clone, Default)]
+struct Timeline(Arc<Mutex<Vec<Entry>>>);
+
+type Entry = (char, Option<String>);
+
+struct Tagged(char, Timeline);
+
+impl Sink for Tagged {
+    fn event(&mut self, event: Event) -> bool {
+        let text = match event {
+            Event::Token { text, .. } => Some(text),
+            Event::Done { .. } => None,
+            Event::Error(e) => panic!("job {} failed: {e}", self.0),
+        };
+        self.1 .0.lock().unwrap().push((self.0, text));
+        true
+    }
+}
+
+impl Timeline {
+    fn events(&self) -> Vec<Entry> {
+        self.0.lock().unwrap().clone()
+    }
+
+    fn text(&self, tag: char) -> String {
+        self.events().into_iter().filter(|(t, _)| *t == tag).filter_map(|(_, text)| text).collect()
+    }
+
+    /// Waits until every job in `tags` has ended.
+    fn wait_done(&self, tags: &[char]) {
+        let until = Instant::now() + Duration::from_secs(300);
+        while !tags.iter().all(|tag| self.events().contains(&(*tag, None))) {
+            assert!(Instant::now() < until, "the jobs did not end: {:?}", self.events());
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+}
+
+#[test]
+fn issue_29_a_stream_keeps_decoding_while_another_prompts_picture_goes_in() {
+    // 144 image tokens: with a stream decoding, a picture goes in a prompt chunk's share (16 rows
+    // at num_batch 64) per step, so it takes at least 9 steps, and the stream gets a token in
+    // each. Decoded in one go (as `mtmd`'s helper does), it would take one.
+    let shape = VisionShape { image_size: 192, ..VisionShape::TINY };
+    let pieces = shape.image_tokens() as usize / 16;
+    let projector = vision_projector(&shape, 576, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let alone = finish(&load_with(&dir, projector.clone()), about(png(40, 40, 5)));
+
+    // A fresh engine, so that the picture is not in any slot's cache.
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load_with(&dir, projector);
+    let timeline = Timeline::default();
+    let story = request("Once upon a time, in a small village,", greedy(), Some(200));
+    let _stream = engine.complete_into(story, Box::new(Tagged('s', timeline.clone()))).unwrap();
+    while timeline.events().len() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    let asked = timeline.events().len();
+    let _picture = engine.complete_into(about(png(40, 40, 5)), Box::new(Tagged('p', timeline.clone()))).unwrap();
+    timeline.wait_done(&['s', 'p']);
+
+    let events = timeline.events();
+    let first = events.iter().position(|(t, _)| *t == 'p').unwrap();
+    let meanwhile = events[asked..first].iter().filter(|(t, _)| *t == 's').count();
+    assert!(
+        meanwhile >= pieces,
+        "the stream got {meanwhile} tokens while the picture went in, fewer than its {pieces} pieces"
+    );
+    // Cut into pieces or not, the picture's rows went in whole and in order: the answer is the
+    // one it gives alone, token for token.
+    assert_eq!(timeline.text('p'), alone.text);
+}
+
+#[test]
+fn issue_29_a_picture_cancelled_while_it_goes_in_leaves_nothing_behind() {
+    let shape = VisionShape { image_size: 192, ..VisionShape::TINY };
+    let projector = vision_projector(&shape, 576, 7);
+    let dir = tempfile::tempdir().unwrap();
+    let alone = finish(&load_with(&dir, projector.clone()), about(png(40, 40, 8)));
+
+    let dir = tempfile::tempdir().unwrap();
+    let engine = load_with(&dir, projector);
+    let timeline = Timeline::default();
+    let story = request("Once upon a time, in a small village,", greedy(), Some(60));
+    let _stream = engine.complete_into(story, Box::new(Tagged('s', timeline.clone()))).unwrap();
+    while timeline.events().len() < 2 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Cancelled a few steps in: while it is encoded or its first pieces are in (it takes nine).
+    let picture = engine.complete_into(about(png(40, 40, 8)), Box::new(Tagged('p', timeline.clone()))).unwrap();
+    let asked = timeline.events().len();
+    while timeline.events().len() < asked + 3 {
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    drop(picture);
+    timeline.wait_done(&['s']);
+    assert_eq!(timeline.text('p'), "", "the cancelled picture was answered");
+
+    // Its half-decoded rows are not taken for a cached picture: asked again, it answers as alone.
+    let again = finish(&engine, about(png(40, 40, 8)));
+    assert_eq!(again.text, alone.text);
+    assert!(again.usage.cached_tokens < 10, "{:?}", again.usage);
 }
 
 #[test]

@@ -82,10 +82,19 @@ impl Loop<'_, '_, '_> {
     }
 
     /// Moves waiting completions into free slots.
+    ///
+    /// While the projector is encoding, prompts with media stay waiting (tokenizing them would use
+    /// its context); the others go ahead of them.
     pub(super) fn admit(&mut self, waiting: &mut Waiting) {
+        let encoding = self.projector.as_ref().is_some_and(media::Projector::busy);
+        let mut held = Waiting::new();
         while self.slots.iter().any(Option::is_none) {
-            let Some((req, mut events, cancel)) = waiting.pop_front() else { return };
+            let Some((req, mut events, cancel)) = waiting.pop_front() else { break };
             if cancel.load(Ordering::Relaxed) != crate::wish::RUN {
+                continue;
+            }
+            if encoding && !req.media.is_empty() {
+                held.push_back((req, events, cancel));
                 continue;
             }
             let (prompt, groups) = if req.media.is_empty() {
@@ -149,6 +158,9 @@ impl Loop<'_, '_, '_> {
             let mut job = Job::new(req, events, cancel, prompt, reuse, picker, may_draft);
             job.groups = groups;
             self.slots[free] = Some(job);
+        }
+        while let Some(w) = held.pop_back() {
+            waiting.push_front(w);
         }
     }
 

@@ -4,10 +4,10 @@
 //! offsets of the prompt. The prompt is cut at those offsets: each text piece is tokenized as
 //! usual (the first with the BOS token), and each medium becomes a [`Group`]: what `mtmd` makes of
 //! it alone (its begin and end marker text, its embeddings, tiles where the projector tiles),
-//! evaluated in one go by `mtmd`'s helper. That is token for token what `mtmd` makes of the whole
-//! prompt at once (it too tokenizes the text between media on its own), so the answer is the one
-//! llama.cpp's own tools give; what differs is that text still goes through the loop's shared
-//! batches, and only the media are decoded on their own.
+//! fed into the sequence by `feed` as `mtmd`'s helper would, a piece per turn. That is token for
+//! token what `mtmd` makes of the whole prompt at once (it too tokenizes the text between media on
+//! its own), so the answer is the one llama.cpp's own tools give; what differs is that text still
+//! goes through the loop's shared batches, and only the media are decoded on their own.
 //!
 //! In the job's token list a group's positions hold one placeholder id, made from a hash of the
 //! medium's bytes (negative, so never a vocabulary id). A later prompt with the same image at the
@@ -28,15 +28,18 @@
 use std::collections::hash_map::DefaultHasher;
 use std::ffi::CString;
 use std::hash::{Hash, Hasher};
+use std::sync::mpsc::{self, Receiver};
+use std::thread::JoinHandle;
 
 use corral_types::runner::Media;
-use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
-    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunks, MtmdInputText,
+    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunk, MtmdInputChunks,
+    MtmdInputText,
 };
 use llama_cpp_2::token::LlamaToken;
 
+use super::feed::RawProjector;
 use crate::EngineError;
 
 /// A loaded projector.
@@ -44,6 +47,17 @@ pub(super) struct Projector {
     ctx: MtmdContext,
     /// Its weights' bytes in the file (its compute buffers are not counted, as the model's are not).
     pub(super) bytes: u64,
+    /// The thread encoding a medium, if one is (see `feed`).
+    encoder: Option<JoinHandle<()>>,
+}
+
+impl Drop for Projector {
+    /// Waits for a running encode: it uses the context, which is freed next.
+    fn drop(&mut self) {
+        if let Some(encoder) = self.encoder.take() {
+            let _ = encoder.join();
+        }
+    }
 }
 
 impl Projector {
@@ -70,7 +84,37 @@ impl Projector {
         crate::log::take_recent();
         let ctx = MtmdContext::init_from_file(path, model, &params)
             .map_err(|e| crate::log::with_reasons(format!("could not load the projector {path}: {e}")))?;
-        Ok(Projector { ctx, bytes })
+        Ok(Projector { ctx, bytes, encoder: None })
+    }
+
+    /// A medium is being encoded (perhaps for a job that is gone): the context is in use.
+    pub(super) fn busy(&self) -> bool {
+        self.encoder.as_ref().is_some_and(|e| !e.is_finished())
+    }
+
+    /// The raw `mtmd` context (see `feed` for who may use it when).
+    pub(super) fn raw(&mut self) -> *mut llama_cpp_sys_2::mtmd_context {
+        self.ctx.as_mut_ptr()
+    }
+
+    /// Starts encoding `chunk` into rows of `n_embd` on a thread of its own; the receiver gets the
+    /// rows (or why not). The encoder must not be [`busy`](Self::busy).
+    pub(super) fn encode(
+        &mut self,
+        chunk: MtmdInputChunk<'static>,
+        n_embd: usize,
+    ) -> Result<Receiver<Result<Vec<f32>, String>>, String> {
+        debug_assert!(!self.busy(), "one encode at a time");
+        if let Some(done) = self.encoder.take() {
+            let _ = done.join();
+        }
+        let (tx, rx) = mpsc::channel();
+        let mctx = RawProjector(self.raw());
+        let thread = std::thread::Builder::new().name("corral-encoder".into()).spawn(move || {
+            let _ = tx.send(super::feed::encode(mctx, &chunk, n_embd));
+        });
+        self.encoder = Some(thread.map_err(|e| format!("could not start the image encoder's thread: {e}"))?);
+        Ok(rx)
     }
 
     /// What the projector reads: `(vision, audio)`.
@@ -85,7 +129,7 @@ pub(super) struct Group {
     pub(super) start: usize,
     pub(super) len: usize,
     pub(super) n_pos: i32,
-    chunks: MtmdInputChunks,
+    pub(super) chunks: MtmdInputChunks,
 }
 
 impl Group {
@@ -174,23 +218,6 @@ pub(super) fn tokenize(
 /// Where `groups` lie in a job's token list, as `(start, len)`.
 pub(super) fn spans(groups: &[Group]) -> Vec<(usize, usize)> {
     groups.iter().map(|g| (g.start, g.len)).collect()
-}
-
-/// Decodes `group` into sequence `seq` from position `at`.
-pub(super) fn decode(
-    projector: &mut Projector,
-    ctx: &mut LlamaContext,
-    group: &Group,
-    at: i32,
-    seq: i32,
-    n_batch: u32,
-) -> Result<(), String> {
-    crate::log::take_recent();
-    let after = group.chunks.eval_chunks(&mut projector.ctx, ctx, at, seq, n_batch as i32, false).map_err(|e| {
-        crate::log::with_reasons(format!("llama.cpp failed to encode or decode an image or sound: {e}"))
-    })?;
-    debug_assert_eq!(after, at + group.n_pos, "mtmd's positions are the group's");
-    Ok(())
 }
 
 /// How much of a cached prefix of `reuse` tokens a prompt with `groups` may use: none of a group

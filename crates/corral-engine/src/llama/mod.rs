@@ -37,12 +37,14 @@
 //! - `think`: following a thinking budget through the output;
 //! - `output`: what a chosen token does, and how a job ends;
 //! - `embed`: pooled embeddings, which use the context without the loop's slots;
-//! - `media`: images and sounds in prompts, through the projector.
+//! - `media`: images and sounds in prompts, through the projector;
+//! - `feed`: a prompt's image or sound going into its sequence while the others decode.
 //!
 //! [`Speculation`]: corral_types::runner::Speculation
 
 mod admit;
 mod embed;
+mod feed;
 mod job;
 mod load;
 mod media;

@@ -7,7 +7,7 @@
 
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -17,7 +17,8 @@ use llama_cpp_2::token::LlamaToken;
 use super::admit::Waiting;
 use super::job::{draft, Job};
 use super::load::Shape;
-use super::media::{self, Projector};
+use super::feed::{Feeding, Progress};
+use super::media::Projector;
 use super::output::Flow;
 use super::{to_u32, CellCounts, Command};
 use crate::draft::Drafter;
@@ -46,6 +47,8 @@ pub(super) struct Loop<'m, 'c, 'd> {
     pub(super) drafter: Option<Drafter<'d>>,
     /// The multimodal projector, if one was loaded.
     pub(super) projector: Option<Projector>,
+    /// The image or sound being fed into its job's sequence, if one is.
+    feeding: Option<Feeding>,
     /// The decode steps' time, fitted to their size (what a drafted token costs to check).
     step_cost: StepCost,
     /// The batch being decoded holds prompt tokens (its time says nothing about decode steps).
@@ -78,6 +81,7 @@ impl<'m, 'c, 'd> Loop<'m, 'c, 'd> {
             cells,
             drafter,
             projector,
+            feeding: None,
             step_cost: StepCost::default(),
             prompt_in_step: false,
         }
@@ -125,10 +129,12 @@ impl Loop<'_, '_, '_> {
             self.drop_cancelled();
             self.admit(&mut waiting);
             self.close_gaps();
-            // At most one image or sound per turn, so that with several waiting the other jobs
-            // still get a step between them.
-            self.feed_medium();
+            // A piece of one image or sound per turn, beside the other jobs' batch.
+            let media = self.feed_media();
             if self.fill(&mut batch) == 0 {
+                if media == Progress::Waiting {
+                    self.wait_for_encoder();
+                }
                 continue;
             }
             let in_batch: Vec<usize> = (0..self.slots.len()).filter(|i| self.in_batch[*i]).collect();
@@ -249,25 +255,60 @@ impl Loop<'_, '_, '_> {
         batch.n_tokens()
     }
 
-    /// Decodes the next image or sound of one job whose prompt has reached it, taking turns
-    /// between jobs. A medium is decoded alone, as `mtmd` decodes embeddings, between two of the
-    /// loop's batches.
-    fn feed_medium(&mut self) {
-        let Some(projector) = self.projector.as_mut() else { return };
+    /// Takes this turn's step of feeding an image or sound (see `feed`): the one being fed, or
+    /// the next one a prompt has reached, taking turns between jobs. Its pieces are as large as a
+    /// prompt chunk would be this turn.
+    fn feed_media(&mut self) -> Progress {
+        let Some(projector) = self.projector.as_mut() else { return Progress::Done };
         let n = self.slots.len();
-        let due = |i: &usize| self.slots[*i].as_ref().is_some_and(|j| j.medium_due().is_some());
-        let Some(i) = (0..n).map(|k| (self.rotate + k) % n).find(due) else { return };
-        let job = self.slots[i].as_mut().expect("found above");
-        let group = job.medium_due().expect("found above");
-        let end = group.end();
-        match media::decode(projector, self.ctx, group, job.pos(job.n_past), i as i32, self.num_batch) {
-            Ok(()) => {
-                job.fed = end;
-                job.n_past = end as i32;
+        // The job being fed may have moved to another slot, or be gone (its encode, if one is
+        // running, finishes unheard).
+        let fed = self.feeding.as_ref().and_then(|f| {
+            self.slots.iter().position(|s| {
+                s.as_ref().is_some_and(|j| Arc::ptr_eq(&j.cancel, &f.owner) && j.fed == j.groups[f.group].start)
+            })
+        });
+        let i = match fed {
+            Some(i) => i,
+            None => {
+                self.feeding = None;
+                let due = |i: &usize| self.slots[*i].as_ref().is_some_and(|j| j.medium_due().is_some());
+                let Some(i) = (0..n).map(|k| (self.rotate + k) % n).find(due) else { return Progress::Done };
+                let job = self.slots[i].as_ref().expect("found above");
+                let group = job.groups.iter().position(|g| g.start == job.fed).expect("due above");
+                self.feeding = Some(Feeding::new(job.cancel.clone(), group, job.pos(job.n_past)));
+                self.rotate = (i + 1) % n;
+                i
             }
-            Err(msg) => self.fail(i, &msg),
+        };
+        let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
+        let piece = prompt_share(self.num_batch as usize, decoding);
+        let feeding = self.feeding.as_mut().expect("set above");
+        let group = &self.slots[i].as_ref().expect("found above").groups[feeding.group];
+        let progress = match feeding.advance(projector, self.ctx, group, i as i32, piece, self.num_batch) {
+            Ok(p) => p,
+            Err(msg) => {
+                self.feeding = None;
+                self.fail(i, &msg);
+                return Progress::Done;
+            }
+        };
+        if progress == Progress::Done {
+            let job = self.slots[i].as_mut().expect("found above");
+            let end = job.groups[feeding.group].end();
+            job.fed = end;
+            job.n_past = end as i32;
+            self.feeding = None;
         }
-        self.rotate = (i + 1) % n;
+        progress
+    }
+
+    /// Sleeps until the encoder has something, or a moment has passed (commands and cancellations
+    /// are looked at again after it).
+    fn wait_for_encoder(&mut self) {
+        if let (Some(feeding), Some(projector)) = (self.feeding.as_mut(), self.projector.as_ref()) {
+            feeding.wait(projector, Duration::from_millis(20));
+        }
     }
 
     /// What a drafted token costs and a kept one saves at a step with `decoding` plain tokens, once
