@@ -8,11 +8,12 @@
 //! and `clip.cpp` needs it, F16 tensors loaded as F32 (llama.cpp's CPU kernels cannot add Gemma
 //! 3's F16 position embeddings to F32 activations).
 //!
-//! Gemma 3, Gemma 4's vision tower ([`gemma4`]), Qwen2.5-VL ([`qwen25vl`]), Qwen3-VL
-//! ([`qwen3vl`]), Mistral 3 ([`mistral3`]) and Llama 4 ([`llama4`]) so far; the other published
-//! vision towers, and Gemma 4's audio tower, have no projector translation yet.
+//! Gemma 3, Gemma 4's vision and audio towers ([`gemma4`], [`gemma4a`]), Qwen2.5-VL
+//! ([`qwen25vl`]), Qwen3-VL ([`qwen3vl`]), Mistral 3 ([`mistral3`]) and Llama 4 ([`llama4`]) so
+//! far; the other published towers have no projector translation yet.
 
 mod gemma4;
+mod gemma4a;
 mod llama4;
 mod mistral3;
 mod qwen25vl;
@@ -118,12 +119,28 @@ fn rename_tower(w: &mut Work, renames: &[(&str, &str)]) {
 /// The keys every vision projector has, the architecture, and the text model's tensors hidden
 /// (the tower's are `v.*`, the projector's `mm.*`, once renamed).
 fn finish_projector(w: &mut Work, projector_type: &str, mean: [f32; 3], std: [f32; 3]) {
+    finish_towers(w, projector_type, None, mean, std);
+}
+
+/// [`finish_projector`], with an audio tower (`a.*`) of `audio_type` beside the vision tower where
+/// one was translated. Each tower's projector type is then its own key: `clip.projector_type`
+/// would name both.
+fn finish_towers(w: &mut Work, vision_type: &str, audio_type: Option<&str>, mean: [f32; 3], std: [f32; 3]) {
     w.set("clip.vision.image_mean", MetaValue::Array(ArrayValue::F32(mean.to_vec())));
     w.set("clip.vision.image_std", MetaValue::Array(ArrayValue::F32(std.to_vec())));
     w.set("clip.has_vision_encoder", MetaValue::Bool(true));
-    w.set_str("clip.projector_type", projector_type);
+    match audio_type {
+        None => w.set_str("clip.projector_type", vision_type),
+        Some(audio_type) => {
+            w.set_str("clip.vision.projector_type", vision_type);
+            w.set("clip.has_audio_encoder", MetaValue::Bool(true));
+            w.set_str("clip.audio.projector_type", audio_type);
+        }
+    }
     w.set_arch("clip");
-    w.hide_where(|name| !name.starts_with("v.") && !name.starts_with("mm."));
+    let audio = audio_type.is_some();
+    let tower = |name: &str| name.starts_with("v.") || name.starts_with("mm.") || (audio && name.starts_with("a."));
+    w.hide_where(|name| !tower(name));
 }
 
 /// Gemma 3's SigLIP tower as Ollama's converter names it, for `clip.cpp`'s `gemma3` projector.

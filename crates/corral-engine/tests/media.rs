@@ -140,26 +140,42 @@ impl Timeline {
     }
 }
 
-#[test]
-fn issue_29_a_stream_keeps_decoding_while_another_prompts_picture_goes_in() {
-    // 144 image tokens: with a stream decoding, a picture goes in a prompt chunk's share (16 rows
-    // at num_batch 64) per step, so it takes at least 9 steps, and the stream gets a token in
-    // each. Decoded in one go (as `mtmd`'s helper does), it would take one.
-    let shape = VisionShape { image_size: 192, ..VisionShape::TINY };
-    let pieces = shape.image_tokens() as usize / 16;
-    let projector = vision_projector(&shape, 576, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let alone = finish(&load_with(&dir, projector.clone()), about(png(40, 40, 5)));
+/// A picture of 144 image tokens: with a stream decoding, it goes in a prompt chunk's share (16
+/// rows at num_batch 64) per step, so it takes at least 9 steps.
+const PIECES: usize = 144 / 16;
 
-    // A fresh engine, so that the picture is not in any slot's cache.
-    let dir = tempfile::tempdir().unwrap();
-    let engine = load_with(&dir, projector);
+/// A stream of `predict` tokens started (two of its events in) on a fresh engine whose projector
+/// makes [`PIECES`] pieces of a picture, and what picture `seed` gives alone on another engine (so
+/// that the picture is in no slot's cache).
+struct BesideAStream {
+    alone: Output,
+    engine: LlamaEngine,
+    timeline: Timeline,
+    _stream: corral_engine::CancelOnDrop,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+fn beside_a_stream(seed: u64, predict: u32) -> BesideAStream {
+    let shape = VisionShape { image_size: 192, ..VisionShape::TINY };
+    assert_eq!(shape.image_tokens() as usize, PIECES * 16);
+    let projector = vision_projector(&shape, 576, 7);
+    let dirs = [tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap()];
+    let alone = finish(&load_with(&dirs[0], projector.clone()), about(png(40, 40, seed)));
+    let engine = load_with(&dirs[1], projector);
     let timeline = Timeline::default();
-    let story = request("Once upon a time, in a small village,", greedy(), Some(200));
-    let _stream = engine.complete_into(story, Box::new(Tagged('s', timeline.clone()))).unwrap();
+    let story = request("Once upon a time, in a small village,", greedy(), Some(predict));
+    let stream = engine.complete_into(story, Box::new(Tagged('s', timeline.clone()))).unwrap();
     while timeline.events().len() < 2 {
         std::thread::sleep(Duration::from_millis(1));
     }
+    BesideAStream { alone, engine, timeline, _stream: stream, _dirs: dirs }
+}
+
+#[test]
+fn issue_29_a_stream_keeps_decoding_while_another_prompts_picture_goes_in() {
+    // The stream gets a token at each of the picture's steps; decoded in one go (as `mtmd`'s
+    // helper does), the picture would take one.
+    let BesideAStream { alone, engine, timeline, _stream, _dirs } = beside_a_stream(5, 200);
     let asked = timeline.events().len();
     let _picture = engine.complete_into(about(png(40, 40, 5)), Box::new(Tagged('p', timeline.clone()))).unwrap();
     timeline.wait_done(&['s', 'p']);
@@ -168,8 +184,8 @@ fn issue_29_a_stream_keeps_decoding_while_another_prompts_picture_goes_in() {
     let first = events.iter().position(|(t, _)| *t == 'p').unwrap();
     let meanwhile = events[asked..first].iter().filter(|(t, _)| *t == 's').count();
     assert!(
-        meanwhile >= pieces,
-        "the stream got {meanwhile} tokens while the picture went in, fewer than its {pieces} pieces"
+        meanwhile >= PIECES,
+        "the stream got {meanwhile} tokens while the picture went in, fewer than its {PIECES} pieces"
     );
     // Cut into pieces or not, the picture's rows went in whole and in order: the answer is the
     // one it gives alone, token for token.
@@ -178,19 +194,7 @@ fn issue_29_a_stream_keeps_decoding_while_another_prompts_picture_goes_in() {
 
 #[test]
 fn issue_29_a_picture_cancelled_while_it_goes_in_leaves_nothing_behind() {
-    let shape = VisionShape { image_size: 192, ..VisionShape::TINY };
-    let projector = vision_projector(&shape, 576, 7);
-    let dir = tempfile::tempdir().unwrap();
-    let alone = finish(&load_with(&dir, projector.clone()), about(png(40, 40, 8)));
-
-    let dir = tempfile::tempdir().unwrap();
-    let engine = load_with(&dir, projector);
-    let timeline = Timeline::default();
-    let story = request("Once upon a time, in a small village,", greedy(), Some(60));
-    let _stream = engine.complete_into(story, Box::new(Tagged('s', timeline.clone()))).unwrap();
-    while timeline.events().len() < 2 {
-        std::thread::sleep(Duration::from_millis(1));
-    }
+    let BesideAStream { alone, engine, timeline, _stream, _dirs } = beside_a_stream(8, 60);
     // Cancelled a few steps in: while it is encoded or its first pieces are in (it takes nine).
     let picture = engine.complete_into(about(png(40, 40, 8)), Box::new(Tagged('p', timeline.clone()))).unwrap();
     let asked = timeline.events().len();

@@ -8,7 +8,7 @@
 //!   at other positions than its token index. A wrong position anywhere (after a picture, after a
 //!   reused prefix, in a batch shared with another prompt) changes the answer;
 //! - the files Ollama published with the vision tower inside (Qwen2.5-VL, Qwen3-VL, Mistral 3,
-//!   Llama 4, Gemma 4),
+//!   Llama 4, Gemma 4; Gemma 4's audio tower too),
 //!   served as their own projector through the compatibility layer's projector translation,
 //!   against llama.cpp's layout of the same weights (text model and projector apart).
 
@@ -207,16 +207,23 @@ fn write_published(dir: &Path, name: &str, make: common::compat::Fixture, projec
 /// llama.cpp-layout pair, for every picture of `sizes` (`(width, height)`, with seeds 1, 2…),
 /// placed after `open`.
 fn assert_published_answers_as_llama_cpp(paths: &[PathBuf; 3], open: &'static str, sizes: &[(u32, u32)]) {
+    let pictures = (1..).zip(sizes).map(|(seed, &(w, h))| png(w, h, seed)).collect();
+    assert_published_media_answer_as_llama_cpp(paths, open, pictures);
+}
+
+/// [`assert_published_answers_as_llama_cpp`] for any `media` (pictures or sounds), the first
+/// two of which differ.
+fn assert_published_media_answer_as_llama_cpp(paths: &[PathBuf; 3], open: &'static str, media: Vec<Vec<u8>>) {
     let [published, text, mmproj] = paths;
     let ours = load(published, published, 1);
     let mut answers = Vec::new();
-    for (seed, &(w, h)) in (1..).zip(sizes) {
-        let ask = Prompt { pieces: vec![open, ASK], pictures: vec![png(w, h, seed)] };
+    for (i, medium) in media.into_iter().enumerate() {
+        let ask = Prompt { pieces: vec![open, ASK], pictures: vec![medium] };
         let got = finish(&ours, ask.request());
-        assert_eq!(answer(&got), reference(text, mmproj, &ask), "picture {seed}: {:?}", got.text);
+        assert_eq!(answer(&got), reference(text, mmproj, &ask), "medium {i}: {:?}", got.text);
         answers.push(got.text);
     }
-    assert_ne!(answers[0], answers[1], "two pictures, one answer: the image did not reach the model");
+    assert_ne!(answers[0], answers[1], "two media, one answer: the medium did not reach the model");
 }
 
 #[test]
@@ -276,4 +283,8 @@ fn issue_29_a_published_gemma4_serves_as_its_own_projector_and_answers_as_llama_
     // llama.cpp gives every gemma4 prompt a BOS, and the test kit's tokenizer (SmolLM2's) has
     // `<|im_start|>` as its BOS: the engine would drop the second of two BOS tokens, `mtmd` not.
     assert_published_answers_as_llama_cpp(&paths, "User: ", &[(64, 48), (64, 48)]);
+    // Its audio tower is a second projector of the same file: sounds of one and two seconds.
+    let sounds =
+        [(1.0, 1), (1.0, 2), (2.0, 3)].map(|(seconds, seed)| corral_testkit::audio::wav(seconds, 16_000, seed));
+    assert_published_media_answer_as_llama_cpp(&paths, "User: ", sounds.to_vec());
 }

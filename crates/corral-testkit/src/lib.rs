@@ -13,7 +13,7 @@
 //!   [`qwen25vl_reference_projector`] for the tower of [`tiny_qwen25vl`]'s published layout, and
 //!   [`qwen3vl_reference_projector`] for that of [`tiny_qwen3vl`] and [`tiny_qwen3vlmoe`],
 //!   [`llama4_reference_projector`] for that of [`tiny_llama4`], [`gemma4_reference_projector`]
-//!   for that of [`tiny_gemma4`]).
+//!   for the vision and audio towers of [`tiny_gemma4`]).
 //! - `tiny_<architecture>` ([`tiny_gpt_oss`], [`tiny_gemma4`], [`tiny_glmocr`], [`tiny_qwen35`]…):
 //!   random models of real structure written both in llama.cpp's layout and in the one Ollama
 //!   published them in ([`Layout`]), the same weights in both; [`dequantized`] makes any GGUF a
@@ -36,6 +36,7 @@ pub mod projector;
 pub mod projector_qwen;
 mod published;
 mod published_gemma4;
+mod published_gemma4_audio;
 mod published_llama4;
 mod published_mistral3;
 mod published_qwen;
@@ -54,6 +55,7 @@ pub use published::{
     as_nemotron_omni, dequantized, gemma3_as_published, gemma3_reference_projector, Gemma3Tower, GEMMA3_TOWER,
 };
 pub use published_gemma4::{gemma4_reference_projector, Gemma4Tower, GEMMA4_TOWER};
+pub use published_gemma4_audio::{Gemma4AudioTower, GEMMA4_AUDIO_TOWER};
 pub use published_llama4::{llama4_reference_projector, Llama4Tower, LLAMA4_TOWER};
 pub use published_mistral3::{mistral3_reference_projector, Mistral3Tower, IMAGE_TOKENS, MISTRAL3_TOWER};
 pub use published_qwen::{qwen25vl_reference_projector, Qwen25VlTower, QWEN25VL_TOWER};

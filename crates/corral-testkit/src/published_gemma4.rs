@@ -1,8 +1,9 @@
 //! Gemma 4's vision side at a test's scale, in the two layouts Corral meets it in: inside the
 //! model file as Ollama published it ([`crate::tiny_gemma4`] with `Layout::Published`), and as the
-//! separate projector llama.cpp's `gemma4v` loader reads ([`gemma4_reference_projector`]). The
-//! values come from one seeded generator, drawn after the text model's (whose bytes do not
-//! change), the matrices in F16 in both files.
+//! separate projector llama.cpp's `gemma4v` loader reads ([`gemma4_reference_projector`], which
+//! also holds the audio tower of `crate::published_gemma4_audio`). The values come from one
+//! seeded generator, drawn after the text model's (whose bytes do not change), the matrices in
+//! F16 in both files.
 //!
 //! The tower: patches projected by a bias-free convolution, a learned position table per picture
 //! axis (`[e, positions, 2]`), blocks of RMS norms around attention (bias-free Q/K/V/O, per-head
@@ -86,8 +87,8 @@ fn gemma4_tower(text_embd: u64) -> Tower {
     tower
 }
 
-/// The four bounds of the linear layer `stem`.
-fn bounds(add: &mut impl FnMut(&str, &[u64], f32, f32), stem: &str) {
+/// The four bounds of the linear layer `stem` (the audio tower's layers have the same).
+pub(crate) fn bounds(add: &mut impl FnMut(&str, &[u64], f32, f32), stem: &str) {
     for (suffix, centre) in BOUNDS {
         add(&format!("{stem}.{suffix}"), &[1], 1.0, centre);
     }
@@ -125,11 +126,15 @@ pub(crate) fn add_published_gemma4_tower(w: &mut GgufWriter, text_embd: u64) {
     put(w, "v.clamp_data", &[packed.len() as u64], &packed, false);
 }
 
-/// The vision tower of [`crate::tiny_gemma4`]'s published layout as the separate projector
-/// llama.cpp's `gemma4v` loader reads (`clip` architecture, the matrices in F16, the picture
-/// normalisation of none that Gemma 4's tower expects), for a language model `text_embd` wide
-/// (64 for `tiny_gemma4`): the reference a published file serving as its own projector must
-/// compute the same as.
+/// Both towers of [`crate::tiny_gemma4`]'s published layout as the one projector llama.cpp's
+/// converter writes for Gemma 4, for a language model `text_embd` wide (64 for `tiny_gemma4`):
+/// the reference a published file serving as its own projector must compute the same as.
+///
+/// `clip` architecture, the matrices in F16; the vision tower as `clip.cpp`'s `gemma4v` reads it
+/// (the picture normalisation of none that Gemma 4's tower expects), the audio tower as its
+/// `gemma4a` does (`crate::published_gemma4_audio`). With two towers the projector types are
+/// stated per modality (`clip.vision.projector_type`, `clip.audio.projector_type`): `clip.cpp`
+/// would apply a `clip.projector_type` to both.
 pub fn gemma4_reference_projector(text_embd: u64) -> Vec<u8> {
     let t = GEMMA4_TOWER;
     let header = ClipHeader {
@@ -145,9 +150,15 @@ pub fn gemma4_reference_projector(text_embd: u64) -> Vec<u8> {
         mean: [0.0; 3],
         std: [1.0; 3],
     };
-    let mut w = clip_header(&header, text_embd);
+    // The shared header, its projector type moved under the vision tower's keys.
+    let shared = corral_gguf::read_bytes(&clip_header(&header, text_embd).to_bytes()).expect("a GGUF");
+    let mut w = GgufWriter::new();
+    for (key, value) in &shared.metadata {
+        w.set(if key == "clip.projector_type" { "clip.vision.projector_type" } else { key }, value.clone());
+    }
     w.set("clip.vision.projector.scale_factor", MetaValue::U32(t.merge));
     gemma4_tower(text_embd).write(&mut w, true, matrices_in_half);
+    crate::published_gemma4_audio::add_reference_gemma4_audio(&mut w, text_embd);
     w.to_bytes()
 }
 
@@ -157,10 +168,16 @@ mod tests {
     use super::*;
     use crate::random_arch::testing::{data, find};
 
+    /// A vision tensor: the tower's (`v.*`) or its projector's (`mm.*` but not `mm.a.*`).
+    fn vision(name: &str) -> bool {
+        name.starts_with("v.") || (name.starts_with("mm.") && !name.starts_with("mm.a."))
+    }
+
     #[test]
     fn the_reference_projector_has_llama_cpps_names_and_types() {
         let g = corral_gguf::read_bytes(&gemma4_reference_projector(64)).unwrap();
-        assert_eq!(g.get_str("clip.projector_type"), Some("gemma4v"));
+        assert_eq!(g.get_str("clip.vision.projector_type"), Some("gemma4v"));
+        assert_eq!(g.get("clip.projector_type"), None);
         let dims = |name: &str| (find(&g, name).dims.clone(), find(&g, name).kind.name());
         assert_eq!(dims("v.patch_embd.weight"), (vec![4, 4, 3, 32], "F16"));
         assert_eq!(dims("v.position_embd.weight"), (vec![32, 256, 2], "F16"));
@@ -169,8 +186,8 @@ mod tests {
         assert_eq!(dims("v.blk.1.ffn_down.output_max"), (vec![1], "F32"));
         assert_eq!(dims("mm.input_projection.weight"), (vec![32, 64], "F16"));
         // Two embeddings; two blocks of six norms, seven linear layers with four bounds each and
-        // a scale; the standardisation, the projector and its bounds.
-        assert_eq!(g.tensors.len(), 2 + 2 * (6 + 7 * 5 + 1) + 2 + 5);
+        // a scale; the standardisation, the projector and its bounds. (The audio tower's follow.)
+        assert_eq!(g.tensors.iter().filter(|t| vision(&t.name)).count(), 2 + 2 * (6 + 7 * 5 + 1) + 2 + 5);
     }
 
     #[test]
@@ -185,8 +202,7 @@ mod tests {
             assert_eq!((&a.dims, a.kind), (&b.dims, b.kind), "{}", t.ollama);
             assert_eq!(data(&p, &published, a), data(&r, &reference, b), "{}", t.ollama);
         }
-        // The tower's tensors and Ollama's packed bounds, besides the audio stand-ins.
-        let vision = |n: &str| n.starts_with("v.") || (n.starts_with("mm.") && !n.starts_with("mm.a."));
+        // The tower's tensors and Ollama's packed bounds, besides the audio tower's.
         assert_eq!(p.tensors.iter().filter(|t| vision(&t.name)).count(), tower.tensors.len() + 1);
         let packed = find(&p, "v.clamp_data");
         assert_eq!(packed.dims, [(2 * 7 + 1) * 4]);

@@ -246,8 +246,8 @@ const G4_PER_LAYER: u64 = 32;
 /// scalar on each block's output and an untied output head. The tokenizer is the
 /// source's vocabulary and merges with the `gemma4` pre-tokenizer; llama.cpp's copy names the
 /// model `gemma4` (BPE over SentencePiece-style text), Ollama's `llama`. Ollama's copy also has
-/// the audio keys with small stand-in `a.*` and `mm.a.*` tensors, and a whole vision tower
-/// (`crate::published_gemma4`), all drawn after the text.
+/// whole vision and audio towers with their keys (`crate::published_gemma4`,
+/// `crate::published_gemma4_audio`), each drawn from its own generator after the text.
 pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     let llama_cpp = layout == Layout::LlamaCpp;
     let mut m = Model::new("gemma4", tokenizer, Some("gemma4"), seed);
@@ -264,10 +264,6 @@ pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     m.u32("embedding_length_per_layer_input", G4_PER_LAYER);
     m.u32("attention.shared_kv_layers", 0);
     m.f32("final_logit_softcapping", 30.0);
-    if !llama_cpp {
-        m.u32("audio.block_count", 1);
-        m.u32("audio.embedding_length", 16);
-    }
 
     table(&mut m, "token_embd.weight", e, vocab);
     per_layer_inputs(&mut m, e, G4_PER_LAYER, blocks, vocab);
@@ -283,14 +279,8 @@ pub fn tiny_gemma4(layout: Layout, tokenizer: &Gguf, seed: u64) -> Vec<u8> {
     // Untied, unlike the released models: tied, this one still only repeats the last token.
     m.head(e);
     if !llama_cpp {
-        for (name, dims) in [
-            ("a.conv1d.0.weight", &[3, 1, 16][..]),
-            ("a.blk.0.attn_q.weight", &[16, 16]),
-            ("mm.a.input_projection.weight", &[16, e]),
-        ] {
-            m.small(name, dims, 0.1);
-        }
         crate::published_gemma4::add_published_gemma4_tower(&mut m.w, e);
+        crate::published_gemma4_audio::add_published_gemma4_audio(&mut m.w, e);
     }
     m.finish()
 }

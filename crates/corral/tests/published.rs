@@ -4,7 +4,7 @@
 //! file's own metadata, `ps` counts what was loaded, and the blob is untouched. With
 //! `OLLAMA_LLAMA_CPP_COMPAT=0` it does not load, and the error says why. Issue 29: the file is
 //! also its own projector, so it takes images; so does a published Qwen2.5-VL (multi-axis RoPE)
-//! made with `create`.
+//! made with `create`, and a published Gemma 4 hears through its audio tower.
 
 mod common;
 
@@ -183,5 +183,42 @@ fn issue_29_a_published_qwen25vl_takes_pictures_through_the_server() {
     let tower: u64 =
         header.tensors.iter().filter(|t| t.name.starts_with("v.") || t.name.starts_with("mm.")).map(|t| t.size).sum();
     assert!(tower > 0 && size > tower, "{ps}");
+    server.stop();
+}
+
+#[test]
+fn issue_29_a_published_gemma4_hears_through_the_server() {
+    // Its audio tower, translated as a second projector of the same file, makes it an audio model.
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
+    let file = tmp.path().join("gemma4.gguf");
+    std::fs::write(&file, corral_testkit::tiny_gemma4(corral_testkit::Layout::Published, &tokenizer, 11)).unwrap();
+    let modelfile = tmp.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", file.display())).unwrap();
+    let server = Server::start_in(&tmp.path().join("models"), &[("CORRAL_NUM_THREAD", "1")]);
+    let out = server.corral(&["create", "gemma4", "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+
+    let (_, shown) = post(&server, "/api/show", json!({"model": "gemma4"}));
+    let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
+    assert!(caps.contains(&"vision") && caps.contains(&"audio"), "{shown}");
+
+    let hear = |seed| {
+        let sound = base64::engine::general_purpose::STANDARD.encode(corral_testkit::audio::wav(1.0, 16_000, seed));
+        let body = json!({"model": "gemma4", "temperature": 0, "max_tokens": 8, "messages": [{"role": "user", "content": [
+            {"type": "text", "text": "What do you hear?"},
+            {"type": "input_audio", "input_audio": {"data": sound, "format": "wav"}}
+        ]}]});
+        let (status, v) = post(&server, "/v1/chat/completions", body);
+        assert_eq!(status, 200, "{v}");
+        (
+            v["choices"][0]["message"]["content"].as_str().unwrap().to_string(),
+            v["usage"]["prompt_tokens"].as_u64().unwrap(),
+        )
+    };
+    let ((one, n1), (two, n2)) = (hear(1), hear(2));
+    assert_ne!(one, two, "two sounds, one answer");
+    // A second of sound is a dozen or so audio tokens on top of the question's.
+    assert!(n1 == n2 && n1 > 10, "prompt_tokens {n1} / {n2}");
     server.stop();
 }

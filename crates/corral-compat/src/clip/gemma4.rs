@@ -13,15 +13,18 @@
 //! - the pictures are not normalised (mean 0, std 1): the tower standardises its own output;
 //! - the MLP's activation is GELU, Gemma's tanh approximation (without the key `clip.cpp` would
 //!   use its "quick" GELU);
-//! - `v.clamp_data`, Ollama's packed copy of the bounds for its own engine, and the audio tower
-//!   (`a.*`, `mm.a.*`: another projector, `gemma4a`, which this one does not serve) are hidden.
+//! - `v.clamp_data`, Ollama's packed copy of the bounds for its own engine, is hidden.
+//!
+//! The audio tower (`a.*`, `mm.a.*`) becomes a second projector of the same file, `gemma4a`
+//! ([`super::gemma4a`]); each tower's projector type is then its own key. A file whose audio
+//! tower has no translation is served for pictures alone, its audio tensors hidden.
 //!
 //! `clip.cpp` hard-codes a RoPE base of 100: a file that says otherwise is not translated, nor
 //! one whose sizes do not agree.
 
 use corral_gguf::MetaValue;
 
-use super::{copy_vision_u32, differs_from, finish_projector, head_width, set_epsilon, u64_keys};
+use super::{copy_vision_u32, differs_from, finish_towers, head_width, set_epsilon, u64_keys};
 use crate::work::Work;
 
 /// What the tower needs besides its blocks.
@@ -71,8 +74,13 @@ pub(super) fn gemma4(w: &mut Work) -> bool {
         w.set_u32("clip.vision.projector.scale_factor", merge as u32);
     }
     w.set("clip.use_gelu", MetaValue::Bool(true));
-    w.hide_where(|name| name == "v.clamp_data" || name.starts_with("mm.a."));
-    finish_projector(w, "gemma4v", [0.0; 3], [1.0; 3]);
+    w.hide_where(|name| name == "v.clamp_data");
+    if super::gemma4a::gemma4a(w, text) {
+        finish_towers(w, "gemma4v", Some("gemma4a"), [0.0; 3], [1.0; 3]);
+    } else {
+        w.hide_where(|name| name.starts_with("mm.a."));
+        finish_towers(w, "gemma4v", None, [0.0; 3], [1.0; 3]);
+    }
     true
 }
 

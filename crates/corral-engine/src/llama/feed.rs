@@ -164,7 +164,11 @@ fn rows(projector: &mut Projector, ctx: &mut LlamaContext, chunk: &MtmdInputChun
     // so nothing else uses the projector's context.
     let (mrope, non_causal, n_embd) = unsafe {
         let model = sys::llama_get_model(ctx.as_mut_ptr());
-        (sys::mtmd_decode_use_mrope(mctx), sys::mtmd_decode_use_non_causal(mctx, raw), sys::llama_model_n_embd_inp(model))
+        (
+            sys::mtmd_decode_use_mrope(mctx),
+            sys::mtmd_decode_use_non_causal(mctx, raw),
+            sys::llama_model_n_embd_inp(model),
+        )
     };
     let n_embd = usize::try_from(n_embd).map_err(|_| format!("the model's input width {n_embd} is not usable"))?;
     let pos = if !mrope {

@@ -34,8 +34,7 @@ use std::thread::JoinHandle;
 use corral_types::runner::Media;
 use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::mtmd::{
-    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunk, MtmdInputChunks,
-    MtmdInputText,
+    mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputChunk, MtmdInputChunks, MtmdInputText,
 };
 use llama_cpp_2::token::LlamaToken;
 

@@ -15,9 +15,9 @@ use llama_cpp_2::model::LlamaModel;
 use llama_cpp_2::token::LlamaToken;
 
 use super::admit::Waiting;
+use super::feed::{Feeding, Progress};
 use super::job::{draft, Job};
 use super::load::Shape;
-use super::feed::{Feeding, Progress};
 use super::media::Projector;
 use super::output::Flow;
 use super::{to_u32, CellCounts, Command};

@@ -95,7 +95,8 @@ pub struct Loaded {
     pub vision_hidden: bool,
     /// The file's vision tower has a projector translation: the file serves as its own projector.
     pub vision_projector: bool,
-    /// The model's projector layer encodes sound (Ollama's `audio` capability).
+    /// The model's projector (its layer, or the file itself) encodes sound (Ollama's `audio`
+    /// capability).
     pub projector_audio: bool,
 }
 
@@ -106,12 +107,16 @@ impl Loaded {
             return Loaded::default();
         }
         match corral_compat::translate(g) {
-            Ok(Some(t)) => Loaded {
-                unread: t.unread_bytes(g),
-                vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
-                vision_projector: corral_compat::translate_clip(g).is_some(),
-                ..Loaded::default()
-            },
+            Ok(Some(t)) => {
+                let clip = corral_compat::translate_clip(g);
+                Loaded {
+                    unread: t.unread_bytes(g),
+                    vision_hidden: t.hidden.iter().any(|n| n.starts_with("v.")),
+                    vision_projector: clip.is_some(),
+                    // The file's own audio tower, where its translation serves it.
+                    projector_audio: clip.is_some_and(|c| projector_has_audio(&c.apply(g))),
+                }
+            }
             _ => Loaded::default(),
         }
     }
@@ -153,7 +158,7 @@ pub fn load(
                 .map_err(|e| ApiError::internal(format!("model '{raw}' has unreadable weights: {e}")))?;
             let mut loaded = Loaded::of(&g, compat);
             // Its header only, read once with the model's.
-            loaded.projector_audio = model
+            loaded.projector_audio |= model
                 .projector_paths
                 .first()
                 .and_then(|p| corral_gguf::read_path(p).ok())
