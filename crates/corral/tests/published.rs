@@ -145,22 +145,31 @@ fn issue_28_an_ollama_store_with_a_published_gemma3_is_served_as_it_is() {
     assert!(error.contains("layer_norm_rms_epsilon") || error.contains("tensor"), "{error}");
 }
 
+fn smollm2_tokenizer() -> corral_gguf::Gguf {
+    corral_gguf::read_path(&corral_testkit::smollm2()).unwrap()
+}
+
+/// A server over a models directory under `tmp` where `corral create NAME` made a model of the
+/// published file `bytes` (`FROM` the file), and the model's capabilities.
+fn created(tmp: &Path, name: &str, bytes: &[u8]) -> (Server, Vec<String>) {
+    let file = tmp.join(format!("{name}.gguf"));
+    std::fs::write(&file, bytes).unwrap();
+    let modelfile = tmp.join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", file.display())).unwrap();
+    let server = Server::start_in(&tmp.join("models"), &[("CORRAL_NUM_THREAD", "1")]);
+    let out = server.corral(&["create", name, "-f", modelfile.to_str().unwrap()]);
+    assert!(out.status.success(), "{out:?}");
+    let (_, shown) = post(&server, "/api/show", json!({"model": name}));
+    let caps = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap().to_string()).collect();
+    (server, caps)
+}
+
 #[test]
 fn issue_29_a_published_qwen25vl_takes_pictures_through_the_server() {
     let tmp = tempfile::tempdir().unwrap();
-    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
-    let file = tmp.path().join("qwen25vl.gguf");
-    let published = corral_testkit::tiny_qwen25vl(corral_testkit::Layout::Published, &tokenizer, 11);
-    std::fs::write(&file, &published).unwrap();
-    let modelfile = tmp.path().join("Modelfile");
-    std::fs::write(&modelfile, format!("FROM {}\n", file.display())).unwrap();
-    let server = Server::start_in(&tmp.path().join("models"), &[("CORRAL_NUM_THREAD", "1")]);
-    let out = server.corral(&["create", "qwen25vl", "-f", modelfile.to_str().unwrap()]);
-    assert!(out.status.success(), "{out:?}");
-
-    let (_, shown) = post(&server, "/api/show", json!({"model": "qwen25vl"}));
-    let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(caps.contains(&"vision"), "{shown}");
+    let published = corral_testkit::tiny_qwen25vl(corral_testkit::Layout::Published, &smollm2_tokenizer(), 11);
+    let (server, caps) = created(tmp.path(), "qwen25vl", &published);
+    assert!(caps.contains(&"vision".to_string()), "{caps:?}");
 
     // 224×112 pixels: 32 image tokens on two attention windows, 16 positions.
     let describe = |seed| {
@@ -190,18 +199,9 @@ fn issue_29_a_published_qwen25vl_takes_pictures_through_the_server() {
 fn issue_29_a_published_gemma4_hears_through_the_server() {
     // Its audio tower, translated as a second projector of the same file, makes it an audio model.
     let tmp = tempfile::tempdir().unwrap();
-    let tokenizer = corral_gguf::read_path(&corral_testkit::smollm2()).unwrap();
-    let file = tmp.path().join("gemma4.gguf");
-    std::fs::write(&file, corral_testkit::tiny_gemma4(corral_testkit::Layout::Published, &tokenizer, 11)).unwrap();
-    let modelfile = tmp.path().join("Modelfile");
-    std::fs::write(&modelfile, format!("FROM {}\n", file.display())).unwrap();
-    let server = Server::start_in(&tmp.path().join("models"), &[("CORRAL_NUM_THREAD", "1")]);
-    let out = server.corral(&["create", "gemma4", "-f", modelfile.to_str().unwrap()]);
-    assert!(out.status.success(), "{out:?}");
-
-    let (_, shown) = post(&server, "/api/show", json!({"model": "gemma4"}));
-    let caps: Vec<&str> = shown["capabilities"].as_array().unwrap().iter().map(|c| c.as_str().unwrap()).collect();
-    assert!(caps.contains(&"vision") && caps.contains(&"audio"), "{shown}");
+    let published = corral_testkit::tiny_gemma4(corral_testkit::Layout::Published, &smollm2_tokenizer(), 11);
+    let (server, caps) = created(tmp.path(), "gemma4", &published);
+    assert!(caps.contains(&"vision".to_string()) && caps.contains(&"audio".to_string()), "{caps:?}");
 
     let hear = |seed| {
         let sound = base64::engine::general_purpose::STANDARD.encode(corral_testkit::audio::wav(1.0, 16_000, seed));
