@@ -70,7 +70,8 @@ endfunction()
 # The projector loader (tools/mtmd/clip.cpp, in the `mtmd` target when llama-cpp-sys-2 builds it):
 # a copy with `translate_clip` once a projector file's metadata is read and `load` before each
 # tensor's data is read, so that a model file Ollama published with its vision tower inside can
-# serve as its own projector. The hook functions live in `llama`, which `mtmd` links.
+# serve as its own projector; and `watch_encode` before each graph it computes, so that an encode
+# can be stopped. The hook functions live in `llama`, which `mtmd` links.
 function(_corral_compat_hook_clip)
     if(NOT TARGET mtmd)
         return()
@@ -89,6 +90,10 @@ function(_corral_compat_hook_clip)
 
     set(_anchor "                    const size_t offset = it_off->second;\n                    fin.seekg(offset, std::ios::beg);")
     set(_hooked "                    const size_t offset = it_off->second;\n                    if (corral_compat::load(this, cur, ggml_nbytes(cur))) { data_loaded += ggml_nbytes(cur); continue; }\n                    fin.seekg(offset, std::ios::beg);")
+    _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
+
+    set(_anchor "    auto status = ggml_backend_sched_graph_compute(ctx->sched.get(), gf);")
+    set(_hooked "    corral_compat::watch_encode(ctx->backend_cpu);\n    auto status = ggml_backend_sched_graph_compute(ctx->sched.get(), gf);")
     _corral_compat_replace(_text "${_anchor}" "${_hooked}" 1)
 
     _corral_compat_build_copy(mtmd "clip.cpp" "${_text}" "")

@@ -402,9 +402,33 @@ bool load_range(const void * loader, const ggml_tensor * cur, size_t offs, size_
     return true;
 }
 
+namespace {
+
+// The flag the encodes of this thread stop at (see corral_compat_watch_encodes).
+thread_local const uint8_t * t_encode_stop = nullptr;
+
+bool encode_stopped(void * flag) {
+    return __atomic_load_n(static_cast<const uint8_t *>(flag), __ATOMIC_RELAXED) != 0;
+}
+
+} // namespace
+
+void watch_encode(ggml_backend_t cpu) {
+    ggml_backend_dev_t dev = cpu ? ggml_backend_get_device(cpu) : nullptr;
+    ggml_backend_reg_t reg = dev ? ggml_backend_dev_backend_reg(dev) : nullptr;
+    if (!reg) return;
+    auto set = (ggml_backend_set_abort_callback_t) ggml_backend_reg_get_proc_address(reg, "ggml_backend_set_abort_callback");
+    if (!set) return;
+    // Set for every graph, so that a flag of an earlier thread is never consulted.
+    const uint8_t * flag = t_encode_stop;
+    set(cpu, flag ? encode_stopped : nullptr, const_cast<uint8_t *>(flag));
+}
+
 } // namespace corral_compat
 
 extern "C" {
+
+void corral_compat_watch_encodes(const uint8_t * flag) { corral_compat::t_encode_stop = flag; }
 
 corral_compat_plan * corral_compat_begin(const char * path) {
     auto * plan = new corral_compat_plan();

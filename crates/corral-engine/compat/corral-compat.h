@@ -11,7 +11,8 @@
 // The multimodal projector loader (tools/mtmd/clip.cpp, also copied with hooks by compat.cmake)
 // has plans of its own, installed with corral_compat_install_clip: a published model file is
 // then read as its own projector (`translate_clip` after its metadata is read, `load` before a
-// tensor's data is read).
+// tensor's data is read). One more hook there is for run time: `watch_encode` before each graph
+// the projector computes, so that an encode nobody waits for any more can be stopped.
 #pragma once
 
 #include <stddef.h>
@@ -23,6 +24,7 @@
 struct gguf_context;
 struct ggml_context;
 struct ggml_tensor;
+struct ggml_backend;
 
 namespace corral_compat {
 
@@ -49,6 +51,12 @@ bool load(const void * loader, ggml_tensor * cur, size_t n_size);
 // The same for `size` bytes from `offs` of the tensor into `buf` (llama.cpp's quantizer reads
 // tensors in pieces).
 bool load_range(const void * loader, const ggml_tensor * cur, size_t offs, size_t size, void * buf);
+
+// Run-time, not load-time: before each graph the projector computes (clip.cpp's encode), makes
+// its CPU backend stop between two nodes once the flag the calling thread set with
+// corral_compat_watch_encodes is non-zero (the encode then fails). Backends other than the CPU's
+// have no such callback and finish their part.
+void watch_encode(ggml_backend * cpu);
 
 } // namespace corral_compat
 
@@ -91,6 +99,9 @@ void corral_compat_forget(const char * path);
 // The same two for the projector loader's plans.
 void corral_compat_install_clip(corral_compat_plan * plan);
 void corral_compat_forget_clip(const char * path);
+// The byte the projector's encodes on this thread stop at once it is non-zero (it is read while
+// they run, from other threads), or NULL for none. The caller keeps it alive until it sets another.
+void corral_compat_watch_encodes(const uint8_t * flag);
 
 #ifdef __cplusplus
 }

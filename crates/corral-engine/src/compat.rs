@@ -4,6 +4,7 @@
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
+use std::sync::atomic::AtomicBool;
 
 use corral_compat::{Edit, Translation};
 use corral_gguf::{ArrayValue, MetaValue};
@@ -82,6 +83,17 @@ unsafe extern "C" {
     fn corral_compat_forget(path: *const c_char);
     fn corral_compat_install_clip(plan: *mut Plan);
     fn corral_compat_forget_clip(path: *const c_char);
+    fn corral_compat_watch_encodes(flag: *const u8);
+}
+
+/// Makes the projector's encodes on this thread stop (and fail) once `stop` is set, or not at all
+/// (`None`): the CPU backend looks at it between two of the graph's nodes. The caller passes
+/// `None` before `stop` is dropped.
+pub(crate) fn watch_encodes(stop: Option<&AtomicBool>) {
+    // A `bool` is one byte, 0 or 1; the C side reads it atomically from the backend's threads.
+    let flag = stop.map_or(std::ptr::null(), |s| s.as_ptr().cast_const().cast::<u8>());
+    // SAFETY: the flag outlives its watch (the caller resets it before dropping it).
+    unsafe { corral_compat_watch_encodes(flag) }
 }
 
 #[repr(C)]

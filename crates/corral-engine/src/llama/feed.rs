@@ -7,7 +7,9 @@
 //!
 //! 1. a text chunk (the markers around a picture) is decoded whole, alone, in one turn;
 //! 2. a picture or sound is encoded on a worker thread ([`Projector::encode`]) while the loop's
-//!    turns go on; a job cancelled meanwhile leaves at once, and its result is dropped;
+//!    turns go on; a job cancelled meanwhile leaves at once, and its encode is stopped (on the
+//!    CPU, between two steps of the encoder's graph, through the compat hook `watch_encode`;
+//!    other backends finish their part) and its result dropped;
 //! 3. its embeddings are then decoded a piece per turn, beside the loop's own batch: as many rows
 //!    as a prompt chunk gets in a turn ([`super::step`]'s share). Chunks that `mtmd` decodes with
 //!    non-causal attention go in pieces of `num_batch`, as `mtmd` cuts them, so the answer is
@@ -21,7 +23,7 @@
 //! Only one medium is encoded at a time, and nothing else touches the projector's context while
 //! one is: prompts with media wait to be tokenized until the encoder is free.
 
-use std::sync::atomic::AtomicU8;
+use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -51,8 +53,9 @@ pub(super) struct Feeding {
 enum Stage {
     /// The chunk has not been started.
     Start,
-    /// The worker is encoding it (`got`: its result, once [`Feeding::wait`] has taken it).
-    Encoding { result: Receiver<Encoded>, got: Option<Encoded>, rows: Rows },
+    /// The worker is encoding it (`got`: its result, once [`Feeding::wait`] has taken it; `stop`
+    /// stops it, when the job is gone).
+    Encoding { result: Receiver<Encoded>, got: Option<Encoded>, rows: Rows, stop: Arc<AtomicBool> },
     /// Its embeddings, `done` rows of which are decoded.
     Ready { embd: Vec<f32>, rows: Rows, done: usize },
 }
@@ -107,8 +110,9 @@ impl Feeding {
                     }
                     let rows = rows(projector, ctx, &chunk, self.at)?;
                     let owned = chunk.copy().map_err(|e| format!("could not copy an image or sound chunk: {e}"))?;
-                    let result = projector.encode(owned, rows.n_embd)?;
-                    self.stage = Stage::Encoding { result, got: None, rows };
+                    let stop = Arc::new(AtomicBool::new(false));
+                    let result = projector.encode(owned, rows.n_embd, stop.clone())?;
+                    self.stage = Stage::Encoding { result, got: None, rows, stop };
                 }
                 Stage::Encoding { result, got, .. } => {
                     let embd = match got.take().map_or_else(|| result.try_recv(), Ok) {
@@ -150,6 +154,15 @@ impl Feeding {
             // Another job's cancelled encode is still finishing.
             Stage::Start if projector.busy() => std::thread::sleep(limit.min(Duration::from_millis(5))),
             _ => {}
+        }
+    }
+}
+
+impl Drop for Feeding {
+    /// A job that is gone (cancelled, failed) stops its encode: nobody waits for it any more.
+    fn drop(&mut self) {
+        if let Stage::Encoding { stop, .. } = &self.stage {
+            stop.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -270,12 +283,16 @@ fn decode_rows(
 }
 
 /// Encodes `chunk` on the calling thread with the projector context `mctx`: its rows of `n_embd`.
-pub(super) fn encode(mctx: RawProjector, chunk: &MtmdInputChunk, n_embd: usize) -> Encoded {
+/// On the CPU, the encode stops between two steps of its graph once `stop` is set.
+pub(super) fn encode(mctx: RawProjector, chunk: &MtmdInputChunk, n_embd: usize, stop: &AtomicBool) -> Encoded {
     crate::log::take_recent();
+    crate::compat::watch_encodes(Some(stop));
     // SAFETY: the projector keeps its context alive until this thread is joined, and nothing else
-    // uses it meanwhile (see the module docs); the output holds `n_embd` floats per token.
+    // uses it meanwhile (see the module docs).
+    let ret = unsafe { sys::mtmd_encode_chunk(mctx.0, chunk.as_ptr()) };
+    crate::compat::watch_encodes(None);
+    // SAFETY: as above; the output holds `n_embd` floats per token.
     unsafe {
-        let ret = sys::mtmd_encode_chunk(mctx.0, chunk.as_ptr());
         if ret != 0 {
             return Err(crate::log::with_reasons(format!("llama.cpp failed to encode an image or sound ({ret})")));
         }
@@ -292,3 +309,50 @@ pub(super) struct RawProjector(pub(super) *mut sys::mtmd_context);
 
 // SAFETY: `mtmd` contexts are not tied to a thread; the projector lets one thread at a time use it.
 unsafe impl Send for RawProjector {}
+
+#[cfg(test)]
+mod tests {
+    use std::ffi::CString;
+
+    use llama_cpp_2::model::params::LlamaModelParams;
+    use llama_cpp_2::model::LlamaModel;
+    use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText};
+
+    use super::*;
+
+    /// The compat hook in `clip.cpp` stops an encode whose flag is set (the job it was for is gone)
+    /// and leaves one whose flag is clear alone.
+    #[test]
+    fn an_encode_stops_once_its_flag_is_set() {
+        let backend = crate::llama_backend().unwrap();
+        let model =
+            LlamaModel::load_from_file(backend, corral_testkit::smollm2(), &LlamaModelParams::default()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("projector.gguf");
+        std::fs::write(&path, corral_testkit::projector::tiny_vision_projector(576, 7)).unwrap();
+        let params = MtmdContextParams {
+            use_gpu: false,
+            print_timings: false,
+            n_threads: 1,
+            media_marker: CString::new(mtmd_default_marker()).unwrap(),
+            image_min_tokens: -1,
+            image_max_tokens: -1,
+        };
+        let mut mtmd = MtmdContext::init_from_file(path.to_str().unwrap(), &model, &params).unwrap();
+        let picture = MtmdBitmap::from_buffer(&mtmd, &corral_testkit::projector::png(64, 64, 1), false).unwrap();
+        let text = MtmdInputText { text: mtmd_default_marker().to_string(), add_special: false, parse_special: true };
+        let chunks = mtmd.tokenize(text, &[&picture]).unwrap();
+        let chunk = (0..chunks.len())
+            .filter_map(|i| chunks.get(i))
+            .find(|c| c.chunk_type() == MtmdInputChunkType::Image)
+            .expect("the picture's chunk");
+
+        let stop = AtomicBool::new(true);
+        let stopped = encode(RawProjector(mtmd.as_mut_ptr()), &chunk, 576, &stop);
+        assert!(stopped.is_err(), "an encode whose flag was set ran to its end");
+        stop.store(false, Ordering::Relaxed);
+        let rows = encode(RawProjector(mtmd.as_mut_ptr()), &chunk, 576, &stop).expect("a free encode runs");
+        assert_eq!(rows.len(), chunk.n_tokens() * 576);
+        assert!(rows.iter().all(|x| x.is_finite()) && rows.iter().any(|x| *x != 0.0));
+    }
+}

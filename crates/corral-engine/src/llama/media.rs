@@ -28,7 +28,9 @@
 use std::collections::hash_map::DefaultHasher;
 use std::ffi::CString;
 use std::hash::{Hash, Hasher};
+use std::sync::atomic::AtomicBool;
 use std::sync::mpsc::{self, Receiver};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 use corral_types::runner::Media;
@@ -96,12 +98,13 @@ impl Projector {
         self.ctx.as_mut_ptr()
     }
 
-    /// Starts encoding `chunk` into rows of `n_embd` on a thread of its own; the receiver gets the
-    /// rows (or why not). The encoder must not be [`busy`](Self::busy).
+    /// Starts encoding `chunk` into rows of `n_embd` on a thread of its own, which `stop` stops; the
+    /// receiver gets the rows (or why not). The encoder must not be [`busy`](Self::busy).
     pub(super) fn encode(
         &mut self,
         chunk: MtmdInputChunk<'static>,
         n_embd: usize,
+        stop: Arc<AtomicBool>,
     ) -> Result<Receiver<Result<Vec<f32>, String>>, String> {
         debug_assert!(!self.busy(), "one encode at a time");
         if let Some(done) = self.encoder.take() {
@@ -110,7 +113,7 @@ impl Projector {
         let (tx, rx) = mpsc::channel();
         let mctx = RawProjector(self.raw());
         let thread = std::thread::Builder::new().name("corral-encoder".into()).spawn(move || {
-            let _ = tx.send(super::feed::encode(mctx, &chunk, n_embd));
+            let _ = tx.send(super::feed::encode(mctx, &chunk, n_embd, &stop));
         });
         self.encoder = Some(thread.map_err(|e| format!("could not start the image encoder's thread: {e}"))?);
         Ok(rx)
