@@ -5,7 +5,8 @@
 # installed by hand. Run from the repository root: it also clears stale library links in target/.
 #
 #   scripts/setup.sh            # build needs (C toolchain, cmake, clang, libclang for bindgen)
-#   scripts/setup.sh --tests    # and what the tests use besides (venv, tmux, docker-registry, htpasswd)
+#   scripts/setup.sh --tests    # and what the tests use besides (venv, tmux, docker-registry, htpasswd,
+#                               # Vulkan's build tools and Mesa's software Vulkan driver)
 set -euo pipefail
 
 tests=false
@@ -38,6 +39,12 @@ if $tests; then
   have docker-registry || missing+=(docker-registry)
   # …with htpasswd basic auth, whose bcrypt hashes come from apache2-utils' htpasswd.
   have htpasswd || missing+=(apache2-utils)
+  # The Vulkan tests build llama.cpp's Vulkan module (scripts/gpu-module.sh: the shader compiler,
+  # the loader and SPIR-V headers) and run it on Mesa's lavapipe, a Vulkan driver on the CPU.
+  have glslc || missing+=(glslc)
+  installed libvulkan-dev || missing+=(libvulkan-dev)
+  installed spirv-headers || missing+=(spirv-headers)
+  installed mesa-vulkan-drivers || missing+=(mesa-vulkan-drivers)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

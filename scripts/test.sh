@@ -8,4 +8,8 @@ scripts/fetch-models.sh >/dev/null
 # The official client libraries for the end-to-end tests (crates/corral/tests/clients.rs).
 CORRAL_TEST_PYTHON=$(scripts/client-env.sh)
 export CORRAL_TEST_PYTHON
+# llama.cpp's Vulkan module for this source (built once, then cached), which the Vulkan tests run
+# on Mesa's software device (crates/corral/tests/vulkan.rs).
+CORRAL_TEST_VULKAN=$(scripts/gpu-module.sh vulkan)
+export CORRAL_TEST_VULKAN
 cargo test --workspace --locked "$@"

@@ -6,6 +6,7 @@
 #include "ggml-backend.h"
 #include "ggml.h"
 #include "gguf.h"
+#include "llama-ext.h"
 #include "llama-impl.h"
 
 #include <algorithm>
@@ -429,6 +430,18 @@ void watch_encode(ggml_backend_t cpu) {
 extern "C" {
 
 void corral_compat_watch_encodes(const uint8_t * flag) { corral_compat::t_encode_stop = flag; }
+
+uint64_t corral_compat_device_bytes(const llama_context * ctx, const char * device) {
+    if (!ctx || !device) return 0;
+    uint64_t total = 0;
+    for (const auto & [buft, data] : llama_get_memory_breakdown(ctx)) {
+        ggml_backend_dev_t dev = ggml_backend_buft_get_device(buft);
+        // Host buffers (the CPU's, and pinned staging memory of a GPU backend) are RAM.
+        if (!dev || ggml_backend_buft_is_host(buft) || strcmp(ggml_backend_dev_name(dev), device) != 0) continue;
+        total += data.total();
+    }
+    return total;
+}
 
 corral_compat_plan * corral_compat_begin(const char * path) {
     auto * plan = new corral_compat_plan();

@@ -103,6 +103,12 @@ void corral_compat_forget_clip(const char * path);
 // they run, from other threads), or NULL for none. The caller keeps it alive until it sets another.
 void corral_compat_watch_encodes(const uint8_t * flag);
 
+struct llama_context;
+// The bytes of the buffers llama.cpp allocated for `ctx` (its model's weights, the KV cache and the
+// compute buffers) in the memory of the device named `device` (ggml's name: `CUDA0`, `Vulkan0`…),
+// host buffers left out: what the model holds on that device by llama.cpp's own accounting.
+uint64_t corral_compat_device_bytes(const struct llama_context * ctx, const char * device);
+
 #ifdef __cplusplus
 }
 #endif

@@ -84,6 +84,15 @@ unsafe extern "C" {
     fn corral_compat_install_clip(plan: *mut Plan);
     fn corral_compat_forget_clip(path: *const c_char);
     fn corral_compat_watch_encodes(flag: *const u8);
+    fn corral_compat_device_bytes(ctx: *const llama_cpp_sys_2::llama_context, device: *const c_char) -> u64;
+}
+
+/// The bytes llama.cpp allocated for `ctx` (weights, KV cache, compute buffers) in the memory of
+/// the device named `device` (`Vulkan0`, `CUDA0`…), by its own accounting.
+pub(crate) fn device_bytes(ctx: &mut llama_cpp_2::context::LlamaContext, device: &str) -> u64 {
+    let Ok(name) = c(device) else { return 0 };
+    // SAFETY: a live context and a NUL-terminated name, both outliving the call.
+    unsafe { corral_compat_device_bytes(ctx.as_mut_ptr(), name.as_ptr()) }
 }
 
 /// Makes the projector's encodes on this thread stop (and fail) once `stop` is set, or not at all

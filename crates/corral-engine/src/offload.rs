@@ -9,7 +9,8 @@
 //! - `main_gpu`: the whole model on that GPU (llama.cpp's split mode "none").
 //!
 //! The GPU memory a load took is measured, not estimated: each device's free memory before the
-//! load and after its context exists.
+//! load and after its context exists, or llama.cpp's own accounting of the buffers it put there
+//! where that is more (a device that does not report its use).
 
 use std::ffi::CString;
 use std::pin::Pin;
@@ -29,14 +30,16 @@ pub(crate) struct Offload {
 }
 
 impl Offload {
-    /// GPU memory the load took, per device that lost any.
-    pub fn used(&self) -> Vec<DeviceUse> {
+    /// GPU memory the load of `ctx` took, per device that holds any of it: what the device lost of
+    /// its free memory, or what llama.cpp allocated there by its own accounting where that is more
+    /// (a device that does not report its use, as Mesa's lavapipe, keeps its free memory whole).
+    pub fn used(&self, ctx: &mut llama_cpp_2::context::LlamaContext) -> Vec<DeviceUse> {
         let now = crate::backends::devices();
         self.gpus
             .iter()
             .filter_map(|(i, id, before)| {
                 let after = now.get(*i)?.free_bytes;
-                let bytes = before.saturating_sub(after);
+                let bytes = before.saturating_sub(after).max(crate::compat::device_bytes(ctx, id));
                 (bytes > 0).then(|| DeviceUse { id: id.clone(), bytes })
             })
             .collect()

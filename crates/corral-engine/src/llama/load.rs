@@ -232,7 +232,7 @@ pub(super) fn engine_thread(
 
     let kv_bytes = offload.kv_cache_type.bytes(kv_elements(&model, shape.cells()));
     let layers = model.n_layer() + 1; // and the output layer, as llama.cpp counts offloaded layers
-    let devices = offload.used();
+    let devices = offload.used(&mut ctx);
     let gpu_bytes: u64 = devices.iter().map(|d| d.bytes).sum();
     let gpu_layers = offload.gpu_layers.min(layers);
     let draft_bytes =
