@@ -4,6 +4,7 @@
 #
 #   scripts/demo.sh                  # uses 127.0.0.1:11434 and a temp models directory
 #   OLLAMA_HOST=127.0.0.1:11500 scripts/demo.sh
+#   CORRAL_GPU_BUILD=0 scripts/demo.sh   # no GPU module, even on a machine with a GPU
 #
 # Afterwards, with the same OLLAMA_HOST and OLLAMA_MODELS, `corral run smollm2` opens the chat.
 set -euo pipefail
@@ -11,6 +12,9 @@ cd "$(dirname "$0")/.."
 
 scripts/setup.sh
 cargo build --release --locked
+# The GPU module for this machine's GPU, if it has one (built once per llama.cpp source;
+# CORRAL_GPU_BUILD=0 skips it); otherwise one line says why Corral runs on the CPU.
+scripts/gpu-setup.sh target/release/lib/corral
 models_cache=$(scripts/fetch-models.sh)
 corral=$PWD/target/release/corral
 

@@ -5,12 +5,17 @@
 # installed by hand. Run from the repository root: it also clears stale library links in target/.
 #
 #   scripts/setup.sh            # build needs (C toolchain, cmake, clang, libclang for bindgen)
+#   scripts/setup.sh --vulkan   # and the tools that build llama.cpp's Vulkan module
 #   scripts/setup.sh --tests    # and what the tests use besides (venv, tmux, docker-registry, htpasswd,
-#                               # Vulkan's build tools and Mesa's software Vulkan driver)
+#                               # the Vulkan build tools and Mesa's software Vulkan driver)
 set -euo pipefail
 
 tests=false
-[ "${1:-}" = "--tests" ] && tests=true
+vulkan=false
+case "${1:-}" in
+  --tests) tests=true; vulkan=true ;;
+  --vulkan) vulkan=true ;;
+esac
 
 sudo=""
 if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
@@ -39,12 +44,15 @@ if $tests; then
   have docker-registry || missing+=(docker-registry)
   # …with htpasswd basic auth, whose bcrypt hashes come from apache2-utils' htpasswd.
   have htpasswd || missing+=(apache2-utils)
-  # The Vulkan tests build llama.cpp's Vulkan module (scripts/gpu-module.sh: the shader compiler,
-  # the loader and SPIR-V headers) and run it on Mesa's lavapipe, a Vulkan driver on the CPU.
+  # The Vulkan tests run llama.cpp's Vulkan module on Mesa's lavapipe, a Vulkan driver on the CPU.
+  installed mesa-vulkan-drivers || missing+=(mesa-vulkan-drivers)
+fi
+if $vulkan; then
+  # Building llama.cpp's Vulkan module (scripts/gpu-module.sh): the shader compiler, the loader
+  # and the SPIR-V headers (the Vulkan headers themselves come from scripts/vulkan-headers.sh).
   have glslc || missing+=(glslc)
   installed libvulkan-dev || missing+=(libvulkan-dev)
   installed spirv-headers || missing+=(spirv-headers)
-  installed mesa-vulkan-drivers || missing+=(mesa-vulkan-drivers)
 fi
 
 if [ ${#missing[@]} -gt 0 ]; then

@@ -20,7 +20,7 @@ use std::ffi::CString;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use corral_types::runner::{Backends, DeviceInfo, DeviceKind};
+use corral_types::runner::{Backends, DeviceInfo, DeviceKind, DevicePolicy};
 
 /// Identity of the ggml source this binary was built from (`sha256:` of the source tree, see
 /// `build.rs`).
@@ -35,12 +35,16 @@ pub fn default_library_dir() -> Option<PathBuf> {
     [dir.join("lib/corral"), dir.join("../lib/corral")].into_iter().find(|d| d.is_dir())
 }
 
-/// Loads the backends from `dir`, leaving out the CPU variants named in `skip` (the first call
-/// decides; later calls return its outcome).
-pub fn load(dir: Option<&Path>, skip: &[String]) -> Result<&'static Backends, String> {
+/// What [`load`] was told to leave out of [`devices`] (the first call decides).
+static POLICY: OnceLock<DevicePolicy> = OnceLock::new();
+
+/// Loads the backends from `dir`, leaving out the CPU variants named in `skip` and what `policy`
+/// rules out (the first call decides; later calls return its outcome).
+pub fn load(dir: Option<&Path>, skip: &[String], policy: DevicePolicy) -> Result<&'static Backends, String> {
     static LOADED: OnceLock<Result<Backends, String>> = OnceLock::new();
     LOADED
         .get_or_init(|| {
+            let policy = *POLICY.get_or_init(|| policy);
             let dir = match dir {
                 Some(d) => d.to_path_buf(),
                 None => default_library_dir().ok_or_else(|| {
@@ -49,7 +53,7 @@ pub fn load(dir: Option<&Path>, skip: &[String]) -> Result<&'static Backends, St
                         .to_string()
                 })?,
             };
-            load_from(&dir, skip)
+            load_from(&dir, skip, policy)
         })
         .as_ref()
         .map_err(Clone::clone)
@@ -108,11 +112,15 @@ fn modules(dir: &Path) -> Result<Vec<Module>, String> {
     Ok(found)
 }
 
-fn load_from(dir: &Path, skip: &[String]) -> Result<Backends, String> {
+fn load_from(dir: &Path, skip: &[String], policy: DevicePolicy) -> Result<Backends, String> {
     let mut backends =
         Backends { library_dir: dir.display().to_string(), source: SOURCE.to_string(), ..Default::default() };
     let mut cpu = Vec::new();
     for module in modules(dir)? {
+        if module.name == "vulkan" && !policy.vulkan {
+            backends.skipped.push(format!("{}: Vulkan turned off (OLLAMA_VULKAN=false)", module.path.display()));
+            continue;
+        }
         if let Err(why) = check_source(&module.path, SOURCE) {
             backends.refused.push(why);
             continue;
@@ -163,6 +171,12 @@ fn load_from(dir: &Path, skip: &[String]) -> Result<Backends, String> {
     }
     backends.cpu_variant = best.cpu_variant().map(String::from);
     backends.devices = devices();
+    for dropped in all_devices().iter().filter(|d| !policy.allows(d)) {
+        backends.skipped.push(format!(
+            "{} ({}): integrated GPU dropped; to use it, set OLLAMA_IGPU_ENABLE=1",
+            dropped.id, dropped.description
+        ));
+    }
     Ok(backends)
 }
 
@@ -216,8 +230,15 @@ fn text(p: *const std::ffi::c_char) -> String {
     unsafe { std::ffi::CStr::from_ptr(p) }.to_string_lossy().into_owned()
 }
 
-/// Every device registered with ggml, with its memory now.
+/// The devices registered with ggml that runners may use (integrated GPUs as [`DevicePolicy`]
+/// rules), with their memory now.
 pub fn devices() -> Vec<DeviceInfo> {
+    let policy = POLICY.get().copied().unwrap_or_default();
+    all_devices().into_iter().filter(|d| policy.allows(d)).collect()
+}
+
+/// Every device registered with ggml, with its memory now.
+fn all_devices() -> Vec<DeviceInfo> {
     use llama_cpp_sys_2 as sys;
     // SAFETY: ggml's device registry is initialised by the loads above; indices are in range.
     unsafe {

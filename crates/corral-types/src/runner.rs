@@ -133,6 +133,32 @@ pub struct DeviceInfo {
     pub free_bytes: u64,
 }
 
+/// Which devices the environment lets runners use: Ollama's `OLLAMA_VULKAN` (Vulkan's backend at
+/// all) and `OLLAMA_IGPU_ENABLE` (integrated GPUs), resolved by the server and handed to each
+/// runner (`corral runner --no-vulkan`, `--igpu`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DevicePolicy {
+    /// Load llama.cpp's Vulkan module (Ollama's default: yes).
+    pub vulkan: bool,
+    /// Integrated GPUs: `Some` allows or drops them all; `None` is Ollama's default.
+    pub integrated: Option<bool>,
+}
+
+impl Default for DevicePolicy {
+    fn default() -> Self {
+        DevicePolicy { vulkan: true, integrated: None }
+    }
+}
+
+impl DevicePolicy {
+    /// Whether `device` may be used. Ollama's rule for an integrated GPU: unless
+    /// `OLLAMA_IGPU_ENABLE` says otherwise, CUDA's (Jetson and the like) are used and the others
+    /// (Vulkan's, sharing the system's memory with the CPU) dropped.
+    pub fn allows(&self, device: &DeviceInfo) -> bool {
+        device.kind != DeviceKind::IntegratedGpu || self.integrated.unwrap_or_else(|| device.id.starts_with("CUDA"))
+    }
+}
+
 /// The GPUs llama.cpp offloads to by default, with their indices among `devices`: the discrete
 /// ones, or the integrated ones when there is no discrete GPU.
 pub fn offload_gpus(devices: &[DeviceInfo]) -> Vec<(usize, &DeviceInfo)> {
@@ -568,6 +594,28 @@ mod tests {
         let igpu = [cpu.clone(), dev("Vulkan0", DeviceKind::IntegratedGpu)];
         assert_eq!(offload_gpus(&igpu).len(), 1);
         assert!(offload_gpus(&[cpu]).is_empty());
+    }
+
+    #[test]
+    fn integrated_gpus_follow_ollamas_rule() {
+        let device = |id: &str, kind| DeviceInfo {
+            id: id.into(),
+            description: String::new(),
+            kind,
+            total_bytes: 1,
+            free_bytes: 1,
+        };
+        let (vulkan, cuda) = (device("Vulkan0", DeviceKind::IntegratedGpu), device("CUDA0", DeviceKind::IntegratedGpu));
+        let unset = DevicePolicy::default();
+        assert!(!unset.allows(&vulkan) && unset.allows(&cuda));
+        let on = DevicePolicy { integrated: Some(true), ..unset };
+        assert!(on.allows(&vulkan) && on.allows(&cuda));
+        let off = DevicePolicy { integrated: Some(false), ..unset };
+        assert!(!off.allows(&vulkan) && !off.allows(&cuda));
+        // Discrete GPUs and the CPU are never dropped.
+        for kind in [DeviceKind::Gpu, DeviceKind::Cpu] {
+            assert!(off.allows(&device("Vulkan0", kind)));
+        }
     }
 
     #[test]

@@ -55,6 +55,8 @@ pub const LD_LIBRARY_PATH: &str = "LD_LIBRARY_PATH";
 pub const OLLAMA_GPU_OVERHEAD: &str = "OLLAMA_GPU_OVERHEAD";
 /// Spread every model across all GPUs.
 pub const OLLAMA_SCHED_SPREAD: &str = "OLLAMA_SCHED_SPREAD";
+pub const OLLAMA_VULKAN: &str = "OLLAMA_VULKAN";
+pub const OLLAMA_IGPU_ENABLE: &str = "OLLAMA_IGPU_ENABLE";
 /// Flash attention: unset lets llama.cpp decide; a boolean forces it.
 pub const OLLAMA_FLASH_ATTENTION: &str = "OLLAMA_FLASH_ATTENTION";
 /// KV cache element type: `f16`, `q8_0`, `q4_0`.
@@ -107,6 +109,8 @@ pub struct Settings {
     /// `LD_LIBRARY_PATH` for runners when `library_dir` is set: it, then the inherited value.
     pub runner_library_path: Option<String>,
     pub gpu: corral_server::GpuConfig,
+    /// `OLLAMA_VULKAN` (default on) and `OLLAMA_IGPU_ENABLE` (default: Ollama's per-library rule).
+    pub devices: corral_types::runner::DevicePolicy,
     /// `CORRAL_API_KEYS` and the keys in `CORRAL_API_KEYS_FILE`.
     pub api_keys: corral_server::ApiKeys,
     /// `OLLAMA_API_KEY`: what the CLI sends.
@@ -250,6 +254,15 @@ fn gpu_config(get: &impl Fn(&str) -> Option<String>) -> corral_server::GpuConfig
     }
 }
 
+/// Ollama reads both as Go booleans, and any other word that is not empty as "on".
+fn device_policy(get: &impl Fn(&str) -> Option<String>) -> corral_types::runner::DevicePolicy {
+    let set = |name| get(name).filter(|v: &String| !v.trim().is_empty()).map(|v| env_bool(Some(v)));
+    corral_types::runner::DevicePolicy {
+        vulkan: set(OLLAMA_VULKAN).unwrap_or(true),
+        integrated: set(OLLAMA_IGPU_ENABLE),
+    }
+}
+
 fn hostname() -> Option<String> {
     ["/proc/sys/kernel/hostname", "/etc/hostname"]
         .iter()
@@ -330,6 +343,7 @@ impl Settings {
                 None => dir.display().to_string(),
             }),
             gpu: gpu_config(&get),
+            devices: device_policy(&get),
             api_keys: api_keys(&get)?,
             api_key: get(OLLAMA_API_KEY).map(|k| k.trim().to_string()).filter(|k| !k.is_empty()),
             shutdown_grace: match get(CORRAL_SHUTDOWN_TIMEOUT).filter(|v| !v.trim().is_empty()) {
@@ -445,6 +459,28 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!((s.gpu.kv_cache_type, s.gpu.flash_attention), (KvCacheType::F16, None));
+    }
+
+    #[test]
+    fn vulkan_and_integrated_gpus_read_as_ollama_reads_them() {
+        use corral_types::runner::DevicePolicy;
+        let policy = |pairs: &[(&'static str, &'static str)]| {
+            let mut all = vec![("HOME", "/h")];
+            all.extend_from_slice(pairs);
+            Settings::from_lookup(|k: &str| all.iter().find(|(n, _)| *n == k).map(|(_, v)| v.to_string()))
+                .unwrap()
+                .devices
+        };
+        assert_eq!(policy(&[]), DevicePolicy { vulkan: true, integrated: None });
+        assert_eq!(policy(&[("OLLAMA_VULKAN", ""), ("OLLAMA_IGPU_ENABLE", " ")]), DevicePolicy::default());
+        assert!(!policy(&[("OLLAMA_VULKAN", "0"), ("OLLAMA_IGPU_ENABLE", "1")]).vulkan);
+        assert_eq!(policy(&[("OLLAMA_VULKAN", "false"), ("OLLAMA_IGPU_ENABLE", "TRUE")]).integrated, Some(true));
+        assert_eq!(policy(&[("OLLAMA_IGPU_ENABLE", "F")]).integrated, Some(false));
+        // Any other word is "on" to Ollama.
+        assert_eq!(
+            policy(&[("OLLAMA_VULKAN", "off"), ("OLLAMA_IGPU_ENABLE", "yes")]),
+            DevicePolicy { vulkan: true, integrated: Some(true) }
+        );
     }
 
     #[test]

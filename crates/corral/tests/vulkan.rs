@@ -34,8 +34,12 @@ fn vulkan_libraries(into: &Path) -> PathBuf {
 }
 
 fn probe(libs: &Path, visible: Option<&str>) -> Backends {
+    probe_with(libs, visible, &[])
+}
+
+fn probe_with(libs: &Path, visible: Option<&str>, args: &[&str]) -> Backends {
     let mut cmd = Command::new(BIN);
-    cmd.args(["runner", "--probe", "--libs"]).arg(libs).env_remove("GGML_VK_VISIBLE_DEVICES");
+    cmd.args(["runner", "--probe", "--libs"]).arg(libs).args(args).env_remove("GGML_VK_VISIBLE_DEVICES");
     if let Some(v) = visible {
         cmd.env("GGML_VK_VISIBLE_DEVICES", v);
     }
@@ -72,6 +76,16 @@ fn issue_30_the_vulkan_module_is_loaded_and_finds_the_software_device() {
     let hidden = probe(&libs, None);
     assert_eq!(hidden.gpu_backends, ["vulkan"]);
     assert!(hidden.devices.iter().all(|d| d.kind == DeviceKind::Cpu), "{:?}", hidden.devices);
+    // OLLAMA_VULKAN=false (the server passes it on as --no-vulkan): the module is not loaded.
+    let off = probe_with(&libs, Some("0"), &["--no-vulkan"]);
+    assert!(off.gpu_backends.is_empty() && off.devices.iter().all(|d| d.id != "Vulkan0"), "{off:?}");
+    assert!(off.skipped.iter().any(|s| s.contains("libggml-vulkan.so: Vulkan turned off (OLLAMA_VULKAN=false)")));
+    let server = Server::start_env(&[
+        ("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()),
+        ("GGML_VK_VISIBLE_DEVICES", "0"),
+        ("OLLAMA_VULKAN", "false"),
+    ]);
+    assert!(!server.log().contains("device=Vulkan0"), "{}", server.log());
 }
 
 /// What `/api/ps` says of the one model loaded: `size`, `size_vram`.

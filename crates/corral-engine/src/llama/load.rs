@@ -31,7 +31,7 @@ fn backend(verbose: bool) -> Result<&'static LlamaBackend, String> {
         .get_or_init(|| {
             // Before anything is loaded, so the module loader's own lines go through it too.
             crate::log::install(verbose);
-            crate::backends::load(None, &[])?;
+            crate::backends::load(None, &[], Default::default())?;
             LlamaBackend::init().map_err(|e| e.to_string())
         })
         .as_ref()
@@ -248,7 +248,7 @@ pub(super) fn engine_thread(
         layers,
         gpu_layers,
         devices,
-        cpu_variant: crate::backends::load(None, &[]).ok().and_then(|b| b.cpu_variant.clone()),
+        cpu_variant: crate::backends::load(None, &[], Default::default()).ok().and_then(|b| b.cpu_variant.clone()),
     };
     if ready.send(Ok(info)).is_err() {
         return;

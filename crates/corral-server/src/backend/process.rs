@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use corral_types::runner::{Backends, FromRunner, LoadOptions};
+use corral_types::runner::{Backends, DevicePolicy, FromRunner, LoadOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::UnixListener;
 use tokio::process::{Child, Command};
@@ -30,12 +30,20 @@ pub struct Launcher {
     pub library_path: Option<std::ffi::OsString>,
     /// CPU variants that killed a runner with an illegal instruction: later runners skip them.
     pub bad_variants: Arc<Mutex<Vec<String>>>,
+    /// The devices runners may use (`OLLAMA_VULKAN`, `OLLAMA_IGPU_ENABLE`).
+    pub devices: DevicePolicy,
 }
 
 impl Launcher {
     /// A launcher for `exe` with the library directory found beside it.
     pub fn new(exe: impl Into<PathBuf>) -> Self {
-        Launcher { exe: exe.into(), library_dir: None, library_path: None, bad_variants: Arc::default() }
+        Launcher {
+            exe: exe.into(),
+            library_dir: None,
+            library_path: None,
+            bad_variants: Arc::default(),
+            devices: DevicePolicy::default(),
+        }
     }
 
     /// `exe` with `subcommand`, and the library path it needs to start.
@@ -64,6 +72,12 @@ impl Launcher {
         }
         for variant in self.bad_variants.lock().unwrap_or_else(|p| p.into_inner()).iter() {
             cmd.arg("--skip-variant").arg(variant);
+        }
+        if !self.devices.vulkan {
+            cmd.arg("--no-vulkan");
+        }
+        if let Some(integrated) = self.devices.integrated {
+            cmd.arg("--igpu").arg(integrated.to_string());
         }
         cmd
     }

@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use corral_engine::{CancelOnDrop, Engine, EngineError, Event, LlamaEngine, Sink};
-use corral_types::runner::{FromRunner, LoadOptions, ToRunner};
+use corral_types::runner::{DevicePolicy, FromRunner, LoadOptions, ToRunner};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -32,6 +32,13 @@ pub struct Args {
     /// A CPU variant not to load (one that died of an illegal instruction here)
     #[arg(long = "skip-variant")]
     skip_variants: Vec<String>,
+    /// Leave llama.cpp's Vulkan module unloaded (OLLAMA_VULKAN=false)
+    #[arg(long)]
+    no_vulkan: bool,
+    /// Use integrated GPUs (true) or not (false); unset, Ollama's rule: CUDA's only
+    /// (OLLAMA_IGPU_ENABLE)
+    #[arg(long)]
+    igpu: Option<bool>,
     /// Quantize --input into --output as this llama.cpp file type (15 is Q4_K_M), printing
     /// `{"done":i,"total":n}` after each tensor, and exit
     #[arg(long, requires_all = ["input", "output"])]
@@ -132,17 +139,23 @@ fn answer_later(
     });
 }
 
+/// The devices the server lets this runner use.
+fn policy(args: &Args) -> DevicePolicy {
+    DevicePolicy { vulkan: !args.no_vulkan, integrated: args.igpu }
+}
+
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.probe {
         // What the server logs at start and places models with.
-        let backends =
-            corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
+        let backends = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants, policy(&args))
+            .map_err(anyhow::Error::msg)?;
         println!("{}", serde_json::to_string(backends)?);
         return Ok(());
     }
     if let (Some(ftype), Some(input), Some(output)) = (args.quantize, &args.input, &args.output) {
         exit_with_parent("quantizer");
-        corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants).map_err(anyhow::Error::msg)?;
+        corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants, policy(&args))
+            .map_err(anyhow::Error::msg)?;
         let mut out = std::io::stdout().lock();
         // The server's environment, inherited: a published layout is quantized as it loads.
         let compat = corral_compat::enabled(std::env::var(corral_compat::ENV_SWITCH).ok().as_deref());
@@ -153,6 +166,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
         return Ok(());
     }
+    let devices = policy(&args);
     let (Some(socket), Some(options)) = (args.socket, args.options) else {
         anyhow::bail!("--socket and --options are required");
     };
@@ -160,7 +174,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let options: LoadOptions = serde_json::from_str(&options).context("invalid --options")?;
     let stream = UnixStream::connect(&socket).with_context(|| format!("connect {}", socket.display()))?;
     // Before the engine initialises llama.cpp; a failure is reported as a failed load.
-    if let Err(e) = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants) {
+    if let Err(e) = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants, devices) {
         let writer = Arc::new(Mutex::new(BufWriter::new(stream)));
         send(&writer, &FromRunner::LoadFailed { error: e.clone() })?;
         anyhow::bail!(e);

@@ -29,6 +29,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         library_dir: settings.library_dir.clone(),
         library_path: settings.runner_library_path.clone().map(Into::into),
         bad_variants: Default::default(),
+        devices: settings.devices,
     };
     let backends = probe(&launcher).await;
     let config = ServerConfig {
