@@ -206,3 +206,37 @@ fn issue_30_greedy_answers_on_the_device_agree_with_the_cpus() {
     eprintln!("largest probability difference: {worst}");
     assert!(worst <= TOLERANCE, "{worst}");
 }
+
+#[test]
+fn issue_30_the_gpu_overhead_and_a_quantized_cache_shape_what_goes_on_the_device() {
+    // The software device has 2 GiB; llama.cpp's fit keeps 1 GiB free on it, and
+    // OLLAMA_GPU_OVERHEAD 700 MiB more: about 300 MiB of room, less than the whole model's 583 MB.
+    let tmp = tempfile::tempdir().unwrap();
+    let libs = vulkan_libraries(tmp.path());
+    let modelfile = tmp.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
+    let start = |env: &[(&str, &str)]| {
+        let mut all = vec![
+            ("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()),
+            ("GGML_VK_VISIBLE_DEVICES", "0"),
+            ("CORRAL_NUM_THREAD", "1"),
+        ];
+        all.extend_from_slice(env);
+        let server = Server::start_env(&all);
+        server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
+        server
+    };
+    let small = start(&[("OLLAMA_GPU_OVERHEAD", "734003200")]);
+    answer(&small, json!({"num_predict": 4, "temperature": 0}));
+    let (size, vram) = placement(&small);
+    assert!(0 < vram && vram < size, "size {size}, size_vram {vram}");
+    small.stop();
+
+    // A q8_0 KV cache (flash attention on the device): loads whole, answers, and holds less than
+    // the f16 cache's placement (583 MB).
+    let quantized = start(&[("OLLAMA_KV_CACHE_TYPE", "q8_0")]);
+    let v = answer(&quantized, json!({"num_predict": 4, "temperature": 0}));
+    assert_eq!(v["eval_count"], 4, "{v}");
+    let (size, vram) = placement(&quantized);
+    assert!(vram == size && size < 583_000_000, "size {size}, size_vram {vram}");
+}
