@@ -50,11 +50,14 @@ fn probe_with(libs: &Path, visible: Option<&str>, args: &[&str]) -> Backends {
 
 /// A server on the libraries with the Vulkan module, the software device visible, and SmolLM2.
 fn server_with_smollm2(libs: &Path) -> Server {
-    let server = Server::start_env(&[
-        ("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()),
-        ("GGML_VK_VISIBLE_DEVICES", "0"),
-        ("CORRAL_NUM_THREAD", "1"),
-    ]);
+    server_on(libs, &[("GGML_VK_VISIBLE_DEVICES", "0")])
+}
+
+/// A server on `libs` with `env` besides, one thread, and SmolLM2 created.
+fn server_on(libs: &Path, env: &[(&str, &str)]) -> Server {
+    let mut all = vec![("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()), ("CORRAL_NUM_THREAD", "1")];
+    all.extend_from_slice(env);
+    let server = Server::start_env(&all);
     let modelfile = libs.join("../Modelfile");
     std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
     server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
@@ -213,18 +216,10 @@ fn issue_30_the_gpu_overhead_and_a_quantized_cache_shape_what_goes_on_the_device
     // OLLAMA_GPU_OVERHEAD 700 MiB more: about 300 MiB of room, less than the whole model's 583 MB.
     let tmp = tempfile::tempdir().unwrap();
     let libs = vulkan_libraries(tmp.path());
-    let modelfile = tmp.path().join("Modelfile");
-    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
     let start = |env: &[(&str, &str)]| {
-        let mut all = vec![
-            ("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()),
-            ("GGML_VK_VISIBLE_DEVICES", "0"),
-            ("CORRAL_NUM_THREAD", "1"),
-        ];
+        let mut all = vec![("GGML_VK_VISIBLE_DEVICES", "0")];
         all.extend_from_slice(env);
-        let server = Server::start_env(&all);
-        server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
-        server
+        server_on(&libs, &all)
     };
     let small = start(&[("OLLAMA_GPU_OVERHEAD", "734003200")]);
     answer(&small, json!({"num_predict": 4, "temperature": 0}));
@@ -239,4 +234,22 @@ fn issue_30_the_gpu_overhead_and_a_quantized_cache_shape_what_goes_on_the_device
     assert_eq!(v["eval_count"], 4, "{v}");
     let (size, vram) = placement(&quantized);
     assert!(vram == size && size < 583_000_000, "size {size}, size_vram {vram}");
+}
+
+#[test]
+fn issue_30_a_vulkan_device_that_fails_to_start_leaves_the_model_on_the_cpu() {
+    // A device index that does not exist: ggml's Vulkan backend refuses to start. The server says
+    // so at start and serves on the CPU.
+    let tmp = tempfile::tempdir().unwrap();
+    let libs = vulkan_libraries(tmp.path());
+    let server = server_on(&libs, &[("GGML_VK_VISIBLE_DEVICES", "5")]);
+    let log = server.log();
+    assert!(
+        log.contains("backend refused, running without it") && log.contains("libggml-vulkan.so did not register"),
+        "{log}"
+    );
+    let v = answer(&server, json!({"num_predict": 4, "temperature": 0}));
+    assert_eq!(v["eval_count"], 4, "{v}");
+    assert_eq!(placement(&server).1, 0);
+    assert!(server.ok(&["ps"]).contains("100% CPU"), "{}", server.ok(&["ps"]));
 }
