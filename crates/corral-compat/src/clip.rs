@@ -57,15 +57,16 @@ fn copy_vision_u32(w: &mut Work, arch: &str, keys: &[&str]) -> bool {
     true
 }
 
-/// `clip.vision.attention.layer_norm_epsilon` as the F32 `clip.cpp` asserts: the tower's own
-/// epsilon (F32 or F64 in the file), else 1e-6, the default of both towers.
-fn set_epsilon(w: &mut Work, arch: &str) {
-    let eps = match w.get(&format!("{arch}.vision.attention.layer_norm_epsilon")) {
+/// `clip.<tower>.attention.layer_norm_epsilon` (`tower`: `vision` or `audio`) as the F32
+/// `clip.cpp` asserts: the tower's own epsilon (F32 or F64 in the file), else 1e-6, the default of
+/// every tower translated.
+fn set_epsilon(w: &mut Work, arch: &str, tower: &str) {
+    let eps = match w.get(&format!("{arch}.{tower}.attention.layer_norm_epsilon")) {
         Some(MetaValue::F32(e)) => *e,
         Some(MetaValue::F64(e)) => *e as f32,
         _ => 1e-6,
     };
-    w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(eps));
+    w.set(&format!("clip.{tower}.attention.layer_norm_epsilon"), MetaValue::F32(eps));
 }
 
 /// A number key of any integer or float type, as an f32 (for comparing with `clip.cpp`'s fixed
@@ -155,7 +156,7 @@ fn gemma3(w: &mut Work) -> bool {
         return false;
     }
     w.handler("gemma3");
-    set_epsilon(w, "gemma3");
+    set_epsilon(w, "gemma3", "vision");
     w.set_u32("clip.vision.projection_dim", text_embd);
     // The tower pools its patches down to `tokens_per_image` (a square): the pooling factor.
     let side = w.u32_of("clip.vision.image_size").unwrap_or(0) / w.u32_of("clip.vision.patch_size").unwrap_or(1).max(1);

@@ -66,7 +66,7 @@ pub(super) fn gemma4(w: &mut Work) -> bool {
         return false;
     }
     w.handler("gemma4");
-    set_epsilon(w, "gemma4");
+    set_epsilon(w, "gemma4", "vision");
     w.set_u32("clip.vision.image_size", IMAGE_SIZE);
     w.set_u32("clip.vision.projection_dim", text as u32);
     // Without the key, clip.cpp pools 3×3, as Ollama's engine and converter do.

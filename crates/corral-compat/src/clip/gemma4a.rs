@@ -21,9 +21,9 @@
 //! expect), and its attention window is one key shorter than the one Ollama's engine used (as in
 //! the reference implementation): answers about a sound follow llama.cpp, not Ollama's engine.
 
-use corral_gguf::{GgmlType, MetaValue};
+use corral_gguf::GgmlType;
 
-use super::u64_keys;
+use super::{set_epsilon, u64_keys};
 use crate::work::Work;
 
 /// The mel bins of the spectrogram both engines compute.
@@ -63,12 +63,7 @@ pub(super) fn gemma4a(w: &mut Work, text: u64) -> bool {
         w.set_u32(&format!("clip.audio.{key}"), value as u32);
     }
     w.set_u32("clip.audio.num_mel_bins", MEL_BINS);
-    let eps = match w.get("gemma4.audio.attention.layer_norm_epsilon") {
-        Some(MetaValue::F32(e)) => *e,
-        Some(MetaValue::F64(e)) => *e as f32,
-        _ => 1e-6,
-    };
-    w.set("clip.audio.attention.layer_norm_epsilon", MetaValue::F32(eps));
+    set_epsilon(w, "gemma4", "audio");
     for i in 0..blocks {
         for (from, to) in BLOCK_RENAMES {
             w.rename_tensor(&format!("a.blk.{i}.{from}.weight"), &format!("a.blk.{i}.{to}.weight"));

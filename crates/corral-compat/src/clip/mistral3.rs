@@ -106,7 +106,7 @@ pub(super) fn mistral3(w: &mut Work) -> bool {
     }
     w.handler("mistral3");
     if w.has("mistral3.vision.attention.layer_norm_epsilon") {
-        set_epsilon(w, "mistral3");
+        set_epsilon(w, "mistral3", "vision");
     } else {
         w.set("clip.vision.attention.layer_norm_epsilon", MetaValue::F32(EPSILON));
     }

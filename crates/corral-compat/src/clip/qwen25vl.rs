@@ -70,7 +70,7 @@ pub(super) fn qwen25vl(w: &mut Work) -> bool {
         return false;
     }
     w.handler("qwen25vl");
-    set_epsilon(w, "qwen25vl");
+    set_epsilon(w, "qwen25vl", "vision");
     w.set_u32("clip.vision.feed_forward_length", ffn);
     w.set_u32("clip.vision.projection_dim", text_embd);
     w.set_u32("clip.vision.image_size", IMAGE_SIZE);

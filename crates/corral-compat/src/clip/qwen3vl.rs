@@ -98,7 +98,7 @@ pub(super) fn qwen3vl(w: &mut Work) -> bool {
 
     copy_vision_u32(w, &arch, &["block_count", "embedding_length", "attention.head_count", "patch_size"]);
     w.handler(if arch == "qwen3vlmoe" { "qwen3vlmoe" } else { "qwen3vl" });
-    set_epsilon(w, &arch);
+    set_epsilon(w, &arch, "vision");
     w.set_u32("clip.vision.feed_forward_length", ffn);
     w.set_u32("clip.vision.projection_dim", text);
     w.set_u32("clip.vision.image_size", image_size);

@@ -312,12 +312,11 @@ unsafe impl Send for RawProjector {}
 
 #[cfg(test)]
 mod tests {
-    use std::ffi::CString;
-
+    use corral_types::runner::Media;
     use llama_cpp_2::model::params::LlamaModelParams;
     use llama_cpp_2::model::LlamaModel;
-    use llama_cpp_2::mtmd::{mtmd_default_marker, MtmdBitmap, MtmdContext, MtmdContextParams, MtmdInputText};
 
+    use super::super::media;
     use super::*;
 
     /// The compat hook in `clip.cpp` stops an encode whose flag is set (the job it was for is gone)
@@ -325,33 +324,26 @@ mod tests {
     #[test]
     fn an_encode_stops_once_its_flag_is_set() {
         let backend = crate::llama_backend().unwrap();
-        let model =
-            LlamaModel::load_from_file(backend, corral_testkit::smollm2(), &LlamaModelParams::default()).unwrap();
+        let model_path = corral_testkit::smollm2();
+        let model = LlamaModel::load_from_file(backend, &model_path, &LlamaModelParams::default()).unwrap();
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("projector.gguf");
         std::fs::write(&path, corral_testkit::projector::tiny_vision_projector(576, 7)).unwrap();
-        let params = MtmdContextParams {
-            use_gpu: false,
-            print_timings: false,
-            n_threads: 1,
-            media_marker: CString::new(mtmd_default_marker()).unwrap(),
-            image_min_tokens: -1,
-            image_max_tokens: -1,
-        };
-        let mut mtmd = MtmdContext::init_from_file(path.to_str().unwrap(), &model, &params).unwrap();
-        let picture = MtmdBitmap::from_buffer(&mtmd, &corral_testkit::projector::png(64, 64, 1), false).unwrap();
-        let text = MtmdInputText { text: mtmd_default_marker().to_string(), add_special: false, parse_special: true };
-        let chunks = mtmd.tokenize(text, &[&picture]).unwrap();
+        let (path, model_path) = (path.to_str().unwrap(), model_path.to_str().unwrap());
+        let mut projector = Projector::load(path, &model, model_path, 1, true, true).unwrap();
+        let picture = Media { at: 1, data: corral_testkit::projector::png(64, 64, 1) };
+        let (_, groups) = media::tokenize(&model, Some(&projector), "a b", &[picture]).unwrap();
+        let chunks = &groups[0].chunks;
         let chunk = (0..chunks.len())
             .filter_map(|i| chunks.get(i))
             .find(|c| c.chunk_type() == MtmdInputChunkType::Image)
             .expect("the picture's chunk");
 
         let stop = AtomicBool::new(true);
-        let stopped = encode(RawProjector(mtmd.as_mut_ptr()), &chunk, 576, &stop);
+        let stopped = encode(RawProjector(projector.raw()), &chunk, 576, &stop);
         assert!(stopped.is_err(), "an encode whose flag was set ran to its end");
         stop.store(false, Ordering::Relaxed);
-        let rows = encode(RawProjector(mtmd.as_mut_ptr()), &chunk, 576, &stop).expect("a free encode runs");
+        let rows = encode(RawProjector(projector.raw()), &chunk, 576, &stop).expect("a free encode runs");
         assert_eq!(rows.len(), chunk.n_tokens() * 576);
         assert!(rows.iter().all(|x| x.is_finite()) && rows.iter().any(|x| *x != 0.0));
     }

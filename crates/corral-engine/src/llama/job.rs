@@ -110,9 +110,10 @@ impl Job {
         stop.max(self.fed) - self.fed
     }
 
-    /// The medium the prompt reaches next, if its turn has come (the text before it is in).
-    pub(super) fn medium_due(&self) -> Option<&Group> {
-        self.groups.iter().find(|g| g.start == self.fed).filter(|_| self.next.is_none())
+    /// The index among its groups of the medium the prompt reaches next, if its turn has come
+    /// (the text before it is in).
+    pub(super) fn medium_due(&self) -> Option<usize> {
+        self.groups.iter().position(|g| g.start == self.fed).filter(|_| self.next.is_none())
     }
 
     /// The position of the token at `index` (see `media::position`).

@@ -194,6 +194,11 @@ impl Loop<'_, '_, '_> {
         }
     }
 
+    /// Jobs generating: each has a token to decode this step.
+    fn decoding(&self) -> usize {
+        self.slots.iter().flatten().filter(|j| j.next.is_some()).count()
+    }
+
     /// Fills the batch for this step; returns the number of tokens in it.
     ///
     /// Every generating job's pending token goes in; prompt chunks share the rest, starting from a
@@ -208,7 +213,7 @@ impl Loop<'_, '_, '_> {
     fn fill(&mut self, batch: &mut LlamaBatch) -> i32 {
         batch.clear();
         let n = self.slots.len();
-        let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
+        let decoding = self.decoding();
         let mut room = (self.num_batch as usize).saturating_sub(decoding);
         let cost = self.draft_cost(decoding);
         for (seq, slot) in self.slots.iter_mut().enumerate() {
@@ -259,7 +264,9 @@ impl Loop<'_, '_, '_> {
     /// the next one a prompt has reached, taking turns between jobs. Its pieces are as large as a
     /// prompt chunk would be this turn.
     fn feed_media(&mut self) -> Progress {
-        let Some(projector) = self.projector.as_mut() else { return Progress::Done };
+        if self.projector.is_none() {
+            return Progress::Done;
+        }
         let n = self.slots.len();
         // The job being fed may have moved to another slot, or be gone (its encode, if one is
         // running, finishes unheard).
@@ -272,17 +279,16 @@ impl Loop<'_, '_, '_> {
             Some(i) => i,
             None => {
                 self.feeding = None;
-                let due = |i: &usize| self.slots[*i].as_ref().is_some_and(|j| j.medium_due().is_some());
-                let Some(i) = (0..n).map(|k| (self.rotate + k) % n).find(due) else { return Progress::Done };
+                let due = |i: usize| Some((i, self.slots[i].as_ref()?.medium_due()?));
+                let Some((i, group)) = (0..n).find_map(|k| due((self.rotate + k) % n)) else { return Progress::Done };
                 let job = self.slots[i].as_ref().expect("found above");
-                let group = job.groups.iter().position(|g| g.start == job.fed).expect("due above");
                 self.feeding = Some(Feeding::new(job.cancel.clone(), group, job.pos(job.n_past)));
                 self.rotate = (i + 1) % n;
                 i
             }
         };
-        let decoding = self.slots.iter().flatten().filter(|j| j.next.is_some()).count();
-        let piece = prompt_share(self.num_batch as usize, decoding);
+        let piece = prompt_share(self.num_batch as usize, self.decoding());
+        let projector = self.projector.as_mut().expect("checked above");
         let feeding = self.feeding.as_mut().expect("set above");
         let group = &self.slots[i].as_ref().expect("found above").groups[feeding.group];
         let progress = match feeding.advance(projector, self.ctx, group, i as i32, piece, self.num_batch) {
