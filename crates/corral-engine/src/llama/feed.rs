@@ -101,8 +101,7 @@ impl Feeding {
             match &mut self.stage {
                 Stage::Start if chunk.chunk_type() == MtmdInputChunkType::Text => {
                     self.at = decode_text(projector, ctx, &chunk, self.at, seq, num_batch)?;
-                    self.chunk += 1;
-                    return Ok(if self.chunk == group.chunks.len() { Progress::Done } else { Progress::Fed });
+                    return Ok(self.next_chunk(group));
                 }
                 Stage::Start => {
                     if projector.busy() {
@@ -134,11 +133,20 @@ impl Feeding {
                         return Ok(Progress::Fed);
                     }
                     self.at += chunk.n_positions();
-                    self.chunk += 1;
                     self.stage = Stage::Start;
-                    return Ok(if self.chunk == group.chunks.len() { Progress::Done } else { Progress::Fed });
+                    return Ok(self.next_chunk(group));
                 }
             }
+        }
+    }
+
+    /// Moves on past a chunk that is in: whether the group is.
+    fn next_chunk(&mut self, group: &Group) -> Progress {
+        self.chunk += 1;
+        if self.chunk == group.chunks.len() {
+            Progress::Done
+        } else {
+            Progress::Fed
         }
     }
 
