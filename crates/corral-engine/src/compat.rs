@@ -1,6 +1,10 @@
 //! Hands the translation of an Ollama-published GGUF ([`corral_compat`]) to llama.cpp's model
 //! loader before the file is loaded. The loader's hooks (`compat/`, built into llama.cpp) apply
 //! it to their in-memory view of the header; the file itself is never written.
+//!
+//! The same C library (`compat/corral-compat.cpp`, inside `libllama`) has two run-time helpers
+//! reached from here: a flag that stops the projector's encodes (`watch_encodes`), and
+//! llama.cpp's own count of a context's bytes on a device (`device_bytes`).
 
 use std::ffi::{c_char, CString};
 use std::path::Path;
