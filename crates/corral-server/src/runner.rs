@@ -137,6 +137,7 @@ impl Runner {
             size = %corral_types::format::human_bytes(info.memory_bytes),
             gpu = %corral_types::format::human_bytes(info.gpu_bytes()),
             cpu_variant = info.cpu_variant.as_deref().unwrap_or("?"),
+            kv_cache = info.kv_cache_type.as_str(),
             "model loaded"
         );
         let runner = Arc::new(Runner {

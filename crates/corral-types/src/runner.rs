@@ -444,6 +444,9 @@ pub struct RunnerInfo {
     /// The CPU backend variant the runner loaded.
     #[serde(default)]
     pub cpu_variant: Option<String>,
+    /// The KV cache's element type as created (f16 where a quantized one did not suit the model).
+    #[serde(default)]
+    pub kv_cache_type: KvCacheType,
 }
 
 impl RunnerInfo {

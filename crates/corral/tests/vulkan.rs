@@ -8,61 +8,12 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
-
-use common::{body, http, post, Server, BIN};
-use corral_types::runner::{Backends, DeviceKind};
+use common::vulkan::{
+    answer, answer_to, placement, probe, probe_with, server_on, server_with_smollm2, used_on, vulkan_libraries,
+};
+use common::Server;
+use corral_types::runner::DeviceKind;
 use serde_json::{json, Value};
-
-/// A copy of the library directory beside the binary, with the Vulkan module added.
-fn vulkan_libraries(into: &Path) -> PathBuf {
-    let module = std::env::var("CORRAL_TEST_VULKAN").unwrap_or_else(|_| {
-        panic!("CORRAL_TEST_VULKAN is not set: run the tests with scripts/test.sh, which builds the Vulkan module")
-    });
-    let dir = into.join("lib/corral");
-    std::fs::create_dir_all(&dir).unwrap();
-    let libs = Path::new(BIN).parent().unwrap().join("lib/corral");
-    for from in [libs, PathBuf::from(module)] {
-        for entry in std::fs::read_dir(&from).unwrap() {
-            let entry = entry.unwrap();
-            std::fs::copy(entry.path(), dir.join(entry.file_name())).unwrap();
-        }
-    }
-    assert!(dir.join("libggml-vulkan.so").is_file(), "no Vulkan module in CORRAL_TEST_VULKAN");
-    dir
-}
-
-fn probe(libs: &Path, visible: Option<&str>) -> Backends {
-    probe_with(libs, visible, &[])
-}
-
-fn probe_with(libs: &Path, visible: Option<&str>, args: &[&str]) -> Backends {
-    let mut cmd = Command::new(BIN);
-    cmd.args(["runner", "--probe", "--libs"]).arg(libs).args(args).env_remove("GGML_VK_VISIBLE_DEVICES");
-    if let Some(v) = visible {
-        cmd.env("GGML_VK_VISIBLE_DEVICES", v);
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "probe failed: {}", String::from_utf8_lossy(&out.stderr));
-    serde_json::from_slice(&out.stdout).unwrap()
-}
-
-/// A server on the libraries with the Vulkan module, the software device visible, and SmolLM2.
-fn server_with_smollm2(libs: &Path) -> Server {
-    server_on(libs, &[("GGML_VK_VISIBLE_DEVICES", "0")])
-}
-
-/// A server on `libs` with `env` besides, one thread, and SmolLM2 created.
-fn server_on(libs: &Path, env: &[(&str, &str)]) -> Server {
-    let mut all = vec![("CORRAL_LIBRARY_PATH", libs.to_str().unwrap()), ("CORRAL_NUM_THREAD", "1")];
-    all.extend_from_slice(env);
-    let server = Server::start_env(&all);
-    let modelfile = libs.join("../Modelfile");
-    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
-    server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
-    server
-}
 
 #[test]
 fn issue_30_the_vulkan_module_is_loaded_and_finds_the_software_device() {
@@ -91,25 +42,6 @@ fn issue_30_the_vulkan_module_is_loaded_and_finds_the_software_device() {
     assert!(!server.log().contains("device=Vulkan0"), "{}", server.log());
 }
 
-/// What `/api/ps` says of the one model loaded: `size`, `size_vram`.
-fn placement(server: &Server) -> (u64, u64) {
-    let (_, ps) = body(http().get(server.url("/api/ps")).send().unwrap());
-    let m = &ps["models"][0];
-    (m["size"].as_u64().unwrap(), m["size_vram"].as_u64().unwrap())
-}
-
-fn answer(server: &Server, options: Value) -> Value {
-    answer_to(server, "Once upon a time", options)
-}
-
-fn answer_to(server: &Server, prompt: &str, options: Value) -> Value {
-    let body = json!({"model": "smollm2", "prompt": prompt, "raw": true, "stream": false,
-        "logprobs": true, "top_logprobs": 5, "options": options});
-    let (status, v) = post(server, "/api/generate", body);
-    assert_eq!(status, 200, "{v}");
-    v
-}
-
 #[test]
 fn issue_30_a_model_goes_on_the_device_whole_split_or_not_at_all() {
     let tmp = tempfile::tempdir().unwrap();
@@ -122,12 +54,8 @@ fn issue_30_a_model_goes_on_the_device_whole_split_or_not_at_all() {
     let (size, vram) = placement(&server);
     assert!(size > 0 && vram == size, "size {size}, size_vram {vram}");
     assert!(server.ok(&["ps"]).contains("100% GPU"), "{}", server.ok(&["ps"]));
-    let metrics = http().get(server.url("/metrics")).send().unwrap().text().unwrap();
-    let used = metrics
-        .lines()
-        .find(|l| l.starts_with("corral_device_memory_used_bytes{device=\"Vulkan0\",kind=\"gpu\"}"))
-        .unwrap_or_else(|| panic!("{metrics}"));
-    assert!(used.split(' ').next_back().unwrap().parse::<f64>().unwrap() > 0.0, "{used}");
+    // The metrics count what llama.cpp reports of the device's buffers.
+    assert_eq!(used_on(&server, "Vulkan0"), vram);
 
     // Ten of its 31 layers: both memories, and the split in `ps`.
     server.ok(&["stop", "smollm2"]);
@@ -227,13 +155,22 @@ fn issue_30_the_gpu_overhead_and_a_quantized_cache_shape_what_goes_on_the_device
     assert!(0 < vram && vram < size, "size {size}, size_vram {vram}");
     small.stop();
 
-    // A q8_0 KV cache (flash attention on the device): loads whole, answers, and holds less than
-    // the f16 cache's placement (583 MB).
-    let quantized = start(&[("OLLAMA_KV_CACHE_TYPE", "q8_0")]);
-    let v = answer(&quantized, json!({"num_predict": 4, "temperature": 0}));
-    assert_eq!(v["eval_count"], 4, "{v}");
-    let (size, vram) = placement(&quantized);
-    assert!(vram == size && size < 583_000_000, "size {size}, size_vram {vram}");
+    // A q8_0 KV cache (flash attention on the device): loads whole and holds less than the f16
+    // cache's placement (583 MB).
+    // q4_0 holds less again. Each answers on the device with the cache it was given.
+    let mut sizes = Vec::new();
+    for kind in ["q8_0", "q4_0"] {
+        let quantized = start(&[("OLLAMA_KV_CACHE_TYPE", kind)]);
+        let v = answer(&quantized, json!({"num_predict": 4, "temperature": 0}));
+        assert_eq!(v["eval_count"], 4, "{v}");
+        let (size, vram) = placement(&quantized);
+        assert!(vram == size, "{kind}: size {size}, size_vram {vram}");
+        let log = quantized.log();
+        assert!(log.contains(&format!("kv_cache=\"{kind}\"")), "{log}");
+        sizes.push(size);
+    }
+    eprintln!("placed with q8_0 and q4_0 caches: {sizes:?}");
+    assert!(583_000_000 > sizes[0] && sizes[0] > sizes[1], "{sizes:?}");
 }
 
 #[test]

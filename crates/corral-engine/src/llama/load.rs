@@ -249,6 +249,7 @@ pub(super) fn engine_thread(
         gpu_layers,
         devices,
         cpu_variant: crate::backends::load(None, &[], Default::default()).ok().and_then(|b| b.cpu_variant.clone()),
+        kv_cache_type: offload.kv_cache_type,
     };
     if ready.send(Ok(info)).is_err() {
         return;

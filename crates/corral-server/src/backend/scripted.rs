@@ -161,6 +161,7 @@ impl Backend for Arc<Scripted> {
                 gpu_layers: u32::from(!script.gpu.is_empty()),
                 devices: script.gpu.iter().map(|(id, bytes)| DeviceUse { id: id.clone(), bytes: *bytes }).collect(),
                 cpu_variant: Some("scripted".into()),
+                kv_cache_type: options.kv_cache_type,
             };
             let (ours, theirs) = tokio::io::duplex(1 << 16);
             let (read, write) = tokio::io::split(ours);
