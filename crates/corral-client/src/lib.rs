@@ -31,6 +31,10 @@ pub enum ClientError {
     /// Nothing listens at the address.
     #[error("could not connect to corral server at {base}, run 'corral serve' to start it")]
     Connect { base: String },
+    /// The TLS handshake failed: the server's certificate was not trusted, or the server does
+    /// not speak TLS.
+    #[error("could not connect to corral server at {base}: {reason}")]
+    Tls { base: String, reason: String },
     /// The server answered with an error.
     #[error("{message}")]
     Api { status: StatusCode, message: String },
@@ -54,6 +58,24 @@ impl ClientError {
 
 pub type Result<T, E = ClientError> = std::result::Result<T, E>;
 
+/// Why a TLS handshake failed, from the innermost error of `e`'s chain (rustls says what was
+/// wrong with the certificate: expired, not valid for the name, unknown issuer), or `None` when
+/// `e` is no TLS failure. reqwest reports these as connection errors, which would otherwise be
+/// told as "no server running".
+fn tls_refusal(e: &reqwest::Error) -> Option<String> {
+    let mut chain: Vec<String> = Vec::new();
+    let mut next: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = next {
+        chain.push(err.to_string());
+        next = err.source();
+    }
+    let tls = chain.iter().any(|m| {
+        let m = m.to_ascii_lowercase();
+        m.contains("certificate") || m.contains("tls") || m.contains("handshake")
+    });
+    tls.then(|| chain.last().cloned().unwrap_or_default())
+}
+
 /// A client bound to one server.
 #[derive(Debug, Clone)]
 pub struct Client {
@@ -70,6 +92,12 @@ impl Client {
     /// A client that sends `api_key` as a bearer token with every request (a server started
     /// with `CORRAL_API_KEYS`).
     pub fn with_api_key(base: impl Into<String>, api_key: Option<&str>) -> Self {
+        Self::with_trust(base, api_key, &[]).expect("no CA files to read")
+    }
+
+    /// A client that also trusts the CAs in the PEM files `ca_files` (`CORRAL_CA_BUNDLE`) besides
+    /// the system's, for an `https://` server whose certificate a private CA signed.
+    pub fn with_trust(base: impl Into<String>, api_key: Option<&str>, ca_files: &[std::path::PathBuf]) -> Result<Self> {
         let mut headers = reqwest::header::HeaderMap::new();
         if let Some(mut value) =
             api_key.and_then(|k| reqwest::header::HeaderValue::from_str(&format!("Bearer {k}")).ok())
@@ -77,14 +105,22 @@ impl Client {
             value.set_sensitive(true);
             headers.insert(reqwest::header::AUTHORIZATION, value);
         }
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .user_agent(concat!("corral/", env!("CARGO_PKG_VERSION")))
             .default_headers(headers)
             // The server is local; a proxy from the environment would only get in the way.
-            .no_proxy()
-            .build()
-            .expect("reqwest client builds");
-        Client { base: base.into().trim_end_matches('/').to_string(), http }
+            .no_proxy();
+        for path in ca_files {
+            let file = |source| ClientError::File { path: path.clone(), source };
+            let pem = std::fs::read(path).map_err(file)?;
+            let roots = reqwest::Certificate::from_pem_bundle(&pem)
+                .ok()
+                .filter(|c| !c.is_empty())
+                .ok_or_else(|| file(std::io::Error::other("no PEM certificate in the file")))?;
+            builder = roots.into_iter().fold(builder, |b, c| b.add_root_certificate(c));
+        }
+        let http = builder.build()?;
+        Ok(Client { base: base.into().trim_end_matches('/').to_string(), http })
     }
 
     /// The server's base URL.
@@ -98,12 +134,10 @@ impl Client {
 
     /// Sends and turns non-2xx answers into [`ClientError::Api`].
     async fn send(&self, rb: RequestBuilder) -> Result<Response> {
-        let resp = rb.send().await.map_err(|e| {
-            if e.is_connect() {
-                ClientError::Connect { base: self.base.clone() }
-            } else {
-                ClientError::Http(e)
-            }
+        let resp = rb.send().await.map_err(|e| match tls_refusal(&e) {
+            Some(reason) => ClientError::Tls { base: self.base.clone(), reason },
+            None if e.is_connect() => ClientError::Connect { base: self.base.clone() },
+            None => ClientError::Http(e),
         })?;
         if resp.status().is_success() {
             return Ok(resp);

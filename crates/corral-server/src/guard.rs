@@ -64,7 +64,7 @@ pub(crate) async fn cors(State(state): State<AppState>, req: Request<Body>, next
     let Some(origin) = req.headers().get(header::ORIGIN).and_then(|o| o.to_str().ok()).map(str::to_string) else {
         return next.run(req).await;
     };
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = request_host(&req);
     if origin == format!("http://{host}") || origin == format!("https://{host}") {
         // Same origin: not a cross-site request.
         return next.run(req).await;
@@ -125,12 +125,21 @@ pub(crate) fn host_allowed(host: &str, hostname: Option<&str>) -> bool {
     }
 }
 
+/// The host a request was sent to: its `Host` header, or over HTTP/2 (which has none) its URI's
+/// authority.
+fn request_host(req: &Request<Body>) -> &str {
+    match req.headers().get(header::HOST).and_then(|h| h.to_str().ok()) {
+        Some(host) => host,
+        None => req.uri().authority().map_or("", |a| a.as_str()),
+    }
+}
+
 /// The DNS-rebinding guard (see the module docs).
 pub(crate) async fn allowed_hosts(State(state): State<AppState>, req: Request<Body>, next: Next) -> Response {
     if !state.loopback {
         return next.run(req).await;
     }
-    let host = req.headers().get(header::HOST).and_then(|h| h.to_str().ok()).unwrap_or_default();
+    let host = request_host(&req);
     if !host_allowed(host, state.config.hostname.as_deref()) {
         tracing::warn!(host, "refused request with a Host header that is not local");
         return StatusCode::FORBIDDEN.into_response();

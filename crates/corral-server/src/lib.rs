@@ -41,6 +41,7 @@ mod runner;
 mod sched;
 mod show;
 mod stream;
+pub mod tls;
 
 /// The checks of a request's images, for the fuzz target that feeds them hostile bytes.
 pub use infer::media;
@@ -115,6 +116,8 @@ pub struct ServerConfig {
     pub registry: corral_registry::RegistryOptions,
     /// Where chat templates render (worker processes started by `launcher`, or in-process).
     pub render: RenderConfig,
+    /// HTTPS (`CORRAL_TLS_CERT`, `CORRAL_TLS_KEY`); `None`: plain HTTP.
+    pub tls: Option<std::sync::Arc<tls::Tls>>,
 }
 
 impl ServerConfig {
@@ -147,6 +150,7 @@ impl ServerConfig {
             header_timeout: HEADER_READ_TIMEOUT,
             registry: Default::default(),
             render: RenderConfig::default(),
+            tls: None,
         }
     }
 }

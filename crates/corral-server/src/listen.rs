@@ -7,18 +7,22 @@
 //! good, until the process runs out of descriptors (tried: 3,000 such connections were all still
 //! open 35 s later).
 //!
+//! With TLS ([`crate::tls`]) each connection's handshake runs in its own task under the same
+//! deadline, and HTTP/2 is served where the client negotiated it.
+//!
 //! Shutdown, once the caller's future resolves: the listener closes, the scheduler takes no more
 //! requests (503 "the server is shutting down"), idle connections close, and answers in progress
 //! get [`crate::ServerConfig::shutdown_grace`] to finish. Then the runners are stopped, which ends
 //! what still runs with that error, and connections left after a few seconds more are dropped.
 
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use axum::extract::ConnectInfo;
 use axum::http::Request;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::TcpListener;
 
 use crate::{app, AppState};
@@ -38,8 +42,12 @@ pub async fn run(
 ) -> std::io::Result<()> {
     let scheduler = state.scheduler.clone();
     let grace = state.config.shutdown_grace;
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new()).header_read_timeout(state.config.header_timeout);
+    let deadline = state.config.header_timeout;
+    let tls = state.config.tls.clone();
+    let https_url = listener.local_addr().map(|a| format!("https://{a}")).unwrap_or_default();
+    if let Some(tls) = &tls {
+        tls.watch();
+    }
     let router = app(state);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);
@@ -55,19 +63,23 @@ pub async fn run(
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        // The router for this connection, which tells handlers the peer's address (`ConnectInfo`).
-        let router = router.clone();
-        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ConnectInfo(peer));
-            tower_service::Service::call(&mut router.clone(), req)
-        });
-        let conn = http.serve_connection(TokioIo::new(stream), service);
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            if let Err(e) = conn.await {
-                tracing::debug!(%peer, "connection ended: {e}");
+        let connection = Connection { router: router.clone(), peer, deadline, watcher: graceful.watcher() };
+        match &tls {
+            None => {
+                tokio::spawn(connection.serve(TokioIo::new(stream), false));
             }
-        });
+            Some(tls) => {
+                let (tls, url) = (tls.clone(), https_url.clone());
+                // The handshake runs in the connection's task: a slow client holds up no one.
+                tokio::spawn(async move {
+                    match tls.accept(stream, deadline, &url).await {
+                        Ok(Some((stream, h2))) => connection.serve(TokioIo::new(stream), h2).await,
+                        Ok(None) => tracing::debug!(%peer, "plain HTTP on the TLS port: told to use HTTPS"),
+                        Err(e) => tracing::debug!(%peer, "TLS handshake failed: {e}"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("shutting down: answers in progress have {grace:?} to finish");
@@ -81,6 +93,42 @@ pub async fn run(
     }
     scheduler.shutdown();
     Ok(())
+}
+
+/// One accepted connection, before its protocol runs.
+struct Connection {
+    router: axum::Router,
+    peer: SocketAddr,
+    deadline: Duration,
+    watcher: Watcher,
+}
+
+impl Connection {
+    /// Serves HTTP/1.1, or HTTP/2 when TLS negotiated it, until the connection ends or the
+    /// shutdown closes it.
+    async fn serve<I>(self, io: TokioIo<I>, h2: bool)
+    where
+        I: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let Connection { router, peer, deadline, watcher } = self;
+        // The router for this connection, which tells handlers the peer's address (`ConnectInfo`).
+        let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo(peer));
+            tower_service::Service::call(&mut router.clone(), req)
+        });
+        let ended = if h2 {
+            let mut http = hyper::server::conn::http2::Builder::new(TokioExecutor::new());
+            http.timer(TokioTimer::new());
+            watcher.watch(http.serve_connection(io, service)).await
+        } else {
+            let mut http = hyper::server::conn::http1::Builder::new();
+            http.timer(TokioTimer::new()).header_read_timeout(deadline);
+            watcher.watch(http.serve_connection(io, service)).await
+        };
+        if let Err(e) = ended {
+            tracing::debug!(%peer, "connection ended: {e}");
+        }
+    }
 }
 
 /// An `accept` that failed. Out of descriptors (or memory), the loop must not spin: it waits a

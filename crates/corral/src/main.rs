@@ -99,7 +99,11 @@ fn main() {
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime starts");
     let result = runtime.block_on(async {
-        let client = corral_client::Client::with_api_key(settings.host.client_url(), settings.api_key.as_deref());
+        let client = corral_client::Client::with_trust(
+            settings.host.client_url(),
+            settings.api_key.as_deref(),
+            &settings.registry.ca_certificates,
+        )?;
         match cli.command {
             _ if cli.version => cmd::manage::version(&client).await,
             None => {

@@ -43,6 +43,9 @@ pub const DOCKER_CONFIG: &str = "DOCKER_CONFIG";
 pub const CORRAL_NUM_THREAD: &str = "CORRAL_NUM_THREAD";
 /// Extra CA certificates (PEM files, `:`-separated) trusted for registries, besides the system's.
 pub const CORRAL_CA_BUNDLE: &str = "CORRAL_CA_BUNDLE";
+/// The certificate chain and private key (PEM) that make `serve` speak HTTPS.
+pub const CORRAL_TLS_CERT: &str = "CORRAL_TLS_CERT";
+pub const CORRAL_TLS_KEY: &str = "CORRAL_TLS_KEY";
 /// Connections one blob download may use at once (default 4).
 pub const CORRAL_PULL_CONNECTIONS: &str = "CORRAL_PULL_CONNECTIONS";
 /// Bytes per ranged request of a blob download (default 32 MiB).
@@ -117,6 +120,8 @@ pub struct Settings {
     pub api_key: Option<String>,
     /// `CORRAL_SHUTDOWN_TIMEOUT`.
     pub shutdown_grace: std::time::Duration,
+    /// `CORRAL_TLS_CERT` and `CORRAL_TLS_KEY`: HTTPS; `None`: plain HTTP.
+    pub tls: Option<corral_server::tls::TlsFiles>,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -356,7 +361,20 @@ impl Settings {
                     Err(e) => return Err(format!("{CORRAL_SHUTDOWN_TIMEOUT}: {e}")),
                 },
             },
+            tls: tls_files(&get)?,
         })
+    }
+}
+
+/// `CORRAL_TLS_CERT` and `CORRAL_TLS_KEY`: both or neither (one alone would serve plain HTTP
+/// where HTTPS was meant).
+fn tls_files(get: &impl Fn(&str) -> Option<String>) -> Result<Option<corral_server::tls::TlsFiles>, String> {
+    let path = |name| get(name).map(|v| v.trim().to_string()).filter(|v| !v.is_empty()).map(PathBuf::from);
+    match (path(CORRAL_TLS_CERT), path(CORRAL_TLS_KEY)) {
+        (None, None) => Ok(None),
+        (Some(cert), Some(key)) => Ok(Some(corral_server::tls::TlsFiles { cert, key })),
+        (Some(_), None) => Err(format!("{CORRAL_TLS_CERT} is set but {CORRAL_TLS_KEY} is not: HTTPS needs both")),
+        (None, Some(_)) => Err(format!("{CORRAL_TLS_KEY} is set but {CORRAL_TLS_CERT} is not: HTTPS needs both")),
     }
 }
 

@@ -20,9 +20,7 @@ const KEY: &str = "corral-e2e-key";
 
 #[test]
 fn official_client_libraries() {
-    let python = std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
-    });
+    let python = python();
     // Every client passes a key its own way (issue 13): ollama-python reads OLLAMA_API_KEY, the
     // OpenAI and Anthropic clients take `api_key`; the CLI sends OLLAMA_API_KEY too.
     let server = Server::start_env(&[("CORRAL_API_KEYS", &format!("other-key,{KEY}"))]);
@@ -88,19 +86,56 @@ fn official_client_libraries() {
     std::fs::write(&modelfile, format!("FROM {}\n", xlmr.display())).unwrap();
     let out = server.corral(&["create", "xlmr-reranker", "-f", modelfile.to_str().unwrap()]);
     assert!(out.status.success(), "create xlmr-reranker: {}", stderr(&out));
-    let tests = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
-    let out = Command::new(&python)
-        .args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8", tests])
+    let mut pytest = pytest(&python, &server, &["--ignore", &format!("{TESTS}/tls"), TESTS]);
+    let report = run(pytest.env("CORRAL_TEST_IMAGES", &images), &server);
+    println!("{report}");
+}
+
+const TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
+
+fn python() -> String {
+    std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
+    })
+}
+
+/// pytest over `args`, told where the server is and its key.
+fn pytest(python: &str, server: &Server, args: &[&str]) -> Command {
+    let mut cmd = Command::new(python);
+    cmd.args(["-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", "--durations=8"])
+        .args(args)
         .env("CORRAL_URL", &server.base)
         .env("CORRAL_API_KEY", KEY)
-        .env("CORRAL_TEST_IMAGES", &images)
         .env("OLLAMA_API_KEY", KEY)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
+        .env("NO_PROXY", "127.0.0.1,localhost");
+    cmd
+}
+
+/// Runs pytest and requires every test to pass (none skipped or deselected); returns the report.
+fn run(pytest: &mut Command, server: &Server) -> String {
+    let out = pytest.output().unwrap_or_else(|e| panic!("cannot run {pytest:?}: {e}"));
     let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "client tests failed:\n{report}\nserver log:\n{}", server.log());
-    // Every test ran (none skipped or deselected).
     assert!(report.contains(" passed") && !report.contains("skipped"), "{report}");
-    println!("{report}");
+    report
+}
+
+/// Issue 31: the same libraries over HTTPS, trusting the server's private CA through
+/// `SSL_CERT_FILE` (tests/clients/tls).
+#[test]
+fn official_client_libraries_over_https() {
+    let python = python();
+    let ca = common::tls::Ca::new();
+    let (cert, key, _) = ca.issue("server", &["localhost", "127.0.0.1"], false);
+    let server = Server::start_env(&[
+        ("CORRAL_TLS_CERT", cert.to_str().unwrap()),
+        ("CORRAL_TLS_KEY", key.to_str().unwrap()),
+        ("CORRAL_CA_BUNDLE", ca.pem().to_str().unwrap()),
+        ("CORRAL_API_KEYS", KEY),
+    ]);
+    let modelfile = ca.dir.path().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
+    server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
+    let report = run(pytest(&python, &server, &[&format!("{TESTS}/tls")]).env("SSL_CERT_FILE", ca.pem()), &server);
+    assert!(report.contains("5 passed"), "{report}");
 }

@@ -31,6 +31,10 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         bad_variants: Default::default(),
         devices: settings.devices,
     };
+    let tls = match &settings.tls {
+        Some(files) => Some(corral_server::tls::Tls::load(files.clone()).context("could not set up HTTPS")?),
+        None => None,
+    };
     let backends = probe(&launcher).await;
     let config = ServerConfig {
         origins: settings.origins.clone(),
@@ -56,6 +60,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         api_keys: settings.api_keys.clone(),
         shutdown_grace: settings.shutdown_grace,
         render: corral_server::RenderConfig { in_workers: true, ..Default::default() },
+        tls,
         ..ServerConfig::new(&settings.models_dir)
     };
     if settings.api_keys.is_empty() && !addr.ip().is_loopback() {
@@ -73,7 +78,8 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || corral_server::startup(&prune_state)).await?;
     // Tests and scripts wait for this line to learn the bound port.
     tracing::info!(
-        "Listening on {addr} (version {}, Ollama API {})",
+        "Listening on {addr} ({}version {}, Ollama API {})",
+        if settings.tls.is_some() { "HTTPS, " } else { "" },
         corral_server::VERSION,
         corral_server::OLLAMA_API_VERSION
     );

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
 pub mod vulkan;
 
 use std::io::{BufRead, BufReader};
@@ -23,13 +24,16 @@ pub struct Server {
     child: Child,
     /// `127.0.0.1:PORT`.
     pub addr: String,
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://localhost:PORT` for a server started with
+    /// `CORRAL_TLS_CERT`.
     pub base: String,
     pub models: PathBuf,
     _tmp: Option<tempfile::TempDir>,
     log: Arc<Mutex<String>>,
     /// The first of `CORRAL_API_KEYS` when the server was started with keys: the CLI sends it.
     pub api_key: Option<String>,
+    /// The `CORRAL_CA_BUNDLE` the server was started with: the CLI trusts it too.
+    ca_bundle: Option<String>,
 }
 
 impl Server {
@@ -92,9 +96,14 @@ impl Server {
                 panic!("server did not start:\n{}", log.lock().unwrap());
             }
         };
-        let api_key =
-            env.iter().find(|(k, _)| *k == "CORRAL_API_KEYS").and_then(|(_, v)| v.split(',').next()).map(String::from);
-        Server { child, base: format!("http://{addr}"), addr, models: models.to_path_buf(), _tmp: None, log, api_key }
+        let given = |name: &str| env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string());
+        let api_key = given("CORRAL_API_KEYS").and_then(|v| v.split(',').next().map(String::from));
+        let base = match given("CORRAL_TLS_CERT") {
+            Some(_) => format!("https://localhost:{}", addr.rsplit_once(':').unwrap().1),
+            None => format!("http://{addr}"),
+        };
+        let ca_bundle = given("CORRAL_CA_BUNDLE");
+        Server { child, base, addr, models: models.to_path_buf(), _tmp: None, log, api_key, ca_bundle }
     }
 
     /// Everything the server logged so far.
@@ -110,10 +119,15 @@ impl Server {
     /// Runs the CLI in `dir`.
     pub fn corral_in(&self, dir: Option<&Path>, args: &[&str]) -> Output {
         let mut cmd = Command::new(BIN);
-        cmd.args(args).env("OLLAMA_HOST", &self.addr).env("NO_COLOR", "1").env_remove("OLLAMA_API_KEY");
+        let host = if self.base.starts_with("https") { &self.base } else { &self.addr };
+        cmd.args(args).env("OLLAMA_HOST", host).env("NO_COLOR", "1").env_remove("OLLAMA_API_KEY");
         if let Some(key) = &self.api_key {
             cmd.env("OLLAMA_API_KEY", key);
         }
+        match &self.ca_bundle {
+            Some(ca) => cmd.env("CORRAL_CA_BUNDLE", ca),
+            None => cmd.env_remove("CORRAL_CA_BUNDLE"),
+        };
         if let Some(d) = dir {
             cmd.current_dir(d);
         }
