@@ -65,7 +65,9 @@ impl ApiKeys {
 
 /// Requests that need no key: what health checks and `corral --version` ask.
 fn open(method: &Method, path: &str) -> bool {
-    (path == "/" && (method == Method::GET || method == Method::HEAD)) || path == "/api/version"
+    (path == "/" && (method == Method::GET || method == Method::HEAD))
+        || path == "/api/version"
+        || (method == Method::GET && (path == "/health" || path == "/ready"))
 }
 
 /// The key a request carries: a bearer token, or Anthropic's `x-api-key`.
@@ -114,6 +116,7 @@ mod tests {
     #[test]
     fn open_paths() {
         assert!(open(&Method::GET, "/") && open(&Method::HEAD, "/") && open(&Method::GET, "/api/version"));
+        assert!(open(&Method::GET, "/health") && open(&Method::GET, "/ready"));
         assert!(!open(&Method::POST, "/") && !open(&Method::GET, "/api/tags"));
     }
 }

@@ -35,6 +35,7 @@ mod listen;
 mod metrics;
 mod names;
 mod placement;
+mod ready;
 mod render;
 mod routes;
 mod runner;
@@ -42,6 +43,8 @@ mod sched;
 mod show;
 mod stream;
 pub mod tls;
+
+pub use ready::start_preload;
 
 /// The checks of a request's images, for the fuzz target that feeds them hostile bytes.
 pub use infer::media;
@@ -118,6 +121,8 @@ pub struct ServerConfig {
     pub render: RenderConfig,
     /// HTTPS (`CORRAL_TLS_CERT`, `CORRAL_TLS_KEY`); `None`: plain HTTP.
     pub tls: Option<std::sync::Arc<tls::Tls>>,
+    /// `CORRAL_PRELOAD`: models loaded at start, before `/ready` answers 200.
+    pub preload: Vec<String>,
 }
 
 impl ServerConfig {
@@ -151,6 +156,7 @@ impl ServerConfig {
             registry: Default::default(),
             render: RenderConfig::default(),
             tls: None,
+            preload: Vec::new(),
         }
     }
 }
@@ -184,6 +190,8 @@ pub struct AppState {
     headers: infer::Headers,
     /// Template workers, when renders run in them ([`RenderConfig::in_workers`]).
     templates: Option<Arc<render::Workers>>,
+    /// Whether the models of `CORRAL_PRELOAD` are loaded (`/ready`).
+    readiness: Arc<ready::Readiness>,
 }
 
 impl AppState {
@@ -218,7 +226,9 @@ impl AppState {
         let registry = corral_registry::Registry::new(config.registry.clone())?;
         let templates =
             config.render.in_workers.then(|| Arc::new(render::Workers::new(config.launcher.clone(), &config.render)));
+        let readiness = Arc::new(ready::Readiness::new(&config.preload));
         Ok(AppState {
+            readiness,
             store: AsyncStore::new(store),
             config: Arc::new(config),
             loopback: addr.ip().is_loopback(),

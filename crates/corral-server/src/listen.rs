@@ -48,6 +48,7 @@ pub async fn run(
     if let Some(tls) = &tls {
         tls.watch();
     }
+    crate::start_preload(&state);
     let router = app(state);
     let graceful = GracefulShutdown::new();
     tokio::pin!(shutdown);

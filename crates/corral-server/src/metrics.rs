@@ -6,6 +6,14 @@
 //! (`vllm:num_requests_waiting`, `vllm:num_requests_running`, `vllm:kv_cache_usage_perc`) are
 //! served beside Corral's own.
 //!
+//! Two info series for the gateway's endpoint picker, in vLLM's label format: `vllm:lora_requests_info`
+//! (its value the time of the scrape, as vLLM sets it) lists the models with LoRA adapters that are
+//! loaded (`running_lora_adapters`: a request for one needs no load) and being loaded
+//! (`waiting_lora_adapters`), with `max_lora` the most runners loaded at once. Each model with an
+//! `ADAPTER` is its own runner here, asked for by its own name, which is what the gateway sends as
+//! `model` when it routes by adapter; a `:latest` tag is left off, as people write the names.
+//! `vllm:cache_config_info` gives the KV cache as blocks of [`BLOCK_TOKENS`] tokens.
+//!
 //! `kv_cache_usage_perc` is the share of KV cells, over all loaded runners, that running requests
 //! hold. Cells kept by idle slots for the prompt cache count as free, as vLLM counts its cached
 //! blocks: they are given up as soon as a request needs them. Each runner answers from counters
@@ -226,9 +234,53 @@ pub(crate) async fn metrics(State(state): State<AppState>) -> impl IntoResponse 
         counter(&mut out, name, help, value);
     }
     devices(&mut out, &state.config.backends.devices, &loaded);
+    gateway_info(&mut out, &loaded, &state.scheduler.loading(), state.scheduler.max_loaded(), cells.total);
     m.time_to_first_token.render(&mut out, "corral_time_to_first_token_seconds", "Time from request to first token.");
     m.inter_token_latency.render(&mut out, "corral_inter_token_latency_seconds", "Time between tokens of a stream.");
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")], out)
+}
+
+/// Tokens per KV cache block in `vllm:cache_config_info`. llama.cpp reuses a cached prefix token
+/// by token, so any block size is true of it; 16 is vLLM's default, which keeps the gateway's
+/// prefix hashing as coarse as it is for vLLM.
+pub const BLOCK_TOKENS: u64 = 16;
+
+/// The endpoint picker's info series (see the module docs).
+fn gateway_info(
+    out: &mut String,
+    loaded: &[Loaded],
+    loading: &[crate::sched::LoadRequest],
+    max_loaded: usize,
+    cells: u64,
+) {
+    let adapters = |requests: &mut dyn Iterator<Item = &crate::sched::LoadRequest>| {
+        let names: Vec<&str> = requests
+            .filter(|r| !r.options.adapters.is_empty())
+            .map(|r| r.name.strip_suffix(":latest").unwrap_or(&r.name))
+            .collect();
+        label(&names.join(","))
+    };
+    let running = adapters(&mut loaded.iter().map(|(r, _, _, _)| r));
+    let waiting = adapters(&mut loading.iter());
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default().as_secs_f64();
+    let _ = writeln!(
+        out,
+        "# HELP vllm:lora_requests_info Models with LoRA adapters loaded and being loaded.\n\
+         # TYPE vllm:lora_requests_info gauge\n\
+         vllm:lora_requests_info{{max_lora=\"{max_loaded}\",running_lora_adapters=\"{running}\",waiting_lora_adapters=\"{waiting}\"}} {now}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP vllm:cache_config_info The KV cache of the loaded models, in blocks.\n\
+         # TYPE vllm:cache_config_info gauge\n\
+         vllm:cache_config_info{{block_size=\"{BLOCK_TOKENS}\",num_gpu_blocks=\"{}\"}} 1",
+        cells / BLOCK_TOKENS
+    );
+}
+
+/// A Prometheus label value with its backslashes, quotes and line breaks escaped.
+fn label(value: &str) -> String {
+    value.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
 }
 
 #[cfg(test)]

@@ -201,7 +201,8 @@ impl Scheduler {
         self.slots.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn max_loaded(&self) -> usize {
+    /// The most runners loaded at once (`OLLAMA_MAX_LOADED_MODELS`, 3 when 0).
+    pub fn max_loaded(&self) -> usize {
         if self.config.max_loaded == 0 {
             3
         } else {
@@ -430,6 +431,11 @@ impl Scheduler {
         out
     }
 
+    /// What the runners being loaded were asked for.
+    pub fn loading(&self) -> Vec<LoadRequest> {
+        self.lock().iter().filter(|s| s.runner().is_none()).map(|s| s.request.clone()).collect()
+    }
+
     /// Stops every runner (server shutdown).
     pub fn shutdown(&self) {
         self.close();
@@ -438,6 +444,11 @@ impl Scheduler {
                 r.end(SHUTTING_DOWN);
             }
         }
+    }
+
+    /// Whether [`Scheduler::close`] was called.
+    pub fn closing(&self) -> bool {
+        self.closing.load(Ordering::SeqCst)
     }
 
     /// Serves no more requests: new and waiting ones get [`SchedError::ShuttingDown`]; those

@@ -46,6 +46,8 @@ pub const CORRAL_CA_BUNDLE: &str = "CORRAL_CA_BUNDLE";
 /// The certificate chain and private key (PEM) that make `serve` speak HTTPS.
 pub const CORRAL_TLS_CERT: &str = "CORRAL_TLS_CERT";
 pub const CORRAL_TLS_KEY: &str = "CORRAL_TLS_KEY";
+/// Models (comma-separated) that `serve` loads at start; `/ready` answers 200 once they are in.
+pub const CORRAL_PRELOAD: &str = "CORRAL_PRELOAD";
 /// Connections one blob download may use at once (default 4).
 pub const CORRAL_PULL_CONNECTIONS: &str = "CORRAL_PULL_CONNECTIONS";
 /// Bytes per ranged request of a blob download (default 32 MiB).
@@ -122,6 +124,8 @@ pub struct Settings {
     pub shutdown_grace: std::time::Duration,
     /// `CORRAL_TLS_CERT` and `CORRAL_TLS_KEY`: HTTPS; `None`: plain HTTP.
     pub tls: Option<corral_server::tls::TlsFiles>,
+    /// `CORRAL_PRELOAD`.
+    pub preload: Vec<String>,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -362,6 +366,12 @@ impl Settings {
                 },
             },
             tls: tls_files(&get)?,
+            preload: get(CORRAL_PRELOAD)
+                .unwrap_or_default()
+                .split(',')
+                .map(|m| m.trim().to_string())
+                .filter(|m| !m.is_empty())
+                .collect(),
         })
     }
 }

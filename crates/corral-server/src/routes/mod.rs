@@ -32,6 +32,8 @@ pub(crate) fn router(state: AppState) -> Router {
         .route("/", get(root).head(root))
         .route("/api/version", get(version).head(version))
         .route("/api/status", get(status))
+        .route("/health", get(crate::ready::health))
+        .route("/ready", get(crate::ready::ready))
         .route("/api/tags", get(models::list).head(models::list))
         .route("/api/show", post(models::show))
         .route("/api/copy", post(models::copy))

@@ -61,6 +61,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         shutdown_grace: settings.shutdown_grace,
         render: corral_server::RenderConfig { in_workers: true, ..Default::default() },
         tls,
+        preload: settings.preload.clone(),
         ..ServerConfig::new(&settings.models_dir)
     };
     if settings.api_keys.is_empty() && !addr.ip().is_loopback() {
