@@ -27,6 +27,7 @@ fn main() {
     let source = llama_source(&sys_out);
     let id = source_id(&source.join("ggml"));
     println!("cargo:rustc-env=CORRAL_GGML_SOURCE={id}");
+    println!("cargo:rustc-env=CORRAL_RPC_PROTO={}", rpc_protocol(&source));
 
     let out_dir = PathBuf::from(env::var("OUT_DIR").unwrap());
     // target/<profile>/build/<pkg>-<hash>/out → target/<profile>
@@ -104,15 +105,16 @@ fn check_cpu_variants(sys_out: &Path) {
     }
 }
 
-/// llama.cpp's model loader is built with the hooks in `compat/` (`compat/compat.cmake`), and
-/// cargo does not rerun llama-cpp-sys-2's build when only those files change. When the digest
+/// llama.cpp's model loader is built with the hooks in `compat/` (`compat/compat.cmake`), and its
+/// build configured by `llama-cpp.cmake`; cargo does not rerun llama-cpp-sys-2's build when only
+/// those files change. When the digest
 /// recorded at configure time differs from the files here, this brings llama.cpp's build up to
 /// date itself (CMake rebuilds what changed and installs it where llama-cpp-sys-2 put it), so a
 /// stale translation is never linked.
 fn check_compat_hooks(sys_out: &Path) {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("compat");
     let mut digests = Vec::new();
-    for name in ["corral-compat.cpp", "corral-compat.h", "compat.cmake"] {
+    for name in ["corral-compat.cpp", "corral-compat.h", "compat.cmake", "../llama-cpp.cmake"] {
         let path = dir.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         let bytes = fs::read(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()));
@@ -147,6 +149,20 @@ fn check_compat_hooks(sys_out: &Path) {
             build.display()
         );
     }
+}
+
+/// The version of ggml's RPC protocol in this source (`major.minor.patch`, from `ggml-rpc.h`):
+/// what `corral rpc` speaks and what runners ask of their peers.
+fn rpc_protocol(source: &Path) -> String {
+    let header = source.join("ggml/include/ggml-rpc.h");
+    let text = fs::read_to_string(&header).unwrap_or_else(|e| panic!("read {}: {e}", header.display()));
+    let part = |name: &str| {
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix(&format!("#define RPC_PROTO_{name}_VERSION")))
+            .and_then(|v| v.trim().parse::<u8>().ok())
+            .unwrap_or_else(|| panic!("no RPC_PROTO_{name}_VERSION in {}", header.display()))
+    };
+    format!("{}.{}.{}", part("MAJOR"), part("MINOR"), part("PATCH"))
 }
 
 /// The llama.cpp tree llama-cpp-sys-2 configured CMake with.

@@ -10,10 +10,10 @@
 # Each insertion point is found by its exact text; when a llama.cpp update moves one, configuring
 # stops with the text it looked for, instead of building a loader without the hook.
 #
-# corral-compat-sources.txt in the build directory records a digest of the files here, which
-# corral-engine's build script compares with the files it sees: cargo does not rerun
-# llama-cpp-sys-2's build when only these files change, so the engine's build script runs CMake's
-# build itself when they differ.
+# corral-compat-sources.txt in the build directory records a digest of the files here and of
+# ../llama-cpp.cmake (Corral's other settings of llama.cpp's build), which corral-engine's build
+# script compares with the files it sees: cargo does not rerun llama-cpp-sys-2's build when only
+# these files change, so the engine's build script runs CMake's build itself when they differ.
 include_guard(GLOBAL)
 
 set(_corral_compat_dir "${CMAKE_CURRENT_LIST_DIR}")
@@ -56,14 +56,15 @@ function(_corral_compat_hook)
     # Any change here reconfigures, which writes the digest record below again.
     set_property(DIRECTORY "${CMAKE_SOURCE_DIR}" APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS
         "${_in}" "${_corral_compat_dir}/compat.cmake" "${_corral_compat_dir}/corral-compat.cpp"
-        "${_corral_compat_dir}/corral-compat.h")
+        "${_corral_compat_dir}/corral-compat.h" "${_corral_compat_dir}/../llama-cpp.cmake")
 
     _corral_compat_hook_clip()
 
     file(SHA256 "${_corral_compat_dir}/corral-compat.cpp" _cpp)
     file(SHA256 "${_corral_compat_dir}/corral-compat.h" _h)
     file(SHA256 "${_corral_compat_dir}/compat.cmake" _cmake)
-    file(WRITE "${CMAKE_BINARY_DIR}/corral-compat-sources.txt" "${_cpp} ${_h} ${_cmake}\n")
+    file(SHA256 "${_corral_compat_dir}/../llama-cpp.cmake" _project)
+    file(WRITE "${CMAKE_BINARY_DIR}/corral-compat-sources.txt" "${_cpp} ${_h} ${_cmake} ${_project}\n")
     message(STATUS "corral: llama.cpp's model loader carries the GGUF translation hooks")
 endfunction()
 

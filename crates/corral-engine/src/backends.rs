@@ -149,7 +149,10 @@ fn load_from(dir: &Path, skip: &[String], policy: DevicePolicy) -> Result<Backen
             }
         }
         if register(&module.path) {
-            backends.gpu_backends.push(module.name.clone());
+            // The RPC module has no device of its own until peers are added (`rpc::connect`).
+            if module.name != "rpc" {
+                backends.gpu_backends.push(module.name.clone());
+            }
         } else {
             backends.refused.push(format!(
                 "{} did not register with ggml (no supported device, or its runtime is missing)",

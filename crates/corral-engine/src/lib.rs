@@ -21,6 +21,7 @@ mod log;
 mod offload;
 mod pace;
 pub mod quantize;
+pub mod rpc;
 mod sample;
 mod slots;
 pub mod speculative;
@@ -36,6 +37,13 @@ use corral_types::runner::{
 
 pub use llama::{llama_backend, LlamaEngine};
 pub use stop::StopBuffer;
+
+/// Has ggml call `hook` with its message just before it aborts the process (a failed assertion,
+/// an RPC peer that stopped answering): the process's last chance to say why.
+pub fn on_abort(hook: extern "C" fn(*const std::ffi::c_char)) {
+    // SAFETY: a plain function pointer, kept by ggml for the life of the process.
+    unsafe { llama_cpp_sys_2::ggml_set_abort_callback(Some(hook)) };
+}
 
 /// What can go wrong talking to an engine.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

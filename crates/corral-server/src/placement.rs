@@ -7,7 +7,8 @@
 //!
 //! - `num_gpu` 0, or no GPU: CPU only.
 //! - One GPU when the model is expected to fit on the one with the most room (`main_gpu`), unless
-//!   `OLLAMA_SCHED_SPREAD`; else all of them, split by layer. A request's `main_gpu` pins it.
+//!   `OLLAMA_SCHED_SPREAD` or other hosts' devices take part (`CORRAL_RPC_SERVERS`); else all of
+//!   them, split by layer. A request's `main_gpu` pins it.
 //! - Each GPU keeps llama.cpp's fit margin plus `OLLAMA_GPU_OVERHEAD` free.
 //! - A quantized KV cache (`OLLAMA_KV_CACHE_TYPE` q8_0 or q4_0) needs flash attention; with
 //!   flash attention turned off it falls back to f16.
@@ -186,7 +187,9 @@ pub fn plan(gpus: &[Gpu], needs: &Needs, ask: &Ask, config: &GpuConfig) -> Plan 
         Some(m) if (m as usize) < gpus.len() => Some(m as usize),
         // An index that does not exist: the runner refuses the load with a clear message.
         Some(_) => None,
-        None if config.spread => None,
+        // Other hosts' devices (CORRAL_RPC_SERVERS) are there to be used together, as
+        // llama-server's `--rpc` uses them: split over all of them.
+        None if config.spread || gpus.iter().any(|g| corral_types::runner::is_remote_device(&g.id)) => None,
         None => {
             let best = (0..gpus.len()).max_by_key(|i| (room[*i], std::cmp::Reverse(*i))).expect("not empty");
             (wanted <= room[best]).then_some(best)
@@ -402,6 +405,17 @@ mod tests {
         assert_eq!(p.main_gpu, None);
         assert!(p.expected[0] > 0 && p.expected[1] > p.expected[0], "by room: {:?}", p.expected);
         assert!(p.fits());
+    }
+
+    #[test]
+    fn other_hosts_devices_are_used_together() {
+        // Issue 31: CORRAL_RPC_SERVERS' devices split the model, though one could hold it.
+        let gpus = [gpu("RPC0", 80), gpu("RPC1", 80)];
+        let p = plan(&gpus, &llama8b(), &auto(), &GpuConfig::default());
+        assert_eq!(p.main_gpu, None);
+        assert!(p.expected[0] > 0 && p.expected[1] > 0, "{:?}", p.expected);
+        assert!(corral_types::runner::is_remote_device("RPC12"));
+        assert!(!corral_types::runner::is_remote_device("RPC") && !corral_types::runner::is_remote_device("CUDA0"));
     }
 
     #[test]

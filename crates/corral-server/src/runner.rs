@@ -98,6 +98,7 @@ impl Runner {
         let who2 = who.clone();
         tokio::spawn(async move {
             let mut lines = reader.lines();
+            let mut fatal = None;
             while let Ok(Some(line)) = lines.next_line().await {
                 let msg = match serde_json::from_str::<FromRunner>(&line) {
                     Ok(m) => m,
@@ -115,6 +116,11 @@ impl Runner {
                     | FromRunner::Cells { id, .. }
                     | FromRunner::Pong { id }
                     | FromRunner::Error { id, .. } => (*id, true),
+                    FromRunner::Fatal { error } => {
+                        tracing::warn!(runner = who2, "the model runner is stopping: {error}");
+                        fatal = Some(error.clone());
+                        continue;
+                    }
                     _ => continue,
                 };
                 let mut r = routes2.lock().unwrap_or_else(|p| p.into_inner());
@@ -125,8 +131,11 @@ impl Runner {
             }
             dead2.store(true, Ordering::SeqCst);
             tracing::info!(runner = who2, "model runner disconnected");
-            // Whatever was in flight ends with an error.
-            fail_all(&routes2, RUNNER_STOPPED);
+            // Whatever was in flight ends with an error, saying why when the runner could.
+            match fatal {
+                Some(why) => fail_all(&routes2, &format!("model runner has unexpectedly stopped: {why}")),
+                None => fail_all(&routes2, RUNNER_STOPPED),
+            }
         });
         tracing::info!(
             runner = who,

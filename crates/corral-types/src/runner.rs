@@ -133,6 +133,12 @@ pub struct DeviceInfo {
     pub free_bytes: u64,
 }
 
+/// Whether the device named `id` is another host's, reached through ggml's RPC backend (which
+/// names its devices `RPC0`, `RPC1`…).
+pub fn is_remote_device(id: &str) -> bool {
+    id.strip_prefix("RPC").is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// Which devices the environment lets runners use: Ollama's `OLLAMA_VULKAN` (Vulkan's backend at
 /// all) and `OLLAMA_IGPU_ENABLE` (integrated GPUs), resolved by the server and handed to each
 /// runner (`corral runner --no-vulkan`, `--igpu`).
@@ -187,6 +193,9 @@ pub struct Backends {
     /// operating system does not enable them), each with the reason.
     #[serde(default)]
     pub skipped: Vec<String>,
+    /// RPC servers (`CORRAL_RPC_SERVERS`) whose devices are not used, each with the reason.
+    #[serde(default)]
+    pub peers_left_out: Vec<String>,
 }
 
 /// Bytes of a device's memory a loaded model holds.
@@ -535,6 +544,11 @@ pub enum FromRunner {
         info: RunnerInfo,
     },
     LoadFailed {
+        error: String,
+    },
+    /// llama.cpp is about to abort the process (a peer of the RPC backend stopped answering, an
+    /// assertion failed): why, for the requests in flight.
+    Fatal {
         error: String,
     },
     Tokens {

@@ -66,6 +66,9 @@ enum Command {
         #[arg(required = true)]
         models: Vec<String>,
     },
+    /// Serve this host's devices to other hosts' Corral servers (one model split over several
+    /// machines: CORRAL_RPC_SERVERS there)
+    Rpc(cmd::rpc::Args),
     /// Serve one model for the server (started by `serve`, not by hand)
     #[command(hide = true)]
     Runner(cmd::runner::Args),
@@ -81,6 +84,12 @@ fn main() {
     match cli.command {
         Some(Command::Runner(args)) => {
             if let Err(e) = cmd::runner::run(args) {
+                fail(e);
+            }
+            return;
+        }
+        Some(Command::Rpc(args)) => {
+            if let Err(e) = cmd::rpc::run(args) {
                 fail(e);
             }
             return;
@@ -126,7 +135,9 @@ fn main() {
             Some(Command::Stop { model }) => cmd::manage::stop(&client, &model).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
-            Some(Command::Runner(_) | Command::TemplateWorker(_)) => unreachable!("handled before the runtime starts"),
+            Some(Command::Runner(_) | Command::Rpc(_) | Command::TemplateWorker(_)) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     // Blocking tasks still running (a template render, a file copy) are not waited for long: the

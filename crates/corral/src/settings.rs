@@ -46,6 +46,8 @@ pub const CORRAL_CA_BUNDLE: &str = "CORRAL_CA_BUNDLE";
 /// The certificate chain and private key (PEM) that make `serve` speak HTTPS.
 pub const CORRAL_TLS_CERT: &str = "CORRAL_TLS_CERT";
 pub const CORRAL_TLS_KEY: &str = "CORRAL_TLS_KEY";
+/// Other hosts' `corral rpc` servers (comma-separated `host:port`) whose devices runners use.
+pub const CORRAL_RPC_SERVERS: &str = "CORRAL_RPC_SERVERS";
 /// Models (comma-separated) that `serve` loads at start; `/ready` answers 200 once they are in.
 pub const CORRAL_PRELOAD: &str = "CORRAL_PRELOAD";
 /// Connections one blob download may use at once (default 4).
@@ -126,6 +128,8 @@ pub struct Settings {
     pub tls: Option<corral_server::tls::TlsFiles>,
     /// `CORRAL_PRELOAD`.
     pub preload: Vec<String>,
+    /// `CORRAL_RPC_SERVERS`.
+    pub rpc_servers: Vec<String>,
 }
 
 /// A parsed `OLLAMA_HOST`.
@@ -366,14 +370,15 @@ impl Settings {
                 },
             },
             tls: tls_files(&get)?,
-            preload: get(CORRAL_PRELOAD)
-                .unwrap_or_default()
-                .split(',')
-                .map(|m| m.trim().to_string())
-                .filter(|m| !m.is_empty())
-                .collect(),
+            preload: list(get(CORRAL_PRELOAD)),
+            rpc_servers: list(get(CORRAL_RPC_SERVERS)),
         })
     }
+}
+
+/// A comma-separated list, its items trimmed, empty ones dropped.
+fn list(value: Option<String>) -> Vec<String> {
+    value.unwrap_or_default().split(',').map(|m| m.trim().to_string()).filter(|m| !m.is_empty()).collect()
 }
 
 /// `CORRAL_TLS_CERT` and `CORRAL_TLS_KEY`: both or neither (one alone would serve plain HTTP

@@ -32,6 +32,8 @@ pub struct Launcher {
     pub bad_variants: Arc<Mutex<Vec<String>>>,
     /// The devices runners may use (`OLLAMA_VULKAN`, `OLLAMA_IGPU_ENABLE`).
     pub devices: DevicePolicy,
+    /// Other hosts' `corral rpc` servers whose devices runners use (`CORRAL_RPC_SERVERS`).
+    pub rpc_servers: Vec<String>,
 }
 
 impl Launcher {
@@ -43,6 +45,7 @@ impl Launcher {
             library_path: None,
             bad_variants: Arc::default(),
             devices: DevicePolicy::default(),
+            rpc_servers: Vec::new(),
         }
     }
 
@@ -67,6 +70,9 @@ impl Launcher {
     /// `corral runner` with the backends it may load.
     fn runner(&self) -> std::process::Command {
         let mut cmd = self.base("runner");
+        // When llama.cpp aborts, no debugger is attached to print a backtrace (seconds, during
+        // which the dying runner still takes requests); the runner reports the reason itself.
+        cmd.env("GGML_NO_BACKTRACE", "1");
         if let Some(dir) = &self.library_dir {
             cmd.arg("--libs").arg(dir);
         }
@@ -78,6 +84,9 @@ impl Launcher {
         }
         if let Some(integrated) = self.devices.integrated {
             cmd.arg("--igpu").arg(integrated.to_string());
+        }
+        for peer in &self.rpc_servers {
+            cmd.arg("--rpc").arg(peer);
         }
         cmd
     }
@@ -180,7 +189,12 @@ async fn start(launcher: &Launcher, options: LoadOptions, timeout: Duration) -> 
         tokio::spawn(async move {
             let mut lines = BufReader::new(stderr).lines();
             while let Ok(Some(line)) = lines.next_line().await {
-                tracing::debug!(runner = pid, "{line}");
+                // The runner's own warnings (a setting it could not honour, a peer left out).
+                if line.starts_with("runner: warning: ") {
+                    tracing::warn!(runner = pid, "{line}");
+                } else {
+                    tracing::debug!(runner = pid, "{line}");
+                }
                 tail.push(&line);
             }
         });
@@ -220,7 +234,7 @@ async fn start(launcher: &Launcher, options: LoadOptions, timeout: Duration) -> 
         match serde_json::from_str::<FromRunner>(&line) {
             Ok(FromRunner::Loading { .. }) => {}
             Ok(FromRunner::Ready { info }) => break info,
-            Ok(FromRunner::LoadFailed { error }) => return Err(load(error)),
+            Ok(FromRunner::LoadFailed { error } | FromRunner::Fatal { error }) => return Err(load(error)),
             Ok(other) => tracing::warn!("unexpected message from a loading runner: {other:?}"),
             Err(e) => return Err(load(format!("malformed message from the runner: {e}"))),
         }

@@ -5,6 +5,7 @@ pub mod create;
 pub mod manage;
 mod output;
 pub mod repl;
+pub mod rpc;
 pub mod run;
 pub mod runner;
 pub mod serve;

@@ -39,6 +39,9 @@ pub struct Args {
     /// (OLLAMA_IGPU_ENABLE)
     #[arg(long)]
     igpu: Option<bool>,
+    /// Another host's `corral rpc` server (host:port) whose devices to use (CORRAL_RPC_SERVERS)
+    #[arg(long = "rpc")]
+    rpc: Vec<String>,
     /// Quantize --input into --output as this llama.cpp file type (15 is Q4_K_M), printing
     /// `{"done":i,"total":n}` after each tensor, and exit
     #[arg(long, requires_all = ["input", "output"])]
@@ -124,6 +127,44 @@ pub(crate) fn exit_with_parent(who: &'static str) {
     });
 }
 
+/// Where [`on_abort`] reports: the server's socket, and the RPC servers in use.
+static LAST_WORDS: std::sync::OnceLock<(Writer, Vec<String>)> = std::sync::OnceLock::new();
+
+/// Called by ggml just before it aborts this process: tells the server why, so that the answers
+/// in flight end with the reason and not only with "stopped". ggml's RPC client aborts this way
+/// when a peer stops answering.
+extern "C" fn on_abort(message: *const std::ffi::c_char) {
+    let text = if message.is_null() {
+        String::from("llama.cpp aborted")
+    } else {
+        // SAFETY: ggml passes a NUL-terminated message.
+        unsafe { std::ffi::CStr::from_ptr(message) }.to_string_lossy().trim().to_string()
+    };
+    // ggml puts its source location first (`…/ggml-rpc.cpp:566: Remote RPC server crashed…`).
+    let text = match text.split_once(": ") {
+        Some((location, rest)) if location.rsplit_once(':').is_some_and(|(_, l)| l.parse::<u32>().is_ok()) => {
+            rest.to_string()
+        }
+        _ => text,
+    };
+    let Some((writer, peers)) = LAST_WORDS.get() else { return };
+    let error = if text.contains("RPC") && !peers.is_empty() {
+        format!("an RPC server it used stopped answering ({}): {text}", peers.join(", "))
+    } else {
+        format!("llama.cpp aborted: {text}")
+    };
+    let _ = writeln!(std::io::stderr(), "runner: fatal: {error}");
+    // Another thread may hold the writer mid-message: a few tries, never a wait that could hang.
+    for _ in 0..50 {
+        if let Ok(mut w) = writer.try_lock() {
+            let _ = put(&mut w, &FromRunner::Fatal { error });
+            let _ = w.flush();
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
 /// Answers a request on a thread of its own. The engine does its work between decode steps, and
 /// one step of a long prompt can take seconds on a CPU: the thread reading requests must not wait
 /// for that, or `cancel`s would lag and heartbeats (`ping`) would go unanswered and get a healthy
@@ -149,7 +190,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         // What the server logs at start and places models with.
         let backends = corral_engine::backends::load(args.libs.as_deref(), &args.skip_variants, policy(&args))
             .map_err(anyhow::Error::msg)?;
-        println!("{}", serde_json::to_string(backends)?);
+        let mut found = backends.clone();
+        found.peers_left_out = corral_engine::rpc::connect(&args.rpc, corral_engine::rpc::PROBE_TIMEOUT);
+        found.devices = corral_engine::backends::devices();
+        println!("{}", serde_json::to_string(&found)?);
         return Ok(());
     }
     if let (Some(ftype), Some(input), Some(output)) = (args.quantize, &args.input, &args.output) {
@@ -179,7 +223,15 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         send(&writer, &FromRunner::LoadFailed { error: e.clone() })?;
         anyhow::bail!(e);
     }
+    // Other hosts' devices, from the peers that answer now; the model loads on what there is.
+    // A model kept on this CPU needs none of them (and must not wait for a busy one).
+    let peers = if options.num_gpu == 0 { Vec::new() } else { args.rpc.clone() };
+    for why in corral_engine::rpc::connect(&peers, corral_engine::rpc::PROBE_TIMEOUT) {
+        eprintln!("runner: warning: {why}; loading without it");
+    }
     let writer: Writer = Arc::new(Mutex::new(BufWriter::new(stream.try_clone()?)));
+    let _ = LAST_WORDS.set((writer.clone(), peers));
+    corral_engine::on_abort(on_abort);
 
     let progress_writer = writer.clone();
     let engine = match LlamaEngine::load(options, move |p| {

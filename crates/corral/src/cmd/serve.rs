@@ -30,6 +30,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         library_path: settings.runner_library_path.clone().map(Into::into),
         bad_variants: Default::default(),
         devices: settings.devices,
+        rpc_servers: settings.rpc_servers.clone(),
     };
     let tls = match &settings.tls {
         Some(files) => Some(corral_server::tls::Tls::load(files.clone()).context("could not set up HTTPS")?),
@@ -100,6 +101,9 @@ async fn probe(launcher: &Launcher) -> Backends {
             }
             for why in &b.skipped {
                 tracing::info!("CPU variant skipped: {why}");
+            }
+            for why in &b.peers_left_out {
+                tracing::warn!("RPC server left out: {why}");
             }
             tracing::info!(
                 dir = %b.library_dir,
