@@ -24,11 +24,16 @@ struct Peer {
 
 impl Peer {
     fn start(ip: &str) -> Peer {
+        Peer::start_with(ip, &[])
+    }
+
+    fn start_with(ip: &str, args: &[&str]) -> Peer {
         // A port free on that address now (ggml's server takes it a moment later).
         let port = TcpListener::bind((ip, 0)).unwrap().local_addr().unwrap().port();
         let endpoint = format!("{ip}:{port}");
         let mut child = Command::new(BIN)
             .args(["rpc", "--listen", &endpoint, "--threads", "1"])
+            .args(args)
             .stderr(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
@@ -194,6 +199,24 @@ fn issue_31_hosts_that_speak_another_version_or_do_not_answer_are_left_out() {
     // The one that answered is the only remote device.
     let remote: Vec<_> = found.devices.iter().filter(|d| d.id.starts_with("RPC")).collect();
     assert!(remote.len() == 1 && remote[0].description == a.endpoint, "{:?}", found.devices);
+}
+
+#[test]
+fn issue_31_a_host_offers_no_more_memory_than_its_cap() {
+    let capped = Peer::start_with("127.0.0.2", &["--max-memory", "1.5G"]);
+    let found = probe(&[&capped.endpoint]);
+    let device = found.devices.iter().find(|d| d.id == "RPC0").unwrap_or_else(|| panic!("{found:?}"));
+    assert_eq!(device.total_bytes, 3 << 29);
+    assert!(0 < device.free_bytes && device.free_bytes <= device.total_bytes, "{device:?}");
+    // A server places layers within it: SmolLM2 (about 530 MB here) fits what is left after
+    // llama.cpp's fit keeps 1 GiB free.
+    let server = Server::start_env(&[("CORRAL_RPC_SERVERS", &capped.endpoint), ("OLLAMA_CONTEXT_LENGTH", "4096")]);
+    let modelfile = server.models.parent().unwrap().join("Modelfile");
+    std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
+    server.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
+    greedy(&server, "smollm2", "Hello", -1);
+    let on = used(&server).into_iter().find(|(d, _)| d == "RPC0").unwrap().1;
+    assert!(0 < on && on <= (3 << 29) - (1 << 30), "{on}");
 }
 
 #[test]

@@ -22,9 +22,36 @@ pub struct Args {
     /// CPU threads for the computations (default: all cores)
     #[arg(long, default_value_t = 0)]
     threads: usize,
+    /// The most memory each device offers (bytes, or with K, M, G, T: binary units), less what
+    /// is taken from it meanwhile; clients place layers within it
+    #[arg(long, value_parser = parse_size)]
+    max_memory: Option<u64>,
     /// Directory of llama.cpp's backend modules (default: lib/corral beside the executable)
     #[arg(long)]
     libs: Option<PathBuf>,
+}
+
+/// `1073741824`, `1024M`, `1G`, `1.5G`: bytes, with binary units.
+fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let (number, unit) = match t.char_indices().find(|(_, c)| c.is_ascii_alphabetic()) {
+        Some((i, _)) => (&t[..i], t[i..].trim_end_matches(['B', 'b', 'i'])),
+        None => (t, ""),
+    };
+    let scale: u64 = match unit.to_ascii_uppercase().as_str() {
+        "" => 1,
+        "K" => 1 << 10,
+        "M" => 1 << 20,
+        "G" => 1 << 30,
+        "T" => 1 << 40,
+        _ => return Err(format!("{text:?}: expected bytes, or a number with K, M, G or T")),
+    };
+    let n: f64 =
+        number.trim().parse().map_err(|_| format!("{text:?}: expected bytes, or a number with K, M, G or T"))?;
+    if !(n > 0.0 && n.is_finite()) {
+        return Err(format!("{text:?}: must be more than nothing"));
+    }
+    Ok((n * scale as f64) as u64)
 }
 
 /// Whether `listen` may be used as asked: a loopback address always, another only with
@@ -63,12 +90,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         .filter(|d| backends.gpu_backends.is_empty() || d.kind != corral_types::runner::DeviceKind::Cpu)
         .map(|d| format!("{} ({})", d.id, d.description))
         .collect();
+    let cap =
+        args.max_memory.map(|b| format!(", at most {} each", corral_types::format::human_bytes(b))).unwrap_or_default();
     eprintln!(
-        "corral rpc: serving {} on {addr} (ggml RPC protocol {}, {threads} threads)",
+        "corral rpc: serving {} on {addr} (ggml RPC protocol {}, {threads} threads{cap})",
         offered.join(", "),
         corral_engine::rpc::PROTOCOL
     );
-    match corral_engine::rpc::serve(&addr.to_string(), threads) {
+    match corral_engine::rpc::serve(&addr.to_string(), threads, args.max_memory) {
         Ok(never) => match never {},
         Err(e) => anyhow::bail!(e),
     }
@@ -77,6 +106,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sizes() {
+        assert_eq!(parse_size("1073741824"), Ok(1 << 30));
+        assert_eq!(parse_size("1G"), Ok(1 << 30));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert!(parse_size("12Q").unwrap_err().contains("\"12Q\""));
+        assert!(parse_size("0").is_err() && parse_size("-1G").is_err() && parse_size("G").is_err());
+    }
 
     #[test]
     fn only_loopback_without_the_flag() {

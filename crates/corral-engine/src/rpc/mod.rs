@@ -21,6 +21,8 @@ use std::time::Duration;
 
 use llama_cpp_sys_2 as sys;
 
+mod capped;
+
 /// The version of ggml's RPC protocol this build speaks (`major.minor.patch`).
 pub const PROTOCOL: &str = env!("CORRAL_RPC_PROTO");
 
@@ -164,9 +166,9 @@ pub fn connect(peers: &[String], timeout: Duration) -> Vec<String> {
 }
 
 /// Serves this host's devices to other hosts' runners on `endpoint` (an IPv4 `address:port`)
-/// with `threads` CPU threads: the GPUs when there are any, else the CPU. Returns only if the
-/// server could not start.
-pub fn serve(endpoint: &str, threads: usize) -> Result<std::convert::Infallible, String> {
+/// with `threads` CPU threads: the GPUs when there are any, else the CPU, each offering at most
+/// `max_memory` bytes when given. Returns only if the server could not start.
+pub fn serve(endpoint: &str, threads: usize, max_memory: Option<u64>) -> Result<std::convert::Infallible, String> {
     let start = rpc_function("ggml_backend_rpc_start_server").ok_or_else(|| NO_MODULE.to_string())?;
     // SAFETY: the signature of ggml_backend_rpc_start_server in ggml-rpc.h.
     let start: unsafe extern "C" fn(*const c_char, *const c_char, usize, usize, *mut sys::ggml_backend_dev_t) =
@@ -187,6 +189,9 @@ pub fn serve(endpoint: &str, threads: usize) -> Result<std::convert::Infallible,
                 .filter(|d| sys::ggml_backend_dev_type(*d) == sys::GGML_BACKEND_DEVICE_TYPE_CPU)
                 .collect()
         };
+    }
+    if let Some(cap) = max_memory {
+        devices = devices.into_iter().map(|d| capped::capped(d, cap)).collect();
     }
     let c = CString::new(endpoint).map_err(|_| format!("invalid address {endpoint:?}"))?;
     // SAFETY: valid C string and device handles owned by ggml's registry; no cache directory.
