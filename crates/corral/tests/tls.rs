@@ -94,6 +94,13 @@ fn issue_31_https_serves_the_cli_and_http2_with_keys_and_the_host_check() {
         assert_eq!(resp.status(), 403, "HTTP/1.1 only: {h1}");
     }
 
+    // CORS as over plain HTTP: a page elsewhere is refused, the server's own origin is not.
+    let from = |origin: &str| {
+        client.get(server.url("/api/version")).header("origin", origin).send().unwrap().status().as_u16()
+    };
+    assert_eq!(from("https://evil.example"), 403);
+    assert_eq!(from(&server.base), 200);
+
     // Plain HTTP on the TLS port: told what to use, at once.
     let start = Instant::now();
     let (status, v) = body(http().get(format!("http://{}/api/version", server.addr)).send().unwrap());
