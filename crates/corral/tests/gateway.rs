@@ -64,7 +64,9 @@ fn issue_31_the_manifests_probes_answer_as_they_expect_on_a_real_server() {
     }
 
     // A replica whose models directory has SmolLM2, told to preload it, with keys set (the
-    // probes carry none).
+    // probes carry none). Its load is made slow on purpose: it is told of an RPC server that
+    // takes connections and never answers, which each runner waits for (3 s) before leaving it
+    // out.
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().join("models");
     let first = Server::start_in(&models, &[]);
@@ -72,9 +74,18 @@ fn issue_31_the_manifests_probes_answer_as_they_expect_on_a_real_server() {
     std::fs::write(&modelfile, format!("FROM {}\n", corral_testkit::smollm2().display())).unwrap();
     first.ok(&["create", "smollm2", "-f", modelfile.to_str().unwrap()]);
     first.stop();
-    let replica = Server::start_in(&models, &[("CORRAL_PRELOAD", "smollm2"), ("CORRAL_API_KEYS", "k")]);
+    let silent = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let silent_at = silent.local_addr().unwrap().to_string();
+    let replica = Server::start_in(
+        &models,
+        &[("CORRAL_PRELOAD", "smollm2"), ("CORRAL_API_KEYS", "k"), ("CORRAL_RPC_SERVERS", &silent_at)],
+    );
     let get = |path: &str| http().get(replica.url(path)).send().unwrap();
     assert_eq!(get(&live).status(), 200);
+    let loading = get(&ready);
+    assert_eq!(loading.status(), 503);
+    let v: serde_json::Value = loading.json().unwrap();
+    assert_eq!(v, serde_json::json!({"status": "loading", "loading": ["smollm2"]}));
     let start = Instant::now();
     while get(&ready).status() != 200 {
         assert!(start.elapsed() < Duration::from_secs(60), "{}", replica.log());
