@@ -604,21 +604,9 @@ impl ConnectProxy {
 #[test]
 fn https_registry_with_a_private_ca_through_a_proxy() {
     let dir = tempfile::tempdir().unwrap();
-    let ca_key = rcgen::KeyPair::generate().unwrap();
-    let mut ca_params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
-    ca_params.distinguished_name.push(rcgen::DnType::CommonName, "Corral test CA");
-    let ca = ca_params.self_signed(&ca_key).unwrap();
-    let leaf_key = rcgen::KeyPair::generate().unwrap();
-    let leaf = rcgen::CertificateParams::new(vec!["registry.test".to_string()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca, &ca_key)
-        .unwrap();
-    let (ca_pem, cert_pem, key_pem) =
-        (dir.path().join("ca.pem"), dir.path().join("cert.pem"), dir.path().join("key.pem"));
-    std::fs::write(&ca_pem, ca.pem()).unwrap();
-    std::fs::write(&cert_pem, leaf.pem()).unwrap();
-    std::fs::write(&key_pem, leaf_key.serialize_pem()).unwrap();
+    let ca = common::tls::Ca::new();
+    let (cert_pem, key_pem, _) = ca.issue("registry", &["registry.test"], false);
+    let ca_pem = ca.pem();
 
     let registry = DockerRegistry::start_tls(&cert_pem, &key_pem);
     let proxy = ConnectProxy::start();

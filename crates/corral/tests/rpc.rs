@@ -12,7 +12,7 @@ use std::net::{TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{http, post, Server, BIN};
+use common::{counting, http, post, Server, BIN};
 use corral_types::runner::Backends;
 use serde_json::{json, Value};
 
@@ -126,16 +126,7 @@ fn issue_31_a_model_split_over_two_hosts_answers_as_it_does_alone() {
 fn issue_31_a_host_that_dies_mid_answer_ends_it_clearly_and_the_next_loads_without_it() {
     let (a, mut b) = (Peer::start("127.0.0.2"), Peer::start("127.0.0.3"));
     let server = server_with(&[&a, &b]);
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(&json!({"model": "smollm2", "prompt": "1, 2, 3, 4,", "raw": true,
-                      "options": {"num_predict": 4000, "temperature": 0}}))
-        .send()
-        .unwrap();
-    let mut stream = BufReader::new(resp);
-    let mut first = String::new();
-    stream.read_line(&mut first).unwrap();
-    assert!(first.contains("\"done\":false"), "{first}");
+    let stream = counting(&server, "smollm2");
     b.child.kill().unwrap();
     let rest: Vec<String> = stream.lines().map_while(Result::ok).collect();
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();

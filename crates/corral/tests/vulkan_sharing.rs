@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use common::vulkan::{answer, placement, server_on, used_on, vulkan_libraries};
-use common::{body, create_from, http, post, process_ended, signal, Server};
+use common::{body, counting, create_from, http, post, process_ended, signal, Server};
 use serde_json::{json, Value};
 
 /// A random-weight model with SmolLM2's vocabulary, expected to take about 230 MB: twelve blocks
@@ -66,20 +66,6 @@ fn names(server: &Server) -> Vec<String> {
     loaded(server).into_iter().map(|(n, _, _)| n).collect()
 }
 
-/// Starts SmolLM2 counting (greedy, it does not stop by itself) and returns the stream after its
-/// first line.
-fn counting(server: &Server) -> BufReader<reqwest::blocking::Response> {
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(&json!({"model": "smollm2", "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true,
-            "options": {"temperature": 0, "num_predict": 3000}}))
-        .send()
-        .unwrap();
-    let mut reader = BufReader::new(resp);
-    assert!(next_line(&mut reader).contains("\"done\":false"));
-    reader
-}
-
 fn next_line(reader: &mut BufReader<reqwest::blocking::Response>) -> String {
     let mut line = String::new();
     reader.read_line(&mut line).unwrap();
@@ -112,7 +98,7 @@ fn issue_30_two_models_share_the_device_until_it_is_full_then_the_second_evicts_
     assert!(small.log().contains("evicting model to make room"), "{}", small.log());
 
     // SmolLM2 busy: it evicts the idle tiny model, and then the tiny model waits for it to finish.
-    let mut stream = counting(&small);
+    let mut stream = counting(&small, "smollm2");
     let addr = small.url("/api/generate");
     let waiter = std::thread::spawn(move || {
         let resp = http()
@@ -172,7 +158,7 @@ fn issue_30_two_devices_take_a_model_each_or_share_one_with_sched_spread() {
 fn issue_30_a_runner_that_dies_on_the_device_is_replaced() {
     let tmp = tempfile::tempdir().unwrap();
     let server = server_on(&vulkan_libraries(tmp.path()), &[("GGML_VK_VISIBLE_DEVICES", "0")]);
-    let stream = counting(&server);
+    let stream = counting(&server, "smollm2");
     let before = placement(&server);
     let runners = server.runners();
     assert_eq!(runners.len(), 1, "{runners:?}");

@@ -272,13 +272,25 @@ pub use corral_testkit::tree;
 /// Starts an answer that runs for minutes (a 16k context, no `num_predict`) and returns it after
 /// its first line.
 pub fn long_stream(server: &Server, model: &str) -> BufReader<reqwest::blocking::Response> {
-    let resp = http()
-        .post(server.url("/api/generate"))
-        .json(
-            &json!({"model": model, "prompt": "Tell me everything.", "options": {"temperature": 0, "num_ctx": 16384}}),
-        )
-        .send()
-        .unwrap();
+    stream_from(
+        server,
+        json!({"model": model, "prompt": "Tell me everything.", "options": {"temperature": 0, "num_ctx": 16384}}),
+    )
+}
+
+/// Starts `model` (SmolLM2 or a model with its vocabulary) counting, greedy, which it does not
+/// stop by itself, and returns the stream after its first line.
+pub fn counting(server: &Server, model: &str) -> BufReader<reqwest::blocking::Response> {
+    stream_from(
+        server,
+        json!({"model": model, "prompt": "1, 2, 3, 4, 5, 6, 7, 8,", "raw": true,
+            "options": {"temperature": 0, "num_predict": 4000}}),
+    )
+}
+
+/// A streamed `/api/generate` of `request`, after its first line.
+fn stream_from(server: &Server, request: Value) -> BufReader<reqwest::blocking::Response> {
+    let resp = http().post(server.url("/api/generate")).json(&request).send().unwrap();
     let mut reader = BufReader::new(resp);
     let mut first = String::new();
     reader.read_line(&mut first).unwrap();
