@@ -1,6 +1,12 @@
 //! JSON request bodies, bounded, with Ollama's error messages.
+//!
+//! A body may come compressed (`Content-Encoding`): Codex sends its requests with zstd, other
+//! clients gzip or deflate. It is decoded here, bounded by the same limit once decoded, so that a
+//! small body that inflates to gigabytes is a 413 and not an allocation.
 
-use axum::body::Body;
+use std::io::Read;
+
+use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
@@ -21,6 +27,10 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             || ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, format!("request body is larger than {limit} bytes"));
         let declared =
             req.headers().get(axum::http::header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        let encoding = req
+            .headers()
+            .get(axum::http::header::CONTENT_ENCODING)
+            .map(|v| v.to_str().unwrap_or("?").trim().to_ascii_lowercase());
         if declared.is_some_and(|n| n > limit as u64) {
             return Err(too_large());
         }
@@ -29,9 +39,82 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             Err(e) if e.is::<LengthLimitError>() => return Err(too_large()),
             Err(e) => return Err(ApiError::bad_request(format!("could not read request body: {e}"))),
         };
+        let bytes = decode(encoding.as_deref(), bytes, limit)?;
         if bytes.iter().all(u8::is_ascii_whitespace) {
             return Err(ApiError::bad_request("missing request body"));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+/// `bytes` decoded by their `Content-Encoding`, at most `limit` bytes of it.
+fn decode(encoding: Option<&str>, bytes: Bytes, limit: usize) -> Result<Bytes, ApiError> {
+    let reader: Box<dyn Read + '_> = match encoding {
+        None | Some("" | "identity") => return Ok(bytes),
+        Some("zstd") => match ruzstd::decoding::StreamingDecoder::new(&bytes[..]) {
+            Ok(d) => Box::new(d),
+            Err(e) => return Err(ApiError::bad_request(format!("could not decode the zstd request body: {e}"))),
+        },
+        Some("gzip" | "x-gzip") => Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])),
+        Some("deflate") => Box::new(flate2::read::ZlibDecoder::new(&bytes[..])),
+        Some(other) => {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "unsupported Content-Encoding {other:?}: send the body as it is, or with zstd, gzip or deflate"
+                ),
+            ))
+        }
+    };
+    let mut out = Vec::new();
+    reader.take(limit as u64 + 1).read_to_end(&mut out).map_err(|e| {
+        ApiError::bad_request(format!("could not decode the {} request body: {e}", encoding.unwrap_or_default()))
+    })?;
+    if out.len() > limit {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("request body is larger than {limit} bytes once decoded"),
+        ));
+    }
+    Ok(Bytes::from(out))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn zstd(data: &[u8]) -> Bytes {
+        ruzstd::encoding::compress_to_vec(data, ruzstd::encoding::CompressionLevel::Fastest).into()
+    }
+
+    #[test]
+    fn bodies_are_decoded_by_their_encoding() {
+        let json = br#"{"model":"m","messages":[]}"#;
+        assert_eq!(&decode(Some("zstd"), zstd(json), 1000).unwrap()[..], json);
+        let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut gz, json).unwrap();
+        assert_eq!(&decode(Some("gzip"), gz.finish().unwrap().into(), 1000).unwrap()[..], json);
+        let mut z = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::fast());
+        std::io::Write::write_all(&mut z, json).unwrap();
+        assert_eq!(&decode(Some("deflate"), z.finish().unwrap().into(), 1000).unwrap()[..], json);
+        assert_eq!(&decode(None, Bytes::from_static(json), 1000).unwrap()[..], json);
+    }
+
+    #[test]
+    fn a_bomb_an_unknown_encoding_and_garbage_are_refused() {
+        // 10 MB of zeros compress to a few hundred bytes.
+        let bomb = zstd(&vec![0u8; 10 << 20]);
+        assert!(bomb.len() < 10_000, "{}", bomb.len());
+        let e = decode(Some("zstd"), bomb, 1 << 20).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+        assert_eq!(e.message, "request body is larger than 1048576 bytes once decoded");
+        let e = decode(Some("br"), Bytes::from_static(b"x"), 10).unwrap_err();
+        assert_eq!(e.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        assert!(e.message.starts_with("unsupported Content-Encoding \"br\""), "{}", e.message);
+        let e = decode(Some("zstd"), Bytes::from_static(b"not zstd at all"), 1000).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.starts_with("could not decode the zstd request body"), "{}", e.message);
+        let e = decode(Some("gzip"), Bytes::from_static(b"not gzip"), 1000).unwrap_err();
+        assert!(e.message.starts_with("could not decode the gzip request body"), "{}", e.message);
     }
 }
