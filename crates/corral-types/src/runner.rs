@@ -133,6 +133,12 @@ pub struct DeviceInfo {
     pub free_bytes: u64,
 }
 
+/// The variable in which the server tells the processes it starts (runners, template workers) its
+/// pid: a child that starts after the server already died (it was killed between the fork and
+/// the child's first look at its parent) sees another parent from the start, and must still know
+/// to leave.
+pub const PARENT_PID_ENV: &str = "CORRAL_PARENT_PID";
+
 /// Whether the device named `id` is another host's, reached through ggml's RPC backend (which
 /// names its devices `RPC0`, `RPC1`…).
 pub fn is_remote_device(id: &str) -> bool {

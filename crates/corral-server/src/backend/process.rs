@@ -53,6 +53,8 @@ impl Launcher {
     fn base(&self, subcommand: &str) -> std::process::Command {
         let mut cmd = std::process::Command::new(&self.exe);
         cmd.arg(subcommand);
+        // Whose death ends the child (`corral_types::runner::PARENT_PID_ENV`).
+        cmd.env(corral_types::runner::PARENT_PID_ENV, std::process::id().to_string());
         if let Some(path) = &self.library_path {
             cmd.env("LD_LIBRARY_PATH", path);
         }

@@ -113,17 +113,24 @@ impl Sink for SocketSink {
 /// Ends this process soon after the server that started it is gone, whatever it is doing. The
 /// socket closing tells the request loop too, but not a load in progress (a large model reads for
 /// minutes) nor a runner stopped and continued later: a runner must never outlive its server, even
-/// one killed with -9. The parent's death shows as a new parent pid (init or a subreaper).
+/// one killed with -9. The parent's death shows as a new parent pid (init or a subreaper); the
+/// server's pid comes from the server itself (`PARENT_PID_ENV`), so a child that starts after its
+/// server died knows it at its first look (issue 13's SIGKILL test caught one such child rendering
+/// on).
 pub(crate) fn exit_with_parent(who: &'static str) {
-    let parent = std::os::unix::process::parent_id();
+    // The server's pid as it gave it; the parent now only when started by hand.
+    let parent = std::env::var(corral_types::runner::PARENT_PID_ENV)
+        .ok()
+        .and_then(|p| p.parse().ok())
+        .unwrap_or_else(std::os::unix::process::parent_id);
     std::thread::spawn(move || loop {
-        std::thread::sleep(std::time::Duration::from_millis(250));
         if std::os::unix::process::parent_id() != parent {
             // Not `eprintln!`: stderr is a pipe to the dead server, and a failed write there
             // panics this thread before it gets to exit.
             let _ = writeln!(std::io::stderr(), "{who}: the server (pid {parent}) is gone; exiting");
             std::process::exit(0);
         }
+        std::thread::sleep(std::time::Duration::from_millis(250));
     });
 }
 
