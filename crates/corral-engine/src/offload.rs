@@ -38,9 +38,17 @@ impl Offload {
         self.gpus
             .iter()
             .filter_map(|(i, id, before)| {
-                let after = now.get(*i)?.free_bytes;
-                let bytes = before.saturating_sub(after).max(crate::compat::device_bytes(ctx, id));
-                (bytes > 0).then(|| DeviceUse { id: id.clone(), bytes })
+                let device = now.get(*i)?;
+                let bytes = before.saturating_sub(device.free_bytes).max(crate::compat::device_bytes(ctx, id));
+                let (host, host_device) = match corral_types::runner::is_remote_device(id) {
+                    // ggml describes an RPC device by its host; that host's devices come in order.
+                    true => {
+                        let earlier = now[..*i].iter().filter(|d| d.description == device.description).count();
+                        (Some(device.description.clone()), earlier as u32)
+                    }
+                    false => (None, 0),
+                };
+                (bytes > 0).then(|| DeviceUse { id: id.clone(), bytes, host, host_device })
             })
             .collect()
     }

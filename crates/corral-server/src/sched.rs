@@ -339,12 +339,10 @@ impl Scheduler {
             }
         }
         let mut guard = Abandon(self, id, false);
-        let started = self
-            .config
-            .backend
-            .load(options.clone(), self.config.load_timeout)
-            .await
-            .map(|link| Runner::connect(link, options, self.config.heartbeat));
+        let started = self.config.backend.load(options.clone(), self.config.load_timeout).await.map(|mut link| {
+            corral_types::runner::name_remote_devices(&mut link.info.devices, &self.config.devices);
+            Runner::connect(link, options, self.config.heartbeat)
+        });
         let mut slots = self.lock();
         let result = match started {
             Ok(runner) => match slots.iter_mut().find(|s| s.id == id) {

@@ -488,6 +488,10 @@ pub struct RunningModel {
     pub expires_at: DateTime<Local>,
     pub size_vram: u64,
     pub context_length: u32,
+    /// Corral's addition: the device memory it holds, by device (with the host for another
+    /// host's device), so that `ps` can show a model split over several hosts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<crate::runner::DeviceUse>,
 }
 
 /// `GET /api/ps`.

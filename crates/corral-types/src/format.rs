@@ -21,6 +21,40 @@ pub fn processor(size: u64, size_vram: u64) -> String {
     format!("{cpu}%/{}% CPU/GPU", 100 - cpu)
 }
 
+/// The `PROCESSOR` column for a model some of whose memory is on other hosts (Corral's RPC split):
+/// the shares of the CPU, of this host's GPUs and of each other host, in Ollama's `a%/b% X/Y` form,
+/// leaving out places that hold nothing. Without remote devices it is [`processor`].
+pub fn processor_by_host(size: u64, size_vram: u64, devices: &[crate::runner::DeviceUse]) -> String {
+    if size == 0 || size_vram > size || devices.iter().all(|d| d.host.is_none()) {
+        return processor(size, size_vram);
+    }
+    let mut places: Vec<(String, u64)> = vec![("CPU".into(), size - size_vram)];
+    for d in devices {
+        let place = d.host.clone().unwrap_or_else(|| "GPU".into());
+        match places.iter_mut().find(|(p, _)| *p == place) {
+            Some((_, bytes)) => *bytes += d.bytes,
+            None => places.push((place, d.bytes)),
+        }
+    }
+    places.retain(|(_, bytes)| *bytes > 0);
+    // Each share rounded; the last is what is left, so that they add up to 100.
+    let mut left = 100u64;
+    let shares: Vec<String> = places
+        .iter()
+        .enumerate()
+        .map(|(i, (_, bytes))| {
+            let share = match i + 1 == places.len() {
+                true => left,
+                false => ((*bytes as f64 / size as f64 * 100.0).round() as u64).min(left),
+            };
+            left -= share;
+            format!("{share}%")
+        })
+        .collect();
+    let names: Vec<&str> = places.iter().map(|(p, _)| p.as_str()).collect();
+    format!("{} {}", shares.join("/"), names.join("/"))
+}
+
 /// `format.HumanBytes`: decimal units, no decimals from 10 up, one decimal below when fractional.
 pub fn human_bytes(b: u64) -> String {
     const UNITS: [(u64, &str); 4] =
@@ -273,5 +307,23 @@ mod tests {
         assert_eq!(processor(1000, 770), "23%/77% CPU/GPU");
         assert_eq!(processor(1000, 995), "1%/99% CPU/GPU", "rounded, not truncated");
         assert_eq!(processor(3, 1), "67%/33% CPU/GPU");
+    }
+
+    #[test]
+    fn issue_31_processor_column_names_the_hosts_a_model_is_split_over() {
+        use crate::runner::DeviceUse;
+        let on = |host: Option<&str>, bytes| DeviceUse {
+            id: "x".into(),
+            bytes,
+            host: host.map(String::from),
+            host_device: 0,
+        };
+        let local = [on(None, 770)];
+        assert_eq!(processor_by_host(1000, 770, &local), "23%/77% CPU/GPU", "no remote device: Ollama's form");
+        let two = [on(Some("10.0.0.2:50052"), 400), on(Some("10.0.0.3:50052"), 600)];
+        assert_eq!(processor_by_host(1000, 1000, &two), "40%/60% 10.0.0.2:50052/10.0.0.3:50052");
+        let mixed = [on(None, 300), on(Some("h:1"), 333), on(Some("h:1"), 1)];
+        assert_eq!(processor_by_host(1000, 634, &mixed), "37%/30%/33% CPU/GPU/h:1");
+        assert_eq!(processor_by_host(1000, 1001, &two), "Unknown");
     }
 }

@@ -118,32 +118,40 @@ fn issue_31_a_model_split_over_two_hosts_answers_as_it_does_alone() {
         let rate = |v: &Value| v["eval_count"].as_f64().unwrap() / v["eval_duration"].as_f64().unwrap() * 1e9;
         eprintln!("{model}: {:.1} tok/s over two hosts, {:.1} alone", rate(&split), rate(&alone));
     }
+    // `ps` names the hosts and their shares.
     greedy(&server, "smollm2", "Hello", -1);
-    assert!(server.ok(&["ps"]).contains("100% GPU"), "{}", server.ok(&["ps"]));
+    let ps = server.ok(&["ps"]);
+    let row = ps.lines().find(|l| l.starts_with("smollm2")).unwrap_or_else(|| panic!("{ps}"));
+    let split = format!("% {}/{} ", a.endpoint, b.endpoint);
+    assert!(row.contains(&split) && !row.contains("CPU"), "{ps}");
 }
 
 #[test]
 fn issue_31_a_host_that_dies_mid_answer_ends_it_clearly_and_the_next_loads_without_it() {
-    let (a, mut b) = (Peer::start("127.0.0.2"), Peer::start("127.0.0.3"));
+    let (mut a, b) = (Peer::start("127.0.0.2"), Peer::start("127.0.0.3"));
     let server = server_with(&[&a, &b]);
     let stream = counting(&server, "smollm2");
-    b.child.kill().unwrap();
+    a.child.kill().unwrap();
     let rest: Vec<String> = stream.lines().map_while(Result::ok).collect();
     let last: Value = serde_json::from_str(rest.last().unwrap()).unwrap();
     let error = last["error"].as_str().unwrap_or_else(|| panic!("{rest:?}"));
     assert!(
         error.starts_with("model runner has unexpectedly stopped: an RPC server it used stopped answering")
-            && error.contains(&b.endpoint)
+            && error.contains(&a.endpoint)
             && error.ends_with("Remote RPC server crashed or returned malformed response"),
         "{error}"
     );
-    // The next answer: a new runner, on the host that is left.
+    // The next answer: a new runner, on the host that is left. That runner calls b's device RPC0
+    // (a was not there to be first); the server still counts it as RPC1, b's name at its start.
     let v = greedy(&server, "smollm2", "Once upon a time", -1);
     assert_eq!(v["eval_count"], 32);
     let on_one = used(&server);
-    assert!(on_one.iter().any(|(d, b)| d == "RPC0" && *b > 0), "{on_one:?}");
+    let on = |d: &str| on_one.iter().find(|(id, _)| id == d).map_or(0, |(_, b)| *b);
+    assert!(on("RPC1") > 0 && on("RPC0") == 0, "{on_one:?}");
+    let ps = server.ok(&["ps"]);
+    assert!(ps.contains(&format!("100% {} ", b.endpoint)), "{ps}");
     let log = server.log();
-    assert!(log.contains(&format!("RPC server {}: the connection failed", b.endpoint)), "{log}");
+    assert!(log.contains(&format!("RPC server {}: the connection failed", a.endpoint)), "{log}");
 }
 
 /// What `corral runner --probe` finds with `peers`.

@@ -159,7 +159,11 @@ impl Backend for Arc<Scripted> {
                 add_bos: false,
                 layers: 1,
                 gpu_layers: u32::from(!script.gpu.is_empty()),
-                devices: script.gpu.iter().map(|(id, bytes)| DeviceUse { id: id.clone(), bytes: *bytes }).collect(),
+                devices: script
+                    .gpu
+                    .iter()
+                    .map(|(id, bytes)| DeviceUse { id: id.clone(), bytes: *bytes, host: None, host_device: 0 })
+                    .collect(),
                 cpu_variant: Some("scripted".into()),
                 kv_cache_type: options.kv_cache_type,
             };

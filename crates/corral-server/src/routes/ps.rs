@@ -31,6 +31,7 @@ pub(super) async fn ps(State(state): State<AppState>) -> Json<ProcessResponse> {
                 expires_at: Local::now() + TimeDelta::from_std(left).unwrap_or(TimeDelta::MAX),
                 size_vram: runner.info.gpu_bytes().min(runner.info.memory_bytes),
                 context_length: runner.info.num_ctx,
+                devices: runner.info.devices.clone(),
             }
         })
         .collect();

@@ -2,7 +2,7 @@
 
 use chrono::Utc;
 use corral_client::{Client, ClientError, ServerVersion};
-use corral_types::format::{human_bytes, human_time, processor};
+use corral_types::format::{human_bytes, human_time, processor_by_host};
 
 use crate::table;
 
@@ -56,7 +56,7 @@ pub async fn ps(client: &Client, prefix: Option<&str>) -> anyhow::Result<()> {
     let now = Utc::now();
     let mut rows = vec![["NAME", "ID", "SIZE", "PROCESSOR", "CONTEXT", "UNTIL"].map(String::from).to_vec()];
     for m in models.into_iter().filter(|m| prefix.is_none_or(|p| m.name.starts_with(p))) {
-        let processor = processor(m.size, m.size_vram);
+        let processor = processor_by_host(m.size, m.size_vram, &m.devices);
         let expires = m.expires_at.with_timezone(&Utc);
         let until = if expires < now { "Stopping...".to_string() } else { human_time(expires, now) };
         rows.push(vec![
