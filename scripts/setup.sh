@@ -46,6 +46,9 @@ if $tests; then
   have htpasswd || missing+=(apache2-utils)
   # The Vulkan tests run llama.cpp's Vulkan module on Mesa's lavapipe, a Vulkan driver on the CPU.
   installed mesa-vulkan-drivers || missing+=(mesa-vulkan-drivers)
+  # The chat page is tested in a real browser: headless chromium, driven through chromedriver.
+  have chromium || missing+=(chromium)
+  have chromedriver || missing+=(chromium-driver)
 fi
 if $vulkan; then
   # Building llama.cpp's Vulkan module (scripts/gpu-module.sh): the shader compiler, the loader

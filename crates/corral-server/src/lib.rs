@@ -43,6 +43,7 @@ mod sched;
 mod show;
 mod stream;
 pub mod tls;
+pub mod ui;
 
 pub use ready::start_preload;
 
@@ -123,6 +124,8 @@ pub struct ServerConfig {
     pub tls: Option<std::sync::Arc<tls::Tls>>,
     /// `CORRAL_PRELOAD`: models loaded at start, before `/ready` answers 200.
     pub preload: Vec<String>,
+    /// Serve the chat page at `/ui/` (`CORRAL_UI`, on unless `0`).
+    pub ui: bool,
 }
 
 impl ServerConfig {
@@ -157,6 +160,7 @@ impl ServerConfig {
             render: RenderConfig::default(),
             tls: None,
             preload: Vec::new(),
+            ui: true,
         }
     }
 }

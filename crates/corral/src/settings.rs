@@ -50,6 +50,8 @@ pub const CORRAL_TLS_KEY: &str = "CORRAL_TLS_KEY";
 pub const CORRAL_RPC_SERVERS: &str = "CORRAL_RPC_SERVERS";
 /// Models (comma-separated) that `serve` loads at start; `/ready` answers 200 once they are in.
 pub const CORRAL_PRELOAD: &str = "CORRAL_PRELOAD";
+/// `0` turns off the chat page at `/ui/` (on by default).
+pub const CORRAL_UI: &str = "CORRAL_UI";
 /// Connections one blob download may use at once (default 4).
 pub const CORRAL_PULL_CONNECTIONS: &str = "CORRAL_PULL_CONNECTIONS";
 /// Bytes per ranged request of a blob download (default 32 MiB).
@@ -126,6 +128,8 @@ pub struct Settings {
     pub shutdown_grace: std::time::Duration,
     /// `CORRAL_TLS_CERT` and `CORRAL_TLS_KEY`: HTTPS; `None`: plain HTTP.
     pub tls: Option<corral_server::tls::TlsFiles>,
+    /// `CORRAL_UI`.
+    pub ui: bool,
     /// `CORRAL_PRELOAD`.
     pub preload: Vec<String>,
     /// `CORRAL_RPC_SERVERS`.
@@ -371,6 +375,10 @@ impl Settings {
             },
             tls: tls_files(&get)?,
             preload: list(get(CORRAL_PRELOAD)),
+            // On unless turned off: `0`, `false` (Go's boolean words).
+            ui: get(CORRAL_UI)
+                .map(|v| v.trim().to_string())
+                .is_none_or(|v| v.is_empty() || corral_types::params::parse_go_bool(&v).unwrap_or(true)),
             rpc_servers: list(get(CORRAL_RPC_SERVERS)),
         })
     }

@@ -73,6 +73,9 @@ pub(crate) fn router(state: AppState) -> Router {
             .layer(map_response_with_state(protocol, shape_errors))
     };
     Router::new()
+        // The chat page's files need no key: they hold no data, and the page must load to ask
+        // for one.
+        .merge(crate::ui::routes(state.config.ui))
         .merge(group(native, Protocol::Native))
         .merge(group(openai, Protocol::OpenAi))
         .merge(group(anthropic, Protocol::Anthropic))

@@ -63,6 +63,7 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         render: corral_server::RenderConfig { in_workers: true, ..Default::default() },
         tls,
         preload: settings.preload.clone(),
+        ui: settings.ui,
         ..ServerConfig::new(&settings.models_dir)
     };
     if settings.api_keys.is_empty() && !addr.ip().is_loopback() {
@@ -85,6 +86,15 @@ pub async fn run(settings: Settings) -> anyhow::Result<()> {
         corral_server::VERSION,
         corral_server::OLLAMA_API_VERSION
     );
+    if settings.ui {
+        let scheme = if settings.tls.is_some() { "https" } else { "http" };
+        let (plain, gzip) = corral_server::ui::page_size();
+        tracing::info!(
+            bytes = plain,
+            gzip_bytes = gzip,
+            "chat page at {scheme}://{addr}/ui/ (CORRAL_UI=0 turns it off)"
+        );
+    }
     corral_server::run(listener, state, shutdown_signal()).await?;
     tracing::info!("server stopped");
     Ok(())
