@@ -1,4 +1,5 @@
-//! JSON request bodies, bounded, with Ollama's error messages.
+//! JSON request bodies, bounded, with Ollama's error messages; and the context-length header of
+//! the OpenAI and Anthropic routes ([`ContextHint`]).
 //!
 //! A body may come compressed (`Content-Encoding`): Codex sends its requests with zstd, other
 //! clients gzip or deflate. It is decoded here, bounded by the same limit once decoded, so that a
@@ -7,7 +8,8 @@
 use std::io::Read;
 
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, Request};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
 use axum::http::StatusCode;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
@@ -44,6 +46,40 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
             return Err(ApiError::bad_request("missing request body"));
         }
         serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| ApiError::bad_request(e.to_string()))
+    }
+}
+
+/// The header in which a client of the OpenAI or Anthropic API, which have no `num_ctx`, asks for
+/// a context length (`corral launch` sets it for coding agents, whose first prompt alone can be
+/// 20,000 tokens). It counts as the request's own `num_ctx`.
+pub const CONTEXT_HEADER: &str = "x-corral-num-ctx";
+
+/// The context length a request asks for in [`CONTEXT_HEADER`], if any; a value that is not a
+/// whole number of tokens is a 400 naming it.
+pub struct ContextHint(pub Option<u32>);
+
+impl ContextHint {
+    /// `options` with the hint as its `num_ctx` where the request set none itself.
+    pub fn apply(&self, options: &mut corral_types::params::Options) {
+        if options.num_ctx.is_none() {
+            options.num_ctx = self.0.map(i64::from);
+        }
+    }
+}
+
+impl<S: Send + Sync> FromRequestParts<S> for ContextHint {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, ApiError> {
+        let Some(value) = parts.headers.get(CONTEXT_HEADER) else { return Ok(ContextHint(None)) };
+        let text = String::from_utf8_lossy(value.as_bytes());
+        match text.trim().parse::<u32>() {
+            Ok(n) if n >= 4 => Ok(ContextHint(Some(n))),
+            _ => Err(ApiError::bad_request(format!(
+                "{CONTEXT_HEADER} must be a number of tokens (4 or more), got {:?}",
+                text.chars().take(64).collect::<String>()
+            ))),
+        }
     }
 }
 

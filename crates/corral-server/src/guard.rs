@@ -17,11 +17,12 @@ use axum::response::{IntoResponse, Response};
 
 use crate::AppState;
 
-/// Headers browsers may send (Ollama's list, which covers the OpenAI SDKs' `x-stainless-*`).
+/// Headers browsers may send: Ollama's list (which covers the OpenAI SDKs' `x-stainless-*`) and
+/// Corral's context header.
 const ALLOWED_HEADERS: &str = "Authorization, Content-Type, User-Agent, Accept, X-Requested-With, OpenAI-Beta, \
 x-stainless-arch, x-stainless-async, x-stainless-custom-poll-interval, x-stainless-helper-method, x-stainless-lang, \
 x-stainless-os, x-stainless-package-version, x-stainless-poll-helper, x-stainless-retry-count, x-stainless-runtime, \
-x-stainless-runtime-version, x-stainless-timeout";
+x-stainless-runtime-version, x-stainless-timeout, X-Corral-Num-Ctx";
 const ALLOWED_METHODS: &str = "GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS";
 
 /// Configured origins first, then Ollama's defaults.

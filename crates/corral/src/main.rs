@@ -66,6 +66,8 @@ enum Command {
         #[arg(required = true)]
         models: Vec<String>,
     },
+    /// Start a coding agent (Claude Code, Codex, OpenCode) on a model of this server
+    Launch(cmd::launch::Args),
     /// Serve this host's devices to other hosts' Corral servers (one model split over several
     /// machines: CORRAL_RPC_SERVERS there)
     Rpc(cmd::rpc::Args),
@@ -135,6 +137,9 @@ fn main() {
             Some(Command::Stop { model }) => cmd::manage::stop(&client, &model).await,
             Some(Command::Cp { source, destination }) => cmd::manage::copy(&client, &source, &destination).await,
             Some(Command::Rm { models }) => cmd::manage::remove(&client, &models).await,
+            Some(Command::Launch(args)) => {
+                cmd::launch::run(&client, args, settings.api_key.as_deref(), settings.home.as_deref()).await
+            }
             Some(Command::Runner(_) | Command::Rpc(_) | Command::TemplateWorker(_)) => {
                 unreachable!("handled before the runtime starts")
             }

@@ -2,6 +2,7 @@
 
 mod attach;
 pub mod create;
+pub mod launch;
 pub mod manage;
 mod output;
 pub mod repl;

@@ -11,7 +11,7 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use std::collections::HashMap;
 
-use crate::extract::JsonBody;
+use crate::extract::{ContextHint, JsonBody};
 use crate::infer::request::{Chat, ContentPart, RequestSettings, Think};
 use crate::infer::start::{count_chat_tokens, start_chat, Started};
 use corral_types::params::Options;
@@ -236,6 +236,7 @@ fn stop_reason(f: &Finish, calls: bool) -> &'static str {
 
 pub(super) async fn messages_route(
     State(state): State<AppState>,
+    hint: ContextHint,
     JsonBody(req): JsonBody<MessagesRequest>,
 ) -> Result<Response, ApiError> {
     let model = req.model.clone();
@@ -243,7 +244,8 @@ pub(super) async fn messages_route(
     // A rough count for `message_start`, before the prompt is tokenized (as Ollama does).
     let estimate =
         serde_json::to_string(&req.messages.iter().map(|m| &m.content).collect::<Vec<_>>()).map_or(0, |s| s.len() / 4);
-    let native = native(req)?;
+    let mut native = native(req)?;
+    hint.apply(&mut native.settings.options);
     match start_chat(&state, native, true).await? {
         Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
         Started::Immediate(..) => Err(ApiError::bad_request("messages is required")),
@@ -264,11 +266,16 @@ pub(super) async fn messages_route(
 /// route it; Claude Code calls it.
 pub(super) async fn count_tokens_route(
     State(state): State<AppState>,
+    hint: ContextHint,
     JsonBody(mut req): JsonBody<MessagesRequest>,
 ) -> Result<Response, ApiError> {
     // Counting needs no answer length; the translation below asks for one.
     req.max_tokens = req.max_tokens.max(1);
-    let input_tokens = count_chat_tokens(&state, native(req)?, true).await?;
+    // The count loads the model as the answer will (the same context), so that the answer that
+    // follows needs no second load.
+    let mut native = native(req)?;
+    hint.apply(&mut native.settings.options);
+    let input_tokens = count_chat_tokens(&state, native, true).await?;
     Ok(Json(wire::TokenCount { input_tokens }).into_response())
 }
 

@@ -22,7 +22,7 @@ use chunks::{ChatChunks, TextChunks};
 
 use wire::{ChatChoice, Envelope, FinishReason, Logprobs, MessageToolCall, Model, ModelList, TextChoice, Usage};
 
-use crate::extract::JsonBody;
+use crate::extract::{ContextHint, JsonBody};
 use crate::infer::answer::Collected;
 use crate::infer::options;
 use crate::infer::request::{Chat, ContentPart, Generate, RequestSettings, Think};
@@ -313,11 +313,13 @@ impl Head {
 
 pub(super) async fn chat_completions(
     State(state): State<AppState>,
+    hint: ContextHint,
     JsonBody(req): JsonBody<ChatCompletionRequest>,
 ) -> Result<Response, ApiError> {
     let model = req.model.clone();
     let streaming = req.stream;
-    let (native, include_usage) = native_chat(req)?;
+    let (mut native, include_usage) = native_chat(req)?;
+    hint.apply(&mut native.settings.options);
     match start_chat(&state, native, false).await? {
         Started::Rendered(prompt) => Ok(super::native::debug_response(&model, true, prompt)),
         Started::Immediate(..) => Err(ApiError::bad_request("[] is too short - 'messages'")),
@@ -368,6 +370,7 @@ pub(super) struct CompletionRequest {
 
 pub(super) async fn completions(
     State(state): State<AppState>,
+    hint: ContextHint,
     JsonBody(req): JsonBody<CompletionRequest>,
 ) -> Result<Response, ApiError> {
     let prompt = match &req.prompt {
@@ -387,6 +390,8 @@ pub(super) async fn completions(
         },
         ..Default::default()
     };
+    let mut native = native;
+    hint.apply(&mut native.settings.options);
     let model = req.model;
     match start_generate(&state, native).await? {
         Started::Rendered(prompt) => Ok(super::native::debug_response(&model, false, prompt)),

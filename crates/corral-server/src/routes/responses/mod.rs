@@ -22,7 +22,7 @@ use events::ResponseEvents;
 use wire::{Echo, Incomplete, InputDetails, Item, OutputDetails, ResponseObject, Usage};
 
 use super::openai::think;
-use crate::extract::JsonBody;
+use crate::extract::{ContextHint, JsonBody};
 use crate::infer::answer::{random_hex, Collected, Finish};
 use crate::infer::options;
 use crate::infer::request::{Chat, ContentPart, RequestSettings};
@@ -261,10 +261,12 @@ fn status(finish: Option<&Finish>) -> &'static str {
 
 pub(super) async fn responses(
     State(state): State<AppState>,
+    hint: ContextHint,
     JsonBody(req): JsonBody<ResponsesRequest>,
 ) -> Result<Response, ApiError> {
     let shell = Shell::new(&req);
-    let native = native(&req)?;
+    let mut native = native(&req)?;
+    hint.apply(&mut native.settings.options);
     if native.messages.is_empty() {
         return Err(ApiError::bad_request("input is required"));
     }
