@@ -49,6 +49,8 @@ if $tests; then
   # The chat page is tested in a real browser: headless chromium, driven through chromedriver.
   have chromium || missing+=(chromium)
   have chromedriver || missing+=(chromium-driver)
+  # The coding agents `corral launch` starts come from the npm registry (scripts/agents-env.sh).
+  have npm || missing+=(npm)
 fi
 if $vulkan; then
   # Building llama.cpp's Vulkan module (scripts/gpu-module.sh): the shader compiler, the loader

@@ -8,6 +8,9 @@ scripts/fetch-models.sh >/dev/null
 # The official client libraries for the end-to-end tests (crates/corral/tests/clients.rs).
 CORRAL_TEST_PYTHON=$(scripts/client-env.sh)
 export CORRAL_TEST_PYTHON
+# The coding agents `corral launch` starts, pinned (crates/corral/tests/agents.rs).
+CORRAL_TEST_AGENTS=$(scripts/agents-env.sh)
+export CORRAL_TEST_AGENTS
 # llama.cpp's Vulkan module for this source (built once, then cached), which the Vulkan tests run
 # on Mesa's software device (crates/corral/tests/vulkan.rs).
 CORRAL_TEST_VULKAN=$(scripts/gpu-module.sh vulkan)
