@@ -4,7 +4,8 @@ leaves a screenshot in CORRAL_UI_SHOTS.
 
 Set by the harness (crates/corral/tests/ui.rs): CORRAL_URL (a server that asks for CORRAL_API_KEY,
 with SmolLM2 as `smollm2` and SmolLM2 with a random-weight vision projector as `smolvlm`),
-CORRAL_TEST_IMAGE (a PNG), CORRAL_PULL (a model on a loopback registry that is not installed).
+`smolaudio` (SmolLM2 with a random-weight audio projector), CORRAL_TEST_IMAGE (a PNG),
+CORRAL_TEST_SOUND (a WAV), CORRAL_PULL (a model on a loopback registry that is not installed).
 """
 
 import json
@@ -186,6 +187,23 @@ def test_an_image_for_a_vision_model(browser):
     assert severe(browser) == []
 
 
+def test_a_sound_for_a_model_that_hears(browser):
+    find(browser, "#new-chat").click()
+    Select(find(browser, "#model")).select_by_value("smolaudio:latest")
+    # (A projector makes a model count as seeing as well, as in Ollama's capabilities.)
+    wait(browser).until(lambda d: find(d, "#attach").is_displayed() and "sound" in find(d, "#attach").text)
+    find(browser, "#file").send_keys(os.environ["CORRAL_TEST_SOUND"])
+    wait(browser).until(lambda d: "sound.wav" in find(d, "#attachments").text)
+    set_option(browser, "num_predict", 8)
+    send(browser, "What do you hear?")
+    last = wait_answered(browser, 1)
+    assert not last.find_elements(By.CSS_SELECTOR, ".error"), last.text
+    question = browser.find_elements(By.CSS_SELECTOR, "article.msg.user")[0]
+    assert question.find_elements(By.CSS_SELECTOR, ".thumbs audio"), question.text
+    assert tokens_in(last) > 40, last.text
+    assert severe(browser) == []
+
+
 def test_pull_a_model_with_a_progress_bar(browser):
     name = os.environ["CORRAL_PULL"]
     find(browser, "#open-models").click()
@@ -206,9 +224,10 @@ def test_pull_a_model_with_a_progress_bar(browser):
 
 def test_conversations_are_kept_across_a_reload(browser):
     browser.refresh()
-    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversations li")) == 4)
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversations li")) == 5)
     titles = [b.text for b in browser.find_elements(By.CSS_SELECTOR, "#conversations .open")]
-    expected = ["What is in this picture?", "What is in this picture?", "Repeat the word hello 500 times.", "Write one sentence about the sea."]
+    expected = ["What do you hear?", "What is in this picture?", "What is in this picture?", "Repeat the word hello 500 times.",
+                "Write one sentence about the sea."]
     assert titles == expected, titles
     find(browser, "#search").send_keys("colour")
     wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversations li")) == 1)
@@ -217,7 +236,7 @@ def test_conversations_are_kept_across_a_reload(browser):
     assert "Name one colour." in find(browser, "#messages").text
     shot(browser, "06-reloaded")
     saved = json.loads(browser.execute_script("return localStorage.getItem('corral.conversations')"))
-    assert len(saved) == 4 and all(c["messages"] for c in saved)
+    assert len(saved) == 5 and all(c["messages"] for c in saved)
     assert severe(browser) == []
 
 
@@ -259,11 +278,54 @@ def test_markdown_code_thinking_and_tool_calls(browser):
     assert severe(browser) == []
 
 
+def test_rename_export_and_delete_a_conversation(browser):
+    find(browser, "#search").clear()
+    find(browser, "#search").send_keys(Keys.BACKSPACE)  # the input event
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversations li")) == 6)
+    first = find(browser, "#conversations li")
+    first.find_element(By.CSS_SELECTOR, "button.rename").click()
+    alert = wait(browser).until(EC.alert_is_present())
+    alert.send_keys("Adding numbers")
+    alert.accept()
+    wait(browser).until(lambda d: find(d, "#conversations .open").text == "Adding numbers")
+    find(browser, "#conversations .open").click()
+    # The exports are downloads of a Blob: the test reads the Blob each makes (headless chromium
+    # here leaves blob downloads unfinished), and the name the link gives it.
+    browser.execute_script(
+        "window.exported = []; const make = URL.createObjectURL;"
+        "URL.createObjectURL = (blob) => { window.exported.push(blob); return make(blob); };"
+        "HTMLAnchorElement.prototype.click = function () { window.exportedName = this.download; };")
+    read = "const done = arguments[arguments.length - 1]; window.exported.at(-1).text().then(done);"
+    find(browser, "#export-md").click()
+    text = browser.execute_async_script(read)
+    assert browser.execute_script("return window.exportedName") == "Adding_numbers.md"
+    assert text.startswith("# Adding numbers\n") and "## User\n\nadd?" in text and "get_weather" in text, text
+    find(browser, "#export-json").click()
+    assert browser.execute_script("return window.exportedName") == "corral-conversations.json"
+    assert len(json.loads(browser.execute_async_script(read))) == 6
+    find(browser, "#conversations li button.delete").click()
+    wait(browser).until(EC.alert_is_present()).accept()
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#conversations li")) == 5)
+    assert "Adding numbers" not in find(browser, "#conversations").text
+    assert severe(browser) == []
+
+
+def test_dark_and_light_follow_the_system(browser):
+    background = "return getComputedStyle(document.body).backgroundColor"
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "light"}]})
+    light = browser.execute_script(background)
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    dark = browser.execute_script(background)
+    assert light == "rgb(251, 251, 249)" and dark == "rgb(21, 23, 22)", (light, dark)
+    shot(browser, "09-dark")
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {"features": []})
+
+
 def test_a_phone_width_screen(browser):
     browser.set_window_size(390, 844)
     assert not find(browser, "#sidebar").is_displayed() or find(browser, "#sidebar").rect["x"] < 0
     find(browser, "#open-sidebar").click()
     wait(browser).until(lambda d: find(d, "#sidebar").rect["x"] >= 0)
-    shot(browser, "08-phone")
+    shot(browser, "10-phone")
     find(browser, "#close-sidebar").click()
     assert severe(browser) == []

@@ -72,5 +72,6 @@ export function download(name, type, text) {
   document.body.append(a);
   a.click();
   a.remove();
-  setTimeout(() => URL.revokeObjectURL(url), 1000);
+  // Revoked once the browser surely has the bytes (a download reads the blob after the click).
+  setTimeout(() => URL.revokeObjectURL(url), 60000);
 }

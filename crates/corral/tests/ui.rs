@@ -4,7 +4,7 @@
 //! and the page itself in a real browser: `tests/ui/test_chat_page.py` drives Debian's headless
 //! chromium through chromedriver (Selenium from `tests/clients/requirements.txt`, run by the
 //! interpreter of `CORRAL_TEST_PYTHON`) against a keyed server with SmolLM2, a vision model and a
-//! model waiting on a loopback registry. Screenshots of each step land in
+//! model waiting on a loopback registry, and one that hears. Screenshots of each step land in
 //! `target/ui-screenshots/`.
 
 mod common;
@@ -109,10 +109,15 @@ fn issue_32_the_chat_page_in_a_real_browser() {
     std::fs::write(&projector, corral_testkit::projector::tiny_vision_projector(576, 7)).unwrap();
     let image = dir.path().join("picture.png");
     std::fs::write(&image, corral_testkit::projector::png(64, 48, 1)).unwrap();
+    let hearing = dir.path().join("audio.gguf");
+    std::fs::write(&hearing, corral_testkit::audio::tiny_audio_projector(576, 3)).unwrap();
+    let sound = dir.path().join("sound.wav");
+    std::fs::write(&sound, corral_testkit::audio::wav(25.0, corral_testkit::audio::SAMPLE_RATE, 1)).unwrap();
     let smollm2 = corral_testkit::smollm2();
     for (name, from) in [
         ("smollm2", format!("FROM {}\n", smollm2.display())),
         ("smolvlm", format!("FROM {}\nFROM {}\n", smollm2.display(), projector.display())),
+        ("smolaudio", format!("FROM {}\nFROM {}\n", smollm2.display(), hearing.display())),
     ] {
         let modelfile = dir.path().join(name);
         std::fs::write(&modelfile, from).unwrap();
@@ -130,15 +135,18 @@ fn issue_32_the_chat_page_in_a_real_browser() {
         .env("CORRAL_API_KEY", KEY)
         .env("CORRAL_UI_SHOTS", &shots)
         .env("CORRAL_TEST_IMAGE", &image)
+        .env("CORRAL_TEST_SOUND", &sound)
         .env("CORRAL_PULL", &remote)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .output()
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "browser tests failed:\n{report}\nserver log:\n{}", server.log());
-    assert!(report.contains("10 passed") && !report.contains("skipped"), "{report}");
+    assert!(report.contains("13 passed") && !report.contains("skipped"), "{report}");
     println!("{report}\nscreenshots in {}", shots.canonicalize().unwrap().display());
     // Every step's screenshot was written.
-    let taken = std::fs::read_dir(&shots).unwrap().count();
-    assert_eq!(taken, 8, "{:?}", std::fs::read_dir(&shots).unwrap().collect::<Vec<_>>());
+    let taken = std::fs::read_dir(&shots)
+        .unwrap()
+        .filter(|e| e.as_ref().unwrap().path().extension().is_some_and(|x| x == "png"));
+    assert_eq!(taken.count(), 9, "{:?}", std::fs::read_dir(&shots).unwrap().collect::<Vec<_>>());
 }
