@@ -187,6 +187,35 @@ def test_an_image_for_a_vision_model(browser):
     assert severe(browser) == []
 
 
+def test_drop_and_paste_attach_pictures(browser):
+    Select(find(browser, "#model")).select_by_value("smolvlm:latest")
+    wait(browser).until(lambda d: find(d, "#attach").is_displayed())
+    # A picture made in the page, dropped on the conversation, then pasted into the message box.
+    browser.execute_async_script("""
+        const done = arguments[arguments.length - 1];
+        const canvas = document.createElement('canvas');
+        canvas.width = 32; canvas.height = 24;
+        canvas.getContext('2d').fillRect(0, 0, 16, 12);
+        canvas.toBlob((blob) => {
+          const file = new File([blob], 'dropped.png', { type: 'image/png' });
+          const drop = new DataTransfer();
+          drop.items.add(file);
+          document.getElementById('main').dispatchEvent(new DragEvent('drop', { dataTransfer: drop, bubbles: true, cancelable: true }));
+          const paste = new DataTransfer();
+          paste.items.add(new File([blob], 'pasted.png', { type: 'image/png' }));
+          document.getElementById('prompt').dispatchEvent(new ClipboardEvent('paste', { clipboardData: paste, bubbles: true, cancelable: true }));
+          done();
+        }, 'image/png');
+    """)
+    wait(browser).until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#attachments img")) == 2)
+    alts = sorted(i.get_attribute("alt") for i in browser.find_elements(By.CSS_SELECTOR, "#attachments img"))
+    assert alts == ["dropped.png", "pasted.png"], alts
+    for _ in range(2):
+        find(browser, "#attachments button.remove-attachment").click()
+    wait(browser).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#attachments li"))
+    assert severe(browser) == []
+
+
 def test_a_sound_for_a_model_that_hears(browser):
     find(browser, "#new-chat").click()
     Select(find(browser, "#model")).select_by_value("smolaudio:latest")
@@ -218,6 +247,13 @@ def test_pull_a_model_with_a_progress_bar(browser):
     shot(browser, "05-pulled")
     names = [o.get_attribute("value") for o in Select(find(browser, "#model")).options]
     assert name in names, names
+    # And delete it again (after a confirmation).
+    row = next(r for r in browser.find_elements(By.CSS_SELECTOR, "#installed tbody tr") if name in r.text)
+    row.find_element(By.CSS_SELECTOR, "button.delete-model").click()
+    wait(browser).until(EC.alert_is_present()).accept()
+    wait(browser).until(lambda d: name not in find(d, "#installed").text)
+    names = [o.get_attribute("value") for o in Select(find(browser, "#model")).options]
+    assert name not in names, names
     find(browser, "#close-models").click()
     assert severe(browser) == []
 

@@ -142,7 +142,7 @@ fn issue_32_the_chat_page_in_a_real_browser() {
         .unwrap_or_else(|e| panic!("cannot run {python}: {e}"));
     let report = format!("{}\n{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     assert!(out.status.success(), "browser tests failed:\n{report}\nserver log:\n{}", server.log());
-    assert!(report.contains("13 passed") && !report.contains("skipped"), "{report}");
+    assert!(report.contains("14 passed") && !report.contains("skipped"), "{report}");
     println!("{report}\nscreenshots in {}", shots.canonicalize().unwrap().display());
     // Every step's screenshot was written.
     let taken = std::fs::read_dir(&shots)
