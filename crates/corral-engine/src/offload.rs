@@ -40,7 +40,7 @@ impl Offload {
             .filter_map(|(i, id, before)| {
                 let device = now.get(*i)?;
                 let bytes = before.saturating_sub(device.free_bytes).max(crate::compat::device_bytes(ctx, id));
-                let (host, host_device) = match corral_types::runner::is_remote_device(id) {
+                let (host, host_device) = match corral_types::remote::is_remote_device(id) {
                     // ggml describes an RPC device by its host; that host's devices come in order.
                     true => {
                         let earlier = now[..*i].iter().filter(|d| d.description == device.description).count();

@@ -189,7 +189,7 @@ pub fn plan(gpus: &[Gpu], needs: &Needs, ask: &Ask, config: &GpuConfig) -> Plan 
         Some(_) => None,
         // Other hosts' devices (CORRAL_RPC_SERVERS) are there to be used together, as
         // llama-server's `--rpc` uses them: split over all of them.
-        None if config.spread || gpus.iter().any(|g| corral_types::runner::is_remote_device(&g.id)) => None,
+        None if config.spread || gpus.iter().any(|g| corral_types::remote::is_remote_device(&g.id)) => None,
         None => {
             let best = (0..gpus.len()).max_by_key(|i| (room[*i], std::cmp::Reverse(*i))).expect("not empty");
             (wanted <= room[best]).then_some(best)
@@ -414,8 +414,8 @@ mod tests {
         let p = plan(&gpus, &llama8b(), &auto(), &GpuConfig::default());
         assert_eq!(p.main_gpu, None);
         assert!(p.expected[0] > 0 && p.expected[1] > 0, "{:?}", p.expected);
-        assert!(corral_types::runner::is_remote_device("RPC12"));
-        assert!(!corral_types::runner::is_remote_device("RPC") && !corral_types::runner::is_remote_device("CUDA0"));
+        assert!(corral_types::remote::is_remote_device("RPC12"));
+        assert!(!corral_types::remote::is_remote_device("RPC") && !corral_types::remote::is_remote_device("CUDA0"));
     }
 
     #[test]

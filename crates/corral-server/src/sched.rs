@@ -340,7 +340,7 @@ impl Scheduler {
         }
         let mut guard = Abandon(self, id, false);
         let started = self.config.backend.load(options.clone(), self.config.load_timeout).await.map(|mut link| {
-            corral_types::runner::name_remote_devices(&mut link.info.devices, &self.config.devices);
+            corral_types::remote::name_remote_devices(&mut link.info.devices, &self.config.devices);
             Runner::connect(link, options, self.config.heartbeat)
         });
         let mut slots = self.lock();

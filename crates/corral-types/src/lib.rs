@@ -13,6 +13,7 @@ pub mod manifest;
 pub mod name;
 pub mod overlay;
 pub mod params;
+pub mod remote;
 pub mod runner;
 
 pub use digest::{Digest, DigestError};
