@@ -136,8 +136,12 @@ pub(super) struct Drafting {
     pub(super) draft: Vec<LlamaToken>,
     pub(super) proposed: u32,
     pub(super) accepted: u32,
-    /// Whether drafting pays for this job now.
-    pub(super) payoff: Payoff,
+    /// Where the draft being decoded came from.
+    pub(super) source: Source,
+    /// Whether drafting pays for this job now, for each source apart: a draft model that does
+    /// not pay must not stop prompt lookup, which costs nothing to propose (issue 33).
+    pub(super) lookup: Payoff,
+    pub(super) model: Payoff,
     /// Draft whether it pays or not.
     always: bool,
 }
@@ -155,48 +159,96 @@ impl Drafting {
             draft: Vec::new(),
             proposed: 0,
             accepted: 0,
-            payoff: Payoff::new(),
+            source: Source::Lookup,
+            lookup: Payoff::new(),
+            model: Payoff::new(),
             always: spec.always,
         })
     }
 }
 
+/// Where a draft comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Source {
+    /// Prompt lookup: what followed the last tokens where they occurred before.
+    Lookup,
+    /// The draft model.
+    Model,
+}
+
+impl Drafting {
+    /// Records that `kept` of the `drafted` tokens of the last draft were kept, for its source.
+    pub(super) fn record(&mut self, drafted: usize, kept: usize) {
+        self.length.record(drafted, kept);
+        match self.source {
+            Source::Lookup => self.lookup.record(drafted, kept),
+            Source::Model => self.model.record(drafted, kept),
+        }
+        self.proposed += drafted as u32;
+        self.accepted += kept as u32;
+    }
+}
+
+/// What a drafted token costs, by source, once measured (`None`: not yet).
+#[derive(Debug, Clone, Copy, Default)]
+pub(super) struct Costs {
+    pub(super) lookup: Option<Cost>,
+    pub(super) model: Option<Cost>,
+}
+
 /// Drafts up to `room` tokens for the next step of `job` (in slot `seq`), if it is generating and
 /// drafts: as many as its draft length allows, the context has positions for, and its token
-/// budget can still use, and none while drafting does not pay at `cost`. With `drafter` the draft
-/// model proposes them, else prompt lookup. Returns how many.
+/// budget can still use. Prompt lookup proposes first, where it finds a match and pays at
+/// `costs.lookup`; else the draft model (`drafter`), where it pays at `costs.model`. Returns how
+/// many.
 pub(super) fn draft(
     job: &mut Job,
     seq: usize,
-    drafter: Option<&mut Drafter>,
-    cost: Option<Cost>,
+    mut drafter: Option<&mut Drafter>,
+    costs: Costs,
     num_ctx: u32,
     room: usize,
 ) -> usize {
     let Some(d) = job.drafting.as_mut() else { return 0 };
     d.draft.clear();
-    // After a context shift the answer no longer fits behind the prompt in the draft's context.
-    if job.next.is_none() || !job.forced.is_empty() || (job.shifted && drafter.is_some()) {
+    if job.next.is_none() || !job.forced.is_empty() {
         return 0;
+    }
+    // After a context shift the answer no longer fits behind the prompt in the draft model's
+    // context; lookup works on the tokens and goes on.
+    if job.shifted {
+        drafter = None;
     }
     // The pending token goes at n_past and the drafts after it; one position stays free for the
     // token chosen after the last draft.
     let positions = (num_ctx as i64 - i64::from(job.n_past) - 3).max(0) as usize;
     let budget = job.num_predict.map_or(usize::MAX, |n| (n as usize).saturating_sub(job.output.len() + 1));
-    let allowed = if d.always {
+    let most = d.length.get().min(room).min(positions).min(budget);
+    if most == 0 {
+        return 0;
+    }
+    let lookup_allowed = if d.always { usize::MAX } else { d.lookup.allowance(costs.lookup, false) };
+    let k = most.min(lookup_allowed);
+    if k > 0 {
+        d.draft = speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, k);
+        if !d.draft.is_empty() {
+            d.source = Source::Lookup;
+            return d.draft.len();
+        }
+    }
+    let Some(drafter) = drafter else { return 0 };
+    let model_allowed = if d.always {
         usize::MAX
     } else {
-        let catch_up = drafter.as_ref().is_some_and(|dr| !dr.caught_up(seq, &d.seen));
-        d.payoff.allowance(cost, catch_up)
+        let catch_up = !drafter.caught_up(seq, &d.seen);
+        d.model.allowance(costs.model, catch_up)
     };
-    let k = d.length.get().min(allowed).min(room).min(positions).min(budget);
+    let k = most.min(model_allowed);
     if k == 0 {
         return 0;
     }
-    d.draft = match drafter {
-        Some(drafter) => drafter.propose(seq, &d.seen, k),
-        None => speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, k),
-    };
+    d.draft = drafter.propose(seq, &d.seen, k);
+    d.source = Source::Model;
     d.draft.len()
 }
 
@@ -284,32 +336,32 @@ mod tests {
     #[test]
     fn prompt_lookup_drafts_what_followed_the_last_tokens() {
         let mut job = generating(&REPEATING, 2, 4, true);
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 4);
         assert_eq!(drafted(&job), tokens(&[3, 4, 5, 1]));
         // The batch's room bounds it.
-        assert_eq!(draft(&mut job, 0, None, None, 100, 2), 2);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 2), 2);
         assert_eq!(drafted(&job), tokens(&[3, 4]));
         // After a shift, prompt lookup still works on the tokens (only a draft model cannot).
         job.shifted = true;
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 4);
     }
 
     #[test]
     fn nothing_is_drafted_without_a_pending_token() {
         let mut job = generating(&REPEATING, 2, 4, true);
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 4);
         job.next = None;
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 0);
         // The last step's draft does not linger.
         assert!(drafted(&job).is_empty());
         // Nor while forced tokens (a closing tag) are being written.
         let mut job = generating(&REPEATING, 2, 4, true);
         job.forced.push_back(LlamaToken(0));
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 0);
         // Nor for a job that does not draft at all.
         let mut job = generating(&REPEATING, 2, 4, true);
         job.drafting = None;
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 0);
     }
 
     #[test]
@@ -317,13 +369,13 @@ mod tests {
         let mut job = generating(&REPEATING, 2, 4, true);
         let n_past = job.n_past as u32;
         // The pending token, the drafts and one more must fit: n_past + 3 positions leave none.
-        assert_eq!(draft(&mut job, 0, None, None, n_past + 3, 100), 0);
-        assert_eq!(draft(&mut job, 0, None, None, n_past + 5, 100), 2);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), n_past + 3, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), n_past + 5, 100), 2);
         // With 3 tokens left to generate, the pending one and 2 drafts use them all.
         job.num_predict = Some(job.output.len() as u32 + 3);
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 2);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 2);
         job.num_predict = Some(job.output.len() as u32 + 1);
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 0);
     }
 
     #[test]
@@ -331,12 +383,50 @@ mod tests {
         // Each drafted token would cost more than a plain token saves.
         let dear = Some(Cost { per_draft: 2.0, per_token: 1.0 });
         let mut job = generating(&REPEATING, 2, 4, false);
-        assert_eq!(draft(&mut job, 0, None, dear, 100, 100), 0);
+        assert_eq!(draft(&mut job, 0, None, Costs { lookup: dear, model: dear }, 100, 100), 0);
         // `always` drafts regardless.
         let mut job = generating(&REPEATING, 2, 4, true);
-        assert_eq!(draft(&mut job, 0, None, dear, 100, 100), 4);
+        assert_eq!(draft(&mut job, 0, None, Costs { lookup: dear, model: dear }, 100, 100), 4);
         // With nothing measured yet, a job drafts.
         let mut job = generating(&REPEATING, 2, 4, false);
-        assert_eq!(draft(&mut job, 0, None, None, 100, 100), 4);
+        assert_eq!(draft(&mut job, 0, None, Costs::default(), 100, 100), 4);
+    }
+
+    #[test]
+    fn issue_33_lookup_is_judged_apart_from_the_draft_model() {
+        let dear = Some(Cost { per_draft: 2.0, per_token: 1.0 });
+        let cheap = Some(Cost { per_draft: 0.1, per_token: 1.0 });
+        let costs = Costs { lookup: cheap, model: dear };
+        // Lookup drafts where the draft model's tokens would cost more than they save (one token
+        // first, as every source's first draft).
+        let mut job = generating(&REPEATING, 2, 4, false);
+        assert_eq!(draft(&mut job, 0, None, costs, 100, 100), 1);
+        assert_eq!(job.drafting.as_ref().unwrap().source, Source::Lookup);
+        // Draft-model drafts that are never kept leave lookup's record alone: it goes on drafting.
+        let d = job.drafting.as_mut().unwrap();
+        d.source = Source::Model;
+        for _ in 0..20 {
+            d.record(4, 0);
+        }
+        assert!(d.lookup.allowance(cheap, false) > 0);
+        assert_eq!(d.model.allowance(dear, false), 0);
+        assert!(draft(&mut job, 0, None, costs, 100, 100) > 0);
+        // Lookup's own misses do count against it.
+        let d = job.drafting.as_mut().unwrap();
+        d.source = Source::Lookup;
+        for _ in 0..20 {
+            d.record(1, 0);
+        }
+        assert_eq!(
+            draft(
+                &mut job,
+                0,
+                None,
+                Costs { lookup: Some(Cost { per_draft: 0.6, per_token: 1.0 }), model: dear },
+                100,
+                100
+            ),
+            0
+        );
     }
 }

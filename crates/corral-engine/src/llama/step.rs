@@ -16,7 +16,7 @@ use llama_cpp_2::token::LlamaToken;
 
 use super::admit::Waiting;
 use super::feed::{Feeding, Progress};
-use super::job::{draft, Job};
+use super::job::{draft, Costs, Job};
 use super::load::Shape;
 use super::media::Projector;
 use super::output::Flow;
@@ -215,10 +215,10 @@ impl Loop<'_, '_, '_> {
         let n = self.slots.len();
         let decoding = self.decoding();
         let mut room = (self.num_batch as usize).saturating_sub(decoding);
-        let cost = self.draft_cost(decoding);
+        let costs = self.draft_costs(decoding);
         for (seq, slot) in self.slots.iter_mut().enumerate() {
             if let Some(job) = slot {
-                room -= draft(job, seq, self.drafter.as_mut(), cost, self.num_ctx, room);
+                room -= draft(job, seq, self.drafter.as_mut(), costs, self.num_ctx, room);
             }
         }
         let share = prompt_share(self.num_batch as usize, decoding);
@@ -318,15 +318,13 @@ impl Loop<'_, '_, '_> {
     }
 
     /// What a drafted token costs and a kept one saves at a step with `decoding` plain tokens, once
-    /// measured.
-    fn draft_cost(&self, decoding: usize) -> Option<Cost> {
-        let check = self.step_cost.per_token()?;
-        let step = self.step_cost.step(decoding)?;
-        let propose = match &self.drafter {
-            Some(d) => d.cost_per_proposal()?,
-            None => 0.0,
+    /// measured: checking it, plus, for the draft model's, proposing it (lookup's is free).
+    fn draft_costs(&self, decoding: usize) -> Costs {
+        let measured = self.step_cost.per_token().zip(self.step_cost.step(decoding));
+        let cost = |propose: f64| {
+            measured.map(|(check, step)| Cost { per_draft: propose + check, per_token: step / decoding.max(1) as f64 })
         };
-        Some(Cost { per_draft: propose + check, per_token: step / decoding.max(1) as f64 })
+        Costs { lookup: cost(0.0), model: self.drafter.as_ref().and_then(|d| d.cost_per_proposal()).and_then(cost) }
     }
 
     /// Chooses slot `i`'s next token from the step's logits, and walks its draft while the
@@ -357,10 +355,7 @@ impl Loop<'_, '_, '_> {
                 continue;
             }
             if let Some(d) = job.drafting.as_mut() {
-                d.length.record(draft.len(), j);
-                d.payoff.record(draft.len(), j);
-                d.proposed += draft.len() as u32;
-                d.accepted += j as u32;
+                d.record(draft.len(), j);
             }
             if !draft.is_empty() {
                 // The rejected drafts' cells, and nothing else: the sequence holds n_past cells.
