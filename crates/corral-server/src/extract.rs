@@ -11,6 +11,7 @@ use axum::body::{Body, Bytes};
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::StatusCode;
+use corral_types::api::CONTEXT_HEADER;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 use serde::de::DeserializeOwned;
 
@@ -49,13 +50,9 @@ impl<T: DeserializeOwned> FromRequest<AppState> for JsonBody<T> {
     }
 }
 
-/// The header in which a client of the OpenAI or Anthropic API, which have no `num_ctx`, asks for
-/// a context length (`corral launch` sets it for coding agents, whose first prompt alone can be
-/// 20,000 tokens). It counts as the request's own `num_ctx`.
-pub const CONTEXT_HEADER: &str = "x-corral-num-ctx";
-
-/// The context length a request asks for in [`CONTEXT_HEADER`], if any; a value that is not a
-/// whole number of tokens is a 400 naming it.
+/// The context length a request asks for in [`CONTEXT_HEADER`] (`corral launch` sets it for
+/// coding agents, whose first prompt alone can be 20,000 tokens), if any; it counts as the
+/// request's own `num_ctx`. A value that is not a whole number of tokens is a 400 naming it.
 pub struct ContextHint(pub Option<u32>);
 
 impl ContextHint {
@@ -76,7 +73,8 @@ impl<S: Send + Sync> FromRequestParts<S> for ContextHint {
         match text.trim().parse::<u32>() {
             Ok(n) if n >= 4 => Ok(ContextHint(Some(n))),
             _ => Err(ApiError::bad_request(format!(
-                "{CONTEXT_HEADER} must be a number of tokens (4 or more), got {:?}",
+                "{} must be a number of tokens (4 or more), got {:?}",
+                CONTEXT_HEADER.to_ascii_lowercase(),
                 text.chars().take(64).collect::<String>()
             ))),
         }

@@ -26,6 +26,10 @@ pub struct VersionResponse {
 /// The header of a Corral server's `/api/version` answer that carries Corral's own version (an
 /// Ollama server has none).
 pub const CORRAL_VERSION_HEADER: &str = "x-corral-version";
+/// The header in which a client of the OpenAI or Anthropic API, which have no `num_ctx`, asks for
+/// a context length: the server takes it as the request's `num_ctx`, and `corral launch` makes
+/// the coding agents send it.
+pub const CONTEXT_HEADER: &str = "X-Corral-Num-Ctx";
 
 /// The `details` object of list, show and ps.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

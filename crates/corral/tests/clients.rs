@@ -13,7 +13,7 @@ mod common;
 
 use std::process::Command;
 
-use common::{stderr, Server};
+use common::{python, stderr, Server};
 
 /// The key the server asks for (one of two) and the clients send.
 const KEY: &str = "corral-e2e-key";
@@ -92,12 +92,6 @@ fn official_client_libraries() {
 }
 
 const TESTS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/clients");
-
-fn python() -> String {
-    std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
-    })
-}
 
 /// pytest over `args`, told where the server is and its key.
 fn pytest(python: &str, server: &Server, args: &[&str]) -> Command {

@@ -91,9 +91,7 @@ fn issue_32_the_page_needs_no_key_but_its_data_does() {
 
 #[test]
 fn issue_32_the_chat_page_in_a_real_browser() {
-    let python = std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
-        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
-    });
+    let python = common::python();
     // A model on a loopback registry for the page to pull, pushed by another server.
     let registry = DockerRegistry::start();
     let pusher = Server::start();

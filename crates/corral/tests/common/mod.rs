@@ -227,6 +227,14 @@ pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// The interpreter with the pinned client libraries and Selenium (`CORRAL_TEST_PYTHON`, which
+/// `scripts/test.sh` sets from `scripts/client-env.sh`).
+pub fn python() -> String {
+    std::env::var("CORRAL_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("CORRAL_TEST_PYTHON is not set: run scripts/test.sh, or point it at the python of scripts/client-env.sh")
+    })
+}
+
 pub fn http() -> reqwest::blocking::Client {
     reqwest::blocking::Client::builder().no_proxy().timeout(Duration::from_secs(120)).build().unwrap()
 }

@@ -20,11 +20,10 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde_json::{json, Value};
 
+use corral_types::api::CONTEXT_HEADER;
+
 use super::Target;
 
-/// The header the server reads as the request's context length (see `corral-server`'s
-/// `extract::CONTEXT_HEADER`).
-const CONTEXT_HEADER: &str = "X-Corral-Num-Ctx";
 /// The provider's name in the agents' configurations.
 const PROVIDER: &str = "corral";
 /// Most tokens of one answer OpenCode plans for.
