@@ -5,6 +5,7 @@
 #
 #   bench/speculative.sh             # 2 threads
 #   THREADS=1 bench/speculative.sh
+#   RUNS=1 ONLY=rename,write bench/speculative.sh   # fewer rounds, some prompts
 set -euo pipefail
 cd "$(dirname "$0")/.."
 cargo build --release --locked -p corral
@@ -12,4 +13,4 @@ models=$(scripts/fetch-models.sh --bench)
 peer=$(bench/build-llama-cpp.sh)
 python3 bench/speculative.py --corral target/release/corral --peer "$peer" --threads "${THREADS:-2}" \
   --target "$models/Qwen2.5-Coder-1.5B-Instruct.Q4_K_M.gguf" \
-  --draft "$models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf"
+  --draft "$models/Qwen2.5-Coder-0.5B-Instruct.Q4_K_M.gguf" ${ONLY:+--only "$ONLY"}

@@ -13,6 +13,10 @@
 //!   and for the share of a job's drafted tokens that were kept.
 //! - [`Payoff`]: one job's decision from those, with occasional trial drafts while acceptance
 //!   alone stands in the way (it changes as the answer moves between copied and new text).
+//! - [`strength`]: the class of evidence a prompt-lookup proposal carries (how far back its match
+//!   agrees with the answer). Each class has its own [`Payoff`] (issue 33): an answer that opens
+//!   with new text (a code fence, a new name) misses on short matches, and those misses must not
+//!   keep lookup off once the answer starts copying, which shows as long matches.
 //!
 //! Requests that must draft whatever it costs (the exactness tests) skip the decision.
 
@@ -110,6 +114,22 @@ pub struct Payoff {
     waited: u32,
 }
 
+/// The classes of prompt-lookup evidence [`strength`] sorts proposals into.
+pub const STRENGTHS: usize = 4;
+
+/// The evidence class of a lookup proposal whose match agrees with the answer's last `matched`
+/// tokens: 2, 3, 4 to 7, 8 or more. A match of two or three tokens turns up in text that copies
+/// nothing (common pairs of tokens in code or prose); eight or more agreeing tokens mostly mean
+/// that the answer is copying that place.
+pub fn strength(matched: usize) -> usize {
+    match matched {
+        0..=2 => 0,
+        3 => 1,
+        4..=7 => 2,
+        _ => 3,
+    }
+}
+
 impl Payoff {
     /// The first trial comes this many steps after drafting stopped paying, each later one twice
     /// as late (up to [`Payoff::LONGEST_WAIT`]) while it keeps not paying.
@@ -134,6 +154,14 @@ impl Payoff {
         // Acceptance moves fast: an edit's answer copies the input for a stretch, then writes
         // something new. A few drafted steps are enough to follow it.
         Payoff { kept: Rate::new(0.8), wait: Self::FIRST_WAIT, waited: 0 }
+    }
+
+    /// A payoff that starts out expecting `share` of its drafts kept, as much as one drafted token
+    /// would tell: the first drafted tokens soon outweigh it.
+    pub fn expecting(share: f64) -> Self {
+        let mut p = Payoff::new();
+        p.kept.record(share, 1.0);
+        p
     }
 
     /// Records that `kept` of `drafted` tokens were kept.
@@ -182,6 +210,24 @@ impl Payoff {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookup_evidence_falls_into_four_classes() {
+        let classes: Vec<usize> = (2..=10).map(strength).collect();
+        assert_eq!(classes, [0, 1, 2, 2, 2, 2, 3, 3, 3]);
+        assert_eq!(strength(crate::speculative::MATCHED_CAP), STRENGTHS - 1);
+    }
+
+    /// A prior of one half: the first decision drafts fully where a half-kept draft pays, and a
+    /// few misses overrule it.
+    #[test]
+    fn an_expected_share_is_one_tokens_worth() {
+        let cost = Some(Cost { per_draft: 0.020, per_token: 0.060 });
+        let mut p = Payoff::expecting(0.5);
+        assert_eq!(p.allowance(cost, false), usize::MAX);
+        p.record(2, 0);
+        assert_eq!(p.allowance(cost, false), 0, "a share of 0.14 kept: 0.14 × 60 ms < 22 ms");
+    }
 
     #[test]
     fn the_step_cost_is_fitted_from_steps_of_different_sizes() {

@@ -18,25 +18,57 @@
 //! [`accept`] with a certain guess; the general rule is for drafts drawn from a draft model's
 //! distribution.
 
-/// Up to `k` tokens to draft after `history`: the tokens that followed the latest earlier
-/// occurrence of its last `n` tokens, trying `n` from `max_ngram` down to `min_ngram`. Empty when
-/// no such n-gram occurred before.
-pub fn lookup<T: Copy + PartialEq>(history: &[T], min_ngram: usize, max_ngram: usize, k: usize) -> Vec<T> {
+/// A prompt-lookup proposal: the tokens to draft, and the evidence behind them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Found<T> {
+    pub draft: Vec<T>,
+    /// How many of the history's last tokens the place the draft was copied from agrees with:
+    /// at least the n-gram searched for, counted up to [`MATCHED_CAP`]. A long agreement means
+    /// the answer has been copying that place for a while, and is likely to go on.
+    pub matched: usize,
+}
+
+/// How far back [`lookup`] counts a match's agreement.
+pub const MATCHED_CAP: usize = 32;
+
+/// Up to `k` tokens to draft after `history`: the tokens that followed an earlier occurrence of
+/// its last `n` tokens, trying `n` from `max_ngram` down to `min_ngram`. Of the occurrences of the
+/// longest n-gram found, the one whose agreement with the history reaches furthest back is taken,
+/// the latest of equals. `None` when no such n-gram occurred before.
+pub fn lookup<T: Copy + PartialEq>(history: &[T], min_ngram: usize, max_ngram: usize, k: usize) -> Option<Found<T>> {
     let len = history.len();
     if k == 0 || min_ngram == 0 {
-        return Vec::new();
+        return None;
     }
     for n in (min_ngram..=max_ngram.min(len.saturating_sub(1))).rev() {
         let tail = &history[len - n..];
-        // Latest first: the most recent context is the likeliest to continue the same way. A
-        // match must end before the tail starts, so at least one token follows it.
-        let found = (0..len - n).rev().find(|&start| &history[start..start + n] == tail);
-        if let Some(start) = found {
+        // A match must end before the tail starts, so at least one token follows it.
+        let mut best: Option<(usize, usize)> = None;
+        for start in (0..len - n).rev() {
+            if &history[start..start + n] != tail {
+                continue;
+            }
+            // How far the agreement goes back before the n-gram.
+            let mut matched = n;
+            while matched < MATCHED_CAP
+                && start + n > matched
+                && history[start + n - matched - 1] == history[len - matched - 1]
+            {
+                matched += 1;
+            }
+            if best.is_none_or(|(_, m)| matched > m) {
+                best = Some((start, matched));
+            }
+            if matched >= MATCHED_CAP {
+                break;
+            }
+        }
+        if let Some((start, matched)) = best {
             let from = start + n;
-            return history[from..len.min(from + k)].to_vec();
+            return Some(Found { draft: history[from..len.min(from + k)].to_vec(), matched });
         }
     }
-    Vec::new()
+    None
 }
 
 /// What [`accept`] decided for one drafted token.
@@ -136,24 +168,49 @@ mod tests {
         }
     }
 
+    fn drafted<T: Copy + PartialEq>(history: &[T], min: usize, max: usize, k: usize) -> Vec<T> {
+        lookup(history, min, max, k).map(|f| f.draft).unwrap_or_default()
+    }
+
     #[test]
     fn lookup_copies_what_followed_the_latest_match() {
         // "a b c d ... a b" → "c d" follows the earlier "a b".
         let h = [1, 2, 3, 4, 9, 1, 2];
-        assert_eq!(lookup(&h, 1, 3, 2), vec![3, 4]);
-        // The latest of two matches wins.
+        assert_eq!(drafted(&h, 1, 3, 2), vec![3, 4]);
+        // The latest of two equal matches wins.
         let h = [1, 2, 3, 1, 2, 5, 6, 1, 2];
-        assert_eq!(lookup(&h, 2, 2, 3), vec![5, 6, 1]);
+        assert_eq!(drafted(&h, 2, 2, 3), vec![5, 6, 1]);
         // A longer n-gram is preferred to a later, shorter one.
         let h = [7, 8, 3, 3, 0, 8, 4, 4, 7, 8];
-        assert_eq!(lookup(&h, 1, 2, 2), vec![3, 3]);
+        assert_eq!(drafted(&h, 1, 2, 2), vec![3, 3]);
         // Nothing repeats: nothing drafted. Too short a history: nothing either.
-        assert!(lookup(&[1, 2, 3, 4], 1, 3, 4).is_empty());
-        assert!(lookup(&[5], 1, 3, 4).is_empty());
-        assert!(lookup::<i32>(&[], 1, 3, 4).is_empty());
-        assert!(lookup(&[5, 5], 1, 3, 0).is_empty());
+        assert_eq!(lookup(&[1, 2, 3, 4], 1, 3, 4), None);
+        assert_eq!(lookup(&[5], 1, 3, 4), None);
+        assert_eq!(lookup::<i32>(&[], 1, 3, 4), None);
+        assert_eq!(lookup(&[5, 5], 1, 3, 0), None);
         // The draft stops at the end of the history.
-        assert_eq!(lookup(&[5, 5, 5], 1, 1, 8), vec![5]);
+        assert_eq!(drafted(&[5, 5, 5], 1, 1, 8), vec![5]);
+    }
+
+    /// Issue 33: the match carries how far back it agrees, and the occurrence that agrees furthest
+    /// back is the one copied, even where a later one matches the n-gram.
+    #[test]
+    fn issue_33_lookup_reports_how_far_back_its_match_agrees() {
+        // "4 1 2 → 5" early, "3 1 2 → 6" later; the history ends "… 4 1 2".
+        let h = [4, 1, 2, 5, 0, 3, 1, 2, 6, 0, 4, 1, 2];
+        assert_eq!(lookup(&h, 2, 2, 1), Some(Found { draft: vec![5], matched: 3 }));
+        // Without the longer agreement, the latest occurrence.
+        let h = [4, 1, 2, 5, 0, 3, 1, 2, 6, 0, 7, 1, 2];
+        assert_eq!(lookup(&h, 2, 2, 1), Some(Found { draft: vec![6], matched: 2 }));
+        // A long copy: the history repeats its first 40 tokens; the agreement stops at the cap.
+        let text: Vec<i32> = (0..40).collect();
+        let mut h = text.clone();
+        h.extend(&text[..36]);
+        let found = lookup(&h, 2, 4, 3).unwrap();
+        assert_eq!(found, Found { draft: vec![36, 37, 38], matched: MATCHED_CAP });
+        // The agreement may not reach into the part being matched against (overlapping copies).
+        let h = [1, 1, 1, 1];
+        assert_eq!(lookup(&h, 2, 2, 1), Some(Found { draft: vec![1], matched: 3 }));
     }
 
     /// Draws `n` tokens through draft-then-accept and returns their frequencies.

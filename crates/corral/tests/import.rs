@@ -12,9 +12,20 @@
 mod common;
 
 use std::path::Path;
+use std::sync::{Mutex, MutexGuard};
 
 use common::{post, stderr, Server};
 use serde_json::{json, Value};
+
+/// Each test here holds a model's weights as F16 several times over on disk (the exported
+/// shards, their copies in the store, the converted GGUF, a quantized one): gigabytes for
+/// Qwen2.5-Coder 0.5B. Side by side they ran a CI machine out of disk ("no space left on
+/// device"); one at a time they need the largest one's share.
+static DISK: Mutex<()> = Mutex::new(());
+
+fn one_at_a_time() -> MutexGuard<'static, ()> {
+    DISK.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 fn create(server: &Server, name: &str, from: &Path, extra: &[&str]) -> std::process::Output {
     let dir = tempfile::tempdir().unwrap();
@@ -152,6 +163,7 @@ fn story(server: &Server, model: &str) -> String {
 
 #[test]
 fn issue_14_an_exported_smollm2_imports_back_and_answers_as_the_original() {
+    let _disk = one_at_a_time();
     let server = Server::start();
     // Measured: at most 0.09 at the first step and 0.26 over the five agreeing steps
     // (low-probability alternatives in flat distributions). The weights are the same up to F16
@@ -184,6 +196,7 @@ fn issue_14_an_exported_smollm2_imports_back_and_answers_as_the_original() {
 
 #[test]
 fn issue_14_an_exported_qwen2_imports_back_and_answers_as_the_original() {
+    let _disk = one_at_a_time();
     let server = Server::start();
     // Measured: 0.07 at the first step, 0.11 over the agreeing steps.
     let expect = Expect {
@@ -198,6 +211,7 @@ fn issue_14_an_exported_qwen2_imports_back_and_answers_as_the_original() {
 
 #[test]
 fn issue_14_an_exported_gemma3_imports_back_and_answers_as_the_original() {
+    let _disk = one_at_a_time();
     let server = Server::start();
     // Measured: 0.23 at the first step and over all eight steps (the original is Q4_K_M with Q8_0
     // embeddings, the import F16).
@@ -228,6 +242,7 @@ fn import_and_decode(server: &Server, name: &str, dir: &Path, family: &str) {
 /// hyper-parameters the converter writes for them.
 #[test]
 fn issue_14_qwen3_and_gemma2_directories_convert_to_models_llama_cpp_loads() {
+    let _disk = one_at_a_time();
     let server = Server::start();
     let base = tempfile::tempdir().unwrap();
     corral_testkit::export_hf(&corral_testkit::smollm2(), base.path(), 1);
