@@ -121,6 +121,13 @@ pub const STRENGTHS: usize = 4;
 /// tokens: 2, 3, 4 to 7, 8 or more. A match of two or three tokens turns up in text that copies
 /// nothing (common pairs of tokens in code or prose); eight or more agreeing tokens mostly mean
 /// that the answer is copying that place.
+/// The share of a lookup draft's tokens each evidence class is expected to keep before any of
+/// its drafts were checked. Measured with every lookup proposal drafted (`CORRAL_DRAFT_ALWAYS`),
+/// Qwen2.5-Coder 1.5B on `bench/speculative.py`'s eight prompts: 2-token matches kept 51 %, 4 to
+/// 7 tokens 79 %, 8 or more 88 %. The shortest class is set lower: in answers that copy nothing,
+/// it makes nearly all the proposals.
+pub const LOOKUP_PRIORS: [f64; STRENGTHS] = [0.3, 0.5, 0.75, 0.85];
+
 pub fn strength(matched: usize) -> usize {
     match matched {
         0..=2 => 0,
@@ -147,8 +154,11 @@ impl Payoff {
     /// Trials are made only while a draft kept this often would pay. Where a checked row costs
     /// nearly as much as a plain token (many answers in each step of a CPU), only drafts that are
     /// almost always kept pay, and the trials alone cost more than they could find: with prompt
-    /// lookup on for eight answers of SmolLM2, they made the steps 2-5 % slower.
-    const TRIAL_SHARE: f64 = 0.5;
+    /// lookup on for eight answers of SmolLM2, they made the steps 2-5 % slower. One answer of
+    /// Qwen2.5-Coder 1.5B on two cores is the other side: a checked row is 15 ms against 27 ms a
+    /// token, so a draft pays from 62 % kept, and copied text is kept 80-90 % of the time; at
+    /// the former 50 % no trial was ever made there (issue 33).
+    const TRIAL_SHARE: f64 = 0.8;
 
     pub fn new() -> Self {
         // Acceptance moves fast: an edit's answer copies the input for a stretch, then writes
@@ -156,11 +166,11 @@ impl Payoff {
         Payoff { kept: Rate::new(0.8), wait: Self::FIRST_WAIT, waited: 0 }
     }
 
-    /// A payoff that starts out expecting `share` of its drafts kept, as much as one drafted token
-    /// would tell: the first drafted tokens soon outweigh it.
+    /// A payoff that starts out expecting `share` of its drafts kept, as much as two drafted
+    /// tokens would tell: the first drafts soon outweigh it.
     pub fn expecting(share: f64) -> Self {
         let mut p = Payoff::new();
-        p.kept.record(share, 1.0);
+        p.kept.record(2.0 * share, 2.0);
         p
     }
 
@@ -218,15 +228,31 @@ mod tests {
         assert_eq!(strength(crate::speculative::MATCHED_CAP), STRENGTHS - 1);
     }
 
-    /// A prior of one half: the first decision drafts fully where a half-kept draft pays, and a
-    /// few misses overrule it.
+    /// A prior weighs two tokens: the first decision follows it, and a missed draft of four
+    /// overrules it.
     #[test]
-    fn an_expected_share_is_one_tokens_worth() {
+    fn an_expected_share_is_two_tokens_worth() {
         let cost = Some(Cost { per_draft: 0.020, per_token: 0.060 });
         let mut p = Payoff::expecting(0.5);
-        assert_eq!(p.allowance(cost, false), usize::MAX);
-        p.record(2, 0);
-        assert_eq!(p.allowance(cost, false), 0, "a share of 0.14 kept: 0.14 × 60 ms < 22 ms");
+        assert_eq!(p.allowance(cost, false), usize::MAX, "0.5 × 60 ms > 22 ms");
+        p.record(4, 0);
+        assert_eq!(p.allowance(cost, false), 0, "a share of 0.14: 9 ms < 22 ms");
+        assert_eq!(Payoff::expecting(0.3).allowance(cost, false), 0, "0.3 × 60 ms < 22 ms");
+    }
+
+    /// Issue 33, measured with Qwen2.5-Coder 1.5B on two cores: a checked row costs 15 ms, a token
+    /// 27 ms. Drafts kept 90 % of the time pay, so a source that missed is tried again now and
+    /// then (at the former trial share, one half, it never was).
+    #[test]
+    fn issue_33_trials_are_made_where_a_mostly_kept_draft_pays() {
+        let cost = Some(Cost { per_draft: 0.015, per_token: 0.027 });
+        let mut p = Payoff::expecting(LOOKUP_PRIORS[0]);
+        p.record(4, 0);
+        let trials = (0..100).filter(|_| p.allowance(cost, false) == 1).count();
+        assert_eq!(trials, 2, "after 16 chances, then 32 more");
+        // The strong classes draft at once; the weak ones wait for a trial.
+        let first: Vec<usize> = LOOKUP_PRIORS.iter().map(|s| Payoff::expecting(*s).allowance(cost, false)).collect();
+        assert_eq!(first, [0, 0, usize::MAX, usize::MAX]);
     }
 
     #[test]
