@@ -13,9 +13,9 @@
 //! is already batched.
 //!
 //! The drafter times its proposals (see [`crate::pace`]): the time per proposed token of the
-//! proposals that started from a nearly caught-up sequence. A proposal that first decodes a
-//! long stretch (the prompt, or the answer written while drafting paused) is not counted: that
-//! is paid once, not per token.
+//! proposals that started from a nearly caught-up sequence. Of a proposal that first decodes a
+//! long stretch (the prompt, or the answer written while drafting paused or lookup drafted),
+//! only the walk after it is counted, per decode: the stretch is paid once, not per token.
 
 use llama_cpp_2::context::LlamaContext;
 use llama_cpp_2::llama_batch::LlamaBatch;
@@ -78,9 +78,15 @@ impl<'m> Drafter<'m> {
     pub fn propose(&mut self, seq: usize, seen: &[LlamaToken], k: usize) -> Vec<LlamaToken> {
         let started = Instant::now();
         let common = self.common(seq, seen);
-        let out = self.propose_untimed(seq, seen, k, common);
+        let (out, walk) = self.propose_untimed(seq, seen, k, common);
         if !out.is_empty() && seen.len() - common <= CAUGHT_UP {
             self.cost.record(started.elapsed().as_secs_f64(), out.len() as f64);
+        } else if let Some((secs, decodes)) = walk.filter(|w| w.1 > 0) {
+            // After a long catch-up only the walk is timed: a decode per proposed token, which is
+            // what a caught-up proposal costs. Without it, a draft model that lookup keeps behind
+            // (an answer that copies its prompt) would never be timed, and an unmeasured draft
+            // model drafts freely (issue 33).
+            self.cost.record(secs, decodes as f64);
         }
         out
     }
@@ -96,9 +102,17 @@ impl<'m> Drafter<'m> {
     }
 
     /// [`Drafter::propose`] without the timing; the sequence holds `seen`'s first `common` tokens.
-    fn propose_untimed(&mut self, seq: usize, seen: &[LlamaToken], k: usize, common: usize) -> Vec<LlamaToken> {
+    /// Also returns how long the proposal's walk took (the decodes after the catch-up), and how
+    /// many decodes it made.
+    fn propose_untimed(
+        &mut self,
+        seq: usize,
+        seen: &[LlamaToken],
+        k: usize,
+        common: usize,
+    ) -> (Vec<LlamaToken>, Option<(f64, usize)>) {
         if k == 0 || seen.is_empty() {
-            return Vec::new();
+            return (Vec::new(), None);
         }
         let id = seq as i32;
         // The last token is decoded again even if held: its logits give the first proposal.
@@ -115,17 +129,19 @@ impl<'m> Drafter<'m> {
             for (j, t) in chunk.iter().enumerate() {
                 let last = start + j == seen.len() - 1;
                 if self.batch.add(*t, (start + j) as i32, &[id], last).is_err() {
-                    return self.forget(seq);
+                    return (self.forget(seq), None);
                 }
             }
             if self.ctx.decode(&mut self.batch).is_err() {
-                return self.forget(seq);
+                return (self.forget(seq), None);
             }
             held.extend_from_slice(chunk);
         }
         let model = self.model;
         let vocab = model.vocab();
         let mut out = Vec::with_capacity(k);
+        let walk = Instant::now();
+        let mut decodes = 0;
         loop {
             let token = LlamaToken(sample::argmax(self.ctx.get_logits_ith(self.batch.n_tokens() - 1)) as i32);
             if token.0 >= self.target_vocab {
@@ -140,11 +156,12 @@ impl<'m> Drafter<'m> {
                 || self.ctx.decode(&mut self.batch).is_err()
             {
                 self.forget(seq);
-                return out;
+                return (out, None);
             }
+            decodes += 1;
             held.push(token);
         }
-        out
+        (out, Some((walk.elapsed().as_secs_f64(), decodes)))
     }
 
     /// Follows the target's move of a running sequence from slot `from` to slot `to`.
