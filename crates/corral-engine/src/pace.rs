@@ -104,6 +104,14 @@ pub struct Cost {
     pub per_token: f64,
 }
 
+impl Cost {
+    /// Whether a drafted token could pay at all: even kept every time, it must save more than it
+    /// costs by [`Payoff::MARGIN`]. Where it could not, there is no use looking for a proposal.
+    pub fn can_pay(&self) -> bool {
+        self.per_draft * Payoff::MARGIN < self.per_token
+    }
+}
+
 /// One job's decision to draft, step by step.
 #[derive(Debug, Clone)]
 pub struct Payoff {
@@ -301,7 +309,10 @@ mod tests {
     /// 1.5B): drafting never pays, whatever is kept, and no trial is made.
     #[test]
     fn drafting_stops_when_even_a_kept_draft_costs_more_than_it_saves() {
-        let cost = Some(Cost { per_draft: 0.038 + 0.020, per_token: 0.060 });
+        let dear = Cost { per_draft: 0.038 + 0.020, per_token: 0.060 };
+        assert!(!dear.can_pay());
+        let cost = Some(dear);
+        assert!(Cost { per_draft: 0.020, per_token: 0.060 }.can_pay());
         let mut p = Payoff::new();
         assert_eq!(p.allowance(None, false), usize::MAX, "nothing measured yet");
         assert_eq!(p.allowance(cost, false), 0, "not even tried");

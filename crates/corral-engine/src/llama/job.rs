@@ -248,7 +248,11 @@ pub(super) fn draft(
         let allowed = if always { usize::MAX } else { pace.payoff.allowance(cost, catch_up) };
         most.min(pace.length.get()).min(allowed)
     };
-    if let Some(found) = speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, most.min(MAX_DRAFT)) {
+    // The search reads the whole history, at every step of every job: not where no draft could
+    // pay (many answers in each step of a CPU).
+    let search = always || costs.lookup.is_none_or(|c| c.can_pay());
+    let found = search.then(|| speculative::lookup(&d.seen, LOOKUP_NGRAM.0, LOOKUP_NGRAM.1, most.min(MAX_DRAFT)));
+    if let Some(found) = found.flatten() {
         let source = Source::Lookup(pace::strength(found.matched));
         let k = allowed(d.pace(source), costs.lookup, false);
         if k > 0 {
