@@ -33,6 +33,7 @@ Prints a table per model and the ratios; exits non-zero only if something failed
 import argparse
 import json
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -224,6 +225,8 @@ class Corral:
     def close(self):
         self.proc.terminate()
         self.proc.wait()
+        # The models directory holds a copy of each model: 1.5 GB a server for the bench pair.
+        shutil.rmtree(self.tmp, ignore_errors=True)
 
 
 class LlamaServer:
