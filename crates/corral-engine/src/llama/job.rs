@@ -458,7 +458,7 @@ mod tests {
         for _ in 0..10 {
             d.record(1, 0);
         }
-        // "… 104 105 | 1": no match at all now.
+        // "… 128 129 | 1": no match at all now.
         assert_eq!(draft(&mut job, 0, None, CPU, 1000, 100), 0);
         // The answer has copied 110..119 of the prompt: ten agreeing tokens.
         let d = job.drafting.as_mut().unwrap();
